@@ -1,0 +1,123 @@
+/// The output of the checker: every name resolved to an index, every
+/// constant folded, durations in nanoseconds, state rules in graph order.
+/// The compiler turns this into evaluation nodes; nothing downstream looks a
+/// name up again.
+
+public enum ValueType: String, Sendable {
+    case number, string, bool, duration
+    /// A field of an undeclared event: its type is known only at run time.
+    case any
+}
+
+/// A resolved expression.
+indirect enum IR: Sendable, Hashable {
+    case number(Double)
+    case bool(Bool)
+    case string(String)
+    /// A field of the current event, by global field id.
+    case field(Int, name: String)
+    /// No declarations: the event's field if it has one, else the fallback
+    /// (a constant or a flag), as the contract's name order says.
+    case fieldOr(Int, name: String, fallback: IR)
+    case flag(Int)
+    case score
+    case unary(UnaryOp, IR)
+    case binary(BinaryOp, IR, IR)
+    case inList(IR, [IR])
+    case call(Builtin, [IR])
+    /// A windowed aggregate over a buffer; `window` in nanoseconds.
+    case aggregate(buffer: Int, window: Int64, sum: Bool)
+
+    /// True when the value does not depend on any event or person.
+    var isConstant: Bool {
+        switch self {
+        case .number, .bool, .string: return true
+        case .field, .fieldOr, .flag, .score, .aggregate: return false
+        case .unary(_, let a): return a.isConstant
+        case .binary(_, let a, let b): return a.isConstant && b.isConstant
+        case .inList(let a, let items): return a.isConstant && items.allSatisfy(\.isConstant)
+        case .call(_, let args): return args.allSatisfy(\.isConstant)
+        }
+    }
+
+    /// Flags this expression reads (for the rule graph).
+    func flagsRead(into set: inout Set<Int>) {
+        switch self {
+        case .flag(let f): set.insert(f)
+        case .fieldOr(_, _, let fallback): fallback.flagsRead(into: &set)
+        case .unary(_, let a): a.flagsRead(into: &set)
+        case .binary(_, let a, let b): a.flagsRead(into: &set); b.flagsRead(into: &set)
+        case .inList(let a, let items): a.flagsRead(into: &set); items.forEach { $0.flagsRead(into: &set) }
+        case .call(_, let args): args.forEach { $0.flagsRead(into: &set) }
+        default: break
+        }
+    }
+}
+
+/// What an effect does to a flag or privilege.
+public enum TargetKind: String, Sendable {
+    case flag, deny, grant
+}
+
+enum CheckedEffect: Sendable {
+    /// A score change; the sign is already folded into the expression.
+    case score(IR)
+    /// `deny`/`grant`/`flag` with an end (`nil`: until lifted).
+    case set(TargetKind, name: Int, duration: Int64?)
+    /// `allow`/`revoke`/`clear`: lifts what event rules set.
+    case lift(TargetKind, name: Int)
+}
+
+struct CheckedEventRule: Sendable {
+    var ast: EventRule
+    var event: Int
+    /// `N` and the window of a counted rule, and the buffer of matching times.
+    var count: Int?
+    var window: Int64?
+    var counterBuffer: Int?
+    var condition: IR?
+    var effects: [CheckedEffect]
+}
+
+struct CheckedStateRule: Sendable {
+    var ast: StateRule
+    var condition: IR
+    /// Only `.set` effects without duration are allowed here.
+    var effects: [(kind: TargetKind, name: Int)]
+    var reads: Set<Int>
+    var writes: Set<Int>
+}
+
+/// A window buffer: the times (and for `sum`, values) of one event type's
+/// matching events, kept for the longest window that reads it.
+struct WindowBufferSpec: Sendable, Hashable {
+    var event: Int
+    var condition: IR?
+    var field: Int?
+    /// Counted rules need only their last N-1 matching times.
+    var cap: Int?
+}
+
+public struct EventInfo: Sendable {
+    public var name: String
+    /// Declared fields (global field id, type), or nil when undeclared.
+    var declared: [(field: Int, type: ValueType)]?
+}
+
+struct CheckedPolicy: Sendable {
+    var sources: SourceSet
+    var startScore: Int64 = 0
+    var minScore: Int64? = nil
+    var maxScore: Int64? = nil
+    var events: [EventInfo] = []
+    var fields: [String] = []
+    /// Flag and privilege names, sorted by bytes so reports come out sorted.
+    var flags: [String] = []
+    var privileges: [String] = []
+    var eventRules: [CheckedEventRule] = []
+    /// State rules in evaluation (graph) order.
+    var stateRules: [CheckedStateRule] = []
+    var buffers: [WindowBufferSpec] = []
+    var bufferWindows: [Int64] = []
+    var hasDeclarations = false
+}

@@ -1,0 +1,629 @@
+/// Name resolution, types, constants and rule restrictions: turns the AST of
+/// all a policy's files into a `CheckedPolicy`, collecting every diagnostic.
+struct Checker {
+    private var sink = DiagnosticSink()
+    private var policy: CheckedPolicy
+    private let statements: [Statement]
+
+    // Symbol tables, filled in `collect`.
+    private var constantDecls: [String: (expr: Expr, span: Span)] = [:]
+    private var constantValues: [String: (IR, ValueType)] = [:]
+    private var constantsInProgress: Set<String> = []
+    private var constantsUsed: Set<String> = []
+    private var eventIds: [String: Int] = [:]
+    private var eventDeclSpans: [String: Span] = [:]
+    private var declaredFieldTypes: [Int: [String: ValueType]] = [:]
+    private var fieldIds: [String: Int] = [:]
+    private var flagSetNames: Set<String> = []
+    private var flagIds: [String: Int] = [:]
+    private var privilegeIds: [String: Int] = [:]
+    private var flagsRead: [String: Span] = [:]
+    private var flagsSetAt: [String: Span] = [:]
+    private var bufferIds: [WindowBufferSpec: Int] = [:]
+
+    init(statements: [Statement], sources: SourceSet) {
+        self.statements = statements
+        self.policy = CheckedPolicy(sources: sources)
+    }
+
+    static func check(_ statements: [Statement], sources: SourceSet) -> (CheckedPolicy, [Diagnostic]) {
+        var checker = Checker(statements: statements, sources: sources)
+        checker.run()
+        return (checker.policy, checker.sink.items)
+    }
+
+    private mutating func report(_ code: DiagnosticCode, _ message: String, at span: Span, help: String? = nil,
+                                 notes: [(span: Span, message: String)] = []) {
+        sink.add(Diagnostic(code, message, at: span, help: help, notes: notes))
+    }
+
+    private mutating func run() {
+        collect()
+        resolveAllConstants()
+        checkSettings()
+        var stateRules: [CheckedStateRule] = []
+        for statement in statements {
+            switch statement {
+            case .eventRule(let rule): if let r = checkEventRule(rule) { policy.eventRules.append(r) }
+            case .stateRule(let rule): if let r = checkStateRule(rule) { stateRules.append(r) }
+            default: break
+            }
+        }
+        policy.stateRules = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
+        warnUnused()
+        warnDuplicates()
+    }
+
+    // MARK: - Collecting names
+
+    private mutating func collect() {
+        var flagNames: Set<String> = []
+        var privilegeNames: Set<String> = []
+        func note(_ effects: [Effect]) {
+            for e in effects {
+                switch e.kind {
+                case .flag(let n, _): flagNames.insert(n.text); flagSetNames.insert(n.text)
+                    if flagsSetAt[n.text] == nil { flagsSetAt[n.text] = n.span }
+                case .clear(let n): flagNames.insert(n.text)
+                case .deny(let n, _), .grant(let n, _), .allow(let n), .revoke(let n): privilegeNames.insert(n.text)
+                case .score: break
+                }
+            }
+        }
+        for statement in statements {
+            switch statement {
+            case .constant(let name, let expr, let span):
+                if let first = constantDecls[name.text] {
+                    report(.duplicateConstant, "constant `\(name.text)` is defined twice", at: name.span,
+                           help: "rename one of them", notes: [(first.span, "first defined here")])
+                } else {
+                    constantDecls[name.text] = (expr, span)
+                }
+            case .event(let decl): declare(decl)
+            case .eventRule(let r): note(r.effects)
+            case .stateRule(let r): note(r.effects)
+            default: break
+            }
+        }
+        // Flags read by `while` rules but set nowhere are still flags (a
+        // warning says so); collect them so ids are stable and sorted.
+        for statement in statements {
+            if case .stateRule(let r) = statement { collectNames(r.condition, into: &flagNames) }
+        }
+        policy.flags = flagNames.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        policy.privileges = privilegeNames.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        for (i, f) in policy.flags.enumerated() { flagIds[f] = i }
+        for (i, p) in policy.privileges.enumerated() { privilegeIds[p] = i }
+    }
+
+    /// Bare names of a `while` condition that are not constants are flags.
+    private func collectNames(_ e: Expr, into set: inout Set<String>) {
+        switch e.kind {
+        case .name(let n) where constantDecls[n] == nil: set.insert(n)
+        case .unary(_, let a): collectNames(a, into: &set)
+        case .binary(_, let a, let b): collectNames(a, into: &set); collectNames(b, into: &set)
+        case .inList(let a, let items): collectNames(a, into: &set); items.forEach { collectNames($0, into: &set) }
+        case .call(_, let args): args.forEach { collectNames($0, into: &set) }
+        default: break
+        }
+    }
+
+    private mutating func declare(_ decl: EventDecl) {
+        policy.hasDeclarations = true
+        if let first = eventDeclSpans[decl.name.text] {
+            report(.duplicateDeclaration, "event `\(decl.name.text)` is declared twice", at: decl.name.span,
+                   help: "keep one declaration with all the fields", notes: [(first, "first declared here")])
+            return
+        }
+        eventDeclSpans[decl.name.text] = decl.name.span
+        let id = eventId(decl.name.text)
+        var types: [String: ValueType] = [:]
+        var declared: [(field: Int, type: ValueType)] = []
+        for field in decl.fields {
+            guard let type = ValueType(rawValue: field.type.text), type != .any, type != .duration else {
+                report(.unknownType, "unknown field type `\(field.type.text)`", at: field.type.span,
+                       help: Suggest.help(for: field.type.text, among: ["number", "string", "bool"])
+                           ?? "field types are `number`, `string` and `bool`")
+                continue
+            }
+            if types[field.name.text] != nil {
+                report(.duplicateDeclaration, "field `\(field.name.text)` is declared twice in event `\(decl.name.text)`",
+                       at: field.name.span)
+                continue
+            }
+            if ["citizen", "type", "time"].contains(field.name.text) {
+                report(.duplicateDeclaration, "`\(field.name.text)` is a key every event has; it cannot be a field",
+                       at: field.name.span, help: "rename the field")
+                continue
+            }
+            types[field.name.text] = type
+            declared.append((fieldId(field.name.text), type))
+        }
+        declaredFieldTypes[id] = types
+        policy.events[id].declared = declared
+    }
+
+    private mutating func eventId(_ name: String) -> Int {
+        if let id = eventIds[name] { return id }
+        eventIds[name] = policy.events.count
+        policy.events.append(EventInfo(name: name, declared: nil))
+        return policy.events.count - 1
+    }
+
+    private mutating func fieldId(_ name: String) -> Int {
+        if let id = fieldIds[name] { return id }
+        fieldIds[name] = policy.fields.count
+        policy.fields.append(name)
+        return policy.fields.count - 1
+    }
+
+    // MARK: - Constants and settings
+
+    private mutating func resolveAllConstants() {
+        for name in constantDecls.keys.sorted() { _ = constant(name) }
+    }
+
+    /// The folded value of a constant, resolving others on demand; a cycle
+    /// is reported once and yields nil.
+    private mutating func constant(_ name: String) -> (IR, ValueType)? {
+        if let v = constantValues[name] { return v }
+        guard let decl = constantDecls[name] else { return nil }
+        if constantsInProgress.contains(name) {
+            report(.constantCycle, "constant `\(name)` is defined in terms of itself", at: decl.span,
+                   help: "give one of the constants in the cycle a value that does not use the others")
+            constantValues[name] = (.number(0), .number)
+            return nil
+        }
+        constantsInProgress.insert(name)
+        defer { constantsInProgress.remove(name) }
+        guard let (ir, type) = resolve(decl.expr, scope: .constant), let value = fold(ir, type: type, at: decl.expr.span) else {
+            constantValues[name] = (.number(0), .any)
+            return nil
+        }
+        constantValues[name] = (value, type)
+        return (value, type)
+    }
+
+    /// Evaluates a constant expression at check time.
+    private mutating func fold(_ ir: IR, type: ValueType, at span: Span) -> IR? {
+        switch Folder.evaluate(ir) {
+        case .number(let n)? where n.isFinite: return .number(n)
+        case .number?:
+            report(.invalidConstant, "this constant expression is not a finite number", at: span,
+                   help: "check for division by zero")
+            return nil
+        case .bool(let b)?: return .bool(b)
+        case .string(let s)?: return .string(s)
+        case nil:
+            report(.invalidConstant, "this expression cannot be evaluated", at: span,
+                   help: "check for division by zero and mixed types")
+            return nil
+        }
+    }
+
+    private mutating func constantNumber(_ expr: Expr, what: String) -> Double? {
+        guard let (ir, type) = resolve(expr, scope: .constant) else { return nil }
+        guard type == .number else {
+            report(.typeMismatch, "\(what) must be a number, not a \(type.rawValue)", at: expr.span)
+            return nil
+        }
+        guard case .number(let n)? = fold(ir, type: type, at: expr.span) else { return nil }
+        return n
+    }
+
+    /// A duration in nanoseconds: a duration literal or a duration constant.
+    private mutating func constantDuration(_ expr: Expr, what: String) -> Int64? {
+        guard let (ir, type) = resolve(expr, scope: .constant) else { return nil }
+        guard type == .duration else {
+            let help: String
+            if case .number(let n) = expr.kind { help = "add a unit: `\(Folder.format(n)) days`" } else {
+                help = "write a number and a unit, like `30 days`"
+            }
+            report(.durationExpected, "\(what) must be a duration", at: expr.span, help: help)
+            return nil
+        }
+        guard case .number(let seconds)? = fold(ir, type: .number, at: expr.span) else { return nil }
+        guard seconds > 0 else {
+            report(.badDuration, "\(what) must be longer than zero", at: expr.span)
+            return nil
+        }
+        let limit = 1000.0 * 31_536_000
+        guard seconds <= limit else {
+            report(.badDuration, "\(what) is longer than 1000 years", at: expr.span)
+            return nil
+        }
+        return Int64((seconds * 1e9).rounded())
+    }
+
+    private mutating func checkSettings() {
+        var seen: [ScoreSettingKind: Span] = [:]
+        var start: Double? = nil, lo: Double? = nil, hi: Double? = nil
+        var startSpan: Span? = nil
+        for case .settings(let parts, _) in statements {
+            for part in parts {
+                if let first = seen[part.kind] {
+                    report(.duplicateSetting, "the score's `\(part.kind.rawValue)` is set twice", at: part.span,
+                           notes: [(first, "first set here")])
+                    continue
+                }
+                seen[part.kind] = part.span
+                guard let n = constantNumber(part.value, what: "`score \(part.kind.rawValue)`") else { continue }
+                guard n == n.rounded(), abs(n) <= 9e15 else {
+                    report(.badScoreBounds, "the score is a whole number; `\(part.kind.rawValue)` must be one too", at: part.value.span)
+                    continue
+                }
+                switch part.kind {
+                case .startsAt: start = n; startSpan = part.span
+                case .min: lo = n
+                case .max: hi = n
+                }
+            }
+        }
+        if let lo, let hi, lo > hi {
+            report(.badScoreBounds, "the score's min (\(Folder.format(lo))) is above its max (\(Folder.format(hi)))",
+                   at: seen[.min]!)
+        }
+        if let s = start, let span = startSpan {
+            if let lo, s < lo { report(.badScoreBounds, "the score starts at \(Folder.format(s)), below its min \(Folder.format(lo))", at: span) }
+            if let hi, s > hi { report(.badScoreBounds, "the score starts at \(Folder.format(s)), above its max \(Folder.format(hi))", at: span) }
+        }
+        policy.startScore = Int64(start ?? 0)
+        policy.minScore = lo.map { Int64($0) }
+        policy.maxScore = hi.map { Int64($0) }
+    }
+
+    // MARK: - Rules
+
+    private mutating func checkEventRule(_ rule: EventRule) -> CheckedEventRule? {
+        guard let event = resolveEvent(rule.event, isRule: true) else { return nil }
+        var checked = CheckedEventRule(ast: rule, event: event, effects: [])
+        var ok = true
+        if let countExpr = rule.count {
+            guard case .number(let n) = countExpr.kind, n == n.rounded(), n >= 1, n <= 1_000_000 else {
+                report(.badCount, "the count of a counted rule must be a whole number from 1 to 1000000", at: countExpr.span)
+                return nil
+            }
+            checked.count = Int(n)
+            guard let windowExpr = rule.window else {
+                report(.countWithoutWindow, "a counted rule needs `within`", at: rule.event.span,
+                       help: "write `\(Int(n)) \(rule.event.text.replacing("_", with: " ")) within 30 days → …`")
+                return nil
+            }
+            checked.window = constantDuration(windowExpr, what: "the window")
+            if checked.window == nil { ok = false }
+        } else if let windowExpr = rule.window {
+            report(.windowWithoutCount, "`within` needs a count before the event", at: windowExpr.span,
+                   help: "write `2 \(rule.event.text.replacing("_", with: " ")) within …` for \"at least 2 in the window\"")
+            return nil
+        }
+        if let cond = rule.condition {
+            if let (ir, type) = resolve(cond, scope: .event(event)) {
+                if expectBool(type, cond.span) { checked.condition = ir } else { ok = false }
+            } else { ok = false }
+        }
+        if let count = checked.count {
+            checked.counterBuffer = buffer(WindowBufferSpec(event: event, condition: checked.condition, field: nil,
+                                                            cap: count - 1), window: checked.window ?? 0)
+        }
+        for effect in rule.effects {
+            if let e = checkEffect(effect, scope: .event(event)) { checked.effects.append(e) } else { ok = false }
+        }
+        if let cond = checked.condition, cond.isConstant, Folder.evaluate(cond) == .bool(false) {
+            report(.ruleNeverFires, "this rule can never fire: its condition is always false", at: rule.condition!.span)
+        }
+        return ok ? checked : nil
+    }
+
+    private mutating func resolveEvent(_ name: Name, isRule: Bool) -> Int? {
+        if policy.hasDeclarations, eventDeclSpans[name.text] == nil {
+            if isRule && flagSetNames.contains(name.text) {
+                report(.missingWhile, "`\(name.text)` is a flag, not an event; a rule on a flag needs `while`", at: name.span,
+                       help: "write `while \(name.text.replacing("_", with: " ")) → …`")
+                return nil
+            }
+            report(.unknownEvent, "unknown event `\(name.text)`", at: name.span,
+                   help: Suggest.help(for: name.text, among: eventDeclSpans.keys)
+                       ?? "declare it: `event \(name.text.replacing("_", with: " ")) { }`")
+            return nil
+        }
+        if !policy.hasDeclarations && isRule && flagSetNames.contains(name.text) {
+            report(.missingWhile, "`\(name.text)` is a flag, not an event; a rule on a flag needs `while`", at: name.span,
+                   help: "write `while \(name.text.replacing("_", with: " ")) → …`")
+            return nil
+        }
+        return eventId(name.text)
+    }
+
+    private mutating func checkStateRule(_ rule: StateRule) -> CheckedStateRule? {
+        guard let (ir, type) = resolve(rule.condition, scope: .state), expectBool(type, rule.condition.span) else { return nil }
+        var effects: [(kind: TargetKind, name: Int)] = []
+        var ok = true
+        for effect in rule.effects {
+            switch effect.kind {
+            case .score:
+                report(.stateRuleChangesScore, "a `while` rule cannot change the score", at: effect.span,
+                       help: "a state rule holds for a span of time, so it has no moment to add points at; change the score from an event rule")
+                ok = false
+            case .allow, .revoke, .clear:
+                report(.stateRuleLifts, "a `while` rule cannot lift anything: it holds its effects only while its condition holds",
+                       at: effect.span, help: "negate the condition of the rule that sets it instead")
+                ok = false
+            case .deny(let n, let d), .grant(let n, let d), .flag(let n, let d):
+                if let d {
+                    report(.stateRuleTimed, "a `while` rule's effects last exactly as long as its condition; `for` is not allowed",
+                           at: d.span, help: "remove `for …`")
+                    ok = false
+                    continue
+                }
+                switch effect.kind {
+                case .deny: effects.append((.deny, privilegeIds[n.text]!))
+                case .grant: effects.append((.grant, privilegeIds[n.text]!))
+                default: effects.append((.flag, flagIds[n.text]!))
+                }
+            }
+        }
+        if ir.isConstant, Folder.evaluate(ir) == .bool(false) {
+            report(.ruleNeverFires, "this rule can never hold: its condition is always false", at: rule.condition.span)
+        }
+        guard ok else { return nil }
+        var reads = Set<Int>()
+        ir.flagsRead(into: &reads)
+        let writes = Set(effects.filter { $0.kind == .flag }.map(\.name))
+        return CheckedStateRule(ast: rule, condition: ir, effects: effects, reads: reads, writes: writes)
+    }
+
+    private mutating func checkEffect(_ effect: Effect, scope: Scope) -> CheckedEffect? {
+        func duration(_ d: Expr?) -> (ok: Bool, value: Int64?) {
+            guard let d else { return (true, nil) }
+            let v = constantDuration(d, what: "the duration after `for`")
+            return (v != nil, v)
+        }
+        switch effect.kind {
+        case .score(let sign, let expr):
+            guard let (ir, type) = resolve(expr, scope: scope) else { return nil }
+            guard type == .number || type == .any else {
+                report(.typeMismatch, "a score change must be a number, not a \(type.rawValue)", at: expr.span)
+                return nil
+            }
+            return .score(sign < 0 ? .unary(.negate, ir) : ir)
+        case .deny(let n, let d):
+            let (ok, v) = duration(d); return ok ? .set(.deny, name: privilegeIds[n.text]!, duration: v) : nil
+        case .grant(let n, let d):
+            let (ok, v) = duration(d); return ok ? .set(.grant, name: privilegeIds[n.text]!, duration: v) : nil
+        case .flag(let n, let d):
+            let (ok, v) = duration(d); return ok ? .set(.flag, name: flagIds[n.text]!, duration: v) : nil
+        case .allow(let n): return .lift(.deny, name: privilegeIds[n.text]!)
+        case .revoke(let n): return .lift(.grant, name: privilegeIds[n.text]!)
+        case .clear(let n): return .lift(.flag, name: flagIds[n.text]!)
+        }
+    }
+
+    private mutating func expectBool(_ type: ValueType, _ span: Span) -> Bool {
+        if type == .bool || type == .any { return true }
+        report(.typeMismatch, "a condition must be true or false, not a \(type.rawValue)", at: span,
+               help: "compare it: `… > 0`")
+        return false
+    }
+
+    private mutating func buffer(_ spec: WindowBufferSpec, window: Int64) -> Int {
+        if let id = bufferIds[spec] {
+            policy.bufferWindows[id] = max(policy.bufferWindows[id], window)
+            return id
+        }
+        bufferIds[spec] = policy.buffers.count
+        policy.buffers.append(spec)
+        policy.bufferWindows.append(window)
+        return policy.buffers.count - 1
+    }
+
+    // MARK: - Expressions
+
+    enum Scope: Equatable {
+        /// Inside a constant: literals and other constants only.
+        case constant
+        /// An event rule's `where` or effect: fields, then constants, then flags.
+        case event(Int)
+        /// A `while` condition: flags and constants, score, aggregates.
+        case state
+    }
+
+    /// Resolves names and computes the type; nil after reporting an error.
+    private mutating func resolve(_ e: Expr, scope: Scope) -> (IR, ValueType)? {
+        switch e.kind {
+        case .number(let n): return (.number(n), .number)
+        case .duration(let s): return (.number(s), .duration)
+        case .string(let s): return (.string(s), .string)
+        case .bool(let b): return (.bool(b), .bool)
+        case .invalid: return nil
+        case .score:
+            if scope == .constant { return notConstant(e, "the score") }
+            return (.score, .number)
+        case .name(let n): return resolveName(n, span: e.span, scope: scope)
+        case .unary(let op, let a):
+            guard let (ir, t) = resolve(a, scope: scope) else { return nil }
+            let want: ValueType = op == .not ? .bool : .number
+            if t == .duration && op == .negate { return (.unary(op, ir), .duration) }
+            guard t == want || t == .any else { return mismatch(e.span, "`\(op.rawValue)` needs a \(want.rawValue), not a \(t.rawValue)") }
+            return (.unary(op, ir), want)
+        case .binary(let op, let a, let b): return resolveBinary(op, a, b, span: e.span, scope: scope)
+        case .inList(let a, let items):
+            guard let (ir, t) = resolve(a, scope: scope) else { return nil }
+            var irs: [IR] = []
+            for item in items {
+                guard let (i, it) = resolve(item, scope: scope) else { return nil }
+                if t != .any && it != .any && it != t { return mismatch(item.span, "this list item is a \(it.rawValue) but the value is a \(t.rawValue)") }
+                irs.append(i)
+            }
+            return (.inList(ir, irs), .bool)
+        case .call(let fn, let args):
+            var irs: [IR] = []
+            for arg in args {
+                guard let (i, t) = resolve(arg, scope: scope) else { return nil }
+                guard t == .number || t == .any else { return mismatch(arg.span, "`\(fn.rawValue)` takes numbers, not a \(t.rawValue)") }
+                irs.append(i)
+            }
+            return (.call(fn, irs), .number)
+        case .count(let event, let cond, let window):
+            return resolveAggregate(event: event, field: nil, condition: cond, window: window, span: e.span, scope: scope)
+        case .sum(let event, let field, let cond, let window):
+            return resolveAggregate(event: event, field: field, condition: cond, window: window, span: e.span, scope: scope)
+        }
+    }
+
+    private mutating func mismatch(_ span: Span, _ message: String) -> (IR, ValueType)? {
+        report(.typeMismatch, message, at: span)
+        return nil
+    }
+
+    private mutating func notConstant(_ e: Expr, _ what: String) -> (IR, ValueType)? {
+        report(.notConstant, "\(what) is not known before the rules run, so it cannot be used here", at: e.span,
+               help: "constants, settings, counts and durations take literals and other constants only")
+        return nil
+    }
+
+    private mutating func resolveBinary(_ op: BinaryOp, _ a: Expr, _ b: Expr, span: Span, scope: Scope) -> (IR, ValueType)? {
+        guard let (l, lt) = resolve(a, scope: scope), let (r, rt) = resolve(b, scope: scope) else { return nil }
+        let ir = IR.binary(op, l, r)
+        let known = lt != .any && rt != .any
+        switch op {
+        case .and, .or:
+            for (t, x) in [(lt, a), (rt, b)] where t != .bool && t != .any {
+                return mismatch(x.span, "`\(op.rawValue)` joins conditions; this is a \(t.rawValue)")
+            }
+            return (ir, .bool)
+        case .eq, .ne:
+            if known && lt != rt { return mismatch(span, "cannot compare a \(lt.rawValue) with a \(rt.rawValue)") }
+            return (ir, .bool)
+        case .lt, .le, .gt, .ge:
+            if known && lt != rt { return mismatch(span, "cannot compare a \(lt.rawValue) with a \(rt.rawValue)") }
+            for (t, x) in [(lt, a), (rt, b)] where t == .string || t == .bool {
+                return mismatch(x.span, "`\(op.rawValue)` compares numbers; this is a \(t.rawValue)")
+            }
+            return (ir, .bool)
+        case .add, .sub, .mul, .div, .mod:
+            if lt == .duration || rt == .duration { return durationArithmetic(op, lt, rt, ir, span) }
+            for (t, x) in [(lt, a), (rt, b)] where t != .number && t != .any {
+                return mismatch(x.span, "`\(op.rawValue)` needs numbers; this is a \(t.rawValue)")
+            }
+            return (ir, .number)
+        }
+    }
+
+    /// `2 * 30 days`, `30 days + 12 hours`, `1 year / 2` are durations.
+    private mutating func durationArithmetic(_ op: BinaryOp, _ lt: ValueType, _ rt: ValueType, _ ir: IR, _ span: Span) -> (IR, ValueType)? {
+        switch (op, lt, rt) {
+        case (.add, .duration, .duration), (.sub, .duration, .duration),
+             (.mul, .duration, .number), (.mul, .number, .duration), (.div, .duration, .number):
+            return (ir, .duration)
+        default:
+            return mismatch(span, "cannot use `\(op.rawValue)` on a \(lt.rawValue) and a \(rt.rawValue)")
+        }
+    }
+
+    private mutating func resolveName(_ n: String, span: Span, scope: Scope) -> (IR, ValueType)? {
+        let asConstant: (IR, ValueType)? = constantDecls[n] != nil ? constant(n) : nil
+        if constantDecls[n] != nil {
+            constantsUsed.insert(n)
+            if asConstant == nil { return nil }
+        }
+        switch scope {
+        case .constant:
+            if let c = asConstant { return c }
+            report(.unknownName, "unknown constant `\(n)`", at: span,
+                   help: Suggest.help(for: n, among: constantDecls.keys) ?? "define it: `let \(n) = …`")
+            return nil
+        case .event(let event):
+            if let declared = declaredFieldTypes[event] {
+                if let t = declared[n] { return (.field(fieldId(n), name: n), t) }
+                if let c = asConstant { return c }
+                if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
+                let candidates = Array(declared.keys) + Array(constantDecls.keys) + policy.flags
+                report(.unknownField, "event `\(policy.events[event].name)` has no field `\(n)`, and there is no constant or flag of that name",
+                       at: span, help: Suggest.help(for: n, among: candidates)
+                           ?? "declare the field in `event \(policy.events[event].name) { … }`")
+                return nil
+            }
+            // Undeclared event: the field wins when the event has it.
+            let fallback: (IR, ValueType)?
+            if let c = asConstant { fallback = c }
+            else if let f = flagIds[n] { noteFlagRead(n, span); fallback = (.flag(f), .bool) }
+            else { fallback = nil }
+            if let (ir, _) = fallback { return (.fieldOr(fieldId(n), name: n, fallback: ir), .any) }
+            return (.field(fieldId(n), name: n), .any)
+        case .state:
+            if let c = asConstant { return c }
+            if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
+            return nil  // unreachable: `collect` made every bare name a flag
+        }
+    }
+
+    private mutating func noteFlagRead(_ n: String, _ span: Span) {
+        if flagsRead[n] == nil { flagsRead[n] = span }
+    }
+
+    private mutating func resolveAggregate(event: Name, field: Name?, condition: Expr?, window: Expr,
+                                           span: Span, scope: Scope) -> (IR, ValueType)? {
+        if scope == .constant { return notConstant(Expr(kind: .invalid, span: span), "a windowed count or sum") }
+        guard let eventId = resolveEvent(event, isRule: false) else { return nil }
+        var fieldId: Int? = nil
+        if let field {
+            if let declared = declaredFieldTypes[eventId] {
+                guard let t = declared[field.text] else {
+                    report(.unknownField, "event `\(event.text)` has no field `\(field.text)`", at: field.span,
+                           help: Suggest.help(for: field.text, among: declared.keys))
+                    return nil
+                }
+                guard t == .number else {
+                    report(.typeMismatch, "`sum` adds numbers; field `\(field.text)` is a \(t.rawValue)", at: field.span)
+                    return nil
+                }
+            }
+            fieldId = self.fieldId(field.text)
+        }
+        var condIR: IR? = nil
+        if let condition {
+            guard let (ir, t) = resolve(condition, scope: .event(eventId)), expectBool(t, condition.span) else { return nil }
+            condIR = ir
+        }
+        guard let w = constantDuration(window, what: "the window") else { return nil }
+        let id = buffer(WindowBufferSpec(event: eventId, condition: condIR, field: fieldId, cap: nil), window: w)
+        return (.aggregate(buffer: id, window: w, sum: field != nil), .number)
+    }
+
+    // MARK: - Warnings
+
+    private mutating func warnUnused() {
+        for name in constantDecls.keys.sorted() where !constantsUsed.contains(name) {
+            let decl = constantDecls[name]!
+            report(.unusedConstant, "constant `\(name)` is never used", at: decl.span, help: "remove it, or use it in a rule")
+        }
+        for (name, span) in flagsRead.sorted(by: { $0.key < $1.key }) where !flagSetNames.contains(name) {
+            report(.flagNeverSet, "flag `\(name)` is read but no rule sets it, so it is always false", at: span,
+                   help: Suggest.help(for: name, among: flagSetNames) ?? "set it with `flag \(name.replacing("_", with: " "))` in some rule")
+        }
+        for (name, span) in flagsSetAt.sorted(by: { $0.key < $1.key }) where flagsRead[name] == nil {
+            report(.flagNeverRead, "flag `\(name)` is set but no rule reads it", at: span,
+                   help: "fine if it is meant only for the report; otherwise use it in a `where` or `while`")
+        }
+    }
+
+    private mutating func warnDuplicates() {
+        var seenEvent: [(EventRule)] = []
+        var seenState: [(StateRule)] = []
+        for statement in statements {
+            switch statement {
+            case .eventRule(let r):
+                if let first = seenEvent.first(where: { $0 == r }) {
+                    report(.duplicateRule, "this rule repeats an earlier one, so it fires twice", at: r.span,
+                           help: "remove one copy", notes: [(first.span, "first written here")])
+                } else { seenEvent.append(r) }
+            case .stateRule(let r):
+                if let first = seenState.first(where: { $0 == r }) {
+                    report(.duplicateRule, "this rule repeats an earlier one", at: r.span,
+                           help: "remove one copy", notes: [(first.span, "first written here")])
+                } else { seenState.append(r) }
+            default: break
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+/// The front of the pipeline in one call: source files → tokens → AST →
+/// checked policy and rule graph → compiled program.
+public struct CompileResult: Sendable {
+    public var sources: SourceSet
+    /// Every error and warning, in file order, then position.
+    public var diagnostics: [Diagnostic]
+    /// The compiled program, when there were no errors.
+    public var program: Program?
+
+    public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
+    public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
+}
+
+public enum PolicyCompiler {
+    public static func compile(_ sources: SourceSet) -> CompileResult {
+        var statements: [Statement] = []
+        var diagnostics: [Diagnostic] = []
+        for (i, file) in sources.files.enumerated() {
+            let (parsed, found) = Parser.parse(file, file: i)
+            statements += parsed
+            diagnostics += found
+        }
+        // Check even after syntax errors: names and types in the statements
+        // that did parse are worth reporting too.
+        let (policy, found) = Checker.check(statements, sources: sources)
+        diagnostics += found
+        diagnostics.sort { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
+        let failed = diagnostics.contains { $0.severity == .error }
+        return CompileResult(sources: sources, diagnostics: diagnostics, program: failed ? nil : Program(policy))
+    }
+
+    /// One policy from a string, named `name` in diagnostics.
+    public static func compile(_ text: String, name: String = "policy.rules") -> CompileResult {
+        compile(SourceSet([SourceFile(name: name, text: text)]))
+    }
+}

@@ -1,0 +1,70 @@
+/// The dependency graph between state rules: rule A comes before rule B when
+/// A sets a flag that B reads. Rules are evaluated in that order, so each rule
+/// sees the final value of every flag it reads. A cycle has no such order and
+/// is an error that prints the whole cycle.
+enum RuleGraph {
+    /// Returns the rules in evaluation order: a topological order that keeps
+    /// source order wherever the graph allows.
+    static func order(_ rules: [CheckedStateRule], flags: [String], sink: inout DiagnosticSink) -> [CheckedStateRule] {
+        let edges = successors(rules)
+        var indegree = [Int](repeating: 0, count: rules.count)
+        for targets in edges { for t in targets { indegree[t] += 1 } }
+        var ready = (0..<rules.count).filter { indegree[$0] == 0 }
+        var order: [Int] = []
+        while !ready.isEmpty {
+            let next = ready.min()!
+            ready.removeAll { $0 == next }
+            order.append(next)
+            for t in edges[next] {
+                indegree[t] -= 1
+                if indegree[t] == 0 { ready.append(t) }
+            }
+        }
+        if order.count < rules.count {
+            let remaining = Set(0..<rules.count).subtracting(order)
+            reportCycle(findCycle(in: remaining, edges: edges), rules: rules, flags: flags, sink: &sink)
+            return order.map { rules[$0] }
+        }
+        return order.map { rules[$0] }
+    }
+
+    /// `edges[a]` lists the rules that read a flag rule `a` sets.
+    static func successors(_ rules: [CheckedStateRule]) -> [[Int]] {
+        var readers: [Int: [Int]] = [:]
+        for (i, r) in rules.enumerated() { for f in r.reads { readers[f, default: []].append(i) } }
+        return rules.map { r in Array(Set(r.writes.flatMap { readers[$0] ?? [] })).sorted() }
+    }
+
+    /// A cycle through the lowest-numbered rule that is on one.
+    private static func findCycle(in remaining: Set<Int>, edges: [[Int]]) -> [Int] {
+        // Every node left has an incoming edge from another node left, so
+        // walking backwards… forwards from any of them must revisit a node.
+        var path: [Int] = []
+        var onPath: [Int: Int] = [:]
+        var node = remaining.min()!
+        while onPath[node] == nil {
+            onPath[node] = path.count
+            path.append(node)
+            node = edges[node].first(where: remaining.contains) ?? node
+        }
+        return Array(path[onPath[node]!...])
+    }
+
+    private static func reportCycle(_ cycle: [Int], rules: [CheckedStateRule], flags: [String], sink: inout DiagnosticSink) {
+        var notes: [(span: Span, message: String)] = []
+        var steps: [String] = []
+        for (k, i) in cycle.enumerated() {
+            let next = rules[cycle[(k + 1) % cycle.count]]
+            let via = rules[i].writes.intersection(next.reads).map { flags[$0] }.sorted().first ?? "?"
+            steps.append("`\(via)`")
+            notes.append((rules[i].ast.span, "this rule sets `\(via)`, which the next rule in the cycle reads"))
+        }
+        let first = rules[cycle[0]]
+        let message = cycle.count == 1
+            ? "this `while` rule reads the flag \(steps[0]) it sets, so it has no stable value"
+            : "state rules form a cycle through the flags \(steps.joined(separator: " → ")) → \(steps[0])"
+        sink.add(Diagnostic(.stateRuleCycle, message, at: first.ast.span,
+                            help: "a `while` rule's flags must not feed back into themselves; break the cycle by removing one of these reads",
+                            notes: Array(notes.dropFirst(cycle.count == 1 ? 1 : 0))))
+    }
+}

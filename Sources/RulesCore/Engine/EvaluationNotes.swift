@@ -1,0 +1,19 @@
+extension Engine {
+    /// What the run must report about rules that could not be evaluated
+    /// (a missing field, division by zero, a wrong type): which rule, how
+    /// often, why, and the first stream line where it happened.
+    public func evaluationNotes() -> [String] {
+        let sources = program.policy.sources
+        return context.failures.sorted { a, b in
+            (a.key.rule, a.value.firstLine) < (b.key.rule, b.value.firstLine)
+        }.map { key, stat in
+            let span = program.ruleSpan(key.rule)
+            let (file, line, _) = sources.location(span)
+            let isState = key.rule >= program.policy.eventRules.count
+            let verb = isState ? "was taken as not holding" : "did not fire"
+            let times = stat.count == 1 ? "on 1 event" : "on \(stat.count) events"
+            let first = stat.firstLine > 0 ? "first on line \(stat.firstLine) of the stream" : "in the final report"
+            return "rule at \(file):\(line) \(verb) \(times): \(key.failure.describe(fields: program.policy.fields)) (\(first))"
+        }
+    }
+}

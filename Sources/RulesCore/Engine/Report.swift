@@ -1,0 +1,98 @@
+/// One person's state as of a time: what `rules run` prints per line.
+public struct PersonReport: Sendable, Equatable {
+    public var citizen: String
+    public var score: Int64
+    public var flags: [String]
+    public var denied: [String]
+    public var granted: [String]
+}
+
+extension Engine {
+    /// People in byte order of their ids.
+    func sortedPeople() -> [Int] {
+        let table = people
+        return table.arena.withUnsafeBufferPointer { arena in
+            (0..<table.count).sorted { a, b in
+                let ka = table.key(a), kb = table.key(b)
+                let n = min(ka.count, kb.count)
+                let c = n == 0 ? 0 : memcmp(arena.baseAddress! + ka.startIndex, arena.baseAddress! + kb.startIndex, n)
+                return c != 0 ? c < 0 : ka.count < kb.count
+            }
+        }
+    }
+
+    /// Computes a person's flags, denials and grants as of `time`: event
+    /// rules' effects still in force, plus what the state rules hold then.
+    /// A denial beats a grant of the same privilege.
+    func visit(person: Int, at time: Int64, _ body: (_ flags: [Int], _ denied: [Int], _ granted: [Int]) -> Void) {
+        context.focus(person: person, now: time)
+        context.evaluateStateRules()
+        var flags: [Int] = [], denied: [Int] = [], granted: [Int] = []
+        for f in 0..<program.policy.flags.count where context.active(program.flagSlot[f]) || context.stateFlags[f] {
+            flags.append(f)
+        }
+        for p in 0..<program.policy.privileges.count {
+            let isDenied = context.active(program.denySlot[p]) || context.stateDenied[p]
+            if isDenied { denied.append(p) }
+            else if context.active(program.grantSlot[p]) || context.stateGranted[p] { granted.append(p) }
+        }
+        body(flags, denied, granted)
+    }
+
+    /// The state of every person who had an applied event, as of `asOf`
+    /// (default: the stream's clock).
+    public func report(asOf: Int64? = nil) -> [PersonReport] {
+        guard let time = asOf ?? clock else { return [] }
+        let names = program.policy
+        return sortedPeople().map { p in
+            var r = PersonReport(citizen: people.keyString(p), score: store.scores[p], flags: [], denied: [], granted: [])
+            visit(person: p, at: time) { flags, denied, granted in
+                r.flags = flags.map { names.flags[$0] }
+                r.denied = denied.map { names.privileges[$0] }
+                r.granted = granted.map { names.privileges[$0] }
+            }
+            return r
+        }
+    }
+
+    /// Writes the report as NDJSON, one compact object per person, keys in
+    /// the contract's order, straight to bytes.
+    public func writeReport(asOf: Int64? = nil, to out: (UnsafeRawBufferPointer) -> Void) {
+        guard let time = asOf ?? clock else { return }
+        let flagNames = program.policy.flags.map { JSONWriter.quoted(Array($0.utf8)) }
+        let privilegeNames = program.policy.privileges.map { JSONWriter.quoted(Array($0.utf8)) }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 16)
+        func list(_ ids: [Int], _ names: [[UInt8]]) {
+            buffer.append(UInt8(ascii: "["))
+            for (k, id) in ids.enumerated() {
+                if k > 0 { buffer.append(UInt8(ascii: ",")) }
+                buffer.append(contentsOf: names[id])
+            }
+            buffer.append(UInt8(ascii: "]"))
+        }
+        for p in sortedPeople() {
+            buffer.append(contentsOf: #"{"citizen":"#.utf8)
+            JSONWriter.appendQuoted(people.key(p), to: &buffer)
+            buffer.append(contentsOf: #","score":"#.utf8)
+            buffer.append(contentsOf: String(store.scores[p]).utf8)
+            visit(person: p, at: time) { flags, denied, granted in
+                buffer.append(contentsOf: #","flags":"#.utf8); list(flags, flagNames)
+                buffer.append(contentsOf: #","denied":"#.utf8); list(denied, privilegeNames)
+                buffer.append(contentsOf: #","granted":"#.utf8); list(granted, privilegeNames)
+            }
+            buffer.append(contentsOf: "}\n".utf8)
+            if buffer.count > 1 << 16 {
+                buffer.withUnsafeBytes(out)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        buffer.withUnsafeBytes(out)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,180 @@
+/// Evaluation nodes: the checked expression compiled into a tree of
+/// `final class` nodes with every name already a slot, so evaluating never
+/// looks anything up by name (the cel-go "plan" step).
+class Node {
+    func eval(_ c: EvalContext) -> Value { fatalError("abstract") }
+}
+
+final class ConstNode: Node {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+    override func eval(_ c: EvalContext) -> Value { value }
+}
+
+final class FieldNode: Node {
+    let field: Int
+    init(_ field: Int) { self.field = field }
+    override func eval(_ c: EvalContext) -> Value {
+        c.fields.value(field) ?? .failed(.missingField(field))
+    }
+}
+
+/// An undeclared event's field, else a constant or flag of the same name.
+final class FieldOrNode: Node {
+    let field: Int
+    let fallback: Node
+    init(_ field: Int, _ fallback: Node) { self.field = field; self.fallback = fallback }
+    override func eval(_ c: EvalContext) -> Value {
+        c.fields.value(field) ?? fallback.eval(c)
+    }
+}
+
+final class FlagNode: Node {
+    let flag: Int
+    init(_ flag: Int) { self.flag = flag }
+    override func eval(_ c: EvalContext) -> Value { .bool(c.flag(flag)) }
+}
+
+final class ScoreNode: Node {
+    override func eval(_ c: EvalContext) -> Value { .number(Double(c.score)) }
+}
+
+final class NegateNode: Node {
+    let a: Node
+    init(_ a: Node) { self.a = a }
+    override func eval(_ c: EvalContext) -> Value {
+        switch a.eval(c) {
+        case .number(let x): return .number(-x)
+        case .failed(let f): return .failed(f)
+        default: return .failed(.wrongType)
+        }
+    }
+}
+
+final class NotNode: Node {
+    let a: Node
+    init(_ a: Node) { self.a = a }
+    override func eval(_ c: EvalContext) -> Value {
+        switch a.eval(c) {
+        case .bool(let x): return .bool(!x)
+        case .failed(let f): return .failed(f)
+        default: return .failed(.wrongType)
+        }
+    }
+}
+
+/// `and` / `or`, left to right, stopping early: a missing field on the right
+/// fails the condition only when it is reached.
+final class LogicNode: Node {
+    let isAnd: Bool
+    let a: Node, b: Node
+    init(isAnd: Bool, _ a: Node, _ b: Node) { self.isAnd = isAnd; self.a = a; self.b = b }
+    override func eval(_ c: EvalContext) -> Value {
+        switch a.eval(c) {
+        case .bool(let x):
+            if x != isAnd { return .bool(x) }
+        case .failed(let f): return .failed(f)
+        default: return .failed(.wrongType)
+        }
+        switch b.eval(c) {
+        case .bool(let y): return .bool(y)
+        case .failed(let f): return .failed(f)
+        default: return .failed(.wrongType)
+        }
+    }
+}
+
+final class ArithmeticNode: Node {
+    let op: BinaryOp
+    let a: Node, b: Node
+    init(_ op: BinaryOp, _ a: Node, _ b: Node) { self.op = op; self.a = a; self.b = b }
+    override func eval(_ c: EvalContext) -> Value {
+        let l = a.eval(c)
+        guard case .number(let x) = l else { return l.asFailure }
+        let r = b.eval(c)
+        guard case .number(let y) = r else { return r.asFailure }
+        if let v = Arithmetic.apply(op, x, y) { return .number(v) }
+        return .failed((op == .div || op == .mod) && y == 0 ? .divisionByZero : .notFinite)
+    }
+}
+
+final class CompareNode: Node {
+    let op: BinaryOp
+    let a: Node, b: Node
+    init(_ op: BinaryOp, _ a: Node, _ b: Node) { self.op = op; self.a = a; self.b = b }
+    override func eval(_ c: EvalContext) -> Value {
+        let l = a.eval(c)
+        if case .failed = l { return l }
+        let r = b.eval(c)
+        if case .failed = r { return r }
+        return Self.compare(op, l, r)
+    }
+
+    @inline(__always)
+    static func compare(_ op: BinaryOp, _ l: Value, _ r: Value) -> Value {
+        switch (l, r) {
+        case (.number(let x), .number(let y)):
+            return .bool(Arithmetic.compare(op, x, y)!)
+        case (.string(let x), .string(let y)) where op == .eq || op == .ne:
+            return .bool((x == y) == (op == .eq))
+        case (.bool(let x), .bool(let y)) where op == .eq || op == .ne:
+            return .bool((x == y) == (op == .eq))
+        default:
+            return .failed(.wrongType)
+        }
+    }
+}
+
+final class InListNode: Node {
+    let a: Node
+    let items: [Node]
+    init(_ a: Node, _ items: [Node]) { self.a = a; self.items = items }
+    override func eval(_ c: EvalContext) -> Value {
+        let v = a.eval(c)
+        if case .failed = v { return v }
+        for item in items {
+            let i = item.eval(c)
+            switch CompareNode.compare(.eq, v, i) {
+            case .bool(true): return .bool(true)
+            case .bool(false): continue
+            default: return .failed(.wrongType)
+            }
+        }
+        return .bool(false)
+    }
+}
+
+final class CallNode: Node {
+    let fn: Builtin
+    let args: [Node]
+    init(_ fn: Builtin, _ args: [Node]) { self.fn = fn; self.args = args }
+    override func eval(_ c: EvalContext) -> Value {
+        let x = args[0].eval(c)
+        guard case .number(let a) = x else { return x.asFailure }
+        if fn == .abs { return .number(Swift.abs(a)) }
+        let y = args[1].eval(c)
+        guard case .number(let b) = y else { return y.asFailure }
+        return .number(fn == .min ? Swift.min(a, b) : Swift.max(a, b))
+    }
+}
+
+/// `count(...)` / `sum(...)` over the person's window buffer, as of now.
+final class AggregateNode: Node {
+    let buffer: Int
+    let window: Int64
+    let isSum: Bool
+    init(buffer: Int, window: Int64, isSum: Bool) { self.buffer = buffer; self.window = window; self.isSum = isSum }
+    override func eval(_ c: EvalContext) -> Value {
+        let (count, sum) = c.state.buffers[buffer].aggregate(person: c.person, now: c.now, window: window)
+        return .number(isSum ? sum : Double(count))
+    }
+}
+
+extension Value {
+    /// A non-number where a number was needed.
+    @inline(__always)
+    var asFailure: Value {
+        if case .failed = self { return self }
+        return .failed(.wrongType)
+    }
+}

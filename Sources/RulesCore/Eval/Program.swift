@@ -1,0 +1,153 @@
+/// The rule graph compiled for the engine: rules indexed by event type,
+/// expressions as evaluation nodes, flags and privileges as slots. Built once
+/// from a `CheckedPolicy`; immutable afterwards.
+public final class Program: @unchecked Sendable {
+    let policy: CheckedPolicy
+    /// Event type bytes → event id; field name bytes → field id.
+    let eventTable: ByteTable
+    let fieldTable: ByteTable
+    let rulesByEvent: [[CompiledEventRule]]
+    /// Window buffers (other than counted rules') fed by each event type.
+    let feedsByEvent: [[Int]]
+    let bufferConditions: [Node?]
+    let stateRules: [CompiledStateRule]
+    /// Per-person slots for what event rules set: an end time each.
+    let slotCount: Int
+    let flagSlot: [Int]
+    let denySlot: [Int]
+    let grantSlot: [Int]
+    /// Owns the bytes of string constants that nodes point into.
+    private let constantBytes: [UnsafeMutableBufferPointer<UInt8>]
+
+    init(_ policy: CheckedPolicy) {
+        self.policy = policy
+        var events = ByteTable()
+        for e in policy.events { _ = events.intern(e.name) }
+        var fields = ByteTable()
+        for f in policy.fields { _ = fields.intern(f) }
+        eventTable = events
+        fieldTable = fields
+
+        var compiler = NodeCompiler()
+        // Slots: one per (kind, name) that some event rule sets.
+        var flagSlot = [Int](repeating: -1, count: policy.flags.count)
+        var denySlot = [Int](repeating: -1, count: policy.privileges.count)
+        var grantSlot = denySlot
+        var slots = 0
+        for rule in policy.eventRules {
+            for case .set(let kind, let name, _) in rule.effects {
+                switch kind {
+                case .flag: if flagSlot[name] < 0 { flagSlot[name] = slots; slots += 1 }
+                case .deny: if denySlot[name] < 0 { denySlot[name] = slots; slots += 1 }
+                case .grant: if grantSlot[name] < 0 { grantSlot[name] = slots; slots += 1 }
+                }
+            }
+        }
+        slotCount = slots
+        self.flagSlot = flagSlot
+        self.denySlot = denySlot
+        self.grantSlot = grantSlot
+
+        var byEvent = [[CompiledEventRule]](repeating: [], count: policy.events.count)
+        for (index, rule) in policy.eventRules.enumerated() {
+            let effects: [CompiledEffect] = rule.effects.map { effect in
+                switch effect {
+                case .score(let ir): return .score(compiler.compile(ir))
+                case .set(let kind, let name, let d):
+                    let slot = kind == .flag ? flagSlot[name] : kind == .deny ? denySlot[name] : grantSlot[name]
+                    return .set(slot: slot, duration: d)
+                case .lift(let kind, let name):
+                    return .lift(slot: kind == .flag ? flagSlot[name] : kind == .deny ? denySlot[name] : grantSlot[name])
+                }
+            }
+            byEvent[rule.event].append(CompiledEventRule(
+                index: index, condition: rule.condition.map { compiler.compile($0) },
+                count: rule.count ?? 0, window: rule.window ?? 0, counter: rule.counterBuffer ?? -1,
+                effects: effects))
+        }
+        rulesByEvent = byEvent
+
+        var feeds = [[Int]](repeating: [], count: policy.events.count)
+        var conditions: [Node?] = []
+        for (id, spec) in policy.buffers.enumerated() {
+            conditions.append(spec.condition.map { compiler.compile($0) })
+            if spec.cap == nil { feeds[spec.event].append(id) }
+        }
+        feedsByEvent = feeds
+        bufferConditions = conditions
+        stateRules = policy.stateRules.enumerated().map { (i, r) in
+            CompiledStateRule(index: policy.eventRules.count + i, condition: compiler.compile(r.condition), effects: r.effects)
+        }
+        constantBytes = compiler.constantBytes
+    }
+
+    deinit {
+        for b in constantBytes { b.deallocate() }
+    }
+
+    /// The rule with global index `i`: event rules first, then state rules
+    /// in graph order.
+    func ruleSpan(_ i: Int) -> Span {
+        i < policy.eventRules.count ? policy.eventRules[i].ast.span : policy.stateRules[i - policy.eventRules.count].ast.span
+    }
+}
+
+struct CompiledEventRule {
+    let index: Int
+    let condition: Node?
+    /// 0 for a rule without a count.
+    let count: Int
+    let window: Int64
+    let counter: Int
+    let effects: [CompiledEffect]
+}
+
+enum CompiledEffect {
+    case score(Node)
+    /// `slot` is never negative for `set`; `duration` nil means until lifted.
+    case set(slot: Int, duration: Int64?)
+    /// A negative slot: nothing event rules set under that name; no-op.
+    case lift(slot: Int)
+}
+
+struct CompiledStateRule {
+    let index: Int
+    let condition: Node
+    let effects: [(kind: TargetKind, name: Int)]
+}
+
+/// Turns resolved expressions into nodes.
+struct NodeCompiler {
+    private(set) var constantBytes: [UnsafeMutableBufferPointer<UInt8>] = []
+
+    mutating func compile(_ ir: IR) -> Node {
+        switch ir {
+        case .number(let n): return ConstNode(.number(n))
+        case .bool(let b): return ConstNode(.bool(b))
+        case .string(let s): return ConstNode(.string(intern(s)))
+        case .field(let f, _): return FieldNode(f)
+        case .fieldOr(let f, _, let fallback): return FieldOrNode(f, compile(fallback))
+        case .flag(let f): return FlagNode(f)
+        case .score: return ScoreNode()
+        case .unary(.negate, let a): return NegateNode(compile(a))
+        case .unary(.not, let a): return NotNode(compile(a))
+        case .binary(let op, let a, let b):
+            switch op {
+            case .and, .or: return LogicNode(isAnd: op == .and, compile(a), compile(b))
+            case .add, .sub, .mul, .div, .mod: return ArithmeticNode(op, compile(a), compile(b))
+            default: return CompareNode(op, compile(a), compile(b))
+            }
+        case .inList(let a, let items): return InListNode(compile(a), items.map { compile($0) })
+        case .call(let fn, let args): return CallNode(fn, args.map { compile($0) })
+        case .aggregate(let buffer, let window, let sum): return AggregateNode(buffer: buffer, window: window, isSum: sum)
+        }
+    }
+
+    private mutating func intern(_ s: String) -> ByteString {
+        let bytes = Array(s.utf8)
+        let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, bytes.count))
+        _ = buffer.initialize(from: bytes)
+        constantBytes.append(buffer)
+        return ByteString(base: UnsafePointer(buffer.baseAddress!), count: bytes.count)
+    }
+}

@@ -1,0 +1,45 @@
+/// A run-time value. Payloads are trivial (no class references, no `String`):
+/// an event's string field is a view of the input line's bytes, valid while
+/// that event is being applied.
+enum Value {
+    case number(Double)
+    case bool(Bool)
+    case string(ByteString)
+    /// The expression could not be evaluated; the rule does not fire and the
+    /// run reports why.
+    case failed(EvalFailure)
+}
+
+/// Bytes owned by someone else (the input buffer or the program's constants).
+struct ByteString {
+    let base: UnsafePointer<UInt8>
+    let count: Int
+
+    @inline(__always)
+    static func == (a: ByteString, b: ByteString) -> Bool {
+        a.count == b.count && (a.count == 0 || memcmp(a.base, b.base, a.count) == 0)
+    }
+}
+
+/// Why an expression had no value.
+enum EvalFailure: Hashable, Sendable {
+    case missingField(Int)
+    case wrongType
+    case divisionByZero
+    case notFinite
+
+    func describe(fields: [String]) -> String {
+        switch self {
+        case .missingField(let f): return "the event has no field `\(fields[f])`"
+        case .wrongType: return "a value had the wrong type"
+        case .divisionByZero: return "division by zero"
+        case .notFinite: return "the result was not a finite number"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,413 @@
+/// Reads one NDJSON line into an event at byte level: no dictionary, no
+/// `String` per line. Fields the policy reads go straight into the engine's
+/// field slots; other keys are validated and skipped. Any line that is not a
+/// valid event gets a reason, with the column where the trouble is.
+struct EventParser {
+    struct Parsed {
+        var person: UnsafeBufferPointer<UInt8>
+        var event: Int?
+        var time: Int64
+    }
+
+    enum Outcome {
+        case event(Parsed)
+        case rejected(String)
+    }
+
+    private let program: Program
+    /// Unescaped strings live here while their line is applied; it is sized
+    /// to the line before parsing so pointers into it stay valid.
+    private var scratch: UnsafeMutableBufferPointer<UInt8>
+    private var used = 0
+
+    init(program: Program) {
+        self.program = program
+        scratch = .allocate(capacity: 4096)
+    }
+
+    func deallocate() { scratch.deallocate() }
+
+    private struct Reject: Error {
+        var reason: String
+    }
+
+    mutating func parse(_ line: UnsafeBufferPointer<UInt8>, into engine: Engine) -> Outcome {
+        if scratch.count < 2 * line.count + 16 {
+            scratch.deallocate()
+            scratch = .allocate(capacity: max(2 * line.count + 16, scratch.count * 2))
+        }
+        used = 0
+        do {
+            return .event(try object(line, engine))
+        } catch let r as Reject {
+            return .rejected(r.reason)
+        } catch {
+            return .rejected("\(error)")
+        }
+    }
+
+    // MARK: - The object
+
+    private mutating func object(_ b: UnsafeBufferPointer<UInt8>, _ engine: Engine) throws -> Parsed {
+        var i = skipSpace(b, 0)
+        guard i < b.count, b[i] == UInt8(ascii: "{") else {
+            throw Reject(reason: i < b.count ? "not a JSON object (a line must start with `{`)" : "empty line")
+        }
+        i += 1
+        var person: UnsafeBufferPointer<UInt8>? = nil
+        var type: UnsafeBufferPointer<UInt8>? = nil
+        var time: Int64? = nil
+        i = skipSpace(b, i)
+        if i < b.count && b[i] == UInt8(ascii: "}") {
+            i += 1
+        } else {
+            while true {
+                i = skipSpace(b, i)
+                guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw syntax(b, i, "expected a key in double quotes") }
+                let keyStart = i
+                let key = try string(b, &i)
+                i = skipSpace(b, i)
+                guard i < b.count, b[i] == UInt8(ascii: ":") else { throw syntax(b, i, "expected `:` after the key") }
+                i = skipSpace(b, i + 1)
+                let valueStart = i
+                let value = try self.value(b, &i)
+                switch keyKind(key) {
+                case .citizen:
+                    guard person == nil else { throw Reject(reason: "duplicate key \"citizen\"") }
+                    guard case .string(let s) = value else { throw Reject(reason: "\"citizen\" must be a string") }
+                    guard s.count > 0 else { throw Reject(reason: "\"citizen\" must not be empty") }
+                    person = UnsafeBufferPointer(start: s.base, count: s.count)
+                case .type:
+                    guard type == nil else { throw Reject(reason: "duplicate key \"type\"") }
+                    guard case .string(let s) = value else { throw Reject(reason: "\"type\" must be a string") }
+                    type = normalizeType(s)
+                case .time:
+                    guard time == nil else { throw Reject(reason: "duplicate key \"time\"") }
+                    guard case .string(let s) = value else {
+                        throw Reject(reason: "\"time\" must be a string like \"2026-01-05T08:00:00Z\"")
+                    }
+                    guard let t = Timestamp.parse(UnsafeBufferPointer(start: s.base, count: s.count)) else {
+                        throw Reject(reason: "invalid \"time\" \(JSONWriter.quoted(String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self))): expected an ISO-8601 date-time with Z or an offset, or a date, like \"2026-01-05T08:00:00Z\"")
+                    }
+                    time = t
+                case .field:
+                    if case .failed = value {
+                        let what = b[valueStart] == UInt8(ascii: "{") ? "an object" : b[valueStart] == UInt8(ascii: "[") ? "an array" : "null"
+                        throw Reject(reason: "field \(describeKey(b, keyStart)) is \(what); event fields are numbers, strings or booleans")
+                    }
+                    if let id = program.fieldTable.find(key), !engine.setField(id, value) {
+                        throw Reject(reason: "duplicate key \(describeKey(b, keyStart))")
+                    }
+                }
+                i = skipSpace(b, i)
+                guard i < b.count else { throw syntax(b, i, "the object is not closed with `}`") }
+                if b[i] == UInt8(ascii: ",") { i += 1; continue }
+                if b[i] == UInt8(ascii: "}") { i += 1; break }
+                throw syntax(b, i, "expected `,` or `}`")
+            }
+        }
+        i = skipSpace(b, i)
+        guard i == b.count else { throw syntax(b, i, "unexpected text after the object") }
+        guard let person else { throw Reject(reason: "missing \"citizen\"") }
+        guard let type else { throw Reject(reason: "missing \"type\"") }
+        guard let time else { throw Reject(reason: "missing \"time\"") }
+        return Parsed(person: person, event: program.eventTable.find(type), time: time)
+    }
+
+    private enum KeyKind { case citizen, type, time, field }
+
+    @inline(__always)
+    private func keyKind(_ k: UnsafeBufferPointer<UInt8>) -> KeyKind {
+        switch k.count {
+        case 7 where k.elementsEqual("citizen".utf8): return .citizen
+        case 4 where k.elementsEqual("type".utf8): return .type
+        case 4 where k.elementsEqual("time".utf8): return .time
+        default: return .field
+        }
+    }
+
+    private func describeKey(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> String {
+        var end = start + 1
+        while end < b.count && b[end] != UInt8(ascii: "\"") { end += b[end] == UInt8(ascii: "\\") ? 2 : 1 }
+        return String(decoding: b[start..<min(end + 1, b.count)], as: UTF8.self)
+    }
+
+    /// `unpaid debt` is the event `unpaid_debt`: a run of spaces is one `_`.
+    private mutating func normalizeType(_ s: ByteString) -> UnsafeBufferPointer<UInt8> {
+        let raw = UnsafeBufferPointer(start: s.base, count: s.count)
+        guard raw.contains(UInt8(ascii: " ")) else { return raw }
+        let start = used
+        var lastSpace = false
+        for c in raw {
+            if c == UInt8(ascii: " ") {
+                if !lastSpace { scratch[used] = UInt8(ascii: "_"); used += 1 }
+                lastSpace = true
+            } else {
+                scratch[used] = c; used += 1
+                lastSpace = false
+            }
+        }
+        return UnsafeBufferPointer(rebasing: scratch[start..<used])
+    }
+
+    // MARK: - Values
+
+    @inline(__always)
+    private func skipSpace(_ b: UnsafeBufferPointer<UInt8>, _ from: Int) -> Int {
+        var i = from
+        while i < b.count {
+            let c = b[i]
+            if c != 0x20 && c != 0x09 && c != 0x0D && c != 0x0A { break }
+            i += 1
+        }
+        return i
+    }
+
+    private func syntax(_ b: UnsafeBufferPointer<UInt8>, _ i: Int, _ message: String) -> Reject {
+        let found = i < b.count ? "`\(String(decoding: [b[i]], as: UTF8.self))`" : "the end of the line"
+        return Reject(reason: "invalid JSON at column \(column(b, i)): \(message), found \(found)")
+    }
+
+    private func column(_ b: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int {
+        var col = 1
+        for k in 0..<min(i, b.count) where b[k] & 0xC0 != 0x80 { col += 1 }
+        return col
+    }
+
+    /// A scalar value. Objects, arrays and `null` are skipped and returned as
+    /// `.failed` so the caller can say which key held one.
+    private mutating func value(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) throws -> Value {
+        guard i < b.count else { throw syntax(b, i, "expected a value") }
+        switch b[i] {
+        case UInt8(ascii: "\""):
+            let s = try string(b, &i)
+            return .string(ByteString(base: s.baseAddress ?? UnsafePointer(scratch.baseAddress!), count: s.count))
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return .number(try number(b, &i))
+        case UInt8(ascii: "t"):
+            try literal(b, &i, "true"); return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal(b, &i, "false"); return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal(b, &i, "null"); return .failed(.wrongType)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            try skipNested(b, &i)
+            return .failed(.wrongType)
+        default:
+            throw syntax(b, i, "expected a value")
+        }
+    }
+
+    private func literal(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int, _ word: StaticString) throws {
+        let n = word.utf8CodeUnitCount
+        guard i + n <= b.count, UnsafeBufferPointer(rebasing: b[i..<(i + n)]).elementsEqual(UnsafeBufferPointer(start: word.utf8Start, count: n)) else {
+            throw syntax(b, i, "expected a value")
+        }
+        i += n
+    }
+
+    /// Skips a nested object or array, validating its brackets and strings.
+    private mutating func skipNested(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) throws {
+        var stack: [UInt8] = []
+        while i < b.count {
+            let c = b[i]
+            switch c {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                if stack.count >= 512 { throw Reject(reason: "JSON nested more than 512 levels deep at column \(column(b, i))") }
+                stack.append(c == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]"))
+                i += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                guard stack.last == c else { throw syntax(b, i, "mismatched bracket") }
+                stack.removeLast()
+                i += 1
+                if stack.isEmpty { return }
+            case UInt8(ascii: "\""):
+                let saved = used
+                _ = try string(b, &i)
+                used = saved
+            default:
+                i += 1
+            }
+        }
+        throw syntax(b, i, "the nested value is not closed")
+    }
+
+    /// A JSON string; the result points into the line when it has no escapes,
+    /// else into the scratch buffer. Invalid UTF-8 is rejected.
+    private mutating func string(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) throws -> UnsafeBufferPointer<UInt8> {
+        let open = i
+        i += 1
+        let start = i
+        while i < b.count {
+            let c = b[i]
+            if c == UInt8(ascii: "\"") {
+                let s = UnsafeBufferPointer(rebasing: b[start..<i])
+                i += 1
+                return s
+            }
+            if c == UInt8(ascii: "\\") { return try escapedString(b, &i, from: start) }
+            if c < 0x20 { throw syntax(b, i, "control character in a string (escape it)") }
+            if c >= 0x80 { i = try utf8(b, i) } else { i += 1 }
+        }
+        throw syntax(b, open, "unterminated string")
+    }
+
+    private mutating func escapedString(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int, from start: Int) throws -> UnsafeBufferPointer<UInt8> {
+        let outStart = used
+        for k in start..<i { scratch[used] = b[k]; used += 1 }
+        while i < b.count {
+            let c = b[i]
+            if c == UInt8(ascii: "\"") {
+                i += 1
+                return UnsafeBufferPointer(rebasing: scratch[outStart..<used])
+            }
+            if c < 0x20 { throw syntax(b, i, "control character in a string (escape it)") }
+            if c != UInt8(ascii: "\\") {
+                let next = c >= 0x80 ? try utf8(b, i) : i + 1
+                for k in i..<next { scratch[used] = b[k]; used += 1 }
+                i = next
+                continue
+            }
+            guard i + 1 < b.count else { break }
+            let e = b[i + 1]
+            i += 2
+            switch e {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scratch[used] = e; used += 1
+            case UInt8(ascii: "b"): scratch[used] = 0x08; used += 1
+            case UInt8(ascii: "f"): scratch[used] = 0x0C; used += 1
+            case UInt8(ascii: "n"): scratch[used] = 0x0A; used += 1
+            case UInt8(ascii: "r"): scratch[used] = 0x0D; used += 1
+            case UInt8(ascii: "t"): scratch[used] = 0x09; used += 1
+            case UInt8(ascii: "u"): try unicodeEscape(b, &i)
+            default: throw syntax(b, i - 1, "unknown escape")
+            }
+        }
+        throw syntax(b, start - 1, "unterminated string")
+    }
+
+    /// `\uXXXX`, with surrogate pairs, written as UTF-8 (at most 4 bytes,
+    /// never more than the 6 or 12 bytes of the escape).
+    private mutating func unicodeEscape(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) throws {
+        func hex4() throws -> UInt32 {
+            guard i + 4 <= b.count else { throw syntax(b, i, "expected 4 hex digits after \\u") }
+            var v: UInt32 = 0
+            for k in i..<(i + 4) {
+                let c = b[k]
+                let d: UInt32
+                switch c {
+                case 48...57: d = UInt32(c - 48)
+                case 65...70: d = UInt32(c - 55)
+                case 97...102: d = UInt32(c - 87)
+                default: throw syntax(b, k, "expected a hex digit")
+                }
+                v = v << 4 | d
+            }
+            i += 4
+            return v
+        }
+        var code = try hex4()
+        if (0xD800...0xDBFF).contains(code) {
+            guard i + 2 <= b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") else {
+                throw syntax(b, i, "unpaired surrogate in \\u escape")
+            }
+            i += 2
+            let low = try hex4()
+            guard (0xDC00...0xDFFF).contains(low) else { throw syntax(b, i - 4, "unpaired surrogate in \\u escape") }
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+        } else if (0xDC00...0xDFFF).contains(code) {
+            throw syntax(b, i - 4, "unpaired surrogate in \\u escape")
+        }
+        for byte in String(Character(UnicodeScalar(code)!)).utf8 { scratch[used] = byte; used += 1 }
+    }
+
+    /// Validates one UTF-8 sequence starting at `i`; returns the index after it.
+    @inline(__always)
+    private func utf8(_ b: UnsafeBufferPointer<UInt8>, _ i: Int) throws -> Int {
+        let c = b[i]
+        let n: Int
+        var min: UInt32
+        var code: UInt32
+        switch c {
+        case 0xC2...0xDF: n = 2; min = 0x80; code = UInt32(c & 0x1F)
+        case 0xE0...0xEF: n = 3; min = 0x800; code = UInt32(c & 0x0F)
+        case 0xF0...0xF4: n = 4; min = 0x10000; code = UInt32(c & 0x07)
+        default: throw Reject(reason: "invalid UTF-8 at column \(column(b, i))")
+        }
+        guard i + n <= b.count else { throw Reject(reason: "invalid UTF-8 at column \(column(b, i))") }
+        for k in 1..<n {
+            let cc = b[i + k]
+            guard cc & 0xC0 == 0x80 else { throw Reject(reason: "invalid UTF-8 at column \(column(b, i))") }
+            code = code << 6 | UInt32(cc & 0x3F)
+        }
+        guard code >= min, code <= 0x10FFFF, !(0xD800...0xDFFF).contains(code) else {
+            throw Reject(reason: "invalid UTF-8 at column \(column(b, i))")
+        }
+        _ = min
+        min = 0
+        return i + n
+    }
+
+    // MARK: - Numbers
+
+    private static let powersOf10: [Double] = (0...22).map { pow10($0) }
+    private static func pow10(_ n: Int) -> Double { var x = 1.0; for _ in 0..<n { x *= 10 }; return x }
+
+    /// JSON number grammar, exact: small mantissas take the fast path
+    /// (exact in a double), anything else goes through `strtod`.
+    private func number(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) throws -> Double {
+        let start = i
+        var negative = false
+        if b[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        guard i < b.count, b[i] >= 48, b[i] <= 57 else { throw syntax(b, i, "expected a digit") }
+        if b[i] == 48 {
+            i += 1
+            if i < b.count, b[i] >= 48, b[i] <= 57 { throw syntax(b, i, "a number cannot have a leading zero") }
+        } else {
+            while i < b.count, b[i] >= 48, b[i] <= 57 {
+                if digits < 19 { mantissa = mantissa * 10 + UInt64(b[i] - 48); digits += 1 } else { exponent += 1 }
+                i += 1
+            }
+        }
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            guard i < b.count, b[i] >= 48, b[i] <= 57 else { throw syntax(b, i, "expected a digit after `.`") }
+            while i < b.count, b[i] >= 48, b[i] <= 57 {
+                if digits < 19 { mantissa = mantissa * 10 + UInt64(b[i] - 48); digits += 1; exponent -= 1 }
+                i += 1
+            }
+        }
+        var hasExponent = false
+        if i < b.count, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
+            hasExponent = true
+            i += 1
+            if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
+            guard i < b.count, b[i] >= 48, b[i] <= 57 else { throw syntax(b, i, "expected a digit in the exponent") }
+            while i < b.count, b[i] >= 48, b[i] <= 57 { i += 1 }
+        }
+        if !hasExponent, digits < 19, mantissa < (1 << 53), exponent >= -22, exponent <= 0 {
+            let m = Double(mantissa)
+            let v = exponent == 0 ? m : m / Self.powersOf10[-exponent]
+            return negative ? -v : v
+        }
+        return try slowNumber(b, start, i)
+    }
+
+    private func slowNumber(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) throws -> Double {
+        var text = Array(b[start..<end])
+        text.append(0)
+        let v = text.withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { strtod($0, nil) }
+        }
+        guard v.isFinite else { throw Reject(reason: "number at column \(column(b, start)) is too large") }
+        return v
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

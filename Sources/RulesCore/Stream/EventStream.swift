@@ -1,0 +1,66 @@
+/// Feeds an NDJSON stream through an engine, accounting for every line:
+/// each is applied, rejected with a reason, or ignored because it lies after
+/// `--as-of`. Blank lines carry no event and are only counted.
+public struct RunSummary: Sendable {
+    public var read = 0
+    public var applied = 0
+    public var rejected = 0
+    public var ignoredAfterAsOf = 0
+    public var blank = 0
+    public var readError: String? = nil
+}
+
+public struct Rejection: Sendable {
+    public var line: Int
+    public var reason: String
+}
+
+public enum EventStream {
+    /// Runs the whole stream from `fd`. `onReject` gets each rejected line
+    /// (its number, reason and raw bytes) as it happens.
+    public static func run(_ engine: Engine, fd: Int32, asOf: Int64? = nil,
+                           onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
+        run(engine, reader: LineReader(fd: fd), asOf: asOf, onReject: onReject)
+    }
+
+    static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
+                    onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
+        var parser = EventParser(program: engine.program)
+        defer { parser.deallocate() }
+        var summary = RunSummary()
+        while let line = reader.next() {
+            if isBlank(line) { summary.blank += 1; continue }
+            summary.read += 1
+            let number = reader.lineNumber
+            engine.beginEvent(line: number)
+            switch parser.parse(line, into: engine) {
+            case .rejected(let reason):
+                summary.rejected += 1
+                onReject(Rejection(line: number, reason: reason), line)
+            case .event(let e):
+                if let asOf, e.time > asOf { summary.ignoredAfterAsOf += 1; continue }
+                if let reason = engine.apply(person: e.person, event: e.event, time: e.time) {
+                    summary.rejected += 1
+                    onReject(Rejection(line: number, reason: reason), line)
+                } else {
+                    summary.applied += 1
+                }
+            }
+        }
+        summary.readError = reader.readError
+        return summary
+    }
+
+    @inline(__always)
+    private static func isBlank(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+        for c in line where c != 0x20 && c != 0x09 && c != 0x0D { return false }
+        return true
+    }
+
+    /// Runs a stream held in memory (tests, the library API).
+    public static func run(_ engine: Engine, text: String, asOf: Int64? = nil) -> (RunSummary, [Rejection]) {
+        var rejections: [Rejection] = []
+        let summary = run(engine, reader: LineReader(bytes: Array(text.utf8)), asOf: asOf) { r, _ in rejections.append(r) }
+        return (summary, rejections)
+    }
+}

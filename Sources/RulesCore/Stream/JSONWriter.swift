@@ -1,0 +1,46 @@
+/// Compact JSON output as the contract wants it: raw UTF-8, `/` not escaped,
+/// control characters escaped.
+enum JSONWriter {
+    static func appendQuoted<C: Collection>(_ bytes: C, to out: inout [UInt8]) where C.Element == UInt8 {
+        out.append(UInt8(ascii: "\""))
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
+            case 0..<0x20:
+                out.append(contentsOf: Array("\\u00".utf8))
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0xF)])
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func quoted<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
+        var out: [UInt8] = []
+        appendQuoted(bytes, to: &out)
+        return out
+    }
+
+    static func quoted(_ s: String) -> String {
+        String(decoding: quoted(Array(s.utf8)), as: UTF8.self)
+    }
+}
+
+/// JSON string quoting for the command line's own outputs.
+public enum JSONText {
+    public static func quoted(_ s: String) -> String { JSONWriter.quoted(s) }
+
+    /// Quotes raw input bytes; invalid UTF-8 becomes U+FFFD so the output
+    /// stays valid JSON.
+    public static func quotedBytes(_ bytes: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        JSONWriter.quoted(Array(String(decoding: bytes, as: UTF8.self).utf8))
+    }
+}

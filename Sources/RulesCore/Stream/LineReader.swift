@@ -1,0 +1,87 @@
+/// Splits a file descriptor's bytes into lines without copying them: each
+/// line is a view into one growing buffer, valid until the next call.
+final class LineReader {
+    private let fd: Int32
+    private var buffer: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private var start = 0
+    private var end = 0
+    private var atEOF = false
+    private(set) var lineNumber = 0
+    /// Set when `read` failed; the text of `strerror`.
+    private(set) var readError: String? = nil
+
+    init(fd: Int32, capacity: Int = 1 << 20) {
+        self.fd = fd
+        self.capacity = capacity
+        buffer = .allocate(capacity: capacity)
+    }
+
+    /// Lines of bytes already in memory.
+    init(bytes: [UInt8]) {
+        fd = -1
+        capacity = max(1, bytes.count)
+        buffer = .allocate(capacity: capacity)
+        bytes.withUnsafeBufferPointer { if let b = $0.baseAddress { buffer.update(from: b, count: bytes.count) } }
+        end = bytes.count
+        atEOF = true
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// The next line without its `\n` (and `\r`), or nil at the end.
+    func next() -> UnsafeBufferPointer<UInt8>? {
+        while true {
+            if let nl = memchr(buffer + start, 0x0A, end - start) {
+                let lineEnd = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+                return take(upTo: lineEnd, skip: 1)
+            }
+            if atEOF {
+                if start == end { return nil }
+                return take(upTo: end, skip: 0)
+            }
+            fill()
+        }
+    }
+
+    private func take(upTo lineEnd: Int, skip: Int) -> UnsafeBufferPointer<UInt8> {
+        var e = lineEnd
+        if e > start && buffer[e - 1] == 0x0D { e -= 1 }
+        let line = UnsafeBufferPointer(start: buffer + start, count: e - start)
+        start = lineEnd + skip
+        lineNumber += 1
+        return line
+    }
+
+    /// Moves the partial line to the front, grows the buffer if a single
+    /// line fills it, and reads more.
+    private func fill() {
+        if start > 0 {
+            memmove(buffer, buffer + start, end - start)
+            end -= start
+            start = 0
+        }
+        if end == capacity {
+            let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity * 2)
+            bigger.update(from: buffer, count: end)
+            buffer.deallocate()
+            buffer = bigger
+            capacity *= 2
+        }
+        while true {
+            let n = read(fd, buffer + end, capacity - end)
+            if n > 0 { end += n; return }
+            if n == 0 { atEOF = true; return }
+            if errno == EINTR { continue }
+            readError = String(cString: strerror(errno))
+            atEOF = true
+            return
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,124 @@
+/// Event time: nanoseconds since 1970-01-01T00:00:00Z, parsed from ISO-8601
+/// bytes without Foundation. Accepts `2026-01-05` (midnight UTC) and
+/// `2026-01-05T08:00:00Z`, with optional seconds, fraction, and an offset
+/// `±HH:MM`, `±HHMM` or `±HH` instead of `Z`.
+public enum Timestamp {
+    public static func parse(_ s: String) -> Int64? {
+        var s = s
+        return s.withUTF8 { parse($0) }
+    }
+
+    public static func parse(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
+        var i = 0
+        func digits(_ n: Int) -> Int? {
+            guard i + n <= b.count else { return nil }
+            var v = 0
+            for k in i..<(i + n) {
+                let d = Int(b[k]) - 48
+                guard d >= 0 && d <= 9 else { return nil }
+                v = v * 10 + d
+            }
+            i += n
+            return v
+        }
+        func expect(_ c: UInt8) -> Bool {
+            guard i < b.count, b[i] == c else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect(UInt8(ascii: "-")), let month = digits(2), expect(UInt8(ascii: "-")),
+              let day = digits(2), (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year) else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        // Nanoseconds in an Int64 reach from 1677 to 2262.
+        guard year >= 1678 && year <= 2261 else { return nil }
+        if i == b.count { return Int64(days) * 86_400 * 1_000_000_000 }
+        guard i < b.count, b[i] == UInt8(ascii: "T") || b[i] == UInt8(ascii: "t") || b[i] == UInt8(ascii: " ") else { return nil }
+        i += 1
+        guard let hour = digits(2), hour < 24, expect(UInt8(ascii: ":")), let minute = digits(2), minute < 60 else { return nil }
+        var second = 0
+        var nanos: Int64 = 0
+        if expect(UInt8(ascii: ":")) {
+            guard let s = digits(2), s < 60 else { return nil }
+            second = s
+            if expect(UInt8(ascii: ".")) || expect(UInt8(ascii: ",")) {
+                var scale: Int64 = 100_000_000
+                let start = i
+                while i < b.count, b[i] >= 48, b[i] <= 57 {
+                    nanos += Int64(b[i] - 48) * scale
+                    scale /= 10
+                    i += 1
+                }
+                guard i > start else { return nil }
+            }
+        }
+        guard i < b.count else { return nil }  // a time of day needs Z or an offset
+        var offset = 0
+        if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") {
+            i += 1
+        } else if b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+            let sign = b[i] == UInt8(ascii: "-") ? -1 : 1
+            i += 1
+            guard let oh = digits(2), oh < 24 else { return nil }
+            var om = 0
+            if i < b.count {
+                _ = expect(UInt8(ascii: ":"))
+                guard let m = digits(2), m < 60 else { return nil }
+                om = m
+            }
+            offset = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offset)
+        return seconds * 1_000_000_000 + nanos
+    }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civil(fromDays z: Int) -> (year: Int, month: Int, day: Int) {
+        let z = z + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    /// `2026-01-05T08:00:00Z`, with a fraction only when there is one.
+    public static func format(_ t: Int64) -> String {
+        let nanos = ((t % 1_000_000_000) + 1_000_000_000) % 1_000_000_000
+        let seconds = (t - nanos) / 1_000_000_000
+        let days = Int((seconds >= 0 ? seconds : seconds - 86_399) / 86_400)
+        let rem = Int(seconds - Int64(days) * 86_400)
+        let (y, m, d) = civil(fromDays: days)
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        var s = "\(String(y).leftPadded(4))-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60))"
+        if nanos != 0 {
+            var frac = String(nanos).leftPadded(9)
+            while frac.hasSuffix("0") { frac.removeLast() }
+            s += "." + frac
+        }
+        return s + "Z"
+    }
+}

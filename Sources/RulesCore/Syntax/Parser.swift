@@ -1,0 +1,477 @@
+/// Recursive descent over the tokens of one file, with precedence climbing
+/// for expressions. It never stops at the first error: a bad statement is
+/// reported, the parser skips to the next statement, and goes on.
+struct Parser {
+    private let tokens: [Token]
+    private let source: SourceFile
+    private var index = 0
+    private var depth = 0
+    private(set) var diagnostics = DiagnosticSink()
+    private(set) var statements: [Statement] = []
+
+    static let maxDepth = 100
+
+    /// Unwinds to the statement loop after a diagnostic was recorded.
+    private struct Recover: Error {}
+
+    init(tokens: [Token], source: SourceFile) {
+        self.tokens = tokens
+        self.source = source
+    }
+
+    static func parse(_ source: SourceFile, file: Int) -> (statements: [Statement], diagnostics: [Diagnostic]) {
+        let (tokens, lexed) = Lexer.tokenize(source, file: file)
+        var parser = Parser(tokens: tokens, source: source)
+        for d in lexed { parser.diagnostics.add(d) }
+        parser.parseFile()
+        return (parser.statements, parser.diagnostics.items)
+    }
+
+    // MARK: - Token access
+
+    private var current: Token { tokens[index] }
+    private var kind: TokenKind { tokens[index].kind }
+    private func peek(_ n: Int = 1) -> TokenKind { tokens[min(index + n, tokens.count - 1)].kind }
+
+    @discardableResult
+    private mutating func advance() -> Token {
+        let t = tokens[index]
+        if index < tokens.count - 1 { index += 1 }
+        return t
+    }
+
+    private mutating func accept(_ k: TokenKind) -> Bool {
+        if kind == k { advance(); return true }
+        return false
+    }
+
+    private mutating func expect(_ k: TokenKind, _ what: String, help: String? = nil) throws -> Token {
+        if kind == k { return advance() }
+        throw fail(.unexpectedToken, "expected \(what), found \(kind.display)", help: help)
+    }
+
+    private var previousEnd: Int { index > 0 ? tokens[index - 1].span.end : 0 }
+
+    private func span(from start: Span) -> Span {
+        Span(file: start.file, start: start.start, end: max(start.end, previousEnd))
+    }
+
+    private mutating func fail(_ code: DiagnosticCode, _ message: String, at span: Span? = nil, help: String? = nil) -> Recover {
+        diagnostics.add(Diagnostic(code, message, at: span ?? current.span, help: help))
+        return Recover()
+    }
+
+    private var atStatementEnd: Bool {
+        switch kind { case .newline, .semicolon, .eof: return true; default: return false }
+    }
+
+    // MARK: - Statements
+
+    /// file = { statement ( NEWLINE | ";" ) }
+    private mutating func parseFile() {
+        while kind != .eof {
+            if accept(.newline) || accept(.semicolon) { continue }
+            if diagnostics.isFull {
+                diagnostics.add(Diagnostic(.tooManyErrors, "too many errors; stopped reading this file here", at: current.span))
+                return
+            }
+            let before = index
+            do {
+                let statement = try parseStatement()
+                statements.append(statement)
+                if !atStatementEnd {
+                    throw fail(.unexpectedToken, "expected end of statement, found \(kind.display)",
+                               help: "put each statement on its own line, or separate them with `;`")
+                }
+            } catch {
+                synchronize()
+            }
+            if index == before && kind != .eof { advance() }
+        }
+    }
+
+    /// Skips to the token after the end of the current statement.
+    private mutating func synchronize() {
+        while !atStatementEnd { advance() }
+    }
+
+    /// statement = settings | constant | event-decl | state-rule | test | event-rule
+    private mutating func parseStatement() throws -> Statement {
+        switch kind {
+        case .keyword(.score) where isSettingWord(peek()):
+            return try parseSettings()
+        case .keyword(.let):
+            return try parseConstant()
+        case .keyword(.event):
+            return .event(try parseEventDecl())
+        case .keyword(.while):
+            return .stateRule(try parseStateRule())
+        case .keyword(.test):
+            return .test(try parseTest())
+        case .number where isName(peek()):
+            return .eventRule(try parseEventRule())
+        case .name where isEventRuleContinuation(peek()):
+            return .eventRule(try parseEventRule())
+        default:
+            return try parseConditionWithoutWhile()
+        }
+    }
+
+    private func isName(_ k: TokenKind) -> Bool {
+        if case .name = k { return true }
+        return false
+    }
+
+    private func isEventRuleContinuation(_ k: TokenKind) -> Bool {
+        switch k {
+        case .keyword(.where), .keyword(.within), .arrow, .newline, .semicolon, .eof: return true
+        default: return false
+        }
+    }
+
+    private func isSettingWord(_ k: TokenKind) -> Bool {
+        guard case .name(let n) = k else { return false }
+        return n == "starts_at" || n == "starts" || n == "min" || n == "max"
+            || n.hasPrefix("starts_at_") || n.hasPrefix("min_") || n.hasPrefix("max_")
+    }
+
+    /// settings = "score" setting { "," setting }
+    /// setting  = "starts at" EXPR | "min" EXPR | "max" EXPR
+    private mutating func parseSettings() throws -> Statement {
+        let start = advance().span
+        var parts: [ScoreSetting] = []
+        repeat {
+            let wordToken = current
+            guard case .name(let word) = kind else {
+                throw fail(.unknownSetting, "expected `starts at`, `min` or `max`, found \(kind.display)")
+            }
+            let settingKind: ScoreSettingKind
+            switch word {
+            case "starts_at": settingKind = .startsAt
+            case "min": settingKind = .min
+            case "max": settingKind = .max
+            default:
+                let fix = word.hasPrefix("starts") ? "write `score starts at N`" : "the score settings are `starts at N`, `min N` and `max N`"
+                throw fail(.unknownSetting, "unknown score setting `\(word.replacing("_", with: " "))`", help: fix)
+            }
+            advance()
+            let value = try parseExpression()
+            parts.append(ScoreSetting(kind: settingKind, value: value, span: span(from: wordToken.span)))
+        } while accept(.comma)
+        return .settings(parts, span(from: start))
+    }
+
+    /// constant = "let" NAME "=" EXPR
+    private mutating func parseConstant() throws -> Statement {
+        let start = advance().span
+        let name = try parseName("a constant name after `let`")
+        _ = try expect(.assign, "`=`", help: "write `let \(name.text) = VALUE`")
+        let value = try parseExpression()
+        return .constant(name, value, span(from: start))
+    }
+
+    /// event-decl = "event" NAME "{" [ field { ("," | NEWLINE) field } [","] ] "}"
+    /// field      = NAME ":" TYPE
+    private mutating func parseEventDecl() throws -> EventDecl {
+        let start = advance().span
+        let name = try parseName("an event name after `event`")
+        _ = try expect(.lbrace, "`{` to list the event's fields", help: "write `event \(name.text) { field: number }`, or `{ }` for none")
+        var fields: [FieldDecl] = []
+        while kind != .rbrace {
+            let fieldName = try parseName("a field name")
+            _ = try expect(.colon, "`:` after the field name", help: "write `\(fieldName.text): number` (or `string`, `bool`)")
+            let type = try parseName("a field type (`number`, `string` or `bool`)")
+            fields.append(FieldDecl(name: fieldName, type: type))
+            if accept(.comma) { continue }
+            if kind == .rbrace || current.startsLine { continue }
+            throw fail(.unexpectedToken, "expected `,` or `}` after a field, found \(kind.display)")
+        }
+        advance()
+        return EventDecl(name: name, fields: fields, span: span(from: start))
+    }
+
+    /// state-rule = "while" EXPR "→" effects
+    private mutating func parseStateRule() throws -> StateRule {
+        let start = advance().span
+        let condition = try parseExpression()
+        try expectArrow()
+        let effects = try parseEffects()
+        return StateRule(condition: condition, effects: effects, span: span(from: start))
+    }
+
+    /// event-rule = [NUMBER] NAME ["where" EXPR] ["within" EXPR] "→" effects
+    private mutating func parseEventRule() throws -> EventRule {
+        let start = current.span
+        var count: Expr? = nil
+        if case .number(let n) = kind {
+            count = Expr(kind: .number(n), span: advance().span)
+        }
+        let event = try parseName("an event name")
+        var condition: Expr? = nil
+        var window: Expr? = nil
+        if accept(.keyword(.where)) { condition = try parseExpression() }
+        if accept(.keyword(.within)) { window = try parseExpression() }
+        try expectArrow()
+        let effects = try parseEffects()
+        return EventRule(count: count, event: event, condition: condition, window: window,
+                         effects: effects, span: span(from: start))
+    }
+
+    /// A condition followed by `→` but not preceded by `while`: a common
+    /// slip, reported with the corrected rule.
+    private mutating func parseConditionWithoutWhile() throws -> Statement {
+        let start = current.span
+        let condition = try parseExpression()
+        if kind == .arrow {
+            let lineEnd = source.bytes[start.start...].firstIndex(of: UInt8(ascii: "\n")) ?? source.bytes.count
+            var text = source.text(Span(file: start.file, start: start.start, end: lineEnd))
+            if let hash = text.firstIndex(of: "#") { text = String(text[..<hash]) }
+            text = text.trimmingCharacters(in: " \t\r")
+            throw fail(.missingWhile, "a condition on the person's state needs `while`", at: condition.span,
+                       help: "write `while \(text)`")
+        }
+        throw fail(.unexpectedToken, "expected a rule, found an expression",
+                   at: condition.span,
+                   help: "a rule is `EVENT → EFFECTS` or `while CONDITION → EFFECTS`")
+    }
+
+    /// test = "test" STRING "{" ... "}" — the body is read by `rules test`.
+    private mutating func parseTest() throws -> TestBlock {
+        let start = advance().span
+        guard case .string(let name) = kind else {
+            throw fail(.unexpectedToken, "expected the test's name as a string, found \(kind.display)",
+                       help: "write `test \"what it checks\" { ... }`")
+        }
+        advance()
+        _ = try expect(.lbrace, "`{` to open the test")
+        var nesting = 1
+        while nesting > 0 {
+            switch kind {
+            case .lbrace: nesting += 1
+            case .rbrace: nesting -= 1
+            case .eof: throw fail(.unclosedBracket, "this test block is never closed", at: start, help: "add `}` at its end")
+            default: break
+            }
+            advance()
+        }
+        return TestBlock(name: name, span: span(from: start))
+    }
+
+    private mutating func expectArrow() throws {
+        if accept(.arrow) { return }
+        if atStatementEnd {
+            throw fail(.missingArrow, "expected `→` and the rule's effects, found \(kind.display)",
+                       help: "a rule needs effects: `… → -5` or `… → deny travel` (`->` works too)")
+        }
+        throw fail(.missingArrow, "expected `→`, found \(kind.display)",
+                   help: "`where` takes one condition; join conditions with `and` / `or`")
+    }
+
+    private mutating func parseName(_ what: String) throws -> Name {
+        if case .name(let n) = kind {
+            return Name(text: n, span: advance().span)
+        }
+        if case .keyword(let k) = kind {
+            throw fail(.unexpectedToken, "expected \(what), found the keyword `\(k.rawValue)`",
+                       help: "`\(k.rawValue)` is reserved; pick another word or join words with `_`")
+        }
+        throw fail(.unexpectedToken, "expected \(what), found \(kind.display)")
+    }
+
+    // MARK: - Effects
+
+    /// effects = effect { "," effect }
+    private mutating func parseEffects() throws -> [Effect] {
+        var effects = [try parseEffect()]
+        while accept(.comma) { effects.append(try parseEffect()) }
+        return effects
+    }
+
+    /// effect = ("+" | "-") EXPR | ("deny" | "grant" | "flag") NAME ["for" EXPR]
+    ///        | ("allow" | "revoke" | "clear") NAME
+    private mutating func parseEffect() throws -> Effect {
+        let start = current.span
+        let effect: EffectKind
+        switch kind {
+        case .plus, .minus:
+            let sign: Double = advance().kind == .plus ? 1 : -1
+            effect = .score(sign: sign, try parseExpression())
+        case .keyword(.deny): advance(); effect = .deny(try parseName("a privilege after `deny`"), duration: try parseFor())
+        case .keyword(.grant): advance(); effect = .grant(try parseName("a privilege after `grant`"), duration: try parseFor())
+        case .keyword(.flag): advance(); effect = .flag(try parseName("a flag after `flag`"), duration: try parseFor())
+        case .keyword(.allow): advance(); effect = .allow(try parseName("a privilege after `allow`"))
+        case .keyword(.revoke): advance(); effect = .revoke(try parseName("a privilege after `revoke`"))
+        case .keyword(.clear): advance(); effect = .clear(try parseName("a flag after `clear`"))
+        case .number, .duration:
+            throw fail(.missingEffect, "a score change needs a sign", help: "write `+\(source.text(current.span))` or `-\(source.text(current.span))`")
+        default:
+            throw fail(.missingEffect, "expected an effect, found \(kind.display)",
+                       help: "effects are `+N`, `-N`, `deny P`, `allow P`, `grant P`, `revoke P`, `flag F`, `clear F`")
+        }
+        return Effect(kind: effect, span: span(from: start))
+    }
+
+    private mutating func parseFor() throws -> Expr? {
+        guard accept(.keyword(.for)) else { return nil }
+        return try parseExpression()
+    }
+
+    // MARK: - Expressions
+
+    /// Binding power of binary operators; higher binds tighter.
+    private func infix(_ k: TokenKind) -> (BinaryOp?, Int)? {
+        switch k {
+        case .keyword(.or): return (.or, 1)
+        case .keyword(.and): return (.and, 2)
+        case .eq: return (.eq, 4)
+        case .ne: return (.ne, 4)
+        case .lt: return (.lt, 4)
+        case .le: return (.le, 4)
+        case .gt: return (.gt, 4)
+        case .ge: return (.ge, 4)
+        case .keyword(.in): return (nil, 4)
+        case .plus: return (.add, 5)
+        case .minus: return (.sub, 5)
+        case .star: return (.mul, 6)
+        case .slash: return (.div, 6)
+        case .percent: return (.mod, 6)
+        default: return nil
+        }
+    }
+
+    mutating func parseExpression() throws -> Expr {
+        try parseBinary(minPower: 1)
+    }
+
+    /// expr = unary { BINOP unary }, climbing by binding power. Comparisons
+    /// do not chain: `a < b < c` is an error, not a surprise.
+    private mutating func parseBinary(minPower: Int) throws -> Expr {
+        depth += 1
+        defer { depth -= 1 }
+        if depth > Self.maxDepth {
+            throw fail(.tooDeep, "expression nested too deeply (more than \(Self.maxDepth) levels)")
+        }
+        var left = try parseUnary(minPower: minPower)
+        while let (op, power) = infix(kind), power >= minPower {
+            let opToken = advance()
+            if op == nil {
+                left = try parseInList(left)
+            } else {
+                let right = try parseBinary(minPower: power + 1)
+                left = Expr(kind: .binary(op!, left, right), span: left.span.to(right.span))
+            }
+            if power == 4, let (_, next) = infix(kind), next == 4 {
+                throw fail(.unexpectedToken, "comparisons do not chain", at: opToken.span.to(current.span),
+                           help: "join the comparisons with `and`")
+            }
+        }
+        return left
+    }
+
+    /// `x in [a, b, ...]`
+    private mutating func parseInList(_ left: Expr) throws -> Expr {
+        _ = try expect(.lbracket, "`[` to start the list after `in`", help: "write `x in [a, b]`")
+        var items: [Expr] = []
+        while kind != .rbracket {
+            items.append(try parseExpression())
+            if !accept(.comma) { break }
+        }
+        _ = try expect(.rbracket, "`]` to close the list")
+        return Expr(kind: .inList(left, items), span: span(from: left.span))
+    }
+
+    /// `not` binds looser than comparisons (`not x == 1` is `not (x == 1)`);
+    /// unary minus binds tighter than `*`.
+    private mutating func parseUnary(minPower: Int) throws -> Expr {
+        if kind == .keyword(.not) {
+            let start = advance().span
+            let operand = try parseBinary(minPower: 3)
+            return Expr(kind: .unary(.not, operand), span: start.to(operand.span))
+        }
+        if kind == .minus {
+            let start = advance().span
+            let operand = try parseUnary(minPower: 7)
+            return Expr(kind: .unary(.negate, operand), span: start.to(operand.span))
+        }
+        return try parsePrimary()
+    }
+
+    /// primary = NUMBER | DURATION | STRING | "true" | "false" | "score" | NAME
+    ///         | "(" expr ")" | call | aggregate
+    private mutating func parsePrimary() throws -> Expr {
+        let token = current
+        switch token.kind {
+        case .number(let n): advance(); return Expr(kind: .number(n), span: token.span)
+        case .duration(let s): advance(); return Expr(kind: .duration(s), span: token.span)
+        case .string(let s): advance(); return Expr(kind: .string(s), span: token.span)
+        case .keyword(.true): advance(); return Expr(kind: .bool(true), span: token.span)
+        case .keyword(.false): advance(); return Expr(kind: .bool(false), span: token.span)
+        case .keyword(.score): advance(); return Expr(kind: .score, span: token.span)
+        case .name(let n): advance(); return Expr(kind: .name(n), span: token.span)
+        case .lparen:
+            advance()
+            let inner = try parseExpression()
+            if kind != .rparen {
+                throw fail(.unclosedBracket, "expected `)` to close the `(` opened here", at: token.span,
+                           help: "add `)`; found \(kind.display) instead")
+            }
+            advance()
+            return Expr(kind: inner.kind, span: span(from: token.span))
+        case .builtin(let b):
+            return try parseCall(b)
+        default:
+            throw fail(.unexpectedToken, "expected a value, found \(token.kind.display)")
+        }
+    }
+
+    /// call = ("min" | "max") "(" expr "," expr ")" | "abs" "(" expr ")"
+    ///      | "count" "(" NAME ["where" expr] "within" expr ")"
+    ///      | "sum" "(" NAME "." NAME ["where" expr] "within" expr ")"
+    private mutating func parseCall(_ builtin: Builtin) throws -> Expr {
+        let start = advance().span
+        _ = try expect(.lparen, "`(`")
+        let kind: ExprKind
+        switch builtin {
+        case .count, .sum:
+            let event = try parseName("an event name")
+            var field: Name? = nil
+            if builtin == .sum {
+                _ = try expect(.dot, "`.` and a field: `sum(\(event.text).FIELD within D)`")
+                field = try parseName("a field name")
+            }
+            var condition: Expr? = nil
+            if accept(.keyword(.where)) { condition = try parseExpression() }
+            _ = try expect(.keyword(.within), "`within` and a duration",
+                           help: "a windowed aggregate needs its window: `\(builtin.rawValue)(\(event.text)\(field.map { "." + $0.text } ?? "") within 30 days)`")
+            let window = try parseExpression()
+            kind = field.map { .sum(event: event, field: $0, condition: condition, window: window) }
+                ?? .count(event: event, condition: condition, window: window)
+        case .min, .max, .abs:
+            var args: [Expr] = []
+            while self.kind != .rparen {
+                args.append(try parseExpression())
+                if !accept(.comma) { break }
+            }
+            let wanted = builtin == .abs ? 1 : 2
+            if args.count != wanted {
+                throw fail(.unexpectedToken, "`\(builtin.rawValue)` takes \(wanted == 1 ? "one argument" : "two arguments"), not \(args.count)",
+                           at: span(from: start))
+            }
+            kind = .call(builtin, args)
+        }
+        if self.kind != .rparen {
+            throw fail(.unclosedBracket, "expected `)` to close `\(builtin.rawValue)(`, found \(self.kind.display)")
+        }
+        advance()
+        return Expr(kind: kind, span: span(from: start))
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s.removeFirst() }
+        while let l = s.last, set.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,82 @@
+/// The reserved words of the contract. `starts at min max` are not here:
+/// they mean something only in a `score` statement, which the parser knows.
+enum Keyword: String, CaseIterable, Sendable {
+    case score, `let`, event, `where`, within, `while`, and, or, not, `in`
+    case `true`, `false`, deny, allow, grant, revoke, flag, clear, `for`, test
+}
+
+/// `min max abs count sum` are functions only right before `(`.
+public enum Builtin: String, Sendable {
+    case min, max, abs, count, sum
+}
+
+enum TokenKind: Equatable, Sendable {
+    case name(String)          // one or more words joined with `_`
+    case keyword(Keyword)
+    case builtin(Builtin)
+    case number(Double)
+    case duration(seconds: Double)
+    case string(String)
+    case arrow, comma, semicolon, newline, colon, dot, assign
+    case lparen, rparen, lbracket, rbracket, lbrace, rbrace
+    case plus, minus, star, slash, percent
+    case eq, ne, lt, le, gt, ge
+    case eof
+
+    /// A statement does not end at a newline that follows one of these.
+    var continuesLine: Bool {
+        switch self {
+        case .arrow, .comma, .plus, .minus, .star, .slash, .percent,
+             .eq, .ne, .lt, .le, .gt, .ge, .assign,
+             .keyword(.and), .keyword(.or), .keyword(.in):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// How the token is shown in "expected X, found Y" messages.
+    var display: String {
+        switch self {
+        case .name(let n): return "name `\(n)`"
+        case .keyword(let k): return "`\(k.rawValue)`"
+        case .builtin(let b): return "`\(b.rawValue)`"
+        case .number: return "a number"
+        case .duration: return "a duration"
+        case .string: return "a string"
+        case .arrow: return "`→`"
+        case .comma: return "`,`"
+        case .semicolon: return "`;`"
+        case .newline: return "end of line"
+        case .colon: return "`:`"
+        case .dot: return "`.`"
+        case .assign: return "`=`"
+        case .lparen: return "`(`"
+        case .rparen: return "`)`"
+        case .lbracket: return "`[`"
+        case .rbracket: return "`]`"
+        case .lbrace: return "`{`"
+        case .rbrace: return "`}`"
+        case .plus: return "`+`"
+        case .minus: return "`-`"
+        case .star: return "`*`"
+        case .slash: return "`/`"
+        case .percent: return "`%`"
+        case .eq: return "`==`"
+        case .ne: return "`!=`"
+        case .lt: return "`<`"
+        case .le: return "`<=`"
+        case .gt: return "`>`"
+        case .ge: return "`>=`"
+        case .eof: return "end of file"
+        }
+    }
+}
+
+struct Token: Sendable {
+    var kind: TokenKind
+    var span: Span
+    /// True when no other token precedes it on its line; lets `{ a: number
+    /// <newline> b: number }` be read without commas.
+    var startsLine: Bool
+}

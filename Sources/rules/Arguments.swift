@@ -1,0 +1,74 @@
+import RulesCore
+
+/// A small command-line parser: `--name value`, `--name=value`, boolean
+/// `--flag`, positionals, `--` to end options, `-` as a positional (stdin).
+struct Arguments {
+    struct Spec {
+        var options: Set<String> = []   // take a value
+        var flags: Set<String> = []     // take none
+    }
+
+    var positionals: [String] = []
+    var values: [String: String] = [:]
+    var flags: Set<String> = []
+
+    struct UsageError: Error {
+        var message: String
+    }
+
+    init(_ args: [String], spec: Spec) throws {
+        var i = 0
+        var optionsEnded = false
+        while i < args.count {
+            let arg = args[i]
+            i += 1
+            if optionsEnded || !arg.hasPrefix("-") || arg == "-" {
+                positionals.append(arg)
+                continue
+            }
+            if arg == "--" { optionsEnded = true; continue }
+            var name = arg
+            var inline: String? = nil
+            if let eq = arg.firstIndex(of: "=") {
+                name = String(arg[..<eq])
+                inline = String(arg[arg.index(after: eq)...])
+            }
+            if name == "-h" { name = "--help" }
+            if spec.flags.contains(name) || name == "--help" {
+                if inline != nil { throw UsageError(message: "\(name) takes no value") }
+                flags.insert(name)
+            } else if spec.options.contains(name) {
+                if let inline {
+                    values[name] = inline
+                } else {
+                    guard i < args.count else { throw UsageError(message: "\(name) needs a value") }
+                    values[name] = args[i]
+                    i += 1
+                }
+            } else {
+                let known = spec.options.union(spec.flags).union(["--help"])
+                let hint = Self.closest(name, known).map { " (did you mean \($0)?)" } ?? ""
+                throw UsageError(message: "unknown option \(name)\(hint)")
+            }
+        }
+    }
+
+    static func closest(_ name: String, _ known: Set<String>) -> String? {
+        known.min { distance(name, $0) < distance(name, $1) }.flatMap { distance(name, $0) <= 3 ? $0 : nil }
+    }
+
+    private static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(1, a.count) where !a.isEmpty {
+            var prev = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let old = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
+                prev = old
+            }
+        }
+        return row[b.count]
+    }
+}

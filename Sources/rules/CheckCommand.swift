@@ -1,0 +1,38 @@
+import RulesCore
+
+/// `rules check POLICY.rules...` — report every error and warning.
+enum CheckCommand {
+    static let help = """
+    usage: rules check POLICY.rules... [--format human|json]
+
+    Checks policy files without running them: syntax, names, types, the
+    state-rule graph. Diagnostics go to stderr as
+    FILE:LINE:COL: error: MESSAGE [CODE], with the source line and a caret.
+
+    options:
+      --format human|json  human (default), or one JSON object per diagnostic
+      -h, --help           show this help
+
+    exit status: 0 no errors (warnings allowed), 1 errors or unreadable
+    files, 2 usage error.
+    """
+
+    static func run(_ args: [String]) -> Int32 {
+        let parsed: Arguments
+        do { parsed = try Arguments(args, spec: .init(options: ["--format"])) } catch let e as Arguments.UsageError {
+            return Main.usageError(e.message, command: "check")
+        } catch { return ExitCode.usage }
+        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        let format = parsed.values["--format"] ?? "human"
+        guard format == "human" || format == "json" else {
+            return Main.usageError("--format takes human or json, not \(format)", command: "check")
+        }
+        guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "check") }
+        guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
+        PolicyLoading.printDiagnostics(result, json: format == "json")
+        if format == "human" && !result.diagnostics.isEmpty {
+            Terminal.writeErr("rules: \(PolicyLoading.summary(result))\n")
+        }
+        return result.program == nil ? ExitCode.failure : ExitCode.ok
+    }
+}

@@ -1,0 +1,134 @@
+import RulesCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]`
+enum RunCommand {
+    static let help = """
+    usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]
+
+    Applies a stream of events (NDJSON, one object per line) to the policy
+    and prints each person's final state, one compact JSON line per person,
+    sorted by id:
+      {"citizen":"alice","score":985,"flags":["debtor"],"denied":["travel"],"granted":[]}
+
+    options:
+      --events FILE|-   the event stream (default: standard input)
+      --as-of TIME      report the state as of TIME (2026-06-01 or
+                        2026-06-01T12:00:00Z); events after it are ignored
+      --rejects FILE    write every rejected line, with its line number and
+                        reason, to FILE as NDJSON
+      -h, --help        show this help
+
+    A summary (read / applied / rejected) goes to stderr. Rejected lines do
+    not stop the run.
+
+    exit status: 0 the run completed (even with rejected lines), 1 a policy
+    error or unreadable input, 2 usage error.
+    """
+
+    static func run(_ args: [String]) -> Int32 {
+        let parsed: Arguments
+        do {
+            parsed = try Arguments(args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace"]))
+        } catch let e as Arguments.UsageError {
+            return Main.usageError(e.message, command: "run")
+        } catch { return ExitCode.usage }
+        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "run") }
+        if parsed.values["--trace"] != nil {
+            return Main.usageError("--trace is not available in this version yet", command: "run")
+        }
+        var asOf: Int64? = nil
+        if let text = parsed.values["--as-of"] {
+            guard let t = Timestamp.parse(text) else {
+                return Main.usageError("--as-of takes a date or date-time like 2026-06-01 or 2026-06-01T12:00:00Z, not \(text)", command: "run")
+            }
+            asOf = t
+        }
+
+        guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
+        PolicyLoading.printDiagnostics(result)
+        guard let program = result.program else {
+            Terminal.writeErr("rules: the policy has \(PolicyLoading.summary(result)); nothing was run\n")
+            return ExitCode.failure
+        }
+
+        let eventsPath = parsed.values["--events"] ?? "-"
+        let fd = eventsPath == "-" ? 0 : open(eventsPath, O_RDONLY)
+        guard fd >= 0 else {
+            Terminal.writeErr("rules: cannot read events \(eventsPath): \(String(cString: strerror(errno)))\n")
+            return ExitCode.failure
+        }
+        var rejects: RejectsFile? = nil
+        if let path = parsed.values["--rejects"] {
+            guard let file = RejectsFile(path: path) else {
+                Terminal.writeErr("rules: cannot write rejects file \(path): \(String(cString: strerror(errno)))\n")
+                return ExitCode.failure
+            }
+            rejects = file
+        }
+
+        let engine = Engine(program: program)
+        let streamName = eventsPath == "-" ? "<stdin>" : eventsPath
+        var shown = 0
+        let summary = EventStream.run(engine, fd: fd, asOf: asOf) { rejection, line in
+            rejects?.write(rejection, line)
+            if shown < 10 {
+                Terminal.writeErr("\(streamName):\(rejection.line): rejected: \(rejection.reason)\n")
+            }
+            shown += 1
+        }
+        if fd != 0 { close(fd) }
+        rejects?.close()
+        engine.writeReport(asOf: asOf) { Terminal.writeAll(fd: 1, $0) }
+        reportSummary(summary, engine: engine, shownRejects: min(shown, 10), rejectsPath: parsed.values["--rejects"])
+        if let error = summary.readError {
+            Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
+            return ExitCode.failure
+        }
+        return ExitCode.ok
+    }
+
+    private static func reportSummary(_ s: RunSummary, engine: Engine, shownRejects: Int, rejectsPath: String?) {
+        if s.rejected > shownRejects {
+            let hint = rejectsPath == nil ? "; write them all with --rejects FILE" : " (all are in \(rejectsPath!))"
+            Terminal.writeErr("rules: … and \(s.rejected - shownRejects) more rejected lines\(hint)\n")
+        }
+        for note in engine.evaluationNotes() { Terminal.writeErr("rules: note: \(note)\n") }
+        var line = "rules: \(s.read) events read: \(s.applied) applied, \(s.rejected) rejected"
+        if s.ignoredAfterAsOf > 0 { line += ", \(s.ignoredAfterAsOf) ignored (after --as-of)" }
+        if s.blank > 0 { line += "; \(s.blank) blank lines skipped" }
+        Terminal.writeErr(line + "\n")
+    }
+}
+
+/// `--rejects FILE`: one JSON object per rejected line, so the lines can be
+/// fixed and replayed: {"line":12,"reason":"…","input":"…"}.
+struct RejectsFile {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init?(path: String) {
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { return nil }
+    }
+
+    mutating func write(_ r: Rejection, _ line: UnsafeBufferPointer<UInt8>) {
+        buffer += Array("{\"line\":\(r.line),\"reason\":\(JSONText.quoted(r.reason)),\"input\":".utf8)
+        buffer += JSONText.quotedBytes(line)
+        buffer += Array("}\n".utf8)
+        if buffer.count > 1 << 16 { flush() }
+    }
+
+    private mutating func flush() {
+        buffer.withUnsafeBytes { Terminal.writeAll(fd: fd, $0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    mutating func close() {
+        flush()
+        _ = Glibc.close(fd)
+    }
+}
