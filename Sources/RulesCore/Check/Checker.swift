@@ -8,7 +8,8 @@ struct Checker {
     // Symbol tables, filled in `collect`.
     private var constantDecls: [String: (expr: Expr, span: Span)] = [:]
     private var constantValues: [String: (IR, ValueType)] = [:]
-    private var constantsInProgress: Set<String> = []
+    private var constantsInProgress: [String] = []
+    private var constantsFailed: Set<String> = []
     private var constantsUsed: Set<String> = []
     private var eventIds: [String: Int] = [:]
     private var eventDeclSpans: [String: Span] = [:]
@@ -168,16 +169,22 @@ struct Checker {
     private mutating func constant(_ name: String) -> (IR, ValueType)? {
         if let v = constantValues[name] { return v }
         guard let decl = constantDecls[name] else { return nil }
-        if constantsInProgress.contains(name) {
-            report(.constantCycle, "constant `\(name)` is defined in terms of itself", at: decl.span,
+        if let k = constantsInProgress.firstIndex(of: name) {
+            let cycle = (constantsInProgress[k...] + [name]).map { "`\($0)`" }.joined(separator: " → ")
+            let message = constantsInProgress.count - k == 1
+                ? "constant `\(name)` is defined in terms of itself"
+                : "constants depend on each other in a cycle: \(cycle)"
+            report(.constantCycle, message, at: decl.span,
                    help: "give one of the constants in the cycle a value that does not use the others")
             constantValues[name] = (.number(0), .number)
+            constantsFailed.formUnion(constantsInProgress[k...])
             return nil
         }
-        constantsInProgress.insert(name)
-        defer { constantsInProgress.remove(name) }
+        constantsInProgress.append(name)
+        defer { constantsInProgress.removeLast() }
         guard let (ir, type) = resolve(decl.expr, scope: .constant), let value = fold(ir, type: type, at: decl.expr.span) else {
             constantValues[name] = (.number(0), .any)
+            constantsFailed.insert(name)
             return nil
         }
         constantValues[name] = (value, type)
@@ -593,7 +600,7 @@ struct Checker {
     // MARK: - Warnings
 
     private mutating func warnUnused() {
-        for name in constantDecls.keys.sorted() where !constantsUsed.contains(name) {
+        for name in constantDecls.keys.sorted() where !constantsUsed.contains(name) && !constantsFailed.contains(name) {
             let decl = constantDecls[name]!
             report(.unusedConstant, "constant `\(name)` is never used", at: decl.span, help: "remove it, or use it in a rule")
         }

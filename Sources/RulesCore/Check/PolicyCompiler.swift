@@ -26,7 +26,28 @@ public enum PolicyCompiler {
         diagnostics += found
         diagnostics.sort { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         let failed = diagnostics.contains { $0.severity == .error }
+        diagnostics = capped(diagnostics)
         return CompileResult(sources: sources, diagnostics: diagnostics, program: failed ? nil : Program(policy))
+    }
+
+    /// Keeps the first `DiagnosticSink.maxErrors` errors (and the warnings
+    /// among them) and says where it stopped, so garbage input cannot flood
+    /// the screen.
+    static func capped(_ diagnostics: [Diagnostic]) -> [Diagnostic] {
+        var kept: [Diagnostic] = []
+        var errors = 0
+        for d in diagnostics {
+            if d.severity == .error {
+                if errors == DiagnosticSink.maxErrors {
+                    kept.append(Diagnostic(.tooManyErrors, "too many errors; stopped after \(errors)", at: d.span,
+                                           help: "fix these and check again"))
+                    return kept
+                }
+                errors += 1
+            }
+            kept.append(d)
+        }
+        return kept
     }
 
     /// One policy from a string, named `name` in diagnostics.

@@ -2,7 +2,9 @@
 /// if it is close enough to be a plausible typo.
 enum Suggest {
     static func closest(to name: String, among candidates: some Sequence<String>) -> String? {
-        let limit = max(1, name.count / 3)
+        // One edit for short names, about a third of the length for long ones;
+        // no guesses for one-letter names, where anything is one edit away.
+        let limit = name.count < 2 ? 0 : max(1, name.count / 3)
         var best: (String, Int)? = nil
         for c in candidates where c != name {
             let d = distance(name, c)

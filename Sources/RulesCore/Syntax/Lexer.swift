@@ -9,7 +9,9 @@ struct Lexer {
     private let bytes: [UInt8]
     private let file: Int
     private var pos = 0
-    private var depth = 0
+    /// Open brackets: the byte that closes each, and where it was opened.
+    private var open: [(closer: UInt8, at: Int)] = []
+    private var depth: Int { open.count }
     private var tokens: [Token] = []
     private var lineHasToken = false
     private(set) var diagnostics = DiagnosticSink()
@@ -296,11 +298,27 @@ struct Lexer {
         }
         pos += length
         switch kind {
-        case .lparen, .lbracket, .lbrace: depth += 1
-        case .rparen, .rbracket, .rbrace: depth = max(0, depth - 1)
+        case .lparen: open.append((UInt8(ascii: ")"), start))
+        case .lbracket: open.append((UInt8(ascii: "]"), start))
+        case .lbrace: open.append((UInt8(ascii: "}"), start))
+        case .rparen, .rbracket, .rbrace: if !open.isEmpty { open.removeLast() }
+        case .arrow: closeBracketsBeforeArrow(at: start)
         default: break
         }
         emit(kind, start: start, end: pos)
+    }
+
+    /// `→` never stands inside `( )` or `[ ]`, so an arrow there means a
+    /// bracket was left open. Report it where it was opened and close it, so
+    /// one missing `)` does not swallow the rest of the file.
+    private mutating func closeBracketsBeforeArrow(at arrow: Int) {
+        while let last = open.last, last.closer != UInt8(ascii: "}") {
+            open.removeLast()
+            let closer = String(UnicodeScalar(last.closer))
+            error(.unclosedBracket, "`\(String(UnicodeScalar(bytes[last.at])))` is not closed before `→`", last.at, last.at + 1,
+                  help: "add `\(closer)` before the arrow")
+            emit(last.closer == UInt8(ascii: ")") ? .rparen : .rbracket, start: arrow, end: arrow)
+        }
     }
 
     /// Reports one unexpected character (a whole UTF-8 sequence) and skips it.
@@ -308,6 +326,12 @@ struct Lexer {
         let b = bytes[start]
         let length = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
         let end = min(start + length, bytes.count)
+        if (b == UInt8(ascii: "&") || b == UInt8(ascii: "|")) && start + 1 < bytes.count && bytes[start + 1] == b {
+            let op = b == UInt8(ascii: "&") ? "&&" : "||"
+            error(.unexpectedCharacter, "unexpected `\(op)`", start, start + 2, help: "write `\(b == UInt8(ascii: "&") ? "and" : "or")`")
+            pos = start + 2
+            return
+        }
         let slice = Array(bytes[start..<end])
         if let s = String(validating: slice, as: UTF8.self), b >= 0x80 || b >= 0x20 {
             var help: String? = nil

@@ -6,6 +6,9 @@ struct Parser {
     private let source: SourceFile
     private var index = 0
     private var depth = 0
+    /// Lines where the lexer already reported an error; the parser stays
+    /// quiet there rather than pile a second error on the same mistake.
+    private var linesWithLexicalErrors: Set<Int> = []
     private(set) var diagnostics = DiagnosticSink()
     private(set) var statements: [Statement] = []
 
@@ -22,7 +25,10 @@ struct Parser {
     static func parse(_ source: SourceFile, file: Int) -> (statements: [Statement], diagnostics: [Diagnostic]) {
         let (tokens, lexed) = Lexer.tokenize(source, file: file)
         var parser = Parser(tokens: tokens, source: source)
-        for d in lexed { parser.diagnostics.add(d) }
+        for d in lexed {
+            parser.diagnostics.add(d)
+            parser.linesWithLexicalErrors.insert(source.line(of: d.span.start))
+        }
         parser.parseFile()
         return (parser.statements, parser.diagnostics.items)
     }
@@ -57,7 +63,10 @@ struct Parser {
     }
 
     private mutating func fail(_ code: DiagnosticCode, _ message: String, at span: Span? = nil, help: String? = nil) -> Recover {
-        diagnostics.add(Diagnostic(code, message, at: span ?? current.span, help: help))
+        let at = span ?? current.span
+        if !linesWithLexicalErrors.contains(source.line(of: at.start)) {
+            diagnostics.add(Diagnostic(code, message, at: at, help: help))
+        }
         return Recover()
     }
 
@@ -71,10 +80,8 @@ struct Parser {
     private mutating func parseFile() {
         while kind != .eof {
             if accept(.newline) || accept(.semicolon) { continue }
-            if diagnostics.isFull {
-                diagnostics.add(Diagnostic(.tooManyErrors, "too many errors; stopped reading this file here", at: current.span))
-                return
-            }
+            // Past the cap, reading on only costs time; the compiler says so.
+            if diagnostics.isFull { return }
             let before = index
             do {
                 let statement = try parseStatement()
@@ -98,7 +105,7 @@ struct Parser {
     /// statement = settings | constant | event-decl | state-rule | test | event-rule
     private mutating func parseStatement() throws -> Statement {
         switch kind {
-        case .keyword(.score) where isSettingWord(peek()):
+        case .keyword(.score) where isName(peek()):
             return try parseSettings()
         case .keyword(.let):
             return try parseConstant()
@@ -127,12 +134,6 @@ struct Parser {
         case .keyword(.where), .keyword(.within), .arrow, .newline, .semicolon, .eof: return true
         default: return false
         }
-    }
-
-    private func isSettingWord(_ k: TokenKind) -> Bool {
-        guard case .name(let n) = k else { return false }
-        return n == "starts_at" || n == "starts" || n == "min" || n == "max"
-            || n.hasPrefix("starts_at_") || n.hasPrefix("min_") || n.hasPrefix("max_")
     }
 
     /// settings = "score" setting { "," setting }
@@ -412,8 +413,8 @@ struct Parser {
             advance()
             let inner = try parseExpression()
             if kind != .rparen {
-                throw fail(.unclosedBracket, "expected `)` to close the `(` opened here", at: token.span,
-                           help: "add `)`; found \(kind.display) instead")
+                throw fail(.unclosedBracket, "`(` is not closed", at: token.span,
+                           help: "add `)`; found \(kind.display) where it should be")
             }
             advance()
             return Expr(kind: inner.kind, span: span(from: token.span))
@@ -429,7 +430,7 @@ struct Parser {
     ///      | "sum" "(" NAME "." NAME ["where" expr] "within" expr ")"
     private mutating func parseCall(_ builtin: Builtin) throws -> Expr {
         let start = advance().span
-        _ = try expect(.lparen, "`(`")
+        let open = try expect(.lparen, "`(`").span
         let kind: ExprKind
         switch builtin {
         case .count, .sum:
@@ -460,7 +461,8 @@ struct Parser {
             kind = .call(builtin, args)
         }
         if self.kind != .rparen {
-            throw fail(.unclosedBracket, "expected `)` to close `\(builtin.rawValue)(`, found \(self.kind.display)")
+            throw fail(.unclosedBracket, "`\(builtin.rawValue)(` is not closed", at: open,
+                       help: "add `)`; found \(self.kind.display) where it should be")
         }
         advance()
         return Expr(kind: kind, span: span(from: start))
