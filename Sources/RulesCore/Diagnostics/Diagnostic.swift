@@ -77,15 +77,17 @@ public struct Diagnostic: Sendable {
 }
 
 /// Collects diagnostics, with a cap so a garbage file cannot flood the screen.
+/// It keeps one error past the cap so the compiler knows to say it stopped.
 struct DiagnosticSink {
     static let maxErrors = 50
+    private static let keep = maxErrors + 1
     private(set) var items: [Diagnostic] = []
     private(set) var errorCount = 0
     private(set) var truncated = false
 
     mutating func add(_ d: Diagnostic) {
         if d.severity == .error {
-            if errorCount >= Self.maxErrors {
+            if errorCount >= Self.keep {
                 truncated = true
                 return
             }
@@ -95,5 +97,5 @@ struct DiagnosticSink {
     }
 
     var hasErrors: Bool { errorCount > 0 }
-    var isFull: Bool { errorCount >= Self.maxErrors }
+    var isFull: Bool { errorCount >= Self.keep }
 }

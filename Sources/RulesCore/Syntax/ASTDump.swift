@@ -1,0 +1,58 @@
+/// A compact S-expression form of the AST, for parser tests and debugging:
+/// `(rule speeding (where (> speed (+ limit 30))) (-20))`.
+enum ASTDump {
+    static func dump(_ s: Statement) -> String {
+        switch s {
+        case .settings(let parts, _):
+            return "(score " + parts.map { "(\($0.kind.rawValue) \(dump($0.value)))" }.joined(separator: " ") + ")"
+        case .constant(let n, let e, _): return "(let \(n.text) \(dump(e)))"
+        case .event(let d):
+            return "(event \(d.name.text)" + d.fields.map { " (\($0.name.text) \($0.type.text))" }.joined() + ")"
+        case .eventRule(let r):
+            var out = "(rule"
+            if let c = r.count { out += " \(dump(c))" }
+            out += " \(r.event.text)"
+            if let c = r.condition { out += " (where \(dump(c)))" }
+            if let w = r.window { out += " (within \(dump(w)))" }
+            return out + " " + r.effects.map(dump).joined(separator: " ") + ")"
+        case .stateRule(let r):
+            return "(while \(dump(r.condition)) " + r.effects.map(dump).joined(separator: " ") + ")"
+        case .test(let t): return "(test \(JSONWriter.quoted(t.name)))"
+        }
+    }
+
+    static func dump(_ e: Effect) -> String {
+        func timed(_ verb: String, _ n: Name, _ d: Expr?) -> String {
+            "(\(verb) \(n.text)" + (d.map { " (for \(dump($0)))" } ?? "") + ")"
+        }
+        switch e.kind {
+        case .score(let sign, let x): return "(\(sign < 0 ? "-" : "+")\(dump(x)))"
+        case .deny(let n, let d): return timed("deny", n, d)
+        case .grant(let n, let d): return timed("grant", n, d)
+        case .flag(let n, let d): return timed("flag", n, d)
+        case .allow(let n): return "(allow \(n.text))"
+        case .revoke(let n): return "(revoke \(n.text))"
+        case .clear(let n): return "(clear \(n.text))"
+        }
+    }
+
+    static func dump(_ e: Expr) -> String {
+        switch e.kind {
+        case .number(let n): return Folder.format(n)
+        case .string(let s): return JSONWriter.quoted(s)
+        case .bool(let b): return b ? "true" : "false"
+        case .duration(let s): return "\(Folder.format(s))s"
+        case .name(let n): return n
+        case .score: return "score"
+        case .unary(let op, let a): return "(\(op.rawValue) \(dump(a)))"
+        case .binary(let op, let a, let b): return "(\(op.rawValue) \(dump(a)) \(dump(b)))"
+        case .inList(let a, let items): return "(in \(dump(a)) [" + items.map(dump).joined(separator: " ") + "])"
+        case .call(let f, let args): return "(\(f.rawValue) " + args.map(dump).joined(separator: " ") + ")"
+        case .count(let ev, let c, let w):
+            return "(count \(ev.text)" + (c.map { " (where \(dump($0)))" } ?? "") + " (within \(dump(w))))"
+        case .sum(let ev, let f, let c, let w):
+            return "(sum \(ev.text).\(f.text)" + (c.map { " (where \(dump($0)))" } ?? "") + " (within \(dump(w))))"
+        case .invalid: return "<invalid>"
+        }
+    }
+}
