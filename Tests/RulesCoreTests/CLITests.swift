@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+
+/// End-to-end: the built `rules` binary, as a user runs it.
+@Suite("rules command line")
+struct CLITests {
+    static func rules(_ args: [String], stdin: String? = nil) throws -> ProcessResult {
+        guard let binary = Repo.binary else { throw TestFailure("the rules binary was not built (swift build)") }
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        return try runProcess(binary, args, stdin: stdin, environment: env)
+    }
+
+    static func tempDir() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rules-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// Writes the case's files; returns the policy paths and the events path.
+    static func materialize(_ c: ConformanceCase) throws -> (policies: [String], events: String) {
+        let dir = try tempDir()
+        var policies: [String] = []
+        for (i, text) in c.policies.enumerated() {
+            let url = dir.appendingPathComponent("policy\(i + 1).rules")
+            try text.write(to: url, atomically: true, encoding: .utf8)
+            policies.append(url.path)
+        }
+        let events = dir.appendingPathComponent("events.ndjson")
+        try c.events.write(to: events, atomically: true, encoding: .utf8)
+        return (policies, events.path)
+    }
+
+    @Test("every conformance case through the binary", arguments: ConformanceCase.all)
+    func conformance(_ c: ConformanceCase) throws {
+        let (policies, events) = try Self.materialize(c)
+        if let errors = c.errors {
+            let check = try Self.rules(["check"] + policies)
+            #expect(check.status == 1)
+            for e in errors {
+                let position = e.split(separator: " ")[0]
+                let code = e.split(separator: " ")[1]
+                #expect(check.stderr.contains("policy1.rules:\(position): error: "), "\(check.stderr)")
+                #expect(check.stderr.contains("[\(code)]"))
+            }
+            let run = try Self.rules(["run"] + policies + ["--events", events])
+            #expect(run.status == 1)
+            #expect(run.stdout.isEmpty)
+            return
+        }
+        let result = try Self.rules(["run"] + policies + ["--events", events] + c.args)
+        #expect(result.status == 0, "\(result.stderr)")
+        if let output = c.output { #expect(result.stdout == output) }
+        for text in c.stderr { #expect(result.stderr.contains(text), "\(result.stderr)") }
+        // The first ten rejected lines are shown; the rest are counted.
+        for r in c.rejects.prefix(10) { #expect(result.stderr.contains("events.ndjson:\(r.line): rejected: "), "\(result.stderr)") }
+        #expect(result.stderr.contains(", \(c.rejects.count) rejected"))
+        #expect(!result.stderr.contains("\u{1B}["))
+    }
+
+    @Test("help on every level")
+    func help() throws {
+        for args in [["--help"], ["-h"], ["help"], ["help", "run"], ["help", "check"], ["run", "--help"], ["check", "-h"]] {
+            let r = try Self.rules(args)
+            #expect(r.status == 0)
+            #expect(r.stdout.contains("usage: rules"), "\(args)")
+        }
+        #expect(try Self.rules(["--version"]).stdout.hasPrefix("rules "))
+    }
+
+    @Test("usage errors exit 2 and say what is wrong")
+    func usage() throws {
+        let cases: [([String], String)] = [
+            ([], "usage: rules"),
+            (["rnu"], "did you mean `run`?"),
+            (["run"], "name at least one policy file"),
+            (["run", "x.rules", "--evnets", "e"], "did you mean --events?"),
+            (["run", "x.rules", "--as-of", "tomorrow"], "--as-of takes a date"),
+            (["run", "x.rules", "--events"], "--events needs a value"),
+            (["check"], "name at least one policy file"),
+            (["check", "x.rules", "--format", "xml"], "--format takes human or json"),
+            (["help", "nope"], "unknown command"),
+        ]
+        for (args, message) in cases {
+            let r = try Self.rules(args)
+            #expect(r.status == 2, "\(args)")
+            #expect(r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+    }
+
+    @Test("unreadable policy or events exit 1 with the reason")
+    func unreadable() throws {
+        let dir = try Self.tempDir()
+        let policy = dir.appendingPathComponent("p.rules")
+        try "a → +1\n".write(to: policy, atomically: true, encoding: .utf8)
+        let missingPolicy = try Self.rules(["run", dir.appendingPathComponent("nope.rules").path])
+        #expect(missingPolicy.status == 1)
+        #expect(missingPolicy.stderr.contains("cannot read policy"))
+        let missingEvents = try Self.rules(["run", policy.path, "--events", dir.appendingPathComponent("none.ndjson").path])
+        #expect(missingEvents.status == 1)
+        #expect(missingEvents.stderr.contains("cannot read events"))
+        let directory = try Self.rules(["check", dir.path])
+        #expect(directory.status == 1)
+        #expect(directory.stderr.contains("is a directory"))
+    }
+
+    @Test("events from stdin, a summary on stderr, rejects written as NDJSON")
+    func pipeline() throws {
+        let dir = try Self.tempDir()
+        let policy = dir.appendingPathComponent("p.rules")
+        try "a → +1\n".write(to: policy, atomically: true, encoding: .utf8)
+        let rejects = dir.appendingPathComponent("rejects.ndjson")
+        let input = """
+        {"citizen":"x","type":"a","time":"2026-01-01"}
+        garbage "quoted"
+
+        {"citizen":"x","type":"a","time":"2025-01-01"}
+        {"citizen":"y","type":"a","time":"2026-01-02"}
+
+        """
+        let r = try Self.rules(["run", policy.path, "--rejects", rejects.path], stdin: input)
+        #expect(r.status == 0)
+        #expect(r.stdout == """
+        {"citizen":"x","score":1,"flags":[],"denied":[],"granted":[]}
+        {"citizen":"y","score":1,"flags":[],"denied":[],"granted":[]}
+
+        """)
+        #expect(r.stderr.contains("<stdin>:2: rejected: not a JSON object"))
+        #expect(r.stderr.contains("<stdin>:4: rejected: time 2025-01-01T00:00:00Z is earlier"))
+        #expect(r.stderr.contains("rules: 4 events read: 2 applied, 2 rejected; 1 blank lines skipped"))
+        let written = try String(contentsOf: rejects, encoding: .utf8)
+        let lines = written.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines[0] == #"{"line":2,"reason":"not a JSON object (a line must start with `{`)","input":"garbage \"quoted\""}"#)
+        #expect(lines[1].hasPrefix(#"{"line":4,"reason":"time 2025-01-01T00:00:00Z is earlier"#))
+    }
+
+    @Test("a policy error stops the run before any event, with exit 1")
+    func policyError() throws {
+        let dir = try Self.tempDir()
+        let policy = dir.appendingPathComponent("bad.rules")
+        try "speeding → 5\n".write(to: policy, atomically: true, encoding: .utf8)
+        let r = try Self.rules(["run", policy.path], stdin: #"{"citizen":"x","type":"a","time":"2026-01-01"}"#)
+        #expect(r.status == 1)
+        #expect(r.stdout.isEmpty)
+        #expect(r.stderr.contains("bad.rules:1:12: error: a score change needs a sign [E0204]"))
+        #expect(r.stderr.contains("nothing was run"))
+    }
+
+    @Test("check prints JSON diagnostics on request and passes clean policies")
+    func checkFormats() throws {
+        let dir = try Self.tempDir()
+        let good = dir.appendingPathComponent("good.rules")
+        try "speeding → -5\n".write(to: good, atomically: true, encoding: .utf8)
+        let ok = try Self.rules(["check", good.path])
+        #expect(ok.status == 0)
+        #expect(ok.stderr.isEmpty)
+        let bad = dir.appendingPathComponent("bad.rules")
+        try "let unused = 1\nspeeding → 5\n".write(to: bad, atomically: true, encoding: .utf8)
+        let json = try Self.rules(["check", bad.path, "--format", "json"])
+        #expect(json.status == 1)
+        let lines = json.stderr.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines.allSatisfy { $0.hasPrefix("{\"file\":") })
+        #expect(lines[1].contains(#""code":"E0204""#))
+    }
+}
