@@ -1,0 +1,203 @@
+import Testing
+@testable import RulesCore
+
+@Suite("Timestamps")
+struct TimestampTests {
+    static let valid: [(String, String)] = [
+        ("2026-01-05", "2026-01-05T00:00:00Z"),
+        ("2026-01-05T08:00:00Z", "2026-01-05T08:00:00Z"),
+        ("2026-01-05t08:00:00z", "2026-01-05T08:00:00Z"),
+        ("2026-01-05 08:00:00Z", "2026-01-05T08:00:00Z"),
+        ("2026-01-05T08:00Z", "2026-01-05T08:00:00Z"),
+        ("2026-01-05T10:00:00+02:00", "2026-01-05T08:00:00Z"),
+        ("2026-01-05T03:30:00-0430", "2026-01-05T08:00:00Z"),
+        ("2026-01-05T10:00:00+02", "2026-01-05T08:00:00Z"),
+        ("2026-01-05T08:00:00.250Z", "2026-01-05T08:00:00.25Z"),
+        ("2024-02-29", "2024-02-29T00:00:00Z"),
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
+        ("1969-12-31T23:59:59Z", "1969-12-31T23:59:59Z"),
+        ("2000-03-01", "2000-03-01T00:00:00Z"),
+    ]
+
+    @Test(arguments: valid)
+    func roundTrip(_ input: String, _ formatted: String) throws {
+        let t = try #require(Timestamp.parse(input))
+        #expect(Timestamp.format(t) == formatted)
+    }
+
+    static let invalid = [
+        "", "2026", "2026-1-5", "2026-13-01", "2026-02-29", "2026-04-31", "2026-01-05T08:00:00",
+        "2026-01-05T24:00:00Z", "2026-01-05T08:60:00Z", "2026-01-05T08:00:60Z", "2026-01-05T08:00:00+25:00",
+        "2026-01-05T08:00:00Zjunk", "yesterday", "2026-01-05T08:00:00.Z", "9999-01-01", "1200-01-01",
+    ]
+
+    @Test(arguments: invalid)
+    func rejects(_ input: String) {
+        #expect(Timestamp.parse(input) == nil)
+    }
+
+    @Test("days from civil agrees with the epoch arithmetic")
+    func civil() {
+        #expect(Timestamp.daysFromCivil(year: 2026, month: 1, day: 1) == 20454)
+        for days in stride(from: -800_000, through: 800_000, by: 997) {
+            let (y, m, d) = Timestamp.civil(fromDays: days)
+            #expect(Timestamp.daysFromCivil(year: y, month: m, day: d) == days)
+        }
+    }
+}
+
+@Suite("NDJSON events")
+struct EventParserTests {
+    /// Parses one line against a policy that reads `n`, `s` and `b`; returns
+    /// the fields or the rejection reason.
+    static func parse(_ line: String) -> Result<(String, String?, Int64, [String: String]), TestFailure> {
+        let program = try! compileOrFail("a where n > 0 and s == \"x\" and b → +1")
+        let engine = Engine(program: program)
+        var parser = EventParser(program: program)
+        defer { parser.deallocate() }
+        engine.beginEvent(line: 1)
+        var bytes = Array(line.utf8)
+        return bytes.withUnsafeMutableBufferPointer { buffer in
+            switch parser.parse(UnsafeBufferPointer(buffer), into: engine) {
+            case .rejected(let reason): return .failure(TestFailure(reason))
+            case .event(let e):
+                var fields: [String: String] = [:]
+                for (i, name) in program.policy.fields.enumerated() {
+                    switch engine.context.fields.value(i) {
+                    case .number(let x)?: fields[name] = "\(x)"
+                    case .bool(let b)?: fields[name] = "\(b)"
+                    case .string(let s)?: fields[name] = String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self)
+                    default: break
+                    }
+                }
+                let type = e.event.map { program.policy.events[$0].name }
+                return .success((String(decoding: e.person, as: UTF8.self), type, e.time, fields))
+            }
+        }
+    }
+
+    static let numbers: [(String, Double)] = [
+        ("0", 0), ("-0", -0.0), ("5", 5), ("2.5", 2.5), ("-12.75", -12.75), ("1e3", 1000), ("1E-2", 0.01),
+        ("0.1", 0.1), ("123456789012345678901234567890", 123456789012345678901234567890.0),
+        ("0.30000000000000004", 0.30000000000000004), ("9007199254740993", 9007199254740993),
+        ("1.7976931348623157e308", 1.7976931348623157e308), ("5e-324", 5e-324),
+    ]
+
+    @Test(arguments: numbers)
+    func number(_ text: String, _ expected: Double) throws {
+        let r = try Self.parse(#"{"citizen":"p","type":"a","time":"2026-01-01","n":\#(text)}"#).get()
+        #expect(r.3["n"] == "\(expected)")
+    }
+
+    @Test("strings: escapes, surrogate pairs, UTF-8; spaces in the type are underscores")
+    func strings() throws {
+        let r = try Self.parse(#"{"citizen":"p\u00e9\ud83d\ude00","type":"a","time":"2026-01-01","s":"q\"\\\/\b\f\n\r\t"}"#).get()
+        #expect(r.0 == "pé😀")
+        #expect(r.3["s"] == "q\"\\/\u{8}\u{c}\n\r\t")
+        let spaced = try Self.parse(#"{"citizen":"p","type":"unpaid  debt","time":"2026-01-01"}"#).get()
+        #expect(spaced.1 == nil)  // not an event of this policy, but parsed
+    }
+
+    static let rejected: [(String, String)] = [
+        ("", "empty line"),
+        ("[]", "not a JSON object"),
+        (#"{"citizen":"p","type":"a"}"#, #"missing "time""#),
+        (#"{"type":"a","time":"2026-01-01"}"#, #"missing "citizen""#),
+        (#"{"citizen":"","type":"a","time":"2026-01-01"}"#, "must not be empty"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","n":1,"n":2}"#, #"duplicate key "n""#),
+        (#"{"citizen":"p","citizen":"q","type":"a","time":"2026-01-01"}"#, #"duplicate key "citizen""#),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","n":[1,2]}"#, "is an array"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","n":1e999}"#, "too large"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","n":01}"#, "leading zero"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","n":.5}"#, "expected a value"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","s":"\ud83d"}"#, "unpaired surrogate"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","s":"\x"}"#, "unknown escape"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01",}"#, "expected a key"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01"}}"#, "unexpected text after the object"),
+        (#"{"citizen":"p","type":"a","time":1767225600}"#, #""time" must be a string"#),
+        (#"{"citizen":"p","type":true,"time":"2026-01-01"}"#, #""type" must be a string"#),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","x":{"deep":[[[{}]]]}}"#, "is an object"),
+        (#"{"citizen":"p","type":"a","time":"2026-01-01","x":tru}"#, "expected a value"),
+    ]
+
+    @Test(arguments: rejected)
+    func rejects(_ line: String, _ reason: String) {
+        guard case .failure(let f) = Self.parse(line) else {
+            Issue.record("accepted: \(line)")
+            return
+        }
+        #expect(f.description.contains(reason), "\(f.description)")
+    }
+
+    @Test("invalid UTF-8 in a string is rejected with its column")
+    func invalidUTF8() {
+        let program = try! compileOrFail("a → +1")
+        let engine = Engine(program: program)
+        var parser = EventParser(program: program)
+        defer { parser.deallocate() }
+        var bytes = Array(#"{"citizen":"p"#.utf8) + [0xC3, 0x28] + Array(#"","type":"a","time":"2026-01-01"}"#.utf8)
+        let outcome = bytes.withUnsafeMutableBufferPointer { parser.parse(UnsafeBufferPointer($0), into: engine) }
+        guard case .rejected(let reason) = outcome else { Issue.record("accepted"); return }
+        #expect(reason == "invalid UTF-8 at column 14")
+    }
+
+    @Test("a 4 MB line is read whole")
+    func longLine() throws {
+        let big = String(repeating: "x", count: 4 << 20)
+        let (out, rejections) = try runPolicy("a where s != \"\" → +1", #"{"citizen":"p","type":"a","time":"2026-01-01","s":"\#(big)"}"# + "\n")
+        #expect(rejections.isEmpty)
+        #expect(out == #"{"citizen":"p","score":1,"flags":[],"denied":[],"granted":[]}"# + "\n")
+    }
+
+    @Test("CRLF line ends and a missing final newline are fine")
+    func lineEnds() throws {
+        let (out, rejections) = try runPolicy("a → +1", "{\"citizen\":\"p\",\"type\":\"a\",\"time\":\"2026-01-01\"}\r\n{\"citizen\":\"p\",\"type\":\"a\",\"time\":\"2026-01-02\"}")
+        #expect(rejections.isEmpty)
+        #expect(out == #"{"citizen":"p","score":2,"flags":[],"denied":[],"granted":[]}"# + "\n")
+    }
+}
+
+@Suite("Byte tables and JSON output")
+struct ByteTableTests {
+    @Test("interning gives dense ids and finds them again after growing")
+    func intern() {
+        var table = ByteTable()
+        for i in 0..<10_000 { #expect(table.intern("key\(i)") == i) }
+        for i in stride(from: 0, to: 10_000, by: 7) {
+            var k = "key\(i)"
+            let found = k.withUTF8 { table.find($0) }
+            #expect(found == i)
+            #expect(table.keyString(i) == "key\(i)")
+        }
+        var missing = "nope"
+        #expect(missing.withUTF8 { table.find($0) } == nil)
+        #expect(table.intern("") == 10_000)
+    }
+
+    @Test("JSON quoting escapes quotes, backslashes and control characters only")
+    func quoting() {
+        #expect(JSONWriter.quoted("a/b \"c\" \\ é\u{1}\u{7f}\n") == #""a/b \"c\" \\ é\u0001\#u{7f}\n""#)
+    }
+}
+
+@Suite("Window buffers")
+struct WindowBufferTests {
+    @Test("entries older than the longest window are dropped; counts use (now − window, now]")
+    func eviction() {
+        var b = WindowBuffer(longestWindow: 10, cap: nil)
+        b.addPerson()
+        for t in [1, 2, 5, 11, 12] { b.push(person: 0, time: Int64(t), value: Double(t)) }
+        #expect(b.aggregate(person: 0, now: 12, window: 10).count == 3)   // 5, 11, 12
+        #expect(b.aggregate(person: 0, now: 12, window: 10).sum == 28)
+        #expect(b.aggregate(person: 0, now: 12, window: 1).count == 1)
+        #expect(b.aggregate(person: 0, now: 30, window: 10).count == 0)
+    }
+
+    @Test("a counted rule's buffer keeps only N−1 entries")
+    func cap() {
+        var b = WindowBuffer(longestWindow: 1000, cap: 2)
+        b.addPerson()
+        for t in 1...50 { b.push(person: 0, time: Int64(t), value: 1) }
+        #expect(b.aggregate(person: 0, now: 50, window: 1000).count == 2)
+    }
+}
