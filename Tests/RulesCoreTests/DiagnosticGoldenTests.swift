@@ -38,6 +38,11 @@ struct DiagnosticGoldenTests {
             if !tested.contains(code) { #expect(covered.contains(code.rawValue), "no golden example for \(code.rawValue)") }
             #expect(docs.contains("### \(code.rawValue)"), "docs/LANGUAGE.md has no section for \(code.rawValue)")
         }
+        // The rendered examples in the docs are the golden output, verbatim.
+        for url in Self.inputs {
+            let expected = try String(contentsOf: url.deletingPathExtension().appendingPathExtension("expected"), encoding: .utf8)
+            #expect(docs.contains(expected), "docs/LANGUAGE.md does not show the current output for \(url.lastPathComponent)")
+        }
     }
 
     @Test("nesting deeper than the limit is an error, not a crash")
