@@ -559,6 +559,11 @@ struct Checker {
             return (.field(fieldId(n), name: n), .any)
         case .state:
             if let c = asConstant { return c }
+            if !flagSetNames.contains(n), let event = declaredFieldTypes.first(where: { $0.value[n] != nil })?.key {
+                report(.unknownField, "`\(n)` is a field of event `\(policy.events[event].name)`; a `while` rule has no event to read it from",
+                       at: span, help: "read fields in an event rule's `where`, or count events with `count(\(policy.events[event].name) where … within …)`")
+                return nil
+            }
             if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             return nil  // unreachable: `collect` made every bare name a flag
         }
@@ -614,22 +619,24 @@ struct Checker {
         }
     }
 
+    /// Two rules that say the same thing (spans aside) fire twice or hold
+    /// twice; the AST dump is their canonical form.
     private mutating func warnDuplicates() {
-        var seenEvent: [(EventRule)] = []
-        var seenState: [(StateRule)] = []
+        var seen: [String: Span] = [:]
         for statement in statements {
+            let span: Span
             switch statement {
-            case .eventRule(let r):
-                if let first = seenEvent.first(where: { $0 == r }) {
-                    report(.duplicateRule, "this rule repeats an earlier one, so it fires twice", at: r.span,
-                           help: "remove one copy", notes: [(first.span, "first written here")])
-                } else { seenEvent.append(r) }
-            case .stateRule(let r):
-                if let first = seenState.first(where: { $0 == r }) {
-                    report(.duplicateRule, "this rule repeats an earlier one", at: r.span,
-                           help: "remove one copy", notes: [(first.span, "first written here")])
-                } else { seenState.append(r) }
-            default: break
+            case .eventRule(let r): span = r.span
+            case .stateRule(let r): span = r.span
+            default: continue
+            }
+            let key = ASTDump.dump(statement)
+            if let first = seen[key] {
+                let twice = key.hasPrefix("(while") ? "" : ", so it fires twice"
+                report(.duplicateRule, "this rule repeats an earlier one\(twice)", at: span,
+                       help: "remove one copy", notes: [(first, "first written here")])
+            } else {
+                seen[key] = span
             }
         }
     }

@@ -9,15 +9,15 @@ enum RuleGraph {
         let edges = successors(rules)
         var indegree = [Int](repeating: 0, count: rules.count)
         for targets in edges { for t in targets { indegree[t] += 1 } }
-        var ready = (0..<rules.count).filter { indegree[$0] == 0 }
+        // Kahn's algorithm; the lowest source index among the ready rules
+        // goes next, so source order is kept where the graph allows.
+        var ready = MinHeap((0..<rules.count).filter { indegree[$0] == 0 })
         var order: [Int] = []
-        while !ready.isEmpty {
-            let next = ready.min()!
-            ready.removeAll { $0 == next }
+        while let next = ready.pop() {
             order.append(next)
             for t in edges[next] {
                 indegree[t] -= 1
-                if indegree[t] == 0 { ready.append(t) }
+                if indegree[t] == 0 { ready.push(t) }
             }
         }
         if order.count < rules.count {
@@ -66,5 +66,38 @@ enum RuleGraph {
         sink.add(Diagnostic(.stateRuleCycle, message, at: first.ast.span,
                             help: "a `while` rule's flags must not feed back into themselves; break the cycle by removing one of these reads",
                             notes: Array(notes.dropFirst(cycle.count == 1 ? 1 : 0))))
+    }
+}
+
+/// A binary min-heap of rule indices.
+struct MinHeap {
+    private var items: [Int] = []
+
+    init(_ values: [Int]) { for v in values { push(v) } }
+
+    mutating func push(_ v: Int) {
+        items.append(v)
+        var i = items.count - 1
+        while i > 0, items[(i - 1) / 2] > items[i] {
+            items.swapAt(i, (i - 1) / 2)
+            i = (i - 1) / 2
+        }
+    }
+
+    mutating func pop() -> Int? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if items.isEmpty { return top }
+        items[0] = last
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count, items[l] < items[m] { m = l }
+            if r < items.count, items[r] < items[m] { m = r }
+            if m == i { return top }
+            items.swapAt(i, m)
+            i = m
+        }
     }
 }

@@ -151,8 +151,9 @@ public final class Engine {
     private func validateDeclaredFields(_ event: Int) -> String? {
         guard let declared = program.policy.events[event].declared else { return nil }
         for (field, type) in declared {
-            let name = program.policy.fields[field]
-            let eventName = program.policy.events[event].name
+            // Names are looked up only to build a rejection's reason.
+            var name: String { program.policy.fields[field] }
+            var eventName: String { program.policy.events[event].name }
             guard let v = context.fields.value(field) else {
                 return "event `\(eventName)` lacks its declared field `\(name)`"
             }
