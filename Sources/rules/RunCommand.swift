@@ -61,7 +61,7 @@ enum RunCommand {
             Terminal.writeErr("rules: cannot read events \(eventsPath): \(String(cString: strerror(errno)))\n")
             return ExitCode.failure
         }
-        var rejects: RejectsFile? = nil
+        var rejects: RejectsFile? = nil  // closed below, before the report
         if let path = parsed.values["--rejects"] {
             guard let file = RejectsFile(path: path) else {
                 Terminal.writeErr("rules: cannot write rejects file \(path): \(String(cString: strerror(errno)))\n")
@@ -73,16 +73,29 @@ enum RunCommand {
         let engine = Engine(program: program)
         let streamName = eventsPath == "-" ? "<stdin>" : eventsPath
         var shown = 0
-        let summary = EventStream.run(engine, fd: fd, asOf: asOf) { rejection, line in
+        // Progress on long runs, only where a person is watching stderr.
+        let showProgress = Terminal.isTerminal(2)
+        let progress: ((Int) -> Void)? = showProgress ? { Terminal.writeErr("\rrules: \($0) lines read…") } : nil
+        let summary = EventStream.run(engine, fd: fd, asOf: asOf, onProgress: progress) { rejection, line in
             rejects?.write(rejection, line)
             if shown < 10 {
+                if showProgress { Terminal.writeErr("\r\u{1B}[K") }
                 Terminal.writeErr("\(streamName):\(rejection.line): rejected: \(rejection.reason)\n")
             }
             shown += 1
         }
         if fd != 0 { close(fd) }
-        rejects?.close()
-        engine.writeReport(asOf: asOf) { Terminal.writeAll(fd: 1, $0) }
+        if showProgress && summary.read >= 1 << 20 { Terminal.writeErr("\r\u{1B}[K") }
+        if rejects != nil, !rejects!.close() {
+            Terminal.writeErr("rules: cannot write the rejects file: \(String(cString: strerror(errno)))\n")
+            return ExitCode.failure
+        }
+        var written = true
+        engine.writeReport(asOf: asOf) { if written { written = Terminal.writeAll(fd: 1, $0) } }
+        if !written {
+            Terminal.writeErr("rules: cannot write the report: \(String(cString: strerror(errno)))\n")
+            return ExitCode.failure
+        }
         reportSummary(summary, engine: engine, shownRejects: min(shown, 10), rejectsPath: parsed.values["--rejects"])
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
@@ -109,6 +122,7 @@ enum RunCommand {
 struct RejectsFile {
     private let fd: Int32
     private var buffer: [UInt8] = []
+    private var failed = false
 
     init?(path: String) {
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -123,12 +137,13 @@ struct RejectsFile {
     }
 
     private mutating func flush() {
-        buffer.withUnsafeBytes { Terminal.writeAll(fd: fd, $0) }
+        if !failed { failed = !buffer.withUnsafeBytes { Terminal.writeAll(fd: fd, $0) } }
         buffer.removeAll(keepingCapacity: true)
     }
 
-    mutating func close() {
+    /// False when any write failed: the rejected lines are not all saved.
+    mutating func close() -> Bool {
         flush()
-        _ = Glibc.close(fd)
+        return Glibc.close(fd) == 0 && !failed
     }
 }

@@ -23,14 +23,17 @@ enum Terminal {
         s.withUTF8 { writeAll(fd: fd, UnsafeRawBufferPointer($0)) }
     }
 
-    static func writeAll(fd: Int32, _ p: UnsafeRawBufferPointer) {
+    /// Writes all of `p`; false when the system refuses (disk full, …).
+    @discardableResult
+    static func writeAll(fd: Int32, _ p: UnsafeRawBufferPointer) -> Bool {
         var off = 0
         while off < p.count {
             let n = Glibc.write(fd, p.baseAddress! + off, p.count - off)
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
+            if n <= 0 { return false }
             off += n
         }
+        return true
     }
 
     /// Reads a whole file; nil with the system's reason on failure.

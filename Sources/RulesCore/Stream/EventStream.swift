@@ -18,12 +18,17 @@ public struct Rejection: Sendable {
 public enum EventStream {
     /// Runs the whole stream from `fd`. `onReject` gets each rejected line
     /// (its number, reason and raw bytes) as it happens.
+    /// `onProgress` is called with the number of lines read so far, every
+    /// `progressInterval` lines.
     public static func run(_ engine: Engine, fd: Int32, asOf: Int64? = nil,
+                           progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
                            onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
-        run(engine, reader: LineReader(fd: fd), asOf: asOf, onReject: onReject)
+        run(engine, reader: LineReader(fd: fd), asOf: asOf, progressInterval: progressInterval,
+            onProgress: onProgress, onReject: onReject)
     }
 
     static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
+                    progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
                     onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         var parser = EventParser(program: engine.program)
         defer { parser.deallocate() }
@@ -32,6 +37,7 @@ public enum EventStream {
             if isBlank(line) { summary.blank += 1; continue }
             summary.read += 1
             let number = reader.lineNumber
+            if number % progressInterval == 0, let onProgress { onProgress(number) }
             engine.beginEvent(line: number)
             switch parser.parse(line, into: engine) {
             case .rejected(let reason):
