@@ -299,9 +299,12 @@ struct Checker {
             checked.window = constantDuration(windowExpr, what: "the window")
             if checked.window == nil { ok = false }
         } else if let windowExpr = rule.window {
-            report(.windowWithoutCount, "`within` needs a count before the event", at: windowExpr.span,
-                   help: "write `2 \(rule.event.text.replacing("_", with: " ")) within …` for \"at least 2 in the window\"")
-            return nil
+            // The contract's grammar allows it, but without a count the window
+            // changes nothing: the rule fires on every matching event.
+            if constantDuration(windowExpr, what: "the window") == nil { ok = false }
+            report(.windowWithoutCount, "`within` without a count has no effect: this rule fires on every matching event",
+                   at: windowExpr.span,
+                   help: "write `2 \(rule.event.text.replacing("_", with: " ")) within …` to fire when at least 2 fall in the window")
         }
         if let cond = rule.condition {
             if let (ir, type) = resolve(cond, scope: .event(event)) {

@@ -33,7 +33,6 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case stateRuleLifts = "E0402"
     case stateRuleTimed = "E0403"
     case countWithoutWindow = "E0404"
-    case windowWithoutCount = "E0405"
     case badCount = "E0406"
     case stateRuleCycle = "E0407"
     case badScoreBounds = "E0408"
@@ -45,6 +44,7 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case unusedConstant = "W0503"
     case ruleNeverFires = "W0504"
     case duplicateRule = "W0505"
+    case windowWithoutCount = "W0506"
 
     public var severity: Diagnostic.Severity {
         rawValue.hasPrefix("W") ? .warning : .error
