@@ -20,7 +20,7 @@ enum Terminal {
 
     static func write(fd: Int32, _ s: String) {
         var s = s
-        s.withUTF8 { writeAll(fd: fd, UnsafeRawBufferPointer($0)) }
+        _ = s.withUTF8 { writeAll(fd: fd, UnsafeRawBufferPointer($0)) }
     }
 
     /// Writes all of `p`; false when the system refuses (disk full, …).
