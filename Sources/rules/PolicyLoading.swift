@@ -1,4 +1,7 @@
 import RulesCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads and compiles the policy files named on the command line, printing
 /// every diagnostic to stderr.
@@ -8,22 +11,31 @@ enum PolicyLoading {
         case unreadable
     }
 
+    /// Reads files from disk; `use` targets are deduplicated by real path.
+    static let loader = PolicyLoader(
+        read: { path in Terminal.readFile(path).mapError { PolicyLoader.ReadError($0.message) } },
+        canonical: { path in
+            guard let real = realpath(path, nil) else { return path }
+            defer { free(real) }
+            return String(cString: real)
+        })
+
     static func compile(_ paths: [String]) -> Outcome {
-        var sources = SourceSet()
-        for path in paths {
-            switch Terminal.readFile(path) {
-            case .success(let bytes): sources.add(SourceFile(name: path, bytes: bytes))
-            case .failure(let reason):
-                Terminal.writeErr("rules: cannot read policy \(path): \(reason)\n")
-                return .unreadable
-            }
+        switch PolicyCompiler.compile(paths: paths, loader: loader) {
+        case .success(let result): return .compiled(result)
+        case .failure(let e):
+            Terminal.writeErr("rules: cannot read policy \(e.path): \(e.reason)\n")
+            return .unreadable
         }
-        return .compiled(PolicyCompiler.compile(sources))
     }
 
     static func printDiagnostics(_ result: CompileResult, json: Bool = false) {
-        let renderer = DiagnosticRenderer(sources: result.sources, color: !json && Terminal.colorOnStderr)
-        for d in result.diagnostics {
+        printDiagnostics(result.diagnostics, sources: result.sources, json: json)
+    }
+
+    static func printDiagnostics(_ diagnostics: [Diagnostic], sources: SourceSet, json: Bool = false) {
+        let renderer = DiagnosticRenderer(sources: sources, color: !json && Terminal.colorOnStderr)
+        for d in diagnostics {
             Terminal.writeErr(json ? renderer.json(d) + "\n" : renderer.render(d))
         }
     }

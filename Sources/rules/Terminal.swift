@@ -9,10 +9,13 @@ import Darwin
 enum Terminal {
     static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
-    static var colorOnStderr: Bool {
+    static var colorOnStderr: Bool { colorAllowed(on: 2) }
+    static var colorOnStdout: Bool { colorAllowed(on: 1) }
+
+    static func colorAllowed(on fd: Int32) -> Bool {
         if let v = getenv("NO_COLOR"), v.pointee != 0 { return false }
         if let t = getenv("TERM"), String(cString: t) == "dumb" { return false }
-        return isTerminal(2)
+        return isTerminal(fd)
     }
 
     static func writeOut(_ s: String) { write(fd: 1, s) }

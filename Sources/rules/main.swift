@@ -15,6 +15,7 @@ enum Main {
     commands:
       run      apply an event stream to a policy and print each person's state
       check    check policy files and print diagnostics
+      test     run the policies' test blocks
       help     show help for a command: rules help run
 
     options:
@@ -29,6 +30,7 @@ enum Main {
     static let commands: [String: (help: String, run: @Sendable ([String]) -> Int32)] = [
         "run": (RunCommand.help, RunCommand.run),
         "check": (CheckCommand.help, CheckCommand.run),
+        "test": (TestCommand.help, TestCommand.run),
     ]
 
     static func usageError(_ message: String, command: String?) -> Int32 {

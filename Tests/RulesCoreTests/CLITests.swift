@@ -164,4 +164,46 @@ struct CLITests {
         #expect(lines.allSatisfy { $0.hasPrefix("{\"file\":") })
         #expect(lines[1].contains(#""code":"E0204""#))
     }
+
+    @Test("rules test: the shipped policies' tests pass and cover every rule")
+    func shippedTests() throws {
+        let r = try Self.rules(["test", Repo.root.appendingPathComponent("rules").path, "--coverage"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.last?.hasSuffix(" passed, 0 failed") == true)
+        #expect(lines.contains { $0.hasPrefix("coverage: ") && $0.hasSuffix("(100%)") })
+        #expect(!lines.contains { $0.hasPrefix("FAIL") })
+    }
+
+    @Test("rules test: a failing test exits 1 and says why; no tests at all exits 1")
+    func failingTests() throws {
+        let dir = try Self.tempDir()
+        try "a → +1\n".write(to: dir.appendingPathComponent("p.rules"), atomically: true, encoding: .utf8)
+        try """
+        use "p.rules"
+        test "one a is worth two" {
+          2026-01-01 x: a
+          expect x score == 2
+        }
+        test "one a is worth one" {
+          2026-01-01 x: a
+          expect x score == 1
+        }
+
+        """.write(to: dir.appendingPathComponent("p.test.rules"), atomically: true, encoding: .utf8)
+        let r = try Self.rules(["test", dir.path])
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("FAIL  \(dir.path)/p.test.rules:2  one a is worth two"))
+        #expect(r.stdout.contains("expected: score == 2"))
+        #expect(r.stdout.contains("actual:   score 1"))
+        #expect(r.stdout.contains("ok    \(dir.path)/p.test.rules:6  one a is worth one"))
+        #expect(r.stdout.hasSuffix("1 passed, 1 failed\n"))
+
+        let empty = try Self.tempDir()
+        try "a → +1\n".write(to: empty.appendingPathComponent("p.rules"), atomically: true, encoding: .utf8)
+        let none = try Self.rules(["test", empty.path])
+        #expect(none.status == 1)
+        #expect(none.stderr.contains("no tests found"))
+        #expect(none.stdout == "0 passed, 0 failed\n")
+    }
 }

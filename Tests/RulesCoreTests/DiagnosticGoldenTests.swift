@@ -8,9 +8,17 @@ import Testing
 struct DiagnosticGoldenTests {
     static let inputs = Repo.files(in: "diagnostics", ext: "rules")
 
+    /// Compiles through the loader (so `use` is followed), naming files by
+    /// their path inside the fixtures folder.
     static func render(_ url: URL) throws -> (CompileResult, String) {
-        let bytes = try [UInt8](Data(contentsOf: url))
-        let result = PolicyCompiler.compile(SourceSet([SourceFile(name: url.lastPathComponent, bytes: bytes)]))
+        let dir = url.deletingLastPathComponent()
+        let loader = PolicyLoader(read: { name in
+            guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else {
+                return .failure(PolicyLoader.ReadError("No such file or directory"))
+            }
+            return .success([UInt8](data))
+        })
+        let result = try PolicyCompiler.compile(paths: [url.lastPathComponent], loader: loader).get()
         return (result, DiagnosticRenderer(sources: result.sources).render(result.diagnostics))
     }
 

@@ -103,7 +103,8 @@ struct ParserTests {
         ("while sum(p.amount where amount > 5 within 7 days) > 9 → flag x",
          "(while (> (sum p.amount (where (> amount 5)) (within 604800s)) 9) (flag x))"),
         ("a → -1; b → -2", "(rule a (-1))\n(rule b (-2))"),
-        ("test \"x\" { anything { nested } }\na → -1", "(test \"x\")\n(rule a (-1))"),
+        ("test \"x\" {\n 2026-01-01 p: a { n: 1 }\n}\na → -1", "(test \"x\" (event 2026-01-01T00:00:00Z p a (n 1)))\n(rule a (-1))"),
+        ("use \"other.rules\"\na → -1", "(use \"other.rules\")\n(rule a (-1))"),
         // Recovery: each bad statement is reported, the good ones still parse.
         ("a → 5\nb → -1\nc where → -1\nd → -2", "(rule b (-1))\n(rule d (-2))\nerror E0204\nerror E0201"),
         ("score < 600 → deny loans", "error E0203"),

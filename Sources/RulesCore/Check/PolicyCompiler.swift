@@ -6,15 +6,17 @@ public struct CompileResult: Sendable {
     public var diagnostics: [Diagnostic]
     /// The compiled program, when there were no errors.
     public var program: Program?
+    /// Every file's statements, in source order (tests read their blocks).
+    var statements: [Statement] = []
 
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
     public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
 }
 
 public enum PolicyCompiler {
-    public static func compile(_ sources: SourceSet) -> CompileResult {
+    public static func compile(_ sources: SourceSet, extraDiagnostics: [Diagnostic] = []) -> CompileResult {
         var statements: [Statement] = []
-        var diagnostics: [Diagnostic] = []
+        var diagnostics: [Diagnostic] = extraDiagnostics
         for (i, file) in sources.files.enumerated() {
             let (parsed, found) = Parser.parse(file, file: i)
             statements += parsed
@@ -27,7 +29,8 @@ public enum PolicyCompiler {
         diagnostics.sort { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         let failed = diagnostics.contains { $0.severity == .error }
         diagnostics = capped(diagnostics)
-        return CompileResult(sources: sources, diagnostics: diagnostics, program: failed ? nil : Program(policy))
+        return CompileResult(sources: sources, diagnostics: diagnostics, program: failed ? nil : Program(policy),
+                             statements: statements)
     }
 
     /// Keeps the first `DiagnosticSink.maxErrors` errors (and the warnings
@@ -48,6 +51,11 @@ public enum PolicyCompiler {
             kept.append(d)
         }
         return kept
+    }
+
+    /// Loads files with `loader` (following `use`) and compiles them.
+    public static func compile(paths: [String], loader: PolicyLoader) -> Result<CompileResult, PolicyLoader.EntryError> {
+        loader.load(paths).map { compile($0.sources, extraDiagnostics: $0.diagnostics) }
     }
 
     /// One policy from a string, named `name` in diagnostics.

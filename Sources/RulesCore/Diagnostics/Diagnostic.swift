@@ -7,6 +7,7 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case invalidEscape = "E0103"
     case malformedNumber = "E0104"
     case invalidUTF8 = "E0105"
+    case invalidTime = "E0106"
     // Syntax
     case unexpectedToken = "E0201"
     case missingArrow = "E0202"
@@ -28,6 +29,7 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case unknownType = "E0309"
     case durationExpected = "E0310"
     case invalidConstant = "E0311"
+    case unreadableUse = "E0312"
     // Rules and the rule graph
     case stateRuleChangesScore = "E0401"
     case stateRuleLifts = "E0402"

@@ -8,8 +8,10 @@ public final class Engine {
     /// The latest time of any applied event (nil before the first).
     public private(set) var clock: Int64? = nil
 
-    // Scratch space reused for every event.
-    private var fired: [(rule: CompiledEventRule, amounts: Int64)] = []
+    // Scratch space reused for every event. `fired` stays readable after
+    // `apply`: the rules that fired on the last event, with their rounded
+    // score change, in source order (tests and explanations read it).
+    private(set) var fired: [(rule: CompiledEventRule, amounts: Int64)] = []
     private var matched: [Bool] = []
     private var pendingFeeds: [(buffer: Int, value: Double)] = []
 
@@ -46,7 +48,7 @@ public final class Engine {
         }
         store.lastTime[person] = time
         clock = max(clock ?? time, time)
-        guard let event else { return nil }
+        guard let event else { fired.removeAll(keepingCapacity: true); return nil }
         context.focus(person: person, now: time)
         evaluateRules(program.rulesByEvent[event])
         feedBuffers(event)

@@ -39,6 +39,29 @@ extension Engine {
         body(flags, denied, granted)
     }
 
+    /// One person's state as of `time`, or nil when they had no applied event.
+    public func state(of citizen: String, at time: Int64) -> PersonReport? {
+        var key = citizen
+        guard let p = key.withUTF8({ people.find($0) }) else { return nil }
+        let names = program.policy
+        var r = PersonReport(citizen: citizen, score: store.scores[p], flags: [], denied: [], granted: [])
+        visit(person: p, at: time) { flags, denied, granted in
+            r.flags = flags.map { names.flags[$0] }
+            r.denied = denied.map { names.privileges[$0] }
+            r.granted = granted.map { names.privileges[$0] }
+        }
+        return r
+    }
+
+    /// Global indices of the state rules that hold for `citizen` at `time`.
+    func stateRulesHolding(_ citizen: String, at time: Int64) -> [Int] {
+        var key = citizen
+        guard let p = key.withUTF8({ people.find($0) }) else { return [] }
+        context.focus(person: p, now: time)
+        context.evaluateStateRules()
+        return program.stateRules.enumerated().filter { context.stateRulesHeld[$0.offset] }.map(\.element.index)
+    }
+
     /// The state of every person who had an applied event, as of `asOf`
     /// (default: the stream's clock).
     public func report(asOf: Int64? = nil) -> [PersonReport] {

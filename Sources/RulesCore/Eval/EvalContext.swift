@@ -49,6 +49,8 @@ final class EvalContext {
     private(set) var stateFlags: [Bool]
     private(set) var stateDenied: [Bool]
     private(set) var stateGranted: [Bool]
+    /// Which state rules held at the last evaluation, in graph order.
+    private(set) var stateRulesHeld: [Bool]
     private var stateReady = false
 
     /// Failed evaluations, for the run's report: (rule, why) → count, first line.
@@ -67,6 +69,7 @@ final class EvalContext {
         stateFlags = [Bool](repeating: false, count: program.policy.flags.count)
         stateDenied = [Bool](repeating: false, count: program.policy.privileges.count)
         stateGranted = stateDenied
+        stateRulesHeld = [Bool](repeating: false, count: program.stateRules.count)
     }
 
     /// Points the context at a person's state as of `now`.
@@ -98,13 +101,15 @@ final class EvalContext {
         stateReady = true
         for i in stateFlags.indices { stateFlags[i] = false }
         for i in stateDenied.indices { stateDenied[i] = false; stateGranted[i] = false }
-        for rule in program.stateRules {
+        for (k, rule) in program.stateRules.enumerated() {
             let v = rule.condition.eval(self)
+            stateRulesHeld[k] = false
             guard case .bool(true) = v else {
                 if case .bool(false) = v { continue }
                 noteFailure(rule: rule.index, v)
                 continue
             }
+            stateRulesHeld[k] = true
             for (kind, name) in rule.effects {
                 switch kind {
                 case .flag: stateFlags[name] = true

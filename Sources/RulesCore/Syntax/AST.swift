@@ -105,10 +105,51 @@ public struct EventDecl: Sendable {
     public var span: Span
 }
 
-/// `test "name" { ... }` — kept as its token range; `rules test` reads it.
+/// `test "name" { ... }`: events to feed a fresh engine, and what to expect.
 public struct TestBlock: Sendable {
     public var name: String
     public var span: Span
+    public var steps: [TestStep]
+}
+
+public enum TestStep: Sendable {
+    case event(EventLiteral)
+    case expect(Expectation)
+}
+
+/// `2026-01-05T08:00:00Z alice: speeding { speed: 95, limit: 60 }` — the
+/// same literal the REPL accepts.
+public struct EventLiteral: Sendable {
+    public var time: Int64
+    public var person: Name
+    public var event: Name
+    public var fields: [(name: Name, value: LiteralValue)]
+    public var span: Span
+}
+
+public enum LiteralValue: Sendable, Equatable {
+    case number(Double), string(String), bool(Bool)
+}
+
+/// `[at TIME] expect …`
+public struct Expectation: Sendable {
+    public var at: Int64?
+    public var kind: ExpectationKind
+    public var span: Span
+}
+
+public enum ExpectationKind: Sendable {
+    /// `expect alice score >= 900`
+    case score(person: Name, op: BinaryOp, value: Double)
+    /// `expect alice score between 900 and 1000` (inclusive)
+    case scoreBetween(person: Name, low: Double, high: Double)
+    /// `expect alice [not] flagged debtor` / `denied travel` / `granted fast lane`
+    case holds(person: Name, kind: TargetKind, name: Name, negated: Bool)
+    /// `expect alice flags [debtor, low trust]` / `denied [...]` / `granted []`
+    case exactly(person: Name, kind: TargetKind, names: [Name])
+    /// `expect [not] fired "3 speeding within 30 days"`: some rule whose
+    /// source contains the text fired (a `while` rule: held) during the test.
+    case fired(rule: String, ruleSpan: Span, negated: Bool)
 }
 
 public enum Statement: Sendable {
@@ -118,6 +159,9 @@ public enum Statement: Sendable {
     case eventRule(EventRule)
     case stateRule(StateRule)
     case test(TestBlock)
+    /// `use "other.rules"`: that file's statements come first. Resolved by
+    /// whoever reads the files (see `PolicyLoader`).
+    case use(path: String, span: Span)
 }
 
 /// The parsed files of one policy, statements in source order.

@@ -17,7 +17,33 @@ enum ASTDump {
             return out + " " + r.effects.map(dump).joined(separator: " ") + ")"
         case .stateRule(let r):
             return "(while \(dump(r.condition)) " + r.effects.map(dump).joined(separator: " ") + ")"
-        case .test(let t): return "(test \(JSONWriter.quoted(t.name)))"
+        case .use(let path, _): return "(use \(JSONWriter.quoted(path)))"
+        case .test(let t): return "(test \(JSONWriter.quoted(t.name))" + t.steps.map { " " + dump($0) }.joined() + ")"
+        }
+    }
+
+    static func dump(_ step: TestStep) -> String {
+        switch step {
+        case .event(let e):
+            let fields = e.fields.map { " (\($0.name.text) \(dump($0.value)))" }.joined()
+            return "(event \(Timestamp.format(e.time)) \(e.person.text) \(e.event.text)\(fields))"
+        case .expect(let x):
+            let at = x.at.map { "at \(Timestamp.format($0)) " } ?? ""
+            switch x.kind {
+            case .score(let p, let op, let v): return "(expect \(at)\(p.text) score \(op.rawValue) \(Folder.format(v)))"
+            case .scoreBetween(let p, let lo, let hi): return "(expect \(at)\(p.text) score between \(Folder.format(lo)) \(Folder.format(hi)))"
+            case .holds(let p, let k, let n, let neg): return "(expect \(at)\(p.text) \(neg ? "not " : "")\(k.rawValue) \(n.text))"
+            case .exactly(let p, let k, let names): return "(expect \(at)\(p.text) \(k.rawValue) [\(names.map(\.text).joined(separator: " "))])"
+            case .fired(let text, _, let neg): return "(expect \(at)\(neg ? "not " : "")fired \(JSONWriter.quoted(text)))"
+            }
+        }
+    }
+
+    static func dump(_ v: LiteralValue) -> String {
+        switch v {
+        case .number(let n): return Folder.format(n)
+        case .string(let s): return JSONWriter.quoted(s)
+        case .bool(let b): return b ? "true" : "false"
         }
     }
 

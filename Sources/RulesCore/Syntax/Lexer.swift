@@ -9,9 +9,12 @@ struct Lexer {
     private let bytes: [UInt8]
     private let file: Int
     private var pos = 0
-    /// Open brackets: the byte that closes each, and where it was opened.
-    private var open: [(closer: UInt8, at: Int)] = []
+    /// Open brackets: the byte that closes each, where it was opened, and
+    /// whether it is a test block, inside which statements end at newlines
+    /// again and words stay separate (the test parser joins them).
+    private var open: [(closer: UInt8, at: Int, isBlock: Bool)] = []
     private var depth: Int { open.count }
+    private var inTestBlock: Bool { open.contains { $0.isBlock } }
     private var tokens: [Token] = []
     private var lineHasToken = false
     private(set) var diagnostics = DiagnosticSink()
@@ -76,7 +79,7 @@ struct Lexer {
         let start = pos
         pos += 1
         defer { lineHasToken = false }
-        if depth > 0 { return }
+        if let top = open.last, !top.isBlock { return }
         if let last = tokens.last, last.kind.continuesLine { return }
         emit(.newline, start: start, end: start + 1)
     }
@@ -139,7 +142,7 @@ struct Lexer {
             return
         }
         var words = [first]
-        while true {
+        while !inTestBlock {
             let next = skipBlanks(from: end)
             guard next > end, next < bytes.count, isWordStart(bytes[next]) else { break }
             let nextEnd = wordEnd(from: next)
@@ -156,6 +159,7 @@ struct Lexer {
 
     /// `5`, `2.5`, `10_000`; a unit word right after makes it a duration.
     private mutating func number() {
+        if timeLiteral() { return }
         let start = pos
         var digits = ""
         var sawDot = false
@@ -202,6 +206,32 @@ struct Lexer {
             }
         }
         emit(.number(value), start: start, end: pos)
+    }
+
+    /// `2026-01-05` or `2026-01-05T08:00:00Z`: a time, as in event streams
+    /// (used by event literals in tests and the REPL). The date must be
+    /// complete; a time of day needs `Z` or an offset.
+    private mutating func timeLiteral() -> Bool {
+        func digit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= 48 && bytes[i] <= 57 }
+        let p = pos
+        guard (p..<p + 4).allSatisfy(digit), p + 4 < bytes.count, bytes[p + 4] == UInt8(ascii: "-"),
+              digit(p + 5), digit(p + 6), p + 7 < bytes.count, bytes[p + 7] == UInt8(ascii: "-"),
+              digit(p + 8), digit(p + 9) else { return false }
+        var end = p + 10
+        if end < bytes.count, bytes[end] == UInt8(ascii: "T") {
+            end += 1
+            while end < bytes.count, digit(end) || ":.+-Z".utf8.contains(bytes[end]) { end += 1 }
+        }
+        pos = end
+        let text = bytes[p..<end].withContiguousStorageIfAvailable { Timestamp.parse(UnsafeBufferPointer(rebasing: $0[...])) } ?? nil
+        guard let time = text else {
+            error(.invalidTime, "invalid time `\(self.text(p, end))`", p, end,
+                  help: "write a date like `2026-01-05`, or a date-time with `Z` or an offset, like `2026-01-05T08:00:00Z`")
+            emit(.time(0), start: p, end: end)
+            return true
+        }
+        emit(.time(time), start: p, end: end)
+        return true
     }
 
     // MARK: - Strings
@@ -298,14 +328,20 @@ struct Lexer {
         }
         pos += length
         switch kind {
-        case .lparen: open.append((UInt8(ascii: ")"), start))
-        case .lbracket: open.append((UInt8(ascii: "]"), start))
-        case .lbrace: open.append((UInt8(ascii: "}"), start))
+        case .lparen: open.append((UInt8(ascii: ")"), start, false))
+        case .lbracket: open.append((UInt8(ascii: "]"), start, false))
+        case .lbrace: open.append((UInt8(ascii: "}"), start, opensTestBlock))
         case .rparen, .rbracket, .rbrace: if !open.isEmpty { open.removeLast() }
         case .arrow: closeBracketsBeforeArrow(at: start)
         default: break
         }
         emit(kind, start: start, end: pos)
+    }
+
+    /// `test "name" {` opens a test block.
+    private var opensTestBlock: Bool {
+        guard tokens.count >= 2, case .string = tokens[tokens.count - 1].kind else { return false }
+        return tokens[tokens.count - 2].kind == .keyword(.test)
     }
 
     /// `→` never stands inside `( )` or `[ ]`, so an arrow there means a

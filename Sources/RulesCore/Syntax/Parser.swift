@@ -115,6 +115,11 @@ struct Parser {
             return .stateRule(try parseStateRule())
         case .keyword(.test):
             return .test(try parseTest())
+        case .name("use") where isString(peek()):
+            // use = "use" STRING
+            let start = advance().span
+            guard case .string(let path) = advance().kind else { throw Recover() }
+            return .use(path: path, span: span(from: start))
         case .number where isName(peek()):
             return .eventRule(try parseEventRule())
         case .name where isEventRuleContinuation(peek()):
@@ -122,6 +127,11 @@ struct Parser {
         default:
             return try parseConditionWithoutWhile()
         }
+    }
+
+    private func isString(_ k: TokenKind) -> Bool {
+        if case .string = k { return true }
+        return false
     }
 
     private func isName(_ k: TokenKind) -> Bool {
@@ -236,7 +246,9 @@ struct Parser {
                    help: "a rule is `EVENT → EFFECTS` or `while CONDITION → EFFECTS`")
     }
 
-    /// test = "test" STRING "{" ... "}" — the body is read by `rules test`.
+    /// test = "test" STRING "{" { test-step NL } "}"
+    /// Inside the block statements end at newlines and words stay separate;
+    /// an error skips to the next step, not out of the block.
     private mutating func parseTest() throws -> TestBlock {
         let start = advance().span
         guard case .string(let name) = kind else {
@@ -245,17 +257,174 @@ struct Parser {
         }
         advance()
         _ = try expect(.lbrace, "`{` to open the test")
-        var nesting = 1
-        while nesting > 0 {
-            switch kind {
-            case .lbrace: nesting += 1
-            case .rbrace: nesting -= 1
-            case .eof: throw fail(.unclosedBracket, "this test block is never closed", at: start, help: "add `}` at its end")
-            default: break
+        var steps: [TestStep] = []
+        while true {
+            while accept(.newline) || accept(.semicolon) {}
+            if accept(.rbrace) { break }
+            if kind == .eof {
+                throw fail(.unclosedBracket, "this test block is never closed", at: start, help: "add `}` at its end")
             }
+            do {
+                steps.append(try parseTestStep())
+                if !(kind == .newline || kind == .semicolon || kind == .rbrace) {
+                    throw fail(.unexpectedToken, "expected the end of the line, found \(kind.display)")
+                }
+            } catch {
+                skipTestStep()
+            }
+        }
+        return TestBlock(name: name, span: span(from: start), steps: steps)
+    }
+
+    /// Skips to the end of the current line inside a test block.
+    private mutating func skipTestStep() {
+        var nesting = 0
+        while kind != .eof {
+            if nesting == 0 && (kind == .newline || kind == .semicolon || kind == .rbrace) { return }
+            if kind == .lbrace || kind == .lparen || kind == .lbracket { nesting += 1 }
+            if kind == .rbrace || kind == .rparen || kind == .rbracket { nesting -= 1 }
             advance()
         }
-        return TestBlock(name: name, span: span(from: start))
+    }
+
+    /// test-step = event-literal | [ "at" TIME ] "expect" expectation
+    private mutating func parseTestStep() throws -> TestStep {
+        if case .time = kind { return .event(try parseEventLiteral()) }
+        let start = current.span
+        var at: Int64? = nil
+        if kind == .name("at") {
+            advance()
+            guard case .time(let t) = kind else {
+                throw fail(.unexpectedToken, "expected a time after `at`, found \(kind.display)", help: "write `at 2026-06-01 expect …`")
+            }
+            at = t
+            advance()
+        }
+        guard kind == .name("expect") else {
+            throw fail(.unexpectedToken, "expected an event (starting with its time) or `expect`, found \(kind.display)",
+                       help: "events: `2026-01-05 alice: speeding { speed: 95 }`; checks: `expect alice score == 995`")
+        }
+        advance()
+        let expectation = try parseExpectation()
+        return .expect(Expectation(at: at, kind: expectation, span: span(from: start)))
+    }
+
+    /// event-literal = TIME person ":" words [ "{" [ field { "," field } ] "}" ]
+    /// field = words ":" literal
+    mutating func parseEventLiteral() throws -> EventLiteral {
+        let start = current.span
+        guard case .time(let time) = kind else { throw fail(.unexpectedToken, "expected the event's time, found \(kind.display)") }
+        advance()
+        let person = try parsePerson()
+        _ = try expect(.colon, "`:` between the person and the event", help: "write `2026-01-05 \(person.text): speeding`")
+        let event = try parseWords("the event's name")
+        var fields: [(name: Name, value: LiteralValue)] = []
+        if accept(.lbrace) {
+            while kind != .rbrace {
+                let field = try parseWords("a field name")
+                _ = try expect(.colon, "`:` after the field name")
+                fields.append((field, try parseLiteral()))
+                if !accept(.comma) { break }
+            }
+            _ = try expect(.rbrace, "`}` to close the fields")
+        }
+        return EventLiteral(time: time, person: person, event: event, fields: fields, span: span(from: start))
+    }
+
+    /// A person id: one word, or a string for ids with other characters.
+    private mutating func parsePerson() throws -> Name {
+        switch kind {
+        case .name(let n): return Name(text: n, span: advance().span)
+        case .string(let s): return Name(text: s, span: advance().span)
+        default:
+            throw fail(.unexpectedToken, "expected a person (a word, or a string like \"car-17\"), found \(kind.display)")
+        }
+    }
+
+    /// One or more words joined with `_` (inside test blocks the lexer
+    /// leaves them apart).
+    private mutating func parseWords(_ what: String) throws -> Name {
+        let first = try parseName(what)
+        var text = first.text
+        var span = first.span
+        while case .name(let w) = kind {
+            text += "_" + w
+            span = span.to(advance().span)
+        }
+        return Name(text: text, span: span)
+    }
+
+    /// literal = [ "-" ] NUMBER | STRING | "true" | "false"
+    private mutating func parseLiteral() throws -> LiteralValue {
+        let negative = accept(.minus)
+        switch kind {
+        case .number(let n): advance(); return .number(negative ? -n : n)
+        case .string(let s) where !negative: advance(); return .string(s)
+        case .keyword(.true) where !negative: advance(); return .bool(true)
+        case .keyword(.false) where !negative: advance(); return .bool(false)
+        default: throw fail(.unexpectedToken, "expected a number, string, `true` or `false`, found \(kind.display)")
+        }
+    }
+
+    private mutating func parseNumberLiteral() throws -> Double {
+        guard case .number(let n) = try parseLiteral() else {
+            throw fail(.unexpectedToken, "expected a number", at: tokens[index - 1].span)
+        }
+        return n
+    }
+
+    /// expectation = ["not"] "fired" STRING
+    ///             | person ( "score" OP NUMBER | "score" "between" NUMBER "and" NUMBER
+    ///                      | ["not"] ("flagged" | "denied" | "granted") words
+    ///                      | ("flags" | "denied" | "granted") "[" [ words { "," words } ] "]" )
+    private mutating func parseExpectation() throws -> ExpectationKind {
+        if kind == .name("fired") || (kind == .keyword(.not) && peek() == .name("fired")) {
+            let negated = accept(.keyword(.not))
+            advance()
+            guard case .string(let text) = kind else {
+                throw fail(.unexpectedToken, "expected the rule's text in quotes, found \(kind.display)",
+                           help: "write `expect fired \"3 speeding within 30 days\"`")
+            }
+            return .fired(rule: text, ruleSpan: advance().span, negated: negated)
+        }
+        let person = try parsePerson()
+        if accept(.keyword(.score)) {
+            if accept(.name("between")) {
+                let low = try parseNumberLiteral()
+                _ = try expect(.keyword(.and), "`and` between the bounds")
+                return .scoreBetween(person: person, low: low, high: try parseNumberLiteral())
+            }
+            guard let (op, power) = infix(kind), power == 4, let op else {
+                throw fail(.unexpectedToken, "expected a comparison (`==`, `<`, `between` …) after `score`, found \(kind.display)")
+            }
+            advance()
+            return .score(person: person, op: op, value: try parseNumberLiteral())
+        }
+        let negated = accept(.keyword(.not))
+        let target: TargetKind
+        switch kind {
+        case .name("flagged"), .name("flags"): target = .flag
+        case .name("denied"): target = .deny
+        case .name("granted"): target = .grant
+        default:
+            throw fail(.unexpectedToken, "expected `score`, `flagged`, `denied`, `granted` or `flags` after the person, found \(kind.display)")
+        }
+        let word = advance()
+        if kind == .lbracket && !negated && word.kind != .name("flagged") {
+            advance()
+            var names: [Name] = []
+            while kind != .rbracket {
+                names.append(try parseWords("a name"))
+                if !accept(.comma) { break }
+            }
+            _ = try expect(.rbracket, "`]` to close the list")
+            return .exactly(person: person, kind: target, names: names)
+        }
+        if word.kind == .name("flags") {
+            throw fail(.unexpectedToken, "`flags` takes a list; for one flag write `flagged`", at: word.span,
+                       help: "write `expect \(person.text) flagged NAME` or `expect \(person.text) flags [a, b]`")
+        }
+        return .holds(person: person, kind: target, name: try parseWords("a name"), negated: negated)
     }
 
     private mutating func expectArrow() throws {

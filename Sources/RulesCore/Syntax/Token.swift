@@ -17,6 +17,8 @@ enum TokenKind: Equatable, Sendable {
     case number(Double)
     case duration(seconds: Double)
     case string(String)
+    /// `2026-01-05T08:00:00Z`, in nanoseconds since the epoch.
+    case time(Int64)
     case arrow, comma, semicolon, newline, colon, dot, assign
     case lparen, rparen, lbracket, rbracket, lbrace, rbrace
     case plus, minus, star, slash, percent
@@ -44,6 +46,7 @@ enum TokenKind: Equatable, Sendable {
         case .number: return "a number"
         case .duration: return "a duration"
         case .string: return "a string"
+        case .time: return "a time"
         case .arrow: return "`→`"
         case .comma: return "`,`"
         case .semicolon: return "`;`"

@@ -1,0 +1,316 @@
+/// Runs a policy's `test` blocks: each on a fresh engine, its events applied
+/// in order, its expectations checked as of the test's clock (the latest
+/// event so far) or `at` a later time. A failure explains itself: what was
+/// expected, what was found, and what every event of that person did.
+public struct TestOutcome: Sendable {
+    public var name: String
+    /// `FILE:LINE` of the `test` block.
+    public var location: String
+    public var passed: Bool
+    /// Rendered failures and errors, one block of lines each.
+    public var details: [String]
+}
+
+/// One rule of the policy, for coverage: where it stands and its text.
+public struct RuleSite: Sendable, Hashable {
+    public var file: String
+    public var line: Int
+    public var offset: Int
+    public var text: String
+}
+
+public struct TestRun: Sendable {
+    public var outcomes: [TestOutcome]
+    /// Every rule of the policy, and those that some test made fire (for a
+    /// `while` rule: hold).
+    public var rules: [RuleSite]
+    public var covered: Set<RuleSite>
+}
+
+public enum PolicyTests {
+    /// Runs the tests that stand in file `file` of a compiled policy.
+    public static func run(_ result: CompileResult, testsIn file: Int) -> TestRun {
+        let tests = testBlocks(result, in: file)
+        guard let program = result.program else {
+            let outcomes = tests.map { t in
+                TestOutcome(name: t.name, location: location(result.sources, t.span), passed: false,
+                            details: ["the policy does not compile; see the errors above"])
+            }
+            return TestRun(outcomes: outcomes, rules: [], covered: [])
+        }
+        let rules = ruleSites(program)
+        var covered: Set<RuleSite> = []
+        var outcomes: [TestOutcome] = []
+        for test in tests {
+            var runner = SingleTest(program: program, sources: result.sources, rules: rules)
+            let outcome = runner.run(test)
+            covered.formUnion(runner.fired.map { rules[$0] })
+            outcomes.append(outcome)
+        }
+        return TestRun(outcomes: outcomes, rules: rules, covered: covered)
+    }
+
+    public static func hasTests(_ result: CompileResult, in file: Int) -> Bool {
+        !testBlocks(result, in: file).isEmpty
+    }
+
+    static func testBlocks(_ result: CompileResult, in file: Int) -> [TestBlock] {
+        result.statements.compactMap { s in
+            if case .test(let t) = s, t.span.file == file { return t }
+            return nil
+        }
+    }
+
+    static func location(_ sources: SourceSet, _ span: Span) -> String {
+        let (file, line, _) = sources.location(span)
+        return "\(file):\(line)"
+    }
+
+    /// All rules by global index (event rules, then state rules in graph order).
+    static func ruleSites(_ program: Program) -> [RuleSite] {
+        let spans = program.policy.eventRules.map(\.ast.span) + program.policy.stateRules.map(\.ast.span)
+        return spans.map { span in
+            let (file, line, _) = program.policy.sources.location(span)
+            return RuleSite(file: file, line: line, offset: span.start, text: program.policy.sources.files[span.file].text(span))
+        }
+    }
+}
+
+/// The run of one test block.
+private struct SingleTest {
+    let program: Program
+    let sources: SourceSet
+    let rules: [RuleSite]
+    let engine: Engine
+    /// Global indices of the rules that fired (or held) during the test.
+    var fired: Set<Int> = []
+    var clock: Int64? = nil
+    var history: [String: [String]] = [:]
+    var problems: [String] = []
+
+    init(program: Program, sources: SourceSet, rules: [RuleSite]) {
+        self.program = program
+        self.sources = sources
+        self.rules = rules
+        engine = Engine(program: program)
+    }
+
+    mutating func run(_ test: TestBlock) -> TestOutcome {
+        for step in test.steps {
+            switch step {
+            case .event(let e): apply(e)
+            case .expect(let x): check(x)
+            }
+        }
+        return TestOutcome(name: test.name, location: PolicyTests.location(sources, test.span),
+                           passed: problems.isEmpty, details: problems)
+    }
+
+    private func at(_ span: Span) -> String { PolicyTests.location(sources, span) }
+
+    private func text(_ span: Span) -> String { sources.files[span.file].text(span) }
+
+    // MARK: - Events
+
+    private mutating func apply(_ e: EventLiteral) {
+        var eventName = e.event.text
+        guard let event = eventName.withUTF8({ program.eventTable.find($0) }) else {
+            let help = Suggest.help(for: e.event.text, among: program.policy.events.map(\.name)) ?? "no rule or declaration names it"
+            problems.append("\(at(e.event.span)): unknown event `\(e.event.text)`; \(help)")
+            return
+        }
+        if let declared = program.policy.events[event].declared {
+            let names = declared.map { program.policy.fields[$0.field] }
+            for (field, _) in e.fields where !names.contains(field.text) {
+                let help = Suggest.help(for: field.text, among: names) ?? "its fields: \(names.joined(separator: ", "))"
+                problems.append("\(at(field.span)): event `\(e.event.text)` has no field `\(field.text)`; \(help)")
+                return
+            }
+        }
+        // Strings the fields point into must outlive `apply`.
+        let strings = e.fields.map { field -> [UInt8] in
+            if case .string(let s) = field.value { return Array(s.utf8) }
+            return []
+        }
+        let before = engine.state(of: e.person.text, at: e.time)?.score ?? program.policy.startScore
+        let (_, line, _) = sources.location(e.span)
+        engine.beginEvent(line: line)
+        let rejection: String? = withStrings(strings) { pointers in
+            for (k, field) in e.fields.enumerated() {
+                var name = field.name.text
+                guard let id = name.withUTF8({ program.fieldTable.find($0) }) else { continue }
+                let value: Value
+                switch field.value {
+                case .number(let n): value = .number(n)
+                case .bool(let b): value = .bool(b)
+                case .string: value = .string(pointers[k])
+                }
+                if !engine.setField(id, value) { return "field `\(field.name.text)` is given twice" }
+            }
+            var person = e.person.text
+            return person.withUTF8 { engine.apply(person: $0, event: event, time: e.time) }
+        }
+        if let rejection {
+            problems.append("\(at(e.span)): this event was rejected: \(rejection)")
+            return
+        }
+        clock = max(clock ?? e.time, e.time)
+        let after = engine.state(of: e.person.text, at: e.time)!.score
+        record(e, before: before, after: after)
+    }
+
+    /// Notes what the event did, for failure reports and coverage.
+    private mutating func record(_ e: EventLiteral, before: Int64, after: Int64) {
+        var lines = ["\(at(e.span))  \(text(e.span))   score \(before) → \(after)"]
+        for (rule, amount) in engine.fired {
+            fired.insert(rule.index)
+            let site = rules[rule.index]
+            let change = amount == 0 ? "" : "   (\(amount > 0 ? "+" : "")\(amount))"
+            lines.append("    fired \(site.file):\(site.line)  \(site.text)\(change)")
+        }
+        for index in engine.stateRulesHolding(e.person.text, at: e.time) {
+            fired.insert(index)
+            lines.append("    holds \(rules[index].file):\(rules[index].line)  \(rules[index].text)")
+        }
+        history[e.person.text, default: []].append(lines.joined(separator: "\n"))
+    }
+
+    private func withStrings<R>(_ strings: [[UInt8]], _ body: ([ByteString]) -> R) -> R {
+        // Copy into one allocation that lives for the call.
+        let total = strings.reduce(0) { $0 + $1.count }
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, total))
+        defer { buffer.deallocate() }
+        var offset = 0
+        var pointers: [ByteString] = []
+        for s in strings {
+            s.withUnsafeBufferPointer { if let b = $0.baseAddress { (buffer + offset).update(from: b, count: s.count) } }
+            pointers.append(ByteString(base: UnsafePointer(buffer + offset), count: s.count))
+            offset += s.count
+        }
+        return body(pointers)
+    }
+
+    // MARK: - Expectations
+
+    private mutating func check(_ x: Expectation) {
+        let time: Int64
+        if let t = x.at {
+            if let clock, t < clock {
+                problems.append("\(at(x.span)): `at \(Timestamp.format(t))` is before this test's last event (\(Timestamp.format(clock))); expectations look forward in time")
+                return
+            }
+            time = t
+        } else if let clock {
+            time = clock
+        } else {
+            problems.append("\(at(x.span)): no event comes before this expectation")
+            return
+        }
+        switch x.kind {
+        case .fired(let query, let span, let negated):
+            checkFired(query, span, negated, x)
+        case .score(let person, let op, let value):
+            guard let state = personState(person, time) else { return }
+            if Arithmetic.compare(op, Double(state.score), value) != true {
+                fail(x, person: person.text, time: time, expected: "score \(op.rawValue) \(Folder.format(value))", actual: "score \(state.score)")
+            }
+        case .scoreBetween(let person, let low, let high):
+            guard let state = personState(person, time) else { return }
+            if !(low...high).contains(Double(state.score)) {
+                fail(x, person: person.text, time: time, expected: "score between \(Folder.format(low)) and \(Folder.format(high))", actual: "score \(state.score)")
+            }
+        case .holds(let person, let kind, let name, let negated):
+            guard knownName(name, kind), let state = personState(person, time) else { return }
+            let list = names(state, kind)
+            if list.contains(name.text) == negated {
+                fail(x, person: person.text, time: time,
+                     expected: "\(negated ? "not " : "")\(describe(kind)) \(name.text)",
+                     actual: "\(label(kind)) \(format(list))")
+            }
+        case .exactly(let person, let kind, let expected):
+            guard expected.allSatisfy({ knownName($0, kind) }), let state = personState(person, time) else { return }
+            let list = names(state, kind)
+            let want = expected.map(\.text).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            if list != want {
+                fail(x, person: person.text, time: time, expected: "\(label(kind)) \(format(want))", actual: "\(label(kind)) \(format(list))")
+            }
+        }
+    }
+
+    private mutating func personState(_ person: Name, _ time: Int64) -> PersonReport? {
+        if let state = engine.state(of: person.text, at: time) { return state }
+        let help = Suggest.help(for: person.text, among: history.keys) ?? "give them an event first"
+        problems.append("\(at(person.span)): `\(person.text)` had no event in this test; \(help)")
+        return nil
+    }
+
+    /// A test that names a flag or privilege the policy does not have is an
+    /// error: it would pass for the wrong reason.
+    private mutating func knownName(_ name: Name, _ kind: TargetKind) -> Bool {
+        let pool = kind == .flag ? program.policy.flags : program.policy.privileges
+        if pool.contains(name.text) { return true }
+        let what = kind == .flag ? "flag" : "privilege"
+        let help = Suggest.help(for: name.text, among: pool) ?? "no rule of the policy sets it"
+        problems.append("\(at(name.span)): the policy has no \(what) `\(name.text)`; \(help)")
+        return false
+    }
+
+    private mutating func checkFired(_ query: String, _ span: Span, _ negated: Bool, _ x: Expectation) {
+        let wanted = Self.normalize(query)
+        let matches = rules.indices.filter { Self.normalize(rules[$0].text).contains(wanted) }
+        let exact = matches.filter { Self.normalize(rules[$0].text) == wanted }
+        let chosen = exact.isEmpty ? matches : exact
+        guard !chosen.isEmpty else {
+            problems.append("\(at(span)): no rule of the policy contains \"\(query)\"")
+            return
+        }
+        guard chosen.count == 1 else {
+            let list = chosen.map { "\n    \(rules[$0].file):\(rules[$0].line)  \(rules[$0].text)" }.joined()
+            problems.append("\(at(span)): \"\(query)\" matches \(chosen.count) rules; quote more of the one you mean:\(list)")
+            return
+        }
+        let rule = chosen[0]
+        if fired.contains(rule) == negated {
+            let site = rules[rule]
+            var lines = ["\(at(x.span)): \(text(x.span))",
+                         "    expected: \(site.file):\(site.line) \(negated ? "never fired" : "fired")",
+                         "    actual:   it \(negated ? "fired" : "never fired")"]
+            for person in history.keys.sorted() {
+                lines.append("    events for \(person):")
+                lines += history[person]!.map { "      " + $0.replacing("\n", with: "\n      ") }
+            }
+            problems.append(lines.joined(separator: "\n"))
+        }
+    }
+
+    static func normalize(_ text: String) -> String {
+        text.replacing("->", with: "→").split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).joined(separator: " ")
+    }
+
+    private mutating func fail(_ x: Expectation, person: String, time: Int64, expected: String, actual: String) {
+        var lines = ["\(at(x.span)): \(text(x.span))",
+                     "    expected: \(expected)",
+                     "    actual:   \(actual)  (as of \(Timestamp.format(time)))",
+                     "    events for \(person):"]
+        lines += (history[person] ?? []).map { "      " + $0.replacing("\n", with: "\n      ") }
+        problems.append(lines.joined(separator: "\n"))
+    }
+
+    private func names(_ s: PersonReport, _ kind: TargetKind) -> [String] {
+        switch kind {
+        case .flag: return s.flags
+        case .deny: return s.denied
+        case .grant: return s.granted
+        }
+    }
+
+    private func describe(_ kind: TargetKind) -> String {
+        switch kind { case .flag: return "flagged"; case .deny: return "denied"; case .grant: return "granted" }
+    }
+
+    private func label(_ kind: TargetKind) -> String {
+        switch kind { case .flag: return "flags"; case .deny: return "denied"; case .grant: return "granted" }
+    }
+
+    private func format(_ list: [String]) -> String { "[" + list.joined(separator: ", ") + "]" }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+@testable import RulesCore
+
+/// `test` blocks: parsing, running, failure reports, and coverage.
+@Suite("Policy tests")
+struct PolicyTestRunnerTests {
+    static let policy = """
+    score starts at 100
+    speeding → -5
+    3 speeding within 30 days → deny driving for 90 days
+    unpaid debt → flag debtor
+    while score < 90 → flag low trust
+
+    """
+
+    static func run(_ tests: String) -> TestRun {
+        let result = PolicyCompiler.compile(policy + tests)
+        return PolicyTests.run(result, testsIn: 0)
+    }
+
+    @Test("a passing test, with every kind of expectation")
+    func passing() {
+        let run = Self.run("""
+        test "everything holds" {
+          2026-01-01 alice: speeding
+          2026-01-02T10:00:00+02:00 alice: speeding { speed: 100, note: "x", ok: true, delta: -2.5 }
+          2026-01-03 alice: speeding; 2026-01-03 bob: unpaid debt
+          expect alice score == 85
+          expect alice score < 86
+          expect alice score between 80 and 85
+          expect alice flagged low trust
+          expect alice flags [low trust]
+          expect alice denied driving
+          expect alice denied [driving]
+          expect alice granted []
+          expect bob not flagged low trust
+          expect bob flagged debtor
+          at 2026-04-03 expect alice not denied driving
+          expect fired "3 speeding"
+          expect fired "while score < 90"
+          expect fired "unpaid debt → flag debtor"
+        }
+        """)
+        #expect(run.outcomes.count == 1)
+        #expect(run.outcomes[0].passed, "\(run.outcomes[0].details)")
+        #expect(run.outcomes[0].location == "policy.rules:6")
+    }
+
+    @Test("a failure shows the expectation, the actual value and what each event fired")
+    func failureReport() {
+        let run = Self.run("""
+        test "wrong score" {
+          2026-01-01 alice: speeding
+          expect alice score == 100
+        }
+        """)
+        let outcome = run.outcomes[0]
+        #expect(!outcome.passed)
+        #expect(outcome.details == ["""
+        policy.rules:8: expect alice score == 100
+            expected: score == 100
+            actual:   score 95  (as of 2026-01-01T00:00:00Z)
+            events for alice:
+              policy.rules:7  2026-01-01 alice: speeding   score 100 → 95
+                  fired policy.rules:2  speeding → -5   (-5)
+        """])
+    }
+
+    @Test("naming an unknown person, flag, privilege, event or rule is an error, not a pass")
+    func unknownNames() {
+        let run = Self.run("""
+        test "typos" {
+          2026-01-01 alice: speding
+          2026-01-01 alice: speeding
+          expect bob score == 100
+          expect alice not flagged debter
+          expect alice not denied flying
+          expect not fired "jaywalking"
+        }
+        """)
+        let details = run.outcomes[0].details
+        #expect(!run.outcomes[0].passed)
+        #expect(details.count == 5)
+        #expect(details[0] == "policy.rules:7: unknown event `speding`; did you mean `speeding`?")
+        #expect(details[1].contains("`bob` had no event in this test"))
+        #expect(details[2] == "policy.rules:10: the policy has no flag `debter`; did you mean `debtor`?")
+        #expect(details[3].contains("the policy has no privilege `flying`"))
+        #expect(details[4] == #"policy.rules:12: no rule of the policy contains "jaywalking""#)
+    }
+
+    @Test("events the engine rejects fail the test with the reason")
+    func rejectedEvent() {
+        let run = Self.run("""
+        test "out of order" {
+          2026-01-02 alice: speeding
+          2026-01-01 alice: speeding
+        }
+        """)
+        #expect(run.outcomes[0].details == ["policy.rules:8: this event was rejected: time 2026-01-01T00:00:00Z is earlier than this citizen's previous event at 2026-01-02T00:00:00Z"])
+    }
+
+    @Test("`at` may not look back before the test's last event")
+    func atInThePast() {
+        let run = Self.run("""
+        test "back in time" {
+          2026-02-01 alice: speeding
+          at 2026-01-01 expect alice score == 95
+        }
+        """)
+        #expect(run.outcomes[0].details.first?.contains("is before this test's last event") == true)
+    }
+
+    @Test("coverage counts event rules that fired and state rules that held")
+    func coverage() {
+        let run = Self.run("""
+        test "one speeding" {
+          2026-01-01 alice: speeding
+          expect alice score == 95
+        }
+        """)
+        #expect(run.rules.count == 4)
+        #expect(run.covered.map(\.line).sorted() == [2])
+        let more = Self.run("""
+        test "three" {
+          2026-01-01 alice: speeding; 2026-01-02 alice: speeding; 2026-01-03 alice: speeding
+          expect alice score == 85
+        }
+        """)
+        #expect(more.covered.map(\.line).sorted() == [2, 3, 5])
+    }
+
+    @Test("a policy that does not compile fails its tests")
+    func brokenPolicy() {
+        let result = PolicyCompiler.compile("speeding → 5\ntest \"t\" {\n  2026-01-01 a: speeding\n}\n")
+        let run = PolicyTests.run(result, testsIn: 0)
+        #expect(run.outcomes.count == 1)
+        #expect(!run.outcomes[0].passed)
+    }
+
+    static let parseTable: [(String, String)] = [
+        ("test \"t\" {\n  2026-01-05T08:00:00Z alice: unpaid debt { amount: 20_000, note: \"x\", ok: false, d: -1 }\n}",
+         #"(test "t" (event 2026-01-05T08:00:00Z alice unpaid_debt (amount 20000) (note "x") (ok false) (d -1)))"#),
+        ("test \"t\" { 2026-01-05 \"car-17\": trip }",
+         #"(test "t" (event 2026-01-05T00:00:00Z car-17 trip))"#),
+        ("test \"t\" {\n expect alice score >= 10\n expect alice score between 1 and 2\n}",
+         #"(test "t" (expect alice score >= 10) (expect alice score between 1 2))"#),
+        ("test \"t\" {\n at 2026-06-01 expect alice not denied fast lane\n expect alice flags [low trust, debtor]\n}",
+         #"(test "t" (expect at 2026-06-01T00:00:00Z alice not deny fast_lane) (expect alice flag [low_trust debtor]))"#),
+        ("test \"t\" {\n expect not fired \"3 speeding\"\n expect fired \"x\"\n}",
+         #"(test "t" (expect not fired "3 speeding") (expect fired "x"))"#),
+        // A bad step is reported and the block goes on.
+        ("test \"t\" {\n expect alice bogus\n expect alice granted x\n}\na → +1",
+         "(test \"t\" (expect alice grant x))\n(rule a (+1))\nerror E0201"),
+        ("test \"t\" {\n 2026-02-30 a: x\n}", "(test \"t\" (event 1970-01-01T00:00:00Z a x))\nerror E0106"),
+    ]
+
+    @Test(arguments: parseTable)
+    func parse(_ text: String, _ expected: String) {
+        #expect(ParserTests.dump(text) == expected)
+    }
+
+    @Test("the test example in docs/LANGUAGE.md passes against rules/citizen.rules")
+    func docsExample() throws {
+        let docs = try String(contentsOf: Repo.root.appendingPathComponent("docs/LANGUAGE.md"), encoding: .utf8)
+        let start = try #require(docs.range(of: "```\nuse \"citizen.rules\"\n"))
+        let end = try #require(docs.range(of: "```", range: start.upperBound..<docs.endIndex))
+        let example = String(docs[docs.index(start.lowerBound, offsetBy: 4)..<end.lowerBound])
+        let rules = Repo.root.appendingPathComponent("rules")
+        let loader = PolicyLoader(read: { name in
+            if name == "example.rules" { return .success(Array(example.utf8)) }
+            guard let data = FileManager.default.contents(atPath: rules.appendingPathComponent(name).path) else {
+                return .failure(PolicyLoader.ReadError("missing"))
+            }
+            return .success([UInt8](data))
+        })
+        let result = try PolicyCompiler.compile(paths: ["example.rules"], loader: loader).get()
+        let run = PolicyTests.run(result, testsIn: result.sources.files.count - 1)
+        #expect(run.outcomes.count == 1)
+        let passed = run.outcomes.allSatisfy { $0.passed }
+        #expect(passed, "\(run.outcomes.map(\.details))")
+    }
+}
