@@ -14,12 +14,14 @@ public struct CompileResult: Sendable {
 }
 
 public enum PolicyCompiler {
-    public static func compile(_ sources: SourceSet, extraDiagnostics: [Diagnostic] = []) -> CompileResult {
+    /// `keep` leaves statements out of the policy (the REPL's `:drop`).
+    public static func compile(_ sources: SourceSet, extraDiagnostics: [Diagnostic] = [],
+                               keep: (Statement) -> Bool = { _ in true }) -> CompileResult {
         var statements: [Statement] = []
         var diagnostics: [Diagnostic] = extraDiagnostics
         for (i, file) in sources.files.enumerated() {
             let (parsed, found) = Parser.parse(file, file: i)
-            statements += parsed
+            statements += parsed.filter(keep)
             diagnostics += found
         }
         // Check even after syntax errors: names and types in the statements

@@ -85,7 +85,7 @@ private struct SingleTest {
     /// Global indices of the rules that fired (or held) during the test.
     var fired: Set<Int> = []
     var clock: Int64? = nil
-    var history: [String: [String]] = [:]
+    var timeline = Timeline()
     var problems: [String] = []
 
     init(program: Program, sources: SourceSet, rules: [RuleSite]) {
@@ -113,81 +113,16 @@ private struct SingleTest {
     // MARK: - Events
 
     private mutating func apply(_ e: EventLiteral) {
-        var eventName = e.event.text
-        guard let event = eventName.withUTF8({ program.eventTable.find($0) }) else {
-            let help = Suggest.help(for: e.event.text, among: program.policy.events.map(\.name)) ?? "no rule or declaration names it"
-            problems.append("\(at(e.event.span)): unknown event `\(e.event.text)`; \(help)")
-            return
+        let feeder = LiteralFeeder(program: program, sources: sources, engine: engine)
+        switch feeder.apply(e, origin: at(e.span), text: text(e.span)) {
+        case .failure(let error):
+            problems.append("\(at(error.span)): \(error.message)")
+        case .success(let entry):
+            clock = max(clock ?? e.time, e.time)
+            fired.formUnion(entry.fired.map(\.rule))
+            fired.formUnion(entry.held)
+            timeline.record(e.person.text, entry)
         }
-        if let declared = program.policy.events[event].declared {
-            let names = declared.map { program.policy.fields[$0.field] }
-            for (field, _) in e.fields where !names.contains(field.text) {
-                let help = Suggest.help(for: field.text, among: names) ?? "its fields: \(names.joined(separator: ", "))"
-                problems.append("\(at(field.span)): event `\(e.event.text)` has no field `\(field.text)`; \(help)")
-                return
-            }
-        }
-        // Strings the fields point into must outlive `apply`.
-        let strings = e.fields.map { field -> [UInt8] in
-            if case .string(let s) = field.value { return Array(s.utf8) }
-            return []
-        }
-        let before = engine.state(of: e.person.text, at: e.time)?.score ?? program.policy.startScore
-        let (_, line, _) = sources.location(e.span)
-        engine.beginEvent(line: line)
-        let rejection: String? = withStrings(strings) { pointers in
-            for (k, field) in e.fields.enumerated() {
-                var name = field.name.text
-                guard let id = name.withUTF8({ program.fieldTable.find($0) }) else { continue }
-                let value: Value
-                switch field.value {
-                case .number(let n): value = .number(n)
-                case .bool(let b): value = .bool(b)
-                case .string: value = .string(pointers[k])
-                }
-                if !engine.setField(id, value) { return "field `\(field.name.text)` is given twice" }
-            }
-            var person = e.person.text
-            return person.withUTF8 { engine.apply(person: $0, event: event, time: e.time) }
-        }
-        if let rejection {
-            problems.append("\(at(e.span)): this event was rejected: \(rejection)")
-            return
-        }
-        clock = max(clock ?? e.time, e.time)
-        let after = engine.state(of: e.person.text, at: e.time)!.score
-        record(e, before: before, after: after)
-    }
-
-    /// Notes what the event did, for failure reports and coverage.
-    private mutating func record(_ e: EventLiteral, before: Int64, after: Int64) {
-        var lines = ["\(at(e.span))  \(text(e.span))   score \(before) → \(after)"]
-        for (rule, amount) in engine.fired {
-            fired.insert(rule.index)
-            let site = rules[rule.index]
-            let change = amount == 0 ? "" : "   (\(amount > 0 ? "+" : "")\(amount))"
-            lines.append("    fired \(site.file):\(site.line)  \(site.text)\(change)")
-        }
-        for index in engine.stateRulesHolding(e.person.text, at: e.time) {
-            fired.insert(index)
-            lines.append("    holds \(rules[index].file):\(rules[index].line)  \(rules[index].text)")
-        }
-        history[e.person.text, default: []].append(lines.joined(separator: "\n"))
-    }
-
-    private func withStrings<R>(_ strings: [[UInt8]], _ body: ([ByteString]) -> R) -> R {
-        // Copy into one allocation that lives for the call.
-        let total = strings.reduce(0) { $0 + $1.count }
-        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, total))
-        defer { buffer.deallocate() }
-        var offset = 0
-        var pointers: [ByteString] = []
-        for s in strings {
-            s.withUnsafeBufferPointer { if let b = $0.baseAddress { (buffer + offset).update(from: b, count: s.count) } }
-            pointers.append(ByteString(base: UnsafePointer(buffer + offset), count: s.count))
-            offset += s.count
-        }
-        return body(pointers)
     }
 
     // MARK: - Expectations
@@ -239,7 +174,7 @@ private struct SingleTest {
 
     private mutating func personState(_ person: Name, _ time: Int64) -> PersonReport? {
         if let state = engine.state(of: person.text, at: time) { return state }
-        let help = Suggest.help(for: person.text, among: history.keys) ?? "give them an event first"
+        let help = Suggest.help(for: person.text, among: timeline.people) ?? "give them an event first"
         problems.append("\(at(person.span)): `\(person.text)` had no event in this test; \(help)")
         return nil
     }
@@ -275,9 +210,9 @@ private struct SingleTest {
             var lines = ["\(at(x.span)): \(text(x.span))",
                          "    expected: \(site.file):\(site.line) \(negated ? "never fired" : "fired")",
                          "    actual:   it \(negated ? "fired" : "never fired")"]
-            for person in history.keys.sorted() {
+            for person in timeline.people {
                 lines.append("    events for \(person):")
-                lines += history[person]!.map { "      " + $0.replacing("\n", with: "\n      ") }
+                lines += timeline.render(person, rules: rules).map { "      " + $0.replacing("\n", with: "\n      ") }
             }
             problems.append(lines.joined(separator: "\n"))
         }
@@ -292,7 +227,7 @@ private struct SingleTest {
                      "    expected: \(expected)",
                      "    actual:   \(actual)  (as of \(Timestamp.format(time)))",
                      "    events for \(person):"]
-        lines += (history[person] ?? []).map { "      " + $0.replacing("\n", with: "\n      ") }
+        lines += timeline.render(person, rules: rules).map { "      " + $0.replacing("\n", with: "\n      ") }
         problems.append(lines.joined(separator: "\n"))
     }
 

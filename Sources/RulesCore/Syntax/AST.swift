@@ -168,3 +168,16 @@ public enum Statement: Sendable {
 public struct PolicyAST: Sendable {
     public var statements: [Statement] = []
 }
+
+extension Statement {
+    /// Where the whole statement stands.
+    public var span: Span {
+        switch self {
+        case .settings(_, let s), .constant(_, _, let s), .use(_, let s): return s
+        case .event(let d): return d.span
+        case .eventRule(let r): return r.span
+        case .stateRule(let r): return r.span
+        case .test(let t): return t.span
+        }
+    }
+}

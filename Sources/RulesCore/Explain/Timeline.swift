@@ -1,0 +1,132 @@
+/// What each applied event did, per person: which rules fired and what they
+/// changed, and which `while` rules held afterwards. `rules test` failure
+/// reports, the REPL and explanations all read it.
+public struct Timeline: Sendable {
+    public struct Entry: Sendable {
+        /// Where the event came from (`FILE:LINE`) and how it was written.
+        public var origin: String
+        public var text: String
+        public var time: Int64
+        public var scoreBefore: Int64
+        public var scoreAfter: Int64
+        /// Global rule indices with their rounded score change.
+        public var fired: [(rule: Int, change: Int64)]
+        /// `while` rules holding for this person right after the event.
+        public var held: [Int]
+    }
+
+    public private(set) var entries: [String: [Entry]] = [:]
+
+    public init() {}
+
+    public var people: [String] { entries.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) } }
+
+    mutating func record(_ person: String, _ entry: Entry) {
+        entries[person, default: []].append(entry)
+    }
+
+    /// Every rule that fired (or held) on any event.
+    var rulesInvolved: Set<Int> {
+        var all = Set<Int>()
+        for list in entries.values { for e in list { all.formUnion(e.fired.map(\.rule)); all.formUnion(e.held) } }
+        return all
+    }
+
+    /// The person's events, each followed by what fired and what held:
+    ///
+    ///     rules/citizen.test.rules:14  2026-01-05 alice: speeding { … }   score 1000 → 995
+    ///         fired rules/citizen.rules:34  speeding → -5   (-5)
+    func render(_ person: String, rules: [RuleSite]) -> [String] {
+        (entries[person] ?? []).map { e in
+            var lines = ["\(e.origin)  \(e.text)   score \(e.scoreBefore) → \(e.scoreAfter)"]
+            for (rule, change) in e.fired {
+                let site = rules[rule]
+                let delta = change == 0 ? "" : "   (\(change > 0 ? "+" : "")\(change))"
+                lines.append("    fired \(site.file):\(site.line)  \(site.text)\(delta)")
+            }
+            for rule in e.held {
+                lines.append("    holds \(rules[rule].file):\(rules[rule].line)  \(rules[rule].text)")
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+}
+
+/// Applies event literals (tests, the REPL) to an engine, checking their
+/// names against the policy first and recording what they did.
+struct LiteralFeeder {
+    let program: Program
+    let sources: SourceSet
+    let engine: Engine
+
+    struct Applied {
+        var entry: Timeline.Entry
+    }
+
+    /// Applies `e`; the reason when it names something unknown or the
+    /// engine rejects it. `origin` and `text` describe it in the timeline.
+    func apply(_ e: EventLiteral, origin: String, text: String) -> Result<Timeline.Entry, LiteralError> {
+        var eventName = e.event.text
+        guard let event = eventName.withUTF8({ program.eventTable.find($0) }) else {
+            let help = Suggest.help(for: e.event.text, among: program.policy.events.map(\.name)) ?? "no rule or declaration names it"
+            return .failure(LiteralError(span: e.event.span, message: "unknown event `\(e.event.text)`; \(help)"))
+        }
+        if let declared = program.policy.events[event].declared {
+            let names = declared.map { program.policy.fields[$0.field] }
+            for (field, _) in e.fields where !names.contains(field.text) {
+                let help = Suggest.help(for: field.text, among: names) ?? "its fields: \(names.isEmpty ? "none" : names.joined(separator: ", "))"
+                return .failure(LiteralError(span: field.span, message: "event `\(e.event.text)` has no field `\(field.text)`; \(help)"))
+            }
+        }
+        let before = engine.state(of: e.person.text, at: e.time)?.score ?? program.policy.startScore
+        let (_, line, _) = sources.location(e.span)
+        engine.beginEvent(line: line)
+        let rejection: String? = Self.withStrings(e.fields.map(\.value)) { values in
+            for (k, field) in e.fields.enumerated() {
+                var name = field.name.text
+                guard let id = name.withUTF8({ program.fieldTable.find($0) }) else { continue }
+                if !engine.setField(id, values[k]) { return "field `\(field.name.text)` is given twice" }
+            }
+            var person = e.person.text
+            return person.withUTF8 { engine.apply(person: $0, event: event, time: e.time) }
+        }
+        if let rejection {
+            return .failure(LiteralError(span: e.span, message: "this event was rejected: \(rejection)"))
+        }
+        let after = engine.state(of: e.person.text, at: e.time)!.score
+        let entry = Timeline.Entry(origin: origin, text: text, time: e.time, scoreBefore: before, scoreAfter: after,
+                                   fired: engine.fired.map { ($0.rule.index, $0.amounts) },
+                                   held: engine.stateRulesHolding(e.person.text, at: e.time))
+        return .success(entry)
+    }
+
+    struct LiteralError: Error {
+        var span: Span
+        var message: String
+    }
+
+    /// Runs `body` with the literal values as engine values; strings point
+    /// into one allocation that lives for the call.
+    private static func withStrings<R>(_ literals: [LiteralValue], _ body: ([Value]) -> R) -> R {
+        let strings = literals.map { v -> [UInt8] in
+            if case .string(let s) = v { return Array(s.utf8) }
+            return []
+        }
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, strings.reduce(0) { $0 + $1.count }))
+        defer { buffer.deallocate() }
+        var offset = 0
+        var values: [Value] = []
+        for (k, literal) in literals.enumerated() {
+            switch literal {
+            case .number(let n): values.append(.number(n))
+            case .bool(let b): values.append(.bool(b))
+            case .string:
+                let s = strings[k]
+                s.withUnsafeBufferPointer { if let b = $0.baseAddress { (buffer + offset).update(from: b, count: s.count) } }
+                values.append(.string(ByteString(base: UnsafePointer(buffer + offset), count: s.count)))
+                offset += s.count
+            }
+        }
+        return body(values)
+    }
+}
