@@ -12,8 +12,11 @@ let package = Package(
         // The language and the engine: source → tokens → AST → checked
         // program → rule graph → engine → report. No terminal I/O lives here.
         .target(name: "RulesCore"),
+        // Line editing as a pure state machine: keys in, buffer and actions
+        // out. The terminal itself (raw mode, reading, drawing) is in `rules`.
+        .target(name: "LineEditor"),
         // The thin command-line front end: argument parsing, files, terminal.
-        .executableTarget(name: "rules", dependencies: ["RulesCore"]),
-        .testTarget(name: "RulesCoreTests", dependencies: ["RulesCore"]),
+        .executableTarget(name: "rules", dependencies: ["RulesCore", "LineEditor"]),
+        .testTarget(name: "RulesCoreTests", dependencies: ["RulesCore", "LineEditor"]),
     ]
 )

@@ -39,6 +39,15 @@ enum Terminal {
         return true
     }
 
+    /// Writes a whole file; nil on success, else the system's reason.
+    static func writeFile(_ path: String, _ bytes: [UInt8]) -> String? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { return String(cString: strerror(errno)) }
+        let ok = bytes.withUnsafeBytes { writeAll(fd: fd, $0) }
+        let closed = close(fd) == 0
+        return ok && closed ? nil : String(cString: strerror(errno))
+    }
+
     /// Reads a whole file; nil with the system's reason on failure.
     static func readFile(_ path: String) -> Result<[UInt8], SystemError> {
         let fd = path == "-" ? 0 : open(path, O_RDONLY)

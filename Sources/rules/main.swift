@@ -16,6 +16,7 @@ enum Main {
       run      apply an event stream to a policy and print each person's state
       check    check policy files and print diagnostics
       test     run the policies' test blocks
+      repl     try rules and events interactively
       help     show help for a command: rules help run
 
     options:
@@ -31,6 +32,7 @@ enum Main {
         "run": (RunCommand.help, RunCommand.run),
         "check": (CheckCommand.help, CheckCommand.run),
         "test": (TestCommand.help, TestCommand.run),
+        "repl": (ReplCommand.help, ReplCommand.run),
     ]
 
     static func usageError(_ message: String, command: String?) -> Int32 {

@@ -22,6 +22,26 @@ struct Parser {
         self.source = source
     }
 
+    /// One or more event literals, separated by newlines or `;` (REPL input).
+    static func parseEventLiterals(_ source: SourceFile, file: Int) -> (events: [EventLiteral], diagnostics: [Diagnostic]) {
+        let (tokens, lexed) = Lexer.tokenize(source, file: file)
+        var parser = Parser(tokens: tokens, source: source)
+        for d in lexed { parser.diagnostics.add(d) }
+        var events: [EventLiteral] = []
+        while parser.kind != .eof {
+            if parser.accept(.newline) || parser.accept(.semicolon) { continue }
+            do {
+                events.append(try parser.parseEventLiteral())
+                if !parser.atStatementEnd {
+                    throw parser.fail(.unexpectedToken, "expected the end of the event, found \(parser.kind.display)")
+                }
+            } catch {
+                parser.synchronize()
+            }
+        }
+        return (events, parser.diagnostics.items)
+    }
+
     static func parse(_ source: SourceFile, file: Int) -> (statements: [Statement], diagnostics: [Diagnostic]) {
         let (tokens, lexed) = Lexer.tokenize(source, file: file)
         var parser = Parser(tokens: tokens, source: source)

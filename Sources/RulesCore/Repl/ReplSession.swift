@@ -1,0 +1,390 @@
+/// The REPL's session, without any terminal: it takes one complete input
+/// (a rule, an event literal, or a `:command`) and answers with text for
+/// stdout and stderr. The `rules repl` command adds line editing on a
+/// terminal, or reads lines from a pipe.
+///
+/// The policy is the loaded files plus the rules typed so far; a typed rule
+/// is checked with the whole policy before it is added, so nothing is ever
+/// half-added. Events are kept: whenever the rules change, the engine starts
+/// afresh and replays them, so the state always follows from these rules and
+/// these events — as a replay of the same stream would.
+public final class ReplSession {
+    public struct Reply: Sendable, Equatable {
+        public var out = ""
+        public var err = ""
+        public var quit = false
+    }
+
+    /// Writes a file; nil on success, else the system's reason.
+    public typealias Writer = @Sendable (String, [UInt8]) -> String?
+
+    private let loader: PolicyLoader
+    private let write: Writer
+    private var files: [SourceFile] = []
+    private var loaded: Set<String> = []
+    private var dropped: Set<String> = []
+    private var typedCount = 0
+    private var result: CompileResult
+    private var engine: Engine
+    private var events: [(literal: EventLiteral, sources: SourceSet)] = []
+    private var timeline = Timeline()
+    private var lastEventTime: Int64? = nil
+    private var clock: Int64? = nil
+
+    public init(loader: PolicyLoader, write: @escaping Writer) {
+        self.loader = loader
+        self.write = write
+        result = PolicyCompiler.compile(SourceSet())
+        engine = Engine(program: result.program!)
+    }
+
+    // MARK: - Input
+
+    /// True while `text` is an unfinished statement: it ends with `→`, `,`,
+    /// an operator, `and`/`or`, or leaves a bracket open.
+    public static func needsMore(_ text: String) -> Bool {
+        if text.trimmingCharacters(in: " \t\n").hasPrefix(":") { return false }
+        let (tokens, _) = Lexer.tokenize(SourceFile(name: "", text: text), file: 0)
+        var depth = 0
+        var last: TokenKind? = nil
+        for t in tokens where t.kind != .newline && t.kind != .eof {
+            switch t.kind {
+            case .lparen, .lbracket, .lbrace: depth += 1
+            case .rparen, .rbracket, .rbrace: depth -= 1
+            default: break
+            }
+            last = t.kind
+        }
+        return depth > 0 || (last?.continuesLine ?? false)
+    }
+
+    public func handle(_ input: String) -> Reply {
+        let text = input.trimmingCharacters(in: " \t\r\n")
+        if text.isEmpty { return Reply() }
+        if text.hasPrefix(":") { return command(text) }
+        if Self.startsWithTime(text) { return event(text) }
+        return addRules(text)
+    }
+
+    private static func startsWithTime(_ text: String) -> Bool {
+        let b = Array(text.utf8.prefix(5))
+        return b.count == 5 && b[0..<4].allSatisfy { $0 >= 48 && $0 <= 57 } && b[4] == UInt8(ascii: "-")
+    }
+
+    // MARK: - Rules
+
+    /// Loads policy files (and what they use) before the session starts.
+    public func load(_ paths: [String]) -> Reply {
+        var reply = Reply()
+        var candidate = files
+        for path in paths {
+            let key = loader.canonical(path)
+            if loaded.contains(key) { reply.err += "\(path) is already loaded\n"; continue }
+            switch loader.load([path]) {
+            case .failure(let e):
+                reply.err += "cannot read \(e.path): \(e.reason)\n"
+                return reply
+            case .success(let got):
+                if !got.diagnostics.isEmpty {
+                    reply.err += DiagnosticRenderer(sources: got.sources).render(got.diagnostics)
+                    return reply
+                }
+                for file in got.sources.files where !loaded.contains(loader.canonical(file.name)) {
+                    candidate.append(file)
+                }
+            }
+        }
+        let count = candidate.count - files.count
+        let r = recompile(candidate, &reply)
+        if r.program != nil {
+            for file in candidate[files.count...] { loaded.insert(loader.canonical(file.name)) }
+            files = candidate
+            reply.out += "loaded \(count) file\(count == 1 ? "" : "s"): \(statementCount) statements\n"
+        }
+        return reply
+    }
+
+    private func addRules(_ text: String) -> Reply {
+        typedCount += 1
+        let file = SourceFile(name: "<typed \(typedCount)>", text: text + "\n")
+        var reply = Reply()
+        let r = recompile(files + [file], &reply)
+        guard r.program != nil else {
+            typedCount -= 1
+            reply.err += "nothing was added\n"
+            return reply
+        }
+        files.append(file)
+        let added = r.statements.filter { $0.span.file == files.count - 1 }.count
+        reply.out += "added \(added == 1 ? "1 statement" : "\(added) statements") (\(statementCount) in all)\n"
+        return reply
+    }
+
+    /// Compiles `candidate`; on success makes it the session's policy and
+    /// replays the events. Diagnostics (errors, and warnings for new text)
+    /// go to `reply.err`.
+    @discardableResult
+    private func recompile(_ candidate: [SourceFile], _ reply: inout Reply) -> CompileResult {
+        let dropped = self.dropped
+        let names = candidate.map(\.name)
+        let r = PolicyCompiler.compile(SourceSet(candidate)) { s in
+            !dropped.contains(Self.key(names[s.span.file], s.span))
+        }
+        let newFiles = candidate.count > files.count ? Set(files.count..<candidate.count) : []
+        let shown = r.diagnostics.filter { $0.severity == .error || newFiles.contains($0.span.file) }
+        reply.err += DiagnosticRenderer(sources: r.sources).render(shown)
+        if let program = r.program {
+            result = r
+            replay(program, &reply)
+        }
+        return r
+    }
+
+    private static func key(_ file: String, _ span: Span) -> String { "\(file)#\(span.start)" }
+
+    /// Statements that make up the policy, numbered for `:rules` / `:drop`.
+    private var numbered: [Statement] {
+        result.statements.filter { if case .test = $0 { return false }; if case .use = $0 { return false }; return true }
+    }
+
+    private var statementCount: Int { numbered.count }
+
+    private func source(_ s: Statement) -> String {
+        result.sources.files[s.span.file].text(s.span)
+    }
+
+    // MARK: - Events
+
+    private func event(_ text: String) -> Reply {
+        var reply = Reply()
+        let sources = SourceSet([SourceFile(name: "<event>", text: text + "\n")])
+        let (literals, diagnostics) = Parser.parseEventLiterals(sources.files[0], file: 0)
+        if !diagnostics.isEmpty {
+            reply.err += DiagnosticRenderer(sources: sources).render(diagnostics)
+            return reply
+        }
+        for literal in literals {
+            // After :at or :advance the clock is past the last event; an
+            // event before it would rewrite what was already shown.
+            if let clock, clock != lastEventTime, literal.time < clock {
+                reply.err += "the clock is at \(Timestamp.format(clock)); this event is earlier (use :reset to start over)\n"
+                continue
+            }
+            apply(literal, sources, &reply, announce: true)
+        }
+        return reply
+    }
+
+    private func apply(_ literal: EventLiteral, _ sources: SourceSet, _ reply: inout Reply, announce: Bool) {
+        var feeder = LiteralFeeder(program: engine.program, sources: sources, engine: engine)
+        feeder.allowUnknownEvents = true
+        let text = sources.files[0].text(literal.span)
+        switch feeder.apply(literal, origin: "", text: text) {
+        case .failure(let error):
+            reply.err += announce ? "\(error.message)\n" : "an earlier event is now rejected: \(text): \(error.message)\n"
+        case .success(let entry):
+            if announce { events.append((literal, sources)) }
+            timeline.record(literal.person.text, entry)
+            lastEventTime = max(lastEventTime ?? literal.time, literal.time)
+            clock = max(clock ?? literal.time, literal.time)
+            if announce { reply.out += describe(entry, person: literal.person.text) }
+        }
+    }
+
+    private func describe(_ entry: Timeline.Entry, person: String) -> String {
+        let rules = PolicyTests.ruleSites(engine.program)
+        var out = ""
+        if entry.fired.isEmpty { out += "  nothing fired\n" }
+        for (rule, change) in entry.fired {
+            let delta = change == 0 ? "" : "   (\(change > 0 ? "+" : "")\(change))"
+            out += "  fired \(rules[rule].file):\(rules[rule].line)  \(rules[rule].text)\(delta)\n"
+        }
+        return out + stateLine(person) + "\n"
+    }
+
+    /// Fresh engine, same events: the state follows from the current rules.
+    private func replay(_ program: Program, _ reply: inout Reply) {
+        engine = Engine(program: program)
+        timeline = Timeline()
+        let keptClock = clock
+        lastEventTime = nil
+        for (literal, sources) in events { apply(literal, sources, &reply, announce: false) }
+        clock = keptClock
+    }
+
+    private func stateLine(_ person: String) -> String {
+        guard let time = clock, let s = engine.state(of: person, at: time) else { return "\(person): no events" }
+        func list(_ l: [String]) -> String { "[" + l.joined(separator: ", ") + "]" }
+        return "\(person)  score \(s.score)  flags \(list(s.flags))  denied \(list(s.denied))  granted \(list(s.granted))"
+    }
+
+    // MARK: - Commands
+
+    public static let commands = [":help", ":load", ":rules", ":drop", ":state", ":explain", ":at", ":advance", ":reset", ":save", ":quit"]
+
+    public static let help = """
+    Type a rule to add it:          speeding where speed > limit + 30 → -20
+    Type an event to apply it:      2026-01-05T08:00:00Z alice: speeding { speed: 95, limit: 60 }
+    Commands:
+      :help               this help
+      :load FILE          add the rules of a policy file
+      :rules              list the statements, numbered, with where they come from
+      :drop N             remove statement N (the events are replayed without it)
+      :state [PERSON]     everyone's state, or one person's, as of the clock
+      :explain PERSON     why a person's state is what it is
+      :at TIME            move the clock to TIME (2026-06-01 or 2026-06-01T12:00:00Z)
+      :advance DURATION   move the clock on (30 days, 12 hours …); expiries happen
+      :reset              forget all events and the clock; keep the rules
+      :save FILE          write the session's rules to a .rules file
+      :quit               leave (Ctrl-D too)
+    A statement that ends with →, a comma, an operator or an open bracket
+    continues on the next line.
+    """
+
+    private func command(_ text: String) -> Reply {
+        let parts = text.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        let name = String(parts[0])
+        let arg = parts.count > 1 ? String(parts[1]).trimmingCharacters(in: " \t") : ""
+        switch name {
+        case ":help", ":h", ":?": return Reply(out: Self.help + "\n")
+        case ":quit", ":q", ":exit": return Reply(quit: true)
+        case ":load": return arg.isEmpty ? usage(":load FILE") : load([arg])
+        case ":rules": return listRules()
+        case ":drop": return drop(arg)
+        case ":state": return state(arg)
+        case ":explain": return explain(arg)
+        case ":at": return moveClock(to: arg)
+        case ":advance": return advance(arg)
+        case ":reset": return reset()
+        case ":save": return arg.isEmpty ? usage(":save FILE") : save(arg)
+        default:
+            let hint = Suggest.closest(to: name, among: Self.commands).map { " (did you mean \($0)?)" } ?? ""
+            return Reply(err: "unknown command \(name)\(hint); :help lists them\n")
+        }
+    }
+
+    private func usage(_ form: String) -> Reply { Reply(err: "usage: \(form)\n") }
+
+    private func listRules() -> Reply {
+        let all = numbered
+        if all.isEmpty { return Reply(out: "no rules yet\n") }
+        var out = ""
+        for (i, s) in all.enumerated() {
+            let (file, line, _) = result.sources.location(s.span)
+            out += "\(String(i + 1).leftPadded(3, with: " "))  \(file):\(line)  \(source(s).replacing("\n", with: "\n" + String(repeating: " ", count: 5)))\n"
+        }
+        return Reply(out: out)
+    }
+
+    private func drop(_ arg: String) -> Reply {
+        let all = numbered
+        guard let n = Int(arg), n >= 1, n <= all.count else {
+            return Reply(err: all.isEmpty ? "there is nothing to drop\n" : "usage: :drop N, with N from 1 to \(all.count) (see :rules)\n")
+        }
+        let statement = all[n - 1]
+        let key = Self.key(result.sources.files[statement.span.file].name, statement.span)
+        dropped.insert(key)
+        var reply = Reply()
+        if recompile(files, &reply).program == nil {
+            dropped.remove(key)
+            reply.err += "statement \(n) was kept: the rules would not check without it\n"
+            return reply
+        }
+        reply.out += "dropped \(n): \(source(statement))\n"
+        return reply
+    }
+
+    private func person(_ arg: String) -> String {
+        arg.hasPrefix("\"") && arg.hasSuffix("\"") && arg.count >= 2 ? String(arg.dropFirst().dropLast()) : arg
+    }
+
+    private func state(_ arg: String) -> Reply {
+        guard clock != nil else { return Reply(out: "no events yet\n") }
+        if arg.isEmpty {
+            return Reply(out: timeline.people.map(stateLine).joined(separator: "\n") + "\n")
+        }
+        let who = person(arg)
+        guard timeline.entries[who] != nil else { return unknownPerson(who) }
+        return Reply(out: stateLine(who) + "\n")
+    }
+
+    private func unknownPerson(_ who: String) -> Reply {
+        let hint = Suggest.help(for: who, among: timeline.people).map { " \($0)" } ?? ""
+        return Reply(err: "no events for `\(who)`\(hint)\n")
+    }
+
+    private func explain(_ arg: String) -> Reply {
+        guard !arg.isEmpty else { return usage(":explain PERSON") }
+        let who = person(arg)
+        guard let time = clock, timeline.entries[who] != nil,
+              let lines = Explanation.account(of: who, engine: engine, timeline: timeline, at: time) else { return unknownPerson(who) }
+        return Reply(out: lines.joined(separator: "\n") + "\n")
+    }
+
+    private func moveClock(to arg: String) -> Reply {
+        guard let t = Timestamp.parse(arg) else {
+            return Reply(err: "usage: :at TIME, like 2026-06-01 or 2026-06-01T12:00:00Z\n")
+        }
+        return setClock(t)
+    }
+
+    private func advance(_ arg: String) -> Reply {
+        let (tokens, _) = Lexer.tokenize(SourceFile(name: "", text: arg), file: 0)
+        guard tokens.count == 3, case .duration(let seconds) = tokens[0].kind, seconds > 0 else {
+            return Reply(err: "usage: :advance DURATION, like 30 days or 12 hours\n")
+        }
+        guard let clock else { return Reply(err: "there is no clock yet: apply an event or use :at TIME\n") }
+        return setClock(clock + Int64(seconds * 1e9))
+    }
+
+    private func setClock(_ t: Int64) -> Reply {
+        if let last = lastEventTime, t < last {
+            return Reply(err: "the last event was at \(Timestamp.format(last)); the clock cannot go back before it (:reset starts over)\n")
+        }
+        clock = t
+        var out = "clock: \(Timestamp.format(t))\n"
+        if !timeline.people.isEmpty { out += timeline.people.map(stateLine).joined(separator: "\n") + "\n" }
+        return Reply(out: out)
+    }
+
+    private func reset() -> Reply {
+        events = []
+        clock = nil
+        lastEventTime = nil
+        var reply = Reply()
+        replay(engine.program, &reply)
+        reply.out += "events and clock cleared; \(statementCount) statements kept\n"
+        return reply
+    }
+
+    /// Writes the policy's statements as written, one after another, so the
+    /// file checks exactly as the session does.
+    private func save(_ path: String) -> Reply {
+        var text = "# Saved from `rules repl`.\n"
+        var lastFile = -1
+        for s in numbered {
+            if s.span.file != lastFile { text += "\n"; lastFile = s.span.file }
+            text += source(s) + "\n"
+        }
+        if let error = write(path, Array(text.utf8)) { return Reply(err: "cannot write \(path): \(error)\n") }
+        return Reply(out: "saved \(statementCount) statements to \(path)\n")
+    }
+
+    // MARK: - Completion
+
+    /// Words that could complete `word` where it stands in `line`.
+    public func completions(for word: String, in line: String) -> [String] {
+        let trimmed = line.trimmingCharacters(in: " \t")
+        var pool: [String]
+        if trimmed.hasPrefix(":") && !trimmed.contains(" ") {
+            pool = Self.commands
+        } else if trimmed.hasPrefix(":state") || trimmed.hasPrefix(":explain") {
+            pool = timeline.people
+        } else {
+            let policy = engine.program.policy
+            pool = policy.events.map(\.name) + policy.flags + policy.privileges + policy.fields + timeline.people
+                + Keyword.allCases.map(\.rawValue)
+        }
+        return Array(Set(pool.filter { $0.hasPrefix(word) && $0 != word })).sorted()
+    }
+}
