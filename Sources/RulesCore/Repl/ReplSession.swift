@@ -179,7 +179,8 @@ public final class ReplSession {
         var feeder = LiteralFeeder(program: engine.program, sources: sources, engine: engine)
         feeder.allowUnknownEvents = true
         let text = sources.files[0].text(literal.span)
-        switch feeder.apply(literal, origin: "", text: text) {
+        let number = (timeline.entries.values.map(\.count).reduce(0, +)) + 1
+        switch feeder.apply(literal, origin: "event \(number)", text: text) {
         case .failure(let error):
             reply.err += announce ? "\(error.message)\n" : "an earlier event is now rejected: \(text): \(error.message)\n"
         case .success(let entry):
