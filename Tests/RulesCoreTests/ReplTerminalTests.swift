@@ -5,6 +5,8 @@ import Testing
 /// history across sessions, completion, continuation, Ctrl-C, Ctrl-D.
 final class PseudoTerminal {
     let master: Int32
+    /// Kept open so the terminal's modes can be read after the child ends.
+    let slave: Int32
     let pid: pid_t
     private(set) var output = ""
 
@@ -18,7 +20,7 @@ final class PseudoTerminal {
         guard master >= 0, ioctl(master, TIOCSPTLCK, &unlock) == 0, ioctl(master, TIOCGPTN, &number) == 0 else {
             throw TestFailure("no pseudo-terminal available")
         }
-        let slave = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY)
+        slave = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY)
         guard slave >= 0 else { throw TestFailure("cannot open the pseudo-terminal's slave") }
         var size = winsize(ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0)
         _ = ioctl(slave, UInt(TIOCSWINSZ), &size)
@@ -31,14 +33,35 @@ final class PseudoTerminal {
         let argv = ([executable.path] + args).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
+        // The test runner's threads may block signals; the child must not
+        // inherit that, or a signal sent to it would wait forever.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var child: pid_t = 0
-        let rc = posix_spawn(&child, executable.path, &actions, nil, argv, envp)
-        close(slave)
+        let rc = posix_spawn(&child, executable.path, &actions, &attributes, argv, envp)
         guard rc == 0 else { throw TestFailure("posix_spawn failed: \(rc)") }
         pid = child
     }
 
-    deinit { close(master) }
+    deinit {
+        close(master)
+        close(slave)
+    }
+
+    /// True when the terminal is back in its usual cooked mode.
+    var isCooked: Bool {
+        var modes = termios()
+        guard tcgetattr(slave, &modes) == 0 else { return false }
+        return modes.c_lflag & tcflag_t(ICANON | ECHO | ISIG) == tcflag_t(ICANON | ECHO | ISIG)
+    }
 
     func send(_ text: String) {
         var bytes = Array(text.utf8)
@@ -65,12 +88,13 @@ final class PseudoTerminal {
     /// Marks the current end of the output, so later waits look after it.
     var mark: String.Index { output.endIndex }
 
+    /// Waits up to 10 s for the child to end; its exit code, or -1.
     func exitStatus() -> Int32 {
         var status: Int32 = 0
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            _ = wait(for: "\u{0}")  // drain output
             if waitpid(pid, &status, WNOHANG) == pid { return (status >> 8) & 0xFF }
+            usleep(20_000)
         }
         kill(pid, SIGKILL)
         return -1
@@ -143,6 +167,20 @@ struct ReplTerminalTests {
         #expect(again.exitStatus() == 0)
     }
 
+    @Test("the terminal is restored when the REPL is killed by a signal")
+    func restoredOnSignal() throws {
+        let t = try Self.start(try CLITests.tempDir())
+        #expect(t.wait(for: "rules> "))
+        #expect(!t.isCooked)
+        kill(t.pid, SIGTERM)
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(10)
+        while waitpid(t.pid, &status, WNOHANG) != t.pid && Date() < deadline { usleep(20_000) }
+        #expect(status & 0x7F == SIGTERM)
+        #expect(t.isCooked)
+        kill(t.pid, SIGKILL)
+    }
+
     @Test("piped input: no prompts, no escape codes, errors on stderr, the session goes on")
     func piped() throws {
         let r = try CLITests.rules(["repl"], stdin: "a → +1\nb → 5\n2026-01-01 x: a\n:state\n")
@@ -196,40 +234,50 @@ struct ReplScreenTests {
     }
 }
 
+/// Drives tmux with plain posix_spawn and waitpid: Foundation's `Process`
+/// can miss a child's exit while other tests spawn processes of their own,
+/// and a tmux server keeps whatever descriptors it inherits.
 struct Tmux {
     let session: String
 
-    static var available: Bool {
-        ["/usr/bin/tmux", "/usr/local/bin/tmux"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+    static var path: String? {
+        ["/usr/bin/tmux", "/usr/local/bin/tmux"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    static var path: URL {
-        URL(fileURLWithPath: ["/usr/bin/tmux", "/usr/local/bin/tmux"].first { FileManager.default.isExecutableFile(atPath: $0) }!)
-    }
+    static var available: Bool { path != nil }
 
+    /// Runs tmux with `args`; its exit status and standard output.
     @discardableResult
-    func run(_ args: [String]) -> ProcessResult? {
-        try? runProcess(Self.path, args)
+    func run(_ args: [String]) -> (status: Int32, stdout: String) {
+        guard let tmux = Self.path else { return (-1, "") }
+        let outPath = FileManager.default.temporaryDirectory.appendingPathComponent("tmux-\(UUID().uuidString)").path
+        defer { unlink(outPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = ([tmux] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, tmux, &actions, nil, argv, environ) == 0 else { return (-1, "") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        return ((status >> 8) & 0xFF, out)
     }
 
-    /// The tmux server started here keeps the descriptors it inherits, so
-    /// it gets /dev/null rather than pipes someone would wait on.
     func start(_ command: String) throws {
-        let p = Process()
-        p.executableURL = Self.path
-        p.arguments = ["new-session", "-d", "-s", session, "-x", "110", "-y", "40", command]
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw TestFailure("tmux could not start a session") }
+        guard run(["new-session", "-d", "-s", session, "-x", "110", "-y", "40", command]).status == 0 else {
+            throw TestFailure("tmux could not start a session")
+        }
         run(["set-option", "-t", session, "remain-on-exit", "on"])
     }
 
     func type(_ text: String) { run(["send-keys", "-t", session, "-l", text]) }
     func key(_ name: String) { run(["send-keys", "-t", session, name]) }
-    func screen() -> String { run(["capture-pane", "-p", "-t", session])?.stdout ?? "" }
+    func screen() -> String { run(["capture-pane", "-p", "-t", session]).stdout }
     func kill() { run(["kill-session", "-t", session]) }
 
     func waitForScreen(_ condition: (String) -> Bool) -> Bool {
