@@ -17,6 +17,8 @@ enum Main {
       check    check policy files and print diagnostics
       test     run the policies' test blocks
       repl     try rules and events interactively
+      explain  why one person's state is what it is
+      graph    print the rule graph (Graphviz DOT or Mermaid)
       help     show help for a command: rules help run
 
     options:
@@ -33,6 +35,8 @@ enum Main {
         "check": (CheckCommand.help, CheckCommand.run),
         "test": (TestCommand.help, TestCommand.run),
         "repl": (ReplCommand.help, ReplCommand.run),
+        "graph": (GraphCommand.help, GraphCommand.run),
+        "explain": (ExplainCommand.help, ExplainCommand.run),
     ]
 
     static func usageError(_ message: String, command: String?) -> Int32 {

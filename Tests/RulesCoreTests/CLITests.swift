@@ -60,7 +60,8 @@ struct CLITests {
 
     @Test("help on every level")
     func help() throws {
-        for args in [["--help"], ["-h"], ["help"], ["help", "run"], ["help", "check"], ["run", "--help"], ["check", "-h"]] {
+        for args in [["--help"], ["-h"], ["help"], ["help", "run"], ["help", "check"], ["run", "--help"], ["check", "-h"],
+                     ["test", "--help"], ["repl", "--help"], ["explain", "--help"], ["graph", "--help"]] {
             let r = try Self.rules(args)
             #expect(r.status == 0)
             #expect(r.stdout.contains("usage: rules"), "\(args)")
@@ -205,5 +206,26 @@ struct CLITests {
         #expect(none.status == 1)
         #expect(none.stderr.contains("no tests found"))
         #expect(none.stdout == "0 passed, 0 failed\n")
+    }
+
+    @Test("rules explain accounts for one person; rules graph draws the policy")
+    func explainAndGraph() throws {
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let events = Repo.root.appendingPathComponent("examples/citizen.ndjson").path
+        let r = try Self.rules(["explain", policy, "--events", events, "--person", "dave"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("dave as of 2026-06-01T00:00:00Z: score 988\n"))
+        #expect(r.stdout.contains("held by \(policy):64  while count(littering within 365 days) >= 4 → flag repeat litterer"))
+        let nobody = try Self.rules(["explain", policy, "--events", events, "--person", "zed"])
+        #expect(nobody.status == 1)
+        #expect(nobody.stderr.contains("no applied event for `zed`"))
+        #expect(try Self.rules(["explain", policy, "--events", events]).status == 2)
+
+        let dot = try Self.rules(["graph", policy])
+        #expect(dot.status == 0)
+        #expect(dot.stdout.hasPrefix("digraph rules {"))
+        let mermaid = try Self.rules(["graph", policy, "--format", "mermaid"])
+        #expect(mermaid.stdout.hasPrefix("flowchart LR"))
+        #expect(try Self.rules(["graph", policy, "--format", "svg"]).status == 2)
     }
 }

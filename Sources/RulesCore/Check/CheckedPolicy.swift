@@ -40,6 +40,21 @@ indirect enum IR: Sendable, Hashable {
         }
     }
 
+    /// Everything this expression reads: whether the score, which
+    /// aggregate buffers (for `rules graph`).
+    func reads(score: inout Bool, buffers: inout Set<Int>) {
+        switch self {
+        case .score: score = true
+        case .aggregate(let b, _, _): buffers.insert(b)
+        case .fieldOr(_, _, let f): f.reads(score: &score, buffers: &buffers)
+        case .unary(_, let a): a.reads(score: &score, buffers: &buffers)
+        case .binary(_, let a, let b): a.reads(score: &score, buffers: &buffers); b.reads(score: &score, buffers: &buffers)
+        case .inList(let a, let items): a.reads(score: &score, buffers: &buffers); items.forEach { $0.reads(score: &score, buffers: &buffers) }
+        case .call(_, let args): args.forEach { $0.reads(score: &score, buffers: &buffers) }
+        default: break
+        }
+    }
+
     /// Flags this expression reads (for the rule graph).
     func flagsRead(into set: inout Set<Int>) {
         switch self {
@@ -120,4 +135,6 @@ struct CheckedPolicy: Sendable {
     var buffers: [WindowBufferSpec] = []
     var bufferWindows: [Int64] = []
     var hasDeclarations = false
+    /// Positions in `stateRules` of the rules on a cycle (an error).
+    var cycle: Set<Int> = []
 }

@@ -50,7 +50,7 @@ struct Checker {
             default: break
             }
         }
-        policy.stateRules = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
+        (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
         warnUnused()
         warnDuplicates()
     }

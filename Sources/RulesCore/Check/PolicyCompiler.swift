@@ -8,6 +8,9 @@ public struct CompileResult: Sendable {
     public var program: Program?
     /// Every file's statements, in source order (tests read their blocks).
     var statements: [Statement] = []
+    /// What the checker made of the policy, errors or not (`rules graph`
+    /// draws it even when a cycle fails the check).
+    var checked: CheckedPolicy? = nil
 
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
     public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
@@ -32,7 +35,7 @@ public enum PolicyCompiler {
         let failed = diagnostics.contains { $0.severity == .error }
         diagnostics = capped(diagnostics)
         return CompileResult(sources: sources, diagnostics: diagnostics, program: failed ? nil : Program(policy),
-                             statements: statements)
+                             statements: statements, checked: policy)
     }
 
     /// Keeps the first `DiagnosticSink.maxErrors` errors (and the warnings

@@ -5,7 +5,9 @@
 enum RuleGraph {
     /// Returns the rules in evaluation order: a topological order that keeps
     /// source order wherever the graph allows.
-    static func order(_ rules: [CheckedStateRule], flags: [String], sink: inout DiagnosticSink) -> [CheckedStateRule] {
+    /// With a cycle, the rules on it come last (in source order) and their
+    /// positions in the result are returned too, for `rules graph`.
+    static func order(_ rules: [CheckedStateRule], flags: [String], sink: inout DiagnosticSink) -> (rules: [CheckedStateRule], cycle: Set<Int>) {
         let edges = successors(rules)
         var indegree = [Int](repeating: 0, count: rules.count)
         for targets in edges { for t in targets { indegree[t] += 1 } }
@@ -22,10 +24,13 @@ enum RuleGraph {
         }
         if order.count < rules.count {
             let remaining = Set(0..<rules.count).subtracting(order)
-            reportCycle(findCycle(in: remaining, edges: edges), rules: rules, flags: flags, sink: &sink)
-            return order.map { rules[$0] }
+            let cycle = findCycle(in: remaining, edges: edges)
+            reportCycle(cycle, rules: rules, flags: flags, sink: &sink)
+            let ordered = order + remaining.sorted()
+            let positions = Set(cycle.map { ordered.firstIndex(of: $0)! })
+            return (ordered.map { rules[$0] }, positions)
         }
-        return order.map { rules[$0] }
+        return (order.map { rules[$0] }, [])
     }
 
     /// `edges[a]` lists the rules that read a flag rule `a` sets.

@@ -53,6 +53,11 @@ extension Engine {
         return r
     }
 
+    /// A person's current score by id bytes; nil before their first event.
+    func score(of person: UnsafeBufferPointer<UInt8>) -> Int64? {
+        people.find(person).map { store.scores[$0] }
+    }
+
     /// Global indices of the state rules that hold for `citizen` at `time`.
     func stateRulesHolding(_ citizen: String, at time: Int64) -> [Int] {
         var key = citizen

@@ -21,7 +21,9 @@ public enum Explanation {
         }
         if !entries.isEmpty {
             lines.append("  events:")
-            lines += timeline.render(person, rules: rules).map { "    " + $0.replacing("\n", with: "\n    ") }
+            for entry in timeline.render(person, rules: rules) {
+                lines += entry.split(separator: "\n").map { "    " + $0 }
+            }
         }
         return lines
     }

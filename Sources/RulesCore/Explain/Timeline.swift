@@ -134,3 +134,29 @@ struct LiteralFeeder {
         return body(values)
     }
 }
+
+/// Follows one person through a stream, recording what each of their
+/// events did; everyone else costs one byte comparison per event.
+public final class PersonWatch {
+    let key: [UInt8]
+    public private(set) var timeline = Timeline()
+
+    public init(person: String) { key = Array(person.utf8) }
+
+    public var person: String { String(decoding: key, as: UTF8.self) }
+
+    @inline(__always)
+    func matches(_ person: UnsafeBufferPointer<UInt8>) -> Bool {
+        person.count == key.count && person.elementsEqual(key)
+    }
+
+    func record(_ engine: Engine, line: UnsafeBufferPointer<UInt8>, origin: String, time: Int64, before: Int64?) {
+        let name = person
+        let after = engine.state(of: name, at: time)!.score
+        let entry = Timeline.Entry(origin: origin, text: String(decoding: line, as: UTF8.self), time: time,
+                                   scoreBefore: before ?? engine.program.policy.startScore, scoreAfter: after,
+                                   fired: engine.fired.map { ($0.rule.index, $0.amounts) },
+                                   held: engine.stateRulesHolding(name, at: time))
+        timeline.record(name, entry)
+    }
+}

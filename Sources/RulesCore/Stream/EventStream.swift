@@ -20,15 +20,19 @@ public enum EventStream {
     /// (its number, reason and raw bytes) as it happens.
     /// `onProgress` is called with the number of lines read so far, every
     /// `progressInterval` lines.
+    /// `watch` records, for one person, what each of their events did
+    /// (for `rules explain`); without it nothing is recorded.
     public static func run(_ engine: Engine, fd: Int32, asOf: Int64? = nil,
                            progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
+                           watch: PersonWatch? = nil, streamName: String = "<stdin>",
                            onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         run(engine, reader: LineReader(fd: fd), asOf: asOf, progressInterval: progressInterval,
-            onProgress: onProgress, onReject: onReject)
+            onProgress: onProgress, watch: watch, streamName: streamName, onReject: onReject)
     }
 
     static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
                     progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
+                    watch: PersonWatch? = nil, streamName: String = "<stdin>",
                     onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         var parser = EventParser(program: engine.program)
         defer { parser.deallocate() }
@@ -45,11 +49,16 @@ public enum EventStream {
                 onReject(Rejection(line: number, reason: reason), line)
             case .event(let e):
                 if let asOf, e.time > asOf { summary.ignoredAfterAsOf += 1; continue }
+                let watched = watch?.matches(e.person) ?? false
+                let before = watched ? engine.score(of: e.person) : 0
                 if let reason = engine.apply(person: e.person, event: e.event, time: e.time) {
                     summary.rejected += 1
                     onReject(Rejection(line: number, reason: reason), line)
                 } else {
                     summary.applied += 1
+                    if watched {
+                        watch!.record(engine, line: line, origin: "\(streamName):\(number)", time: e.time, before: before)
+                    }
                 }
             }
         }

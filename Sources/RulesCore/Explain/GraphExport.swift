@@ -1,0 +1,156 @@
+/// The compiled rule graph as a picture: events → event rules → score,
+/// flags and privileges → state rules → flags and privileges. Rules are
+/// labelled with `FILE:LINE` and their source; the edges of a cycle (a check
+/// error) are drawn in red. Output: Graphviz DOT or Mermaid.
+public enum GraphExport {
+    public enum Format: String, Sendable { case dot, mermaid }
+
+    struct Node {
+        enum Shape { case event, rule, stateRule, score, flag, privilege }
+        var id: String
+        var label: String
+        var shape: Shape
+    }
+
+    struct Edge {
+        var from: String
+        var to: String
+        var label: String
+        var dashed = false
+        var red = false
+    }
+
+    /// Draws the policy the checker made, even when the check failed on a cycle.
+    public static func render(_ result: CompileResult, format: Format) -> String? {
+        guard let policy = result.checked else { return nil }
+        let (nodes, edges) = build(policy)
+        return format == .dot ? dot(nodes, edges) : mermaid(nodes, edges)
+    }
+
+    static func build(_ policy: CheckedPolicy) -> ([Node], [Edge]) {
+        var nodes: [Node] = []
+        var edges: [Edge] = []
+        var seen: Set<String> = []
+        func node(_ id: String, _ label: String, _ shape: Node.Shape) {
+            if seen.insert(id).inserted { nodes.append(Node(id: id, label: label, shape: shape)) }
+        }
+        func site(_ span: Span) -> String {
+            let (file, line, _) = policy.sources.location(span)
+            return "\(file):\(line)\n\(policy.sources.files[span.file].text(span))"
+        }
+        func target(_ kind: TargetKind, _ name: Int) -> String {
+            let id = kind == .flag ? "flag:\(policy.flags[name])" : "privilege:\(policy.privileges[name])"
+            node(id, kind == .flag ? policy.flags[name] : policy.privileges[name], kind == .flag ? .flag : .privilege)
+            return id
+        }
+        func readers(_ ir: IR?, into rule: String) {
+            guard let ir else { return }
+            var flags = Set<Int>(), score = false, buffers = Set<Int>()
+            ir.flagsRead(into: &flags)
+            ir.reads(score: &score, buffers: &buffers)
+            if score { node("score", "score", .score); edges.append(Edge(from: "score", to: rule, label: "reads", dashed: true)) }
+            for f in flags.sorted() { edges.append(Edge(from: target(.flag, f), to: rule, label: "reads", dashed: true)) }
+            for b in buffers.sorted() {
+                let event = policy.events[policy.buffers[b].event].name
+                node("event:\(event)", event, .event)
+                edges.append(Edge(from: "event:\(event)", to: rule, label: "counts", dashed: true))
+            }
+        }
+        for (i, rule) in policy.eventRules.enumerated() {
+            let id = "rule:\(i)"
+            let event = policy.events[rule.event].name
+            node("event:\(event)", event, .event)
+            node(id, site(rule.ast.span), .rule)
+            edges.append(Edge(from: "event:\(event)", to: id, label: rule.count.map { "\($0) within window" } ?? ""))
+            readers(rule.condition, into: id)
+            for effect in rule.effects {
+                switch effect {
+                case .score(let ir):
+                    node("score", "score", .score)
+                    edges.append(Edge(from: id, to: "score", label: "changes"))
+                    readers(ir, into: id)
+                case .set(let kind, let name, _):
+                    edges.append(Edge(from: id, to: target(kind, name), label: kind == .flag ? "flag" : kind.rawValue))
+                case .lift(let kind, let name):
+                    let verb = kind == .flag ? "clear" : kind == .deny ? "allow" : "revoke"
+                    edges.append(Edge(from: id, to: target(kind, name), label: verb))
+                }
+            }
+        }
+        for (k, rule) in policy.stateRules.enumerated() {
+            let id = "state:\(k)"
+            node(id, site(rule.ast.span), .stateRule)
+            let start = edges.count
+            readers(rule.condition, into: id)
+            for (kind, name) in rule.effects {
+                let red = policy.cycle.contains(k) && kind == .flag
+                edges.append(Edge(from: id, to: target(kind, name), label: kind == .flag ? "flag" : kind.rawValue, red: red))
+            }
+            // A flag read on a cycle: its edge into this rule is red too.
+            if policy.cycle.contains(k) {
+                for e in start..<edges.count where edges[e].to == id && edges[e].from.hasPrefix("flag:") { edges[e].red = true }
+            }
+        }
+        return (nodes, edges)
+    }
+
+    // MARK: - DOT
+
+    static func dot(_ nodes: [Node], _ edges: [Edge]) -> String {
+        func quote(_ s: String) -> String {
+            "\"" + s.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n") + "\""
+        }
+        var out = "digraph rules {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n"
+        for n in nodes {
+            let style: String
+            switch n.shape {
+            case .event: style = "shape=ellipse, style=filled, fillcolor=\"#e8f0fe\""
+            case .rule: style = "shape=box"
+            case .stateRule: style = "shape=box, style=rounded"
+            case .score: style = "shape=doublecircle"
+            case .flag: style = "shape=diamond"
+            case .privilege: style = "shape=hexagon"
+            }
+            out += "  \(quote(n.id)) [label=\(quote(n.label)), \(style)];\n"
+        }
+        for e in edges {
+            var attrs: [String] = []
+            if !e.label.isEmpty { attrs.append("label=\(quote(e.label))") }
+            if e.dashed { attrs.append("style=dashed") }
+            if e.red { attrs.append("color=red, fontcolor=red, penwidth=2") }
+            out += "  \(quote(e.from)) -> \(quote(e.to))" + (attrs.isEmpty ? "" : " [\(attrs.joined(separator: ", "))]") + ";\n"
+        }
+        return out + "}\n"
+    }
+
+    // MARK: - Mermaid
+
+    static func mermaid(_ nodes: [Node], _ edges: [Edge]) -> String {
+        var ids: [String: String] = [:]
+        for (i, n) in nodes.enumerated() { ids[n.id] = "n\(i)" }
+        func text(_ s: String) -> String {
+            "\"" + s.replacing("\"", with: "#quot;").replacing("\n", with: "<br/>") + "\""
+        }
+        var out = "flowchart LR\n"
+        for n in nodes {
+            let id = ids[n.id]!, label = text(n.label)
+            switch n.shape {
+            case .event: out += "  \(id)([\(label)])\n"
+            case .rule: out += "  \(id)[\(label)]\n"
+            case .stateRule: out += "  \(id)(\(label))\n"
+            case .score: out += "  \(id)((\(label)))\n"
+            case .flag: out += "  \(id){\(label)}\n"
+            case .privilege: out += "  \(id){{\(label)}}\n"
+            }
+        }
+        var red: [Int] = []
+        for (i, e) in edges.enumerated() {
+            let arrow = e.dashed ? "-.->" : "-->"
+            let label = e.label.isEmpty ? "" : "|\(text(e.label))|"
+            out += "  \(ids[e.from]!) \(arrow)\(label) \(ids[e.to]!)\n"
+            if e.red { red.append(i) }
+        }
+        if !red.isEmpty { out += "  linkStyle \(red.map(String.init).joined(separator: ",")) stroke:red,stroke-width:2px\n" }
+        return out
+    }
+}
