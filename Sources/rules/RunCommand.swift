@@ -6,7 +6,7 @@ import Glibc
 /// `rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]`
 enum RunCommand {
     static let help = """
-    usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]
+    usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE] [--trace FILE]
 
     Applies a stream of events (NDJSON, one object per line) to the policy
     and prints each person's final state, one compact JSON line per person,
@@ -19,6 +19,9 @@ enum RunCommand {
                         2026-06-01T12:00:00Z); events after it are ignored
       --rejects FILE    write every rejected line, with its line number and
                         reason, to FILE as NDJSON
+      --trace FILE      write the audit trail: one NDJSON record per state
+                        change, with the rule and event behind it
+                        (docs/TRACE.md)
       -h, --help        show this help
 
     A summary (read / applied / rejected) goes to stderr. Rejected lines do
@@ -37,9 +40,6 @@ enum RunCommand {
         } catch { return ExitCode.usage }
         if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "run") }
-        if parsed.values["--trace"] != nil {
-            return Main.usageError("--trace is not available in this version yet", command: "run")
-        }
         var asOf: Int64? = nil
         if let text = parsed.values["--as-of"] {
             guard let t = Timestamp.parse(text) else {
@@ -71,6 +71,15 @@ enum RunCommand {
         }
 
         let engine = Engine(program: program)
+        var traceFile: OutputFile? = nil
+        if let path = parsed.values["--trace"] {
+            guard let file = OutputFile(path: path) else {
+                Terminal.writeErr("rules: cannot write trace file \(path): \(String(cString: strerror(errno)))\n")
+                return ExitCode.failure
+            }
+            traceFile = file
+            engine.enableTrace { bytes in file.write(bytes) }
+        }
         let streamName = eventsPath == "-" ? "<stdin>" : eventsPath
         var shown = 0
         // Progress on long runs, only where a person is watching stderr.
@@ -86,6 +95,13 @@ enum RunCommand {
         }
         if fd != 0 { close(fd) }
         if showProgress && summary.read >= 1 << 20 { Terminal.writeErr("\r\u{1B}[K") }
+        if let traceFile {
+            engine.finishTrace(asOf: asOf)
+            guard traceFile.close() else {
+                Terminal.writeErr("rules: cannot write the trace file: \(String(cString: strerror(errno)))\n")
+                return ExitCode.failure
+            }
+        }
         if rejects != nil, !rejects!.close() {
             Terminal.writeErr("rules: cannot write the rejects file: \(String(cString: strerror(errno)))\n")
             return ExitCode.failure
@@ -145,5 +161,25 @@ struct RejectsFile {
     mutating func close() -> Bool {
         flush()
         return Glibc.close(fd) == 0 && !failed
+    }
+}
+
+/// A file written in order by a producer that cannot fail mid-way (the
+/// trace): errors are remembered and reported at `close`.
+final class OutputFile {
+    private let fd: Int32
+    private var failed = false
+
+    init?(path: String) {
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { return nil }
+    }
+
+    func write(_ bytes: [UInt8]) {
+        if !failed { failed = !bytes.withUnsafeBytes { Terminal.writeAll(fd: fd, $0) } }
+    }
+
+    func close() -> Bool {
+        Glibc.close(fd) == 0 && !failed
     }
 }

@@ -7,6 +7,8 @@ public final class Engine {
     var people = ByteTable(capacity: 1024)
     /// The latest time of any applied event (nil before the first).
     public private(set) var clock: Int64? = nil
+    /// The audit trail, when asked for; nil costs one check per event.
+    var tracer: Tracer? = nil
 
     // Scratch space reused for every event. `fired` stays readable after
     // `apply`: the rules that fired on the last event, with their rounded
@@ -48,11 +50,15 @@ public final class Engine {
         }
         store.lastTime[person] = time
         clock = max(clock ?? time, time)
-        guard let event else { fired.removeAll(keepingCapacity: true); return nil }
-        context.focus(person: person, now: time)
-        evaluateRules(program.rulesByEvent[event])
-        feedBuffers(event)
-        applyEffects()
+        if let tracer { tracer.before(person: person, isNew: isNew, time: time, engine: self) }
+        fired.removeAll(keepingCapacity: true)
+        if let event {
+            context.focus(person: person, now: time)
+            evaluateRules(program.rulesByEvent[event])
+            feedBuffers(event)
+            applyEffects()
+        }
+        if let tracer { tracer.after(person: person, time: time, engine: self) }
         return nil
     }
 

@@ -61,6 +61,9 @@ struct WindowBuffer {
         return (count, sum)
     }
 
+    /// The times kept for a person, oldest first (the audit trail reads them).
+    func times(person: Int) -> [Int64] { entries[person].map(\.time) }
+
     mutating func push(person: Int, time: Int64, value: Double) {
         let from = time &- longestWindow
         var drop = 0

@@ -1,0 +1,177 @@
+/// The audit trail (`rules run --trace FILE`): one NDJSON record per state
+/// change, in order. Schema and versioning: docs/TRACE.md.
+///
+/// Event rules' changes are recorded as they are applied. A `while` rule
+/// starts or stops holding either because of an event (recorded at it) or
+/// because time passed — a timed effect ended, an event left a window — and
+/// then at the exact instant it happened, found by evaluating the state rules
+/// at each such instant between a person's events and up to the final clock.
+final class Tracer {
+    static let version = 1
+    private let program: Program
+    private let write: ([UInt8]) -> Void
+    private let sites: [(rule: String, source: String)]
+    /// (buffer, window) of every windowed aggregate a `while` rule reads.
+    private let stateWindows: [(buffer: Int, window: Int64)]
+    private var held: [Int: [Bool]] = [:]
+    private var checkedUntil: [Int: Int64] = [:]
+    private var before: Int64 = 0
+    private var buffer: [UInt8] = []
+
+    init(program: Program, write: @escaping ([UInt8]) -> Void) {
+        self.program = program
+        self.write = write
+        sites = PolicyTests.ruleSites(program).map { (JSONWriter.quoted("\($0.file):\($0.line)"), JSONWriter.quoted($0.text)) }
+        var windows = Set<[Int64]>()
+        for rule in program.policy.stateRules { Self.windows(rule.condition, into: &windows) }
+        stateWindows = windows.map { (Int($0[0]), $0[1]) }.sorted { ($0.buffer, $0.window) < ($1.buffer, $1.window) }
+    }
+
+    private static func windows(_ ir: IR, into set: inout Set<[Int64]>) {
+        switch ir {
+        case .aggregate(let b, let w, _): set.insert([Int64(b), w])
+        case .fieldOr(_, _, let f): windows(f, into: &set)
+        case .unary(_, let a): windows(a, into: &set)
+        case .binary(_, let a, let b): windows(a, into: &set); windows(b, into: &set)
+        case .inList(let a, let items): windows(a, into: &set); items.forEach { windows($0, into: &set) }
+        case .call(_, let args): args.forEach { windows($0, into: &set) }
+        default: break
+        }
+    }
+
+    // MARK: - Hooks
+
+    /// Before an event: what time alone changed since the person's last one.
+    func before(person: Int, isNew: Bool, time: Int64, engine: Engine) {
+        if isNew {
+            record(engine, person, line: engine.context.line, time: time, rule: nil,
+                   fields: #""effect":"new","score_after":\#(engine.store.scores[person])"#)
+        } else {
+            catchUp(person, to: time, engine: engine)
+        }
+        before = engine.store.scores[person]
+    }
+
+    /// After an event: what its rules did, then the `while` rules that
+    /// started or stopped holding because of it.
+    func after(person: Int, time: Int64, engine: Engine) {
+        let line = engine.context.line
+        var running = before
+        for (rule, change) in engine.fired {
+            // One score record per rule: its changes, each rounded, summed.
+            if rule.effects.contains(where: { if case .score = $0 { return true }; return false }) {
+                let after = running &+ change
+                record(engine, person, line: line, time: time, rule: rule.index,
+                       fields: #""effect":"score","change":\#(change),"score_before":\#(running),"score_after":\#(after)"#)
+                running = after
+            }
+            for effect in rule.effects {
+                switch effect {
+                case .score: continue
+                case .set(let slot, let duration):
+                    let (kind, name) = describe(slot: slot)
+                    let until = duration.map { JSONWriter.quoted(Timestamp.format(time.addingReportingOverflow($0).overflow ? Int64.max : time + $0)) } ?? "null"
+                    record(engine, person, line: line, time: time, rule: rule.index,
+                           fields: #""effect":"\#(kind)","name":\#(name),"until":\#(until)"#)
+                case .lift(let slot):
+                    guard slot >= 0 else { continue }
+                    let (kind, name) = describe(slot: slot)
+                    let verb = kind == "flag" ? "clear" : kind == "deny" ? "allow" : "revoke"
+                    record(engine, person, line: line, time: time, rule: rule.index, fields: #""effect":"\#(verb)","name":\#(name)"#)
+                }
+            }
+        }
+        let final = engine.store.scores[person]
+        if final != running {
+            record(engine, person, line: line, time: time, rule: nil,
+                   fields: #""effect":"clamp","score_before":\#(running),"score_after":\#(final)"#)
+        }
+        transitions(person, at: time, line: line, engine: engine)
+        checkedUntil[person] = time
+    }
+
+    /// At the end: time-driven changes up to the report's clock, for
+    /// everyone, in the report's order.
+    func finish(at clock: Int64, engine: Engine) {
+        for person in engine.sortedPeople() { catchUp(person, to: clock, engine: engine) }
+        flush()
+    }
+
+    func flush() {
+        if !buffer.isEmpty { write(buffer); buffer.removeAll(keepingCapacity: true) }
+    }
+
+    // MARK: - State rules over time
+
+    /// Evaluates the person's state rules at every instant in
+    /// (last check, `time`] where a timed effect ends or an event leaves a
+    /// window, recording each start and stop at that instant.
+    private func catchUp(_ person: Int, to time: Int64, engine: Engine) {
+        guard let from = checkedUntil[person], from < time else { return }
+        var instants = Set<Int64>()
+        let slots = engine.store.slotCount
+        for k in 0..<slots {
+            let end = engine.store.ends[person * slots + k]
+            if end > from && end <= time { instants.insert(end) }
+        }
+        for (b, w) in stateWindows {
+            for t in engine.store.buffers[b].times(person: person) {
+                let exit = t.addingReportingOverflow(w).overflow ? Int64.max : t + w
+                if exit > from && exit <= time { instants.insert(exit) }
+            }
+        }
+        for instant in instants.sorted() { transitions(person, at: instant, line: nil, engine: engine) }
+        checkedUntil[person] = time
+    }
+
+    private func transitions(_ person: Int, at time: Int64, line: Int?, engine: Engine) {
+        let count = program.stateRules.count
+        guard count > 0 else { return }
+        engine.context.focus(person: person, now: time)
+        engine.context.evaluateStateRules()
+        let now = engine.context.stateRulesHeld
+        let was = held[person] ?? [Bool](repeating: false, count: count)
+        for k in 0..<count where now[k] != was[k] {
+            let rule = program.stateRules[k]
+            let effects = rule.effects.map { e -> String in
+                let name = e.kind == .flag ? program.policy.flags[e.name] : program.policy.privileges[e.name]
+                return JSONWriter.quoted("\(e.kind.rawValue) \(name)")
+            }.joined(separator: ",")
+            record(engine, person, line: line, time: time, rule: rule.index,
+                   fields: #""effect":"\#(now[k] ? "start" : "stop")","holds":[\#(effects)]"#)
+        }
+        held[person] = now
+    }
+
+    // MARK: - Records
+
+    private func describe(slot: Int) -> (kind: String, name: String) {
+        if let f = program.flagSlot.firstIndex(of: slot) { return ("flag", JSONWriter.quoted(program.policy.flags[f])) }
+        if let p = program.denySlot.firstIndex(of: slot) { return ("deny", JSONWriter.quoted(program.policy.privileges[p])) }
+        let p = program.grantSlot.firstIndex(of: slot)!
+        return ("grant", JSONWriter.quoted(program.policy.privileges[p]))
+    }
+
+    private func record(_ engine: Engine, _ person: Int, line: Int?, time: Int64, rule: Int?, fields: String) {
+        var s = #"{"v":\#(Self.version),"line":\#(line.map(String.init) ?? "null"),"time":"\#(Timestamp.format(time))","citizen":"#
+        buffer += Array(s.utf8)
+        JSONWriter.appendQuoted(engine.people.key(person), to: &buffer)
+        s = rule.map { #","rule":\#(sites[$0].rule),"source":\#(sites[$0].source)"# } ?? #","rule":null,"source":null"#
+        buffer += Array((s + "," + fields + "}\n").utf8)
+        if buffer.count > 1 << 16 { flush() }
+    }
+}
+
+extension Engine {
+    /// Turns the audit trail on; `write` receives NDJSON bytes in order.
+    public func enableTrace(write: @escaping ([UInt8]) -> Void) {
+        tracer = Tracer(program: program, write: write)
+    }
+
+    /// Records what time alone changes up to the report's clock, and writes
+    /// out what is left of the trail. Call once, after the stream.
+    public func finishTrace(asOf: Int64? = nil) {
+        guard let tracer, let time = asOf ?? clock else { tracer?.flush(); return }
+        tracer.finish(at: time, engine: self)
+    }
+}
