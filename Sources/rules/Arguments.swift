@@ -53,6 +53,35 @@ struct Arguments {
         }
     }
 
+    /// Parses a subcommand's arguments. Prints the help (for `--help`) or
+    /// the usage error itself; then the arguments are nil and the exit code
+    /// is the one to return.
+    static func forCommand(_ command: String, _ args: [String], spec: Spec, help: String) -> (Arguments?, Int32) {
+        do {
+            let parsed = try Arguments(args, spec: spec)
+            if parsed.flags.contains("--help") {
+                Terminal.writeOut(help + "\n")
+                return (nil, ExitCode.ok)
+            }
+            return (parsed, ExitCode.ok)
+        } catch let e as UsageError {
+            return (nil, Main.usageError(e.message, command: command))
+        } catch {
+            return (nil, ExitCode.usage)
+        }
+    }
+
+    /// `--as-of TIME`: nil when absent; a usage error when malformed.
+    func asOf(command: String) -> Result<Int64?, UsageExit> {
+        guard let text = values["--as-of"] else { return .success(nil) }
+        guard let t = Timestamp.parse(text) else {
+            return .failure(UsageExit(code: Main.usageError("--as-of takes a date or date-time like 2026-06-01 or 2026-06-01T12:00:00Z, not \(text)", command: command)))
+        }
+        return .success(t)
+    }
+
+    struct UsageExit: Error { var code: Int32 }
+
     static func closest(_ name: String, _ known: Set<String>) -> String? {
         known.min { distance(name, $0) < distance(name, $1) }.flatMap { distance(name, $0) <= 3 ? $0 : nil }
     }

@@ -18,11 +18,8 @@ enum CheckCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let parsed: Arguments
-        do { parsed = try Arguments(args, spec: .init(options: ["--format"])) } catch let e as Arguments.UsageError {
-            return Main.usageError(e.message, command: "check")
-        } catch { return ExitCode.usage }
-        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        let (arguments, code) = Arguments.forCommand("check", args, spec: .init(options: ["--format"]), help: help)
+        guard let parsed = arguments else { return code }
         let format = parsed.values["--format"] ?? "human"
         guard format == "human" || format == "json" else {
             return Main.usageError("--format takes human or json, not \(format)", command: "check")

@@ -24,34 +24,23 @@ enum ExplainCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let parsed: Arguments
-        do { parsed = try Arguments(args, spec: .init(options: ["--events", "--person", "--as-of"])) } catch let e as Arguments.UsageError {
-            return Main.usageError(e.message, command: "explain")
-        } catch { return ExitCode.usage }
-        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of"]), help: help)
+        guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "explain") }
         guard let person = parsed.values["--person"] else { return Main.usageError("--person ID is required", command: "explain") }
-        var asOf: Int64? = nil
-        if let text = parsed.values["--as-of"] {
-            guard let t = Timestamp.parse(text) else {
-                return Main.usageError("--as-of takes a date or date-time like 2026-06-01, not \(text)", command: "explain")
-            }
-            asOf = t
+        let asOf: Int64?
+        switch parsed.asOf(command: "explain") {
+        case .success(let t): asOf = t
+        case .failure(let e): return e.code
         }
         guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
         PolicyLoading.printDiagnostics(result.errors, sources: result.sources)
         guard let program = result.program else { return ExitCode.failure }
 
-        let eventsPath = parsed.values["--events"] ?? "-"
-        let fd = eventsPath == "-" ? 0 : open(eventsPath, O_RDONLY)
-        guard fd >= 0 else {
-            Terminal.writeErr("rules: cannot read events \(eventsPath): \(String(cString: strerror(errno)))\n")
-            return ExitCode.failure
-        }
+        guard let (fd, streamName) = Terminal.openEvents(parsed.values["--events"] ?? "-") else { return ExitCode.failure }
         defer { if fd != 0 { close(fd) } }
         let engine = Engine(program: program)
         let watch = PersonWatch(person: person)
-        let streamName = eventsPath == "-" ? "<stdin>" : eventsPath
         let summary = EventStream.run(engine, fd: fd, asOf: asOf, watch: watch, streamName: streamName) { _, _ in }
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")

@@ -21,11 +21,8 @@ enum GraphCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let parsed: Arguments
-        do { parsed = try Arguments(args, spec: .init(options: ["--format"])) } catch let e as Arguments.UsageError {
-            return Main.usageError(e.message, command: "graph")
-        } catch { return ExitCode.usage }
-        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        let (arguments, code) = Arguments.forCommand("graph", args, spec: .init(options: ["--format"]), help: help)
+        guard let parsed = arguments else { return code }
         guard let format = GraphExport.Format(rawValue: parsed.values["--format"] ?? "dot") else {
             return Main.usageError("--format takes dot or mermaid", command: "graph")
         }

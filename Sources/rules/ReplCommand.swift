@@ -27,11 +27,8 @@ enum ReplCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let parsed: Arguments
-        do { parsed = try Arguments(args, spec: .init()) } catch let e as Arguments.UsageError {
-            return Main.usageError(e.message, command: "repl")
-        } catch { return ExitCode.usage }
-        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        let (arguments, code) = Arguments.forCommand("repl", args, spec: .init(), help: help)
+        guard let parsed = arguments else { return code }
 
         let session = ReplSession(loader: PolicyLoading.loader, write: { path, bytes in
             Terminal.writeFile(path, bytes)

@@ -32,20 +32,13 @@ enum RunCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let parsed: Arguments
-        do {
-            parsed = try Arguments(args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace"]))
-        } catch let e as Arguments.UsageError {
-            return Main.usageError(e.message, command: "run")
-        } catch { return ExitCode.usage }
-        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        let (arguments, code) = Arguments.forCommand("run", args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace"]), help: help)
+        guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "run") }
-        var asOf: Int64? = nil
-        if let text = parsed.values["--as-of"] {
-            guard let t = Timestamp.parse(text) else {
-                return Main.usageError("--as-of takes a date or date-time like 2026-06-01 or 2026-06-01T12:00:00Z, not \(text)", command: "run")
-            }
-            asOf = t
+        let asOf: Int64?
+        switch parsed.asOf(command: "run") {
+        case .success(let t): asOf = t
+        case .failure(let e): return e.code
         }
 
         guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
@@ -55,12 +48,7 @@ enum RunCommand {
             return ExitCode.failure
         }
 
-        let eventsPath = parsed.values["--events"] ?? "-"
-        let fd = eventsPath == "-" ? 0 : open(eventsPath, O_RDONLY)
-        guard fd >= 0 else {
-            Terminal.writeErr("rules: cannot read events \(eventsPath): \(String(cString: strerror(errno)))\n")
-            return ExitCode.failure
-        }
+        guard let (fd, streamName) = Terminal.openEvents(parsed.values["--events"] ?? "-") else { return ExitCode.failure }
         var rejects: RejectsFile? = nil  // closed below, before the report
         if let path = parsed.values["--rejects"] {
             guard let file = RejectsFile(path: path) else {
@@ -80,7 +68,6 @@ enum RunCommand {
             traceFile = file
             engine.enableTrace { bytes in file.write(bytes) }
         }
-        let streamName = eventsPath == "-" ? "<stdin>" : eventsPath
         var shown = 0
         // Progress on long runs, only where a person is watching stderr.
         let showProgress = Terminal.isTerminal(2)

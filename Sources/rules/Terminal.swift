@@ -39,6 +39,18 @@ enum Terminal {
         return true
     }
 
+    /// Opens an event stream (`-` is stdin) and names it for messages;
+    /// nil, after saying why, when it cannot be read.
+    static func openEvents(_ path: String) -> (fd: Int32, name: String)? {
+        if path == "-" { return (0, "<stdin>") }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            writeErr("rules: cannot read events \(path): \(String(cString: strerror(errno)))\n")
+            return nil
+        }
+        return (fd, path)
+    }
+
     /// Writes a whole file; nil on success, else the system's reason.
     static func writeFile(_ path: String, _ bytes: [UInt8]) -> String? {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)

@@ -25,11 +25,8 @@ enum TestCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let parsed: Arguments
-        do { parsed = try Arguments(args, spec: .init(flags: ["--coverage"])) } catch let e as Arguments.UsageError {
-            return Main.usageError(e.message, command: "test")
-        } catch { return ExitCode.usage }
-        if parsed.flags.contains("--help") { Terminal.writeOut(help + "\n"); return ExitCode.ok }
+        let (arguments, code) = Arguments.forCommand("test", args, spec: .init(flags: ["--coverage"]), help: help)
+        guard let parsed = arguments else { return code }
         let roots = parsed.positionals.isEmpty ? ["."] : parsed.positionals
         var files: [String] = []
         for root in roots {
