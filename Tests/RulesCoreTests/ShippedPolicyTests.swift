@@ -34,4 +34,15 @@ struct ShippedPolicyTests {
         #expect(lines[0] == #"{"citizen":"alice","score":965,"flags":[],"denied":["driving"],"granted":[]}"#)
         #expect(lines[3] == #"{"citizen":"dave","score":994,"flags":[],"denied":[],"granted":[]}"#)
     }
+
+    @Test("the README's tour policy checks without errors")
+    func readmeTour() throws {
+        let readme = try Self.text("README.md")
+        let tour = try #require(readme.range(of: "## A five-minute tour"))
+        let open = try #require(readme.range(of: "```\n", range: tour.upperBound..<readme.endIndex))
+        let close = try #require(readme.range(of: "```", range: open.upperBound..<readme.endIndex))
+        let result = PolicyCompiler.compile(String(readme[open.upperBound..<close.lowerBound]), name: "tour.rules")
+        #expect(result.errors.isEmpty, "\(DiagnosticRenderer(sources: result.sources).render(result.errors))")
+        #expect(result.program?.policy.eventRules.count == 5)
+    }
 }
