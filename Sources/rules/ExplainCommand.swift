@@ -6,7 +6,7 @@ import Glibc
 /// `rules explain POLICY... --events FILE --person ID [--as-of TIME]`
 enum ExplainCommand {
     static let help = """
-    usage: rules explain POLICY.rules... --events FILE|- --person ID [--as-of TIME]
+    usage: rules explain POLICY.rules... --events FILE|- --person ID [--as-of TIME] [--why-not NAME]
 
     Runs the stream like `rules run` and gives a readable account of one
     person: their score; for every flag, denial and grant, the rule that
@@ -17,6 +17,9 @@ enum ExplainCommand {
       --events FILE|-   the event stream (default: standard input)
       --person ID       whose state to explain
       --as-of TIME      explain the state as of TIME (events after it are ignored)
+      --why-not NAME    explain why a flag or privilege is NOT held: every rule
+                        that could set it, and the first part of its condition
+                        that fails (with values), or what ended or lifted it
       -h, --help        show this help
 
     exit status: 0 explained, 1 a policy error, unreadable input, or no
@@ -24,7 +27,7 @@ enum ExplainCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of"]), help: help)
+        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "explain") }
         guard let person = parsed.values["--person"] else { return Main.usageError("--person ID is required", command: "explain") }
@@ -46,8 +49,13 @@ enum ExplainCommand {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
             return ExitCode.failure
         }
-        guard let time = asOf ?? engine.clock,
-              let lines = Explanation.account(of: person, engine: engine, timeline: watch.timeline, at: time) else {
+        let explain = { (time: Int64) -> [String]? in
+            if let name = parsed.values["--why-not"] {
+                return Explanation.whyNot(name, of: person, engine: engine, timeline: watch.timeline, at: time)
+            }
+            return Explanation.account(of: person, engine: engine, timeline: watch.timeline, at: time)
+        }
+        guard let time = asOf ?? engine.clock, let lines = explain(time) else {
             Terminal.writeErr("rules: no applied event for `\(person)` in \(streamName)\n")
             return ExitCode.failure
         }

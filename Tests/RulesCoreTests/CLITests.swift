@@ -220,6 +220,9 @@ struct CLITests {
         #expect(nobody.status == 1)
         #expect(nobody.stderr.contains("no applied event for `zed`"))
         #expect(try Self.rules(["explain", policy, "--events", events]).status == 2)
+        let whyNot = try Self.rules(["explain", policy, "--events", events, "--person", "carol", "--why-not", "fast lane"])
+        #expect(whyNot.status == 0)
+        #expect(whyNot.stdout.hasSuffix("    does not hold: score (901) >= 1050\n"))
 
         let dot = try Self.rules(["graph", policy])
         #expect(dot.status == 0)

@@ -193,3 +193,58 @@ struct TraceTests {
         #expect(try Self.run(policy, events).trace == trace)
     }
 }
+
+@Suite("Why and why not")
+struct WhyNotTests {
+    static func explain(_ person: String, whyNot: String? = nil, events: String = "citizen") throws -> [String] {
+        let program = try compileOrFail(try ExplainTests.text("rules/citizen.rules"))
+        let engine = Engine(program: program)
+        let watch = PersonWatch(person: person)
+        let text = try ExplainTests.text("examples/\(events).ndjson")
+        _ = EventStream.run(engine, reader: LineReader(bytes: Array(text.utf8)), asOf: nil, watch: watch) { _, _ in }
+        if let whyNot {
+            return try #require(Explanation.whyNot(whyNot, of: person, engine: engine, timeline: watch.timeline, at: engine.clock!))
+        }
+        return try #require(Explanation.account(of: person, engine: engine, timeline: watch.timeline, at: engine.clock!))
+    }
+
+    @Test("a while rule's hold shows its condition with the values of its parts")
+    func because() throws {
+        let lines = try Self.explain("dave")
+        #expect(lines.contains("        because count(littering within 365 days) (4) >= 4"))
+        #expect(lines.contains("        because repeat litterer (true)"))
+    }
+
+    @Test("why not: the first failing part of each while rule, with values")
+    func whyNotWhile() throws {
+        #expect(try Self.explain("carol", whyNot: "low trust") == [
+            "carol is not flagged low_trust as of 2026-06-01T00:00:00Z; the rules that could do it:",
+            "  policy.rules:60  while score < 900 → flag low trust",
+            "    does not hold: score (901) < 900",
+        ])
+        #expect(try Self.explain("carol", whyNot: "rail") == [
+            "carol is not denied rail as of 2026-06-01T00:00:00Z; the rules that could do it:",
+            "  policy.rules:62  while low trust and debtor → deny rail",
+            "    does not hold: low trust (false)",
+        ])
+    }
+
+    @Test("why not: event rules that never fired, that ended, or were lifted")
+    func whyNotEvent() throws {
+        #expect(try Self.explain("carol", whyNot: "driving") == [
+            "carol is not denied driving as of 2026-06-01T00:00:00Z; the rules that could do it:",
+            "  policy.rules:36  3 speeding within 30 days → deny driving for 90 days",
+            "    never fired for carol",
+        ])
+        let alice = try Self.explain("alice", whyNot: "driving")
+        #expect(alice.last == "    fired on <stdin>:6; ended 2026-04-28T07:45:00Z")
+        let erin = try Self.explain("erin", whyNot: "travel")
+        #expect(erin.last == "    fired on <stdin>:16; lifted by policy.rules:47 on <stdin>:18")
+    }
+
+    @Test("why not: held things, denial beating a grant, unknown names")
+    func whyNotOthers() throws {
+        #expect(try Self.explain("carol", whyNot: "travel") == ["carol is denied travel as of 2026-06-01T00:00:00Z"])
+        #expect(try Self.explain("carol", whyNot: "travl") == ["the policy has no flag or privilege `travl`; did you mean `travel`?"])
+    }
+}

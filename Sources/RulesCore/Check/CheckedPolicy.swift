@@ -137,4 +137,6 @@ struct CheckedPolicy: Sendable {
     var hasDeclarations = false
     /// Positions in `stateRules` of the rules on a cycle (an error).
     var cycle: Set<Int> = []
+    /// Every resolved part of every rule's expressions, by its span.
+    var parts: [Span: IR] = [:]
 }

@@ -438,7 +438,15 @@ struct Checker {
     }
 
     /// Resolves names and computes the type; nil after reporting an error.
+    /// Every part of a rule's condition is remembered by its span, so an
+    /// explanation can show each part with its value (`score (872) < 900`).
     private mutating func resolve(_ e: Expr, scope: Scope) -> (IR, ValueType)? {
+        let resolved = resolvePart(e, scope: scope)
+        if let (ir, _) = resolved, scope != .constant { policy.parts[e.span] = ir }
+        return resolved
+    }
+
+    private mutating func resolvePart(_ e: Expr, scope: Scope) -> (IR, ValueType)? {
         switch e.kind {
         case .number(let n): return (.number(n), .number)
         case .duration(let s): return (.number(s), .duration)

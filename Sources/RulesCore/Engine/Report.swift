@@ -53,6 +53,12 @@ extension Engine {
         return r
     }
 
+    /// The interned index of a person, by id.
+    func personIndex(_ citizen: String) -> Int? {
+        var key = citizen
+        return key.withUTF8 { people.find($0) }
+    }
+
     /// A person's current score by id bytes; nil before their first event.
     func score(of person: UnsafeBufferPointer<UInt8>) -> Int64? {
         people.find(person).map { store.scores[$0] }

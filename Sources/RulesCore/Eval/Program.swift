@@ -143,6 +143,13 @@ struct NodeCompiler {
         }
     }
 
+    /// Frees the string constants of nodes that are no longer used (nodes
+    /// compiled for one explanation; a program keeps its own).
+    mutating func release() {
+        for b in constantBytes { b.deallocate() }
+        constantBytes = []
+    }
+
     private mutating func intern(_ s: String) -> ByteString {
         let bytes = Array(s.utf8)
         let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, bytes.count))

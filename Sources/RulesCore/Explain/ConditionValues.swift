@@ -1,0 +1,70 @@
+/// Shows a rule's condition with the values of its parts, as the engine
+/// sees them now: `score (872) < 900`, `low trust (true) and debtor (false)`.
+/// Each part is evaluated with the same compiled code the engine runs.
+struct ConditionValues {
+    let program: Program
+    let context: EvalContext
+
+    /// The condition with values; the engine's context must be focused on
+    /// the person and time to explain.
+    func render(_ e: Expr) -> String {
+        switch e.kind {
+        case .binary(let op, let a, let b) where op == .and || op == .or:
+            return "\(operand(a, of: op)) \(op.rawValue) \(operand(b, of: op))"
+        case .unary(.not, let a):
+            return "not " + (isLogic(a) ? "(\(render(a)))" : render(a))
+        case .binary(let op, let a, let b) where [.eq, .ne, .lt, .le, .gt, .ge].contains(op):
+            return "\(part(a)) \(op.rawValue) \(part(b))"
+        case .inList(let a, let items):
+            return "\(part(a)) in [\(items.map(text).joined(separator: ", "))]"
+        default:
+            return part(e)
+        }
+    }
+
+    /// The first part of a false condition that made it false: the first
+    /// false operand of an `and`, or the comparison itself.
+    func firstFailing(_ e: Expr) -> String {
+        if case .binary(.and, let a, let b) = e.kind {
+            return value(a) == "false" ? firstFailing(a) : firstFailing(b)
+        }
+        return render(e)
+    }
+
+    private func isLogic(_ e: Expr) -> Bool {
+        if case .binary(let op, _, _) = e.kind { return op == .and || op == .or }
+        return false
+    }
+
+    private func operand(_ e: Expr, of op: BinaryOp) -> String {
+        if case .binary(let inner, _, _) = e.kind, (inner == .and || inner == .or), inner != op {
+            return "(\(render(e)))"
+        }
+        return render(e)
+    }
+
+    private func text(_ e: Expr) -> String {
+        program.policy.sources.files[e.span.file].text(e.span)
+    }
+
+    /// `text (value)`, or just the text of a literal.
+    private func part(_ e: Expr) -> String {
+        switch e.kind {
+        case .number, .string, .bool, .duration: return text(e)
+        default: return "\(text(e)) (\(value(e)))"
+        }
+    }
+
+    func value(_ e: Expr) -> String {
+        guard let ir = program.policy.parts[e.span] else { return "?" }
+        var compiler = NodeCompiler()
+        let v = compiler.compile(ir).eval(context)
+        defer { compiler.release() }
+        switch v {
+        case .number(let n): return Folder.format(n)
+        case .bool(let b): return b ? "true" : "false"
+        case .string(let s): return JSONWriter.quoted(String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self))
+        case .failed(let f): return "no value: \(f.describe(fields: program.policy.fields))"
+        }
+    }
+}
