@@ -39,7 +39,8 @@ struct ExplainTests {
         let watch = PersonWatch(person: "x")
         _ = EventStream.run(engine, reader: LineReader(bytes: Array(#"{"citizen":"x","type":"bad","time":"2026-01-01"}"#.utf8)), asOf: nil, watch: watch) { _, _ in }
         let account = try #require(Explanation.account(of: "x", engine: engine, timeline: watch.timeline, at: engine.clock!))
-        #expect(account.contains("      held by policy.rules:3  while score < 10 → flag low  (its condition holds now)"))
+        #expect(account.contains("      held by policy.rules:3  while score < 10 → flag low"))
+        #expect(account.contains("        because score (5) < 10"))
         #expect(account.contains("        fired policy.rules:2  bad → -5   (-5)"))
     }
 
