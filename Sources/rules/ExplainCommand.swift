@@ -17,6 +17,8 @@ enum ExplainCommand {
       --events FILE|-   the event stream (default: standard input)
       --person ID       whose state to explain
       --as-of TIME      explain the state as of TIME (events after it are ignored)
+      --format text|json  the readable account (default), or the same as one
+                        JSON object (not with --why-not)
       --why-not NAME    explain why a flag or privilege is NOT held: every rule
                         that could set it, and the first part of its condition
                         that fails (with values), or what ended or lifted it
@@ -27,9 +29,12 @@ enum ExplainCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not"]), help: help)
+        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not", "--format"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "explain") }
+        guard ["text", "json"].contains(parsed.values["--format"] ?? "text") else {
+            return Main.usageError("--format takes text or json", command: "explain")
+        }
         guard let person = parsed.values["--person"] else { return Main.usageError("--person ID is required", command: "explain") }
         let asOf: Int64?
         switch parsed.asOf(command: "explain") {
@@ -49,11 +54,13 @@ enum ExplainCommand {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
             return ExitCode.failure
         }
+        let json = parsed.values["--format"] == "json"
         let explain = { (time: Int64) -> [String]? in
             if let name = parsed.values["--why-not"] {
                 return Explanation.whyNot(name, of: person, engine: engine, timeline: watch.timeline, at: time)
             }
-            return Explanation.account(of: person, engine: engine, timeline: watch.timeline, at: time)
+            guard let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) else { return nil }
+            return json ? [e.json] : e.lines
         }
         guard let time = asOf ?? engine.clock, let lines = explain(time) else {
             Terminal.writeErr("rules: no applied event for `\(person)` in \(streamName)\n")

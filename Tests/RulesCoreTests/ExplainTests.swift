@@ -23,6 +23,14 @@ struct ExplainTests {
             for (a, b) in zip(entries, entries.dropFirst()) { #expect(a.scoreAfter == b.scoreBefore) }
             #expect(entries.last?.scoreAfter == report.score)
             let account = try #require(Explanation.account(of: report.citizen, engine: engine, timeline: watch.timeline, at: engine.clock!))
+            // The JSON form says the same.
+            let json = try #require(Explanation.explain(report.citizen, engine: engine, timeline: watch.timeline, at: engine.clock!)).json
+            let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+            #expect(object["score"] as? Int == Int(report.score))
+            let state = object["state"] as! [[String: Any]]
+            #expect(state.map { $0["name"] as! String } == report.flags + report.denied + report.granted)
+            #expect(state.allSatisfy { !($0["held_by"] as! [Any]).isEmpty || !($0["set_by"] as! [Any]).isEmpty })
+            #expect((object["events"] as! [Any]).count == entries.count)
             #expect(account[0].hasSuffix("score \(report.score)"))
             // Every flag and privilege of the report has a reason under it.
             for name in report.flags + report.denied + report.granted {

@@ -2,27 +2,66 @@
 /// flag, denial and grant, which rule holds it, because of which events,
 /// since when and until when; then every event that changed anything.
 /// One implementation, used by the REPL's `:explain` (and `rules explain`).
-public enum Explanation {
-    public static func account(of person: String, engine: Engine, timeline: Timeline, at time: Int64) -> [String]? {
-        guard let state = engine.state(of: person, at: time) else { return nil }
-        let program = engine.program
-        let rules = PolicyTests.ruleSites(program)
-        var lines = ["\(person) as of \(Timestamp.format(time)): score \(state.score)"]
-        let holding = Set(engine.stateRulesHolding(person, at: time))
-        let entries = timeline.entries[person] ?? []
-        for (kind, names) in [(TargetKind.flag, state.flags), (.deny, state.denied), (.grant, state.granted)] {
+/// One person's state as of a time, with the reason for every part of it.
+public struct PersonExplanation: Sendable {
+    public struct Holder: Sendable {
+        /// A `while` rule holding it, with its condition and values.
+        public var rule: RuleSite
+        public var because: String
+    }
+
+    public struct Setter: Sendable {
+        /// An event rule whose effect is in force, and the event it fired on.
+        public var rule: RuleSite
+        public var origin: String
+        public var event: String
+    }
+
+    public struct Item: Sendable {
+        public var kind: TargetKind
+        public var name: String
+        public var heldBy: [Holder]
+        public var setBy: [Setter]
+        /// When the event rules' effect began and ends (nil: until lifted).
+        public var since: Int64?
+        public var until: Int64?
+    }
+
+    public var person: String
+    public var asOf: Int64
+    public var score: Int64
+    public var items: [Item]
+    public var events: [Timeline.Entry]
+    public var rules: [RuleSite]
+
+    /// The readable account.
+    public var lines: [String] {
+        var lines = ["\(person) as of \(Timestamp.format(asOf)): score \(score)"]
+        for kind in [TargetKind.flag, .deny, .grant] {
             let label = kind == .flag ? "flags" : kind == .deny ? "denied" : "granted"
-            if names.isEmpty { lines.append("  \(label): none"); continue }
+            let mine = items.filter { $0.kind == kind }
+            if mine.isEmpty { lines.append("  \(label): none"); continue }
             lines.append("  \(label):")
-            for name in names {
-                lines.append("    \(name)")
-                engine.context.focus(person: engine.personIndex(person)!, now: time)
-                let values = ConditionValues(program: program, context: engine.context)
-                lines += reasons(kind, name, program: program, rules: rules, entries: entries, holding: holding, at: time, values: values)
+            for item in mine {
+                lines.append("    \(item.name)")
+                for h in item.heldBy {
+                    lines.append("      held by \(h.rule.file):\(h.rule.line)  \(h.rule.text)")
+                    lines.append("        because \(h.because)")
+                }
+                for s in item.setBy {
+                    lines.append("      set by \(s.rule.file):\(s.rule.line)  \(s.rule.text)")
+                    lines.append("        on \(s.origin)  \(s.event)")
+                }
+                if let since = item.since {
+                    let until = item.until.map { "until \(Timestamp.format($0))" } ?? "until lifted"
+                    lines.append("      in force since \(Timestamp.format(since)), \(until)")
+                }
             }
         }
-        if !entries.isEmpty {
+        if !events.isEmpty {
             lines.append("  events:")
+            var timeline = Timeline()
+            for e in events { timeline.record(person, e) }
             for entry in timeline.render(person, rules: rules) {
                 lines += entry.split(separator: "\n").map { "    " + $0 }
             }
@@ -30,30 +69,72 @@ public enum Explanation {
         return lines
     }
 
+    /// The same account as one JSON object (`rules explain --format json`).
+    public var json: String {
+        func q(_ s: String) -> String { JSONWriter.quoted(s) }
+        func site(_ r: RuleSite) -> String { #"{"rule":\#(q("\(r.file):\(r.line)")),"source":\#(q(r.text))"# }
+        let list = items.map { item -> String in
+            let held = item.heldBy.map { site($0.rule) + #","because":\#(q($0.because))}"# }.joined(separator: ",")
+            let set = item.setBy.map { site($0.rule) + #","event":\#(q($0.origin)),"input":\#(q($0.event))}"# }.joined(separator: ",")
+            let since = item.since.map { q(Timestamp.format($0)) } ?? "null"
+            let until = item.until.map { q(Timestamp.format($0)) } ?? "null"
+            return #"{"kind":"\#(item.kind.rawValue)","name":\#(q(item.name)),"held_by":[\#(held)],"set_by":[\#(set)],"since":\#(since),"until":\#(until)}"#
+        }.joined(separator: ",")
+        let evs = events.map { e -> String in
+            let fired = e.fired.map { site(rules[$0.rule]) + #","change":\#($0.change)}"# }.joined(separator: ",")
+            let held = e.held.map { site(rules[$0]) + "}" }.joined(separator: ",")
+            return #"{"event":\#(q(e.origin)),"input":\#(q(e.text)),"time":\#(q(Timestamp.format(e.time))),"score_before":\#(e.scoreBefore),"score_after":\#(e.scoreAfter),"fired":[\#(fired)],"holding":[\#(held)]}"#
+        }.joined(separator: ",")
+        return #"{"citizen":\#(q(person)),"as_of":\#(q(Timestamp.format(asOf))),"score":\#(score),"state":[\#(list)],"events":[\#(evs)]}"#
+    }
+}
+
+/// A readable account of one person's state: their score, and for every
+/// flag, denial and grant, which rule holds it, because of which events,
+/// since when and until when; then every event that changed anything.
+/// One implementation, used by the REPL's `:explain` and `rules explain`.
+public enum Explanation {
+    public static func account(of person: String, engine: Engine, timeline: Timeline, at time: Int64) -> [String]? {
+        explain(person, engine: engine, timeline: timeline, at: time)?.lines
+    }
+
+    public static func explain(_ person: String, engine: Engine, timeline: Timeline, at time: Int64) -> PersonExplanation? {
+        guard let state = engine.state(of: person, at: time) else { return nil }
+        let program = engine.program
+        let rules = PolicyTests.ruleSites(program)
+        let holding = Set(engine.stateRulesHolding(person, at: time))
+        let entries = timeline.entries[person] ?? []
+        engine.context.focus(person: engine.personIndex(person)!, now: time)
+        let values = ConditionValues(program: program, context: engine.context)
+        var items: [PersonExplanation.Item] = []
+        for (kind, names) in [(TargetKind.flag, state.flags), (.deny, state.denied), (.grant, state.granted)] {
+            for name in names {
+                items.append(item(kind, name, program: program, rules: rules, entries: entries, holding: holding, at: time, values: values))
+            }
+        }
+        return PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries, rules: rules)
+    }
+
     /// Why `name` is set: the `while` rules holding it now, and the event
     /// rules whose effect on it is still in force (since the last lift).
-    private static func reasons(_ kind: TargetKind, _ name: String, program: Program, rules: [RuleSite],
-                                entries: [Timeline.Entry], holding: Set<Int>, at time: Int64, values: ConditionValues) -> [String] {
+    private static func item(_ kind: TargetKind, _ name: String, program: Program, rules: [RuleSite],
+                             entries: [Timeline.Entry], holding: Set<Int>, at time: Int64, values: ConditionValues) -> PersonExplanation.Item {
+        var item = PersonExplanation.Item(kind: kind, name: name, heldBy: [], setBy: [], since: nil, until: nil)
         let names = kind == .flag ? program.policy.flags : program.policy.privileges
-        guard let id = names.firstIndex(of: name) else { return [] }
-        var lines: [String] = []
+        guard let id = names.firstIndex(of: name) else { return item }
         for (k, rule) in program.policy.stateRules.enumerated() {
             let index = program.policy.eventRules.count + k
             if holding.contains(index), rule.effects.contains(where: { $0.kind == kind && $0.name == id }) {
-                lines.append("      held by \(rules[index].file):\(rules[index].line)  \(rules[index].text)")
-                lines.append("        because \(values.render(rule.ast.condition))")
+                item.heldBy.append(.init(rule: rules[index], because: values.render(rule.ast.condition)))
             }
         }
         let (since, end, _) = eventRuleHistory(kind, id, program: program, entries: entries)
-        if end > time {
-            let until = end == Int64.max ? "until lifted" : "until \(Timestamp.format(end))"
-            for (entry, rule) in since {
-                lines.append("      set by \(rules[rule].file):\(rules[rule].line)  \(rules[rule].text)")
-                lines.append("        on \(entry.origin)  \(entry.text)")
-            }
-            lines.append("      in force since \(Timestamp.format(since.first!.entry.time)), \(until)")
+        if end > time, let first = since.first {
+            item.setBy = since.map { .init(rule: rules[$0.rule], origin: $0.entry.origin, event: $0.entry.text) }
+            item.since = first.entry.time
+            item.until = end == Int64.max ? nil : end
         }
-        return lines
+        return item
     }
 
     /// Replays the event rules' effects on one name over a person's events:
