@@ -1,3 +1,4 @@
+import Foundation
 import RulesCore
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +20,9 @@ enum ExplainCommand {
       --as-of TIME      explain the state as of TIME (events after it are ignored)
       --format text|json  the readable account (default), or the same as one
                         JSON object (not with --why-not)
+      --html OUT.html   also write one self-contained page: the score over
+                        time, each flag, denial and grant as a bar on the same
+                        axis, and the account
       --why-not NAME    explain why a flag or privilege is NOT held: every rule
                         that could set it, and the first part of its condition
                         that fails (with values), or what ended or lifted it
@@ -29,7 +33,7 @@ enum ExplainCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not", "--format"]), help: help)
+        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not", "--format", "--html"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "explain") }
         guard ["text", "json"].contains(parsed.values["--format"] ?? "text") else {
@@ -49,6 +53,8 @@ enum ExplainCommand {
         defer { if fd != 0 { close(fd) } }
         let engine = Engine(program: program)
         let watch = PersonWatch(person: person)
+        var trail: [UInt8] = []
+        if parsed.values["--html"] != nil { engine.enableTrace(only: person) { trail += $0 } }
         let summary = EventStream.run(engine, fd: fd, asOf: asOf, watch: watch, streamName: streamName) { _, _ in }
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
@@ -67,6 +73,16 @@ enum ExplainCommand {
             return ExitCode.failure
         }
         Terminal.writeOut(lines.joined(separator: "\n") + "\n")
+        if let path = parsed.values["--html"], let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) {
+            engine.finishTrace(asOf: asOf)
+            let records = String(decoding: trail, as: UTF8.self).split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+            }
+            if let error = Terminal.writeFile(path, Array(ExplanationPage.html(e, trace: records).utf8)) {
+                Terminal.writeErr("rules: cannot write \(path): \(error)\n")
+                return ExitCode.failure
+            }
+        }
         if summary.rejected > 0 {
             Terminal.writeErr("rules: \(summary.rejected) lines of the stream were rejected; `rules run --rejects FILE` lists them\n")
         }

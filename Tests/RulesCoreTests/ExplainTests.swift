@@ -257,3 +257,31 @@ struct WhyNotTests {
         #expect(try Self.explain("carol", whyNot: "travl") == ["the policy has no flag or privilege `travl`; did you mean `travel`?"])
     }
 }
+
+@Suite("The explanation page")
+struct ExplanationPageTests {
+    @Test("one self-contained page: inline SVG with the score and a bar per sanction, no network")
+    func page() throws {
+        let program = try compileOrFail(try ExplainTests.text("rules/citizen.rules"))
+        let engine = Engine(program: program)
+        let watch = PersonWatch(person: "carol")
+        var trail: [UInt8] = []
+        engine.enableTrace(only: "carol") { trail += $0 }
+        let events = try ExplainTests.text("examples/citizen.ndjson")
+        _ = EventStream.run(engine, reader: LineReader(bytes: Array(events.utf8)), asOf: nil, watch: watch) { _, _ in }
+        engine.finishTrace()
+        let records = String(decoding: trail, as: UTF8.self).split(separator: "\n").map {
+            try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        #expect(records.allSatisfy { $0["citizen"] as? String == "carol" })
+        let e = try #require(Explanation.explain("carol", engine: engine, timeline: watch.timeline, at: engine.clock!))
+        let html = ExplanationPage.html(e, trace: records)
+        #expect(html.hasPrefix("<!DOCTYPE html>"))
+        #expect(html.contains("<svg xmlns='http://www.w3.org/2000/svg'"))
+        #expect(!html.contains("src=") && !html.contains("<link") && !html.contains("<script"))
+        #expect(html.components(separatedBy: "<rect ").count - 1 == 3)   // foreign travel, travel, debtor
+        #expect(html.contains(">deny foreign_travel</text>"))
+        #expect(html.contains("<path d='M"))
+        #expect(html.contains("carol as of 2026-06-01T00:00:00Z: score 901"))
+    }
+}

@@ -17,10 +17,13 @@ final class Tracer {
     private var checkedUntil: [Int: Int64] = [:]
     private var before: Int64 = 0
     private var buffer: [UInt8] = []
+    /// Only this person's changes, when set (for one person's page).
+    private let only: [UInt8]?
 
-    init(program: Program, write: @escaping ([UInt8]) -> Void) {
+    init(program: Program, only: String? = nil, write: @escaping ([UInt8]) -> Void) {
         self.program = program
         self.write = write
+        self.only = only.map { Array($0.utf8) }
         sites = PolicyTests.ruleSites(program).map { (JSONWriter.quoted("\($0.file):\($0.line)"), JSONWriter.quoted($0.text)) }
         var windows = Set<[Int64]>()
         for rule in program.policy.stateRules { Self.windows(rule.condition, into: &windows) }
@@ -43,6 +46,7 @@ final class Tracer {
 
     /// Before an event: what time alone changed since the person's last one.
     func before(person: Int, isNew: Bool, time: Int64, engine: Engine) {
+        if let only, !engine.people.key(person).elementsEqual(only) { return }
         if isNew {
             record(engine, person, line: engine.context.line, time: time, rule: nil,
                    fields: #""effect":"new","score_after":\#(engine.store.scores[person])"#)
@@ -55,6 +59,7 @@ final class Tracer {
     /// After an event: what its rules did, then the `while` rules that
     /// started or stopped holding because of it.
     func after(person: Int, time: Int64, engine: Engine) {
+        if let only, !engine.people.key(person).elementsEqual(only) { return }
         let line = engine.context.line
         var running = before
         for (rule, change) in engine.fired {
@@ -93,7 +98,9 @@ final class Tracer {
     /// At the end: time-driven changes up to the report's clock, for
     /// everyone, in the report's order.
     func finish(at clock: Int64, engine: Engine) {
-        for person in engine.sortedPeople() { catchUp(person, to: clock, engine: engine) }
+        for person in engine.sortedPeople() where only.map({ engine.people.key(person).elementsEqual($0) }) ?? true {
+            catchUp(person, to: clock, engine: engine)
+        }
         flush()
     }
 
@@ -164,8 +171,8 @@ final class Tracer {
 
 extension Engine {
     /// Turns the audit trail on; `write` receives NDJSON bytes in order.
-    public func enableTrace(write: @escaping ([UInt8]) -> Void) {
-        tracer = Tracer(program: program, write: write)
+    public func enableTrace(only person: String? = nil, write: @escaping ([UInt8]) -> Void) {
+        tracer = Tracer(program: program, only: person, write: write)
     }
 
     /// Records what time alone changes up to the report's clock, and writes
