@@ -44,6 +44,10 @@ public struct Timeline: Sendable {
                 let delta = change == 0 ? "" : "   (\(change > 0 ? "+" : "")\(change))"
                 lines.append("    fired \(site.file):\(site.line)  \(site.text)\(delta)")
             }
+            let summed = e.fired.reduce(Int64(0)) { $0 + $1.change }
+            if e.scoreBefore + summed != e.scoreAfter {
+                lines.append("    clamped: \(e.scoreBefore) \(summed < 0 ? "-" : "+") \(abs(summed)) = \(e.scoreBefore + summed), kept within the score's bounds at \(e.scoreAfter)")
+            }
             for rule in e.held {
                 lines.append("    holds \(rules[rule].file):\(rules[rule].line)  \(rules[rule].text)")
             }
