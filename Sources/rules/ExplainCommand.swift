@@ -54,7 +54,9 @@ enum ExplainCommand {
         let engine = Engine(program: program)
         let watch = PersonWatch(person: person)
         var trail: [UInt8] = []
-        if parsed.values["--html"] != nil { engine.enableTrace(only: person) { trail += $0 } }
+        // The person's trail: since when `while` rules hold, and the page.
+        let keepTrail = parsed.values["--html"] != nil
+        engine.enableTrace(only: person) { if keepTrail { trail += $0 } }
         let summary = EventStream.run(engine, fd: fd, asOf: asOf, watch: watch, streamName: streamName) { _, _ in }
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
@@ -74,7 +76,6 @@ enum ExplainCommand {
         }
         Terminal.writeOut(lines.joined(separator: "\n") + "\n")
         if let path = parsed.values["--html"], let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) {
-            engine.finishTrace(asOf: asOf)
             let records = String(decoding: trail, as: UTF8.self).split(separator: "\n").compactMap {
                 (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
             }

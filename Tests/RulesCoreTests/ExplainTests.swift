@@ -224,6 +224,18 @@ struct WhyNotTests {
         #expect(lines.contains("        because repeat litterer (true)"))
     }
 
+    @Test("with the trail on, a hold says since when — also when time alone started it")
+    func since() throws {
+        let engine = Engine(program: try compileOrFail("a → flag busy for 1 day\nwhile not busy → flag free\n"))
+        engine.enableTrace { _ in }
+        let watch = PersonWatch(person: "x")
+        _ = EventStream.run(engine, reader: LineReader(bytes: Array(#"{"citizen":"x","type":"a","time":"2026-01-01T12:00:00Z"}"#.utf8)),
+                            asOf: nil, watch: watch) { _, _ in }
+        let lines = try #require(Explanation.account(of: "x", engine: engine, timeline: watch.timeline, at: Timestamp.parse("2026-01-05")!))
+        #expect(lines.contains("        because not busy (false)"))
+        #expect(lines.contains("        since 2026-01-02T12:00:00Z, for as long as that holds"))
+    }
+
     @Test("why not: the first failing part of each while rule, with values")
     func whyNotWhile() throws {
         #expect(try Self.explain("carol", whyNot: "low trust") == [

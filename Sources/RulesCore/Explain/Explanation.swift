@@ -8,6 +8,8 @@ public struct PersonExplanation: Sendable {
         /// A `while` rule holding it, with its condition and values.
         public var rule: RuleSite
         public var because: String
+        /// When it started holding, if the audit trail was on.
+        public var since: Int64?
     }
 
     public struct Setter: Sendable {
@@ -47,6 +49,9 @@ public struct PersonExplanation: Sendable {
                 for h in item.heldBy {
                     lines.append("      held by \(h.rule.file):\(h.rule.line)  \(h.rule.text)")
                     lines.append("        because \(h.because)")
+                    if let since = h.since {
+                        lines.append("        since \(Timestamp.format(since)), for as long as that holds")
+                    }
                 }
                 for s in item.setBy {
                     lines.append("      set by \(s.rule.file):\(s.rule.line)  \(s.rule.text)")
@@ -74,7 +79,9 @@ public struct PersonExplanation: Sendable {
         func q(_ s: String) -> String { JSONWriter.quoted(s) }
         func site(_ r: RuleSite) -> String { #"{"rule":\#(q("\(r.file):\(r.line)")),"source":\#(q(r.text))"# }
         let list = items.map { item -> String in
-            let held = item.heldBy.map { site($0.rule) + #","because":\#(q($0.because))}"# }.joined(separator: ",")
+            let held = item.heldBy.map { h in
+                site(h.rule) + #","because":\#(q(h.because)),"since":\#(h.since.map { q(Timestamp.format($0)) } ?? "null")}"#
+            }.joined(separator: ",")
             let set = item.setBy.map { site($0.rule) + #","event":\#(q($0.origin)),"input":\#(q($0.event))}"# }.joined(separator: ",")
             let since = item.since.map { q(Timestamp.format($0)) } ?? "null"
             let until = item.until.map { q(Timestamp.format($0)) } ?? "null"
@@ -104,12 +111,17 @@ public enum Explanation {
         let rules = PolicyTests.ruleSites(program)
         let holding = Set(engine.stateRulesHolding(person, at: time))
         let entries = timeline.entries[person] ?? []
-        engine.context.focus(person: engine.personIndex(person)!, now: time)
+        let index = engine.personIndex(person)!
+        // The trail knows since when each `while` rule holds.
+        engine.finishTrace(asOf: time)
+        let since = engine.tracer?.holdingSince[index] ?? [:]
+        engine.context.focus(person: index, now: time)
         let values = ConditionValues(program: program, context: engine.context)
         var items: [PersonExplanation.Item] = []
         for (kind, names) in [(TargetKind.flag, state.flags), (.deny, state.denied), (.grant, state.granted)] {
             for name in names {
-                items.append(item(kind, name, program: program, rules: rules, entries: entries, holding: holding, at: time, values: values))
+                items.append(item(kind, name, program: program, rules: rules, entries: entries, holding: holding, at: time,
+                                  values: values, since: since))
             }
         }
         return PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries, rules: rules)
@@ -118,14 +130,15 @@ public enum Explanation {
     /// Why `name` is set: the `while` rules holding it now, and the event
     /// rules whose effect on it is still in force (since the last lift).
     private static func item(_ kind: TargetKind, _ name: String, program: Program, rules: [RuleSite],
-                             entries: [Timeline.Entry], holding: Set<Int>, at time: Int64, values: ConditionValues) -> PersonExplanation.Item {
+                             entries: [Timeline.Entry], holding: Set<Int>, at time: Int64, values: ConditionValues,
+                             since holdSince: [Int: Int64]) -> PersonExplanation.Item {
         var item = PersonExplanation.Item(kind: kind, name: name, heldBy: [], setBy: [], since: nil, until: nil)
         let names = kind == .flag ? program.policy.flags : program.policy.privileges
         guard let id = names.firstIndex(of: name) else { return item }
         for (k, rule) in program.policy.stateRules.enumerated() {
             let index = program.policy.eventRules.count + k
             if holding.contains(index), rule.effects.contains(where: { $0.kind == kind && $0.name == id }) {
-                item.heldBy.append(.init(rule: rules[index], because: values.render(rule.ast.condition)))
+                item.heldBy.append(.init(rule: rules[index], because: values.render(rule.ast.condition), since: holdSince[index]))
             }
         }
         let (since, end, _) = eventRuleHistory(kind, id, program: program, entries: entries)

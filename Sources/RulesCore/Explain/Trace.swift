@@ -14,6 +14,8 @@ final class Tracer {
     /// (buffer, window) of every windowed aggregate a `while` rule reads.
     private let stateWindows: [(buffer: Int, window: Int64)]
     private var held: [Int: [Bool]] = [:]
+    /// Since when each `while` rule holds, per person (global rule index).
+    private(set) var holdingSince: [Int: [Int: Int64]] = [:]
     private var checkedUntil: [Int: Int64] = [:]
     private var before: Int64 = 0
     private var buffer: [UInt8] = []
@@ -140,6 +142,7 @@ final class Tracer {
         let was = held[person] ?? [Bool](repeating: false, count: count)
         for k in 0..<count where now[k] != was[k] {
             let rule = program.stateRules[k]
+            if now[k] { holdingSince[person, default: [:]][rule.index] = time } else { holdingSince[person]?[rule.index] = nil }
             let effects = rule.effects.map { e -> String in
                 let name = e.kind == .flag ? program.policy.flags[e.name] : program.policy.privileges[e.name]
                 return JSONWriter.quoted("\(e.kind.rawValue) \(name)")

@@ -36,6 +36,7 @@ public final class ReplSession {
         self.write = write
         result = PolicyCompiler.compile(SourceSet())
         engine = Engine(program: result.program!)
+        engine.enableTrace { _ in }
     }
 
     // MARK: - Input
@@ -206,6 +207,8 @@ public final class ReplSession {
     /// Fresh engine, same events: the state follows from the current rules.
     private func replay(_ program: Program, _ reply: inout Reply) {
         engine = Engine(program: program)
+        // The trail (kept in memory only) says since when `while` rules hold.
+        engine.enableTrace { _ in }
         timeline = Timeline()
         let keptClock = clock
         lastEventTime = nil
