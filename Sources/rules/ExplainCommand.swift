@@ -19,7 +19,7 @@ enum ExplainCommand {
       --person ID       whose state to explain
       --as-of TIME      explain the state as of TIME (events after it are ignored)
       --format text|json  the readable account (default), or the same as one
-                        JSON object (not with --why-not)
+                        JSON object
       --html OUT.html   also write one self-contained page: the score over
                         time, each flag, denial and grant as a bar on the same
                         axis, and the account
@@ -65,7 +65,8 @@ enum ExplainCommand {
         let json = parsed.values["--format"] == "json"
         let explain = { (time: Int64) -> [String]? in
             if let name = parsed.values["--why-not"] {
-                return Explanation.whyNot(name, of: person, engine: engine, timeline: watch.timeline, at: time)
+                guard let w = Explanation.answerWhyNot(name, of: person, engine: engine, timeline: watch.timeline, at: time) else { return nil }
+                return json ? [w.json] : w.lines
             }
             guard let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) else { return nil }
             return json ? [e.json] : e.lines

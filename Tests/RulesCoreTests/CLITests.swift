@@ -223,6 +223,12 @@ struct CLITests {
         let whyNot = try Self.rules(["explain", policy, "--events", events, "--person", "carol", "--why-not", "fast lane"])
         #expect(whyNot.status == 0)
         #expect(whyNot.stdout.hasSuffix("    does not hold: score (901) >= 1050\n"))
+        let data = try Self.rules(["explain", policy, "--events", events, "--person", "carol", "--why-not", "fast lane", "--format", "json"])
+        let object = try JSONSerialization.jsonObject(with: Data(data.stdout.utf8)) as! [String: Any]
+        let answers = object["answers"] as! [[String: Any]]
+        #expect(answers.count == 1 && answers[0]["kind"] as? String == "grant")
+        let rules = answers[0]["rules"] as! [[String: Any]]
+        #expect(rules[0]["why"] as? String == "does not hold: score (901) >= 1050")
 
         let dot = try Self.rules(["graph", policy])
         #expect(dot.status == 0)

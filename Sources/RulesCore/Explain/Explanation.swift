@@ -184,58 +184,103 @@ public enum Explanation {
     /// first part of its condition that fails, with its values; for an event
     /// rule whether it fired, and if so what ended or lifted it.
     public static func whyNot(_ name: String, of person: String, engine: Engine, timeline: Timeline, at time: Int64) -> [String]? {
+        answerWhyNot(name, of: person, engine: engine, timeline: timeline, at: time)?.lines
+    }
+
+    public static func answerWhyNot(_ name: String, of person: String, engine: Engine, timeline: Timeline, at time: Int64) -> WhyNot? {
         guard let state = engine.state(of: person, at: time) else { return nil }
         // `low trust` and `low_trust` are the same name.
         let name = name.split(separator: " ", omittingEmptySubsequences: true).joined(separator: "_")
         let program = engine.program
         let rules = PolicyTests.ruleSites(program)
         let entries = timeline.entries[person] ?? []
-        var lines: [String] = []
+        var answer = WhyNot(person: person, name: name, asOf: time, unknown: nil, answers: [])
         let candidates: [(TargetKind, Int)] =
             (program.policy.flags.firstIndex(of: name).map { [(TargetKind.flag, $0)] } ?? [])
             + (program.policy.privileges.firstIndex(of: name).map { [(TargetKind.deny, $0), (TargetKind.grant, $0)] } ?? [])
         guard !candidates.isEmpty else {
-            let help = Suggest.help(for: name, among: program.policy.flags + program.policy.privileges) ?? "no rule sets it"
-            return ["the policy has no flag or privilege `\(name)`; \(help)"]
+            answer.unknown = Suggest.help(for: name, among: program.policy.flags + program.policy.privileges) ?? "no rule sets it"
+            return answer
         }
         engine.context.focus(person: engine.personIndex(person)!, now: time)
         let values = ConditionValues(program: program, context: engine.context)
         for (kind, id) in candidates {
-            let verb = kind == .flag ? "flagged" : kind == .deny ? "denied" : "granted"
+            let setters = program.policy.eventRules.indices.filter { i in
+                program.policy.eventRules[i].effects.contains { if case .set(let k, let n, _) = $0 { return k == kind && n == id }; return false }
+            }
+            let holders = program.policy.stateRules.indices.filter { k in
+                program.policy.stateRules[k].effects.contains { $0.kind == kind && $0.name == id }
+            }
+            if setters.isEmpty && holders.isEmpty { continue }
             let held = kind == .flag ? state.flags.contains(name) : kind == .deny ? state.denied.contains(name) : state.granted.contains(name)
-            let canSet = program.policy.eventRules.contains { $0.effects.contains { if case .set(let k, let n, _) = $0 { return k == kind && n == id }; return false } }
-                || program.policy.stateRules.contains { $0.effects.contains { $0.kind == kind && $0.name == id } }
-            if !canSet { continue }
-            if held { lines.append("\(person) is \(verb) \(name) as of \(Timestamp.format(time))"); continue }
-            if kind == .grant && state.denied.contains(name) {
-                lines.append("\(person) is not granted \(name): it is denied, and a denial beats a grant")
-                continue
-            }
-            var reasons: [String] = []
-            for (index, rule) in program.policy.eventRules.enumerated()
-            where rule.effects.contains(where: { if case .set(let k, let n, _) = $0 { return k == kind && n == id }; return false }) {
-                reasons.append("  \(rules[index].file):\(rules[index].line)  \(rules[index].text)")
+            var a = WhyNot.Answer(kind: kind, held: held, beatenByDenial: !held && kind == .grant && state.denied.contains(name), rules: [])
+            if held || a.beatenByDenial { answer.answers.append(a); continue }
+            for index in setters {
                 let fired = entries.filter { $0.fired.contains { $0.rule == index } }
-                guard let last = fired.last else {
-                    reasons.append("    never fired for \(person)")
-                    continue
+                var status = "never fired for \(person)"
+                if let last = fired.last {
+                    let (_, end, lift) = eventRuleHistory(kind, id, program: program, entries: entries)
+                    if let lift, lift.entry.time >= last.time {
+                        status = "fired on \(last.origin); lifted by \(rules[lift.rule].file):\(rules[lift.rule].line) on \(lift.entry.origin)"
+                    } else if end != Int64.min && end <= time {
+                        status = "fired on \(last.origin); ended \(Timestamp.format(end))"
+                    } else {
+                        status = "fired on \(last.origin)"
+                    }
                 }
-                let (_, end, lift) = eventRuleHistory(kind, id, program: program, entries: entries)
-                if let lift, lift.entry.time >= last.time {
-                    reasons.append("    fired on \(last.origin); lifted by \(rules[lift.rule].file):\(rules[lift.rule].line) on \(lift.entry.origin)")
-                } else if end != Int64.min && end <= time {
-                    reasons.append("    fired on \(last.origin); ended \(Timestamp.format(end))")
-                }
+                a.rules.append((rules[index], status))
             }
-            for (k, rule) in program.policy.stateRules.enumerated() where rule.effects.contains(where: { $0.kind == kind && $0.name == id }) {
+            for k in holders {
                 let index = program.policy.eventRules.count + k
-                reasons.append("  \(rules[index].file):\(rules[index].line)  \(rules[index].text)")
-                reasons.append("    does not hold: \(values.firstFailing(rule.ast.condition))")
+                a.rules.append((rules[index], "does not hold: \(values.firstFailing(program.policy.stateRules[k].ast.condition))"))
             }
-            if reasons.isEmpty { continue }
-            lines.append("\(person) is not \(verb) \(name) as of \(Timestamp.format(time)); the rules that could do it:")
-            lines += reasons
+            answer.answers.append(a)
+        }
+        return answer
+    }
+}
+
+/// The answer to "why is this *not* held?", as text or data.
+public struct WhyNot: Sendable {
+    public struct Answer: Sendable {
+        public var kind: TargetKind
+        public var held: Bool
+        /// A grant that is there but loses to a denial.
+        public var beatenByDenial: Bool
+        public var rules: [(site: RuleSite, status: String)]
+    }
+
+    public var person: String
+    public var name: String
+    public var asOf: Int64
+    /// Set when the policy has no such name: the hint to show.
+    public var unknown: String?
+    public var answers: [Answer]
+
+    public var lines: [String] {
+        if let unknown { return ["the policy has no flag or privilege `\(name)`; \(unknown)"] }
+        var lines: [String] = []
+        let at = Timestamp.format(asOf)
+        for a in answers {
+            let verb = a.kind == .flag ? "flagged" : a.kind == .deny ? "denied" : "granted"
+            if a.held { lines.append("\(person) is \(verb) \(name) as of \(at)"); continue }
+            if a.beatenByDenial { lines.append("\(person) is not granted \(name): it is denied, and a denial beats a grant"); continue }
+            lines.append("\(person) is not \(verb) \(name) as of \(at); the rules that could do it:")
+            for (site, status) in a.rules {
+                lines.append("  \(site.file):\(site.line)  \(site.text)")
+                lines.append("    \(status)")
+            }
         }
         return lines
+    }
+
+    public var json: String {
+        func q(_ s: String) -> String { JSONWriter.quoted(s) }
+        if let unknown { return #"{"citizen":\#(q(person)),"name":\#(q(name)),"error":\#(q("the policy has no flag or privilege `\(name)`; \(unknown)"))}"# }
+        let list = answers.map { a in
+            let rules = a.rules.map { #"{"rule":\#(q("\($0.site.file):\($0.site.line)")),"source":\#(q($0.site.text)),"why":\#(q($0.status))}"# }
+            return #"{"kind":"\#(a.kind.rawValue)","held":\#(a.held),"denial_beats_grant":\#(a.beatenByDenial),"rules":[\#(rules.joined(separator: ","))]}"#
+        }
+        return #"{"citizen":\#(q(person)),"name":\#(q(name)),"as_of":\#(q(Timestamp.format(asOf))),"answers":[\#(list.joined(separator: ","))]}"#
     }
 }
