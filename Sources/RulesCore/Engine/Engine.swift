@@ -65,7 +65,6 @@ public final class Engine {
     /// Phase 1: every rule of the event's type against the state before it.
     @inline(__always)
     private func evaluateRules(_ rules: [CompiledEventRule]) {
-        fired.removeAll(keepingCapacity: true)
         matched.removeAll(keepingCapacity: true)
         for rule in rules {
             var ok = true

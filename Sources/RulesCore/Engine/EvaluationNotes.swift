@@ -11,7 +11,8 @@ extension Engine {
             let (file, line, _) = sources.location(span)
             let isState = key.rule >= program.policy.eventRules.count
             let verb = isState ? "was taken as not holding" : "did not fire"
-            let times = stat.count == 1 ? "on 1 event" : "on \(stat.count) events"
+            let times = isState ? (stat.count == 1 ? "once" : "\(stat.count) times")
+                : (stat.count == 1 ? "on 1 event" : "on \(stat.count) events")
             let first = stat.firstLine > 0 ? "first on line \(stat.firstLine) of the stream" : "in the final report"
             return "rule at \(file):\(line) \(verb) \(times): \(key.failure.describe(fields: program.policy.fields)) (\(first))"
         }

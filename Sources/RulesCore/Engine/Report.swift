@@ -26,6 +26,7 @@ extension Engine {
     /// A denial beats a grant of the same privilege.
     func visit(person: Int, at time: Int64, _ body: (_ flags: [Int], _ denied: [Int], _ granted: [Int]) -> Void) {
         context.focus(person: person, now: time)
+        context.line = 0  // a failure here belongs to the report, not to a line
         context.evaluateStateRules()
         var flags: [Int] = [], denied: [Int] = [], granted: [Int] = []
         for f in 0..<program.policy.flags.count where context.active(program.flagSlot[f]) || context.stateFlags[f] {
