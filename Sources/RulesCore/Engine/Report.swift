@@ -9,17 +9,7 @@ public struct PersonReport: Sendable, Equatable {
 
 extension Engine {
     /// People in byte order of their ids.
-    func sortedPeople() -> [Int] {
-        let table = people
-        return table.arena.withUnsafeBufferPointer { arena in
-            (0..<table.count).sorted { a, b in
-                let ka = table.key(a), kb = table.key(b)
-                let n = min(ka.count, kb.count)
-                let c = n == 0 ? 0 : memcmp(arena.baseAddress! + ka.startIndex, arena.baseAddress! + kb.startIndex, n)
-                return c != 0 ? c < 0 : ka.count < kb.count
-            }
-        }
-    }
+    func sortedPeople() -> [Int] { people.sortedIds() }
 
     /// Computes a person's flags, denials and grants as of `time`: event
     /// rules' effects still in force, plus what the state rules hold then.
@@ -38,6 +28,14 @@ extension Engine {
             else if context.active(program.grantSlot[p]) || context.stateGranted[p] { granted.append(p) }
         }
         body(flags, denied, granted)
+    }
+
+    private func appendDecimal(_ n: Int64, to buffer: inout [UInt8]) {
+        if n < 0 { buffer.append(UInt8(ascii: "-")) }
+        var digits: [UInt8] = []
+        var m = n.magnitude
+        repeat { digits.append(UInt8(48 + m % 10)); m /= 10 } while m > 0
+        buffer.append(contentsOf: digits.reversed())
     }
 
     /// One person's state as of `time`, or nil when they had no applied event.
@@ -106,17 +104,20 @@ extension Engine {
             }
             buffer.append(UInt8(ascii: "]"))
         }
+        let open = Array(#"{"citizen":"#.utf8), score = Array(#","score":"#.utf8)
+        let flagsKey = Array(#","flags":"#.utf8), deniedKey = Array(#","denied":"#.utf8)
+        let grantedKey = Array(#","granted":"#.utf8), close = Array("}\n".utf8)
         for p in sortedPeople() {
-            buffer.append(contentsOf: #"{"citizen":"#.utf8)
+            buffer.append(contentsOf: open)
             JSONWriter.appendQuoted(people.key(p), to: &buffer)
-            buffer.append(contentsOf: #","score":"#.utf8)
-            buffer.append(contentsOf: String(store.scores[p]).utf8)
+            buffer.append(contentsOf: score)
+            appendDecimal(store.scores[p], to: &buffer)
             visit(person: p, at: time) { flags, denied, granted in
-                buffer.append(contentsOf: #","flags":"#.utf8); list(flags, flagNames)
-                buffer.append(contentsOf: #","denied":"#.utf8); list(denied, privilegeNames)
-                buffer.append(contentsOf: #","granted":"#.utf8); list(granted, privilegeNames)
+                buffer.append(contentsOf: flagsKey); list(flags, flagNames)
+                buffer.append(contentsOf: deniedKey); list(denied, privilegeNames)
+                buffer.append(contentsOf: grantedKey); list(granted, privilegeNames)
             }
-            buffer.append(contentsOf: "}\n".utf8)
+            buffer.append(contentsOf: close)
             if buffer.count > 1 << 16 {
                 buffer.withUnsafeBytes(out)
                 buffer.removeAll(keepingCapacity: true)

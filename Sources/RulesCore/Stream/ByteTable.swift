@@ -28,6 +28,20 @@ struct ByteTable: Sendable {
 
     func key(_ id: Int) -> ArraySlice<UInt8> { arena[offsets[id]..<offsets[id + 1]] }
 
+    /// Ids in byte order of their keys.
+    func sortedIds() -> [Int] {
+        arena.withUnsafeBufferPointer { a in
+            offsets.withUnsafeBufferPointer { o in
+                let base = a.baseAddress ?? UnsafePointer(bitPattern: 1)!
+                return (0..<count).sorted { x, y in
+                    let xs = o[x], xn = o[x + 1] - xs, ys = o[y], yn = o[y + 1] - ys
+                    let c = memcmp(base + xs, base + ys, min(xn, yn))
+                    return c != 0 ? c < 0 : xn < yn
+                }
+            }
+        }
+    }
+
     func keyString(_ id: Int) -> String { String(decoding: key(id), as: UTF8.self) }
 
     @inline(__always)

@@ -116,12 +116,16 @@ struct EventParser {
 
     private enum KeyKind { case citizen, type, time, field }
 
+    /// Compares bytes directly: this runs for every key of every line.
     @inline(__always)
     private func keyKind(_ k: UnsafeBufferPointer<UInt8>) -> KeyKind {
         switch k.count {
-        case 7 where k.elementsEqual("citizen".utf8): return .citizen
-        case 4 where k.elementsEqual("type".utf8): return .type
-        case 4 where k.elementsEqual("time".utf8): return .time
+        case 7 where k[0] == 0x63 && k[1] == 0x69 && k[2] == 0x74 && k[3] == 0x69 && k[4] == 0x7A && k[5] == 0x65 && k[6] == 0x6E:
+            return .citizen  // "citizen"
+        case 4 where k[0] == 0x74 && k[2] == 0x6D && k[3] == 0x65:
+            return k[1] == 0x69 ? .time : .field  // "time"
+        case 4 where k[0] == 0x74 && k[1] == 0x79 && k[2] == 0x70 && k[3] == 0x65:
+            return .type  // "type"
         default: return .field
         }
     }
@@ -239,6 +243,8 @@ struct EventParser {
         i += 1
         let start = i
         while i < b.count {
+            // Plain bytes are the common case: skip them with one table look-up.
+            if Self.plain[Int(b[i])] { i += 1; continue }
             let c = b[i]
             if c == UInt8(ascii: "\"") {
                 let s = UnsafeBufferPointer(rebasing: b[start..<i])
@@ -348,6 +354,10 @@ struct EventParser {
     }
 
     // MARK: - Numbers
+
+    /// Bytes that need no attention inside a string: not `"`, `\\`, a
+    /// control character, or part of a multi-byte UTF-8 sequence.
+    private static let plain: [Bool] = (0..<256).map { b in b >= 0x20 && b < 0x80 && b != 0x22 && b != 0x5C }
 
     private static let powersOf10: [Double] = (0...22).map { pow10($0) }
     private static func pow10(_ n: Int) -> Double { var x = 1.0; for _ in 0..<n { x *= 10 }; return x }
