@@ -6,7 +6,7 @@ import Glibc
 /// `rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]`
 enum RunCommand {
     static let help = """
-    usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE] [--trace FILE]
+    usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE] [--trace FILE] [--jobs N]
 
     Applies a stream of events (NDJSON, one object per line) to the policy
     and prints each person's final state, one compact JSON line per person,
@@ -19,6 +19,8 @@ enum RunCommand {
                         2026-06-01T12:00:00Z); events after it are ignored
       --rejects FILE    write every rejected line, with its line number and
                         reason, to FILE as NDJSON
+      --jobs N          split people over N threads (by a stable hash of their
+                        id); the same output as one thread; not with --trace
       --trace FILE      write the audit trail: one NDJSON record per state
                         change, with the rule and event behind it
                         (docs/TRACE.md)
@@ -32,13 +34,20 @@ enum RunCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let (arguments, code) = Arguments.forCommand("run", args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace"]), help: help)
+        let (arguments, code) = Arguments.forCommand("run", args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace", "--jobs"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "run") }
         let asOf: Int64?
         switch parsed.asOf(command: "run") {
         case .success(let t): asOf = t
         case .failure(let e): return e.code
+        }
+        let jobsText = parsed.values["--jobs"] ?? "1"
+        guard let jobs = Int(jobsText), jobs >= 1, jobs <= 64 else {
+            return Main.usageError("--jobs takes a number of threads from 1 to 64, not \(jobsText)", command: "run")
+        }
+        if jobs > 1 && parsed.values["--trace"] != nil {
+            return Main.usageError("--trace keeps one order of all changes; use it with --jobs 1", command: "run")
         }
 
         guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
@@ -58,6 +67,23 @@ enum RunCommand {
             rejects = file
         }
 
+        var shown = 0
+        let showReject = { (rejection: Rejection) in
+            if shown < 10 { Terminal.writeErr("\(streamName):\(rejection.line): rejected: \(rejection.reason)\n") }
+            shown += 1
+        }
+        if jobs > 1 {
+            let run = ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf) { rejection, line in
+                line.withUnsafeBufferPointer { rejects?.write(rejection, $0) }
+                showReject(rejection)
+            }
+            if fd != 0 { close(fd) }
+            return finish(run.summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
+                          streamName: streamName, notes: ParallelStream.evaluationNotes(run)) { out in
+                ParallelStream.writeReport(run, asOf: asOf, to: out)
+            }
+        }
+
         let engine = Engine(program: program)
         var traceFile: OutputFile? = nil
         if let path = parsed.values["--trace"] {
@@ -68,17 +94,13 @@ enum RunCommand {
             traceFile = file
             engine.enableTrace { bytes in file.write(bytes) }
         }
-        var shown = 0
         // Progress on long runs, only where a person is watching stderr.
         let showProgress = Terminal.isTerminal(2)
         let progress: ((Int) -> Void)? = showProgress ? { Terminal.writeErr("\rrules: \($0) lines read…") } : nil
         let summary = EventStream.run(engine, fd: fd, asOf: asOf, onProgress: progress) { rejection, line in
             rejects?.write(rejection, line)
-            if shown < 10 {
-                if showProgress { Terminal.writeErr("\r\u{1B}[K") }
-                Terminal.writeErr("\(streamName):\(rejection.line): rejected: \(rejection.reason)\n")
-            }
-            shown += 1
+            if showProgress && shown < 10 { Terminal.writeErr("\r\u{1B}[K") }
+            showReject(rejection)
         }
         if fd != 0 { close(fd) }
         if showProgress && summary.read >= 1 << 20 { Terminal.writeErr("\r\u{1B}[K") }
@@ -89,17 +111,27 @@ enum RunCommand {
                 return ExitCode.failure
             }
         }
+        return finish(summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
+                      streamName: streamName, notes: engine.evaluationNotes()) { out in
+            engine.writeReport(asOf: asOf, to: out)
+        }
+    }
+
+    /// Closes the rejects file, writes the report and the summary; the exit code.
+    private static func finish(_ summary: RunSummary, rejects: inout RejectsFile?, rejectsPath: String?, shown: Int,
+                               streamName: String, notes: [String],
+                               report: ((UnsafeRawBufferPointer) -> Void) -> Void) -> Int32 {
         if rejects != nil, !rejects!.close() {
             Terminal.writeErr("rules: cannot write the rejects file: \(String(cString: strerror(errno)))\n")
             return ExitCode.failure
         }
         var written = true
-        engine.writeReport(asOf: asOf) { if written { written = Terminal.writeAll(fd: 1, $0) } }
+        report { if written { written = Terminal.writeAll(fd: 1, $0) } }
         if !written {
             Terminal.writeErr("rules: cannot write the report: \(String(cString: strerror(errno)))\n")
             return ExitCode.failure
         }
-        reportSummary(summary, engine: engine, shownRejects: min(shown, 10), rejectsPath: parsed.values["--rejects"])
+        reportSummary(summary, notes: notes, shownRejects: min(shown, 10), rejectsPath: rejectsPath)
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
             return ExitCode.failure
@@ -107,12 +139,12 @@ enum RunCommand {
         return ExitCode.ok
     }
 
-    private static func reportSummary(_ s: RunSummary, engine: Engine, shownRejects: Int, rejectsPath: String?) {
+    private static func reportSummary(_ s: RunSummary, notes: [String], shownRejects: Int, rejectsPath: String?) {
         if s.rejected > shownRejects {
             let hint = rejectsPath == nil ? "; write them all with --rejects FILE" : " (all are in \(rejectsPath!))"
             Terminal.writeErr("rules: … and \(s.rejected - shownRejects) more rejected lines\(hint)\n")
         }
-        for note in engine.evaluationNotes() { Terminal.writeErr("rules: note: \(note)\n") }
+        for note in notes { Terminal.writeErr("rules: note: \(note)\n") }
         var line = "rules: \(s.read) events read: \(s.applied) applied, \(s.rejected) rejected"
         if s.ignoredAfterAsOf > 0 { line += ", \(s.ignoredAfterAsOf) ignored (after --as-of)" }
         if s.blank > 0 { line += "; \(s.blank) blank lines skipped" }

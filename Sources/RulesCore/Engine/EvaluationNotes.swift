@@ -3,8 +3,26 @@ extension Engine {
     /// (a missing field, division by zero, a wrong type): which rule, how
     /// often, why, and the first stream line where it happened.
     public func evaluationNotes() -> [String] {
+        Engine.evaluationNotes([self])
+    }
+
+    /// The notes of several engines (a parallel run), counted together; the
+    /// first line is the earliest any of them saw.
+    static func evaluationNotes(_ engines: [Engine]) -> [String] {
+        var failures: [EvalContext.FailureKey: (count: Int, firstLine: Int)] = [:]
+        for engine in engines {
+            for (key, stat) in engine.context.failures {
+                if let old = failures[key] {
+                    let first = [old.firstLine, stat.firstLine].filter { $0 > 0 }.min() ?? 0
+                    failures[key] = (old.count + stat.count, first)
+                } else {
+                    failures[key] = stat
+                }
+            }
+        }
+        let program = engines[0].program
         let sources = program.policy.sources
-        return context.failures.sorted { a, b in
+        return failures.sorted { a, b in
             (a.key.rule, a.value.firstLine) < (b.key.rule, b.value.firstLine)
         }.map { key, stat in
             let span = program.ruleSpan(key.rule)

@@ -30,14 +30,6 @@ extension Engine {
         body(flags, denied, granted)
     }
 
-    private func appendDecimal(_ n: Int64, to buffer: inout [UInt8]) {
-        if n < 0 { buffer.append(UInt8(ascii: "-")) }
-        var digits: [UInt8] = []
-        var m = n.magnitude
-        repeat { digits.append(UInt8(48 + m % 10)); m /= 10 } while m > 0
-        buffer.append(contentsOf: digits.reversed())
-    }
-
     /// One person's state as of `time`, or nil when they had no applied event.
     public func state(of citizen: String, at time: Int64) -> PersonReport? {
         var key = citizen
@@ -91,39 +83,78 @@ extension Engine {
     /// Writes the report as NDJSON, one compact object per person, keys in
     /// the contract's order, straight to bytes.
     public func writeReport(asOf: Int64? = nil, to out: (UnsafeRawBufferPointer) -> Void) {
-        guard let time = asOf ?? clock else { return }
-        let flagNames = program.policy.flags.map { JSONWriter.quoted(Array($0.utf8)) }
-        let privilegeNames = program.policy.privileges.map { JSONWriter.quoted(Array($0.utf8)) }
-        var buffer: [UInt8] = []
+        Engine.writeReport([self], asOf: asOf, to: out)
+    }
+
+    /// The report of several engines that each own some of the people (the
+    /// parallel run), merged into one byte order, as of one clock: the
+    /// latest of theirs, or `asOf`.
+    static func writeReport(_ engines: [Engine], asOf: Int64?, to out: (UnsafeRawBufferPointer) -> Void) {
+        guard let time = asOf ?? engines.compactMap(\.clock).max() else { return }
+        var order: [(engine: Int, person: Int)] = []
+        if engines.count == 1 {
+            order = engines[0].sortedPeople().map { (0, $0) }
+        } else {
+            for (e, engine) in engines.enumerated() { order += engine.sortedPeople().map { (e, $0) } }
+            order.sort { a, b in
+                engines[a.engine].people.key(a.person).lexicographicallyPrecedes(engines[b.engine].people.key(b.person))
+            }
+        }
+        var writer = ReportWriter(program: engines[0].program)
+        for (e, p) in order {
+            writer.append(engines[e], person: p, at: time)
+            if writer.buffer.count > 1 << 16 {
+                writer.buffer.withUnsafeBytes(out)
+                writer.buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        writer.buffer.withUnsafeBytes(out)
+    }
+}
+
+/// Renders report lines into bytes, with the JSON of every name made once.
+struct ReportWriter {
+    var buffer: [UInt8] = []
+    private let flagNames: [[UInt8]]
+    private let privilegeNames: [[UInt8]]
+    private let open = Array(#"{"citizen":"#.utf8), score = Array(#","score":"#.utf8)
+    private let flagsKey = Array(#","flags":"#.utf8), deniedKey = Array(#","denied":"#.utf8)
+    private let grantedKey = Array(#","granted":"#.utf8), close = Array("}\n".utf8)
+
+    init(program: Program) {
+        flagNames = program.policy.flags.map { JSONWriter.quoted(Array($0.utf8)) }
+        privilegeNames = program.policy.privileges.map { JSONWriter.quoted(Array($0.utf8)) }
         buffer.reserveCapacity(1 << 16)
-        func list(_ ids: [Int], _ names: [[UInt8]]) {
-            buffer.append(UInt8(ascii: "["))
-            for (k, id) in ids.enumerated() {
-                if k > 0 { buffer.append(UInt8(ascii: ",")) }
-                buffer.append(contentsOf: names[id])
-            }
-            buffer.append(UInt8(ascii: "]"))
+    }
+
+    mutating func append(_ engine: Engine, person p: Int, at time: Int64) {
+        buffer.append(contentsOf: open)
+        JSONWriter.appendQuoted(engine.people.key(p), to: &buffer)
+        buffer.append(contentsOf: score)
+        appendDecimal(engine.store.scores[p])
+        var lists: ([Int], [Int], [Int]) = ([], [], [])
+        engine.visit(person: p, at: time) { lists = ($0, $1, $2) }
+        buffer.append(contentsOf: flagsKey); list(lists.0, flagNames)
+        buffer.append(contentsOf: deniedKey); list(lists.1, privilegeNames)
+        buffer.append(contentsOf: grantedKey); list(lists.2, privilegeNames)
+        buffer.append(contentsOf: close)
+    }
+
+    private mutating func list(_ ids: [Int], _ names: [[UInt8]]) {
+        buffer.append(UInt8(ascii: "["))
+        for (k, id) in ids.enumerated() {
+            if k > 0 { buffer.append(UInt8(ascii: ",")) }
+            buffer.append(contentsOf: names[id])
         }
-        let open = Array(#"{"citizen":"#.utf8), score = Array(#","score":"#.utf8)
-        let flagsKey = Array(#","flags":"#.utf8), deniedKey = Array(#","denied":"#.utf8)
-        let grantedKey = Array(#","granted":"#.utf8), close = Array("}\n".utf8)
-        for p in sortedPeople() {
-            buffer.append(contentsOf: open)
-            JSONWriter.appendQuoted(people.key(p), to: &buffer)
-            buffer.append(contentsOf: score)
-            appendDecimal(store.scores[p], to: &buffer)
-            visit(person: p, at: time) { flags, denied, granted in
-                buffer.append(contentsOf: flagsKey); list(flags, flagNames)
-                buffer.append(contentsOf: deniedKey); list(denied, privilegeNames)
-                buffer.append(contentsOf: grantedKey); list(granted, privilegeNames)
-            }
-            buffer.append(contentsOf: close)
-            if buffer.count > 1 << 16 {
-                buffer.withUnsafeBytes(out)
-                buffer.removeAll(keepingCapacity: true)
-            }
-        }
-        buffer.withUnsafeBytes(out)
+        buffer.append(UInt8(ascii: "]"))
+    }
+
+    private mutating func appendDecimal(_ n: Int64) {
+        if n < 0 { buffer.append(UInt8(ascii: "-")) }
+        var digits: [UInt8] = []
+        var m = n.magnitude
+        repeat { digits.append(UInt8(48 + m % 10)); m /= 10 } while m > 0
+        buffer.append(contentsOf: digits.reversed())
     }
 }
 

@@ -67,7 +67,7 @@ public enum EventStream {
     }
 
     @inline(__always)
-    private static func isBlank(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+    static func isBlank(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
         for c in line where c != 0x20 && c != 0x09 && c != 0x0D { return false }
         return true
     }
