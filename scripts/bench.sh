@@ -24,8 +24,10 @@ stream="$work/events-$events-$people.ndjson"
 [ -s "$stream" ] || Benchmarks/.build/release/generate "$events" "$people" 1 > "$stream"
 
 "$rules" run "$policy" --events "$stream" > "$work/rules.out" 2>/dev/null
+"$rules" run "$policy" --events "$stream" --jobs 2 > "$work/jobs.out" 2>/dev/null
 "$baseline" "$stream" > "$work/baseline.out"
 cmp -s "$work/rules.out" "$work/baseline.out" || { echo "rules run and the baseline disagree" >&2; exit 1; }
+cmp -s "$work/rules.out" "$work/jobs.out" || { echo "--jobs 2 and one thread disagree" >&2; exit 1; }
 printed=$(wc -l < "$work/rules.out")
 
 measure() {  # prints "seconds peak_kb"
@@ -34,11 +36,13 @@ measure() {  # prints "seconds peak_kb"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-: > "$work/rules.times"; : > "$work/baseline.times"
+: > "$work/rules.times"; : > "$work/baseline.times"; : > "$work/jobs.times"
 for _ in $(seq "$runs"); do
     measure "$rules" run "$policy" --events "$stream" >> "$work/rules.times"
     measure "$baseline" "$stream" >> "$work/baseline.times"
+    measure "$rules" run "$policy" --events "$stream" --jobs 2 >> "$work/jobs.times"
 done
+j_s=$(cut -d' ' -f1 "$work/jobs.times" | median); j_kb=$(cut -d' ' -f2 "$work/jobs.times" | median)
 r_s=$(cut -d' ' -f1 "$work/rules.times" | median); r_kb=$(cut -d' ' -f2 "$work/rules.times" | median)
 b_s=$(cut -d' ' -f1 "$work/baseline.times" | median); b_kb=$(cut -d' ' -f2 "$work/baseline.times" | median)
 empty_kb=$(echo "" | measure "$rules" run "$policy" | cut -d' ' -f2)
@@ -68,11 +72,12 @@ c1=$(check_time 1000); c10=$(check_time 10000)
 
 python3 - <<PY
 events, people, printed = $events, $people, $printed
-r_s, b_s, r_kb, b_kb, empty = $r_s, $b_s, $r_kb, $b_kb, $empty_kb
+r_s, b_s, r_kb, b_kb, empty, j_s, j_kb = $r_s, $b_s, $r_kb, $b_kb, $empty_kb, $j_s, $j_kb
 print(f"workload: {events:,} events, {people:,} people ({printed:,} in the report), {$runs} alternating runs, medians")
 print(f"| program | seconds | events/s | ratio | peak RSS | bytes/person |")
 print(f"|---|---|---|---|---|---|")
 print(f"| rules run | {r_s:.2f} | {events / r_s:,.0f} | {b_s / r_s:.2f} | {r_kb / 1024:.1f} MiB | {(r_kb - empty) * 1024 / printed:.0f} |")
+print(f"| rules run --jobs 2 | {j_s:.2f} | {events / j_s:,.0f} | {b_s / j_s:.2f} | {j_kb / 1024:.1f} MiB | ({r_s / j_s:.2f}x one thread) |")
 print(f"| hand-written baseline | {b_s:.2f} | {events / b_s:,.0f} | 1.00 | {b_kb / 1024:.1f} MiB | |")
 print(f"| rules check, 1,000 rules | {$c1:.3f} | | | | |")
 print(f"| rules check, 10,000 rules | {$c10:.3f} | | | | |")

@@ -51,6 +51,10 @@ struct CLITests {
         let result = try Self.rules(["run"] + policies + ["--events", events] + c.args)
         #expect(result.status == 0, "\(result.stderr)")
         if let output = c.output { #expect(result.stdout == output) }
+        // Two threads print exactly what one does.
+        let parallel = try Self.rules(["run"] + policies + ["--events", events, "--jobs", "2"] + c.args)
+        #expect(parallel.stdout == result.stdout)
+        #expect(parallel.stderr == result.stderr)
         for text in c.stderr { #expect(result.stderr.contains(text), "\(result.stderr)") }
         // The first ten rejected lines are shown; the rest are counted.
         for r in c.rejects.prefix(10) { #expect(result.stderr.contains("events.ndjson:\(r.line): rejected: "), "\(result.stderr)") }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import RulesCore
 
@@ -199,5 +200,48 @@ struct WindowBufferTests {
         b.addPerson()
         for t in 1...50 { b.push(person: 0, time: Int64(t), value: 1) }
         #expect(b.aggregate(person: 0, now: 50, window: 1000).count == 2)
+    }
+}
+
+@Suite("Parallel runs")
+struct ParallelStreamTests {
+    /// Runs `events` with `jobs` threads; the report, the rejections and the summary.
+    static func run(_ policy: String, _ events: String, jobs: Int, asOf: Int64? = nil) throws -> (String, [String], RunSummary) {
+        let program = try compileOrFail(policy)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("par-\(UUID().uuidString).ndjson").path
+        try events.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        var rejected: [String] = []
+        let result = ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf) { r, bytes in
+            rejected.append("\(r.line): \(r.reason) | \(String(decoding: bytes, as: UTF8.self))")
+        }
+        var out: [UInt8] = []
+        ParallelStream.writeReport(result, asOf: asOf) { out += $0 }
+        return (String(decoding: out, as: UTF8.self), rejected, result.summary)
+    }
+
+    @Test("any number of threads gives the output of one", arguments: [2, 3, 7])
+    func sameAsOneThread(_ jobs: Int) throws {
+        let policy = try ExplainTests.text("rules/citizen.rules")
+        // A generated stream with bad lines, blank lines, CRLF, escaped ids
+        // and keys in another order mixed in.
+        var lines = TraceTests.generated(seed: 11, count: 4000).split(separator: "\n").map(String.init)
+        lines.insert("not json", at: 17)
+        lines.insert("", at: 300)
+        lines.insert(#"{"type":"littering","citizen":"p3","time":"2026-12-30"}"#, at: lines.count)
+        lines.insert(#"{"citizen":"p\u0034","type":"littering","time":"2026-12-30"}"#, at: lines.count)
+        lines.insert(#"{"citizen":"p5","type":"speeding","time":"2020-01-01","speed":1,"limit":2}"#, at: lines.count)
+        let events = lines.joined(separator: "\r\n") + "\r\n"
+        let one = try Self.run(policy, events, jobs: 1)
+        let many = try Self.run(policy, events, jobs: jobs)
+        #expect(many.0 == one.0)
+        #expect(many.1 == one.1)
+        #expect(many.2.read == one.2.read && many.2.applied == one.2.applied && many.2.rejected == one.2.rejected)
+        #expect(many.2.blank == 1 && many.2.rejected == 4, "\(many.1)")
+        #expect(one.0 == (try runPolicy(policy, events).output))
+        let asOf = Timestamp.parse("2026-06-01")
+        #expect(try Self.run(policy, events, jobs: jobs, asOf: asOf).0 == (try Self.run(policy, events, jobs: 1, asOf: asOf).0))
     }
 }

@@ -15,31 +15,42 @@ public enum ParallelStream {
 
     public static func run(program: Program, fd: Int32, jobs: Int, asOf: Int64? = nil,
                            onReject: (Rejection, [UInt8]) -> Void) -> Result {
-        let workers = (0..<max(1, jobs)).map { _ in Worker(program: program, asOf: asOf) }
+        let count = max(1, jobs)
+        let workers = (0..<count).map { Worker(program: program, asOf: asOf, index: $0, of: count) }
         for w in workers { w.start() }
-        let reader = LineReader(fd: fd)
-        var router = Router(program: program)
-        var summary = RunSummary()
-        var batches = workers.map { _ in Batch() }
-        while let line = reader.next() {
-            if EventStream.isBlank(line) { summary.blank += 1; continue }
-            summary.read += 1
-            let k = router.worker(for: line, of: workers.count)
-            batches[k].add(line, number: reader.lineNumber)
-            if batches[k].bytes.count >= 1 << 18 {
-                workers[k].send(batches[k])
-                batches[k] = Batch()
+        // The reader only cuts the input into blocks of whole lines and
+        // numbers them; every worker scans every block and takes its lines.
+        var carry: [UInt8] = []
+        var nextLine = 1
+        var readError: String? = nil
+        let chunk = 1 << 22
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, chunk) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                readError = String(cString: strerror(errno))
+                break
             }
+            if n == 0 { break }
+            guard let lastNewline = buffer[0..<n].lastIndex(of: 0x0A) else {
+                carry += buffer[0..<n]
+                continue
+            }
+            let block = Block(carry + buffer[0...lastNewline], firstLine: nextLine)
+            nextLine += block.lineCount
+            carry = Array(buffer[(lastNewline + 1)..<n])
+            for w in workers { w.send(block) }
         }
-        for (k, w) in workers.enumerated() {
-            if !batches[k].lines.isEmpty { w.send(batches[k]) }
-            w.finish()
-        }
-        router.parser.deallocate()
-        summary.readError = reader.readError
+        if !carry.isEmpty { for w in workers { w.send(Block(carry + [0x0A], firstLine: nextLine)) } }
+        for w in workers { w.finish() }
+        var summary = RunSummary()
+        summary.readError = readError
         var rejections: [(Rejection, [UInt8])] = []
         for w in workers {
             w.wait()
+            summary.read += w.summary.read
+            summary.blank += w.summary.blank
             summary.applied += w.summary.applied
             summary.rejected += w.summary.rejected
             summary.ignoredAfterAsOf += w.summary.ignoredAfterAsOf
@@ -58,56 +69,65 @@ public enum ParallelStream {
         Engine.evaluationNotes(result.engines)
     }
 
-    /// Lines for one worker, copied out of the reader's buffer.
-    final class Batch: @unchecked Sendable {
-        var bytes: [UInt8] = []
-        var lines: [(number: Int, start: Int, count: Int)] = []
+    /// Whole lines of the input, shared read-only by every worker.
+    final class Block: @unchecked Sendable {
+        let bytes: [UInt8]
+        let firstLine: Int
+        let lineCount: Int
 
-        func add(_ line: UnsafeBufferPointer<UInt8>, number: Int) {
-            lines.append((number, bytes.count, line.count))
-            bytes.append(contentsOf: line)
+        init(_ bytes: [UInt8], firstLine: Int) {
+            self.bytes = bytes
+            self.firstLine = firstLine
+            var n = 0
+            for b in bytes where b == 0x0A { n += 1 }
+            lineCount = n
         }
     }
 
-    /// Picks a line's worker from its person id: the bytes after
+    /// Decides which worker owns a line, from its person id: the bytes after
     /// `{"citizen":"` when the line starts that way (as streams usually do),
-    /// else the id a full parse finds. A line that does not parse goes to
+    /// else the id a full parse finds. A line that does not parse belongs to
     /// worker 0, which rejects it with the reason.
     struct Router {
-        let prefix = Array(#"{"citizen":""#.utf8)
+        static let prefix = Array(#"{"citizen":""#.utf8)
         var parser: EventParser
         let scratch: Engine
+        let count: Int
 
-        init(program: Program) {
+        init(program: Program, count: Int) {
             parser = EventParser(program: program)
             scratch = Engine(program: program)
+            self.count = count
         }
 
-        mutating func worker(for line: UnsafeBufferPointer<UInt8>, of count: Int) -> Int {
+        mutating func owner(of line: UnsafeBufferPointer<UInt8>) -> Int {
             if count == 1 { return 0 }
+            let prefix = Self.prefix
             if line.count > prefix.count, line.starts(with: prefix) {
                 var i = prefix.count
                 while i < line.count, line[i] != 0x22, line[i] != 0x5C { i += 1 }
                 if i < line.count, line[i] == 0x22 {
-                    return bucket(UnsafeBufferPointer(rebasing: line[prefix.count..<i]), count)
+                    return bucket(UnsafeBufferPointer(rebasing: line[prefix.count..<i]))
                 }
             }
             scratch.beginEvent(line: 0)
             guard case .event(let e) = parser.parse(line, into: scratch) else { return 0 }
-            return bucket(e.person, count)
+            return bucket(e.person)
         }
 
-        private func bucket(_ key: UnsafeBufferPointer<UInt8>, _ count: Int) -> Int {
+        private func bucket(_ key: UnsafeBufferPointer<UInt8>) -> Int {
             Int(ByteTable.hash(key) % UInt32(count))
         }
     }
 
-    /// One engine on its own thread, fed batches through a bounded queue.
+    /// One engine on its own thread, fed the blocks through a bounded queue.
     final class Worker: @unchecked Sendable {
         let engine: Engine
         private var parser: EventParser
+        private var router: Router
+        private let index: Int
         private let asOf: Int64?
-        private var queue: [Batch?] = []
+        private var queue: [Block?] = []
         private let lock = NSLock()
         private let items = DispatchSemaphore(value: 0)
         private let room = DispatchSemaphore(value: 8)
@@ -116,9 +136,11 @@ public enum ParallelStream {
         var summary = RunSummary()
         var rejections: [(Rejection, [UInt8])] = []
 
-        init(program: Program, asOf: Int64?) {
+        init(program: Program, asOf: Int64?, index: Int, of count: Int) {
             engine = Engine(program: program)
             parser = EventParser(program: program)
+            router = Router(program: program, count: count)
+            self.index = index
             self.asOf = asOf
         }
 
@@ -128,17 +150,17 @@ public enum ParallelStream {
             thread.start()
         }
 
-        func send(_ batch: Batch) { put(batch) }
+        func send(_ block: Block) { put(block) }
         func finish() { put(nil) }
         func wait() { done.wait() }
 
-        private func put(_ batch: Batch?) {
+        private func put(_ block: Block?) {
             room.wait()
-            lock.lock(); queue.append(batch); lock.unlock()
+            lock.lock(); queue.append(block); lock.unlock()
             items.signal()
         }
 
-        private func take() -> Batch? {
+        private func take() -> Block? {
             items.wait()
             lock.lock(); let b = queue.removeFirst(); lock.unlock()
             room.signal()
@@ -146,15 +168,34 @@ public enum ParallelStream {
         }
 
         private func loop() {
-            while let batch = take() {
-                batch.bytes.withUnsafeBufferPointer { all in
-                    for (number, start, count) in batch.lines {
-                        apply(UnsafeBufferPointer(rebasing: all[start..<(start + count)]), number)
-                    }
-                }
+            while let block = take() {
+                block.bytes.withUnsafeBufferPointer { all in scan(all, firstLine: block.firstLine) }
             }
             parser.deallocate()
+            router.parser.deallocate()
             done.signal()
+        }
+
+        /// Every line of the block; this worker applies the ones it owns.
+        /// Worker 0 also counts the lines read and the blank ones.
+        private func scan(_ all: UnsafeBufferPointer<UInt8>, firstLine: Int) {
+            var start = 0
+            var number = firstLine
+            let base = all.baseAddress!
+            while start < all.count {
+                let end = memchr(base + start, 0x0A, all.count - start).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? all.count
+                var lineEnd = end
+                if lineEnd > start && all[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+                let line = UnsafeBufferPointer(rebasing: all[start..<lineEnd])
+                if EventStream.isBlank(line) {
+                    if index == 0 { summary.blank += 1 }
+                } else {
+                    if index == 0 { summary.read += 1 }
+                    if router.owner(of: line) == index { apply(line, number) }
+                }
+                start = end + 1
+                number += 1
+            }
         }
 
         private func apply(_ line: UnsafeBufferPointer<UInt8>, _ number: Int) {
