@@ -16,8 +16,11 @@ let package = Package(
         // with callgrind, docs/PERFORMANCE.md), so release builds drop them.
         .target(
             name: "RulesCore",
+            dependencies: ["MemoryHints"],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        // A prefetch hint, which Swift cannot express (a C header, no code).
+        .target(name: "MemoryHints"),
         // Line editing as a pure state machine: keys in, buffer and actions
         // out. The terminal itself (raw mode, reading, drawing) is in `rules`.
         .target(name: "LineEditor"),

@@ -4,7 +4,7 @@ public final class Engine {
     let program: Program
     let store: PersonStore
     let context: EvalContext
-    var people = ByteTable(capacity: 1024)
+    let people = ByteTable(capacity: 1024)
     /// The latest time of any applied event (nil before the first).
     public private(set) var clock: Int64? = nil
     /// The audit trail, when asked for; nil costs one check per event.
@@ -33,6 +33,16 @@ public final class Engine {
         context.line = line
     }
 
+    /// Prefetch hints from the stream reader, a few lines ahead: first the
+    /// person's table slot, later (once it is cached) their state.
+    @inline(__always)
+    func prefetchSlot(_ person: UnsafeBufferPointer<UInt8>) { people.prefetch(person) }
+
+    @inline(__always)
+    func prefetchState(_ person: UnsafeBufferPointer<UInt8>) {
+        if let p = people.find(person) { store.prefetch(p) }
+    }
+
     /// Sets a field of the event being read; false on a duplicate key.
     @inline(__always)
     func setField(_ id: Int, _ value: Value) -> Bool {
@@ -45,10 +55,10 @@ public final class Engine {
         if let event, let reason = validateDeclaredFields(event) { return reason }
         let (person, isNew) = people.intern(key)
         if isNew { store.addPerson(score: program.policy.startScore) }
-        if time < store.lastTime[person] {
-            return "time \(Timestamp.format(time)) is earlier than this citizen's previous event at \(Timestamp.format(store.lastTime[person]))"
+        if time < store.lastTime(person) {
+            return "time \(Timestamp.format(time)) is earlier than this citizen's previous event at \(Timestamp.format(store.lastTime(person)))"
         }
-        store.lastTime[person] = time
+        store.setLastTime(person, time)
         clock = max(clock ?? time, time)
         if let tracer { tracer.before(person: person, isNew: isNew, time: time, engine: self) }
         fired.removeAll(keepingCapacity: true)
@@ -115,7 +125,8 @@ public final class Engine {
                 guard case .bool(true) = condition.eval(context) else { continue }
             }
             var value = 1.0
-            if let field = program.policy.buffers[b].field {
+            let field = program.bufferField[b]
+            if field >= 0 {
                 guard case .number(let x)? = context.fields.value(field) else { continue }
                 value = x
             }
@@ -129,7 +140,6 @@ public final class Engine {
     private func applyEffects() {
         if fired.isEmpty { return }
         let person = context.person, now = context.now
-        let base = person &* store.slotCount
         var delta: Int64 = 0
         for (rule, amount) in fired {
             delta &+= amount
@@ -138,25 +148,25 @@ public final class Engine {
                 case .score: break
                 case .set(let slot, let duration):
                     let end = duration.map { now.addingReportingOverflow($0).overflow ? PersonStore.forever : now + $0 } ?? PersonStore.forever
-                    store.ends[base + slot] = max(store.ends[base + slot], end)
+                    store.setEnd(person, slot, max(store.end(person, slot), end))
                 case .lift(let slot):
-                    if slot >= 0 { store.ends[base + slot] = PersonStore.none }
+                    if slot >= 0 { store.setEnd(person, slot, PersonStore.none) }
                 }
             }
         }
-        store.scores[person] = clamp(store.scores[person] &+ delta)
+        store.setScore(person, clamp(store.score(person) &+ delta))
     }
 
     @inline(__always)
     private func clamp(_ s: Int64) -> Int64 {
         var s = s
-        if let lo = program.policy.minScore, s < lo { s = lo }
-        if let hi = program.policy.maxScore, s > hi { s = hi }
+        if let lo = program.minScore, s < lo { s = lo }
+        if let hi = program.maxScore, s > hi { s = hi }
         return s
     }
 
     private func validateDeclaredFields(_ event: Int) -> String? {
-        guard let declared = program.policy.events[event].declared else { return nil }
+        guard let declared = program.declaredFields[event] else { return nil }
         for (field, type) in declared {
             // Names are looked up only to build a rejection's reason.
             var name: String { program.policy.fields[field] }

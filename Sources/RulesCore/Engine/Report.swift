@@ -1,3 +1,5 @@
+import Foundation
+
 /// One person's state as of a time: what `rules run` prints per line.
 public struct PersonReport: Sendable, Equatable {
     public var citizen: String
@@ -35,7 +37,7 @@ extension Engine {
         var key = citizen
         guard let p = key.withUTF8({ people.find($0) }) else { return nil }
         let names = program.policy
-        var r = PersonReport(citizen: citizen, score: store.scores[p], flags: [], denied: [], granted: [])
+        var r = PersonReport(citizen: citizen, score: store.score(p), flags: [], denied: [], granted: [])
         visit(person: p, at: time) { flags, denied, granted in
             r.flags = flags.map { names.flags[$0] }
             r.denied = denied.map { names.privileges[$0] }
@@ -52,7 +54,7 @@ extension Engine {
 
     /// A person's current score by id bytes; nil before their first event.
     func score(of person: UnsafeBufferPointer<UInt8>) -> Int64? {
-        people.find(person).map { store.scores[$0] }
+        people.find(person).map { store.score($0) }
     }
 
     /// Global indices of the state rules that hold for `citizen` at `time`.
@@ -70,7 +72,7 @@ extension Engine {
         guard let time = asOf ?? clock else { return [] }
         let names = program.policy
         return sortedPeople().map { p in
-            var r = PersonReport(citizen: people.keyString(p), score: store.scores[p], flags: [], denied: [], granted: [])
+            var r = PersonReport(citizen: people.keyString(p), score: store.score(p), flags: [], denied: [], granted: [])
             visit(person: p, at: time) { flags, denied, granted in
                 r.flags = flags.map { names.flags[$0] }
                 r.denied = denied.map { names.privileges[$0] }
@@ -91,24 +93,84 @@ extension Engine {
     /// latest of theirs, or `asOf`.
     static func writeReport(_ engines: [Engine], asOf: Int64?, to out: (UnsafeRawBufferPointer) -> Void) {
         guard let time = asOf ?? engines.compactMap(\.clock).max() else { return }
-        var order: [(engine: Int, person: Int)] = []
-        if engines.count == 1 {
-            order = engines[0].sortedPeople().map { (0, $0) }
-        } else {
-            for (e, engine) in engines.enumerated() { order += engine.sortedPeople().map { (e, $0) } }
-            order.sort { a, b in
-                engines[a.engine].people.key(a.person).lexicographicallyPrecedes(engines[b.engine].people.key(b.person))
-            }
-        }
-        var writer = ReportWriter(program: engines[0].program)
-        for (e, p) in order {
-            writer.append(engines[e], person: p, at: time)
+        if engines.count > 1 { return writeMerged(engines, at: time, to: out) }
+        let engine = engines[0]
+        var writer = ReportWriter(program: engine.program)
+        for p in engine.sortedPeople() {
+            writer.append(engine, person: p, at: time)
             if writer.buffer.count > 1 << 16 {
                 writer.buffer.withUnsafeBytes(out)
                 writer.buffer.removeAll(keepingCapacity: true)
             }
         }
         writer.buffer.withUnsafeBytes(out)
+    }
+
+    /// One engine's part of a report: its people in byte order of their
+    /// ids, each line rendered; `ends[k]` is where the k-th line ends.
+    struct ReportPart: @unchecked Sendable {
+        var order: [Int] = []
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+    }
+
+    func renderReportPart(at time: Int64) -> ReportPart {
+        var part = ReportPart()
+        part.order = sortedPeople()
+        part.ends.reserveCapacity(part.order.count)
+        var writer = ReportWriter(program: program)
+        for p in part.order {
+            writer.append(self, person: p, at: time)
+            part.ends.append(writer.buffer.count)
+        }
+        part.bytes = writer.buffer
+        return part
+    }
+
+    /// Each engine renders its own people on its own thread (state rules
+    /// are evaluated there too); the parts are then merged by person id.
+    private static func writeMerged(_ engines: [Engine], at time: Int64, to out: (UnsafeRawBufferPointer) -> Void) {
+        let parts = PartBox(count: engines.count)
+        let owners = EngineList(engines)
+        DispatchQueue.concurrentPerform(iterations: engines.count) { e in
+            parts.set(e, owners.engines[e].renderReportPart(at: time))
+        }
+        var next = [Int](repeating: 0, count: engines.count)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 16)
+        while true {
+            var best = -1
+            for e in engines.indices where next[e] < parts[e].order.count {
+                if best < 0 || engines[e].people.precedes(parts[e].order[next[e]], engines[best].people,
+                                                          parts[best].order[next[best]]) { best = e }
+            }
+            if best < 0 { break }
+            let k = next[best]
+            let start = k == 0 ? 0 : parts[best].ends[k - 1]
+            buffer.append(contentsOf: parts[best].bytes[start..<parts[best].ends[k]])
+            next[best] += 1
+            if buffer.count > 1 << 16 {
+                buffer.withUnsafeBytes(out)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        buffer.withUnsafeBytes(out)
+    }
+
+    /// Hands each engine to exactly one rendering thread (an engine has a
+    /// single owner at a time; here the owner is that thread).
+    private struct EngineList: @unchecked Sendable {
+        let engines: [Engine]
+        init(_ engines: [Engine]) { self.engines = engines }
+    }
+
+    /// Report parts filled in by several threads, each its own index.
+    private final class PartBox: @unchecked Sendable {
+        private var parts: [ReportPart]
+        private let lock = NSLock()
+        init(count: Int) { parts = Array(repeating: ReportPart(), count: count) }
+        func set(_ i: Int, _ part: ReportPart) { lock.lock(); parts[i] = part; lock.unlock() }
+        subscript(i: Int) -> ReportPart { parts[i] }
     }
 }
 
@@ -131,7 +193,7 @@ struct ReportWriter {
         buffer.append(contentsOf: open)
         JSONWriter.appendQuoted(engine.people.key(p), to: &buffer)
         buffer.append(contentsOf: score)
-        appendDecimal(engine.store.scores[p])
+        appendDecimal(engine.store.score(p))
         var lists: ([Int], [Int], [Int]) = ([], [], [])
         engine.visit(person: p, at: time) { lists = ($0, $1, $2) }
         buffer.append(contentsOf: flagsKey); list(lists.0, flagNames)

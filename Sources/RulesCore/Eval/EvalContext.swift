@@ -77,7 +77,7 @@ final class EvalContext {
     func focus(person: Int, now: Int64) {
         self.person = person
         self.now = now
-        self.score = state.scores[person]
+        self.score = state.score(person)
         stateReady = false
     }
 
@@ -85,7 +85,7 @@ final class EvalContext {
     /// effects last over `[t, end)`.
     @inline(__always)
     func active(_ slot: Int) -> Bool {
-        slot >= 0 && state.ends[person &* state.slotCount &+ slot] > now
+        slot >= 0 && state.end(person, slot) > now
     }
 
     @inline(__always)

@@ -16,17 +16,40 @@ public final class Program: @unchecked Sendable {
     let flagSlot: [Int]
     let denySlot: [Int]
     let grantSlot: [Int]
+    /// Copies of what the per-event path reads from the policy, in storage of
+    /// this program's own: a `--jobs` worker compiles its own program, and
+    /// threads that retain the same array or node contend for its reference
+    /// count (measured: a third of all time with two workers).
+    let declaredFields: [[(field: Int, type: ValueType)]?]
+    let bufferField: [Int]
+    let minScore: Int64?
+    let maxScore: Int64?
     /// Owns the bytes of string constants that nodes point into.
     private let constantBytes: [UnsafeMutableBufferPointer<UInt8>]
 
+    /// A program of the same policy sharing no objects with this one, for
+    /// another thread.
+    func copyForThread() -> Program { Program(policy) }
+
     init(_ policy: CheckedPolicy) {
         self.policy = policy
-        var events = ByteTable()
+        let events = ByteTable()
         for e in policy.events { _ = events.intern(e.name) }
-        var fields = ByteTable()
+        let fields = ByteTable()
         for f in policy.fields { _ = fields.intern(f) }
         eventTable = events
         fieldTable = fields
+        declaredFields = policy.events.map { event in
+            event.declared.map { declared in
+                var own: [(field: Int, type: ValueType)] = []
+                own.reserveCapacity(declared.count)
+                for d in declared { own.append(d) }
+                return own
+            }
+        }
+        bufferField = policy.buffers.map { $0.field ?? -1 }
+        minScore = policy.minScore
+        maxScore = policy.maxScore
 
         var compiler = NodeCompiler()
         // Slots: one per (kind, name) that some event rule sets.
@@ -92,7 +115,9 @@ public final class Program: @unchecked Sendable {
     }
 }
 
-struct CompiledEventRule {
+/// A class so that the engine's loops hold one reference per rule, not a
+/// copy of each field (every copy of a struct with references retains them).
+final class CompiledEventRule: @unchecked Sendable {
     let index: Int
     let condition: Node?
     /// 0 for a rule without a count.
@@ -100,6 +125,15 @@ struct CompiledEventRule {
     let window: Int64
     let counter: Int
     let effects: [CompiledEffect]
+
+    init(index: Int, condition: Node?, count: Int, window: Int64, counter: Int, effects: [CompiledEffect]) {
+        self.index = index
+        self.condition = condition
+        self.count = count
+        self.window = window
+        self.counter = counter
+        self.effects = effects
+    }
 }
 
 enum CompiledEffect {

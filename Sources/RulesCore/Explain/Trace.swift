@@ -51,11 +51,11 @@ final class Tracer {
         if let only, !engine.people.key(person).elementsEqual(only) { return }
         if isNew {
             record(engine, person, line: engine.context.line, time: time, rule: nil,
-                   fields: #""effect":"new","score_after":\#(engine.store.scores[person])"#)
+                   fields: #""effect":"new","score_after":\#(engine.store.score(person))"#)
         } else {
             catchUp(person, to: time, engine: engine)
         }
-        before = engine.store.scores[person]
+        before = engine.store.score(person)
     }
 
     /// After an event: what its rules did, then the `while` rules that
@@ -88,7 +88,7 @@ final class Tracer {
                 }
             }
         }
-        let final = engine.store.scores[person]
+        let final = engine.store.score(person)
         if final != running {
             record(engine, person, line: line, time: time, rule: nil,
                    fields: #""effect":"clamp","score_before":\#(running),"score_after":\#(final)"#)
@@ -120,7 +120,7 @@ final class Tracer {
         var instants = Set<Int64>()
         let slots = engine.store.slotCount
         for k in 0..<slots {
-            let end = engine.store.ends[person * slots + k]
+            let end = engine.store.end(person, k)
             if end > from && end <= time { instants.insert(end) }
         }
         for (b, w) in stateWindows {

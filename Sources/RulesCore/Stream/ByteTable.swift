@@ -1,9 +1,27 @@
 /// Interns byte strings to dense integer ids without building a `String`:
 /// person ids, event types and field names are looked up straight from the
 /// input line. Open addressing with linear probing; keys live in one arena.
-struct ByteTable: Sendable {
-    private var slots: [Int32]            // id + 1, or 0 when empty
-    private var hashes: [UInt32]          // per id, to skip most key compares
+///
+/// A slot holds the key's first eight bytes and a tag (hash bits and length)
+/// next to its id, so a lookup of a key of up to eight bytes (ids such as
+/// `c0008271`, event types, field names) touches one slot and nothing else:
+/// with 100k people the table is far larger than the cache, and every extra
+/// array a lookup reads is another miss (docs/PERFORMANCE.md).
+///
+/// A class, not a struct: calling a method on a struct held in another
+/// object copies it, retaining and releasing each of its arrays, several
+/// times per event. The program's tables are built once and only read after
+/// (so they are shared between threads safely); an engine's table of people
+/// belongs to that engine alone.
+final class ByteTable: @unchecked Sendable {
+    private struct Slot {
+        var prefix: UInt64    // the key's first 8 bytes, zero-padded
+        var tag: UInt32       // low 24 bits of the hash, length (capped at 255) above
+        var id: Int32         // id + 1, or 0 when empty
+    }
+
+    private var slots: [Slot]
+    private var hashes: [UInt32]          // per id, for growing
     private var offsets: [Int] = [0]      // key i is arena[offsets[i]..<offsets[i+1]]
     private(set) var arena: [UInt8] = []
     private var mask: Int
@@ -11,19 +29,48 @@ struct ByteTable: Sendable {
     init(capacity: Int = 16) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = [Int32](repeating: 0, count: size)
+        slots = [Slot](repeating: Slot(prefix: 0, tag: 0, id: 0), count: size)
         hashes = []
         mask = size - 1
     }
 
     var count: Int { offsets.count - 1 }
 
+    /// The first eight bytes of `key`, zero-padded, as one word.
+    @inline(__always)
+    static func prefix(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        if key.count >= 8 { return UnsafeRawPointer(key.baseAddress!).loadUnaligned(as: UInt64.self).littleEndian }
+        var w: UInt64 = 0
+        for k in 0..<key.count { w |= UInt64(key[k]) << (8 * UInt64(k)) }
+        return w
+    }
+
+    /// A stable hash of the bytes (person routing for `--jobs` uses it too):
+    /// eight bytes at a time, then a final mix so the low bits spread well.
     @inline(__always)
     static func hash(_ key: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        // FNV-1a: short keys, cheap, good enough spread for ids.
-        var h: UInt32 = 2_166_136_261
-        for b in key { h = (h ^ UInt32(b)) &* 16_777_619 }
-        return h
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(key.count)
+        var i = 0
+        let raw = UnsafeRawPointer(key.baseAddress)
+        while i + 8 <= key.count {
+            h = (h ^ raw!.loadUnaligned(fromByteOffset: i, as: UInt64.self).littleEndian) &* 0xFF51_AFD7_ED55_8CCD
+            h ^= h >> 32
+            i += 8
+        }
+        if i < key.count {
+            var w: UInt64 = 0
+            for k in i..<key.count { w |= UInt64(key[k]) << (8 * UInt64(k - i)) }
+            h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
+        }
+        h ^= h >> 29
+        h = h &* 0xC4CE_B9FE_1A85_EC53
+        h ^= h >> 32
+        return UInt32(truncatingIfNeeded: h)
+    }
+
+    @inline(__always)
+    private static func tag(_ hash: UInt32, _ count: Int) -> UInt32 {
+        (hash & 0xFF_FFFF) | UInt32(min(count, 255)) << 24
     }
 
     func key(_ id: Int) -> ArraySlice<UInt8> { arena[offsets[id]..<offsets[id + 1]] }
@@ -42,69 +89,92 @@ struct ByteTable: Sendable {
         }
     }
 
+    /// Whether key `id` sorts before key `otherId` of `other`, byte-wise.
+    func precedes(_ id: Int, _ other: ByteTable, _ otherId: Int) -> Bool {
+        arena.withUnsafeBufferPointer { a in
+            other.arena.withUnsafeBufferPointer { b in
+                let xs = offsets[id], xn = offsets[id + 1] - xs
+                let ys = other.offsets[otherId], yn = other.offsets[otherId + 1] - ys
+                let c = memcmp(a.baseAddress! + xs, b.baseAddress! + ys, min(xn, yn))
+                return c != 0 ? c < 0 : xn < yn
+            }
+        }
+    }
+
     func keyString(_ id: Int) -> String { String(decoding: key(id), as: UTF8.self) }
 
+    /// Whether slot `s` holds `key`; only keys longer than eight bytes read
+    /// the arena.
     @inline(__always)
-    private func equals(_ id: Int, _ key: UnsafeBufferPointer<UInt8>) -> Bool {
+    private func matches(_ s: Slot, _ tag: UInt32, _ prefix: UInt64, _ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard s.tag == tag && s.prefix == prefix else { return false }
+        if key.count <= 8 { return true }
+        let id = Int(s.id - 1)
         let start = offsets[id], end = offsets[id + 1]
         guard end - start == key.count else { return false }
         return arena.withUnsafeBufferPointer { a in
-            key.count == 0 || memcmp(a.baseAddress! + start, key.baseAddress!, key.count) == 0
+            memcmp(a.baseAddress! + start + 8, key.baseAddress! + 8, key.count - 8) == 0
         }
     }
 
     /// The id of `key`, or nil.
     @inline(__always)
     func find(_ key: UnsafeBufferPointer<UInt8>) -> Int? {
-        let h = Self.hash(key)
+        let h = Self.hash(key), tag = Self.tag(h, key.count), prefix = Self.prefix(key)
         var i = Int(h) & mask
         while true {
             let s = slots[i]
-            if s == 0 { return nil }
-            let id = Int(s - 1)
-            if hashes[id] == h && equals(id, key) { return id }
+            if s.id == 0 { return nil }
+            if matches(s, tag, prefix, key) { return Int(s.id - 1) }
             i = (i + 1) & mask
         }
     }
 
+    /// Starts loading the slot where a lookup of `key` begins.
+    @inline(__always)
+    func prefetch(_ key: UnsafeBufferPointer<UInt8>) {
+        let i = Int(Self.hash(key)) & mask
+        slots.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + i) }
+    }
+
     /// The id of `key`, adding it when new.
     @inline(__always)
-    mutating func intern(_ key: UnsafeBufferPointer<UInt8>) -> (id: Int, isNew: Bool) {
-        let h = Self.hash(key)
+    func intern(_ key: UnsafeBufferPointer<UInt8>) -> (id: Int, isNew: Bool) {
+        let h = Self.hash(key), tag = Self.tag(h, key.count), prefix = Self.prefix(key)
         var i = Int(h) & mask
         while true {
             let s = slots[i]
-            if s == 0 { break }
-            let id = Int(s - 1)
-            if hashes[id] == h && equals(id, key) { return (id, false) }
+            if s.id == 0 { break }
+            if matches(s, tag, prefix, key) { return (Int(s.id - 1), false) }
             i = (i + 1) & mask
         }
         let id = count
         arena.append(contentsOf: key)
         offsets.append(arena.count)
         hashes.append(h)
-        slots[i] = Int32(id + 1)
+        slots[i] = Slot(prefix: prefix, tag: tag, id: Int32(id + 1))
         if count * 2 > slots.count { grow() }
         return (id, true)
     }
 
-    mutating func intern(_ key: String) -> Int {
+    func intern(_ key: String) -> Int {
         var k = key
         return k.withUTF8 { intern($0).id }
     }
 
-    private mutating func grow() {
-        let size = slots.count * 2
-        slots = [Int32](repeating: 0, count: size)
-        mask = size - 1
-        for id in 0..<count {
-            var i = Int(hashes[id]) & mask
-            while slots[i] != 0 { i = (i + 1) & mask }
-            slots[i] = Int32(id + 1)
+    private func grow() {
+        let old = slots
+        slots = [Slot](repeating: Slot(prefix: 0, tag: 0, id: 0), count: old.count * 2)
+        mask = slots.count - 1
+        for s in old where s.id != 0 {
+            var i = Int(hashes[Int(s.id - 1)]) & mask
+            while slots[i].id != 0 { i = (i + 1) & mask }
+            slots[i] = s
         }
     }
 }
 
+import MemoryHints
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -114,6 +114,24 @@ struct EventParser {
         return Parsed(person: person, event: program.eventTable.find(type), time: time)
     }
 
+    /// The person of a line that starts `{"citizen":"` with an id free of
+    /// escapes, found without parsing: the reference streams' layout, used
+    /// to look ahead (prefetch) and to route lines to `--jobs` workers. Nil
+    /// for any other layout; the full parse then decides.
+    @inline(__always)
+    static func leadingPerson(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        // {"citizen":"  = 7B 22 63 69 74 69 7A 65 6E 22 3A 22
+        let n = 12
+        guard line.count > n, let base = line.baseAddress,
+              UnsafeRawPointer(base).loadUnaligned(as: UInt64.self).littleEndian == 0x657A_6974_6963_227B,
+              UnsafeRawPointer(base + 8).loadUnaligned(as: UInt32.self).littleEndian == 0x223A_226E
+        else { return nil }
+        var i = n
+        while i < line.count, line[i] != 0x22, line[i] != 0x5C { i += 1 }
+        guard i < line.count, line[i] == 0x22, i > n else { return nil }
+        return UnsafeBufferPointer(rebasing: line[n..<i])
+    }
+
     private enum KeyKind { case citizen, type, time, field }
 
     /// Compares bytes directly: this runs for every key of every line.

@@ -37,7 +37,18 @@ public enum EventStream {
         var parser = EventParser(program: engine.program)
         defer { parser.deallocate() }
         var summary = RunSummary()
+        // Two cursors run ahead of the reader: the far one asks for the
+        // person's table slot, the near one (by then the slot is cached) for
+        // their state, so the fetches overlap the lines in between.
+        var far = LineReader.Lookahead(), near = LineReader.Lookahead()
         while let line = reader.next() {
+            far.lead -= 1; near.lead -= 1
+            while far.lead < 8, let ahead = reader.advance(&far) {
+                if let key = EventParser.leadingPerson(ahead) { engine.prefetchSlot(key) }
+            }
+            while near.lead < 4, let ahead = reader.advance(&near) {
+                if let key = EventParser.leadingPerson(ahead) { engine.prefetchState(key) }
+            }
             if isBlank(line) { summary.blank += 1; continue }
             summary.read += 1
             let number = reader.lineNumber

@@ -7,6 +7,9 @@ final class LineReader {
     private var start = 0
     private var end = 0
     private var atEOF = false
+    /// Bytes moved out of the front of the buffer so far, so that positions
+    /// ahead of the reader survive a refill: absolute = discarded + index.
+    private var discarded = 0
     private(set) var lineNumber = 0
     /// Set when `read` failed; the text of `strerror`.
     private(set) var readError: String? = nil
@@ -53,11 +56,33 @@ final class LineReader {
         return line
     }
 
+    /// A position some lines ahead of the reader, to look at lines before
+    /// they are read. `lead` counts those lines; the owner lowers it by one
+    /// for every line the reader returns.
+    struct Lookahead {
+        var position = 0
+        var lead = 0
+    }
+
+    /// The complete line at `ahead`, moving it one line on; nil when no
+    /// complete line is buffered there yet (nothing is read for it).
+    @inline(__always)
+    func advance(_ ahead: inout Lookahead) -> UnsafeBufferPointer<UInt8>? {
+        var from = ahead.position - discarded
+        if from < start { from = start; ahead.lead = 0 }  // the reader passed it
+        guard from < end, let nl = memchr(buffer + from, 0x0A, end - from) else { return nil }
+        let lineEnd = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+        ahead.position = discarded + lineEnd + 1
+        ahead.lead += 1
+        return UnsafeBufferPointer(start: buffer + from, count: lineEnd - from)
+    }
+
     /// Moves the partial line to the front, grows the buffer if a single
     /// line fills it, and reads more.
     private func fill() {
         if start > 0 {
             memmove(buffer, buffer + start, end - start)
+            discarded += start
             end -= start
             start = 0
         }
