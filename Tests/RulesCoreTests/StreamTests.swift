@@ -162,7 +162,7 @@ struct EventParserTests {
 struct ByteTableTests {
     @Test("interning gives dense ids and finds them again after growing")
     func intern() {
-        var table = ByteTable()
+        let table = ByteTable()
         for i in 0..<10_000 { #expect(table.intern("key\(i)") == i) }
         for i in stride(from: 0, to: 10_000, by: 7) {
             var k = "key\(i)"
@@ -185,7 +185,7 @@ struct ByteTableTests {
 struct WindowBufferTests {
     @Test("entries older than the longest window are dropped; counts use (now − window, now]")
     func eviction() {
-        var b = WindowBuffer(longestWindow: 10, cap: nil)
+        let b = WindowBuffer(longestWindow: 10, cap: nil)
         b.addPerson()
         for t in [1, 2, 5, 11, 12] { b.push(person: 0, time: Int64(t), value: Double(t)) }
         #expect(b.aggregate(person: 0, now: 12, window: 10).count == 3)   // 5, 11, 12
@@ -196,7 +196,7 @@ struct WindowBufferTests {
 
     @Test("a counted rule's buffer keeps only N−1 entries")
     func cap() {
-        var b = WindowBuffer(longestWindow: 1000, cap: 2)
+        let b = WindowBuffer(longestWindow: 1000, cap: 2)
         b.addPerson()
         for t in 1...50 { b.push(person: 0, time: Int64(t), value: 1) }
         #expect(b.aggregate(person: 0, now: 50, window: 1000).count == 2)

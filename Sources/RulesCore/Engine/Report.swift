@@ -189,34 +189,59 @@ struct ReportWriter {
         buffer.reserveCapacity(1 << 16)
     }
 
+    /// The same decisions as `Engine.visit` (which `state(of:)` uses; the
+    /// report tests compare the two), written straight into the buffer with
+    /// no list built per person.
     mutating func append(_ engine: Engine, person p: Int, at time: Int64) {
         buffer.append(contentsOf: open)
-        JSONWriter.appendQuoted(engine.people.key(p), to: &buffer)
+        engine.people.withKey(p) { JSONWriter.appendQuoted($0, to: &buffer) }
         buffer.append(contentsOf: score)
         appendDecimal(engine.store.score(p))
-        var lists: ([Int], [Int], [Int]) = ([], [], [])
-        engine.visit(person: p, at: time) { lists = ($0, $1, $2) }
-        buffer.append(contentsOf: flagsKey); list(lists.0, flagNames)
-        buffer.append(contentsOf: deniedKey); list(lists.1, privilegeNames)
-        buffer.append(contentsOf: grantedKey); list(lists.2, privilegeNames)
+        let context = engine.context, program = engine.program
+        context.focus(person: p, now: time)
+        context.line = 0  // a failure here belongs to the report, not to a line
+        context.evaluateStateRules()
+        buffer.append(contentsOf: flagsKey)
+        var first = true
+        buffer.append(UInt8(ascii: "["))
+        for f in flagNames.indices where context.active(program.flagSlot[f]) || context.stateFlags[f] {
+            name(flagNames[f], &first)
+        }
+        buffer.append(UInt8(ascii: "]"))
+        buffer.append(contentsOf: deniedKey)
+        first = true
+        buffer.append(UInt8(ascii: "["))
+        for q in privilegeNames.indices where context.active(program.denySlot[q]) || context.stateDenied[q] {
+            name(privilegeNames[q], &first)
+        }
+        buffer.append(UInt8(ascii: "]"))
+        buffer.append(contentsOf: grantedKey)
+        first = true
+        buffer.append(UInt8(ascii: "["))
+        for q in privilegeNames.indices where !(context.active(program.denySlot[q]) || context.stateDenied[q])
+            && (context.active(program.grantSlot[q]) || context.stateGranted[q]) {
+            name(privilegeNames[q], &first)
+        }
+        buffer.append(UInt8(ascii: "]"))
         buffer.append(contentsOf: close)
     }
 
-    private mutating func list(_ ids: [Int], _ names: [[UInt8]]) {
-        buffer.append(UInt8(ascii: "["))
-        for (k, id) in ids.enumerated() {
-            if k > 0 { buffer.append(UInt8(ascii: ",")) }
-            buffer.append(contentsOf: names[id])
-        }
-        buffer.append(UInt8(ascii: "]"))
+    @inline(__always)
+    private mutating func name(_ quoted: [UInt8], _ first: inout Bool) {
+        if !first { buffer.append(UInt8(ascii: ",")) }
+        buffer.append(contentsOf: quoted)
+        first = false
     }
 
     private mutating func appendDecimal(_ n: Int64) {
         if n < 0 { buffer.append(UInt8(ascii: "-")) }
-        var digits: [UInt8] = []
-        var m = n.magnitude
-        repeat { digits.append(UInt8(48 + m % 10)); m /= 10 } while m > 0
-        buffer.append(contentsOf: digits.reversed())
+        let m = n.magnitude
+        var divisor: UInt64 = 1
+        while m / divisor >= 10 { divisor *= 10 }
+        repeat {
+            buffer.append(UInt8(48 + (m / divisor) % 10))
+            divisor /= 10
+        } while divisor > 0
     }
 }
 

@@ -144,10 +144,17 @@ enum CompiledEffect {
     case lift(slot: Int)
 }
 
-struct CompiledStateRule {
+/// A class for the same reason as `CompiledEventRule`.
+final class CompiledStateRule: @unchecked Sendable {
     let index: Int
     let condition: Node
     let effects: [(kind: TargetKind, name: Int)]
+
+    init(index: Int, condition: Node, effects: [(kind: TargetKind, name: Int)]) {
+        self.index = index
+        self.condition = condition
+        self.effects = effects
+    }
 }
 
 /// Turns resolved expressions into nodes.

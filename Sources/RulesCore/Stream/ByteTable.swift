@@ -75,17 +75,35 @@ final class ByteTable: @unchecked Sendable {
 
     func key(_ id: Int) -> ArraySlice<UInt8> { arena[offsets[id]..<offsets[id + 1]] }
 
-    /// Ids in byte order of their keys.
+    /// Ids in byte order of their keys. Each id is sorted with its first
+    /// eight bytes as a big-endian word, so most comparisons are one integer
+    /// compare; only equal prefixes compare the whole keys.
     func sortedIds() -> [Int] {
         arena.withUnsafeBufferPointer { a in
             offsets.withUnsafeBufferPointer { o in
                 let base = a.baseAddress ?? UnsafePointer(bitPattern: 1)!
-                return (0..<count).sorted { x, y in
-                    let xs = o[x], xn = o[x + 1] - xs, ys = o[y], yn = o[y + 1] - ys
+                var keyed: [(prefix: UInt64, id: Int)] = (0..<count).map { id in
+                    let start = o[id], n = min(8, o[id + 1] - start)
+                    var w: UInt64 = 0
+                    for k in 0..<n { w |= UInt64(base[start + k]) << (56 - 8 * UInt64(k)) }
+                    return (w, id)
+                }
+                keyed.sort { x, y in
+                    if x.prefix != y.prefix { return x.prefix < y.prefix }
+                    let xs = o[x.id], xn = o[x.id + 1] - xs, ys = o[y.id], yn = o[y.id + 1] - ys
                     let c = memcmp(base + xs, base + ys, min(xn, yn))
                     return c != 0 ? c < 0 : xn < yn
                 }
+                return keyed.map(\.id)
             }
+        }
+    }
+
+    /// Calls `body` with the bytes of key `id`.
+    @inline(__always)
+    func withKey<R>(_ id: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        arena.withUnsafeBufferPointer { a in
+            body(UnsafeBufferPointer(rebasing: a[offsets[id]..<offsets[id + 1]]))
         }
     }
 

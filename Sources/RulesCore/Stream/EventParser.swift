@@ -260,8 +260,19 @@ struct EventParser {
         let open = i
         i += 1
         let start = i
+        // Plain bytes are the common case: eight at a time while no byte of
+        // the word is `"`, `\\`, a control character or non-ASCII.
+        if let base = b.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while i + 8 <= b.count {
+                let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self).littleEndian
+                let special = Self.specialBytes(w)
+                if special != 0 { i += special.trailingZeroBitCount >> 3; break }
+                i += 8
+            }
+        }
         while i < b.count {
-            // Plain bytes are the common case: skip them with one table look-up.
+            // One table look-up per byte for the rest.
             if Self.plain[Int(b[i])] { i += 1; continue }
             let c = b[i]
             if c == UInt8(ascii: "\"") {
@@ -274,6 +285,19 @@ struct EventParser {
             if c >= 0x80 { i = try utf8(b, i) } else { i += 1 }
         }
         throw syntax(b, open, "unterminated string")
+    }
+
+    /// High bit set in each byte of `w` that needs attention in a string;
+    /// the lowest such byte is exact (higher ones may be false alarms,
+    /// which only end the fast loop early).
+    @inline(__always)
+    static func specialBytes(_ w: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func zeroByte(_ x: UInt64) -> UInt64 { (x &- ones) & ~x & highs }
+        let quote = zeroByte(w ^ (ones &* 0x22))
+        let backslash = zeroByte(w ^ (ones &* 0x5C))
+        let control = (w &- ones &* 0x20) & ~w & highs
+        return quote | backslash | control | (w & highs)
     }
 
     private mutating func escapedString(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int, from start: Int) throws -> UnsafeBufferPointer<UInt8> {

@@ -9,6 +9,11 @@ public enum Timestamp {
     }
 
     public static func parse(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
+        parseUTCSeconds(b) ?? parseGeneral(b)
+    }
+
+    /// Every accepted shape (the fast path's one included).
+    static func parseGeneral(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
         var i = 0
         func digits(_ n: Int) -> Int? {
             guard i + n <= b.count else { return nil }
@@ -72,6 +77,26 @@ public enum Timestamp {
         guard i == b.count else { return nil }
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offset)
         return seconds * 1_000_000_000 + nanos
+    }
+
+    /// The common shape `YYYY-MM-DDTHH:MM:SSZ` read at fixed offsets; nil for
+    /// any other shape (then the general parser decides, and explains).
+    @inline(__always)
+    static func parseUTCSeconds(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard b.count == 20, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54, b[13] == 0x3A, b[16] == 0x3A, b[19] == 0x5A
+        else { return nil }
+        @inline(__always) func two(_ k: Int) -> Int {
+            let h = Int(b[k]) &- 48, l = Int(b[k + 1]) &- 48
+            return (UInt(bitPattern: h) < 10 && UInt(bitPattern: l) < 10) ? h * 10 + l : -1
+        }
+        let hi = two(0), lo = two(2), month = two(5), day = two(8)
+        let hour = two(11), minute = two(14), second = two(17)
+        guard hi >= 0, lo >= 0, month >= 1, month <= 12, day >= 1, hour >= 0, hour < 24,
+              minute >= 0, minute < 60, second >= 0, second < 60 else { return nil }
+        let year = hi * 100 + lo
+        guard year >= 1678, year <= 2261, day <= daysIn(month: month, year: year) else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        return (Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)) * 1_000_000_000
     }
 
     static func daysIn(month: Int, year: Int) -> Int {
