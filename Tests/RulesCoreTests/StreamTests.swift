@@ -244,4 +244,21 @@ struct ParallelStreamTests {
         let asOf = Timestamp.parse("2026-06-01")
         #expect(try Self.run(policy, events, jobs: jobs, asOf: asOf).0 == (try Self.run(policy, events, jobs: 1, asOf: asOf).0))
     }
+
+    @Test("lines longer than a read buffer, a last line without a newline, and many blocks")
+    func blockEdges() throws {
+        let policy = "event e { note: string }\ne → +1\n"
+        let long = String(repeating: "x", count: 5 << 20)  // longer than one 4 MiB block
+        var lines: [String] = []
+        for i in 0..<60_000 { lines.append(#"{"citizen":"p\#(i % 97)","type":"e","time":"2026-01-01","note":"n"}"#) }
+        lines.insert(#"{"citizen":"long","type":"e","time":"2026-01-01","note":"\#(long)"}"#, at: 30_000)
+        lines.insert(#"{"citizen":"bad","type":"e","time":"2026-01-01","note":"\#(long)}"#, at: 40_000)
+        let events = lines.joined(separator: "\n")  // no newline at the end
+        let one = try Self.run(policy, events, jobs: 1)
+        let two = try Self.run(policy, events, jobs: 2)
+        #expect(two.0 == one.0)
+        #expect(two.2.read == 60_002 && two.2.applied == 60_001 && two.2.rejected == 1)
+        #expect(two.1.count == 1 && two.1[0].hasPrefix("40001: "))
+        #expect(two.0.contains(#"{"citizen":"long","score":1"#))
+    }
 }

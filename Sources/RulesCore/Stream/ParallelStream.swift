@@ -20,29 +20,42 @@ public enum ParallelStream {
         for w in workers { w.start() }
         // The reader only cuts the input into blocks of whole lines and
         // numbers them; every worker scans every block and takes its lines.
-        var carry: [UInt8] = []
+        // Blocks are filled in a few reused buffers (fresh memory for each
+        // would cost a page fault per 4 KiB of input).
+        let pool = BlockPool(count: 2 * count + 2, size: 1 << 22)
+        var carry: [UInt8] = []   // the start of a line cut by the last block
         var nextLine = 1
         var readError: String? = nil
-        let chunk = 1 << 22
-        var buffer = [UInt8](repeating: 0, count: chunk)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, chunk) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                readError = String(cString: strerror(errno))
+        var atEnd = false
+        while !atEnd {
+            // A line longer than half a pooled buffer gets a buffer of its own.
+            let pooled = carry.count <= pool.size / 2
+            let storage = pooled ? pool.take() : .allocate(capacity: 2 * carry.count)
+            _ = storage.initialize(from: carry)
+            var filled = carry.count
+            carry.removeAll(keepingCapacity: true)
+            while filled < storage.count {
+                let n = read(fd, storage.baseAddress! + filled, storage.count - filled)
+                if n > 0 { filled += n; continue }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { readError = String(cString: strerror(errno)) }
+                atEnd = true
                 break
             }
-            if n == 0 { break }
-            guard let lastNewline = buffer[0..<n].lastIndex(of: 0x0A) else {
-                carry += buffer[0..<n]
+            var end = filled  // the block: whole lines, or all that is left
+            if !atEnd {
+                end = filled
+                while end > 0 && storage[end - 1] != 0x0A { end -= 1 }
+                carry.append(contentsOf: UnsafeBufferPointer(rebasing: storage[end..<filled]))
+            }
+            if end == 0 {
+                pooled ? pool.give(storage) : storage.deallocate()
                 continue
             }
-            let block = Block(carry + buffer[0...lastNewline], firstLine: nextLine)
+            let block = Block(storage, count: end, firstLine: nextLine, users: count, pool: pooled ? pool : nil)
             nextLine += block.lineCount
-            carry = Array(buffer[(lastNewline + 1)..<n])
             for w in workers { w.send(block) }
         }
-        if !carry.isEmpty { for w in workers { w.send(Block(carry + [0x0A], firstLine: nextLine)) } }
         for w in workers { w.finish() }
         var summary = RunSummary()
         summary.readError = readError
@@ -69,25 +82,72 @@ public enum ParallelStream {
         Engine.evaluationNotes(result.engines)
     }
 
-    /// Whole lines of the input, shared read-only by every worker.
+    /// Whole lines of the input (the last block may end without a
+    /// newline), shared read-only by every worker; its buffer goes back to
+    /// the pool when the last worker is done with it.
     final class Block: @unchecked Sendable {
-        let bytes: [UInt8]
+        let bytes: UnsafeBufferPointer<UInt8>
         let firstLine: Int
         let lineCount: Int
+        private let storage: UnsafeMutableBufferPointer<UInt8>
+        private let pool: BlockPool?
+        private var users: Int
+        private let lock = NSLock()
 
-        init(_ bytes: [UInt8], firstLine: Int) {
-            self.bytes = bytes
+        init(_ storage: UnsafeMutableBufferPointer<UInt8>, count: Int, firstLine: Int, users: Int, pool: BlockPool?) {
+            self.storage = storage
+            self.pool = pool
+            self.users = users
+            bytes = UnsafeBufferPointer(rebasing: storage[0..<count])
             self.firstLine = firstLine
             var n = 0
-            bytes.withUnsafeBufferPointer { all in
-                guard var p = all.baseAddress else { return }
-                let end = p + all.count
-                while p < end, let nl = memchr(p, 0x0A, end - p) {
-                    n += 1
-                    p = UnsafePointer(nl.assumingMemoryBound(to: UInt8.self)) + 1
-                }
+            var p = bytes.baseAddress!
+            let end = p + count
+            while p < end, let nl = memchr(p, 0x0A, end - p) {
+                n += 1
+                p = UnsafePointer(nl.assumingMemoryBound(to: UInt8.self)) + 1
             }
+            if count > 0 && bytes[count - 1] != 0x0A { n += 1 }
             lineCount = n
+        }
+
+        /// Called once by each worker after its scan.
+        func release() {
+            lock.lock()
+            users -= 1
+            let last = users == 0
+            lock.unlock()
+            guard last else { return }
+            if let pool { pool.give(storage) } else { storage.deallocate() }
+        }
+    }
+
+    /// Reused input buffers; `take` waits while all are in use.
+    final class BlockPool: @unchecked Sendable {
+        let size: Int
+        private var free: [UnsafeMutableBufferPointer<UInt8>]
+        private var all: [UnsafeMutableBufferPointer<UInt8>]
+        private let lock = NSLock()
+        private let available: DispatchSemaphore
+
+        init(count: Int, size: Int) {
+            self.size = size
+            all = (0..<count).map { _ in .allocate(capacity: size) }
+            free = all
+            available = DispatchSemaphore(value: count)
+        }
+
+        deinit { for b in all { b.deallocate() } }
+
+        func take() -> UnsafeMutableBufferPointer<UInt8> {
+            available.wait()
+            lock.lock(); defer { lock.unlock() }
+            return free.removeLast()
+        }
+
+        func give(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+            lock.lock(); free.append(buffer); lock.unlock()
+            available.signal()
         }
     }
 
@@ -173,7 +233,8 @@ public enum ParallelStream {
 
         private func loop() {
             while let block = take() {
-                block.bytes.withUnsafeBufferPointer { all in scan(all, firstLine: block.firstLine) }
+                scan(block.bytes, firstLine: block.firstLine)
+                block.release()
             }
             parser.deallocate()
             router.parser.deallocate()
