@@ -7,15 +7,26 @@ public final class Engine {
     let people = ByteTable(capacity: 1024)
     /// The latest time of any applied event (nil before the first).
     public private(set) var clock: Int64? = nil
-    /// The audit trail, when asked for; nil costs one check per event.
-    var tracer: Tracer? = nil
+    /// The audit trail, when asked for; off costs one check per event.
+    var tracer: Tracer? = nil {
+        didSet { tracing = tracer != nil }
+    }
+    private var tracing = false
 
-    // Scratch space reused for every event. `fired` stays readable after
-    // `apply`: the rules that fired on the last event, with their rounded
-    // score change, in source order (tests and explanations read it).
-    private(set) var fired: [(rule: CompiledEventRule, amounts: Int64)] = []
-    private var matched: [Bool] = []
-    private var pendingFeeds: [(buffer: Int, value: Double)] = []
+    // Scratch space for one event, sized once for the largest event type
+    // (plain memory: no reference counting on the per-event path).
+    private let firedSteps: UnsafeMutableBufferPointer<(step: Int, amount: Int64)>
+    private var firedCount = 0
+    private let matched: UnsafeMutableBufferPointer<Bool>
+    private let pendingFeeds: UnsafeMutableBufferPointer<(buffer: Int, value: Double)>
+
+    /// The rules that fired on the last event, with their rounded score
+    /// change, in source order (tests, explanations and the trail read it).
+    var fired: [(rule: CompiledEventRule, amounts: Int64)] {
+        (0..<firedCount).map { k in
+            (program.eventRules[program.steps.rules[firedSteps[k].step].index], firedSteps[k].amount)
+        }
+    }
 
     public init(program: Program) {
         self.program = program
@@ -24,6 +35,15 @@ public final class Engine {
         }
         store = PersonStore(slotCount: program.slotCount, buffers: buffers)
         context = EvalContext(program: program, state: store)
+        firedSteps = .allocate(capacity: max(1, program.steps.maxRules))
+        matched = .allocate(capacity: max(1, program.steps.maxRules))
+        pendingFeeds = .allocate(capacity: max(1, program.steps.maxFeeds))
+    }
+
+    deinit {
+        firedSteps.deallocate()
+        matched.deallocate()
+        pendingFeeds.deallocate()
     }
 
     /// Starts a new event: forget the previous event's fields.
@@ -60,46 +80,57 @@ public final class Engine {
         }
         store.setLastTime(person, time)
         clock = max(clock ?? time, time)
-        if let tracer { tracer.before(person: person, isNew: isNew, time: time, engine: self) }
-        fired.removeAll(keepingCapacity: true)
+        if tracing { tracer!.before(person: person, isNew: isNew, time: time, engine: self) }
+        firedCount = 0
         if let event {
             context.focus(person: person, now: time)
-            evaluateRules(program.rulesByEvent[event])
-            feedBuffers(event)
+            let rules = program.steps.rulesOfEvent[event]
+            evaluateRules(rules)
+            feedBuffers(event, rules)
             applyEffects()
         }
-        if let tracer { tracer.after(person: person, time: time, engine: self) }
+        if tracing { tracer!.after(person: person, time: time, engine: self) }
         return nil
     }
 
     /// Phase 1: every rule of the event's type against the state before it.
     @inline(__always)
-    private func evaluateRules(_ rules: [CompiledEventRule]) {
-        matched.removeAll(keepingCapacity: true)
-        for rule in rules {
+    private func evaluateRules(_ range: Range<Int>) {
+        let steps = program.steps
+        var counted = 0
+        firedCount = 0
+        for r in range {
+            let rule = steps.rules[r]
             var ok = true
             if let condition = rule.condition {
                 let v = condition.eval(context)
                 if case .bool(let b) = v { ok = b } else { context.noteFailure(rule: rule.index, v); ok = false }
             }
             if rule.count > 0 {
-                matched.append(ok)
+                matched[counted] = ok
+                counted += 1
                 if ok {
-                    let (inWindow, _) = store.buffers[rule.counter].aggregate(
-                        person: context.person, now: context.now, window: rule.window)
+                    let (inWindow, _) = store.buffer(rule.counter) {
+                        $0.aggregate(person: context.person, now: context.now, window: rule.window)
+                    }
                     ok = inWindow + 1 >= rule.count
                 }
             }
-            if ok, let amount = scoreChange(rule) { fired.append((rule, amount)) }
+            if ok, let amount = scoreChange(rule) {
+                firedSteps[firedCount] = (r, amount)
+                firedCount += 1
+            }
         }
     }
 
     /// The rule's score change, each `±EXPR` rounded on its own; nil when an
     /// expression fails (then the whole rule does not fire).
     @inline(__always)
-    private func scoreChange(_ rule: CompiledEventRule) -> Int64? {
+    private func scoreChange(_ rule: EventSteps.Rule) -> Int64? {
+        guard rule.changesScore else { return 0 }
         var total: Int64 = 0
-        for case .score(let node) in rule.effects {
+        for e in rule.effects {
+            guard let node = program.steps.effects[e].amount else { continue }
             let v = node.eval(context)
             guard case .number(let x) = v else { context.noteFailure(rule: rule.index, v); return nil }
             total &+= Arithmetic.roundScore(x)
@@ -110,47 +141,55 @@ public final class Engine {
     /// Phase 2: record the event in the window buffers that count it. The
     /// conditions see the state before the event, like the rules did.
     @inline(__always)
-    private func feedBuffers(_ event: Int) {
+    private func feedBuffers(_ event: Int, _ range: Range<Int>) {
+        let steps = program.steps
         let person = context.person, now = context.now
-        var k = 0
-        for rule in program.rulesByEvent[event] where rule.count > 0 {
-            if matched[k] { store.buffers[rule.counter].push(person: person, time: now, value: 1) }
-            k += 1
+        var counted = 0
+        for r in range where steps.rules[r].count > 0 {
+            if matched[counted] { store.buffer(steps.rules[r].counter) { $0.push(person: person, time: now, value: 1) } }
+            counted += 1
         }
-        let feeds = program.feedsByEvent[event]
+        let feeds = steps.feedsOfEvent[event]
         if feeds.isEmpty { return }
-        pendingFeeds.removeAll(keepingCapacity: true)
-        for b in feeds {
-            if let condition = program.bufferConditions[b] {
+        var pending = 0
+        for f in feeds {
+            let feed = steps.feeds[f]
+            if let condition = feed.condition {
                 guard case .bool(true) = condition.eval(context) else { continue }
             }
             var value = 1.0
-            let field = program.bufferField[b]
-            if field >= 0 {
-                guard case .number(let x)? = context.fields.value(field) else { continue }
+            if feed.field >= 0 {
+                guard case .number(let x)? = context.fields.value(feed.field) else { continue }
                 value = x
             }
-            pendingFeeds.append((b, value))
+            pendingFeeds[pending] = (feed.buffer, value)
+            pending += 1
         }
-        for (b, value) in pendingFeeds { store.buffers[b].push(person: person, time: now, value: value) }
+        for k in 0..<pending {
+            let (b, value) = pendingFeeds[k]
+            store.buffer(b) { $0.push(person: person, time: now, value: value) }
+        }
     }
 
     /// Phase 3: effects in source order; the score clamped once.
     @inline(__always)
     private func applyEffects() {
-        if fired.isEmpty { return }
+        if firedCount == 0 { return }
+        let steps = program.steps
         let person = context.person, now = context.now
         var delta: Int64 = 0
-        for (rule, amount) in fired {
+        for k in 0..<firedCount {
+            let (r, amount) = firedSteps[k]
             delta &+= amount
-            for effect in rule.effects {
-                switch effect {
+            for e in steps.rules[r].effects {
+                let effect = steps.effects[e]
+                switch effect.kind {
                 case .score: break
-                case .set(let slot, let duration):
-                    let end = duration.map { now.addingReportingOverflow($0).overflow ? PersonStore.forever : now + $0 } ?? PersonStore.forever
-                    store.setEnd(person, slot, max(store.end(person, slot), end))
-                case .lift(let slot):
-                    if slot >= 0 { store.setEnd(person, slot, PersonStore.none) }
+                case .set:
+                    let end = effect.duration.map { now.addingReportingOverflow($0).overflow ? PersonStore.forever : now + $0 } ?? PersonStore.forever
+                    store.setEnd(person, effect.slot, max(store.end(person, effect.slot), end))
+                case .lift:
+                    if effect.slot >= 0 { store.setEnd(person, effect.slot, PersonStore.none) }
                 }
             }
         }

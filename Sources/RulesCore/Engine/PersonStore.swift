@@ -18,10 +18,23 @@ final class PersonStore {
     static let none = Int64.min
     static let forever = Int64.max
 
+    /// The same buffers, unretained (`buffers` keeps them alive): the
+    /// per-event path reaches them without reference counting.
+    private let bufferRefs: UnsafeMutableBufferPointer<Unmanaged<WindowBuffer>>
+
     init(slotCount: Int, buffers: [WindowBuffer]) {
         self.slotCount = slotCount
         self.stride = 2 + slotCount
         self.buffers = buffers
+        bufferRefs = .allocate(capacity: max(1, buffers.count))
+        for (i, b) in buffers.enumerated() { bufferRefs[i] = .passUnretained(b) }
+    }
+
+    deinit { bufferRefs.deallocate() }
+
+    @inline(__always)
+    func buffer<R>(_ b: Int, _ body: (WindowBuffer) -> R) -> R {
+        bufferRefs[b]._withUnsafeGuaranteedRef(body)
     }
 
     @inline(__always) func score(_ person: Int) -> Int64 { rows[person &* stride] }
@@ -36,7 +49,7 @@ final class PersonStore {
     @inline(__always)
     func prefetch(_ person: Int) {
         rows.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + person &* stride) }
-        for b in buffers.indices { buffers[b].prefetch(person) }
+        for b in buffers.indices { buffer(b) { $0.prefetch(person) } }
     }
 
     func addPerson(score: Int64) {

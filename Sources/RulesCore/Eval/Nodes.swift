@@ -165,7 +165,7 @@ final class AggregateNode: Node {
     let isSum: Bool
     init(buffer: Int, window: Int64, isSum: Bool) { self.buffer = buffer; self.window = window; self.isSum = isSum }
     override func eval(_ c: EvalContext) -> Value {
-        let (count, sum) = c.state.buffers[buffer].aggregate(person: c.person, now: c.now, window: window)
+        let (count, sum) = c.state.buffer(buffer) { $0.aggregate(person: c.person, now: c.now, window: window) }
         return .number(isSum ? sum : Double(count))
     }
 }

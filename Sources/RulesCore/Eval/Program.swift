@@ -7,6 +7,8 @@ public final class Program: @unchecked Sendable {
     let eventTable: ByteTable
     let fieldTable: ByteTable
     let rulesByEvent: [[CompiledEventRule]]
+    /// The same rules by global index.
+    let eventRules: [CompiledEventRule]
     /// Window buffers (other than counted rules') fed by each event type.
     let feedsByEvent: [[Int]]
     let bufferConditions: [Node?]
@@ -24,6 +26,8 @@ public final class Program: @unchecked Sendable {
     let bufferField: [Int]
     let minScore: Int64?
     let maxScore: Int64?
+    /// The per-event path's view of the rules, reference-free (`EventSteps`).
+    let steps: EventSteps
     /// Owns the bytes of string constants that nodes point into.
     private let constantBytes: [UnsafeMutableBufferPointer<UInt8>]
 
@@ -89,6 +93,7 @@ public final class Program: @unchecked Sendable {
                 effects: effects))
         }
         rulesByEvent = byEvent
+        eventRules = byEvent.joined().sorted { $0.index < $1.index }
 
         var feeds = [[Int]](repeating: [], count: policy.events.count)
         var conditions: [Node?] = []
@@ -102,10 +107,12 @@ public final class Program: @unchecked Sendable {
             CompiledStateRule(index: policy.eventRules.count + i, condition: compiler.compile(r.condition), effects: r.effects)
         }
         constantBytes = compiler.constantBytes
+        steps = EventSteps(rulesByEvent: byEvent, feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField)
     }
 
     deinit {
         for b in constantBytes { b.deallocate() }
+        steps.deallocate()
     }
 
     /// The rule with global index `i`: event rules first, then state rules
@@ -198,4 +205,113 @@ struct NodeCompiler {
         constantBytes.append(buffer)
         return ByteString(base: UnsafePointer(buffer.baseAddress!), count: bytes.count)
     }
+}
+
+/// What the engine does per event, as flat tables of plain values.
+///
+/// Every copy of a reference out of an array costs an atomic retain and
+/// release; per event that was a quarter of the engine's time (perf,
+/// docs/PERFORMANCE.md). Here rules, effects and feeds are structs with no
+/// references in memory the program owns, and nodes are `Unmanaged`: the
+/// program's `rulesByEvent`, `bufferConditions` and `stateRules` keep every
+/// node alive for as long as the program lives, and a program outlives its
+/// engines (each holds it).
+struct EventSteps: @unchecked Sendable {
+    struct Rule {
+        let index: Int
+        let condition: Unmanaged<Node>?
+        /// 0 for a rule without a count.
+        let count: Int
+        let window: Int64
+        let counter: Int
+        let effects: Range<Int>
+        let changesScore: Bool
+    }
+
+    struct Effect {
+        enum Kind: UInt8 { case score, set, lift }
+        let kind: Kind
+        /// The slot for `set` / `lift` (negative: nothing to lift).
+        let slot: Int
+        /// For `set`: how long; nil means until lifted.
+        let duration: Int64?
+        /// For `score`: the amount.
+        let amount: Unmanaged<Node>?
+    }
+
+    struct Feed {
+        let buffer: Int
+        let condition: Unmanaged<Node>?
+        /// The field summed, or -1 when only counted.
+        let field: Int
+    }
+
+    let rules: UnsafeMutableBufferPointer<Rule>
+    let rulesOfEvent: UnsafeMutableBufferPointer<Range<Int>>
+    let effects: UnsafeMutableBufferPointer<Effect>
+    let feeds: UnsafeMutableBufferPointer<Feed>
+    let feedsOfEvent: UnsafeMutableBufferPointer<Range<Int>>
+    /// The most rules / feeds any one event type has (scratch sizes).
+    let maxRules: Int
+    let maxFeeds: Int
+
+    init(rulesByEvent: [[CompiledEventRule]], feedsByEvent: [[Int]], bufferConditions: [Node?], bufferField: [Int]) {
+        var rules: [Rule] = [], effects: [Effect] = [], ranges: [Range<Int>] = []
+        for list in rulesByEvent {
+            let first = rules.count
+            for rule in list {
+                let start = effects.count
+                for effect in rule.effects {
+                    switch effect {
+                    case .score(let node):
+                        effects.append(Effect(kind: .score, slot: -1, duration: nil, amount: .passUnretained(node)))
+                    case .set(let slot, let duration):
+                        effects.append(Effect(kind: .set, slot: slot, duration: duration, amount: nil))
+                    case .lift(let slot):
+                        effects.append(Effect(kind: .lift, slot: slot, duration: nil, amount: nil))
+                    }
+                }
+                rules.append(Rule(index: rule.index, condition: rule.condition.map { .passUnretained($0) },
+                                  count: rule.count, window: rule.window, counter: rule.counter,
+                                  effects: start..<effects.count,
+                                  changesScore: effects[start...].contains { $0.kind == .score }))
+            }
+            ranges.append(first..<rules.count)
+        }
+        var feeds: [Feed] = [], feedRanges: [Range<Int>] = []
+        for list in feedsByEvent {
+            let first = feeds.count
+            for b in list {
+                feeds.append(Feed(buffer: b, condition: bufferConditions[b].map { .passUnretained($0) }, field: bufferField[b]))
+            }
+            feedRanges.append(first..<feeds.count)
+        }
+        self.rules = Self.copy(rules)
+        self.rulesOfEvent = Self.copy(ranges)
+        self.effects = Self.copy(effects)
+        self.feeds = Self.copy(feeds)
+        self.feedsOfEvent = Self.copy(feedRanges)
+        maxRules = ranges.map(\.count).max() ?? 0
+        maxFeeds = feedRanges.map(\.count).max() ?? 0
+    }
+
+    private static func copy<T>(_ items: [T]) -> UnsafeMutableBufferPointer<T> {
+        let buffer = UnsafeMutableBufferPointer<T>.allocate(capacity: max(1, items.count))
+        _ = buffer.initialize(from: items)
+        return UnsafeMutableBufferPointer(rebasing: buffer[0..<items.count])
+    }
+
+    func deallocate() {
+        for b in [UnsafeMutableRawPointer(rules.baseAddress), UnsafeMutableRawPointer(rulesOfEvent.baseAddress),
+                  UnsafeMutableRawPointer(effects.baseAddress), UnsafeMutableRawPointer(feeds.baseAddress),
+                  UnsafeMutableRawPointer(feedsOfEvent.baseAddress)] {
+            b?.deallocate()
+        }
+    }
+}
+
+extension Unmanaged where Instance == Node {
+    /// Evaluates the node without retaining it (the program keeps it alive).
+    @inline(__always)
+    func eval(_ c: EvalContext) -> Value { _withUnsafeGuaranteedRef { $0.eval(c) } }
 }
