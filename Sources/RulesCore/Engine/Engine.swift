@@ -205,8 +205,10 @@ public final class Engine {
     }
 
     private func validateDeclaredFields(_ event: Int) -> String? {
-        guard let declared = program.declaredFields[event] else { return nil }
-        for (field, type) in declared {
+        let steps = program.steps
+        guard steps.isDeclared[event] else { return nil }
+        for d in steps.declaredOfEvent[event] {
+            let (field, type) = steps.declared[d]
             // Names are looked up only to build a rejection's reason.
             var name: String { program.policy.fields[field] }
             var eventName: String { program.policy.events[event].name }

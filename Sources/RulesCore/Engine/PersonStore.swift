@@ -7,7 +7,10 @@ import MemoryHints
 /// (not one array per field) means applying an event touches one cache line
 /// of state, not three: with 100k people most rows are cold.
 final class PersonStore {
-    private(set) var rows: [Int64] = []
+    /// `count` rows of `stride` words, in plain memory that grows by
+    /// doubling (an array would be retained around every access).
+    private var rows: UnsafeMutablePointer<Int64>
+    private var capacity = 0
     /// End times per person: `Self.none` when not set, `Self.forever` when set
     /// until lifted.
     let slotCount: Int
@@ -26,37 +29,54 @@ final class PersonStore {
         self.slotCount = slotCount
         self.stride = 2 + slotCount
         self.buffers = buffers
-        bufferRefs = .allocate(capacity: max(1, buffers.count))
-        for (i, b) in buffers.enumerated() { bufferRefs[i] = .passUnretained(b) }
+        rows = .allocate(capacity: 1)
+        let refs = UnsafeMutableBufferPointer<Unmanaged<WindowBuffer>>.allocate(capacity: max(1, buffers.count))
+        for (i, b) in buffers.enumerated() { refs[i] = .passUnretained(b) }
+        bufferRefs = UnsafeMutableBufferPointer(rebasing: refs[0..<buffers.count])
     }
 
-    deinit { bufferRefs.deallocate() }
+    deinit {
+        rows.deallocate()
+        UnsafeMutableRawPointer(bufferRefs.baseAddress)?.deallocate()
+    }
 
     @inline(__always)
     func buffer<R>(_ b: Int, _ body: (WindowBuffer) -> R) -> R {
         bufferRefs[b]._withUnsafeGuaranteedRef(body)
     }
 
-    @inline(__always) func score(_ person: Int) -> Int64 { rows[person &* stride] }
-    @inline(__always) func setScore(_ person: Int, _ s: Int64) { rows[person &* stride] = s }
-    @inline(__always) func lastTime(_ person: Int) -> Int64 { rows[person &* stride &+ 1] }
-    @inline(__always) func setLastTime(_ person: Int, _ t: Int64) { rows[person &* stride &+ 1] = t }
+    // Unchecked in release: person ids come from the engine's own table.
+    @inline(__always) func score(_ person: Int) -> Int64 { assert(person < count); return rows[person &* stride] }
+    @inline(__always) func setScore(_ person: Int, _ s: Int64) { assert(person < count); rows[person &* stride] = s }
+    @inline(__always) func lastTime(_ person: Int) -> Int64 { assert(person < count); return rows[person &* stride &+ 1] }
+    @inline(__always) func setLastTime(_ person: Int, _ t: Int64) { assert(person < count); rows[person &* stride &+ 1] = t }
     /// When what sits in `slot` ends for `person`.
-    @inline(__always) func end(_ person: Int, _ slot: Int) -> Int64 { rows[person &* stride &+ 2 &+ slot] }
+    @inline(__always) func end(_ person: Int, _ slot: Int) -> Int64 {
+        assert(person < count && slot < slotCount)
+        return rows[person &* stride &+ 2 &+ slot]
+    }
     @inline(__always) func setEnd(_ person: Int, _ slot: Int, _ t: Int64) { rows[person &* stride &+ 2 &+ slot] = t }
 
     /// Starts loading a person's row and window entries.
     @inline(__always)
     func prefetch(_ person: Int) {
-        rows.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + person &* stride) }
-        for b in buffers.indices { buffer(b) { $0.prefetch(person) } }
+        rules_prefetch(rows + person &* stride)
+        for b in bufferRefs { b._withUnsafeGuaranteedRef { $0.prefetch(person) } }
     }
 
     func addPerson(score: Int64) {
-        rows.append(score)
-        rows.append(Int64.min)
-        for _ in 0..<slotCount { rows.append(Self.none) }
-        for i in buffers.indices { buffers[i].addPerson() }
+        if count == capacity {
+            capacity = max(1024, capacity * 2)
+            let bigger = UnsafeMutablePointer<Int64>.allocate(capacity: capacity * stride)
+            bigger.update(from: rows, count: count * stride)
+            rows.deallocate()
+            rows = bigger
+        }
+        let row = rows + count * stride
+        row[0] = score
+        row[1] = Int64.min
+        for k in 0..<slotCount { row[2 + k] = Self.none }
+        for b in buffers { b.addPerson() }
         count += 1
     }
 }
@@ -65,11 +85,10 @@ final class PersonStore {
 /// person, oldest first. Entries older than the longest window that reads the
 /// buffer are dropped; a counted rule's buffer keeps at most N-1 entries.
 ///
-/// Small caps (`3 speeding within 30 days` keeps 2) live inline in one flat
-/// array, `cap` entries per person, so a push or a count touches one place;
-/// other buffers keep an array per person.
-/// A class: the engine mutates it in place through the store's array (a
-/// struct there would be checked for uniqueness and retained on each push).
+/// Small caps (`3 speeding within 30 days` keeps 2) live inline in plain
+/// memory, `cap` entries per person, so a push or a count touches one place
+/// and no array is retained; other buffers keep an array per person.
+/// A class: the engine mutates it in place.
 final class WindowBuffer {
     struct Entry {
         var time: Int64
@@ -80,39 +99,56 @@ final class WindowBuffer {
     let cap: Int?
     /// Caps up to this size are stored inline.
     static let inlineCap = 8
+    /// Entries per person stored inline (0 when the lists are used).
+    private let width: Int
     private let inline: Bool
-    private var flat: [Entry] = []       // inline: `cap` per person
-    private var counts: [UInt8] = []     // inline: entries in use per person
-    private var lists: [[Entry]] = []    // otherwise
+    private var flat: UnsafeMutablePointer<Entry>    // inline: `width` per person
+    private var counts: UnsafeMutablePointer<UInt8>  // inline: entries in use per person
+    private var people = 0, capacity = 0
+    private var lists: [[Entry]] = []                // otherwise
 
     init(longestWindow: Int64, cap: Int?) {
         self.longestWindow = longestWindow
         self.cap = cap
         inline = cap.map { $0 <= Self.inlineCap } ?? false
+        width = inline ? cap! : 0
+        flat = .allocate(capacity: 1)
+        counts = .allocate(capacity: 1)
+    }
+
+    deinit {
+        flat.deallocate()
+        counts.deallocate()
     }
 
     @inline(__always)
     func prefetch(_ person: Int) {
-        if inline, cap! > 0 { flat.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + person &* cap!) } }
+        if width > 0 { rules_prefetch(flat + person &* width) }
     }
 
     func addPerson() {
-        if inline {
-            counts.append(0)
-            for _ in 0..<cap! { flat.append(Entry(time: 0, value: 0)) }
-        } else {
-            lists.append([])
+        guard inline else { lists.append([]); return }
+        if people == capacity {
+            capacity = max(1024, capacity * 2)
+            let biggerFlat = UnsafeMutablePointer<Entry>.allocate(capacity: max(1, capacity * width))
+            biggerFlat.update(from: flat, count: people * width)
+            flat.deallocate()
+            flat = biggerFlat
+            let biggerCounts = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+            biggerCounts.update(from: counts, count: people)
+            counts.deallocate()
+            counts = biggerCounts
         }
+        counts[people] = 0
+        people += 1
     }
 
     /// Matching events in `(now − window, now]`, and the sum of their values.
     @inline(__always)
     func aggregate(person: Int, now: Int64, window: Int64) -> (count: Int, sum: Double) {
         if inline {
-            let base = person &* cap!
-            return flat.withUnsafeBufferPointer {
-                Self.aggregate(UnsafeBufferPointer(rebasing: $0[base..<base + Int(counts[person])]), now: now, window: window)
-            }
+            return Self.aggregate(UnsafeBufferPointer(start: flat + person &* width, count: Int(counts[person])),
+                                  now: now, window: window)
         }
         return lists[person].withUnsafeBufferPointer { Self.aggregate($0, now: now, window: window) }
     }
@@ -135,8 +171,7 @@ final class WindowBuffer {
     /// The times kept for a person, oldest first (the audit trail reads them).
     func times(person: Int) -> [Int64] {
         if inline {
-            let base = person * cap!
-            return flat[base..<base + Int(counts[person])].map(\.time)
+            return UnsafeBufferPointer(start: flat + person * width, count: Int(counts[person])).map(\.time)
         }
         return lists[person].map(\.time)
     }
@@ -155,16 +190,14 @@ final class WindowBuffer {
 
     @inline(__always)
     private func pushInline(person: Int, time: Int64, value: Double) {
-        let cap = self.cap!
+        let cap = width
         if cap == 0 { return }
-        let base = person &* cap, n = Int(counts[person]), from = time &- longestWindow
-        flat.withUnsafeMutableBufferPointer { f in
-            var drop = 0
-            while drop < n && f[base + drop].time <= from { drop += 1 }
-            if n - drop >= cap { drop = n - cap + 1 }
-            if drop > 0 { for k in drop..<n { f[base + k - drop] = f[base + k] } }
-            f[base + n - drop] = Entry(time: time, value: value)
-            counts[person] = UInt8(n - drop + 1)
-        }
+        let f = flat + person &* cap, n = Int(counts[person]), from = time &- longestWindow
+        var drop = 0
+        while drop < n && f[drop].time <= from { drop += 1 }
+        if n - drop >= cap { drop = n - cap + 1 }
+        if drop > 0 { for k in drop..<n { f[k - drop] = f[k] } }
+        f[n - drop] = Entry(time: time, value: value)
+        counts[person] = UInt8(n - drop + 1)
     }
 }

@@ -107,7 +107,8 @@ public final class Program: @unchecked Sendable {
             CompiledStateRule(index: policy.eventRules.count + i, condition: compiler.compile(r.condition), effects: r.effects)
         }
         constantBytes = compiler.constantBytes
-        steps = EventSteps(rulesByEvent: byEvent, feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField)
+        steps = EventSteps(rulesByEvent: byEvent, feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField,
+                           declaredFields: declaredFields)
     }
 
     deinit {
@@ -251,11 +252,17 @@ struct EventSteps: @unchecked Sendable {
     let effects: UnsafeMutableBufferPointer<Effect>
     let feeds: UnsafeMutableBufferPointer<Feed>
     let feedsOfEvent: UnsafeMutableBufferPointer<Range<Int>>
+    /// Declared fields and their types; an event type without declarations
+    /// has none here and `isDeclared` false.
+    let declared: UnsafeMutableBufferPointer<(field: Int, type: ValueType)>
+    let declaredOfEvent: UnsafeMutableBufferPointer<Range<Int>>
+    let isDeclared: UnsafeMutableBufferPointer<Bool>
     /// The most rules / feeds any one event type has (scratch sizes).
     let maxRules: Int
     let maxFeeds: Int
 
-    init(rulesByEvent: [[CompiledEventRule]], feedsByEvent: [[Int]], bufferConditions: [Node?], bufferField: [Int]) {
+    init(rulesByEvent: [[CompiledEventRule]], feedsByEvent: [[Int]], bufferConditions: [Node?], bufferField: [Int],
+         declaredFields: [[(field: Int, type: ValueType)]?]) {
         var rules: [Rule] = [], effects: [Effect] = [], ranges: [Range<Int>] = []
         for list in rulesByEvent {
             let first = rules.count
@@ -286,6 +293,15 @@ struct EventSteps: @unchecked Sendable {
             }
             feedRanges.append(first..<feeds.count)
         }
+        var declared: [(field: Int, type: ValueType)] = [], declaredRanges: [Range<Int>] = []
+        for list in declaredFields {
+            let first = declared.count
+            declared += list ?? []
+            declaredRanges.append(first..<declared.count)
+        }
+        self.declared = Self.copy(declared)
+        self.declaredOfEvent = Self.copy(declaredRanges)
+        self.isDeclared = Self.copy(declaredFields.map { $0 != nil })
         self.rules = Self.copy(rules)
         self.rulesOfEvent = Self.copy(ranges)
         self.effects = Self.copy(effects)
@@ -304,7 +320,8 @@ struct EventSteps: @unchecked Sendable {
     func deallocate() {
         for b in [UnsafeMutableRawPointer(rules.baseAddress), UnsafeMutableRawPointer(rulesOfEvent.baseAddress),
                   UnsafeMutableRawPointer(effects.baseAddress), UnsafeMutableRawPointer(feeds.baseAddress),
-                  UnsafeMutableRawPointer(feedsOfEvent.baseAddress)] {
+                  UnsafeMutableRawPointer(feedsOfEvent.baseAddress), UnsafeMutableRawPointer(declared.baseAddress),
+                  UnsafeMutableRawPointer(declaredOfEvent.baseAddress), UnsafeMutableRawPointer(isDeclared.baseAddress)] {
             b?.deallocate()
         }
     }

@@ -20,7 +20,8 @@ final class ByteTable: @unchecked Sendable {
         var id: Int32         // id + 1, or 0 when empty
     }
 
-    private var slots: [Slot]
+    /// Plain memory, not an array: a lookup then never retains storage.
+    private var slots: UnsafeMutableBufferPointer<Slot>
     private var hashes: [UInt32]          // per id, for growing
     private var offsets: [Int] = [0]      // key i is arena[offsets[i]..<offsets[i+1]]
     private(set) var arena: [UInt8] = []
@@ -29,10 +30,13 @@ final class ByteTable: @unchecked Sendable {
     init(capacity: Int = 16) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = [Slot](repeating: Slot(prefix: 0, tag: 0, id: 0), count: size)
+        slots = .allocate(capacity: size)
+        slots.initialize(repeating: Slot(prefix: 0, tag: 0, id: 0))
         hashes = []
         mask = size - 1
     }
+
+    deinit { slots.deallocate() }
 
     var count: Int { offsets.count - 1 }
 
@@ -152,7 +156,7 @@ final class ByteTable: @unchecked Sendable {
     @inline(__always)
     func prefetch(_ key: UnsafeBufferPointer<UInt8>) {
         let i = Int(Self.hash(key)) & mask
-        slots.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + i) }
+        rules_prefetch(slots.baseAddress! + i)
     }
 
     /// The id of `key`, adding it when new.
@@ -182,7 +186,9 @@ final class ByteTable: @unchecked Sendable {
 
     private func grow() {
         let old = slots
-        slots = [Slot](repeating: Slot(prefix: 0, tag: 0, id: 0), count: old.count * 2)
+        defer { old.deallocate() }
+        slots = .allocate(capacity: old.count * 2)
+        slots.initialize(repeating: Slot(prefix: 0, tag: 0, id: 0))
         mask = slots.count - 1
         for s in old where s.id != 0 {
             var i = Int(hashes[Int(s.id - 1)]) & mask

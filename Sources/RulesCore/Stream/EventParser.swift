@@ -15,6 +15,10 @@ struct EventParser {
     }
 
     private let program: Program
+    // The program's tables, reached without a retain per key (the program,
+    // held above, keeps them alive).
+    private let fieldTable: Unmanaged<ByteTable>
+    private let eventTable: Unmanaged<ByteTable>
     /// Unescaped strings live here while their line is applied; it is sized
     /// to the line before parsing so pointers into it stay valid.
     private var scratch: UnsafeMutableBufferPointer<UInt8>
@@ -22,6 +26,8 @@ struct EventParser {
 
     init(program: Program) {
         self.program = program
+        fieldTable = .passUnretained(program.fieldTable)
+        eventTable = .passUnretained(program.eventTable)
         scratch = .allocate(capacity: 4096)
     }
 
@@ -95,7 +101,7 @@ struct EventParser {
                         let what = b[valueStart] == UInt8(ascii: "{") ? "an object" : b[valueStart] == UInt8(ascii: "[") ? "an array" : "null"
                         throw Reject(reason: "field \(describeKey(b, keyStart)) is \(what); event fields are numbers, strings or booleans")
                     }
-                    if let id = program.fieldTable.find(key), !engine.setField(id, value) {
+                    if let id = fieldTable._withUnsafeGuaranteedRef({ $0.find(key) }), !engine.setField(id, value) {
                         throw Reject(reason: "duplicate key \(describeKey(b, keyStart))")
                     }
                 }
@@ -111,7 +117,7 @@ struct EventParser {
         guard let person else { throw Reject(reason: "missing \"citizen\"") }
         guard let type else { throw Reject(reason: "missing \"type\"") }
         guard let time else { throw Reject(reason: "missing \"time\"") }
-        return Parsed(person: person, event: program.eventTable.find(type), time: time)
+        return Parsed(person: person, event: eventTable._withUnsafeGuaranteedRef { $0.find(type) }, time: time)
     }
 
     /// The person of a line that starts `{"citizen":"` with an id free of
