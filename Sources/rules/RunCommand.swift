@@ -78,6 +78,7 @@ enum RunCommand {
                 showReject(rejection)
             }
             if fd != 0 { close(fd) }
+            keepUntilExit(run.engines)
             return finish(run.summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
                           streamName: streamName, notes: ParallelStream.evaluationNotes(run)) { out in
                 ParallelStream.writeReport(run, asOf: asOf, to: out)
@@ -85,6 +86,7 @@ enum RunCommand {
         }
 
         let engine = Engine(program: program)
+        keepUntilExit([engine])
         var traceFile: OutputFile? = nil
         if let path = parsed.values["--trace"] {
             guard let file = OutputFile(path: path) else {
@@ -115,6 +117,13 @@ enum RunCommand {
                       streamName: streamName, notes: engine.evaluationNotes()) { out in
             engine.writeReport(asOf: asOf, to: out)
         }
+    }
+
+    /// The process ends right after the report: freeing every person's state
+    /// first would only cost time (tens of milliseconds at 100k people), so
+    /// the engines are deliberately never released; the OS takes it all back.
+    private static func keepUntilExit(_ engines: [Engine]) {
+        for engine in engines { _ = Unmanaged.passRetained(engine) }
     }
 
     /// Closes the rejects file, writes the report and the summary; the exit code.

@@ -57,6 +57,18 @@ final class PersonStore {
     }
     @inline(__always) func setEnd(_ person: Int, _ slot: Int, _ t: Int64) { rows[person &* stride &+ 2 &+ slot] = t }
 
+    /// The report's two-step prefetch: first the row and where the lists
+    /// are, later (those cached) the lists themselves.
+    @inline(__always)
+    func prefetchForReport(_ person: Int, stage: Int) {
+        if stage == 0 {
+            prefetch(person)
+            for b in bufferRefs { b._withUnsafeGuaranteedRef { $0.prefetchListReference(person) } }
+        } else {
+            for b in bufferRefs { b._withUnsafeGuaranteedRef { $0.prefetchList(person) } }
+        }
+    }
+
     /// Starts loading a person's row and window entries.
     @inline(__always)
     func prefetch(_ person: Int) {
@@ -124,6 +136,19 @@ final class WindowBuffer {
     @inline(__always)
     func prefetch(_ person: Int) {
         if width > 0 { rules_prefetch(flat + person &* width) }
+    }
+
+    /// For a list buffer, the entries of a person whose list reference was
+    /// prefetched earlier (the report reads people in id order, not in the
+    /// order they were added, so each person's state is a cache miss).
+    @inline(__always)
+    func prefetchList(_ person: Int) {
+        if !inline { lists[person].withUnsafeBufferPointer { if let b = $0.baseAddress { rules_prefetch(b) } } }
+    }
+
+    @inline(__always)
+    func prefetchListReference(_ person: Int) {
+        if !inline { lists.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + person) } }
     }
 
     func addPerson() {

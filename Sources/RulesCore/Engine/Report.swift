@@ -96,7 +96,9 @@ extension Engine {
         if engines.count > 1 { return writeMerged(engines, at: time, to: out) }
         let engine = engines[0]
         var writer = ReportWriter(program: engine.program)
-        for p in engine.sortedPeople() {
+        let order = engine.sortedPeople()
+        for (k, p) in order.enumerated() {
+            engine.prefetchForReport(order, k)
             writer.append(engine, person: p, at: time)
             if writer.buffer.count > 1 << 16 {
                 writer.buffer.withUnsafeBytes(out)
@@ -114,12 +116,20 @@ extension Engine {
         var ends: [Int] = []
     }
 
+    /// Asks for the state of the people some places ahead in `order`.
+    @inline(__always)
+    func prefetchForReport(_ order: [Int], _ k: Int) {
+        if k + 16 < order.count { store.prefetchForReport(order[k + 16], stage: 0) }
+        if k + 8 < order.count { store.prefetchForReport(order[k + 8], stage: 1) }
+    }
+
     func renderReportPart(at time: Int64) -> ReportPart {
         var part = ReportPart()
         part.order = sortedPeople()
         part.ends.reserveCapacity(part.order.count)
         var writer = ReportWriter(program: program)
-        for p in part.order {
+        for (k, p) in part.order.enumerated() {
+            prefetchForReport(part.order, k)
             writer.append(self, person: p, at: time)
             part.ends.append(writer.buffer.count)
         }

@@ -273,7 +273,15 @@ struct EventParser {
             while i + 8 <= b.count {
                 let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self).littleEndian
                 let special = Self.specialBytes(w)
-                if special != 0 { i += special.trailingZeroBitCount >> 3; break }
+                if special != 0 {
+                    i += special.trailingZeroBitCount >> 3
+                    if b[i] == UInt8(ascii: "\"") {  // the usual end: no table needed
+                        let s = UnsafeBufferPointer(rebasing: b[start..<i])
+                        i += 1
+                        return s
+                    }
+                    break
+                }
                 i += 8
             }
         }

@@ -18,11 +18,14 @@ public enum ParallelStream {
         let count = max(1, jobs)
         let workers = (0..<count).map { Worker(program: program, asOf: asOf, index: $0, of: count) }
         for w in workers { w.start() }
-        // The reader only cuts the input into blocks of whole lines and
-        // numbers them; every worker scans every block and takes its lines.
+        // The reader cuts the input into blocks of whole lines, numbers the
+        // lines and routes each to the worker that owns its person; workers
+        // share the blocks and apply their own lines.
         // Blocks are filled in a few reused buffers (fresh memory for each
         // would cost a page fault per 4 KiB of input).
         let pool = BlockPool(count: 2 * count + 2, size: 1 << 22)
+        var router = Router(program: program, count: count)
+        defer { router.parser.deallocate() }
         var carry: [UInt8] = []   // the start of a line cut by the last block
         var nextLine = 1
         var readError: String? = nil
@@ -52,7 +55,8 @@ public enum ParallelStream {
                 pooled ? pool.give(storage) : storage.deallocate()
                 continue
             }
-            let block = Block(storage, count: end, firstLine: nextLine, users: count, pool: pooled ? pool : nil)
+            let block = Block(storage, count: end, firstLine: nextLine, users: count, pool: pooled ? pool : nil,
+                              router: &router)
             nextLine += block.lineCount
             for w in workers { w.send(block) }
         }
@@ -94,21 +98,50 @@ public enum ParallelStream {
         private var users: Int
         private let lock = NSLock()
 
-        init(_ storage: UnsafeMutableBufferPointer<UInt8>, count: Int, firstLine: Int, users: Int, pool: BlockPool?) {
+        /// Per worker, the lines it owns: where each is and its number.
+        let lines: [[Line]]
+        /// Lines that are not blank, and blank ones.
+        let read: Int
+        let blank: Int
+
+        struct Line {
+            var start: Int
+            var end: Int
+            var number: Int
+        }
+
+        /// Splits `storage[0..<count]` into lines and routes each.
+        init(_ storage: UnsafeMutableBufferPointer<UInt8>, count: Int, firstLine: Int, users: Int, pool: BlockPool?,
+             router: inout Router) {
             self.storage = storage
             self.pool = pool
             self.users = users
-            bytes = UnsafeBufferPointer(rebasing: storage[0..<count])
+            let all = UnsafeBufferPointer(rebasing: storage[0..<count])
+            bytes = all
             self.firstLine = firstLine
-            var n = 0
-            var p = bytes.baseAddress!
-            let end = p + count
-            while p < end, let nl = memchr(p, 0x0A, end - p) {
-                n += 1
-                p = UnsafePointer(nl.assumingMemoryBound(to: UInt8.self)) + 1
+            var lines = [[Line]](repeating: [], count: users)
+            var read = 0, blank = 0
+            var start = 0
+            var number = firstLine
+            let base = all.baseAddress!
+            while start < count {
+                let end = memchr(base + start, 0x0A, count - start).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? count
+                var lineEnd = end
+                if lineEnd > start && all[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+                let line = UnsafeBufferPointer(rebasing: all[start..<lineEnd])
+                if EventStream.isBlank(line) {
+                    blank += 1
+                } else {
+                    read += 1
+                    lines[router.owner(of: line)].append(Line(start: start, end: lineEnd, number: number))
+                }
+                start = end + 1
+                number += 1
             }
-            if count > 0 && bytes[count - 1] != 0x0A { n += 1 }
-            lineCount = n
+            self.lines = lines
+            self.read = read
+            self.blank = blank
+            lineCount = number - firstLine
         }
 
         /// Called once by each worker after its scan.
@@ -183,7 +216,6 @@ public enum ParallelStream {
     final class Worker: @unchecked Sendable {
         let engine: Engine
         private var parser: EventParser
-        private var router: Router
         private let index: Int
         private let asOf: Int64?
         private var queue: [Block?] = []
@@ -194,8 +226,6 @@ public enum ParallelStream {
         // Written by the worker thread only, read after `wait()`.
         var summary = RunSummary()
         var rejections: [(Rejection, [UInt8])] = []
-        /// The lines of the current block this worker owns.
-        private var owned: [(start: Int, end: Int, number: Int)] = []
 
         init(program shared: Program, asOf: Int64?, index: Int, of count: Int) {
             // Its own compiled program: no node or array is shared between
@@ -203,7 +233,6 @@ public enum ParallelStream {
             let program = shared.copyForThread()
             engine = Engine(program: program)
             parser = EventParser(program: program)
-            router = Router(program: program, count: count)
             self.index = index
             self.asOf = asOf
         }
@@ -233,37 +262,17 @@ public enum ParallelStream {
 
         private func loop() {
             while let block = take() {
-                scan(block.bytes, firstLine: block.firstLine)
+                if index == 0 { summary.read += block.read; summary.blank += block.blank }
+                applyOwned(block.lines[index], of: block.bytes)
                 block.release()
             }
             parser.deallocate()
-            router.parser.deallocate()
             done.signal()
         }
 
-        /// Every line of the block; this worker applies the ones it owns.
-        /// Worker 0 also counts the lines read and the blank ones. First the
-        /// worker finds its lines, then applies them, asking for each
-        /// person's slot and state a few lines ahead (as `EventStream` does).
-        private func scan(_ all: UnsafeBufferPointer<UInt8>, firstLine: Int) {
-            var start = 0
-            var number = firstLine
-            let base = all.baseAddress!
-            owned.removeAll(keepingCapacity: true)
-            while start < all.count {
-                let end = memchr(base + start, 0x0A, all.count - start).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? all.count
-                var lineEnd = end
-                if lineEnd > start && all[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-                let line = UnsafeBufferPointer(rebasing: all[start..<lineEnd])
-                if EventStream.isBlank(line) {
-                    if index == 0 { summary.blank += 1 }
-                } else {
-                    if index == 0 { summary.read += 1 }
-                    if router.owner(of: line) == index { owned.append((start, lineEnd, number)) }
-                }
-                start = end + 1
-                number += 1
-            }
+        /// This worker's lines of a block, asking for each person's slot and
+        /// state a few lines ahead (as `EventStream` does).
+        private func applyOwned(_ owned: [Block.Line], of all: UnsafeBufferPointer<UInt8>) {
             func line(_ k: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: all[owned[k].start..<owned[k].end]) }
             for k in owned.indices {
                 if k + 8 < owned.count, let key = EventParser.leadingPerson(line(k + 8)) { engine.prefetchSlot(key) }
