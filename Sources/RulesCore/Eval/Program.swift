@@ -33,9 +33,13 @@ public final class Program: @unchecked Sendable {
 
     /// A program of the same policy sharing no objects with this one, for
     /// another thread.
-    func copyForThread() -> Program { Program(policy) }
+    func copyForThread() -> Program { Program(policy, style: style) }
 
-    init(_ policy: CheckedPolicy) {
+    /// How expressions were compiled (`EvalStyle`).
+    let style: EvalStyle
+
+    init(_ policy: CheckedPolicy, style: EvalStyle = .default) {
+        self.style = style
         self.policy = policy
         let events = ByteTable()
         for e in policy.events { _ = events.intern(e.name) }
@@ -56,6 +60,7 @@ public final class Program: @unchecked Sendable {
         maxScore = policy.maxScore
 
         var compiler = NodeCompiler()
+        compiler.style = style
         // Slots: one per (kind, name) that some event rule sets.
         var flagSlot = [Int](repeating: -1, count: policy.flags.count)
         var denySlot = [Int](repeating: -1, count: policy.privileges.count)
@@ -168,8 +173,13 @@ final class CompiledStateRule: @unchecked Sendable {
 /// Turns resolved expressions into nodes.
 struct NodeCompiler {
     private(set) var constantBytes: [UnsafeMutableBufferPointer<UInt8>] = []
+    var style: EvalStyle = .default
 
     mutating func compile(_ ir: IR) -> Node {
+        style == .closures ? ClosureNode(closure(ir)) : make(ir)
+    }
+
+    private mutating func make(_ ir: IR) -> Node {
         switch ir {
         case .number(let n): return ConstNode(.number(n))
         case .bool(let b): return ConstNode(.bool(b))
@@ -199,7 +209,7 @@ struct NodeCompiler {
         constantBytes = []
     }
 
-    private mutating func intern(_ s: String) -> ByteString {
+    mutating func intern(_ s: String) -> ByteString {
         let bytes = Array(s.utf8)
         let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, bytes.count))
         _ = buffer.initialize(from: bytes)
