@@ -8,6 +8,7 @@ let package = Package(
     name: "benchmarks",
     targets: [
         .executableTarget(name: "generate", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
-        .executableTarget(name: "baseline", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "Hints"),
+        .executableTarget(name: "baseline", dependencies: ["Hints"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
     ]
 )
