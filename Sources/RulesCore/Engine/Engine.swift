@@ -127,7 +127,7 @@ public final class Engine {
     /// expression fails (then the whole rule does not fire).
     @inline(__always)
     private func scoreChange(_ rule: EventSteps.Rule) -> Int64? {
-        guard rule.changesScore else { return 0 }
+        if let constant = rule.constantChange { return constant }
         var total: Int64 = 0
         for e in rule.effects {
             guard let node = program.steps.effects[e].amount else { continue }

@@ -176,7 +176,11 @@ struct NodeCompiler {
     var style: EvalStyle = .default
 
     mutating func compile(_ ir: IR) -> Node {
-        style == .closures ? ClosureNode(closure(ir)) : make(ir)
+        // A constant number (`-5`, `2 * 10`) is computed once, here, with the
+        // engine's own arithmetic; anything that could fail stays a tree so
+        // the failure is reported where it happens.
+        if ir.isConstant, case .number(let n)? = Folder.evaluate(ir), n.isFinite { return ConstNode(.number(n)) }
+        return style == .closures ? ClosureNode(closure(ir)) : make(ir)
     }
 
     private mutating func make(_ ir: IR) -> Node {
@@ -236,7 +240,9 @@ struct EventSteps: @unchecked Sendable {
         let window: Int64
         let counter: Int
         let effects: Range<Int>
-        let changesScore: Bool
+        /// The rule's score change when every amount is a constant: no
+        /// expression to evaluate per event.
+        let constantChange: Int64?
     }
 
     struct Effect {
@@ -288,10 +294,18 @@ struct EventSteps: @unchecked Sendable {
                         effects.append(Effect(kind: .lift, slot: slot, duration: nil, amount: nil))
                     }
                 }
+                var constant: Int64? = 0
+                for case .score(let node) in rule.effects {
+                    if let c = node as? ConstNode, case .number(let x) = c.value {
+                        constant = constant.map { $0 &+ Arithmetic.roundScore(x) }
+                    } else {
+                        constant = nil
+                    }
+                }
                 rules.append(Rule(index: rule.index, condition: rule.condition.map { .passUnretained($0) },
                                   count: rule.count, window: rule.window, counter: rule.counter,
                                   effects: start..<effects.count,
-                                  changesScore: effects[start...].contains { $0.kind == .score }))
+                                  constantChange: constant))
             }
             ranges.append(first..<rules.count)
         }

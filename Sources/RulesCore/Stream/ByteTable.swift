@@ -43,28 +43,43 @@ final class ByteTable: @unchecked Sendable {
     /// The first eight bytes of `key`, zero-padded, as one word.
     @inline(__always)
     static func prefix(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        if key.count >= 8 { return UnsafeRawPointer(key.baseAddress!).loadUnaligned(as: UInt64.self).littleEndian }
+        let n = key.count
+        guard let p = key.baseAddress else { return 0 }
+        let raw = UnsafeRawPointer(p)
+        if n >= 8 { return raw.loadUnaligned(as: UInt64.self).littleEndian }
+        if n >= 4 {  // two overlapping 4-byte loads cover 4...7 bytes
+            let low = UInt64(raw.loadUnaligned(as: UInt32.self).littleEndian)
+            let high = UInt64(raw.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self).littleEndian)
+            return low | high << (8 * UInt64(n - 4))
+        }
         var w: UInt64 = 0
-        for k in 0..<key.count { w |= UInt64(key[k]) << (8 * UInt64(k)) }
+        for k in 0..<n { w |= UInt64(p[k]) << (8 * UInt64(k)) }
         return w
     }
 
     /// A stable hash of the bytes (person routing for `--jobs` uses it too):
     /// eight bytes at a time, then a final mix so the low bits spread well.
     @inline(__always)
-    static func hash(_ key: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(key.count)
-        var i = 0
-        let raw = UnsafeRawPointer(key.baseAddress)
-        while i + 8 <= key.count {
-            h = (h ^ raw!.loadUnaligned(fromByteOffset: i, as: UInt64.self).littleEndian) &* 0xFF51_AFD7_ED55_8CCD
+    static func hash(_ key: UnsafeBufferPointer<UInt8>) -> UInt32 { hash(key, prefix: prefix(key)) }
+
+    /// The same, given the key's `prefix` (a key of up to 8 bytes is just
+    /// its prefix and length: one multiply).
+    @inline(__always)
+    static func hash(_ key: UnsafeBufferPointer<UInt8>, prefix: UInt64) -> UInt32 {
+        var h: UInt64 = (0x9E37_79B9_7F4A_7C15 ^ UInt64(key.count) ^ prefix) &* 0xFF51_AFD7_ED55_8CCD
+        if key.count > 8 {
             h ^= h >> 32
-            i += 8
-        }
-        if i < key.count {
-            var w: UInt64 = 0
-            for k in i..<key.count { w |= UInt64(key[k]) << (8 * UInt64(k - i)) }
-            h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
+            var i = 8
+            let raw = UnsafeRawPointer(key.baseAddress!)
+            while i + 8 <= key.count {
+                h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self).littleEndian) &* 0xFF51_AFD7_ED55_8CCD
+                h ^= h >> 32
+                i += 8
+            }
+            if i < key.count {
+                let rest = UnsafeBufferPointer(rebasing: key[i...])
+                h = (h ^ Self.prefix(rest)) &* 0xFF51_AFD7_ED55_8CCD
+            }
         }
         h ^= h >> 29
         h = h &* 0xC4CE_B9FE_1A85_EC53
@@ -142,7 +157,7 @@ final class ByteTable: @unchecked Sendable {
     /// The id of `key`, or nil.
     @inline(__always)
     func find(_ key: UnsafeBufferPointer<UInt8>) -> Int? {
-        let h = Self.hash(key), tag = Self.tag(h, key.count), prefix = Self.prefix(key)
+        let prefix = Self.prefix(key), h = Self.hash(key, prefix: prefix), tag = Self.tag(h, key.count)
         var i = Int(h) & mask
         while true {
             let s = slots[i]
@@ -162,7 +177,7 @@ final class ByteTable: @unchecked Sendable {
     /// The id of `key`, adding it when new.
     @inline(__always)
     func intern(_ key: UnsafeBufferPointer<UInt8>) -> (id: Int, isNew: Bool) {
-        let h = Self.hash(key), tag = Self.tag(h, key.count), prefix = Self.prefix(key)
+        let prefix = Self.prefix(key), h = Self.hash(key, prefix: prefix), tag = Self.tag(h, key.count)
         var i = Int(h) & mask
         while true {
             let s = slots[i]

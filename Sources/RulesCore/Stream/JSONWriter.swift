@@ -1,6 +1,18 @@
 /// Compact JSON output as the contract wants it: raw UTF-8, `/` not escaped,
 /// control characters escaped.
 enum JSONWriter {
+    /// Bytes that need no escape (the usual case: ids, names) are copied
+    /// in one go.
+    static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        if !bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: bytes)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        appendQuoted(bytes[...], to: &out)
+    }
+
     static func appendQuoted<C: Collection>(_ bytes: C, to out: inout [UInt8]) where C.Element == UInt8 {
         out.append(UInt8(ascii: "\""))
         for b in bytes {
