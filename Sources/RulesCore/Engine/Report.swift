@@ -95,17 +95,17 @@ extension Engine {
         guard let time = asOf ?? engines.compactMap(\.clock).max() else { return }
         if engines.count > 1 { return writeMerged(engines, at: time, to: out) }
         let engine = engines[0]
-        var writer = ReportWriter(program: engine.program)
+        let writer = ReportWriter(program: engine.program)
         let order = engine.sortedPeople()
         for (k, p) in order.enumerated() {
             engine.prefetchForReport(order, k)
             writer.append(engine, person: p, at: time)
-            if writer.buffer.count > 1 << 16 {
-                writer.buffer.withUnsafeBytes(out)
-                writer.buffer.removeAll(keepingCapacity: true)
+            if writer.count > 1 << 16 {
+                out(writer.bytes)
+                writer.removeAll()
             }
         }
-        writer.buffer.withUnsafeBytes(out)
+        out(writer.bytes)
     }
 
     /// One engine's part of a report: its people in byte order of their
@@ -127,13 +127,13 @@ extension Engine {
         var part = ReportPart()
         part.order = sortedPeople()
         part.ends.reserveCapacity(part.order.count)
-        var writer = ReportWriter(program: program)
+        let writer = ReportWriter(program: program)
         for (k, p) in part.order.enumerated() {
             prefetchForReport(part.order, k)
             writer.append(self, person: p, at: time)
-            part.ends.append(writer.buffer.count)
+            part.ends.append(writer.count)
         }
-        part.bytes = writer.buffer
+        part.bytes = Array(writer.bytes)
         return part
     }
 
@@ -145,19 +145,23 @@ extension Engine {
         DispatchQueue.concurrentPerform(iterations: engines.count) { e in
             parts.set(e, owners.engines[e].renderReportPart(at: time))
         }
+        // The parts' arrays, taken out once (not copied per line).
+        let orders = engines.indices.map { parts[$0].order }
+        let ends = engines.indices.map { parts[$0].ends }
+        let bytes = engines.indices.map { parts[$0].bytes }
         var next = [Int](repeating: 0, count: engines.count)
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 16)
         while true {
             var best = -1
-            for e in engines.indices where next[e] < parts[e].order.count {
-                if best < 0 || engines[e].people.precedes(parts[e].order[next[e]], engines[best].people,
-                                                          parts[best].order[next[best]]) { best = e }
+            for e in engines.indices where next[e] < orders[e].count {
+                if best < 0 || engines[e].people.precedes(orders[e][next[e]], engines[best].people,
+                                                          orders[best][next[best]]) { best = e }
             }
             if best < 0 { break }
             let k = next[best]
-            let start = k == 0 ? 0 : parts[best].ends[k - 1]
-            buffer.append(contentsOf: parts[best].bytes[start..<parts[best].ends[k]])
+            let start = k == 0 ? 0 : ends[best][k - 1]
+            bytes[best].withUnsafeBufferPointer { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: $0[start..<ends[best][k]])) }
             next[best] += 1
             if buffer.count > 1 << 16 {
                 buffer.withUnsafeBytes(out)
@@ -185,71 +189,125 @@ extension Engine {
 }
 
 /// Renders report lines into bytes, with the JSON of every name made once.
-struct ReportWriter {
-    var buffer: [UInt8] = []
-    private let flagNames: [[UInt8]]
-    private let privilegeNames: [[UInt8]]
-    private let open = Array(#"{"citizen":"#.utf8), score = Array(#","score":"#.utf8)
-    private let flagsKey = Array(#","flags":"#.utf8), deniedKey = Array(#","denied":"#.utf8)
-    private let grantedKey = Array(#","granted":"#.utf8), close = Array("}\n".utf8)
+/// The bytes go into plain memory it owns (the report writes a few bytes at
+/// a time, 100k people and more; an array would be checked and retained on
+/// every append).
+final class ReportWriter {
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
+    /// Quoted names, one after another; `flagNames[f]` is a range of it.
+    private let names: UnsafeMutableBufferPointer<UInt8>
+    private let flagNames: [Range<Int>]
+    private let privilegeNames: [Range<Int>]
 
     init(program: Program) {
-        flagNames = program.policy.flags.map { JSONWriter.quoted(Array($0.utf8)) }
-        privilegeNames = program.policy.privileges.map { JSONWriter.quoted(Array($0.utf8)) }
-        buffer.reserveCapacity(1 << 16)
+        var all: [UInt8] = []
+        func add(_ name: String) -> Range<Int> {
+            let start = all.count
+            JSONWriter.appendQuoted(Array(name.utf8), to: &all)
+            return start..<all.count
+        }
+        flagNames = program.policy.flags.map(add)
+        privilegeNames = program.policy.privileges.map(add)
+        names = .allocate(capacity: max(1, all.count))
+        _ = names.initialize(from: all)
+        capacity = 1 << 16
+        storage = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        storage.deallocate()
+        names.deallocate()
+    }
+
+    /// The bytes written so far.
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: count) }
+
+    func removeAll() { count = 0 }
+
+    @inline(__always)
+    private func reserve(_ n: Int) {
+        if count + n <= capacity { return }
+        while count + n > capacity { capacity *= 2 }
+        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        bigger.update(from: storage, count: count)
+        storage.deallocate()
+        storage = bigger
+    }
+
+    @inline(__always)
+    private func put(_ p: UnsafePointer<UInt8>, _ n: Int) {
+        reserve(n)
+        (storage + count).update(from: p, count: n)
+        count += n
+    }
+
+    @inline(__always)
+    private func put(_ s: StaticString) { put(s.utf8Start, s.utf8CodeUnitCount) }
+
+    @inline(__always)
+    private func put(_ byte: UInt8) {
+        reserve(1)
+        storage[count] = byte
+        count += 1
     }
 
     /// The same decisions as `Engine.visit` (which `state(of:)` uses; the
     /// report tests compare the two), written straight into the buffer with
     /// no list built per person.
-    mutating func append(_ engine: Engine, person p: Int, at time: Int64) {
-        buffer.append(contentsOf: open)
-        engine.people.withKey(p) { JSONWriter.appendQuoted($0, to: &buffer) }
-        buffer.append(contentsOf: score)
+    func append(_ engine: Engine, person p: Int, at time: Int64) {
+        put(#"{"citizen":"#)
+        engine.people.withKey(p) { key in
+            if key.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+                var quoted: [UInt8] = []
+                JSONWriter.appendQuoted(key[...], to: &quoted)
+                quoted.withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
+            } else {
+                put(UInt8(ascii: "\""))
+                if let base = key.baseAddress { put(base, key.count) }
+                put(UInt8(ascii: "\""))
+            }
+        }
+        put(#","score":"#)
         appendDecimal(engine.store.score(p))
         let context = engine.context, program = engine.program
         context.focus(person: p, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line
         context.evaluateStateRules()
-        buffer.append(contentsOf: flagsKey)
+        put(#","flags":["#)
         var first = true
-        buffer.append(UInt8(ascii: "["))
         for f in flagNames.indices where context.active(program.flagSlot[f]) || context.stateFlags[f] {
             name(flagNames[f], &first)
         }
-        buffer.append(UInt8(ascii: "]"))
-        buffer.append(contentsOf: deniedKey)
+        put(#"],"denied":["#)
         first = true
-        buffer.append(UInt8(ascii: "["))
         for q in privilegeNames.indices where context.active(program.denySlot[q]) || context.stateDenied[q] {
             name(privilegeNames[q], &first)
         }
-        buffer.append(UInt8(ascii: "]"))
-        buffer.append(contentsOf: grantedKey)
+        put(#"],"granted":["#)
         first = true
-        buffer.append(UInt8(ascii: "["))
         for q in privilegeNames.indices where !(context.active(program.denySlot[q]) || context.stateDenied[q])
             && (context.active(program.grantSlot[q]) || context.stateGranted[q]) {
             name(privilegeNames[q], &first)
         }
-        buffer.append(UInt8(ascii: "]"))
-        buffer.append(contentsOf: close)
+        put("]}\n")
     }
 
     @inline(__always)
-    private mutating func name(_ quoted: [UInt8], _ first: inout Bool) {
-        if !first { buffer.append(UInt8(ascii: ",")) }
-        buffer.append(contentsOf: quoted)
+    private func name(_ range: Range<Int>, _ first: inout Bool) {
+        if !first { put(UInt8(ascii: ",")) }
+        put(names.baseAddress! + range.lowerBound, range.count)
         first = false
     }
 
-    private mutating func appendDecimal(_ n: Int64) {
-        if n < 0 { buffer.append(UInt8(ascii: "-")) }
+    private func appendDecimal(_ n: Int64) {
+        if n < 0 { put(UInt8(ascii: "-")) }
         let m = n.magnitude
         var divisor: UInt64 = 1
         while m / divisor >= 10 { divisor *= 10 }
         repeat {
-            buffer.append(UInt8(48 + (m / divisor) % 10))
+            put(UInt8(48 + (m / divisor) % 10))
             divisor /= 10
         } while divisor > 0
     }

@@ -46,11 +46,13 @@ final class EvalContext {
 
     /// What the state rules hold at `now`, computed at most once per event
     /// and only when something reads it.
-    private(set) var stateFlags: [Bool]
-    private(set) var stateDenied: [Bool]
-    private(set) var stateGranted: [Bool]
+    /// (Plain memory owned by the context: written for every person of the
+    /// report, and an array would be checked for uniqueness on each write.)
+    let stateFlags: UnsafeMutableBufferPointer<Bool>
+    let stateDenied: UnsafeMutableBufferPointer<Bool>
+    let stateGranted: UnsafeMutableBufferPointer<Bool>
     /// Which state rules held at the last evaluation, in graph order.
-    private(set) var stateRulesHeld: [Bool]
+    let stateRulesHeld: UnsafeMutableBufferPointer<Bool>
     private var stateReady = false
 
     /// Failed evaluations, for the run's report: (rule, why) → count, first line.
@@ -66,10 +68,19 @@ final class EvalContext {
         self.program = program
         self.state = state
         fields = EventFields(count: program.policy.fields.count)
-        stateFlags = [Bool](repeating: false, count: program.policy.flags.count)
-        stateDenied = [Bool](repeating: false, count: program.policy.privileges.count)
-        stateGranted = stateDenied
-        stateRulesHeld = [Bool](repeating: false, count: program.stateRules.count)
+        func flags(_ n: Int) -> UnsafeMutableBufferPointer<Bool> {
+            let b = UnsafeMutableBufferPointer<Bool>.allocate(capacity: max(1, n))
+            b.initialize(repeating: false)
+            return UnsafeMutableBufferPointer(rebasing: b[0..<n])
+        }
+        stateFlags = flags(program.policy.flags.count)
+        stateDenied = flags(program.policy.privileges.count)
+        stateGranted = flags(program.policy.privileges.count)
+        stateRulesHeld = flags(program.stateRules.count)
+    }
+
+    deinit {
+        for b in [stateFlags, stateDenied, stateGranted, stateRulesHeld] { UnsafeMutableRawPointer(b.baseAddress)?.deallocate() }
     }
 
     /// Points the context at a person's state as of `now`.
@@ -99,9 +110,12 @@ final class EvalContext {
     /// every rule that sets it already evaluated (the graph guarantees it).
     func evaluateStateRules() {
         stateReady = true
-        for i in stateFlags.indices { stateFlags[i] = false }
-        for i in stateDenied.indices { stateDenied[i] = false; stateGranted[i] = false }
-        for (k, rule) in program.stateRules.enumerated() {
+        stateFlags.update(repeating: false)
+        stateDenied.update(repeating: false)
+        stateGranted.update(repeating: false)
+        let steps = program.steps
+        for k in steps.stateRules.indices {
+            let rule = steps.stateRules[k]
             let v = rule.condition.eval(self)
             stateRulesHeld[k] = false
             guard case .bool(true) = v else {
@@ -110,7 +124,8 @@ final class EvalContext {
                 continue
             }
             stateRulesHeld[k] = true
-            for (kind, name) in rule.effects {
+            for e in rule.effects {
+                let (kind, name) = steps.stateEffects[e]
                 switch kind {
                 case .flag: stateFlags[name] = true
                 case .deny: stateDenied[name] = true

@@ -113,7 +113,7 @@ public final class Program: @unchecked Sendable {
         }
         constantBytes = compiler.constantBytes
         steps = EventSteps(rulesByEvent: byEvent, feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField,
-                           declaredFields: declaredFields)
+                           declaredFields: declaredFields, stateRules: stateRules)
     }
 
     deinit {
@@ -273,12 +273,30 @@ struct EventSteps: @unchecked Sendable {
     let declared: UnsafeMutableBufferPointer<(field: Int, type: ValueType)>
     let declaredOfEvent: UnsafeMutableBufferPointer<Range<Int>>
     let isDeclared: UnsafeMutableBufferPointer<Bool>
+
+    struct StateRule {
+        let index: Int
+        let condition: Unmanaged<Node>
+        let effects: Range<Int>
+    }
+    /// `while` rules in graph order, and what each sets when it holds.
+    let stateRules: UnsafeMutableBufferPointer<StateRule>
+    let stateEffects: UnsafeMutableBufferPointer<(kind: TargetKind, name: Int)>
     /// The most rules / feeds any one event type has (scratch sizes).
     let maxRules: Int
     let maxFeeds: Int
 
     init(rulesByEvent: [[CompiledEventRule]], feedsByEvent: [[Int]], bufferConditions: [Node?], bufferField: [Int],
-         declaredFields: [[(field: Int, type: ValueType)]?]) {
+         declaredFields: [[(field: Int, type: ValueType)]?], stateRules compiled: [CompiledStateRule]) {
+        var stateRules: [StateRule] = [], stateEffects: [(kind: TargetKind, name: Int)] = []
+        for rule in compiled {
+            let first = stateEffects.count
+            stateEffects += rule.effects
+            stateRules.append(StateRule(index: rule.index, condition: .passUnretained(rule.condition),
+                                        effects: first..<stateEffects.count))
+        }
+        self.stateRules = Self.copy(stateRules)
+        self.stateEffects = Self.copy(stateEffects)
         var rules: [Rule] = [], effects: [Effect] = [], ranges: [Range<Int>] = []
         for list in rulesByEvent {
             let first = rules.count
@@ -345,7 +363,8 @@ struct EventSteps: @unchecked Sendable {
         for b in [UnsafeMutableRawPointer(rules.baseAddress), UnsafeMutableRawPointer(rulesOfEvent.baseAddress),
                   UnsafeMutableRawPointer(effects.baseAddress), UnsafeMutableRawPointer(feeds.baseAddress),
                   UnsafeMutableRawPointer(feedsOfEvent.baseAddress), UnsafeMutableRawPointer(declared.baseAddress),
-                  UnsafeMutableRawPointer(declaredOfEvent.baseAddress), UnsafeMutableRawPointer(isDeclared.baseAddress)] {
+                  UnsafeMutableRawPointer(declaredOfEvent.baseAddress), UnsafeMutableRawPointer(isDeclared.baseAddress),
+                  UnsafeMutableRawPointer(stateRules.baseAddress), UnsafeMutableRawPointer(stateEffects.baseAddress)] {
             b?.deallocate()
         }
     }

@@ -138,7 +138,7 @@ final class Tracer {
         guard count > 0 else { return }
         engine.context.focus(person: person, now: time)
         engine.context.evaluateStateRules()
-        let now = engine.context.stateRulesHeld
+        let now = Array(engine.context.stateRulesHeld)
         let was = held[person] ?? [Bool](repeating: false, count: count)
         for k in 0..<count where now[k] != was[k] {
             let rule = program.stateRules[k]
