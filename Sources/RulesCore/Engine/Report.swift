@@ -112,7 +112,7 @@ extension Engine {
     /// ids, each line rendered; `ends[k]` is where the k-th line ends.
     struct ReportPart: @unchecked Sendable {
         var order: [Int] = []
-        var bytes: [UInt8] = []
+        var lines: ReportWriter? = nil
         var ends: [Int] = []
     }
 
@@ -127,13 +127,13 @@ extension Engine {
         var part = ReportPart()
         part.order = sortedPeople()
         part.ends.reserveCapacity(part.order.count)
-        let writer = ReportWriter(program: program)
+        let writer = ReportWriter(program: program, capacity: 128 * part.order.count)
         for (k, p) in part.order.enumerated() {
             prefetchForReport(part.order, k)
             writer.append(self, person: p, at: time)
             part.ends.append(writer.count)
         }
-        part.bytes = Array(writer.bytes)
+        part.lines = writer
         return part
     }
 
@@ -148,7 +148,7 @@ extension Engine {
         // The parts' arrays, taken out once (not copied per line).
         let orders = engines.indices.map { parts[$0].order }
         let ends = engines.indices.map { parts[$0].ends }
-        let bytes = engines.indices.map { parts[$0].bytes }
+        let bytes = engines.indices.map { parts[$0].lines!.bytes }
         var next = [Int](repeating: 0, count: engines.count)
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 16)
@@ -161,7 +161,7 @@ extension Engine {
             if best < 0 { break }
             let k = next[best]
             let start = k == 0 ? 0 : ends[best][k - 1]
-            bytes[best].withUnsafeBufferPointer { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: $0[start..<ends[best][k]])) }
+            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[best][start..<ends[best][k]]))
             next[best] += 1
             if buffer.count > 1 << 16 {
                 buffer.withUnsafeBytes(out)
@@ -201,7 +201,7 @@ final class ReportWriter {
     private let flagNames: [Range<Int>]
     private let privilegeNames: [Range<Int>]
 
-    init(program: Program) {
+    init(program: Program, capacity: Int = 1 << 16) {
         var all: [UInt8] = []
         func add(_ name: String) -> Range<Int> {
             let start = all.count
@@ -212,8 +212,8 @@ final class ReportWriter {
         privilegeNames = program.policy.privileges.map(add)
         names = .allocate(capacity: max(1, all.count))
         _ = names.initialize(from: all)
-        capacity = 1 << 16
-        storage = .allocate(capacity: capacity)
+        self.capacity = max(capacity, 1 << 12)
+        storage = .allocate(capacity: self.capacity)
     }
 
     deinit {
