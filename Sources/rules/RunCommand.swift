@@ -6,7 +6,9 @@ import Glibc
 /// `rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]`
 enum RunCommand {
     static let help = """
-    usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE] [--trace FILE] [--jobs N]
+    usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]
+                     [--max-rejects N] [--state FILE [--checkpoint-every N]] [--resume FILE]
+                     [--trace FILE] [--jobs N]
 
     Applies a stream of events (NDJSON, one object per line) to the policy
     and prints each person's final state, one compact JSON line per person,
@@ -19,6 +21,14 @@ enum RunCommand {
                         2026-06-01T12:00:00Z); events after it are ignored
       --rejects FILE    write every rejected line, with its line number and
                         reason, to FILE as NDJSON
+      --max-rejects N   stop when more than N lines have been rejected (exit 3,
+                        no report): a run that is going wrong
+      --state FILE      save the engine's whole state to FILE at the end
+                        (written crash-safely; docs/RELIABILITY.md)
+      --checkpoint-every N
+                        also save it every N lines (with --state)
+      --resume FILE     start from a saved state; give it the lines after the
+                        ones it holds (it says how many)
       --jobs N          split people over N threads (by a stable hash of their
                         id); the same output as one thread; not with --trace
       --trace FILE      write the audit trail: one NDJSON record per state
@@ -30,11 +40,13 @@ enum RunCommand {
     not stop the run.
 
     exit status: 0 the run completed (even with rejected lines), 1 a policy
-    error or unreadable input, 2 usage error.
+    error, unreadable input or a state that cannot be saved or loaded,
+    2 usage error, 3 stopped by --max-rejects.
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let (arguments, code) = Arguments.forCommand("run", args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace", "--jobs"]), help: help)
+        let (arguments, code) = Arguments.forCommand("run", args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace", "--jobs", "--max-rejects",
+                                                                                               "--state", "--checkpoint-every", "--resume"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "run") }
         let asOf: Int64?
@@ -48,6 +60,29 @@ enum RunCommand {
         }
         if jobs > 1 && parsed.values["--trace"] != nil {
             return Main.usageError("--trace keeps one order of all changes; use it with --jobs 1", command: "run")
+        }
+        var maxRejects: Int? = nil
+        if let text = parsed.values["--max-rejects"] {
+            guard let n = Int(text), n >= 0 else {
+                return Main.usageError("--max-rejects takes a number of lines (0 or more), not \(text)", command: "run")
+            }
+            maxRejects = n
+        }
+        let statePath = parsed.values["--state"], resumePath = parsed.values["--resume"]
+        var checkpointEvery = 0
+        if let text = parsed.values["--checkpoint-every"] {
+            guard let n = Int(text), n >= 1 else {
+                return Main.usageError("--checkpoint-every takes a number of lines (1 or more), not \(text)", command: "run")
+            }
+            guard statePath != nil else { return Main.usageError("--checkpoint-every needs --state FILE to write to", command: "run") }
+            guard jobs == 1 else { return Main.usageError("--checkpoint-every saves between two lines of one thread; use it with --jobs 1", command: "run") }
+            checkpointEvery = n
+        }
+        if asOf != nil && (statePath != nil || resumePath != nil) {
+            return Main.usageError("--as-of reports a past state; a saved state holds every line read, so they do not go together", command: "run")
+        }
+        if resumePath != nil && parsed.values["--trace"] != nil {
+            return Main.usageError("--trace records a whole run from its first event; it cannot start from --resume", command: "run")
         }
 
         guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
@@ -67,26 +102,69 @@ enum RunCommand {
             rejects = file
         }
 
+        var resumeBytes: [UInt8]? = nil
+        if let path = resumePath {
+            switch Terminal.readFile(path) {
+            case .success(let bytes): resumeBytes = bytes
+            case .failure(let e):
+                Terminal.writeErr("rules: cannot read the state \(path): \(e)\n")
+                return ExitCode.failure
+            }
+        }
+        /// Lines of the whole stream in the state before this run.
+        var linesBefore = 0
+        func resumed(_ info: Checkpoint.Info) {
+            linesBefore = info.lines
+            Terminal.writeErr("rules: resumed from \(resumePath!): \(info.lines) lines already applied, \(info.people) people\n")
+        }
+        func saveState(_ engines: [Engine], lines: Int) -> String? {
+            guard let statePath else { return nil }
+            let bytes = Checkpoint.encode(engines, lines: linesBefore + lines)
+            return Checkpoint.writeFile(bytes, to: statePath).map { "cannot save the state: \($0)" }
+        }
+
         var shown = 0
         let showReject = { (rejection: Rejection) in
             if shown < 10 { Terminal.writeErr("\(streamName):\(rejection.line): rejected: \(rejection.reason)\n") }
             shown += 1
         }
         if jobs > 1 {
-            let run = ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf) { rejection, line in
+            if let resumeBytes {
+                switch Checkpoint.inspect(resumeBytes, program: program) {
+                case .success(let info): resumed(info)
+                case .failure(let f):
+                    Terminal.writeErr("rules: cannot resume from \(resumePath!): \(f)\n")
+                    return ExitCode.failure
+                }
+            }
+            let outcome = ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf, resume: resumeBytes,
+                                             maxRejects: maxRejects) { rejection, line in
                 line.withUnsafeBufferPointer { rejects?.write(rejection, $0) }
                 showReject(rejection)
             }
             if fd != 0 { close(fd) }
+            guard case .success(let run) = outcome else {
+                if case .failure(let f) = outcome { Terminal.writeErr("rules: cannot resume from \(resumePath ?? ""): \(f)\n") }
+                return ExitCode.failure
+            }
             keepUntilExit(run.engines)
             return finish(run.summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
-                          streamName: streamName, notes: ParallelStream.evaluationNotes(run)) { out in
+                          streamName: streamName, notes: ParallelStream.evaluationNotes(run), maxRejects: maxRejects,
+                          saveState: { saveState(run.engines, lines: run.summary.lines) }) { out in
                 ParallelStream.writeReport(run, asOf: asOf, to: out)
             }
         }
 
         let engine = Engine(program: program)
         keepUntilExit([engine])
+        if let resumeBytes {
+            switch Checkpoint.restore(resumeBytes, into: [engine]) {
+            case .success(let info): resumed(info)
+            case .failure(let f):
+                Terminal.writeErr("rules: cannot resume from \(resumePath!): \(f)\n")
+                return ExitCode.failure
+            }
+        }
         var traceFile: OutputFile? = nil
         if let path = parsed.values["--trace"] {
             guard let file = OutputFile(path: path) else {
@@ -99,7 +177,9 @@ enum RunCommand {
         // Progress on long runs, only where a person is watching stderr.
         let showProgress = Terminal.isTerminal(2)
         let progress: ((Int) -> Void)? = showProgress ? { Terminal.writeErr("\rrules: \($0) lines read…") } : nil
-        let summary = EventStream.run(engine, fd: fd, asOf: asOf, onProgress: progress) { rejection, line in
+        let summary = EventStream.run(engine, fd: fd, asOf: asOf, onProgress: progress, maxRejects: maxRejects,
+                                      checkpointEvery: checkpointEvery,
+                                      onCheckpoint: { saveState([engine], lines: $0) }) { rejection, line in
             rejects?.write(rejection, line)
             if showProgress && shown < 10 { Terminal.writeErr("\r\u{1B}[K") }
             showReject(rejection)
@@ -114,7 +194,8 @@ enum RunCommand {
             }
         }
         return finish(summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
-                      streamName: streamName, notes: engine.evaluationNotes()) { out in
+                      streamName: streamName, notes: engine.evaluationNotes(), maxRejects: maxRejects,
+                      saveState: { saveState([engine], lines: summary.lines) }) { out in
             engine.writeReport(asOf: asOf, to: out)
         }
     }
@@ -127,11 +208,28 @@ enum RunCommand {
     }
 
     /// Closes the rejects file, writes the report and the summary; the exit code.
+    /// A run stopped by `--max-rejects` or a failed checkpoint prints no
+    /// report and saves no state: what it has is not the stream's answer.
     private static func finish(_ summary: RunSummary, rejects: inout RejectsFile?, rejectsPath: String?, shown: Int,
-                               streamName: String, notes: [String],
+                               streamName: String, notes: [String], maxRejects: Int?,
+                               saveState: () -> String?,
                                report: ((UnsafeRawBufferPointer) -> Void) -> Void) -> Int32 {
         if rejects != nil, !rejects!.close() {
             Terminal.writeErr("rules: cannot write the rejects file: \(String(cString: strerror(errno)))\n")
+            return ExitCode.failure
+        }
+        if let error = summary.checkpointError {
+            reportSummary(summary, notes: notes, shownRejects: min(shown, 10), rejectsPath: rejectsPath)
+            Terminal.writeErr("rules: \(error); stopped after \(summary.lines) lines\n")
+            return ExitCode.failure
+        }
+        if let line = summary.stoppedAtLine, let maxRejects {
+            reportSummary(summary, notes: notes, shownRejects: min(shown, 10), rejectsPath: rejectsPath)
+            Terminal.writeErr("rules: stopped at \(streamName):\(line): more than \(maxRejects) rejected lines (--max-rejects \(maxRejects)); no report\n")
+            return ExitCode.tooManyRejects
+        }
+        if summary.readError == nil, let error = saveState() {
+            Terminal.writeErr("rules: \(error)\n")
             return ExitCode.failure
         }
         var written = true

@@ -86,6 +86,8 @@ enum ExitCode {
     static let failure: Int32 = 1
     /// The command line itself is wrong.
     static let usage: Int32 = 2
+    /// `--max-rejects` stopped the run: too many lines were rejected.
+    static let tooManyRejects: Int32 = 3
 }
 
 struct SystemError: Error, CustomStringConvertible {

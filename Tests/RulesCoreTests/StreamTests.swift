@@ -214,9 +214,9 @@ struct ParallelStreamTests {
         let fd = open(path, O_RDONLY)
         defer { close(fd) }
         var rejected: [String] = []
-        let result = ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf) { r, bytes in
+        let result = try ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf) { r, bytes in
             rejected.append("\(r.line): \(r.reason) | \(String(decoding: bytes, as: UTF8.self))")
-        }
+        }.get()
         var out: [UInt8] = []
         ParallelStream.writeReport(result, asOf: asOf) { out += $0 }
         return (String(decoding: out, as: UTF8.self), rejected, result.summary)

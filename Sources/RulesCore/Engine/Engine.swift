@@ -50,8 +50,29 @@ public final class Engine {
     @inline(__always)
     func beginEvent(line: Int) {
         context.fields.reset()
-        context.line = line
+        context.line = lineBase + line
     }
+
+    /// Lines of the stream applied before this engine's run (a resumed run):
+    /// the notes on failed expressions count lines of the whole stream.
+    var lineBase = 0
+
+    /// Adds a person with the state a checkpoint recorded; false when the
+    /// person exists already or the state does not fit.
+    func restorePerson(key: UnsafeBufferPointer<UInt8>, score: Int64, lastTime: Int64, ends: [Int64],
+                       entries: [[WindowBuffer.Entry]]) -> Bool {
+        guard key.count > 0, ends.count == store.slotCount, entries.count == store.buffers.count else { return false }
+        let (person, isNew) = people.intern(key)
+        guard isNew else { return false }
+        store.addPerson(score: score)
+        store.setLastTime(person, lastTime)
+        for (slot, end) in ends.enumerated() { store.setEnd(person, slot, end) }
+        for (b, list) in entries.enumerated() where !store.buffers[b].restore(person: person, list) { return false }
+        return true
+    }
+
+    /// The latest event time a checkpoint recorded.
+    func restoreClock(_ time: Int64) { clock = max(clock ?? time, time) }
 
     /// Prefetch hints from the stream reader, a few lines ahead: first the
     /// person's table slot, later (once it is cached) their state.

@@ -193,6 +193,25 @@ final class WindowBuffer {
         return (count, sum)
     }
 
+    /// The entries kept for a person, oldest first (checkpoints).
+    func entries(person: Int) -> [Entry] {
+        if inline { return Array(UnsafeBufferPointer(start: flat + person * width, count: Int(counts[person]))) }
+        return lists[person]
+    }
+
+    /// Puts back a person's entries from a checkpoint (the person was just
+    /// added); false when there are more than this buffer can hold.
+    func restore(person: Int, _ list: [Entry]) -> Bool {
+        if let cap, list.count > cap { return false }
+        if inline {
+            for (k, e) in list.enumerated() { flat[person * width + k] = e }
+            counts[person] = UInt8(list.count)
+        } else {
+            lists[person] = list
+        }
+        return true
+    }
+
     /// The times kept for a person, oldest first (the audit trail reads them).
     func times(person: Int) -> [Int64] {
         if inline {

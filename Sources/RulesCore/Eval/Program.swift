@@ -31,6 +31,22 @@ public final class Program: @unchecked Sendable {
     /// Owns the bytes of string constants that nodes point into.
     private let constantBytes: [UnsafeMutableBufferPointer<UInt8>]
 
+    /// What the rules mean, as a number: the same for the same declarations,
+    /// rules and windows however they are written (comments, layout, order
+    /// of files aside from rule order). A checkpoint carries it.
+    var fingerprint: UInt64 {
+        var text = "score \(policy.startScore) \(String(describing: policy.minScore)) \(String(describing: policy.maxScore))\n"
+        for e in policy.events { text += "event \(e.name) \(e.declared.map { $0.map { "\($0.field):\($0.type)" } } ?? [])\n" }
+        text += "fields \(policy.fields)\nflags \(policy.flags)\nprivileges \(policy.privileges)\n"
+        for r in policy.eventRules {
+            text += "on \(r.event) if \(String(describing: r.condition)) count \(String(describing: r.count)) "
+            text += "within \(String(describing: r.window)) buffer \(String(describing: r.counterBuffer)) do \(r.effects)\n"
+        }
+        for r in policy.stateRules { text += "while \(r.condition) do \(r.effects.map { "\($0.kind):\($0.name)" })\n" }
+        for (b, w) in zip(policy.buffers, policy.bufferWindows) { text += "buffer \(b) \(w)\n" }
+        return Checkpoint.fnv1a(Array(text.utf8))
+    }
+
     /// A program of the same policy sharing no objects with this one, for
     /// another thread.
     func copyForThread() -> Program { Program(policy, style: style) }

@@ -8,6 +8,14 @@ public struct RunSummary: Sendable {
     public var ignoredAfterAsOf = 0
     public var blank = 0
     public var readError: String? = nil
+    /// Set when `maxRejects` stopped the run: the line of the rejection
+    /// that went over the limit. Lines after it were not read.
+    public var stoppedAtLine: Int? = nil
+    /// Set when `onCheckpoint` failed: the run stopped there.
+    public var checkpointError: String? = nil
+
+    /// Lines taken from the stream, blank ones included.
+    public var lines: Int { read + blank }
 }
 
 public struct Rejection: Sendable {
@@ -22,17 +30,26 @@ public enum EventStream {
     /// `progressInterval` lines.
     /// `watch` records, for one person, what each of their events did
     /// (for `rules explain`); without it nothing is recorded.
+    /// `maxRejects`: stop at the rejection that goes over it.
+    /// `onCheckpoint` is called every `checkpointEvery` lines, between two
+    /// lines, with the number of lines taken so far; it returns an error to
+    /// stop the run.
     public static func run(_ engine: Engine, fd: Int32, asOf: Int64? = nil,
                            progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
                            watch: PersonWatch? = nil, streamName: String = "<stdin>",
+                           maxRejects: Int? = nil,
+                           checkpointEvery: Int = 0, onCheckpoint: ((Int) -> String?)? = nil,
                            onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         run(engine, reader: LineReader(fd: fd), asOf: asOf, progressInterval: progressInterval,
-            onProgress: onProgress, watch: watch, streamName: streamName, onReject: onReject)
+            onProgress: onProgress, watch: watch, streamName: streamName, maxRejects: maxRejects,
+            checkpointEvery: checkpointEvery, onCheckpoint: onCheckpoint, onReject: onReject)
     }
 
     static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
                     progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
                     watch: PersonWatch? = nil, streamName: String = "<stdin>",
+                    maxRejects: Int? = nil,
+                    checkpointEvery: Int = 0, onCheckpoint: ((Int) -> String?)? = nil,
                     onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         var parser = EventParser(program: engine.program)
         defer { parser.deallocate() }
@@ -41,7 +58,14 @@ public enum EventStream {
         // person's table slot, the near one (by then the slot is cached) for
         // their state, so the fetches overlap the lines in between.
         var far = LineReader.Lookahead(), near = LineReader.Lookahead()
-        while let line = reader.next() {
+        loop: while let line = reader.next() {
+            if checkpointEvery > 0, let onCheckpoint, reader.lineNumber > 1, (reader.lineNumber - 1) % checkpointEvery == 0 {
+                // Every line before this one is in the state; this one is not.
+                if let error = onCheckpoint(reader.lineNumber - 1) {
+                    summary.checkpointError = error
+                    break
+                }
+            }
             far.lead -= 1; near.lead -= 1
             while far.lead < 8, let ahead = reader.advance(&far) {
                 if let key = EventParser.leadingPerson(ahead) { engine.prefetchSlot(key) }
@@ -58,6 +82,7 @@ public enum EventStream {
             case .rejected(let reason):
                 summary.rejected += 1
                 onReject(Rejection(line: number, reason: reason), line)
+                if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = number; break loop }
             case .event(let e):
                 if let asOf, e.time > asOf { summary.ignoredAfterAsOf += 1; continue }
                 let watched = watch?.matches(e.person) ?? false
@@ -65,6 +90,7 @@ public enum EventStream {
                 if let reason = engine.apply(person: e.person, event: e.event, time: e.time) {
                     summary.rejected += 1
                     onReject(Rejection(line: number, reason: reason), line)
+                    if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = number; break loop }
                 } else {
                     summary.applied += 1
                     if watched {

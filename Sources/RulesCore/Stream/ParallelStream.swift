@@ -13,10 +13,22 @@ public enum ParallelStream {
         public var summary: RunSummary
     }
 
+    /// `resume`: a checkpoint to start from (each person's state goes to the
+    /// worker that owns them). `maxRejects`: stop at the rejection that goes
+    /// over it, as one thread would (the same line; the workers may have
+    /// read further, but nothing past that line is reported).
     public static func run(program: Program, fd: Int32, jobs: Int, asOf: Int64? = nil,
-                           onReject: (Rejection, [UInt8]) -> Void) -> Result {
+                           resume: [UInt8]? = nil, maxRejects: Int? = nil,
+                           onReject: (Rejection, [UInt8]) -> Void) -> Swift.Result<ParallelStream.Result, Checkpoint.Failure> {
         let count = max(1, jobs)
-        let workers = (0..<count).map { Worker(program: program, asOf: asOf, index: $0, of: count) }
+        let rejected = RejectCount()
+        let workers = (0..<count).map { Worker(program: program, asOf: asOf, index: $0, of: count, rejected: rejected) }
+        if let resume {
+            if case .failure(let f) = Checkpoint.restore(resume, into: workers.map(\.engine),
+                                                         owner: { Router.bucket($0, count) }) {
+                return .failure(f)
+            }
+        }
         for w in workers { w.start() }
         // The reader cuts the input into blocks of whole lines, numbers the
         // lines and routes each to the worker that owns its person; workers
@@ -59,6 +71,9 @@ public enum ParallelStream {
                               router: &router)
             nextLine += block.lineCount
             for w in workers { w.send(block) }
+            // Enough rejections already: the lines read so far hold the one
+            // that went over the limit.
+            if let maxRejects, rejected.value > maxRejects { break }
         }
         for w in workers { w.finish() }
         var summary = RunSummary()
@@ -73,8 +88,13 @@ public enum ParallelStream {
             summary.ignoredAfterAsOf += w.summary.ignoredAfterAsOf
             rejections += w.rejections
         }
-        for (r, bytes) in rejections.sorted(by: { $0.0.line < $1.0.line }) { onReject(r, bytes) }
-        return Result(engines: workers.map(\.engine), summary: summary)
+        rejections.sort { $0.0.line < $1.0.line }
+        if let maxRejects, rejections.count > maxRejects {
+            summary.stoppedAtLine = rejections[maxRejects].0.line
+            rejections.removeLast(rejections.count - maxRejects - 1)
+        }
+        for (r, bytes) in rejections { onReject(r, bytes) }
+        return .success(Result(engines: workers.map(\.engine), summary: summary))
     }
 
     /// Writes the merged report of a parallel run.
@@ -207,9 +227,19 @@ public enum ParallelStream {
             return bucket(e.person)
         }
 
-        private func bucket(_ key: UnsafeBufferPointer<UInt8>) -> Int {
+        private func bucket(_ key: UnsafeBufferPointer<UInt8>) -> Int { Self.bucket(key, count) }
+
+        static func bucket(_ key: UnsafeBufferPointer<UInt8>, _ count: Int) -> Int {
             Int(ByteTable.hash(key) % UInt32(count))
         }
+    }
+
+    /// Rejections so far, across workers (for stopping early).
+    final class RejectCount: @unchecked Sendable {
+        private var count = 0
+        private let lock = NSLock()
+        var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+        func add() { lock.lock(); count += 1; lock.unlock() }
     }
 
     /// One engine on its own thread, fed the blocks through a bounded queue.
@@ -227,7 +257,10 @@ public enum ParallelStream {
         var summary = RunSummary()
         var rejections: [(Rejection, [UInt8])] = []
 
-        init(program shared: Program, asOf: Int64?, index: Int, of count: Int) {
+        private let rejected: RejectCount
+
+        init(program shared: Program, asOf: Int64?, index: Int, of count: Int, rejected: RejectCount) {
+            self.rejected = rejected
             // Its own compiled program: no node or array is shared between
             // workers, so their reference counts never contend.
             let program = shared.copyForThread()
@@ -298,6 +331,7 @@ public enum ParallelStream {
 
         private func reject(_ reason: String, _ line: UnsafeBufferPointer<UInt8>, _ number: Int) {
             summary.rejected += 1
+            rejected.add()
             rejections.append((Rejection(line: number, reason: reason), Array(line)))
         }
     }

@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+@testable import RulesCore
+
+/// Checkpoints, `--max-rejects` and the other promises of
+/// docs/RELIABILITY.md.
+@Suite("Reliability")
+struct ReliabilityTests {
+    static let policy = (try? ExplainTests.text("rules/citizen.rules")) ?? ""
+
+    /// The report and notes of `events` applied to `engine`.
+    static func finish(_ engine: Engine, _ events: String) -> (report: String, notes: [String]) {
+        _ = EventStream.run(engine, text: events)
+        var bytes: [UInt8] = []
+        engine.writeReport { bytes += $0 }
+        return (String(decoding: bytes, as: UTF8.self), engine.evaluationNotes())
+    }
+
+    @Test("a stream run in two halves with a checkpoint between gives the whole run's report and notes",
+          arguments: [1, 17, 500, 1999, 2999])
+    func twoHalves(_ split: Int) throws {
+        let program = try compileOrFail(Self.policy + "\nvolunteer where hours / (hours - 3) > 1 → +1\n")
+        let lines = TraceTests.generated(seed: 5, count: 3000).split(separator: "\n", omittingEmptySubsequences: false)
+        let first = lines[..<split].joined(separator: "\n") + "\n"
+        let second = lines[split...].joined(separator: "\n")
+        let whole = Self.finish(Engine(program: program), lines.joined(separator: "\n"))
+        #expect(whole.notes.contains { $0.contains("division by zero") })
+
+        let before = Engine(program: program)
+        _ = EventStream.run(before, text: first)
+        let saved = Checkpoint.encode([before], lines: split)
+        let after = Engine(program: try compileOrFail(Self.policy + "\nvolunteer where hours / (hours - 3) > 1 → +1\n"))
+        guard case .success(let info) = Checkpoint.restore(saved, into: [after]) else {
+            Issue.record("the checkpoint did not load"); return
+        }
+        #expect(info.lines == split)
+        let resumed = Self.finish(after, second)
+        #expect(resumed.report == whole.report)
+        #expect(resumed.notes == whole.notes)
+        // Saving again gives the same bytes: nothing is lost or invented.
+        #expect(Checkpoint.encode([after], lines: 3000) == Checkpoint.encode([{ () -> Engine in
+            let e = Engine(program: program); _ = EventStream.run(e, text: lines.joined(separator: "\n")); return e }()], lines: 3000))
+    }
+
+    @Test("a checkpoint of another policy, version, or a damaged or cut one is refused with a reason")
+    func refusals() throws {
+        let program = try compileOrFail(Self.policy)
+        let engine = Engine(program: program)
+        _ = EventStream.run(engine, text: TraceTests.generated(seed: 9, count: 300))
+        let good = Checkpoint.encode([engine], lines: 300)
+        func refusal(_ bytes: [UInt8], _ p: Program? = nil) -> String? {
+            if case .failure(let f) = Checkpoint.restore(bytes, into: [Engine(program: p ?? program)]) { return f.description }
+            return nil
+        }
+        #expect(refusal(good) == nil)
+        // The same rules written differently are the same policy.
+        let reworded = try compileOrFail("# a comment\n" + Self.policy.replacingOccurrences(of: "→", with: "->"))
+        #expect(refusal(good, reworded) == nil)
+        #expect(refusal(good, try compileOrFail(Self.policy + "\njaywalking → -2\n"))?.contains("different policy") == true)
+        #expect(refusal(Array("hello".utf8))?.contains("not a rules checkpoint") == true)
+        var version = good
+        version[8] = 9
+        #expect(refusal(version)?.contains("version 9") == true)
+        #expect(refusal(Array(good.dropLast(5)))?.contains("damaged") == true)
+        // Every single flipped byte is caught: never a crash, never a state.
+        var rng = HotPathTests.Rng(state: 3)
+        for _ in 0..<300 {
+            var bad = good
+            bad[rng.below(bad.count)] ^= UInt8(1 + rng.below(255))
+            #expect(refusal(bad) != nil)
+        }
+        // Cut at every length near the ends, and at random ones.
+        for n in [0, 7, 8, 12, 35, 36, good.count - 9, good.count - 1] + (0..<30).map({ _ in rng.below(good.count) }) {
+            #expect(refusal(Array(good.prefix(n))) != nil)
+        }
+    }
+
+    @Test("a parallel run saves the same checkpoint as one thread and resumes from it")
+    func parallelCheckpoint() throws {
+        let program = try compileOrFail(Self.policy)
+        let events = TraceTests.generated(seed: 21, count: 4000)
+        let lines = events.split(separator: "\n")
+        let first = lines[..<2500].joined(separator: "\n") + "\n", second = lines[2500...].joined(separator: "\n") + "\n"
+        let one = Engine(program: program)
+        _ = EventStream.run(one, text: first)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ck-\(UUID().uuidString)").path
+        try first.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        guard case .success(let parallel) = ParallelStream.run(program: program, fd: fd, jobs: 3, onReject: { _, _ in }) else {
+            Issue.record("the parallel run failed"); return
+        }
+        let saved = Checkpoint.encode([one], lines: 2500)
+        #expect(Checkpoint.encode(parallel.engines, lines: 2500) == saved)
+
+        try second.write(toFile: path, atomically: true, encoding: .utf8)
+        let fd2 = open(path, O_RDONLY)
+        defer { close(fd2) }
+        guard case .success(let resumed) = ParallelStream.run(program: program, fd: fd2, jobs: 2, resume: saved,
+                                                              onReject: { _, _ in }) else {
+            Issue.record("the parallel resume failed"); return
+        }
+        var bytes: [UInt8] = []
+        ParallelStream.writeReport(resumed, asOf: nil) { bytes += $0 }
+        #expect(String(decoding: bytes, as: UTF8.self) == Self.finish(Engine(program: program), events).report)
+    }
+
+    @Test("--max-rejects stops at the rejection over the limit, without a report, exit 3; one thread or two")
+    func maxRejects() throws {
+        let events = (1...40).map { i in
+            i % 4 == 0 ? "not json \(i)" : #"{"citizen":"p\#(i % 5)","type":"littering","time":"2026-02-01T00:00:\#(10 + i)Z"}"#
+        }.joined(separator: "\n") + "\n"
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policyPath = dir.appendingPathComponent("p.rules").path
+        try "littering → -3\n".write(toFile: policyPath, atomically: true, encoding: .utf8)
+        for jobs in ["1", "2"] {
+            let rejects = dir.appendingPathComponent("rejects-\(jobs).ndjson").path
+            let r = try CLITests.rules(["run", policyPath, "--max-rejects", "3", "--jobs", jobs, "--rejects", rejects], stdin: events)
+            #expect(r.status == 3)
+            #expect(r.stdout.isEmpty)
+            #expect(r.stderr.contains("stopped at <stdin>:16: more than 3 rejected lines (--max-rejects 3); no report"), "\(r.stderr)")
+            let saved = try String(contentsOfFile: rejects, encoding: .utf8).split(separator: "\n")
+            #expect(saved.map { $0.prefix(12) } == [#"{"line":4,"r"#, #"{"line":8,"r"#, #"{"line":12,""#, #"{"line":16,""#])
+            let fine = try CLITests.rules(["run", policyPath, "--max-rejects", "10", "--jobs", jobs], stdin: events)
+            #expect(fine.status == 0 && fine.stdout.contains(#""citizen":"p0""#))
+        }
+    }
+
+    @Test("--state, --checkpoint-every and --resume from the command line; what cannot go together is refused")
+    func commandLine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policyPath = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let events = TraceTests.generated(seed: 4, count: 1000)
+        let lines = events.split(separator: "\n")
+        let state = dir.appendingPathComponent("state").path, every = dir.appendingPathComponent("every").path
+        let whole = try CLITests.rules(["run", policyPath], stdin: events)
+        let a = try CLITests.rules(["run", policyPath, "--state", state], stdin: lines[..<600].joined(separator: "\n") + "\n")
+        #expect(a.status == 0)
+        // Checkpoints along the way end in the same state as one at the end.
+        let b = try CLITests.rules(["run", policyPath, "--state", every, "--checkpoint-every", "7"],
+                                   stdin: lines[..<600].joined(separator: "\n") + "\n")
+        #expect(b.status == 0)
+        #expect(FileManager.default.contents(atPath: state) == FileManager.default.contents(atPath: every))
+        let c = try CLITests.rules(["run", policyPath, "--resume", state, "--state", state],
+                                   stdin: lines[600...].joined(separator: "\n") + "\n")
+        #expect(c.status == 0)
+        #expect(c.stderr.contains("resumed from \(state): 600 lines already applied"))
+        #expect(c.stdout == whole.stdout)
+        let d = try CLITests.rules(["run", policyPath, "--resume", state, "--events", "/dev/null"])
+        #expect(d.stderr.contains("1000 lines already applied"))
+
+        let other = dir.appendingPathComponent("other.rules").path
+        try "speeding → -1\n".write(toFile: other, atomically: true, encoding: .utf8)
+        let e = try CLITests.rules(["run", other, "--resume", state, "--events", "/dev/null"])
+        #expect(e.status == 1 && e.stderr.contains("made with a different policy"))
+        let missing = try CLITests.rules(["run", policyPath, "--resume", dir.appendingPathComponent("nope").path])
+        #expect(missing.status == 1 && missing.stderr.contains("cannot read the state"))
+        for args in [["--checkpoint-every", "5"], ["--state", state, "--as-of", "2026-01-01"],
+                     ["--state", state, "--checkpoint-every", "5", "--jobs", "2"], ["--resume", state, "--trace", "/dev/null"],
+                     ["--max-rejects", "-1"], ["--checkpoint-every", "0", "--state", state]] {
+            let r = try CLITests.rules(["run", policyPath] + args, stdin: "")
+            #expect(r.status == 2, "\(args): \(r.stderr)")
+        }
+    }
+}
