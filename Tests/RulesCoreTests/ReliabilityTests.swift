@@ -168,3 +168,60 @@ struct ReliabilityTests {
         }
     }
 }
+
+@Suite("Limits")
+struct LimitTests {
+    @Test("a very long expression is an error with its position, not a stack overflow")
+    func longExpression() {
+        for (term, op, end) in [("x > 1", " and ", ""), ("x", " + ", " > 1"), ("x > 1", " or ", "")] {
+            let text = "event e { x: number }\ne where " + Array(repeating: term, count: 20_000).joined(separator: op) + end + " → -1\n"
+            let result = PolicyCompiler.compile(text)
+            #expect(result.program == nil)
+            #expect(result.diagnostics.contains { $0.code == .tooDeep && $0.message.contains("500 operators") })
+        }
+        let list = "event e { x: number }\ne where x in [" + (1...5000).map(String.init).joined(separator: ", ") + "] → -1\n"
+        #expect(PolicyCompiler.compile(list).diagnostics.contains { $0.code == .tooDeep })
+        // Within the limit it still works.
+        let fine = "event e { x: number }\ne where " + Array(repeating: "x > 1", count: 200).joined(separator: " and ") + " → -1\n"
+        #expect(PolicyCompiler.compile(fine).program != nil)
+    }
+
+    @Test("a huge line of garbage gives capped diagnostics whose source lines are clipped around the column")
+    func hugeLine() {
+        var rng = HotPathTests.Rng(state: 17)
+        let garbage = String(decoding: (0..<1_000_000).map { _ in UInt8(32 + rng.below(95)) }, as: UTF8.self)
+        let result = PolicyCompiler.compile(garbage)
+        #expect(result.diagnostics.filter { $0.severity == .error }.count <= DiagnosticSink.maxErrors + 1)
+        let rendered = DiagnosticRenderer(sources: result.sources).render(result.diagnostics)
+        let longest = rendered.split(separator: "\n").map { $0.unicodeScalars.count }.max() ?? 0
+        #expect(longest < 300, "a rendered line of \(longest) characters")
+        #expect(rendered.contains("…"))
+    }
+}
+
+@Suite("Fuzz findings")
+struct FuzzRegressionTests {
+    static func inputs(_ target: String) -> [String] {
+        let dir = Repo.root.appendingPathComponent("Tests/Fixtures/fuzz/\(target)")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted().map { "\(target)/\($0)" }
+    }
+
+    static let shipped = ["citizen", "moderation", "telematics"].compactMap { try? ExplainTests.text("rules/\($0).rules") }
+
+    @Test("every saved input passes the fuzz targets' checks", arguments: inputs("policy") + inputs("stream") + inputs("engine"))
+    func replay(_ name: String) throws {
+        let bytes = Array(try Data(contentsOf: Repo.root.appendingPathComponent("Tests/Fixtures/fuzz/\(name)")))
+        let broken: String?
+        switch name.split(separator: "/")[0] {
+        case "policy": broken = FuzzChecks.policy(bytes)
+        case "stream": broken = FuzzChecks.stream(bytes, program: try compileOrFail(Self.shipped[0]))
+        default: broken = FuzzChecks.engine(bytes, policies: Self.shipped)
+        }
+        #expect(broken == nil)
+    }
+
+    @Test("there are saved inputs for every target")
+    func present() {
+        for target in ["policy", "stream", "engine"] { #expect(!Self.inputs(target).isEmpty) }
+    }
+}

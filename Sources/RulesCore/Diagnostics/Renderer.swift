@@ -57,8 +57,27 @@ public struct DiagnosticRenderer {
         let width = gutterWidth(line)
         let pad = String(repeating: " ", count: width)
         let bar = paint("|", "1;34")
-        let carets = String(repeating: " ", count: startCol - 1) + paint(String(repeating: "^", count: endCol - startCol), caretColor)
-        return "\(pad)\(bar)\n\(paint(String(line).leftPadded(width - 1, with: " "), "1;34")) \(bar) \(text)\n\(pad)\(bar) \(carets)\n"
+        let (shown, from) = Self.clip(text, around: startCol - 1)
+        let caretStart = startCol - 1 - from + (from > 0 ? 1 : 0)
+        let caretCount = min(endCol - startCol, max(1, shown.unicodeScalars.count - caretStart))
+        let carets = String(repeating: " ", count: caretStart) + paint(String(repeating: "^", count: caretCount), caretColor)
+        return "\(pad)\(bar)\n\(paint(String(line).leftPadded(width - 1, with: " "), "1;34")) \(bar) \(shown)\n\(pad)\(bar) \(carets)\n"
+    }
+
+    /// Lines longer than this are shown as a window around the column.
+    static let maxShownColumns = 120
+
+    /// `text`, or a window of it around `column` (0-based) marked with `…`
+    /// where it was cut; and the column the window starts at.
+    static func clip(_ text: String, around column: Int) -> (String, Int) {
+        let scalars = Array(text.unicodeScalars)
+        guard scalars.count > maxShownColumns else { return (text, 0) }
+        let from = max(0, min(column - maxShownColumns / 3, scalars.count - maxShownColumns))
+        let to = min(scalars.count, from + maxShownColumns)
+        var shown = String(String.UnicodeScalarView(scalars[from..<to]))
+        if from > 0 { shown = "…" + shown }
+        if to < scalars.count { shown += "…" }
+        return (shown, from)
     }
 
     /// One JSON object per diagnostic, for tools.

@@ -530,7 +530,23 @@ struct Parser {
     }
 
     mutating func parseExpression() throws -> Expr {
-        try parseBinary(minPower: 1)
+        if depth == 0 { operators = 0 }
+        return try parseBinary(minPower: 1)
+    }
+
+    /// Operators and list items in the expression being parsed. `a and b
+    /// and c …` builds a tree as deep as it is long without nesting, and the
+    /// checker and engine walk trees recursively: a cap keeps every walk far
+    /// from the stack's end.
+    private var operators = 0
+    static let maxOperators = 500
+
+    private mutating func countOperator(_ at: Span) throws {
+        operators += 1
+        if operators > Self.maxOperators {
+            throw fail(.tooDeep, "expression too long (more than \(Self.maxOperators) operators and list items)", at: at,
+                       help: "split it: a `while` rule can name part of it as a flag")
+        }
     }
 
     /// expr = unary { BINOP unary }, climbing by binding power. Comparisons
@@ -544,6 +560,7 @@ struct Parser {
         var left = try parseUnary(minPower: minPower)
         while let (op, power) = infix(kind), power >= minPower {
             let opToken = advance()
+            try countOperator(opToken.span)
             if op == nil {
                 left = try parseInList(left)
             } else {
@@ -563,7 +580,8 @@ struct Parser {
         _ = try expect(.lbracket, "`[` to start the list after `in`", help: "write `x in [a, b]`")
         var items: [Expr] = []
         while kind != .rbracket {
-            items.append(try parseExpression())
+            try countOperator(current.span)
+            items.append(try parseBinary(minPower: 1))
             if !accept(.comma) { break }
         }
         _ = try expect(.rbracket, "`]` to close the list")

@@ -1,0 +1,102 @@
+import Foundation
+
+/// What the fuzz targets check (scripts/fuzz.sh, Fuzz/FuzzTargets.swift),
+/// as plain functions so that every input a fuzzer found is replayed by
+/// the unit tests too (Tests/Fixtures/fuzz). Each returns the promise the
+/// code broke, or nil; a crash or a sanitizer report is a finding as well.
+enum FuzzChecks {
+    /// A policy: lexer, parser, checker, diagnostics (text and JSON), and
+    /// its `test` blocks run.
+    static func policy(_ bytes: [UInt8]) -> String? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let result = PolicyCompiler.compile(text)
+        let renderer = DiagnosticRenderer(sources: result.sources)
+        _ = renderer.render(result.diagnostics)
+        for d in result.diagnostics { _ = renderer.json(d) }
+        if result.diagnostics.filter({ $0.severity == .error }).count > DiagnosticSink.maxErrors + 1 {
+            return "more errors than the cap"
+        }
+        if result.program != nil { _ = PolicyTests.run(result, testsIn: 0) }
+        return nil
+    }
+
+    /// An NDJSON stream over `program`: every line applied or rejected, and
+    /// the counts add up.
+    static func stream(_ bytes: [UInt8], program: Program) -> String? {
+        let engine = Engine(program: program)
+        var rejected = 0
+        let summary = EventStream.run(engine, reader: LineReader(bytes: bytes), asOf: nil) { _, _ in rejected += 1 }
+        var lines = 0, start = 0
+        for (i, b) in bytes.enumerated() where b == 0x0A { lines += 1; start = i + 1 }
+        if start < bytes.count { lines += 1 }
+        if summary.read + summary.blank != lines { return "lines read \(summary.read + summary.blank) of \(lines)" }
+        if summary.read != summary.applied + summary.rejected + summary.ignoredAfterAsOf { return "read ≠ applied + rejected" }
+        if rejected != summary.rejected { return "a rejection was not reported" }
+        var out: [UInt8] = []
+        engine.writeReport { out += $0 }
+        return nil
+    }
+
+    /// Bytes → events of one of `policies`: byte 0 picks the policy, then
+    /// each group of 4 bytes is (event type, person, time step, field
+    /// value); the last byte picks where a checkpoint cuts the run. The
+    /// report of one thread, of two, and of the cut run must be identical.
+    static func engine(_ bytes: [UInt8], policies: [String]) -> String? {
+        guard let first = bytes.first, !policies.isEmpty else { return nil }
+        guard let program = PolicyCompiler.compile(policies[Int(first) % policies.count]).program else { return nil }
+        let events = program.policy.events
+        guard !events.isEmpty else { return nil }
+        var time: Int64 = 1_767_225_600
+        var lines: [String] = []
+        var k = 1
+        while k + 4 <= bytes.count {
+            let event = events[Int(bytes[k]) % events.count]
+            time += Int64(bytes[k + 2]) * Int64(bytes[k + 2]) * 97
+            let type = event.name.replacingOccurrences(of: "_", with: " ")
+            var line = #"{"citizen":"p\#(bytes[k + 1] % 7)","type":"\#(type)","time":"\#(Timestamp.format(time * 1_000_000_000))""#
+            for (field, type) in event.declared ?? [] {
+                let v = Int(bytes[k + 3]), name = program.policy.fields[field]
+                switch type {
+                case .number: line += #","\#(name)":\#(v * v - 100)"#
+                case .bool: line += #","\#(name)":\#(v % 2 == 0)"#
+                default: line += #","\#(name)":"v\#(v % 3)""#
+                }
+            }
+            lines.append(line + "}")
+            k += 4
+        }
+        func run(_ lines: ArraySlice<String>, into engine: Engine) {
+            _ = EventStream.run(engine, reader: LineReader(bytes: Array((lines.joined(separator: "\n") + "\n").utf8)), asOf: nil) { _, _ in }
+        }
+        func report(_ engines: [Engine]) -> [UInt8] {
+            var out: [UInt8] = []
+            Engine.writeReport(engines, asOf: nil) { out += $0 }
+            return out
+        }
+        let one = Engine(program: program)
+        run(lines[...], into: one)
+        let expected = report([one])
+
+        let path = NSTemporaryDirectory() + "rules-fuzz-\(UUID().uuidString).ndjson"
+        guard FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8)) else {
+            return nil  // no temporary file here: nothing to compare
+        }
+        defer { unlink(path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        guard case .success(let parallel) = ParallelStream.run(program: program, fd: fd, jobs: 2, onReject: { _, _ in }) else {
+            return "the parallel run failed"
+        }
+        if report(parallel.engines) != expected { return "two threads disagree with one" }
+
+        let cut = lines.isEmpty ? 0 : Int(bytes[bytes.count - 1]) % (lines.count + 1)
+        let before = Engine(program: program), after = Engine(program: program)
+        run(lines[..<cut], into: before)
+        guard case .success = Checkpoint.restore(Checkpoint.encode([before], lines: cut), into: [after]) else {
+            return "a checkpoint did not load back"
+        }
+        run(lines[cut...], into: after)
+        if report([after]) != expected { return "a run cut by a checkpoint disagrees with a whole run" }
+        return nil
+    }
+}
