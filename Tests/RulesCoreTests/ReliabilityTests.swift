@@ -186,6 +186,30 @@ struct LimitTests {
         #expect(PolicyCompiler.compile(fine).program != nil)
     }
 
+    @Test("a stream line over the length limit is rejected by number, skipped unread; the lines around it are applied")
+    func longStreamLine() throws {
+        let program = try compileOrFail("littering → -3\n")
+        let ok = #"{"citizen":"a","type":"littering","time":"2026-01-01"}"#
+        let long = #"{"citizen":"a","type":"littering","time":"2026-01-02","note":""# + String(repeating: "x", count: 5000) + "\"}"
+        let text = [ok, long, ok.replacingOccurrences(of: "01-01", with: "01-03"), long].joined(separator: "\n")
+        let engine = Engine(program: program)
+        var rejections: [Rejection] = []
+        let summary = EventStream.run(engine, reader: LineReader(bytes: Array(text.utf8), maxLineBytes: 1000), asOf: nil) {
+            r, _ in rejections.append(r)
+        }
+        #expect(summary.read == 4 && summary.applied == 2 && summary.rejected == 2, "\(summary) \(rejections)")
+        #expect(rejections.map(\.line) == [2, 4])
+        #expect(rejections.first?.reason.contains("\(long.utf8.count) bytes, longer than the limit") == true)
+        // The parallel reader has the same limit (16 MiB).
+        let huge = #"{"citizen":"b","type":"littering","time":"2026-01-02","note":""# + String(repeating: "y", count: 17 << 20) + "\"}"
+        let events = [ok, huge, ok.replacingOccurrences(of: "01-01", with: "01-03")].joined(separator: "\n") + "\n"
+        let one = try ParallelStreamTests.run("littering → -3\n", events, jobs: 1)
+        let two = try ParallelStreamTests.run("littering → -3\n", events, jobs: 2)
+        #expect(two.0 == one.0 && two.1 == one.1)
+        #expect(one.1.count == 1 && one.1[0].hasPrefix("2: the line is \(huge.utf8.count) bytes"), "\(one.1.map { $0.prefix(90) })")
+        #expect(!one.0.contains("\"b\""))
+    }
+
     @Test("a huge line of garbage gives capped diagnostics whose source lines are clipped around the column")
     func hugeLine() {
         var rng = HotPathTests.Rng(state: 17)

@@ -67,6 +67,14 @@ public enum EventStream {
                 }
             }
             far.lead -= 1; near.lead -= 1
+            if let length = reader.skippedLength {
+                summary.read += 1
+                summary.rejected += 1
+                let reason = "the line is \(length) bytes, longer than the limit of \(reader.maxLineBytes >> 20) MiB; it was skipped unread"
+                onReject(Rejection(line: reader.lineNumber, reason: reason), line)
+                if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = reader.lineNumber; break loop }
+                continue
+            }
             while far.lead < 8, let ahead = reader.advance(&far) {
                 if let key = EventParser.leadingPerson(ahead) { engine.prefetchSlot(key) }
             }

@@ -14,15 +14,17 @@ final class LineReader {
     /// Set when `read` failed; the text of `strerror`.
     private(set) var readError: String? = nil
 
-    init(fd: Int32, capacity: Int = 1 << 20) {
+    init(fd: Int32, capacity: Int = 1 << 20, maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         self.fd = fd
+        self.maxLineBytes = maxLineBytes
         self.capacity = capacity
         buffer = .allocate(capacity: capacity)
     }
 
     /// Lines of bytes already in memory.
-    init(bytes: [UInt8]) {
+    init(bytes: [UInt8], maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         fd = -1
+        self.maxLineBytes = maxLineBytes
         capacity = max(1, bytes.count)
         buffer = .allocate(capacity: capacity)
         bytes.withUnsafeBufferPointer { if let b = $0.baseAddress { buffer.update(from: b, count: bytes.count) } }
@@ -33,18 +35,56 @@ final class LineReader {
     deinit { buffer.deallocate() }
 
     /// The next line without its `\n` (and `\r`), or nil at the end.
+    ///
+    /// A line longer than `maxLineBytes` is not kept: the reader skips to
+    /// its end and returns an empty line with `skippedLength` set, so the
+    /// caller can reject it by number without holding it in memory.
     func next() -> UnsafeBufferPointer<UInt8>? {
+        skippedLength = nil
         while true {
             if let nl = memchr(buffer + start, 0x0A, end - start) {
                 let lineEnd = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+                if lineEnd - start > maxLineBytes { return skipLongLine() }
                 return take(upTo: lineEnd, skip: 1)
             }
             if atEOF {
                 if start == end { return nil }
+                if end - start > maxLineBytes { return skipLongLine() }
                 return take(upTo: end, skip: 0)
             }
+            if end - start > maxLineBytes { return skipLongLine() }
             fill()
         }
+    }
+
+    /// Lines longer than this are rejected, not read into memory.
+    static let defaultMaxLineBytes = 16 << 20
+    let maxLineBytes: Int
+    /// Set by `next()` when it skipped a line that was too long: its length.
+    private(set) var skippedLength: Int? = nil
+
+    /// Moves past the line at `start` (its end may not be read yet) and
+    /// reports it as skipped.
+    private func skipLongLine() -> UnsafeBufferPointer<UInt8> {
+        var length = 0
+        while true {
+            if start == end {
+                if atEOF { break }
+                fill()
+                continue
+            }
+            if let nl = memchr(buffer + start, 0x0A, end - start) {
+                let lineEnd = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+                length += lineEnd - start
+                start = lineEnd + 1
+                break
+            }
+            length += end - start
+            start = end
+        }
+        lineNumber += 1
+        skippedLength = length
+        return UnsafeBufferPointer(start: buffer, count: 0)
     }
 
     private func take(upTo lineEnd: Int, skip: Int) -> UnsafeBufferPointer<UInt8> {

@@ -65,12 +65,37 @@ public enum ParallelStream {
             }
             if end == 0 {
                 pooled ? pool.give(storage) : storage.deallocate()
-                continue
+            } else {
+                let block = Block(storage, count: end, firstLine: nextLine, users: count, pool: pooled ? pool : nil,
+                                  router: &router)
+                nextLine += block.lineCount
+                for w in workers { w.send(block) }
             }
-            let block = Block(storage, count: end, firstLine: nextLine, users: count, pool: pooled ? pool : nil,
-                              router: &router)
-            nextLine += block.lineCount
-            for w in workers { w.send(block) }
+            if carry.count > LineReader.defaultMaxLineBytes {
+                // Too long to keep (as `LineReader` does): read on to its end
+                // without holding it, and let worker 0 reject it by number.
+                var length = carry.count
+                carry.removeAll()
+                var chunk = [UInt8](repeating: 0, count: 1 << 20)
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 {
+                        if n < 0 { readError = String(cString: strerror(errno)) }
+                        atEnd = true
+                        break
+                    }
+                    if let nl = chunk[0..<n].firstIndex(of: 0x0A) {
+                        length += nl
+                        carry = Array(chunk[(nl + 1)..<n])
+                        break
+                    }
+                    length += n
+                }
+                let block = Block(skippedLine: nextLine, length: length, users: count)
+                nextLine += 1
+                for w in workers { w.send(block) }
+            }
             // Enough rejections already: the lines read so far hold the one
             // that went over the limit.
             if let maxRejects, rejected.value > maxRejects { break }
@@ -130,6 +155,23 @@ public enum ParallelStream {
             var number: Int
         }
 
+        /// Lines too long to read (`LineReader.defaultMaxLineBytes`): their
+        /// numbers and lengths; worker 0 rejects them.
+        let skipped: [(number: Int, length: Int)]
+
+        init(skippedLine number: Int, length: Int, users: Int) {
+            storage = .allocate(capacity: 1)
+            pool = nil
+            self.users = users
+            bytes = UnsafeBufferPointer(rebasing: storage[0..<0])
+            firstLine = number
+            lineCount = 1
+            lines = [[Line]](repeating: [], count: users)
+            read = 1
+            blank = 0
+            skipped = [(number, length)]
+        }
+
         /// Splits `storage[0..<count]` into lines and routes each.
         init(_ storage: UnsafeMutableBufferPointer<UInt8>, count: Int, firstLine: Int, users: Int, pool: BlockPool?,
              router: inout Router) {
@@ -141,6 +183,7 @@ public enum ParallelStream {
             self.firstLine = firstLine
             var lines = [[Line]](repeating: [], count: users)
             var read = 0, blank = 0
+            var skipped: [(number: Int, length: Int)] = []
             var start = 0
             var number = firstLine
             let base = all.baseAddress!
@@ -149,7 +192,10 @@ public enum ParallelStream {
                 var lineEnd = end
                 if lineEnd > start && all[lineEnd - 1] == 0x0D { lineEnd -= 1 }
                 let line = UnsafeBufferPointer(rebasing: all[start..<lineEnd])
-                if EventStream.isBlank(line) {
+                if line.count > LineReader.defaultMaxLineBytes {
+                    read += 1
+                    skipped.append((number, line.count))
+                } else if EventStream.isBlank(line) {
                     blank += 1
                 } else {
                     read += 1
@@ -161,6 +207,7 @@ public enum ParallelStream {
             self.lines = lines
             self.read = read
             self.blank = blank
+            self.skipped = skipped
             lineCount = number - firstLine
         }
 
@@ -296,6 +343,10 @@ public enum ParallelStream {
         private func loop() {
             while let block = take() {
                 if index == 0 { summary.read += block.read; summary.blank += block.blank }
+                for (number, length) in block.skipped where index == 0 {
+                    reject("the line is \(length) bytes, longer than the limit of \(LineReader.defaultMaxLineBytes >> 20) MiB; it was skipped unread",
+                           UnsafeBufferPointer(rebasing: block.bytes[0..<0]), number)
+                }
                 applyOwned(block.lines[index], of: block.bytes)
                 block.release()
             }
