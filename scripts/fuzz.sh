@@ -19,9 +19,14 @@ binary="$out/rules-fuzz"
 sources=$(find Sources/RulesCore -name '*.swift' | sort)
 if [ ! -x "$binary" ] || [ -n "$(find Sources/RulesCore Fuzz -newer "$binary" -name '*.swift' | head -1)" ]; then
     echo "building the fuzz binary (libFuzzer + AddressSanitizer)…" >&2
+    # (The linker's "cannot export local symbol __asan_…" warnings are noise.)
     # shellcheck disable=SC2086
-    swiftc -module-name RulesCore -parse-as-library -sanitize=fuzzer,address -O -g \
-        -I Sources/MemoryHints/include $sources Fuzz/FuzzTargets.swift -o "$binary"
+    if ! swiftc -module-name RulesCore -parse-as-library -sanitize=fuzzer,address -O -g \
+        -I Sources/MemoryHints/include $sources Fuzz/FuzzTargets.swift -o "$binary.new" > "$out/build.log" 2>&1; then
+        grep -v "Cannot export local symbol" "$out/build.log" >&2
+        exit 1
+    fi
+    mv "$binary.new" "$binary"
 fi
 
 seed() {  # target → corpus directory with the seeds

@@ -7,16 +7,23 @@ import Glibc
 /// on every way out — normal exit, and the signals that end a process (the
 /// handler restores the terminal, then lets the signal do its work).
 enum RawTerminal {
-    /// The settings to restore, readable from a signal handler.
-    nonisolated(unsafe) private static var saved = termios()
+    /// The settings to restore, readable from a signal handler. Heap memory
+    /// that is never freed: AddressSanitizer saw `tcgetattr` overflow a
+    /// `termios` held in a static variable (the struct as Swift lays it out
+    /// is smaller than what glibc writes).
+    nonisolated(unsafe) private static let saved: UnsafeMutablePointer<termios> = {
+        let p = UnsafeMutablePointer<termios>.allocate(capacity: 1)
+        UnsafeMutableRawPointer(p).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<termios>.size)
+        return p
+    }()
     nonisolated(unsafe) private static var active = false
 
     static let fatalSignals: [Int32] = [SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP]
 
     /// Output processing (OPOST) stays on, so `\n` still starts a new line.
     static func enable() -> Bool {
-        guard tcgetattr(0, &saved) == 0 else { return false }
-        var raw = saved
+        guard tcgetattr(0, saved) == 0 else { return false }
+        var raw = saved.pointee
         raw.c_lflag &= ~tcflag_t(ECHO | ICANON | ISIG | IEXTEN)
         raw.c_iflag &= ~tcflag_t(IXON | ICRNL | BRKINT | INPCK | ISTRIP)
         raw.c_cc.6 = 1   // VMIN: one byte is enough
@@ -35,7 +42,7 @@ enum RawTerminal {
 
     static func restore() {
         guard active else { return }
-        _ = tcsetattr(0, TCSAFLUSH, &saved)
+        _ = tcsetattr(0, TCSAFLUSH, saved)
         active = false
     }
 
