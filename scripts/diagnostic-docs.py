@@ -12,9 +12,11 @@ MARKER = "the golden files in `Tests/Fixtures/diagnostics/`)."
 
 # Codes whose examples need inputs too long for a golden file.
 EXTRA = {
-    "E0207": "Expression nested too deeply: more than 100 levels of parentheses or operators. "
-             "The limit keeps checking and evaluation bounded.\n\n"
-             "```\na where ((((((…1…)))))) > 0 → +1     # 101 or more levels\n```\n",
+    "E0207": "Expression nested too deeply (more than 100 levels of parentheses or operators) or too long "
+             "(more than 500 operators and list items in one expression). The limits keep checking and "
+             "evaluation bounded.\n\n"
+             "```\na where ((((((…1…)))))) > 0 → +1     # 101 or more levels\n"
+             "a where x > 1 and x > 1 and … → +1   # 501 or more operators\n```\n",
     "E0208": "Too many errors: after 50 errors the rest of the input is not reported; "
              "the last diagnostic says where it stopped.\n\n"
              "```\npolicy.rules:51:12: error: too many errors; stopped after 50 [E0208]\n```\n",
