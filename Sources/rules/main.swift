@@ -15,6 +15,7 @@ enum Main {
     commands:
       run      apply an event stream to a policy and print each person's state
       check    check policy files and print diagnostics
+      fmt      rewrite policy files in the canonical layout
       test     run the policies' test blocks
       repl     try rules and events interactively
       explain  why one person's state is what it is
@@ -33,6 +34,7 @@ enum Main {
     static let commands: [String: (help: String, run: @Sendable ([String]) -> Int32)] = [
         "run": (RunCommand.help, RunCommand.run),
         "check": (CheckCommand.help, CheckCommand.run),
+        "fmt": (FmtCommand.help, FmtCommand.run),
         "test": (TestCommand.help, TestCommand.run),
         "repl": (ReplCommand.help, ReplCommand.run),
         "graph": (GraphCommand.help, GraphCommand.run),

@@ -17,6 +17,19 @@ enum FuzzChecks {
             return "more errors than the cap"
         }
         if result.program != nil { _ = PolicyTests.run(result, testsIn: 0) }
+        return formatRoundTrip(text)
+    }
+
+    /// The formatter on a file that parses: formatting twice changes
+    /// nothing, and the result parses to the same statements.
+    static func formatRoundTrip(_ text: String) -> String? {
+        guard case .formatted(let once) = Formatter.format(text) else { return nil }
+        guard case .formatted(let twice) = Formatter.format(once) else { return "the formatted file does not parse" }
+        if twice != once { return "formatting is not idempotent" }
+        func meaning(_ t: String) -> [String] {
+            Parser.parse(SourceFile(name: "x", text: t), file: 0).statements.map(ASTDump.dump)
+        }
+        if meaning(once) != meaning(text) { return "formatting changed the meaning" }
         return nil
     }
 

@@ -1,0 +1,83 @@
+import RulesCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rules fmt [--check] [FILES...]` — the canonical layout (docs/LANGUAGE.md,
+/// "Formatting").
+enum FmtCommand {
+    static let help = """
+    usage: rules fmt [--check] [FILE.rules...]
+
+    Rewrites policy files in the one canonical layout: one statement per
+    line, `→` for arrows, one space around operators, test blocks indented,
+    comments kept where they are. Formatting never changes what a policy
+    means. With no file, reads standard input and writes standard output.
+
+    options:
+      --check      change nothing; list the files that are not formatted
+                   and exit 1 if there are any
+      -h, --help   show this help
+
+    A file with syntax errors is left as it is; its errors are shown.
+
+    exit status: 0 done (or, with --check, every file formatted), 1 a file
+    is not formatted (--check), has syntax errors or cannot be read or
+    written, 2 usage error.
+    """
+
+    static func run(_ args: [String]) -> Int32 {
+        let (arguments, code) = Arguments.forCommand("fmt", args, spec: .init(flags: ["--check"]), help: help)
+        guard let parsed = arguments else { return code }
+        let check = parsed.flags.contains("--check")
+        if parsed.positionals.isEmpty { return formatStandardInput(check: check) }
+        var status = ExitCode.ok
+        for path in parsed.positionals {
+            guard case .success(let bytes) = Terminal.readFile(path) else {
+                Terminal.writeErr("rules: cannot read \(path)\n")
+                status = ExitCode.failure
+                continue
+            }
+            let source = SourceFile(name: path, bytes: bytes)
+            switch Formatter.format(source) {
+            case .syntaxErrors(let errors):
+                Terminal.writeErr(DiagnosticRenderer(sources: SourceSet([source]), color: Terminal.colorOnStderr).render(errors))
+                Terminal.writeErr("rules: \(path) has syntax errors; not formatted\n")
+                status = ExitCode.failure
+            case .formatted(let text):
+                let formatted = Array(text.utf8)
+                if formatted == bytes { continue }
+                if check {
+                    Terminal.writeOut(path + "\n")
+                    status = ExitCode.failure
+                } else if let error = Terminal.writeFile(path, formatted) {
+                    Terminal.writeErr("rules: cannot write \(path): \(error)\n")
+                    status = ExitCode.failure
+                }
+            }
+        }
+        return status
+    }
+
+    private static func formatStandardInput(check: Bool) -> Int32 {
+        guard case .success(let bytes) = Terminal.readFile("-") else {
+            Terminal.writeErr("rules: cannot read standard input\n")
+            return ExitCode.failure
+        }
+        let source = SourceFile(name: "<stdin>", bytes: bytes)
+        switch Formatter.format(source) {
+        case .syntaxErrors(let errors):
+            Terminal.writeErr(DiagnosticRenderer(sources: SourceSet([source]), color: Terminal.colorOnStderr).render(errors))
+            Terminal.writeErr("rules: <stdin> has syntax errors; not formatted\n")
+            return ExitCode.failure
+        case .formatted(let text):
+            if check {
+                if Array(text.utf8) == bytes { return ExitCode.ok }
+                Terminal.writeOut("<stdin>\n")
+                return ExitCode.failure
+            }
+            Terminal.writeOut(text)
+            return ExitCode.ok
+        }
+    }
+}
