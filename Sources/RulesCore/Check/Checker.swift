@@ -53,6 +53,9 @@ struct Checker {
         (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
         warnUnused()
         warnDuplicates()
+        if !sink.items.contains(where: { $0.severity == .error }) {
+            for d in Lints.run(policy) { sink.add(d) }
+        }
     }
 
     // MARK: - Collecting names

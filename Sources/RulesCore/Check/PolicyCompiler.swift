@@ -31,11 +31,29 @@ public enum PolicyCompiler {
         // that did parse are worth reporting too.
         let (policy, found) = Checker.check(statements, sources: sources)
         diagnostics += found
+        diagnostics = allowed(diagnostics, in: sources)
         diagnostics.sort { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         let failed = diagnostics.contains { $0.severity == .error }
         diagnostics = capped(diagnostics)
         return CompileResult(sources: sources, diagnostics: diagnostics, program: failed ? nil : Program(policy),
                              statements: statements, checked: policy)
+    }
+
+    /// Drops a warning whose line, or the line before it, says it is meant:
+    /// `# rules: allow W0509` (several codes may follow, comma-separated).
+    static func allowed(_ diagnostics: [Diagnostic], in sources: SourceSet) -> [Diagnostic] {
+        diagnostics.filter { d in
+            guard d.severity == .warning, d.span.file < sources.files.count else { return true }
+            let file = sources.files[d.span.file]
+            let line = file.line(of: d.span.start)
+            for l in [line, line - 1] where l >= 1 {
+                let text = file.lineText(l)
+                guard let marker = text.range(of: "# rules: allow") else { continue }
+                let codes = text[marker.upperBound...].split(whereSeparator: { $0 == "," || $0 == " " })
+                if codes.contains(where: { $0 == d.code.rawValue }) { return false }
+            }
+            return true
+        }
     }
 
     /// Keeps the first `DiagnosticSink.maxErrors` errors (and the warnings

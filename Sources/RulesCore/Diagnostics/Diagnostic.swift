@@ -47,6 +47,10 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case ruleNeverFires = "W0504"
     case duplicateRule = "W0505"
     case windowWithoutCount = "W0506"
+    case contradictingRules = "W0507"
+    case conditionNeverHolds = "W0508"
+    case effectShorterThanWindow = "W0509"
+    case grantedAndDenied = "W0510"
 
     public var severity: Diagnostic.Severity {
         rawValue.hasPrefix("W") ? .warning : .error

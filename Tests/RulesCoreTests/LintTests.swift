@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+@testable import RulesCore
+
+/// The deeper checks (W0507–W0510): they warn where the policy provably
+/// misbehaves, and stay quiet where they cannot prove it.
+@Suite("Deeper checks")
+struct LintTests {
+    static func codes(_ text: String) -> [String] {
+        PolicyCompiler.compile(text).diagnostics.map(\.code.rawValue).filter { $0 >= "W0507" }
+    }
+
+    @Test("contradicting effects on the same events, and only then")
+    func contradictions() {
+        #expect(Self.codes("unpaid debt → deny travel\nunpaid debt → allow travel\n") == ["W0507"])
+        #expect(Self.codes("unpaid debt → allow travel\nunpaid debt → deny travel\n") == ["W0507"])
+        #expect(Self.codes("unpaid debt → deny travel, allow travel\n") == ["W0507"])
+        #expect(Self.codes("debt → flag debtor\ndebt → clear debtor\n") == ["W0507"])
+        // Different conditions, events or counts: they need not fire together.
+        #expect(Self.codes("event d { a: number }\nd where a > 5 → deny travel\nd → allow travel\n").isEmpty)
+        #expect(Self.codes("d → deny travel\npaid → allow travel\n").isEmpty)
+        #expect(Self.codes("3 d within 9 days → deny travel\nd → allow travel\n").isEmpty)
+    }
+
+    @Test("conditions no value satisfies, with the score's bounds; quiet when unsure")
+    func impossible() {
+        #expect(Self.codes("event s { v: number }\ns where v > 100 and v < 50 → -1\n") == ["W0508"])
+        #expect(Self.codes("event s { v: number }\ns where v >= 10 and not (v > 5) → -1\n") == ["W0508"])
+        #expect(Self.codes("event s { v: number }\ns where v == 3 and v > 4 → -1\n") == ["W0508"])
+        #expect(Self.codes("event p { z: string }\np where z == \"a\" and z == \"b\" → -1\n") == ["W0508"])
+        #expect(Self.codes("score starts at 10, min 0, max 100\nwhile score > 100 → flag x\n").contains("W0508"))
+        #expect(Self.codes("score starts at 10, min 0, max 100\nwhile score < 0 → flag x\n").contains("W0508"))
+        #expect(Self.codes("event s { v: number }\ns where v > 100 or v < 50 → -1\n").isEmpty)
+        #expect(Self.codes("event s { v: number }\ns where v >= 10 and v <= 10 → -1\n").isEmpty)
+        #expect(Self.codes("event s { v: number, w: number }\ns where v > w + 1 and v < 0 → -1\n").isEmpty)
+        #expect(Self.codes("score starts at 10, min 0, max 100\nwhile score >= 100 → flag x\n").filter { $0 == "W0508" }.isEmpty)
+    }
+
+    @Test("a timed effect shorter than the window that sets it")
+    func shortEffects() {
+        #expect(Self.codes("3 s within 30 days → deny driving for 7 days\n") == ["W0509"])
+        #expect(Self.codes("3 s within 30 days → deny driving for 30 days\n").isEmpty)
+        #expect(Self.codes("3 s within 30 days → deny driving\n").isEmpty)
+        #expect(Self.codes("s → deny driving for 1 day\n").isEmpty)
+    }
+
+    @Test("granted and denied at once, seeing through flags set by one while rule")
+    func grantedAndDenied() {
+        #expect(Self.codes("while score >= 1050 → grant lane\nwhile score > 1000 → deny lane\n") == ["W0510"])
+        // Exclusive conditions, directly or through a flag.
+        #expect(Self.codes("while score >= 1050 → grant lane\nwhile score < 900 → deny lane\n").isEmpty)
+        #expect(Self.codes("while score < 900 → flag low\nwhile score >= 1050 → grant lane\nwhile low → deny lane\n").isEmpty)
+        // A flag an event rule sets can be true at any score.
+        #expect(Self.codes("e → flag low\nwhile score >= 1050 → grant lane\nwhile low → deny lane\n") == ["W0510"])
+    }
+
+    @Test("a comment silences a warning that is meant, on its line or the line before")
+    func allowComments() {
+        let text = "3 s within 30 days → deny driving for 7 days  # rules: allow W0509\n"
+        #expect(Self.codes(text).isEmpty)
+        #expect(Self.codes("# rules: allow W0509, W0507\n3 s within 30 days → deny driving for 7 days\n").isEmpty)
+        #expect(Self.codes("# rules: allow W0507\n3 s within 30 days → deny driving for 7 days\n") == ["W0509"])
+        #expect(Self.codes("# rules: allow W0509\n\n3 s within 30 days → deny driving for 7 days\n") == ["W0509"])
+    }
+
+    @Test("rules check --deny-warnings fails on warnings, --format json carries them")
+    func denyWarnings() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lint-\(UUID().uuidString).rules").path
+        try "3 s within 30 days → deny driving for 7 days\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        #expect(try CLITests.rules(["check", path]).status == 0)
+        let strict = try CLITests.rules(["check", "--deny-warnings", path])
+        #expect(strict.status == 1 && strict.stderr.contains("[W0509]") && strict.stderr.contains("--deny-warnings"))
+        let json = try CLITests.rules(["check", "--format", "json", path])
+        #expect(json.stdout.contains(#""code":"W0509""#) || json.stderr.contains(#""code":"W0509""#))
+    }
+}
