@@ -16,6 +16,7 @@ enum Main {
       run      apply an event stream to a policy and print each person's state
       check    check policy files and print diagnostics
       fmt      rewrite policy files in the canonical layout
+      lsp      the language server for editors (stdin/stdout)
       test     run the policies' test blocks
       repl     try rules and events interactively
       explain  why one person's state is what it is
@@ -35,6 +36,7 @@ enum Main {
         "run": (RunCommand.help, RunCommand.run),
         "check": (CheckCommand.help, CheckCommand.run),
         "fmt": (FmtCommand.help, FmtCommand.run),
+        "lsp": (LspCommand.help, LspCommand.run),
         "test": (TestCommand.help, TestCommand.run),
         "repl": (ReplCommand.help, ReplCommand.run),
         "graph": (GraphCommand.help, GraphCommand.run),
