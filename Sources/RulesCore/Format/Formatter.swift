@@ -10,7 +10,7 @@
 ///   written `→`, one space around `→`, binary operators, `=` and after
 ///   `,` and `:`; none inside `( )`, `[ ]`, around `.`, after a sign or
 ///   before `(` of `min`/`max`/`abs`/`count`/`sum`; `{ a: number }` with
-///   spaces inside the braces;
+///   spaces inside the braces, `{}` when empty;
 /// - line breaks inside a statement (after `→`, `,`, an operator, or inside
 ///   brackets) are kept where the author put them, indented four spaces
 ///   (as gofmt keeps them); everything else about a line is decided here;
@@ -170,6 +170,7 @@ private struct Printer {
         switch kind {
         case .comma, .rparen, .rbracket, .colon, .dot: return ""
         case .lparen where prev.isBuiltin: return ""
+        case .rbrace where prev == .lbrace: return ""   // `event e {}`
         default: break
         }
         switch prev {

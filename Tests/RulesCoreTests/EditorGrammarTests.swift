@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+
+/// editors/rules.tmLanguage.json, applied the way a TextMate engine does
+/// (the earliest match on a line wins, ties go to the first pattern;
+/// `begin`/`end` for strings) with NSRegularExpression standing in for
+/// Oniguruma — the grammar uses only what both understand.
+@Suite("TextMate grammar")
+struct EditorGrammarTests {
+    struct Rule {
+        var scope: String
+        var match: NSRegularExpression?
+        var begin: String?
+        var end: String?
+    }
+
+    static func rules() throws -> [Rule] {
+        let data = try Data(contentsOf: Repo.root.appendingPathComponent("editors/rules.tmLanguage.json"))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(json["scopeName"] as? String == "source.rules")
+        let repository = try #require(json["repository"] as? [String: [String: Any]])
+        let order = try #require(json["patterns"] as? [[String: String]]).compactMap { $0["include"]?.dropFirst() }
+        return try order.map { name in
+            let r = try #require(repository[String(name)])
+            let scope = try #require(r["name"] as? String)
+            if let m = r["match"] as? String {
+                return Rule(scope: scope, match: try NSRegularExpression(pattern: m, options: [.anchorsMatchLines]))
+            }
+            return Rule(scope: scope, begin: r["begin"] as? String, end: r["end"] as? String)
+        }
+    }
+
+    /// (text, scope) for every scoped token of a line.
+    static func tokenize(_ line: String, _ rules: [Rule]) -> [(String, String)] {
+        let ns = line as NSString
+        var tokens: [(String, String)] = []
+        var i = 0
+        while i < ns.length {
+            var best: (start: Int, end: Int, scope: String)? = nil
+            for rule in rules {
+                if let regex = rule.match,
+                   let m = regex.firstMatch(in: line, range: NSRange(location: i, length: ns.length - i)) {
+                    if best == nil || m.range.location < best!.start { best = (m.range.location, m.range.location + m.range.length, rule.scope) }
+                } else if let begin = rule.begin, let end = rule.end {
+                    let r = ns.range(of: begin, range: NSRange(location: i, length: ns.length - i))
+                    guard r.location != NSNotFound, best == nil || r.location < best!.start else { continue }
+                    var j = r.location + r.length
+                    while j < ns.length, ns.substring(with: NSRange(location: j, length: 1)) != end {
+                        j += ns.substring(with: NSRange(location: j, length: 1)) == "\\" ? 2 : 1
+                    }
+                    best = (r.location, min(ns.length, j + 1), rule.scope)
+                }
+            }
+            guard let b = best, b.end > b.start else { break }
+            tokens.append((ns.substring(with: NSRange(location: b.start, length: b.end - b.start)), b.scope))
+            i = b.end
+        }
+        return tokens
+    }
+
+    @Test("the shipped policies tokenise: keywords, effects, arrows, durations, strings, times and comments")
+    func shippedPolicies() throws {
+        let rules = try Self.rules()
+        var scopes: [String: Set<String>] = [:]
+        for name in ["citizen", "citizen.test", "moderation", "moderation.test", "telematics", "telematics.test"] {
+            let text = try String(contentsOf: Repo.root.appendingPathComponent("rules/\(name).rules"), encoding: .utf8)
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                let tokens = Self.tokenize(String(line), rules)
+                for (token, scope) in tokens { scopes[scope, default: []].insert(token) }
+                // A comment is one token to the end of the line, and nothing
+                // inside it is scoped as code.
+                if let hash = line.firstIndex(of: "#"), !line[..<hash].contains("\"") {
+                    #expect(tokens.last?.1 == "comment.line.number-sign.rules", "\(line)")
+                }
+            }
+        }
+        #expect(scopes["keyword.control.rules"]?.isSuperset(of: ["while", "where", "within", "event", "let", "test", "expect"]) == true)
+        #expect(scopes["keyword.other.effect.rules"]?.isSuperset(of: ["deny", "flag", "grant", "clear", "allow"]) == true)
+        #expect(scopes["keyword.operator.arrow.rules"] == ["→"])
+        #expect(scopes["constant.numeric.duration.rules"]?.contains("30 days") == true)
+        #expect(scopes["string.quoted.double.rules"]?.contains("\"disabled\"") == true)
+        #expect(scopes["constant.other.time.rules"]?.contains { $0.hasPrefix("2026-") } == true)
+        #expect(scopes["support.function.rules"]?.contains("min") == true)
+        #expect(scopes["storage.type.rules"]?.contains { $0.hasSuffix("number") } == true)
+        // Names are not keywords: `low trust` and `fast lane` stay plain text.
+        for keywordScope in ["keyword.control.rules", "keyword.other.effect.rules", "keyword.operator.logical.rules"] {
+            #expect(scopes[keywordScope]?.isDisjoint(with: ["low", "trust", "fast", "lane", "debtor"]) == true)
+        }
+    }
+
+    @Test("a line of every kind of token")
+    func oneLine() throws {
+        let tokens = Self.tokenize(#"3 speeding where zone == "a\"b" and not x >= 2.5 → deny travel for 90 days  # why"#, try Self.rules())
+        #expect(tokens.map(\.0) == ["3", "where", "==", #""a\"b""#, "and", "not", ">=", "2.5", "→", "deny", "for", "90 days", "# why"])
+    }
+}
