@@ -93,3 +93,6 @@ print(f"| hand-written baseline | {b_s:.3f} | {events / b_s:,.0f} | 1.00 | {b_kb
 print(f"| rules check, 1,000 rules | {$c1:.3f} | | | | |")
 print(f"| rules check, 10,000 rules | {$c10:.3f} | | | | |")
 PY
+
+echo
+python3 scripts/lsp-bench.py "$rules" 2000

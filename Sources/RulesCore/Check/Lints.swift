@@ -38,12 +38,23 @@ struct Lints {
     /// count, window and condition — where one sets what the other lifts:
     /// the one written later always wins, so the other does nothing.
     private mutating func contradictions() {
-        let rules = policy.eventRules
+        // Only rules that fire together can contradict: group them first
+        // (a pass over thousands of rules, not a comparison of every pair).
+        struct Together: Hashable { var event: Int; var count: Int?; var window: Int64?; var condition: IR? }
+        var groups: [Together: [CheckedEventRule]] = [:]
+        var order: [Together] = []
+        for rule in policy.eventRules {
+            let key = Together(event: rule.event, count: rule.count, window: rule.window, condition: rule.condition)
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(rule)
+        }
+        for key in order { contradictions(among: groups[key]!) }
+    }
+
+    private mutating func contradictions(among rules: [CheckedEventRule]) {
         for (j, later) in rules.enumerated() {
             for i in 0...j {
                 let earlier = rules[i]
-                guard earlier.event == later.event, earlier.count == later.count, earlier.window == later.window,
-                      earlier.condition == later.condition else { continue }
                 for case .set(let kind, let id, _) in earlier.effects {
                     for case .lift(let liftKind, let liftId) in later.effects where liftKind == kind && liftId == id {
                         report(set: (kind, id), setRule: earlier, liftRule: later, laterIsLift: true)

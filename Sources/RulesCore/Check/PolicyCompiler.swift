@@ -18,8 +18,10 @@ public struct CompileResult: Sendable {
 
 public enum PolicyCompiler {
     /// `keep` leaves statements out of the policy (the REPL's `:drop`).
+    /// `buildProgram: false` stops after the checks (the language server
+    /// needs the diagnostics and the checked policy, never an engine).
     public static func compile(_ sources: SourceSet, extraDiagnostics: [Diagnostic] = [],
-                               keep: (Statement) -> Bool = { _ in true }) -> CompileResult {
+                               keep: (Statement) -> Bool = { _ in true }, buildProgram: Bool = true) -> CompileResult {
         var statements: [Statement] = []
         var diagnostics: [Diagnostic] = extraDiagnostics
         for (i, file) in sources.files.enumerated() {
@@ -35,7 +37,7 @@ public enum PolicyCompiler {
         diagnostics.sort { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         let failed = diagnostics.contains { $0.severity == .error }
         diagnostics = capped(diagnostics)
-        return CompileResult(sources: sources, diagnostics: diagnostics, program: failed ? nil : Program(policy),
+        return CompileResult(sources: sources, diagnostics: diagnostics, program: failed || !buildProgram ? nil : Program(policy),
                              statements: statements, checked: policy)
     }
 

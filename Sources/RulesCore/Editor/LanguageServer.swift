@@ -113,7 +113,7 @@ struct Analysis: Sendable {
     init(uri: String, text: String) {
         self.uri = uri
         source = SourceFile(name: uri, text: text)
-        result = PolicyCompiler.compile(SourceSet([source]))
+        result = PolicyCompiler.compile(SourceSet([source]), buildProgram: false)
         statements = result.statements
         occurrences = Self.index(source: source, statements: statements, checked: result.checked)
     }
