@@ -27,5 +27,7 @@ let package = Package(
         // The thin command-line front end: argument parsing, files, terminal.
         .executableTarget(name: "rules", dependencies: ["RulesCore", "LineEditor"]),
         .testTarget(name: "RulesCoreTests", dependencies: ["RulesCore", "LineEditor"]),
+        // The public API as a user sees it: `import RulesCore`, no @testable.
+        .testTarget(name: "RulesAPITests", dependencies: ["RulesCore"]),
     ]
 )

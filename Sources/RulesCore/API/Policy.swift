@@ -1,0 +1,147 @@
+import Foundation
+
+/// A compiled policy: checked, immutable, and safe to share between threads
+/// (`Sendable`). Compile it once; make as many ``RulesEngine``s from it as
+/// you need.
+///
+/// ```swift
+/// let policy = try Policy.compile("""
+///     speeding → -5
+///     3 speeding within 30 days → deny driving for 90 days
+///     """)
+/// ```
+public struct Policy: Sendable {
+    /// The warnings the checker found (a policy with errors does not
+    /// compile). Render them with ``DiagnosticRenderer`` and ``sources``.
+    public let warnings: [Diagnostic]
+    /// The policy's files, for rendering diagnostics with their source lines.
+    public let sources: SourceSet
+    let program: Program
+
+    /// Compiles policy text; `name` is the file name diagnostics show.
+    /// Throws ``PolicyError`` with every diagnostic when there are errors.
+    public static func compile(_ text: String, name: String = "policy.rules") throws(PolicyError) -> Policy {
+        try Policy(PolicyCompiler.compile(text, name: name))
+    }
+
+    /// Reads and compiles policy files (following their `use` lines).
+    /// Throws ``PolicyError`` when a file cannot be read or has errors.
+    public static func load(files paths: [String]) throws(PolicyError) -> Policy {
+        switch PolicyCompiler.compile(paths: paths, loader: .files) {
+        case .success(let result): return try Policy(result)
+        case .failure(let error):
+            throw PolicyError(diagnostics: [], sources: SourceSet(), message: "cannot read policy \(error.path): \(error.reason)")
+        }
+    }
+
+    private init(_ result: CompileResult) throws(PolicyError) {
+        guard let program = result.program else {
+            throw PolicyError(diagnostics: result.diagnostics, sources: result.sources, message: nil)
+        }
+        self.program = program
+        warnings = result.warnings
+        sources = result.sources
+    }
+
+    /// Event types the policy names, in the joined form (`unpaid_debt`).
+    public var eventTypes: [String] { program.policy.events.map(\.name) }
+    /// Flags and privileges the policy can set, sorted by bytes.
+    public var flags: [String] { program.policy.flags }
+    public var privileges: [String] { program.policy.privileges }
+    /// Every rule, in the order the engine numbers them: event rules, then
+    /// `while` rules in graph order.
+    public var rules: [RuleSite] { PolicyTests.ruleSites(program) }
+}
+
+/// Why a policy did not compile: every diagnostic, with positions.
+public struct PolicyError: Error, CustomStringConvertible, Sendable {
+    /// Errors and warnings, in file order.
+    public let diagnostics: [Diagnostic]
+    /// The files, for rendering (``DiagnosticRenderer``).
+    public let sources: SourceSet
+    let message: String?
+
+    public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
+
+    /// The diagnostics as `rules check` prints them.
+    public var description: String {
+        message ?? DiagnosticRenderer(sources: sources).render(diagnostics)
+    }
+}
+
+/// The value of an event field.
+public enum FieldValue: Sendable, Equatable, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByStringLiteral, ExpressibleByBooleanLiteral {
+    case number(Double)
+    case string(String)
+    case bool(Bool)
+
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
+
+/// One event about one person, as a Swift value.
+///
+/// ```swift
+/// Event(person: "alice", type: "speeding", time: date, fields: ["speed": 95, "limit": 60])
+/// ```
+public struct Event: Sendable, Equatable {
+    public var person: String
+    /// The event type as the policy writes it (`unpaid debt` or `unpaid_debt`).
+    public var type: String
+    public var time: Date
+    public var fields: [String: FieldValue]
+
+    public init(person: String, type: String, time: Date, fields: [String: FieldValue] = [:]) {
+        self.person = person
+        self.type = type
+        self.time = time
+        self.fields = fields
+    }
+
+    /// An event at an ISO-8601 time (`2026-01-05T08:00:00Z`, or a date);
+    /// nil when the time does not parse.
+    public init?(person: String, type: String, at time: String, fields: [String: FieldValue] = [:]) {
+        guard let ns = Timestamp.parse(time) else { return nil }
+        self.init(person: person, type: type, time: Date(nanoseconds: ns), fields: fields)
+    }
+
+    /// The NDJSON line `rules run` would read for this event.
+    public var ndjson: String {
+        var line = #"{"citizen":\#(JSONWriter.quoted(person)),"type":\#(JSONWriter.quoted(type)),"time":\#(JSONWriter.quoted(Timestamp.format(time.nanoseconds)))"#
+        for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+            line += ",\(JSONWriter.quoted(name)):"
+            switch value {
+            case .number(let n): line += n.isFinite ? JSONValue.number(n).text : "null"
+            case .string(let s): line += JSONWriter.quoted(s)
+            case .bool(let b): line += b ? "true" : "false"
+            }
+        }
+        return line + "}"
+    }
+}
+
+extension Date {
+    /// Nanoseconds since 1970, as the engine counts time.
+    var nanoseconds: Int64 {
+        let ns = (timeIntervalSince1970 * 1e9).rounded()
+        return ns >= 9.2e18 ? Int64.max : ns <= -9.2e18 ? Int64.min : Int64(ns)
+    }
+
+    init(nanoseconds ns: Int64) { self.init(timeIntervalSince1970: Double(ns) / 1e9) }
+}
+
+extension PolicyLoader {
+    /// Reads policy files from disk; `use` targets are told apart by their
+    /// real paths.
+    static let files = PolicyLoader(
+        read: { path in
+            guard let data = FileManager.default.contents(atPath: path) else {
+                return .failure(ReadError(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"))
+            }
+            return .success(Array(data))
+        },
+        canonical: { URL(fileURLWithPath: $0).resolvingSymlinksInPath().standardizedFileURL.path })
+}

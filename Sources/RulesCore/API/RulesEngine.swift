@@ -1,0 +1,183 @@
+import Foundation
+
+/// Runs a ``Policy`` over events, one person's state at a time, exactly as
+/// `rules run` does: the same rules fire, the same lines are rejected, the
+/// same report comes out.
+///
+/// An engine has one owner at a time: use it from one thread or task, or
+/// guard it; make one engine per thread to go parallel (the policy is
+/// shared). It holds no global state.
+///
+/// ```swift
+/// let engine = RulesEngine(policy: policy)
+/// engine.apply(Event(person: "alice", type: "speeding", at: "2026-01-05T08:00:00Z")!)
+/// engine.state(of: "alice")?.score   // 995
+/// ```
+public final class RulesEngine {
+    public let policy: Policy
+    let engine: Engine
+    private var parser: EventParser
+    /// Every applied event per person, kept only when explaining.
+    private var timeline: Timeline?
+    private var sequence = 0
+
+    /// `explaining: true` keeps each person's applied events, so that
+    /// ``explanation(of:at:)`` can say which rule and which events hold
+    /// each flag, denial and grant, since when (this costs memory for every
+    /// event; leave it off for plain scoring).
+    public init(policy: Policy, explaining: Bool = false) {
+        self.policy = policy
+        engine = Engine(program: policy.program)
+        parser = EventParser(program: policy.program)
+        if explaining {
+            timeline = Timeline()
+            engine.enableTrace { _ in }  // keeps since-when for `while` rules; writes nothing
+        }
+    }
+
+    /// An engine that continues from ``checkpoint()``'s bytes. Throws
+    /// ``Checkpoint/Failure`` for a checkpoint of another policy, another
+    /// version, or a damaged one.
+    public convenience init(policy: Policy, resumingFrom checkpoint: [UInt8]) throws(Checkpoint.Failure) {
+        self.init(policy: policy)
+        if case .failure(let f) = Checkpoint.restore(checkpoint, into: [engine]) { throw f }
+    }
+
+    deinit { parser.deallocate() }
+
+    /// What applying one event did.
+    public enum Outcome: Sendable, Equatable {
+        /// The rules that fired, in source order, with their score changes.
+        case applied(fired: [FiredRule])
+        /// The event was not applied; the reason is the one `rules run`
+        /// prints (a missing or mistyped field, a time earlier than the
+        /// person's previous event, …).
+        case rejected(reason: String)
+    }
+
+    /// Applies one event.
+    @discardableResult
+    public func apply(_ event: Event) -> Outcome {
+        apply(line: event.ndjson).outcome
+    }
+
+    /// Applies one NDJSON line (one event, as `rules run` reads it); also
+    /// says whose event it was, when the line names someone.
+    @discardableResult
+    public func apply(line text: String) -> (person: String?, outcome: Outcome) {
+        var bytes = Array(text.utf8)
+        if bytes.last == 0x0A { bytes.removeLast() }
+        if bytes.last == 0x0D { bytes.removeLast() }
+        var person: String? = nil
+        let outcome = bytes.withUnsafeMutableBufferPointer { apply(line: UnsafeBufferPointer($0), text: text, person: &person) }
+        return (person, outcome)
+    }
+
+    /// Applies events in order.
+    @discardableResult
+    public func apply(_ events: [Event]) -> [Outcome] { events.map { apply($0) } }
+
+    /// Applies NDJSON text (one event per line), as `rules run` reads it.
+    public func apply(ndjson text: String) -> (summary: RunSummary, rejections: [Rejection]) {
+        var rejections: [Rejection] = []
+        var summary = RunSummary()
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.last == "" { lines.removeLast() }  // the newline ends the last line
+        for (k, raw) in lines.enumerated() {
+            var bytes = Array(raw.utf8)
+            if bytes.last == 0x0D { bytes.removeLast() }
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { summary.blank += 1; continue }
+            summary.read += 1
+            var person: String? = nil
+            switch bytes.withUnsafeMutableBufferPointer({ apply(line: UnsafeBufferPointer($0), text: String(raw), person: &person) }) {
+            case .applied: summary.applied += 1
+            case .rejected(let reason):
+                summary.rejected += 1
+                rejections.append(Rejection(line: k + 1, reason: reason))
+            }
+        }
+        return (summary, rejections)
+    }
+
+    private func apply(line: UnsafeBufferPointer<UInt8>, text: String, person who: inout String?) -> Outcome {
+        sequence += 1
+        engine.beginEvent(line: sequence)
+        switch parser.parse(line, into: engine) {
+        case .rejected(let reason): return .rejected(reason: reason)
+        case .event(let e):
+            let person = String(decoding: e.person, as: UTF8.self)
+            who = person
+            let before = timeline == nil ? 0 : (engine.score(of: e.person) ?? policy.program.policy.startScore)
+            if let reason = engine.apply(person: e.person, event: e.event, time: e.time) { return .rejected(reason: reason) }
+            let sites = policy.rules
+            let fired = engine.fired.map { FiredRule(rule: sites[$0.rule.index], scoreChange: $0.amounts) }
+            if timeline != nil {
+                let after = engine.score(of: e.person) ?? before
+                timeline!.record(person, Timeline.Entry(origin: "event \(sequence)", text: text, time: e.time,
+                                                        scoreBefore: before, scoreAfter: after,
+                                                        fired: engine.fired.map { ($0.rule.index, $0.amounts) },
+                                                        held: engine.stateRulesHolding(person, at: e.time)))
+            }
+            return .applied(fired: fired)
+        }
+    }
+
+    /// The latest event time applied so far.
+    public var clock: Date? { engine.clock.map(Date.init(nanoseconds:)) }
+
+    /// Everyone with an applied event, in byte order of their ids.
+    public var people: [String] { engine.sortedPeople().map { engine.people.keyString($0) } }
+
+    /// A person's state as of `time` (default: the latest event's time), as
+    /// `rules run` reports it; nil if they have no applied event.
+    public func state(of person: String, at time: Date? = nil) -> PersonState? {
+        guard let t = time?.nanoseconds ?? engine.clock, let r = engine.state(of: person, at: t) else { return nil }
+        return PersonState(person: r.citizen, score: r.score, flags: r.flags, denied: r.denied, granted: r.granted)
+    }
+
+    /// Everyone's state as of `time`, in byte order of ids: `rules run`'s report.
+    public func report(at time: Date? = nil) -> [PersonState] {
+        people.compactMap { state(of: $0, at: time) }
+    }
+
+    /// The report as `rules run` prints it: one NDJSON line per person.
+    public func reportNDJSON(at time: Date? = nil) -> String {
+        var bytes: [UInt8] = []
+        engine.writeReport(asOf: time?.nanoseconds) { bytes += $0 }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Which rule and which events hold each of a person's flags, denials
+    /// and grants, since and until when, and every event that changed
+    /// anything — what `rules explain` prints (``PersonExplanation/lines``).
+    /// Nil when the person has no applied event, or the engine was not made
+    /// with `explaining: true`.
+    public func explanation(of person: String, at time: Date? = nil) -> PersonExplanation? {
+        guard let timeline, let t = time?.nanoseconds ?? engine.clock else { return nil }
+        return Explanation.explain(person, engine: engine, timeline: timeline, at: t)
+    }
+
+    /// The engine's whole state as bytes (``Checkpoint``); continue with
+    /// ``init(policy:resumingFrom:)``.
+    public func checkpoint() -> [UInt8] { Checkpoint.encode([engine], lines: sequence) }
+
+    /// Notes on rules whose expressions failed (division by zero, a missing
+    /// field), as `rules run` prints them at the end.
+    public var notes: [String] { engine.evaluationNotes() }
+}
+
+/// A rule that fired on an event, and its score change (rounded).
+public struct FiredRule: Sendable, Equatable {
+    public var rule: RuleSite
+    public var scoreChange: Int64
+}
+
+/// One person's state: what `rules run` prints for them.
+public struct PersonState: Sendable, Equatable {
+    public var person: String
+    public var score: Int64
+    /// Names in the joined form (`low_trust`), sorted by bytes.
+    public var flags: [String]
+    public var denied: [String]
+    public var granted: [String]
+}

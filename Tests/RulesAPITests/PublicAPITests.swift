@@ -1,0 +1,149 @@
+import Foundation
+import RulesCore
+import Testing
+
+/// The library as its users see it: only `public` declarations (no
+/// @testable), the way docs/LIBRARY.md shows them.
+@Suite("Public API")
+struct PublicAPITests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static let policyText = """
+    score starts at 1000, min 0, max 1300
+    event speeding { speed: number, limit: number }
+    speeding → -5
+    speeding where speed > limit + 30 → -20
+    3 speeding within 30 days → deny driving for 90 days
+    while score < 900 → flag low trust
+    """
+
+    @Test("compile from a string; feed events; assert outcomes with #expect")
+    func quickStart() throws {
+        let policy = try Policy.compile(Self.policyText)
+        let engine = RulesEngine(policy: policy)
+        let outcome = engine.apply(Event(person: "alice", type: "speeding", at: "2026-01-05T08:00:00Z",
+                                         fields: ["speed": 95, "limit": 60])!)
+        guard case .applied(let fired) = outcome else { Issue.record("rejected: \(outcome)"); return }
+        #expect(fired.map(\.rule.line) == [3, 4])
+        #expect(fired.map(\.scoreChange) == [-5, -20])
+        for day in 6...7 {
+            engine.apply(Event(person: "alice", type: "speeding", at: "2026-01-0\(day)", fields: ["speed": 70, "limit": 60])!)
+        }
+        let alice = try #require(engine.state(of: "alice"))
+        #expect(alice.score == 965)
+        #expect(alice.denied == ["driving"])
+        // The denial ends 90 days after the third speeding.
+        let later = try #require(Event(person: "x", type: "speeding", at: "2026-04-07")?.time)
+        #expect(engine.state(of: "alice", at: later)?.denied == [])
+        #expect(engine.state(of: "nobody") == nil)
+    }
+
+    @Test("errors come back with every diagnostic and its position")
+    func errors() {
+        do {
+            _ = try Policy.compile("event speeding { speed: number }\nspeeding where sped > 1 → -5\nwhile x →\n", name: "p.rules")
+            Issue.record("compiled a policy with errors")
+        } catch {
+            #expect(error.errors.count == 2)
+            #expect(error.errors.first?.code == .unknownField)
+            #expect(error.description.contains("p.rules:2:16: error: "))
+            let rendered = DiagnosticRenderer(sources: error.sources).render(error.diagnostics)
+            #expect(rendered == error.description)
+        }
+    }
+
+    @Test("rejections are the ones rules run gives; a batch and NDJSON lines too")
+    func rejections() throws {
+        let engine = RulesEngine(policy: try Policy.compile(Self.policyText))
+        let results = engine.apply([
+            Event(person: "bob", type: "speeding", at: "2026-01-02", fields: ["speed": "fast", "limit": 60])!,
+            Event(person: "bob", type: "speeding", at: "2026-01-02", fields: ["limit": 60])!,
+            Event(person: "bob", type: "speeding", at: "2026-01-03", fields: ["speed": 61, "limit": 60])!,
+            Event(person: "bob", type: "speeding", at: "2026-01-01", fields: ["speed": 61, "limit": 60])!,
+        ])
+        #expect(results[0] == .rejected(reason: "field `speed` of event `speeding` must be a number, not a string"))
+        #expect(results[1] == .rejected(reason: "event `speeding` lacks its declared field `speed`"))
+        guard case .applied = results[2] else { Issue.record("\(results[2])"); return }
+        guard case .rejected(let reason) = results[3] else { Issue.record("applied out of order"); return }
+        #expect(reason.contains("earlier than this citizen's previous event"))
+        let (person, outcome) = engine.apply(line: #"{"citizen":"carol","type":"speeding","time":"2026-01-04","speed":1,"limit":2}"#)
+        #expect(person == "carol")
+        if case .rejected = outcome { Issue.record("\(outcome)") }
+        let (summary, rejected) = engine.apply(ndjson: "not json\n\n" + #"{"citizen":"dan","type":"speeding","time":"2026-01-04","speed":1,"limit":2}"# + "\n")
+        #expect(summary.read == 2 && summary.applied == 1 && summary.rejected == 1 && summary.blank == 1)
+        #expect(rejected.map(\.line) == [1])
+    }
+
+    @Test("the report is rules run's, byte for byte, on the shipped example")
+    func sameAsCommandLine() throws {
+        let policy = try Policy.load(files: [Self.repo.appendingPathComponent("rules/citizen.rules").path])
+        let engine = RulesEngine(policy: policy)
+        let events = try String(contentsOf: Self.repo.appendingPathComponent("examples/citizen.ndjson"), encoding: .utf8)
+        _ = engine.apply(ndjson: events)
+        let expected = try String(contentsOf: Self.repo.appendingPathComponent("examples/citizen.expected.ndjson"), encoding: .utf8)
+        #expect(engine.reportNDJSON() == expected)
+        #expect(engine.report().map(\.person) == ["alice", "bob", "carol", "dave", "erin"])
+        do {
+            _ = try Policy.load(files: ["/no/such/policy.rules"])
+            Issue.record("loaded a missing file")
+        } catch {
+            #expect(error.description.contains("cannot read policy /no/such/policy.rules"))
+        }
+    }
+
+    @Test("explanations: the rule and the events behind each decision")
+    func explanations() throws {
+        let engine = RulesEngine(policy: try Policy.compile(Self.policyText), explaining: true)
+        for day in 1...5 {
+            engine.apply(Event(person: "eve", type: "speeding", at: "2026-02-0\(day)", fields: ["speed": 100, "limit": 60])!)
+        }
+        let why = try #require(engine.explanation(of: "eve"))
+        let denied = try #require(why.items.first { $0.name == "driving" })
+        #expect(denied.setBy.first?.rule.line == 5)
+        let lowTrust = try #require(why.items.first { $0.name == "low_trust" })
+        #expect(lowTrust.heldBy.first?.rule.line == 6)
+        #expect(lowTrust.heldBy.first?.because == "score (875) < 900")
+        #expect(why.lines.first == "eve as of 2026-02-05T00:00:00Z: score 875")
+        #expect(RulesEngine(policy: try Policy.compile(Self.policyText)).explanation(of: "eve") == nil)
+    }
+
+    @Test("checkpoints: stop, save, resume elsewhere, same answer")
+    func checkpoints() throws {
+        let policy = try Policy.compile(Self.policyText)
+        var events: [Event] = []
+        for i in 1...40 {
+            let day = 1 + i / 2
+            let time = "2026-03-" + (day < 10 ? "0\(day)" : "\(day)")
+            let speed = FieldValue.number(Double(60 + i))
+            events.append(Event(person: "p\(i % 3)", type: "speeding", at: time, fields: ["speed": speed, "limit": 60])!)
+        }
+        let whole = RulesEngine(policy: policy)
+        whole.apply(events)
+        let first = RulesEngine(policy: policy)
+        first.apply(Array(events[..<17]))
+        let second = try RulesEngine(policy: policy, resumingFrom: first.checkpoint())
+        second.apply(Array(events[17...]))
+        #expect(second.report() == whole.report())
+        #expect(throws: Checkpoint.Failure.self) {
+            _ = try RulesEngine(policy: try Policy.compile("speeding → -1\n"), resumingFrom: first.checkpoint())
+        }
+    }
+
+    @Test("one compiled policy, shared by engines on many tasks")
+    func sharedAcrossTasks() async throws {
+        let policy = try Policy.compile(Self.policyText)
+        let scores = await withTaskGroup(of: Int64.self) { group in
+            for k in 0..<8 {
+                group.addTask {
+                    let engine = RulesEngine(policy: policy)
+                    for day in 0..<k { engine.apply(Event(person: "t", type: "speeding", at: "2026-05-0\(day + 1)", fields: ["speed": 61, "limit": 60])!) }
+                    return engine.state(of: "t")?.score ?? 1000
+                }
+            }
+            var all: [Int64] = []
+            for await s in group { all.append(s) }
+            return all.sorted()
+        }
+        #expect(scores == [965, 970, 975, 980, 985, 990, 995, 1000])
+    }
+}
