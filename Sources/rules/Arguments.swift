@@ -1,4 +1,4 @@
-import RulesCore
+@_spi(Tooling) import RulesCore
 
 /// A small command-line parser: `--name value`, `--name=value`, boolean
 /// `--flag`, positionals, `--` to end options, `-` as a positional (stdin).

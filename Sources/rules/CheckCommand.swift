@@ -1,4 +1,4 @@
-import RulesCore
+@_spi(Tooling) import RulesCore
 
 /// `rules check POLICY.rules...` — report every error and warning.
 enum CheckCommand {

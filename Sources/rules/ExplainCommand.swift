@@ -1,5 +1,5 @@
 import Foundation
-import RulesCore
+@_spi(Tooling) import RulesCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,4 @@
-import RulesCore
+@_spi(Tooling) import RulesCore
 
 /// `rules graph POLICY... [--format dot|mermaid]`
 enum GraphCommand {

@@ -1,5 +1,5 @@
 import LineEditor
-import RulesCore
+@_spi(Tooling) import RulesCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,4 @@
-import RulesCore
+@_spi(Tooling) import RulesCore
 #if canImport(Glibc)
 import Glibc
 #endif

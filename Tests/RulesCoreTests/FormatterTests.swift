@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RulesCore
+@_spi(Tooling) @testable import RulesCore
 
 /// `rules fmt`: golden files, and two properties over every policy in the
 /// repository and over generated ones — formatting twice changes nothing,

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RulesCore
+@_spi(Tooling) @testable import RulesCore
 
 /// `rules lsp`: the protocol in process, and once through the binary with
 /// real framing.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RulesCore
+@_spi(Tooling) @testable import RulesCore
 
 /// `test` blocks: parsing, running, failure reports, and coverage.
 @Suite("Policy tests")

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RulesCore
+@_spi(Tooling) @testable import RulesCore
 
 /// Checkpoints, `--max-rejects` and the other promises of
 /// docs/RELIABILITY.md.

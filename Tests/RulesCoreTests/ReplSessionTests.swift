@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RulesCore
+@_spi(Tooling) @testable import RulesCore
 
 /// The REPL session without a terminal: inputs in, replies out.
 @Suite("REPL session")

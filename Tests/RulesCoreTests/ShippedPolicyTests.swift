@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import RulesCore
+@_spi(Tooling) @testable import RulesCore
 
 /// The policies in rules/ check cleanly and produce, on their example
 /// streams in examples/, exactly the reports reviewed into

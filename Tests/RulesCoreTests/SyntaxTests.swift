@@ -1,5 +1,5 @@
 import Testing
-@testable import RulesCore
+@_spi(Tooling) @testable import RulesCore
 
 /// Lexer and parser tables: input text → tokens, input text → AST dump.
 @Suite("Lexer")

@@ -47,6 +47,7 @@ public struct Policy: Sendable {
     public var eventTypes: [String] { program.policy.events.map(\.name) }
     /// Flags and privileges the policy can set, sorted by bytes.
     public var flags: [String] { program.policy.flags }
+    /// The privileges the policy can deny or grant, sorted by bytes.
     public var privileges: [String] { program.policy.privileges }
     /// Every rule, in the order the engine numbers them: event rules, then
     /// `while` rules in graph order.
@@ -61,6 +62,7 @@ public struct PolicyError: Error, CustomStringConvertible, Sendable {
     public let sources: SourceSet
     let message: String?
 
+    /// Only the errors.
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
 
     /// The diagnostics as `rules check` prints them.
@@ -72,8 +74,11 @@ public struct PolicyError: Error, CustomStringConvertible, Sendable {
 /// The value of an event field.
 public enum FieldValue: Sendable, Equatable, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
     ExpressibleByStringLiteral, ExpressibleByBooleanLiteral {
+    /// A number (every number is a double, as in the language).
     case number(Double)
+    /// A string.
     case string(String)
+    /// `true` or `false`.
     case bool(Bool)
 
     public init(integerLiteral value: Int) { self = .number(Double(value)) }
@@ -88,12 +93,16 @@ public enum FieldValue: Sendable, Equatable, ExpressibleByIntegerLiteral, Expres
 /// Event(person: "alice", type: "speeding", time: date, fields: ["speed": 95, "limit": 60])
 /// ```
 public struct Event: Sendable, Equatable {
+    /// Whose event it is (the stream's `citizen`).
     public var person: String
     /// The event type as the policy writes it (`unpaid debt` or `unpaid_debt`).
     public var type: String
+    /// When it happened: windows and expiries are measured in event time.
     public var time: Date
+    /// The event's fields by name.
     public var fields: [String: FieldValue]
 
+    /// An event at `time`.
     public init(person: String, type: String, time: Date, fields: [String: FieldValue] = [:]) {
         self.person = person
         self.type = type

@@ -14,6 +14,7 @@ import Foundation
 /// engine.state(of: "alice")?.score   // 995
 /// ```
 public final class RulesEngine {
+    /// The policy this engine runs.
     public let policy: Policy
     let engine: Engine
     private var parser: EventParser
@@ -168,16 +169,22 @@ public final class RulesEngine {
 
 /// A rule that fired on an event, and its score change (rounded).
 public struct FiredRule: Sendable, Equatable {
+    /// The rule: its file, line and text.
     public var rule: RuleSite
+    /// Its score change on this event, rounded (0 for a rule with no score effect).
     public var scoreChange: Int64
 }
 
 /// One person's state: what `rules run` prints for them.
 public struct PersonState: Sendable, Equatable {
+    /// The person's id.
     public var person: String
+    /// The score, within the policy's min and max.
     public var score: Int64
     /// Names in the joined form (`low_trust`), sorted by bytes.
     public var flags: [String]
+    /// Privileges denied, then granted (a denial beats a grant of the same privilege).
     public var denied: [String]
+    /// Privileges granted and not denied.
     public var granted: [String]
 }

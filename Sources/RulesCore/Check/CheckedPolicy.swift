@@ -3,7 +3,7 @@
 /// The compiler turns this into evaluation nodes; nothing downstream looks a
 /// name up again.
 
-public enum ValueType: String, Sendable {
+@_spi(Tooling) public enum ValueType: String, Sendable {
     case number, string, bool, duration
     /// A field of an undeclared event: its type is known only at run time.
     case any
@@ -71,6 +71,7 @@ indirect enum IR: Sendable, Hashable {
 
 /// What an effect does to a flag or privilege.
 public enum TargetKind: String, Sendable {
+    /// A flag, a denied privilege, a granted privilege.
     case flag, deny, grant
 }
 
@@ -113,7 +114,7 @@ struct WindowBufferSpec: Sendable, Hashable {
     var cap: Int?
 }
 
-public struct EventInfo: Sendable {
+@_spi(Tooling) public struct EventInfo: Sendable {
     public var name: String
     /// Declared fields (global field id, type), or nil when undeclared.
     var declared: [(field: Int, type: ValueType)]?

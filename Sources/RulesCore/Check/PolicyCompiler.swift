@@ -1,6 +1,6 @@
 /// The front of the pipeline in one call: source files → tokens → AST →
 /// checked policy and rule graph → compiled program.
-public struct CompileResult: Sendable {
+@_spi(Tooling) public struct CompileResult: Sendable {
     public var sources: SourceSet
     /// Every error and warning, in file order, then position.
     public var diagnostics: [Diagnostic]
@@ -16,7 +16,7 @@ public struct CompileResult: Sendable {
     public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
 }
 
-public enum PolicyCompiler {
+@_spi(Tooling) public enum PolicyCompiler {
     /// `keep` leaves statements out of the policy (the REPL's `:drop`).
     /// `buildProgram: false` stops after the checks (the language server
     /// needs the diagnostics and the checked policy, never an engine).

@@ -22,9 +22,11 @@ import Darwin
 /// mismatch — another policy, another version, a damaged or cut file — is an
 /// error with a reason, never a wrong state.
 public enum Checkpoint {
+    /// The format version this build writes and reads.
     public static let version: UInt32 = 1
     static let magic = Array("RULESCK\0".utf8)
 
+    /// Why a checkpoint cannot be saved or loaded, in words.
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public let description: String
     }
@@ -34,7 +36,9 @@ public enum Checkpoint {
         /// Lines of the stream (across every run that led to it) already in
         /// the state: resume with the lines after these.
         public var lines: Int
+        /// People in the state.
         public var people: Int
+        /// The latest event time in the state (nanoseconds since 1970).
         public var clock: Int64?
     }
 
@@ -42,6 +46,7 @@ public enum Checkpoint {
 
     /// The state of `engines` (one, or a parallel run's), which together
     /// have read `lines` lines.
+    @_spi(Tooling)
     public static func encode(_ engines: [Engine], lines: Int) -> [UInt8] {
         var w = ByteWriter()
         w.bytes(magic)
@@ -136,6 +141,7 @@ public enum Checkpoint {
     // MARK: - Reading
 
     /// Checks a checkpoint against `program` and says what it holds.
+    @_spi(Tooling)
     public static func inspect(_ bytes: [UInt8], program: Program) -> Result<Info, Failure> {
         do {
             var r = try body(of: bytes, program: program)
@@ -154,6 +160,7 @@ public enum Checkpoint {
 
     /// Loads a checkpoint into fresh engines of `program`: person `key`
     /// goes to `engines[owner(key)]` (one engine: all of them).
+    @_spi(Tooling)
     public static func restore(_ bytes: [UInt8], into engines: [Engine],
                                owner: (UnsafeBufferPointer<UInt8>) -> Int = { _ in 0 }) -> Result<Info, Failure> {
         do {

@@ -10,9 +10,12 @@
 /// stable code closes it. Colour only when asked (the CLI asks on a terminal
 /// without NO_COLOR).
 public struct DiagnosticRenderer {
+    /// The files the spans point into.
     public var sources: SourceSet
+    /// ANSI colours (for a terminal).
     public var color: Bool
 
+    /// A renderer for diagnostics of `sources`.
     public init(sources: SourceSet, color: Bool = false) {
         self.sources = sources
         self.color = color
@@ -22,6 +25,7 @@ public struct DiagnosticRenderer {
         color ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s
     }
 
+    /// One diagnostic as `rules check` prints it: the line, the source with a caret, help and notes.
     public func render(_ d: Diagnostic) -> String {
         let (file, line, column) = sources.location(d.span)
         let label = d.severity == .error ? paint("error", "1;31") : paint("warning", "1;33")
@@ -37,6 +41,7 @@ public struct DiagnosticRenderer {
         return out
     }
 
+    /// Every diagnostic, one after another.
     public func render(_ diagnostics: [Diagnostic]) -> String {
         diagnostics.map(render).joined()
     }

@@ -7,7 +7,7 @@
 /// checker is fast enough (a 2,000-rule file in well under 50 ms, measured by
 /// `LanguageServerTests`). Positions are LSP's: 0-based lines, UTF-16
 /// characters.
-public struct LanguageServer: Sendable {
+@_spi(Tooling) public struct LanguageServer: Sendable {
     public private(set) var shutdownRequested = false
     public private(set) var exitRequested = false
     private var documents: [String: Analysis] = [:]

@@ -1,6 +1,6 @@
 /// Applies events to per-person state, exactly as the contract's "semantics
 /// of one event" says, and produces the final report as of a clock.
-public final class Engine {
+@_spi(Tooling) public final class Engine {
     let program: Program
     let store: PersonStore
     let context: EvalContext

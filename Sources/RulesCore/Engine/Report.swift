@@ -1,7 +1,7 @@
 import Foundation
 
 /// One person's state as of a time: what `rules run` prints per line.
-public struct PersonReport: Sendable, Equatable {
+@_spi(Tooling) public struct PersonReport: Sendable, Equatable {
     public var citizen: String
     public var score: Int64
     public var flags: [String]

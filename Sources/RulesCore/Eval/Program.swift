@@ -1,7 +1,7 @@
 /// The rule graph compiled for the engine: rules indexed by event type,
 /// expressions as evaluation nodes, flags and privileges as slots. Built once
 /// from a `CheckedPolicy`; immutable afterwards.
-public final class Program: @unchecked Sendable {
+@_spi(Tooling) public final class Program: @unchecked Sendable {
     let policy: CheckedPolicy
     /// Event type bytes → event id; field name bytes → field id.
     let eventTable: ByteTable

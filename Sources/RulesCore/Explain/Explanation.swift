@@ -4,36 +4,53 @@
 /// One implementation, used by the REPL's `:explain` (and `rules explain`).
 /// One person's state as of a time, with the reason for every part of it.
 public struct PersonExplanation: Sendable {
+    /// A `while` rule that holds an item now.
     public struct Holder: Sendable {
         /// A `while` rule holding it, with its condition and values.
         public var rule: RuleSite
+        /// Its condition with the values that make it true (`score (875) < 900`).
         public var because: String
         /// When it started holding, if the audit trail was on.
         public var since: Int64?
     }
 
+    /// An event rule that set an item, still in force.
     public struct Setter: Sendable {
         /// An event rule whose effect is in force, and the event it fired on.
         public var rule: RuleSite
+        /// Where the event came from (a stream line, a test, the REPL).
         public var origin: String
+        /// The event as written.
         public var event: String
     }
 
+    /// One flag, denial or grant, and why it holds.
     public struct Item: Sendable {
+        /// Flag, denied or granted.
         public var kind: TargetKind
+        /// Its name, joined (`low_trust`).
         public var name: String
+        /// The `while` rules holding it.
         public var heldBy: [Holder]
+        /// The event rules whose effect on it is in force.
         public var setBy: [Setter]
         /// When the event rules' effect began and ends (nil: until lifted).
         public var since: Int64?
+        /// When the event rules' effect ends (nil: until lifted, or held by a `while` rule).
         public var until: Int64?
     }
 
+    /// Whose state.
     public var person: String
+    /// As of when (nanoseconds since 1970).
     public var asOf: Int64
+    /// The score then.
     public var score: Int64
+    /// Every flag, denial and grant, with its reasons.
     public var items: [Item]
+    /// Every event of the person, with what it did.
     public var events: [Timeline.Entry]
+    /// The policy's rules, by the engine's numbering.
     public var rules: [RuleSite]
 
     /// The readable account.
@@ -100,7 +117,7 @@ public struct PersonExplanation: Sendable {
 /// flag, denial and grant, which rule holds it, because of which events,
 /// since when and until when; then every event that changed anything.
 /// One implementation, used by the REPL's `:explain` and `rules explain`.
-public enum Explanation {
+@_spi(Tooling) public enum Explanation {
     public static func account(of person: String, engine: Engine, timeline: Timeline, at time: Int64) -> [String]? {
         explain(person, engine: engine, timeline: timeline, at: time)?.lines
     }
@@ -241,7 +258,7 @@ public enum Explanation {
 }
 
 /// The answer to "why is this *not* held?", as text or data.
-public struct WhyNot: Sendable {
+@_spi(Tooling) public struct WhyNot: Sendable {
     public struct Answer: Sendable {
         public var kind: TargetKind
         public var held: Bool

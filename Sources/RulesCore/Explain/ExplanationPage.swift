@@ -5,7 +5,7 @@ import Foundation
 /// grant as a bar over the same time axis, and the account beneath.
 /// The intervals come from the audit trail, so a `while` rule's bar starts
 /// and stops at the exact instants the trail records.
-public enum ExplanationPage {
+@_spi(Tooling) public enum ExplanationPage {
     struct Interval {
         var label: String
         var start: Int64

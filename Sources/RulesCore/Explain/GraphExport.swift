@@ -2,7 +2,7 @@
 /// flags and privileges → state rules → flags and privileges. Rules are
 /// labelled with `FILE:LINE` and their source; the edges of a cycle (a check
 /// error) are drawn in red. Output: Graphviz DOT or Mermaid.
-public enum GraphExport {
+@_spi(Tooling) public enum GraphExport {
     public enum Format: String, Sendable { case dot, mermaid }
 
     struct Node {

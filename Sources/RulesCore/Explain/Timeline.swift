@@ -2,12 +2,17 @@
 /// changed, and which `while` rules held afterwards. `rules test` failure
 /// reports, the REPL and explanations all read it.
 public struct Timeline: Sendable {
+    /// One applied event and what it did.
     public struct Entry: Sendable {
         /// Where the event came from (`FILE:LINE`) and how it was written.
         public var origin: String
+        /// The event as written.
         public var text: String
+        /// Its time (nanoseconds since 1970).
         public var time: Int64
+        /// The score before and after it.
         public var scoreBefore: Int64
+        /// The score after it.
         public var scoreAfter: Int64
         /// Global rule indices with their rounded score change.
         public var fired: [(rule: Int, change: Int64)]
@@ -15,10 +20,13 @@ public struct Timeline: Sendable {
         public var held: [Int]
     }
 
+    /// Each person's events, in order.
     public private(set) var entries: [String: [Entry]] = [:]
 
+    /// An empty timeline.
     public init() {}
 
+    /// Everyone with an event, in byte order of ids.
     public var people: [String] { entries.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) } }
 
     mutating func record(_ person: String, _ entry: Entry) {
@@ -141,7 +149,7 @@ struct LiteralFeeder {
 
 /// Follows one person through a stream, recording what each of their
 /// events did; everyone else costs one byte comparison per event.
-public final class PersonWatch {
+@_spi(Tooling) public final class PersonWatch {
     let key: [UInt8]
     public private(set) var timeline = Timeline()
 

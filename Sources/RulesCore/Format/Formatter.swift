@@ -23,7 +23,7 @@
 /// It refuses a file with syntax errors (it cannot know what was meant).
 /// `format(format(x)) == format(x)`, and the result parses to the same
 /// statements (both tested, and fuzzed).
-public enum Formatter {
+@_spi(Tooling) public enum Formatter {
     public enum Outcome: Sendable {
         case formatted(String)
         /// The file does not parse; these are its syntax errors.

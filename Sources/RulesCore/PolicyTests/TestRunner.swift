@@ -2,7 +2,7 @@
 /// in order, its expectations checked as of the test's clock (the latest
 /// event so far) or `at` a later time. A failure explains itself: what was
 /// expected, what was found, and what every event of that person did.
-public struct TestOutcome: Sendable {
+@_spi(Tooling) public struct TestOutcome: Sendable {
     public var name: String
     /// `FILE:LINE` of the `test` block.
     public var location: String
@@ -13,13 +13,17 @@ public struct TestOutcome: Sendable {
 
 /// One rule of the policy, for coverage: where it stands and its text.
 public struct RuleSite: Sendable, Hashable {
+    /// The policy file's name.
     public var file: String
+    /// Its line (1-based).
     public var line: Int
+    /// Its byte offset in the file.
     public var offset: Int
+    /// The rule's text.
     public var text: String
 }
 
-public struct TestRun: Sendable {
+@_spi(Tooling) public struct TestRun: Sendable {
     public var outcomes: [TestOutcome]
     /// Every rule of the policy, and those that some test made fire (for a
     /// `while` rule: hold).
@@ -27,7 +31,7 @@ public struct TestRun: Sendable {
     public var covered: Set<RuleSite>
 }
 
-public enum PolicyTests {
+@_spi(Tooling) public enum PolicyTests {
     /// Runs the tests that stand in file `file` of a compiled policy.
     public static func run(_ result: CompileResult, testsIn file: Int) -> TestRun {
         let tests = testBlocks(result, in: file)

@@ -8,7 +8,7 @@
 /// half-added. Events are kept: whenever the rules change, the engine starts
 /// afresh and replays them, so the state always follows from these rules and
 /// these events — as a replay of the same stream would.
-public final class ReplSession {
+@_spi(Tooling) public final class ReplSession {
     public struct Reply: Sendable, Equatable {
         public var out = ""
         public var err = ""

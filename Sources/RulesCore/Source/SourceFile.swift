@@ -1,15 +1,19 @@
 /// One policy file: its name, its bytes, and a line table for turning byte
 /// offsets into the line and column numbers people read.
 public struct SourceFile: Sendable {
+    /// The file's name, as diagnostics show it.
     public let name: String
+    /// Its contents.
     public let bytes: [UInt8]
     /// Byte offset of the first byte of every line.
     let lineStarts: [Int]
 
+    /// A file of `text`.
     public init(name: String, text: String) {
         self.init(name: name, bytes: Array(text.utf8))
     }
 
+    /// A file of raw bytes (diagnostics point at bytes that are not UTF-8).
     public init(name: String, bytes: [UInt8]) {
         self.name = name
         self.bytes = bytes
@@ -60,10 +64,14 @@ public struct SourceFile: Sendable {
 /// A half-open byte range `[start, end)` in one source file. Spans are kept
 /// out of AST equality so that two rules that mean the same compare equal.
 public struct Span: Sendable, Hashable {
+    /// The file's index in its ``SourceSet``.
     public var file: Int
+    /// The first byte.
     public var start: Int
+    /// The byte after the last.
     public var end: Int
 
+    /// A span of bytes `start..<end` of file `file`.
     public init(file: Int, start: Int, end: Int) {
         self.file = file
         self.start = start
@@ -77,16 +85,20 @@ public struct Span: Sendable, Hashable {
 
 /// The files of one policy, in command-line order; a span's `file` indexes it.
 public struct SourceSet: Sendable {
+    /// The files, in load order.
     public private(set) var files: [SourceFile] = []
 
+    /// A set of `files`.
     public init(_ files: [SourceFile] = []) { self.files = files }
 
+    /// Adds a file; its index.
     @discardableResult
     public mutating func add(_ file: SourceFile) -> Int {
         files.append(file)
         return files.count - 1
     }
 
+    /// A span's file name, line and column (1-based; columns count characters).
     public func location(_ span: Span) -> (file: String, line: Int, column: Int) {
         let f = files[span.file]
         return (f.name, f.line(of: span.start), f.column(of: span.start))

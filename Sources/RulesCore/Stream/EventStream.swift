@@ -2,11 +2,17 @@
 /// each is applied, rejected with a reason, or ignored because it lies after
 /// `--as-of`. Blank lines carry no event and are only counted.
 public struct RunSummary: Sendable {
+    /// Lines that were not blank.
     public var read = 0
+    /// Events applied.
     public var applied = 0
+    /// Lines rejected, each with a reason.
     public var rejected = 0
+    /// Events after `--as-of`, not applied.
     public var ignoredAfterAsOf = 0
+    /// Blank lines, counted apart.
     public var blank = 0
+    /// Set when reading the stream failed.
     public var readError: String? = nil
     /// Set when `maxRejects` stopped the run: the line of the rejection
     /// that went over the limit. Lines after it were not read.
@@ -18,12 +24,15 @@ public struct RunSummary: Sendable {
     public var lines: Int { read + blank }
 }
 
+/// A line that was not applied, and why.
 public struct Rejection: Sendable {
+    /// Its line number in the stream.
     public var line: Int
+    /// Why, as `rules run` says it.
     public var reason: String
 }
 
-public enum EventStream {
+@_spi(Tooling) public enum EventStream {
     /// Runs the whole stream from `fd`. `onReject` gets each rejected line
     /// (its number, reason and raw bytes) as it happens.
     /// `onProgress` is called with the number of lines read so far, every

@@ -7,7 +7,7 @@ import Foundation
 /// engine, in stream order, every person's result is the one a single engine
 /// computes. The reports are merged in byte order; rejections are reported
 /// in line order.
-public enum ParallelStream {
+@_spi(Tooling) public enum ParallelStream {
     public struct Result {
         public var engines: [Engine]
         public var summary: RunSummary

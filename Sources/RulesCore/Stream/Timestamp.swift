@@ -3,11 +3,13 @@
 /// `2026-01-05T08:00:00Z`, with optional seconds, fraction, and an offset
 /// `±HH:MM`, `±HHMM` or `±HH` instead of `Z`.
 public enum Timestamp {
+    /// Nanoseconds since 1970 of an ISO-8601 date-time or date; nil if it does not parse.
     public static func parse(_ s: String) -> Int64? {
         var s = s
         return s.withUTF8 { parse($0) }
     }
 
+    /// The same, from bytes.
     public static func parse(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
         parseUTCSeconds(b) ?? parseGeneral(b)
     }

@@ -3,21 +3,21 @@
 /// (the duplicate-rule warning relies on this).
 
 /// A name as written, already joined (`unpaid debt` → `unpaid_debt`).
-public struct Name: Sendable, Equatable, CustomStringConvertible {
+@_spi(Tooling) public struct Name: Sendable, Equatable, CustomStringConvertible {
     public var text: String
     public var span: Span
     public static func == (a: Name, b: Name) -> Bool { a.text == b.text }
     public var description: String { text }
 }
 
-public enum UnaryOp: String, Sendable { case negate = "-", not }
-public enum BinaryOp: String, Sendable {
+@_spi(Tooling) public enum UnaryOp: String, Sendable { case negate = "-", not }
+@_spi(Tooling) public enum BinaryOp: String, Sendable {
     case add = "+", sub = "-", mul = "*", div = "/", mod = "%"
     case eq = "==", ne = "!=", lt = "<", le = "<=", gt = ">", ge = ">="
     case and, or
 }
 
-public indirect enum ExprKind: Sendable, Equatable {
+@_spi(Tooling) public indirect enum ExprKind: Sendable, Equatable {
     case number(Double)
     case string(String)
     case bool(Bool)
@@ -38,13 +38,13 @@ public indirect enum ExprKind: Sendable, Equatable {
     case invalid
 }
 
-public struct Expr: Sendable, Equatable {
+@_spi(Tooling) public struct Expr: Sendable, Equatable {
     public var kind: ExprKind
     public var span: Span
     public static func == (a: Expr, b: Expr) -> Bool { a.kind == b.kind }
 }
 
-public enum EffectKind: Sendable, Equatable {
+@_spi(Tooling) public enum EffectKind: Sendable, Equatable {
     /// `+EXPR` or `-EXPR`; the sign applies to the whole expression.
     case score(sign: Double, Expr)
     case deny(Name, duration: Expr?)
@@ -55,14 +55,14 @@ public enum EffectKind: Sendable, Equatable {
     case clear(Name)
 }
 
-public struct Effect: Sendable, Equatable {
+@_spi(Tooling) public struct Effect: Sendable, Equatable {
     public var kind: EffectKind
     public var span: Span
     public static func == (a: Effect, b: Effect) -> Bool { a.kind == b.kind }
 }
 
 /// `[N] EVENT [where COND] [within DURATION] → EFFECTS`
-public struct EventRule: Sendable, Equatable {
+@_spi(Tooling) public struct EventRule: Sendable, Equatable {
     public var count: Expr?
     public var event: Name
     public var condition: Expr?
@@ -76,7 +76,7 @@ public struct EventRule: Sendable, Equatable {
 }
 
 /// `while COND → EFFECTS`
-public struct StateRule: Sendable, Equatable {
+@_spi(Tooling) public struct StateRule: Sendable, Equatable {
     public var condition: Expr
     public var effects: [Effect]
     public var span: Span
@@ -85,41 +85,41 @@ public struct StateRule: Sendable, Equatable {
     }
 }
 
-public enum ScoreSettingKind: String, Sendable { case startsAt = "starts at", min, max }
+@_spi(Tooling) public enum ScoreSettingKind: String, Sendable { case startsAt = "starts at", min, max }
 
-public struct ScoreSetting: Sendable {
+@_spi(Tooling) public struct ScoreSetting: Sendable {
     public var kind: ScoreSettingKind
     public var value: Expr
     public var span: Span
 }
 
-public struct FieldDecl: Sendable {
+@_spi(Tooling) public struct FieldDecl: Sendable {
     public var name: Name
     public var type: Name
 }
 
 /// `event NAME { field: type, ... }`
-public struct EventDecl: Sendable {
+@_spi(Tooling) public struct EventDecl: Sendable {
     public var name: Name
     public var fields: [FieldDecl]
     public var span: Span
 }
 
 /// `test "name" { ... }`: events to feed a fresh engine, and what to expect.
-public struct TestBlock: Sendable {
+@_spi(Tooling) public struct TestBlock: Sendable {
     public var name: String
     public var span: Span
     public var steps: [TestStep]
 }
 
-public enum TestStep: Sendable {
+@_spi(Tooling) public enum TestStep: Sendable {
     case event(EventLiteral)
     case expect(Expectation)
 }
 
 /// `2026-01-05T08:00:00Z alice: speeding { speed: 95, limit: 60 }` — the
 /// same literal the REPL accepts.
-public struct EventLiteral: Sendable {
+@_spi(Tooling) public struct EventLiteral: Sendable {
     public var time: Int64
     public var person: Name
     public var event: Name
@@ -127,18 +127,18 @@ public struct EventLiteral: Sendable {
     public var span: Span
 }
 
-public enum LiteralValue: Sendable, Equatable {
+@_spi(Tooling) public enum LiteralValue: Sendable, Equatable {
     case number(Double), string(String), bool(Bool)
 }
 
 /// `[at TIME] expect …`
-public struct Expectation: Sendable {
+@_spi(Tooling) public struct Expectation: Sendable {
     public var at: Int64?
     public var kind: ExpectationKind
     public var span: Span
 }
 
-public enum ExpectationKind: Sendable {
+@_spi(Tooling) public enum ExpectationKind: Sendable {
     /// `expect alice score >= 900`
     case score(person: Name, op: BinaryOp, value: Double)
     /// `expect alice score between 900 and 1000` (inclusive)
@@ -152,7 +152,7 @@ public enum ExpectationKind: Sendable {
     case fired(rule: String, ruleSpan: Span, negated: Bool)
 }
 
-public enum Statement: Sendable {
+@_spi(Tooling) public enum Statement: Sendable {
     case settings([ScoreSetting], Span)
     case constant(Name, Expr, Span)
     case event(EventDecl)
@@ -165,7 +165,7 @@ public enum Statement: Sendable {
 }
 
 /// The parsed files of one policy, statements in source order.
-public struct PolicyAST: Sendable {
+@_spi(Tooling) public struct PolicyAST: Sendable {
     public var statements: [Statement] = []
 }
 

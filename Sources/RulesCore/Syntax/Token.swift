@@ -6,7 +6,7 @@ enum Keyword: String, CaseIterable, Sendable {
 }
 
 /// `min max abs count sum` are functions only right before `(`.
-public enum Builtin: String, Sendable {
+@_spi(Tooling) public enum Builtin: String, Sendable {
     case min, max, abs, count, sum
 }
 
