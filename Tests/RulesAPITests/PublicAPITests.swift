@@ -107,6 +107,21 @@ struct PublicAPITests {
         #expect(RulesEngine(policy: try Policy.compile(Self.policyText)).explanation(of: "eve") == nil)
     }
 
+    @Test("the audit trail: a record per change, with the rule behind it")
+    func trail() throws {
+        var records: [UInt8] = []
+        let engine = RulesEngine(policy: try Policy.compile(Self.policyText), trace: { records += $0 })
+        for day in 1...3 {
+            engine.apply(Event(person: "kim", type: "speeding", at: "2026-06-0\(day)", fields: ["speed": 61, "limit": 60])!)
+        }
+        engine.finishTrace(at: Event(person: "x", type: "speeding", at: "2026-12-01")!.time)
+        let lines = String(decoding: records, as: UTF8.self).split(separator: "\n")
+        let denial = try #require(lines.first { $0.contains(#""effect":"deny""#) })
+        #expect(denial.contains(#""rule":"policy.rules:5""#) && denial.contains(#""name":"driving""#))
+        #expect(denial.contains(#""until":"2026-09-01T00:00:00Z""#))
+        #expect(lines.filter { $0.contains(#""effect":"score""#) }.count == 3)
+    }
+
     @Test("checkpoints: stop, save, resume elsewhere, same answer")
     func checkpoints() throws {
         let policy = try Policy.compile(Self.policyText)

@@ -26,14 +26,28 @@ public final class RulesEngine {
     /// ``explanation(of:at:)`` can say which rule and which events hold
     /// each flag, denial and grant, since when (this costs memory for every
     /// event; leave it off for plain scoring).
-    public init(policy: Policy, explaining: Bool = false) {
+    ///
+    /// `trace` receives the audit trail as `rules run --trace` writes it
+    /// (docs/TRACE.md): NDJSON records, one per state change, with the rule
+    /// and the event behind it, in bytes as they are made. Call
+    /// ``finishTrace(at:)`` when done, for the changes time alone makes.
+    public init(policy: Policy, explaining: Bool = false, trace: (([UInt8]) -> Void)? = nil) {
         self.policy = policy
         engine = Engine(program: policy.program)
         parser = EventParser(program: policy.program)
-        if explaining {
-            timeline = Timeline()
+        if explaining { timeline = Timeline() }
+        if let trace {
+            engine.enableTrace(write: trace)
+        } else if explaining {
             engine.enableTrace { _ in }  // keeps since-when for `while` rules; writes nothing
         }
+    }
+
+    /// Ends the audit trail as of `time` (default: the latest event):
+    /// `while` rules that start or stop holding because time passed, timed
+    /// effects that end; then flushes it.
+    public func finishTrace(at time: Date? = nil) {
+        engine.finishTrace(asOf: time?.nanoseconds)
     }
 
     /// An engine that continues from ``checkpoint()``'s bytes. Throws
