@@ -110,6 +110,27 @@ struct LanguageServerTests {
         #expect(symbols.last?["name"]?.string == "event debt paid")
     }
 
+    @Test("a file on disk is checked with the files it uses; its own text is the editor's")
+    func usedFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lsp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "while score < 900 → flag low trust\n".write(to: dir.appendingPathComponent("base.rules"), atomically: true, encoding: .utf8)
+        let main = dir.appendingPathComponent("main.rules")
+        try "stale text on disk\n".write(to: main, atomically: true, encoding: .utf8)
+        var server = LanguageServer()
+        let uri = "file://" + main.path
+        func open(_ text: String) -> [JSONValue]? {
+            server.handle(Self.notification("textDocument/didOpen", [("textDocument", .object([
+                ("uri", .string(uri)), ("languageId", .string("rules")), ("version", .number(1)), ("text", .string(text))]))]))
+                .first?["params"]?["diagnostics"]?.array
+        }
+        #expect(open("use \"base.rules\"\nwhile low trust → deny loans\n")?.isEmpty == true)
+        let wrong = try #require(open("use \"base.rules\"\nwhile low trist → deny loans\n")?.first)
+        #expect(wrong["range"]?["start"]?["line"]?.int == 1)
+        #expect(wrong["message"]?.string?.contains("low trust") == true)
+    }
+
     @Test("unknown requests get an error; shutdown then exit")
     func lifecycle() {
         var (server, _) = Self.opened()

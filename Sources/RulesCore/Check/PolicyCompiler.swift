@@ -79,8 +79,9 @@
     }
 
     /// Loads files with `loader` (following `use`) and compiles them.
-    public static func compile(paths: [String], loader: PolicyLoader) -> Result<CompileResult, PolicyLoader.EntryError> {
-        loader.load(paths).map { compile($0.sources, extraDiagnostics: $0.diagnostics) }
+    public static func compile(paths: [String], loader: PolicyLoader,
+                               buildProgram: Bool = true) -> Result<CompileResult, PolicyLoader.EntryError> {
+        loader.load(paths).map { compile($0.sources, extraDiagnostics: $0.diagnostics, buildProgram: buildProgram) }
     }
 
     /// One policy from a string, named `name` in diagnostics.

@@ -106,16 +106,30 @@ struct Analysis: Sendable {
 
     let uri: String
     let source: SourceFile
+    /// The document's index among the policy's files (`use`d files come
+    /// before the file that uses them).
+    let file: Int
     let result: CompileResult
     let statements: [Statement]
     let occurrences: [Occurrence]
 
+    /// A document on disk is checked with the files it `use`s, read from
+    /// disk; its own text is the editor's, saved or not.
     init(uri: String, text: String) {
         self.uri = uri
-        source = SourceFile(name: uri, text: text)
-        result = PolicyCompiler.compile(SourceSet([source]), buildProgram: false)
-        statements = result.statements
-        occurrences = Self.index(source: source, statements: statements, checked: result.checked)
+        var compiled: CompileResult? = nil
+        if uri.hasPrefix("file://"), let path = uri.dropFirst(7).removingPercentEncoding {
+            let bytes = Array(text.utf8), disk = PolicyLoader.files
+            let loader = PolicyLoader(read: { $0 == path ? .success(bytes) : disk.read($0) }, canonical: disk.canonical)
+            if case .success(let r) = PolicyCompiler.compile(paths: [path], loader: loader, buildProgram: false) { compiled = r }
+        }
+        let result = compiled ?? PolicyCompiler.compile(SourceSet([SourceFile(name: uri, text: text)]), buildProgram: false)
+        let file = result.sources.files.lastIndex { $0.bytes == Array(text.utf8) } ?? 0
+        self.result = result
+        self.file = file
+        source = result.sources.files[file]
+        statements = result.statements.filter { $0.span.file == file }
+        occurrences = Self.index(source: source, file: file, statements: statements, checked: result.checked)
     }
 
     // MARK: - Positions
@@ -152,7 +166,7 @@ struct Analysis: Sendable {
     // MARK: - Features
 
     func diagnostics() -> [JSONValue] {
-        result.diagnostics.filter { $0.span.file == 0 }.map { d in
+        result.diagnostics.filter { $0.span.file == file }.map { d in
             var message = d.message
             if let help = d.help { message += "\n" + help }
             return .object([
@@ -216,7 +230,7 @@ struct Analysis: Sendable {
 
     func formatting() -> JSONValue {
         guard case .formatted(let text) = Formatter.format(source), Array(text.utf8) != source.bytes else { return .array([]) }
-        let whole = Span(file: 0, start: 0, end: source.bytes.count)
+        let whole = Span(file: file, start: 0, end: source.bytes.count)
         return .array([.object([("range", range(whole)), ("newText", .string(text))])])
     }
 
@@ -236,7 +250,7 @@ struct Analysis: Sendable {
 
     /// The outline: one symbol per statement.
     func symbols() -> JSONValue {
-        .array(statements.filter { $0.span.file == 0 }.map { statement in
+        .array(statements.map { statement in
             let span = statement.span
             let (kind, name): (Double, String)
             switch statement {
@@ -260,14 +274,14 @@ struct Analysis: Sendable {
 
     /// Every name token, classified by the checked policy: events, flags,
     /// privileges, constants and fields.
-    static func index(source: SourceFile, statements: [Statement], checked: CheckedPolicy?) -> [Occurrence] {
+    static func index(source: SourceFile, file: Int, statements: [Statement], checked: CheckedPolicy?) -> [Occurrence] {
         let events = Set(checked?.events.map(\.name) ?? [])
         let flags = Set(checked?.flags ?? []), privileges = Set(checked?.privileges ?? [])
         var constants = Set<String>()
         for case .constant(let n, _, _) in statements { constants.insert(n.text) }
-        let tokens = Lexer.tokenize(source, file: 0).tokens
+        let tokens = Lexer.tokenize(source, file: file).tokens
         // Each statement's span, and where its arrow is.
-        let ranges: [(span: Span, statement: Statement)] = statements.filter { $0.span.file == 0 }
+        let ranges: [(span: Span, statement: Statement)] = statements
             .map { ($0.span, $0) }.sorted { $0.span.start < $1.span.start }
         var occurrences: [Occurrence] = []
         var previous: TokenKind? = nil
