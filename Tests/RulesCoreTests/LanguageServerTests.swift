@@ -129,6 +129,17 @@ struct LanguageServerTests {
         let wrong = try #require(open("use \"base.rules\"\nwhile low trist → deny loans\n")?.first)
         #expect(wrong["range"]?["start"]?["line"]?.int == 1)
         #expect(wrong["message"]?.string?.contains("low trust") == true)
+        // Hover and definition reach into the used file.
+        _ = open("use \"base.rules\"\nwhile low trust → deny loans\n")
+        let hover = try #require(server.handle(Self.request(5, "textDocument/hover", [
+            ("textDocument", .object([("uri", .string(uri))])),
+            ("position", .object([("line", .number(1)), ("character", .number(8))]))])).first?["result"]?["contents"]?["value"]?.string)
+        #expect(hover.contains("set by:\n- ") && hover.contains("base.rules:1: `while score < 900 → flag low trust`"))
+        let definition = try #require(server.handle(Self.request(6, "textDocument/definition", [
+            ("textDocument", .object([("uri", .string(uri))])),
+            ("position", .object([("line", .number(1)), ("character", .number(8))]))])).first?["result"])
+        #expect(definition["uri"]?.string?.hasSuffix("/base.rules") == true)
+        #expect(definition["range"]?["start"]?["line"]?.int == 0)
     }
 
     @Test("unknown requests get an error; shutdown then exit")

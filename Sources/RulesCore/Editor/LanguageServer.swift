@@ -49,10 +49,10 @@
             let position = params["position"].flatMap { analysis.offset(of: $0) }
             switch method {
             case "textDocument/hover": return reply(position.flatMap { analysis.hover(at: $0) } ?? .null)
-            case "textDocument/definition": return reply(position.flatMap { analysis.definition(at: $0, uri: uri) } ?? .null)
+            case "textDocument/definition": return reply(position.flatMap { analysis.definition(at: $0) } ?? .null)
             case "textDocument/references":
                 let withDeclaration = params["context"]?["includeDeclaration"] != .bool(false)
-                return reply(position.map { analysis.references(at: $0, uri: uri, withDeclaration: withDeclaration) } ?? .array([]))
+                return reply(position.map { analysis.references(at: $0, withDeclaration: withDeclaration) } ?? .array([]))
             case "textDocument/formatting": return reply(analysis.formatting())
             case "textDocument/completion": return reply(analysis.completion())
             default: return reply(analysis.symbols())
@@ -129,7 +129,18 @@ struct Analysis: Sendable {
         self.file = file
         source = result.sources.files[file]
         statements = result.statements.filter { $0.span.file == file }
-        occurrences = Self.index(source: source, file: file, statements: statements, checked: result.checked)
+        // Names in every file of the policy: hover and definitions reach
+        // into the files this one uses.
+        var all: [Occurrence] = []
+        for (k, f) in result.sources.files.enumerated() {
+            all += Self.index(source: f, file: k, statements: result.statements.filter { $0.span.file == k }, checked: result.checked)
+        }
+        occurrences = all
+    }
+
+    /// The URI of one of the policy's files.
+    func uri(of fileIndex: Int) -> String {
+        fileIndex == file ? uri : "file://" + result.sources.files[fileIndex].name
     }
 
     // MARK: - Positions
@@ -148,19 +159,21 @@ struct Analysis: Sendable {
         return i
     }
 
-    func position(of offset: Int) -> JSONValue {
-        let line = source.line(of: offset) - 1
-        let start = source.lineStarts[line]
-        let units = String(decoding: source.bytes[start..<min(offset, source.bytes.count)], as: UTF8.self).utf16.count
+    func position(of offset: Int, in f: SourceFile? = nil) -> JSONValue {
+        let f = f ?? source
+        let line = f.line(of: offset) - 1
+        let start = f.lineStarts[line]
+        let units = String(decoding: f.bytes[start..<min(offset, f.bytes.count)], as: UTF8.self).utf16.count
         return .object([("line", .number(Double(line))), ("character", .number(Double(units)))])
     }
 
     func range(_ span: Span) -> JSONValue {
-        .object([("start", position(of: span.start)), ("end", position(of: max(span.start, span.end)))])
+        let f = span.file < result.sources.files.count ? result.sources.files[span.file] : source
+        return .object([("start", position(of: span.start, in: f)), ("end", position(of: max(span.start, span.end), in: f))])
     }
 
-    func location(_ span: Span, uri: String) -> JSONValue {
-        .object([("uri", .string(uri)), ("range", range(span))])
+    func location(_ span: Span) -> JSONValue {
+        .object([("uri", .string(uri(of: span.file))), ("range", range(span))])
     }
 
     // MARK: - Features
@@ -180,20 +193,20 @@ struct Analysis: Sendable {
     }
 
     func occurrence(at offset: Int) -> Occurrence? {
-        occurrences.first { $0.span.start <= offset && offset <= $0.span.end }
+        occurrences.first { $0.span.file == file && $0.span.start <= offset && offset <= $0.span.end }
     }
 
-    func definition(at offset: Int, uri: String) -> JSONValue? {
+    func definition(at offset: Int) -> JSONValue? {
         guard let o = occurrence(at: offset) else { return nil }
         let same = occurrences.filter { $0.name == o.name && $0.kind == o.kind }
         let target = same.first { $0.role == .declaration } ?? same.first { $0.role == .set } ?? same.first
-        return target.map { location($0.span, uri: uri) }
+        return target.map { location($0.span) }
     }
 
-    func references(at offset: Int, uri: String, withDeclaration: Bool) -> JSONValue {
+    func references(at offset: Int, withDeclaration: Bool) -> JSONValue {
         guard let o = occurrence(at: offset) else { return .array([]) }
         return .array(occurrences.filter { $0.name == o.name && $0.kind == o.kind && (withDeclaration || $0.role != .declaration) }
-            .map { location($0.span, uri: uri) })
+            .map { location($0.span) })
     }
 
     func hover(at offset: Int) -> JSONValue? {
@@ -202,11 +215,13 @@ struct Analysis: Sendable {
         let shown = o.name.replacingOccurrences(of: "_", with: " ")
         var text = "**\(o.kind.rawValue)** `\(shown)`\n"
         func lines(_ role: Role) -> [String] {
-            var seen = Set<Int>()
+            var seen = Set<[Int]>()
             return same.filter { $0.role == role }.compactMap { occ in
-                let line = source.line(of: occ.span.start)
-                guard seen.insert(line).inserted else { return nil }
-                return "- line \(line): `\(source.lineText(line).trimmingCharacters(in: .whitespaces))`"
+                let f = result.sources.files[occ.span.file]
+                let line = f.line(of: occ.span.start)
+                guard seen.insert([occ.span.file, line]).inserted else { return nil }
+                let place = occ.span.file == file ? "line \(line)" : "\(f.name):\(line)"
+                return "- \(place): `\(f.lineText(line).trimmingCharacters(in: .whitespaces))`"
             }
         }
         switch o.kind {
