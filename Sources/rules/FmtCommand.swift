@@ -38,22 +38,17 @@ enum FmtCommand {
                 status = ExitCode.failure
                 continue
             }
-            let source = SourceFile(name: path, bytes: bytes)
-            switch Formatter.format(source) {
-            case .syntaxErrors(let errors):
-                Terminal.writeErr(DiagnosticRenderer(sources: SourceSet([source]), color: Terminal.colorOnStderr).render(errors))
-                Terminal.writeErr("rules: \(path) has syntax errors; not formatted\n")
+            guard let formatted = format(SourceFile(name: path, bytes: bytes)) else {
                 status = ExitCode.failure
-            case .formatted(let text):
-                let formatted = Array(text.utf8)
-                if formatted == bytes { continue }
-                if check {
-                    Terminal.writeOut(path + "\n")
-                    status = ExitCode.failure
-                } else if let error = Terminal.writeFile(path, formatted) {
-                    Terminal.writeErr("rules: cannot write \(path): \(error)\n")
-                    status = ExitCode.failure
-                }
+                continue
+            }
+            if formatted == bytes { continue }
+            if check {
+                Terminal.writeOut(path + "\n")
+                status = ExitCode.failure
+            } else if let error = Terminal.writeFile(path, formatted) {
+                Terminal.writeErr("rules: cannot write \(path): \(error)\n")
+                status = ExitCode.failure
             }
         }
         return status
@@ -64,20 +59,24 @@ enum FmtCommand {
             Terminal.writeErr("rules: cannot read standard input\n")
             return ExitCode.failure
         }
-        let source = SourceFile(name: "<stdin>", bytes: bytes)
+        guard let formatted = format(SourceFile(name: "<stdin>", bytes: bytes)) else { return ExitCode.failure }
+        if check {
+            if formatted == bytes { return ExitCode.ok }
+            Terminal.writeOut("<stdin>\n")
+            return ExitCode.failure
+        }
+        Terminal.writeOut(String(decoding: formatted, as: UTF8.self))
+        return ExitCode.ok
+    }
+
+    /// The file formatted, or nil after printing its syntax errors.
+    private static func format(_ source: SourceFile) -> [UInt8]? {
         switch Formatter.format(source) {
+        case .formatted(let text): return Array(text.utf8)
         case .syntaxErrors(let errors):
             Terminal.writeErr(DiagnosticRenderer(sources: SourceSet([source]), color: Terminal.colorOnStderr).render(errors))
-            Terminal.writeErr("rules: <stdin> has syntax errors; not formatted\n")
-            return ExitCode.failure
-        case .formatted(let text):
-            if check {
-                if Array(text.utf8) == bytes { return ExitCode.ok }
-                Terminal.writeOut("<stdin>\n")
-                return ExitCode.failure
-            }
-            Terminal.writeOut(text)
-            return ExitCode.ok
+            Terminal.writeErr("rules: \(source.name) has syntax errors; not formatted\n")
+            return nil
         }
     }
 }
