@@ -46,8 +46,10 @@ enum FmtCommand {
             if check {
                 Terminal.writeOut(path + "\n")
                 status = ExitCode.failure
-            } else if let error = Terminal.writeFile(path, formatted) {
-                Terminal.writeErr("rules: cannot write \(path): \(error)\n")
+            } else if let error = Checkpoint.writeFile(formatted, to: path) {
+                // Written next to it and renamed over it: an interrupted
+                // `fmt` never leaves a half-written policy.
+                Terminal.writeErr("rules: \(error)\n")
                 status = ExitCode.failure
             }
         }
