@@ -107,11 +107,38 @@ final class ByteTable: @unchecked Sendable {
                     for k in 0..<n { w |= UInt64(base[start + k]) << (56 - 8 * UInt64(k)) }
                     return (w, id)
                 }
-                keyed.sort { x, y in
+                func precedes(_ x: (prefix: UInt64, id: Int), _ y: (prefix: UInt64, id: Int)) -> Bool {
                     if x.prefix != y.prefix { return x.prefix < y.prefix }
                     let xs = o[x.id], xn = o[x.id + 1] - xs, ys = o[y.id], yn = o[y.id + 1] - ys
                     let c = memcmp(base + xs, base + ys, min(xn, yn))
                     return c != 0 ? c < 0 : xn < yn
+                }
+                guard keyed.count > 256 else {
+                    keyed.sort(by: precedes)
+                    return keyed.map(\.id)
+                }
+                // Many ids (the report): a radix sort on the prefixes, a byte
+                // at a time from the last, skipping bytes every id shares;
+                // then each run of equal prefixes sorted on the whole keys.
+                var other = keyed
+                for shift in stride(from: 0, to: 64, by: 8) {
+                    var counts = [Int](repeating: 0, count: 257)
+                    for k in keyed { counts[Int((k.prefix >> UInt64(shift)) & 0xFF) + 1] += 1 }
+                    if counts.contains(keyed.count) { continue }
+                    for b in 1...256 { counts[b] += counts[b - 1] }
+                    for k in keyed {
+                        let b = Int((k.prefix >> UInt64(shift)) & 0xFF)
+                        other[counts[b]] = k
+                        counts[b] += 1
+                    }
+                    swap(&keyed, &other)
+                }
+                var start = 0
+                while start < keyed.count {
+                    var end = start + 1
+                    while end < keyed.count && keyed[end].prefix == keyed[start].prefix { end += 1 }
+                    if end - start > 1 { keyed[start..<end].sort(by: precedes) }
+                    start = end
                 }
                 return keyed.map(\.id)
             }
