@@ -40,10 +40,29 @@ struct Lints {
     private mutating func contradictions() {
         // Only rules that fire together can contradict: group them first
         // (a pass over thousands of rules, not a comparison of every pair).
+        // Nothing to find unless some target is both set and lifted.
+        func key(_ kind: TargetKind, _ id: Int) -> Int { id * 3 + (kind == .flag ? 0 : kind == .deny ? 1 : 2) }
+        var set = Set<Int>(), lifted = Set<Int>()
+        for rule in policy.eventRules {
+            for effect in rule.effects {
+                switch effect {
+                case .set(let kind, let id, _): set.insert(key(kind, id))
+                case .lift(let kind, let id): lifted.insert(key(kind, id))
+                case .score: break
+                }
+            }
+        }
+        let both = set.intersection(lifted)
+        if both.isEmpty { return }
         struct Together: Hashable { var event: Int; var count: Int?; var window: Int64?; var condition: IR? }
         var groups: [Together: [CheckedEventRule]] = [:]
         var order: [Together] = []
-        for rule in policy.eventRules {
+        for rule in policy.eventRules where rule.effects.contains(where: {
+            switch $0 {
+            case .set(let kind, let id, _), .lift(let kind, let id): return both.contains(key(kind, id))
+            case .score: return false
+            }
+        }) {
             let key = Together(event: rule.event, count: rule.count, window: rule.window, condition: rule.condition)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(rule)
@@ -164,7 +183,8 @@ enum Feasibility {
         var low = -Double.infinity, lowStrict = false
         var high = Double.infinity, highStrict = false
         var equalText: String? = nil
-        var described: [String] = []
+        /// The comparisons so far, described only when they conflict.
+        var atoms: [(BinaryOp, IR)] = []
         /// Set when two equalities disagree.
         var contradicted = false
 
@@ -193,7 +213,6 @@ enum Feasibility {
             default: continue
             }
             var r = ranges[variable] ?? Range()
-            let text = "\(variable.replacingOccurrences(of: "_", with: " ")) \(op.rawValue) \(describe(b))"
             switch b {
             case .number(let c):
                 switch op {
@@ -211,10 +230,11 @@ enum Feasibility {
                 r.equalText = s
             default: continue
             }
-            r.described.append(text)
+            r.atoms.append((op, b))
             ranges[variable] = r
             if r.empty {
-                var why = r.described
+                let name = variable.replacingOccurrences(of: "_", with: " ")
+                var why = r.atoms.map { "\(name) \($0.0.rawValue) \(describe($0.1))" }
                 if variable == "score" {
                     if let lo = policy.minScore { why.append("the score's min is \(lo)") }
                     if let hi = policy.maxScore { why.append("the score's max is \(hi)") }
