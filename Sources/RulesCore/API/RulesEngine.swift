@@ -96,19 +96,21 @@ public final class RulesEngine {
     public func apply(ndjson text: String) -> (summary: RunSummary, rejections: [Rejection]) {
         var rejections: [Rejection] = []
         var summary = RunSummary()
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.last == "" { lines.removeLast() }  // the newline ends the last line
-        for (k, raw) in lines.enumerated() {
-            var bytes = Array(raw.utf8)
-            if bytes.last == 0x0D { bytes.removeLast() }
-            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { summary.blank += 1; continue }
+        // The stream reader `rules run` uses: the same lines, blank lines and
+        // length limit.
+        let reader = LineReader(bytes: Array(text.utf8))
+        while let line = reader.next() {
+            func reject(_ reason: String) {
+                summary.rejected += 1
+                rejections.append(Rejection(line: reader.lineNumber, reason: reason))
+            }
+            if let length = reader.skippedLength { summary.read += 1; reject(LineReader.tooLong(length)); continue }
+            if EventStream.isBlank(line) { summary.blank += 1; continue }
             summary.read += 1
             var person: String? = nil
-            switch bytes.withUnsafeMutableBufferPointer({ apply(line: UnsafeBufferPointer($0), text: String(raw), person: &person) }) {
+            switch apply(line: line, text: String(decoding: line, as: UTF8.self), person: &person) {
             case .applied: summary.applied += 1
-            case .rejected(let reason):
-                summary.rejected += 1
-                rejections.append(Rejection(line: k + 1, reason: reason))
+            case .rejected(let reason): reject(reason)
             }
         }
         return (summary, rejections)

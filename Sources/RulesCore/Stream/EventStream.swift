@@ -79,7 +79,7 @@ public struct Rejection: Sendable {
             if let length = reader.skippedLength {
                 summary.read += 1
                 summary.rejected += 1
-                let reason = "the line is \(length) bytes, longer than the limit of \(reader.maxLineBytes >> 20) MiB; it was skipped unread"
+                let reason = LineReader.tooLong(length, limit: reader.maxLineBytes)
                 onReject(Rejection(line: reader.lineNumber, reason: reason), line)
                 if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = reader.lineNumber; break loop }
                 continue

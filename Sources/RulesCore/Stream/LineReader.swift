@@ -60,6 +60,11 @@ final class LineReader {
     /// Lines longer than this are rejected, not read into memory.
     static let defaultMaxLineBytes = 16 << 20
     let maxLineBytes: Int
+    /// The rejection of a line that was too long (both readers say it so).
+    static func tooLong(_ length: Int, limit: Int = defaultMaxLineBytes) -> String {
+        "the line is \(length) bytes, longer than the limit of \(limit >> 20) MiB; it was skipped unread"
+    }
+
     /// Set by `next()` when it skipped a line that was too long: its length.
     private(set) var skippedLength: Int? = nil
 

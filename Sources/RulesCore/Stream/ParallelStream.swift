@@ -344,7 +344,7 @@ import Foundation
             while let block = take() {
                 if index == 0 { summary.read += block.read; summary.blank += block.blank }
                 for (number, length) in block.skipped where index == 0 {
-                    reject("the line is \(length) bytes, longer than the limit of \(LineReader.defaultMaxLineBytes >> 20) MiB; it was skipped unread",
+                    reject(LineReader.tooLong(length),
                            UnsafeBufferPointer(rebasing: block.bytes[0..<0]), number)
                 }
                 applyOwned(block.lines[index], of: block.bytes)
