@@ -245,10 +245,34 @@ struct ParallelStreamTests {
         #expect(try Self.run(policy, events, jobs: jobs, asOf: asOf).0 == (try Self.run(policy, events, jobs: 1, asOf: asOf).0))
     }
 
+    @Test("a report of many people merges in byte order of ids, across many batches per thread", arguments: [2, 3])
+    func manyPeopleMerged(_ jobs: Int) throws {
+        let policy = "score starts at 1000\nevent e { n: number }\ne → +n\nwhile score > 1005 → flag high\n"
+        // 9,001 people: more than a few batches of each thread's part; ids of
+        // different lengths that share their first 8 bytes, and an id whose
+        // bytes sort differently from its digits.
+        var lines: [String] = []
+        for i in 0...9_000 {
+            let id = i % 3 == 0 ? "citizen-\(i)" : "citizen-\(String(repeating: "0", count: i % 5))\(i)"
+            lines.append(#"{"citizen":"\#(id)","type":"e","time":"2026-01-01","n":\#(i % 11)}"#)
+        }
+        lines.append(#"{"citizen":"citizen-é","type":"e","time":"2026-01-02","n":1}"#)
+        let events = lines.joined(separator: "\n") + "\n"
+        let one = try Self.run(policy, events, jobs: 1)
+        let many = try Self.run(policy, events, jobs: jobs)
+        #expect(many.0 == one.0)
+        let ids = one.0.split(separator: "\n").map { line in
+            Array(line.split(separator: "\"")[3].utf8)
+        }
+        #expect(ids.count == 9_002)
+        #expect(zip(ids, ids.dropFirst()).allSatisfy { $0.lexicographicallyPrecedes($1) })
+        #expect(one.0.contains(#"{"citizen":"citizen-10","score":1010,"flags":["high"]"#))
+    }
+
     @Test("lines longer than a read buffer, a last line without a newline, and many blocks")
     func blockEdges() throws {
         let policy = "event e { note: string }\ne → +1\n"
-        let long = String(repeating: "x", count: 5 << 20)  // longer than one 4 MiB block
+        let long = String(repeating: "x", count: 5 << 20)  // longer than one 1 MiB block
         var lines: [String] = []
         for i in 0..<60_000 { lines.append(#"{"citizen":"p\#(i % 97)","type":"e","time":"2026-01-01","note":"n"}"#) }
         lines.insert(#"{"citizen":"long","type":"e","time":"2026-01-01","note":"\#(long)"}"#, at: 30_000)

@@ -108,83 +108,11 @@ extension Engine {
         out(writer.bytes)
     }
 
-    /// One engine's part of a report: its people in byte order of their
-    /// ids, each line rendered; `ends[k]` is where the k-th line ends.
-    struct ReportPart: @unchecked Sendable {
-        var order: [Int] = []
-        var lines: ReportWriter? = nil
-        var ends: [Int] = []
-    }
-
     /// Asks for the state of the people some places ahead in `order`.
     @inline(__always)
     func prefetchForReport(_ order: [Int], _ k: Int) {
         if k + 16 < order.count { store.prefetchForReport(order[k + 16], stage: 0) }
         if k + 8 < order.count { store.prefetchForReport(order[k + 8], stage: 1) }
-    }
-
-    func renderReportPart(at time: Int64) -> ReportPart {
-        var part = ReportPart()
-        part.order = sortedPeople()
-        part.ends.reserveCapacity(part.order.count)
-        let writer = ReportWriter(program: program, capacity: 128 * part.order.count)
-        for (k, p) in part.order.enumerated() {
-            prefetchForReport(part.order, k)
-            writer.append(self, person: p, at: time)
-            part.ends.append(writer.count)
-        }
-        part.lines = writer
-        return part
-    }
-
-    /// Each engine renders its own people on its own thread (state rules
-    /// are evaluated there too); the parts are then merged by person id.
-    private static func writeMerged(_ engines: [Engine], at time: Int64, to out: (UnsafeRawBufferPointer) -> Void) {
-        let parts = PartBox(count: engines.count)
-        let owners = EngineList(engines)
-        DispatchQueue.concurrentPerform(iterations: engines.count) { e in
-            parts.set(e, owners.engines[e].renderReportPart(at: time))
-        }
-        // The parts' arrays, taken out once (not copied per line).
-        let orders = engines.indices.map { parts[$0].order }
-        let ends = engines.indices.map { parts[$0].ends }
-        let bytes = engines.indices.map { parts[$0].lines!.bytes }
-        var next = [Int](repeating: 0, count: engines.count)
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(1 << 16)
-        while true {
-            var best = -1
-            for e in engines.indices where next[e] < orders[e].count {
-                if best < 0 || engines[e].people.precedes(orders[e][next[e]], engines[best].people,
-                                                          orders[best][next[best]]) { best = e }
-            }
-            if best < 0 { break }
-            let k = next[best]
-            let start = k == 0 ? 0 : ends[best][k - 1]
-            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[best][start..<ends[best][k]]))
-            next[best] += 1
-            if buffer.count > 1 << 16 {
-                buffer.withUnsafeBytes(out)
-                buffer.removeAll(keepingCapacity: true)
-            }
-        }
-        buffer.withUnsafeBytes(out)
-    }
-
-    /// Hands each engine to exactly one rendering thread (an engine has a
-    /// single owner at a time; here the owner is that thread).
-    private struct EngineList: @unchecked Sendable {
-        let engines: [Engine]
-        init(_ engines: [Engine]) { self.engines = engines }
-    }
-
-    /// Report parts filled in by several threads, each its own index.
-    private final class PartBox: @unchecked Sendable {
-        private var parts: [ReportPart]
-        private let lock = NSLock()
-        init(count: Int) { parts = Array(repeating: ReportPart(), count: count) }
-        func set(_ i: Int, _ part: ReportPart) { lock.lock(); parts[i] = part; lock.unlock() }
-        subscript(i: Int) -> ReportPart { parts[i] }
     }
 }
 

@@ -1,12 +1,18 @@
 import Foundation
 
 /// `rules run --jobs N`: people are split over N engines by a stable hash of
-/// their id, each engine on its own thread. The reader stays sequential —
-/// it numbers the lines and hands each to the worker that owns its person —
-/// so line numbers are exact, and because a person's events all go to one
-/// engine, in stream order, every person's result is the one a single engine
-/// computes. The reports are merged in byte order; rejections are reported
-/// in line order.
+/// their id, each engine on its own thread. The reader stays sequential: it
+/// cuts the input into blocks of whole lines and gives every block to every
+/// worker. Each worker numbers every line itself (so line numbers are exact)
+/// and applies the lines whose person it owns; because a person's events all
+/// go to one engine, in stream order, every person's result is the one a
+/// single engine computes. The reports are merged in byte order; rejections
+/// are reported in line order.
+///
+/// Every worker scanning every line costs less than one reader routing them:
+/// a line's person sits in its first cache line, which the worker that
+/// applies it reads anyway, and no per-line list crosses between threads
+/// (docs/PERFORMANCE.md has the measurements).
 @_spi(Tooling) public enum ParallelStream {
     public struct Result {
         public var engines: [Engine]
@@ -30,16 +36,12 @@ import Foundation
             }
         }
         for w in workers { w.start() }
-        // The reader cuts the input into blocks of whole lines, numbers the
-        // lines and routes each to the worker that owns its person; workers
-        // share the blocks and apply their own lines.
-        // Blocks are filled in a few reused buffers (fresh memory for each
-        // would cost a page fault per 4 KiB of input).
-        let pool = BlockPool(count: 2 * count + 2, size: 1 << 22)
-        var router = Router(program: program, count: count)
-        defer { router.parser.deallocate() }
+        // The reader cuts the input into blocks of whole lines, which the
+        // workers share. Blocks are filled in a few reused buffers of 1 MiB
+        // (fresh memory for each would cost a page fault per 4 KiB of input;
+        // bigger ones, as many faults the first time round).
+        let pool = BlockPool(count: 2 * count + 2, size: 1 << 20)
         var carry: [UInt8] = []   // the start of a line cut by the last block
-        var nextLine = 1
         var readError: String? = nil
         var atEnd = false
         while !atEnd {
@@ -66,14 +68,13 @@ import Foundation
             if end == 0 {
                 pooled ? pool.give(storage) : storage.deallocate()
             } else {
-                let block = Block(storage, count: end, firstLine: nextLine, users: count, pool: pooled ? pool : nil,
-                                  router: &router)
-                nextLine += block.lineCount
+                let block = Block(storage, count: end, users: count, pool: pooled ? pool : nil)
                 for w in workers { w.send(block) }
             }
             if carry.count > LineReader.defaultMaxLineBytes {
                 // Too long to keep (as `LineReader` does): read on to its end
-                // without holding it, and let worker 0 reject it by number.
+                // without holding it; every worker counts it, worker 0
+                // rejects it.
                 var length = carry.count
                 carry.removeAll()
                 var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -92,8 +93,7 @@ import Foundation
                     }
                     length += n
                 }
-                let block = Block(skippedLine: nextLine, length: length, users: count)
-                nextLine += 1
+                let block = Block(skippedLineOf: length, users: count)
                 for w in workers { w.send(block) }
             }
             // Enough rejections already: the lines read so far hold the one
@@ -133,85 +133,34 @@ import Foundation
 
     /// Whole lines of the input (the last block may end without a
     /// newline), shared read-only by every worker; its buffer goes back to
-    /// the pool when the last worker is done with it.
+    /// the pool when the last worker is done with it. Or, in place of
+    /// bytes, one line too long to read (`LineReader.defaultMaxLineBytes`).
     final class Block: @unchecked Sendable {
         let bytes: UnsafeBufferPointer<UInt8>
-        let firstLine: Int
-        let lineCount: Int
+        /// The length of the line too long to read, when this block is one.
+        let skippedLength: Int?
         private let storage: UnsafeMutableBufferPointer<UInt8>
         private let pool: BlockPool?
         private var users: Int
         private let lock = NSLock()
 
-        /// Per worker, the lines it owns: where each is and its number.
-        let lines: [[Line]]
-        /// Lines that are not blank, and blank ones.
-        let read: Int
-        let blank: Int
-
-        struct Line {
-            var start: Int
-            var end: Int
-            var number: Int
-        }
-
-        /// Lines too long to read (`LineReader.defaultMaxLineBytes`): their
-        /// numbers and lengths; worker 0 rejects them.
-        let skipped: [(number: Int, length: Int)]
-
-        init(skippedLine number: Int, length: Int, users: Int) {
+        init(skippedLineOf length: Int, users: Int) {
             storage = .allocate(capacity: 1)
             pool = nil
             self.users = users
             bytes = UnsafeBufferPointer(rebasing: storage[0..<0])
-            firstLine = number
-            lineCount = 1
-            lines = [[Line]](repeating: [], count: users)
-            read = 1
-            blank = 0
-            skipped = [(number, length)]
+            skippedLength = length
         }
 
-        /// Splits `storage[0..<count]` into lines and routes each.
-        init(_ storage: UnsafeMutableBufferPointer<UInt8>, count: Int, firstLine: Int, users: Int, pool: BlockPool?,
-             router: inout Router) {
+        init(_ storage: UnsafeMutableBufferPointer<UInt8>, count: Int, users: Int, pool: BlockPool?) {
             self.storage = storage
             self.pool = pool
             self.users = users
-            let all = UnsafeBufferPointer(rebasing: storage[0..<count])
-            bytes = all
-            self.firstLine = firstLine
-            var lines = [[Line]](repeating: [], count: users)
-            var read = 0, blank = 0
-            var skipped: [(number: Int, length: Int)] = []
-            var start = 0
-            var number = firstLine
-            let base = all.baseAddress!
-            while start < count {
-                let end = memchr(base + start, 0x0A, count - start).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? count
-                var lineEnd = end
-                if lineEnd > start && all[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-                let line = UnsafeBufferPointer(rebasing: all[start..<lineEnd])
-                if line.count > LineReader.defaultMaxLineBytes {
-                    read += 1
-                    skipped.append((number, line.count))
-                } else if EventStream.isBlank(line) {
-                    blank += 1
-                } else {
-                    read += 1
-                    lines[router.owner(of: line)].append(Line(start: start, end: lineEnd, number: number))
-                }
-                start = end + 1
-                number += 1
-            }
-            self.lines = lines
-            self.read = read
-            self.blank = blank
-            self.skipped = skipped
-            lineCount = number - firstLine
+            bytes = UnsafeBufferPointer(rebasing: storage[0..<count])
+            skippedLength = nil
         }
 
-        /// Called once by each worker after its scan.
+        /// Called once by each worker when it is done with the block.
         func release() {
             lock.lock()
             users -= 1
@@ -276,8 +225,12 @@ import Foundation
 
         private func bucket(_ key: UnsafeBufferPointer<UInt8>) -> Int { Self.bucket(key, count) }
 
+        /// The hash's high bits, scaled to `0..<count` (a multiply, not a
+        /// division). Not its low bits: each worker's own table of people
+        /// places keys by the low bits of the same hash, and a split by them
+        /// would leave every worker only half of its slots to use.
         static func bucket(_ key: UnsafeBufferPointer<UInt8>, _ count: Int) -> Int {
-            Int(ByteTable.hash(key) % UInt32(count))
+            Int((UInt64(ByteTable.hash(key)) &* UInt64(count)) >> 32)
         }
     }
 
@@ -293,7 +246,19 @@ import Foundation
     final class Worker: @unchecked Sendable {
         let engine: Engine
         private var parser: EventParser
+        private var router: Router
         private let index: Int
+        /// The number of the next line in the stream.
+        private var nextLine = 1
+        /// The lines of the current block that this worker owns (reused).
+        private var owned: [Line] = []
+
+        struct Line {
+            var start: Int
+            var end: Int
+            var number: Int
+        }
+
         private let asOf: Int64?
         private var queue: [Block?] = []
         private let lock = NSLock()
@@ -313,6 +278,7 @@ import Foundation
             let program = shared.copyForThread()
             engine = Engine(program: program)
             parser = EventParser(program: program)
+            router = Router(program: program, count: count)
             self.index = index
             self.asOf = asOf
         }
@@ -342,26 +308,71 @@ import Foundation
 
         private func loop() {
             while let block = take() {
-                if index == 0 { summary.read += block.read; summary.blank += block.blank }
-                for (number, length) in block.skipped where index == 0 {
-                    reject(LineReader.tooLong(length),
-                           UnsafeBufferPointer(rebasing: block.bytes[0..<0]), number)
+                if let length = block.skippedLength {
+                    tooLong(length, nextLine)
+                    nextLine += 1
+                } else {
+                    collectOwned(block.bytes)
+                    applyOwned(block.bytes)
                 }
-                applyOwned(block.lines[index], of: block.bytes)
                 block.release()
             }
             parser.deallocate()
+            router.parser.deallocate()
             done.signal()
+        }
+
+        /// Numbers every line of a block and keeps those whose person this
+        /// worker owns. Worker 0 also counts the lines for the summary and
+        /// rejects the ones too long to read.
+        private func collectOwned(_ all: UnsafeBufferPointer<UInt8>) {
+            owned.removeAll(keepingCapacity: true)
+            guard let base = all.baseAddress else { return }
+            let count = all.count
+            var start = 0
+            while start < count {
+                let newline = memchr(base + start, 0x0A, count - start)
+                let end = newline.map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? count
+                var lineEnd = end
+                if lineEnd > start && base[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+                let line = UnsafeBufferPointer(start: base + start, count: lineEnd - start)
+                let number = nextLine
+                nextLine += 1
+                if line.count > LineReader.defaultMaxLineBytes {
+                    tooLong(line.count, number)
+                } else if let key = EventParser.leadingPerson(line) {
+                    if index == 0 { summary.read += 1 }
+                    if Router.bucket(key, router.count) == index { owned.append(Line(start: start, end: lineEnd, number: number)) }
+                } else if EventStream.isBlank(line) {
+                    if index == 0 { summary.blank += 1 }
+                } else {
+                    if index == 0 { summary.read += 1 }
+                    if router.owner(of: line) == index { owned.append(Line(start: start, end: lineEnd, number: number)) }
+                }
+                start = end + 1
+            }
+        }
+
+        /// A line too long to read: worker 0 counts and rejects it.
+        private func tooLong(_ length: Int, _ number: Int) {
+            guard index == 0 else { return }
+            summary.read += 1
+            reject(LineReader.tooLong(length), UnsafeBufferPointer(start: nil, count: 0), number)
         }
 
         /// This worker's lines of a block, asking for each person's slot and
         /// state a few lines ahead (as `EventStream` does).
-        private func applyOwned(_ owned: [Block.Line], of all: UnsafeBufferPointer<UInt8>) {
-            func line(_ k: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: all[owned[k].start..<owned[k].end]) }
-            for k in owned.indices {
-                if k + 8 < owned.count, let key = EventParser.leadingPerson(line(k + 8)) { engine.prefetchSlot(key) }
-                if k + 4 < owned.count, let key = EventParser.leadingPerson(line(k + 4)) { engine.prefetchState(key) }
-                apply(line(k), owned[k].number)
+        private func applyOwned(_ all: UnsafeBufferPointer<UInt8>) {
+            let base = all.baseAddress!
+            owned.withUnsafeBufferPointer { owned in
+                func line(_ k: Int) -> UnsafeBufferPointer<UInt8> {
+                    UnsafeBufferPointer(start: base + owned[k].start, count: owned[k].end - owned[k].start)
+                }
+                for k in owned.indices {
+                    if k + 8 < owned.count, let key = EventParser.leadingPerson(line(k + 8)) { engine.prefetchSlot(key) }
+                    if k + 4 < owned.count, let key = EventParser.leadingPerson(line(k + 4)) { engine.prefetchState(key) }
+                    apply(line(k), owned[k].number)
+                }
             }
         }
 
