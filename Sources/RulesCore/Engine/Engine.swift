@@ -84,6 +84,16 @@
         if let p = people.find(person) { store.prefetch(p) }
     }
 
+    /// The same hints given the id's hash (`ByteTable.hash`), which the
+    /// parallel reader computed to route the line.
+    @inline(__always)
+    func prefetchSlot(hash: UInt32) { people.prefetch(hash: hash) }
+
+    @inline(__always)
+    func prefetchState(_ person: UnsafeBufferPointer<UInt8>, hash: UInt32) {
+        if let p = people.find(person, hash: hash) { store.prefetch(p) }
+    }
+
     /// Sets a field of the event being read; false on a duplicate key.
     @inline(__always)
     func setField(_ id: Int, _ value: Value) -> Bool {
@@ -92,9 +102,10 @@
 
     /// Applies one event whose fields were set with `setField`. Returns the
     /// reason when the event is rejected instead.
-    func apply(person key: UnsafeBufferPointer<UInt8>, event: Int?, time: Int64) -> String? {
+    /// `hash`: the id's `ByteTable.hash`, when the caller has it.
+    func apply(person key: UnsafeBufferPointer<UInt8>, hash: UInt32? = nil, event: Int?, time: Int64) -> String? {
         if let event, let reason = validateDeclaredFields(event) { return reason }
-        let (person, isNew) = people.intern(key)
+        let (person, isNew) = hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
         if isNew { store.addPerson(score: program.policy.startScore) }
         if time < store.lastTime(person) {
             return "time \(Timestamp.format(time)) is earlier than this citizen's previous event at \(Timestamp.format(store.lastTime(person)))"

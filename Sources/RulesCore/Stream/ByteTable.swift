@@ -184,7 +184,19 @@ final class ByteTable: @unchecked Sendable {
     /// The id of `key`, or nil.
     @inline(__always)
     func find(_ key: UnsafeBufferPointer<UInt8>) -> Int? {
-        let prefix = Self.prefix(key), h = Self.hash(key, prefix: prefix), tag = Self.tag(h, key.count)
+        let prefix = Self.prefix(key)
+        return find(key, prefix: prefix, hash: Self.hash(key, prefix: prefix))
+    }
+
+    /// The same, given the key's `hash` (the parallel reader has it already).
+    @inline(__always)
+    func find(_ key: UnsafeBufferPointer<UInt8>, hash: UInt32) -> Int? {
+        find(key, prefix: Self.prefix(key), hash: hash)
+    }
+
+    @inline(__always)
+    private func find(_ key: UnsafeBufferPointer<UInt8>, prefix: UInt64, hash h: UInt32) -> Int? {
+        let tag = Self.tag(h, key.count)
         var i = Int(h) & mask
         while true {
             let s = slots[i]
@@ -196,15 +208,29 @@ final class ByteTable: @unchecked Sendable {
 
     /// Starts loading the slot where a lookup of `key` begins.
     @inline(__always)
-    func prefetch(_ key: UnsafeBufferPointer<UInt8>) {
-        let i = Int(Self.hash(key)) & mask
-        rules_prefetch(slots.baseAddress! + i)
+    func prefetch(_ key: UnsafeBufferPointer<UInt8>) { prefetch(hash: Self.hash(key)) }
+
+    @inline(__always)
+    func prefetch(hash: UInt32) {
+        rules_prefetch(slots.baseAddress! + (Int(hash) & mask))
     }
 
     /// The id of `key`, adding it when new.
     @inline(__always)
     func intern(_ key: UnsafeBufferPointer<UInt8>) -> (id: Int, isNew: Bool) {
-        let prefix = Self.prefix(key), h = Self.hash(key, prefix: prefix), tag = Self.tag(h, key.count)
+        let prefix = Self.prefix(key)
+        return intern(key, prefix: prefix, hash: Self.hash(key, prefix: prefix))
+    }
+
+    /// The same, given the key's `hash`.
+    @inline(__always)
+    func intern(_ key: UnsafeBufferPointer<UInt8>, hash: UInt32) -> (id: Int, isNew: Bool) {
+        intern(key, prefix: Self.prefix(key), hash: hash)
+    }
+
+    @inline(__always)
+    private func intern(_ key: UnsafeBufferPointer<UInt8>, prefix: UInt64, hash h: UInt32) -> (id: Int, isNew: Bool) {
+        let tag = Self.tag(h, key.count)
         var i = Int(h) & mask
         while true {
             let s = slots[i]

@@ -120,6 +120,9 @@ struct EventParser {
         return Parsed(person: person, event: eventTable._withUnsafeGuaranteedRef { $0.find(type) }, time: time)
     }
 
+    /// Where the id starts in a line that `leadingPerson` accepts.
+    static let leadingPersonOffset = 12
+
     /// The person of a line that starts `{"citizen":"` with an id free of
     /// escapes, found without parsing: the reference streams' layout, used
     /// to look ahead (prefetch) and to route lines to `--jobs` workers. Nil
@@ -127,7 +130,7 @@ struct EventParser {
     @inline(__always)
     static func leadingPerson(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
         // {"citizen":"  = 7B 22 63 69 74 69 7A 65 6E 22 3A 22
-        let n = 12
+        let n = leadingPersonOffset
         guard line.count > n, let base = line.baseAddress,
               UnsafeRawPointer(base).loadUnaligned(as: UInt64.self).littleEndian == 0x657A_6974_6963_227B,
               UnsafeRawPointer(base + 8).loadUnaligned(as: UInt32.self).littleEndian == 0x223A_226E

@@ -3,16 +3,20 @@ import Foundation
 /// `rules run --jobs N`: people are split over N engines by a stable hash of
 /// their id, each engine on its own thread. The reader stays sequential: it
 /// cuts the input into blocks of whole lines and gives every block to every
-/// worker. Each worker numbers every line itself (so line numbers are exact)
-/// and applies the lines whose person it owns; because a person's events all
-/// go to one engine, in stream order, every person's result is the one a
-/// single engine computes. The reports are merged in byte order; rejections
-/// are reported in line order.
+/// worker. Each block is cut again into N segments; worker `s` scans segment
+/// `s` once, listing each line under the worker that owns its person. Each
+/// worker then applies its own lines of every segment in stream order, and
+/// numbers them by the segments' line counts, so line numbers are exact.
+/// Because a person's events all go to one engine, in stream order, every
+/// person's result is the one a single engine computes. The reports are
+/// merged in byte order; rejections are reported in line order.
 ///
-/// Every worker scanning every line costs less than one reader routing them:
-/// a line's person sits in its first cache line, which the worker that
-/// applies it reads anyway, and no per-line list crosses between threads
-/// (docs/PERFORMANCE.md has the measurements).
+/// A worker scans a block while the others may still be scanning the one
+/// before; it applies that earlier block once every segment of it is
+/// scanned (it nearly always is), so scanning and applying overlap and
+/// every line is scanned once, on the two cores. Scanning whole blocks in
+/// the reader instead left a third thread competing for two cores, and
+/// every worker scanning every line did the work twice (docs/PERFORMANCE.md).
 @_spi(Tooling) public enum ParallelStream {
     public struct Result {
         public var engines: [Engine]
@@ -40,14 +44,15 @@ import Foundation
         // workers share. Blocks are filled in a few reused buffers of 1 MiB
         // (fresh memory for each would cost a page fault per 4 KiB of input;
         // bigger ones, as many faults the first time round).
-        let pool = BlockPool(count: 2 * count + 2, size: 1 << 20)
+        let pool = BlockPool(count: 2 * count + 2, size: 1 << 20, segments: count)
         var carry: [UInt8] = []   // the start of a line cut by the last block
         var readError: String? = nil
         var atEnd = false
         while !atEnd {
             // A line longer than half a pooled buffer gets a buffer of its own.
             let pooled = carry.count <= pool.size / 2
-            let storage = pooled ? pool.take() : .allocate(capacity: 2 * carry.count)
+            let block = pooled ? pool.take() : Block(capacity: 2 * carry.count, segments: count, pool: nil)
+            let storage = block.storage
             _ = storage.initialize(from: carry)
             var filled = carry.count
             carry.removeAll(keepingCapacity: true)
@@ -66,9 +71,9 @@ import Foundation
                 carry.append(contentsOf: UnsafeBufferPointer(rebasing: storage[end..<filled]))
             }
             if end == 0 {
-                pooled ? pool.give(storage) : storage.deallocate()
+                block.recycle()
             } else {
-                let block = Block(storage, count: end, users: count, pool: pooled ? pool : nil)
+                block.prepare(count: end, users: count)
                 for w in workers { w.send(block) }
             }
             if carry.count > LineReader.defaultMaxLineBytes {
@@ -93,8 +98,9 @@ import Foundation
                     }
                     length += n
                 }
-                let block = Block(skippedLineOf: length, users: count)
-                for w in workers { w.send(block) }
+                let skipped = Block(capacity: 1, segments: count, pool: nil)
+                skipped.prepare(skippedLineOf: length, users: count)
+                for w in workers { w.send(skipped) }
             }
             // Enough rejections already: the lines read so far hold the one
             // that went over the limit.
@@ -132,70 +138,134 @@ import Foundation
     }
 
     /// Whole lines of the input (the last block may end without a
-    /// newline), shared read-only by every worker; its buffer goes back to
-    /// the pool when the last worker is done with it. Or, in place of
-    /// bytes, one line too long to read (`LineReader.defaultMaxLineBytes`).
+    /// newline), shared by every worker, or, in place of bytes, one line
+    /// too long to read (`LineReader.defaultMaxLineBytes`). Blocks and
+    /// their buffers are reused: a block goes back to its pool when the last
+    /// worker is done with it.
     final class Block: @unchecked Sendable {
-        let bytes: UnsafeBufferPointer<UInt8>
+        let storage: UnsafeMutableBufferPointer<UInt8>
+        private(set) var bytes: UnsafeBufferPointer<UInt8>
         /// The length of the line too long to read, when this block is one.
-        let skippedLength: Int?
-        private let storage: UnsafeMutableBufferPointer<UInt8>
-        private let pool: BlockPool?
-        private var users: Int
+        private(set) var skippedLength: Int?
+        /// Segment `s` is `bytes[bounds[s]..<bounds[s + 1]]`, whole lines.
+        private(set) var bounds: [Int]
+        /// What worker `s` found in segment `s`; written by that worker only,
+        /// read by all once `waitScanned()` returns.
+        let scans: [SegmentScan]
+        private let scanned = DispatchGroup()
+        private weak var pool: BlockPool?
+        private var users = 0
         private let lock = NSLock()
 
-        init(skippedLineOf length: Int, users: Int) {
-            storage = .allocate(capacity: 1)
-            pool = nil
-            self.users = users
+        init(capacity: Int, segments: Int, pool: BlockPool?) {
+            storage = .allocate(capacity: capacity)
             bytes = UnsafeBufferPointer(rebasing: storage[0..<0])
-            skippedLength = length
+            bounds = [Int](repeating: 0, count: segments + 1)
+            scans = (0..<segments).map { _ in SegmentScan(workers: segments) }
+            self.pool = pool
         }
 
-        init(_ storage: UnsafeMutableBufferPointer<UInt8>, count: Int, users: Int, pool: BlockPool?) {
-            self.storage = storage
-            self.pool = pool
-            self.users = users
+        deinit { storage.deallocate() }
+
+        var segmentCount: Int { scans.count }
+
+        /// Readies the first `count` bytes for the workers: cuts them into
+        /// segments at line ends.
+        func prepare(count: Int, users: Int) {
             bytes = UnsafeBufferPointer(rebasing: storage[0..<count])
             skippedLength = nil
+            self.users = users
+            let n = segmentCount
+            for scan in scans { scan.clear() }
+            bounds[0] = 0
+            for s in 1..<(n + 1) {
+                var cut = s == n ? count : max(bounds[s - 1], s * count / n)
+                if cut < count, cut > 0, storage[cut - 1] != 0x0A {
+                    let base = storage.baseAddress!
+                    cut = memchr(base + cut, 0x0A, count - cut).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) + 1 } ?? count
+                }
+                bounds[s] = cut
+            }
+            for _ in 0..<n { scanned.enter() }
         }
 
-        /// Called once by each worker when it is done with the block.
+        func prepare(skippedLineOf length: Int, users: Int) {
+            bytes = UnsafeBufferPointer(rebasing: storage[0..<0])
+            skippedLength = length
+            self.users = users
+        }
+
+        /// Called by worker `s` when segment `s` is scanned.
+        func segmentScanned() { scanned.leave() }
+
+        func waitScanned() { scanned.wait() }
+
+        /// Called once by each worker when it has applied the block.
         func release() {
             lock.lock()
             users -= 1
             let last = users == 0
             lock.unlock()
-            guard last else { return }
-            if let pool { pool.give(storage) } else { storage.deallocate() }
+            if last { recycle() }
+        }
+
+        /// Back to the pool (or freed, for one of a kind).
+        func recycle() { pool?.give(self) }
+    }
+
+    /// One segment's lines, listed by the worker that owns each.
+    final class SegmentScan {
+        /// `lines[w]`: worker `w`'s lines, in order.
+        var lines: [[Line]]
+        /// Lines in the segment, blank ones included.
+        var lineCount = 0
+        /// Lines too long to read: number within the segment, and length.
+        var tooLong: [(number: Int, length: Int)] = []
+
+        init(workers: Int) { lines = [[Line]](repeating: [], count: workers) }
+
+        func clear() {
+            for w in lines.indices { lines[w].removeAll(keepingCapacity: true) }
+            lineCount = 0
+            tooLong.removeAll()
         }
     }
 
-    /// Reused input buffers; `take` waits while all are in use.
+    /// A line to apply: its place in the block, its number within its
+    /// segment (from 0), and its person's hash and id length when the line
+    /// starts with the id (`EventParser.leadingPerson`; length 0 otherwise).
+    struct Line {
+        var start: Int32
+        var end: Int32
+        var number: Int32
+        var hash: UInt32
+        var keyLength: Int32
+    }
+
+    /// Reused blocks; `take` waits while all are in use.
     final class BlockPool: @unchecked Sendable {
         let size: Int
-        private var free: [UnsafeMutableBufferPointer<UInt8>]
-        private var all: [UnsafeMutableBufferPointer<UInt8>]
+        private var free: [Block] = []
         private let lock = NSLock()
         private let available: DispatchSemaphore
 
-        init(count: Int, size: Int) {
+        init(count: Int, size: Int, segments: Int) {
             self.size = size
-            all = (0..<count).map { _ in .allocate(capacity: size) }
-            free = all
-            available = DispatchSemaphore(value: count)
+            // Starts at 0 and is signalled once per block: libdispatch
+            // refuses to dispose of a semaphore left below its first value.
+            available = DispatchSemaphore(value: 0)
+            free = (0..<count).map { _ in Block(capacity: size, segments: segments, pool: self) }
+            for _ in free { available.signal() }
         }
 
-        deinit { for b in all { b.deallocate() } }
-
-        func take() -> UnsafeMutableBufferPointer<UInt8> {
+        func take() -> Block {
             available.wait()
             lock.lock(); defer { lock.unlock() }
             return free.removeLast()
         }
 
-        func give(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
-            lock.lock(); free.append(buffer); lock.unlock()
+        func give(_ block: Block) {
+            lock.lock(); free.append(block); lock.unlock()
             available.signal()
         }
     }
@@ -230,7 +300,12 @@ import Foundation
         /// places keys by the low bits of the same hash, and a split by them
         /// would leave every worker only half of its slots to use.
         static func bucket(_ key: UnsafeBufferPointer<UInt8>, _ count: Int) -> Int {
-            Int((UInt64(ByteTable.hash(key)) &* UInt64(count)) >> 32)
+            bucket(hash: ByteTable.hash(key), count)
+        }
+
+        @inline(__always)
+        static func bucket(hash: UInt32, _ count: Int) -> Int {
+            Int((UInt64(hash) &* UInt64(count)) >> 32)
         }
     }
 
@@ -248,17 +323,8 @@ import Foundation
         private var parser: EventParser
         private var router: Router
         private let index: Int
-        /// The number of the next line in the stream.
+        /// The number of the first line of the next block to apply.
         private var nextLine = 1
-        /// The lines of the current block that this worker owns (reused).
-        private var owned: [Line] = []
-
-        struct Line {
-            var start: Int
-            var end: Int
-            var number: Int
-        }
-
         private let asOf: Int64?
         private var queue: [Block?] = []
         private let lock = NSLock()
@@ -306,84 +372,115 @@ import Foundation
             return b
         }
 
+        /// Scans its segment of each block, then applies its lines of the
+        /// block before (whose other segments are scanned by then, or soon).
         private func loop() {
+            var pending: Block? = nil
             while let block = take() {
-                if let length = block.skippedLength {
-                    tooLong(length, nextLine)
-                    nextLine += 1
-                } else {
-                    collectOwned(block.bytes)
-                    applyOwned(block.bytes)
-                }
-                block.release()
+                if block.skippedLength == nil { scan(block) }
+                if let pending { applyBlock(pending) }
+                pending = block
             }
+            if let pending { applyBlock(pending) }
             parser.deallocate()
             router.parser.deallocate()
             done.signal()
         }
 
-        /// Numbers every line of a block and keeps those whose person this
-        /// worker owns. Worker 0 also counts the lines for the summary and
-        /// rejects the ones too long to read.
-        private func collectOwned(_ all: UnsafeBufferPointer<UInt8>) {
-            owned.removeAll(keepingCapacity: true)
-            guard let base = all.baseAddress else { return }
-            let count = all.count
-            var start = 0
+        /// Lists the lines of this worker's segment under their owners, and
+        /// counts them.
+        private func scan(_ block: Block) {
+            let result = block.scans[index]
+            let count = block.bounds[index + 1]
+            let base = block.storage.baseAddress!
+            var start = block.bounds[index]
+            var number: Int32 = 0
             while start < count {
                 let newline = memchr(base + start, 0x0A, count - start)
                 let end = newline.map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? count
                 var lineEnd = end
                 if lineEnd > start && base[lineEnd - 1] == 0x0D { lineEnd -= 1 }
                 let line = UnsafeBufferPointer(start: base + start, count: lineEnd - start)
-                let number = nextLine
-                nextLine += 1
                 if line.count > LineReader.defaultMaxLineBytes {
-                    tooLong(line.count, number)
+                    summary.read += 1
+                    result.tooLong.append((Int(number), line.count))
                 } else if let key = EventParser.leadingPerson(line) {
-                    if index == 0 { summary.read += 1 }
-                    if Router.bucket(key, router.count) == index { owned.append(Line(start: start, end: lineEnd, number: number)) }
+                    summary.read += 1
+                    let hash = ByteTable.hash(key)
+                    result.lines[Router.bucket(hash: hash, router.count)].append(
+                        Line(start: Int32(start), end: Int32(lineEnd), number: number, hash: hash, keyLength: Int32(key.count)))
                 } else if EventStream.isBlank(line) {
-                    if index == 0 { summary.blank += 1 }
+                    summary.blank += 1
                 } else {
-                    if index == 0 { summary.read += 1 }
-                    if router.owner(of: line) == index { owned.append(Line(start: start, end: lineEnd, number: number)) }
+                    summary.read += 1
+                    result.lines[router.owner(of: line)].append(
+                        Line(start: Int32(start), end: Int32(lineEnd), number: number, hash: 0, keyLength: 0))
                 }
+                number += 1
                 start = end + 1
+            }
+            result.lineCount = Int(number)
+            block.segmentScanned()
+        }
+
+        /// Applies this worker's lines of every segment of a block, in order.
+        private func applyBlock(_ block: Block) {
+            defer { block.release() }
+            if let length = block.skippedLength {
+                if index == 0 {
+                    summary.read += 1
+                    tooLong(length, nextLine)
+                }
+                nextLine += 1
+                return
+            }
+            block.waitScanned()
+            for segment in block.scans {
+                if index == 0 {
+                    for (number, length) in segment.tooLong { tooLong(length, nextLine + number) }
+                }
+                applyOwned(segment.lines[index], of: block.storage.baseAddress!)
+                nextLine += segment.lineCount
             }
         }
 
-        /// A line too long to read: worker 0 counts and rejects it.
+        /// A line too long to read: worker 0 rejects it.
         private func tooLong(_ length: Int, _ number: Int) {
-            guard index == 0 else { return }
-            summary.read += 1
             reject(LineReader.tooLong(length), UnsafeBufferPointer(start: nil, count: 0), number)
         }
 
-        /// This worker's lines of a block, asking for each person's slot and
-        /// state a few lines ahead (as `EventStream` does).
-        private func applyOwned(_ all: UnsafeBufferPointer<UInt8>) {
-            let base = all.baseAddress!
+        /// Lines of one segment, asking for each person's slot and state a
+        /// few lines ahead (as `EventStream` does), from the hash the scan
+        /// computed.
+        private func applyOwned(_ owned: [Line], of base: UnsafeMutablePointer<UInt8>) {
+            let first = nextLine
             owned.withUnsafeBufferPointer { owned in
-                func line(_ k: Int) -> UnsafeBufferPointer<UInt8> {
-                    UnsafeBufferPointer(start: base + owned[k].start, count: owned[k].end - owned[k].start)
-                }
                 for k in owned.indices {
-                    if k + 8 < owned.count, let key = EventParser.leadingPerson(line(k + 8)) { engine.prefetchSlot(key) }
-                    if k + 4 < owned.count, let key = EventParser.leadingPerson(line(k + 4)) { engine.prefetchState(key) }
-                    apply(line(k), owned[k].number)
+                    if k + 8 < owned.count, owned[k + 8].keyLength > 0 { engine.prefetchSlot(hash: owned[k + 8].hash) }
+                    if k + 4 < owned.count, owned[k + 4].keyLength > 0 {
+                        let ahead = owned[k + 4]
+                        engine.prefetchState(UnsafeBufferPointer(start: base + Int(ahead.start) + EventParser.leadingPersonOffset,
+                                                                 count: Int(ahead.keyLength)), hash: ahead.hash)
+                    }
+                    let line = owned[k]
+                    let bytes = UnsafeBufferPointer(start: base + Int(line.start), count: Int(line.end - line.start))
+                    apply(bytes, first + Int(line.number), line.keyLength > 0 ? line.hash : nil)
                 }
             }
         }
 
-        private func apply(_ line: UnsafeBufferPointer<UInt8>, _ number: Int) {
+        /// `hash`: of the id that starts the line, when it does.
+        private func apply(_ line: UnsafeBufferPointer<UInt8>, _ number: Int, _ hash: UInt32?) {
             engine.beginEvent(line: number)
             switch parser.parse(line, into: engine) {
             case .rejected(let reason):
                 reject(reason, line, number)
             case .event(let e):
                 if let asOf, e.time > asOf { summary.ignoredAfterAsOf += 1; return }
-                if let reason = engine.apply(person: e.person, event: e.event, time: e.time) {
+                // The scan's hash is of the id at the start of the line; the
+                // parser's id is those same bytes unless it had to unescape.
+                let known = hash != nil && e.person.baseAddress == line.baseAddress! + EventParser.leadingPersonOffset
+                if let reason = engine.apply(person: e.person, hash: known ? hash : nil, event: e.event, time: e.time) {
                     reject(reason, line, number)
                 } else {
                     summary.applied += 1
