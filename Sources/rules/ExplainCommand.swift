@@ -1,4 +1,3 @@
-import Foundation
 @_spi(Tooling) import RulesCore
 #if canImport(Glibc)
 import Glibc
@@ -78,7 +77,7 @@ enum ExplainCommand {
         Terminal.writeOut(lines.joined(separator: "\n") + "\n")
         if let path = parsed.values["--html"], let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) {
             let records = String(decoding: trail, as: UTF8.self).split(separator: "\n").compactMap {
-                (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+                try? JSONValue.parse(String($0))
             }
             if let error = Terminal.writeFile(path, Array(ExplanationPage.html(e, trace: records).utf8)) {
                 Terminal.writeErr("rules: cannot write \(path): \(error)\n")

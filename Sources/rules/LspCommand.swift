@@ -62,7 +62,7 @@ struct FramedInput {
                 for line in header.split(separator: "\r\n") {
                     let parts = line.split(separator: ":", maxSplits: 1)
                     if parts.count == 2, parts[0].lowercased() == "content-length" {
-                        length = Int(parts[1].trimmingCharacters(in: .whitespaces))
+                        length = Int(parts[1].drop { $0 == " " || $0 == "\t" })
                     }
                 }
                 guard let length, length >= 0 else {

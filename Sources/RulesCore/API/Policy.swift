@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A compiled policy: checked, immutable, and safe to share between threads
 /// (`Sendable`). Compile it once; make as many ``RulesEngine``s from it as

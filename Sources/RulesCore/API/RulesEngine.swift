@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Runs a ``Policy`` over events, one person's state at a time, exactly as
 /// `rules run` does: the same rules fire, the same lines are rejected, the

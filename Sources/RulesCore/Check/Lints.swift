@@ -21,7 +21,7 @@ struct Lints {
     }
 
     private func name(_ kind: TargetKind, _ id: Int) -> String {
-        (kind == .flag ? policy.flags[id] : policy.privileges[id]).replacingOccurrences(of: "_", with: " ")
+        (kind == .flag ? policy.flags[id] : policy.privileges[id]).replacing("_", with: " ")
     }
 
     private static func word(_ kind: TargetKind, set: Bool) -> String {
@@ -129,7 +129,7 @@ struct Lints {
         for rule in policy.eventRules {
             guard let count = rule.count, count > 1, let window = rule.window else { continue }
             for case .set(let kind, let id, let duration?) in rule.effects where duration < window {
-                let event = policy.events[rule.event].name.replacingOccurrences(of: "_", with: " ")
+                let event = policy.events[rule.event].name.replacing("_", with: " ")
                 warn(.effectShorterThanWindow,
                      "`\(Self.word(kind, set: true)) \(name(kind, id))` lasts \(Self.days(duration)), less than the \(Self.days(window, unit: true)) window that sets it: once it ends, one more `\(event)` sets it again",
                      at: rule.ast.span,
@@ -233,7 +233,7 @@ enum Feasibility {
             r.atoms.append((op, b))
             ranges[variable] = r
             if r.empty {
-                let name = variable.replacingOccurrences(of: "_", with: " ")
+                let name = variable.replacing("_", with: " ")
                 var why = r.atoms.map { "\(name) \($0.0.rawValue) \(describe($0.1))" }
                 if variable == "score" {
                     if let lo = policy.minScore { why.append("the score's min is \(lo)") }

@@ -50,7 +50,7 @@
             let line = file.line(of: d.span.start)
             for l in [line, line - 1] where l >= 1 {
                 let text = file.lineText(l)
-                guard let marker = text.range(of: "# rules: allow") else { continue }
+                guard let marker = text.firstRange(of: "# rules: allow") else { continue }
                 let codes = text[marker.upperBound...].split(whereSeparator: { $0 == "," || $0 == " " })
                 if codes.contains(where: { $0 == d.code.rawValue }) { return false }
             }

@@ -118,7 +118,7 @@ struct Analysis: Sendable {
     init(uri: String, text: String) {
         self.uri = uri
         var compiled: CompileResult? = nil
-        if uri.hasPrefix("file://"), let path = uri.dropFirst(7).removingPercentEncoding {
+        if uri.hasPrefix("file://"), let path = Self.percentDecoded(uri.dropFirst(7)) {
             let bytes = Array(text.utf8), disk = PolicyLoader.files
             let loader = PolicyLoader(read: { $0 == path ? .success(bytes) : disk.read($0) }, canonical: disk.canonical)
             if case .success(let r) = PolicyCompiler.compile(paths: [path], loader: loader, buildProgram: false) { compiled = r }
@@ -136,6 +136,28 @@ struct Analysis: Sendable {
             all += Self.index(source: f, file: k, statements: result.statements.filter { $0.span.file == k }, checked: result.checked)
         }
         occurrences = all
+    }
+
+    /// A `file://` URI's path: `%XX` escapes decoded (RFC 3986); nil when
+    /// an escape is cut or the bytes are not UTF-8.
+    static func percentDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var rest = text.utf8[...]
+        while let byte = rest.popFirst() {
+            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
+            guard rest.count >= 2, let high = hexValue(rest.removeFirst()), let low = hexValue(rest.removeFirst()) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
     }
 
     /// The URI of one of the policy's files.
@@ -212,7 +234,7 @@ struct Analysis: Sendable {
     func hover(at offset: Int) -> JSONValue? {
         guard let o = occurrence(at: offset) else { return nil }
         let same = occurrences.filter { $0.name == o.name && $0.kind == o.kind }
-        let shown = o.name.replacingOccurrences(of: "_", with: " ")
+        let shown = o.name.replacing("_", with: " ")
         var text = "**\(o.kind.rawValue)** `\(shown)`\n"
         func lines(_ role: Role) -> [String] {
             var seen = Set<[Int]>()
@@ -221,7 +243,7 @@ struct Analysis: Sendable {
                 let line = f.line(of: occ.span.start)
                 guard seen.insert([occ.span.file, line]).inserted else { return nil }
                 let place = occ.span.file == file ? "line \(line)" : "\(f.name):\(line)"
-                return "- \(place): `\(f.lineText(line).trimmingCharacters(in: .whitespaces))`"
+                return "- \(place): `\(f.lineText(line).trimmingCharacters(in: " \t"))`"
             }
         }
         switch o.kind {
@@ -257,7 +279,7 @@ struct Analysis: Sendable {
         var seen = Set<String>()
         let kinds: [Kind: Double] = [.event: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21]
         for o in occurrences where seen.insert("\(o.kind)/\(o.name)").inserted {
-            items.append(.object([("label", .string(o.name.replacingOccurrences(of: "_", with: " "))),
+            items.append(.object([("label", .string(o.name.replacing("_", with: " "))),
                                   ("kind", .number(kinds[o.kind]!)), ("detail", .string(o.kind.rawValue))]))
         }
         return .object([("isIncomplete", .bool(false)), ("items", .array(items))])
@@ -269,15 +291,15 @@ struct Analysis: Sendable {
             let span = statement.span
             let (kind, name): (Double, String)
             switch statement {
-            case .event(let d): (kind, name) = (24, "event " + d.name.text.replacingOccurrences(of: "_", with: " "))
-            case .constant(let n, _, _): (kind, name) = (14, "let " + n.text.replacingOccurrences(of: "_", with: " "))
+            case .event(let d): (kind, name) = (24, "event " + d.name.text.replacing("_", with: " "))
+            case .constant(let n, _, _): (kind, name) = (14, "let " + n.text.replacing("_", with: " "))
             case .settings: (kind, name) = (7, "score")
             case .test(let t): (kind, name) = (5, "test \"\(t.name)\"")
             case .use(let path, _): (kind, name) = (2, "use \"\(path)\"")
             case .eventRule, .stateRule:
                 let line = source.line(of: span.start)
-                var text = source.lineText(line).trimmingCharacters(in: .whitespaces)
-                if let hash = text.firstIndex(of: "#") { text = String(text[..<hash]).trimmingCharacters(in: .whitespaces) }
+                var text = source.lineText(line).trimmingCharacters(in: " \t")
+                if let hash = text.firstIndex(of: "#") { text = String(text[..<hash]).trimmingCharacters(in: " \t") }
                 (kind, name) = (12, text.count > 80 ? String(text.prefix(79)) + "…" : text)
             }
             return .object([("name", .string(name)), ("kind", .number(kind)),

@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 
 /// The report of a parallel run: each engine renders its own people, in
 /// byte order of their ids, on a thread of its own, and the calling thread
@@ -91,12 +91,10 @@ final class ReportChannel: @unchecked Sendable {
     /// Renders the engine's people as of `time` on a new thread. The engine
     /// belongs to that thread until `wait()` returns.
     func startRendering(at time: Int64) {
-        let thread = Thread { [self] in
+        startThread { [self] in
             render(at: time)
             finished.signal()
         }
-        thread.stackSize = 1 << 22
-        thread.start()
     }
 
     private func render(at time: Int64) {

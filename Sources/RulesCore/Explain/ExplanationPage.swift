@@ -1,5 +1,3 @@
-import Foundation
-
 /// `rules explain … --html OUT.html`: one self-contained page (no network,
 /// inline SVG) with the person's score over time, each flag, denial and
 /// grant as a bar over the same time axis, and the account beneath.
@@ -14,7 +12,7 @@ import Foundation
     }
 
     /// Builds the page from the explanation and the person's trail records.
-    public static func html(_ explanation: PersonExplanation, trace: [[String: Any]]) -> String {
+    public static func html(_ explanation: PersonExplanation, trace: [JSONValue]) -> String {
         let (points, intervals) = series(explanation, trace)
         let first = points.first?.time ?? explanation.asOf
         let last = max(explanation.asOf, first + 1)
@@ -45,7 +43,7 @@ import Foundation
     struct Point { var time: Int64; var score: Int64 }
 
     /// Score steps and sanction intervals for one person, from the trail.
-    static func series(_ e: PersonExplanation, _ trace: [[String: Any]]) -> ([Point], [Interval]) {
+    static func series(_ e: PersonExplanation, _ trace: [JSONValue]) -> ([Point], [Interval]) {
         var points: [Point] = []
         var open: [String: Interval] = [:]     // "deny travel" → interval being built
         var done: [Interval] = []
@@ -54,12 +52,12 @@ import Foundation
             if var i = open.removeValue(forKey: key) { i.end = t; done.append(i) }
         }
         for r in trace {
-            guard let time = (r["time"] as? String).flatMap(Timestamp.parse), let effect = r["effect"] as? String else { continue }
-            if let after = r["score_after"] as? Int { points.append(Point(time: time, score: Int64(after))) }
+            guard let time = r["time"]?.string.flatMap(Timestamp.parse), let effect = r["effect"]?.string else { continue }
+            if let after = r["score_after"]?.int { points.append(Point(time: time, score: Int64(after))) }
             switch effect {
             case "flag", "deny", "grant":
-                let key = "\(effect) \(r["name"] as? String ?? "?")"
-                let until = (r["until"] as? String).flatMap(Timestamp.parse)
+                let key = "\(effect) \(r["name"]?.string ?? "?")"
+                let until = r["until"]?.string.flatMap(Timestamp.parse)
                 if var i = open[key], i.end.map({ $0 > time }) ?? true {
                     i.end = i.end.flatMap { end in until.map { max($0, end) } }
                     open[key] = i
@@ -69,13 +67,13 @@ import Foundation
                 }
             case "clear", "allow", "revoke":
                 let kind = ["clear": "flag", "allow": "deny", "revoke": "grant"][effect]!
-                close("\(kind) \(r["name"] as? String ?? "?")", at: time)
+                close("\(kind) \(r["name"]?.string ?? "?")", at: time)
             case "start":
-                let rule = r["rule"] as? String ?? ""
-                holds[rule] = r["holds"] as? [String] ?? []
+                let rule = r["rule"]?.string ?? ""
+                holds[rule] = r["holds"]?.array?.compactMap(\.string) ?? []
                 for h in holds[rule]! { done.append(Interval(label: h, start: time, end: nil, kind: String(h.split(separator: " ")[0]))) }
             case "stop":
-                let rule = r["rule"] as? String ?? ""
+                let rule = r["rule"]?.string ?? ""
                 for h in holds.removeValue(forKey: rule) ?? [] {
                     if let k = done.lastIndex(where: { $0.label == h && $0.end == nil }) { done[k].end = time }
                 }

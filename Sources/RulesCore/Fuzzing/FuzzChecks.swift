@@ -1,4 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// What the fuzz targets check (scripts/fuzz.sh, Fuzz/FuzzTargets.swift),
 /// as plain functions so that every input a fuzzer found is replayed by
@@ -65,7 +74,7 @@ enum FuzzChecks {
         while k + 4 <= bytes.count {
             let event = events[Int(bytes[k]) % events.count]
             time += Int64(bytes[k + 2]) * Int64(bytes[k + 2]) * 97
-            let type = event.name.replacingOccurrences(of: "_", with: " ")
+            let type = event.name.replacing("_", with: " ")
             var line = #"{"citizen":"p\#(bytes[k + 1] % 7)","type":"\#(type)","time":"\#(Timestamp.format(time * 1_000_000_000))""#
             for (field, type) in event.declared ?? [] {
                 let v = Int(bytes[k + 3]), name = program.policy.fields[field]
@@ -90,7 +99,7 @@ enum FuzzChecks {
         run(lines[...], into: one)
         let expected = report([one])
 
-        let path = NSTemporaryDirectory() + "rules-fuzz-\(UUID().uuidString).ndjson"
+        let path = FileManager.default.temporaryDirectory.path + "/rules-fuzz-\(UUID().uuidString).ndjson"
         guard FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8)) else {
             return nil  // no temporary file here: nothing to compare
         }

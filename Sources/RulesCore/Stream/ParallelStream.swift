@@ -1,4 +1,9 @@
-import Foundation
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `rules run --jobs N`: people are split over N engines by a stable hash of
 /// their id, each engine on its own thread. The reader stays sequential: it
@@ -155,7 +160,7 @@ import Foundation
         private let scanned = DispatchGroup()
         private weak var pool: BlockPool?
         private var users = 0
-        private let lock = NSLock()
+        private let lock = Lock()
 
         init(capacity: Int, segments: Int, pool: BlockPool?) {
             storage = .allocate(capacity: capacity)
@@ -246,7 +251,7 @@ import Foundation
     final class BlockPool: @unchecked Sendable {
         let size: Int
         private var free: [Block] = []
-        private let lock = NSLock()
+        private let lock = Lock()
         private let available: DispatchSemaphore
 
         init(count: Int, size: Int, segments: Int) {
@@ -312,7 +317,7 @@ import Foundation
     /// Rejections so far, across workers (for stopping early).
     final class RejectCount: @unchecked Sendable {
         private var count = 0
-        private let lock = NSLock()
+        private let lock = Lock()
         var value: Int { lock.lock(); defer { lock.unlock() }; return count }
         func add() { lock.lock(); count += 1; lock.unlock() }
     }
@@ -327,7 +332,7 @@ import Foundation
         private var nextLine = 1
         private let asOf: Int64?
         private var queue: [Block?] = []
-        private let lock = NSLock()
+        private let lock = Lock()
         private let items = DispatchSemaphore(value: 0)
         private let room = DispatchSemaphore(value: 8)
         private let done = DispatchSemaphore(value: 0)
@@ -350,9 +355,7 @@ import Foundation
         }
 
         func start() {
-            let thread = Thread { [self] in self.loop() }
-            thread.stackSize = 1 << 22
-            thread.start()
+            startThread { [self] in self.loop() }
         }
 
         func send(_ block: Block) { put(block) }
