@@ -272,7 +272,7 @@ struct ParallelStreamTests {
     @Test("lines longer than a read buffer, a last line without a newline, and many blocks")
     func blockEdges() throws {
         let policy = "event e { note: string }\ne → +1\n"
-        let long = String(repeating: "x", count: 5 << 20)  // longer than one 1 MiB block
+        let long = String(repeating: "x", count: 5 << 20)  // longer than many 512 KiB blocks
         var lines: [String] = []
         for i in 0..<60_000 { lines.append(#"{"citizen":"p\#(i % 97)","type":"e","time":"2026-01-01","note":"n"}"#) }
         lines.insert(#"{"citizen":"long","type":"e","time":"2026-01-01","note":"\#(long)"}"#, at: 30_000)

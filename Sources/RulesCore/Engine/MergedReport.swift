@@ -21,8 +21,10 @@ extension Engine {
             var best = -1
             for e in engines.indices {
                 guard let batch = batches[e] else { continue }
-                if best < 0 || engines[e].people.precedes(batch.people[next[e]], engines[best].people,
-                                                          batches[best]!.people[next[best]]) { best = e }
+                if best < 0 { best = e; continue }
+                let key = batch.keys[next[e]], bestKey = batches[best]!.keys[next[best]]
+                if key < bestKey || key == bestKey && engines[e].people.precedes(batch.people[next[e]], engines[best].people,
+                                                                                   batches[best]!.people[next[best]]) { best = e }
             }
             if best < 0 { break }
             let batch = batches[best]!
@@ -44,12 +46,16 @@ extension Engine {
 final class ReportBatch {
     let lines: ReportWriter
     var people: [Int] = []
+    /// `keys[k]`: the k-th person's `ByteTable.sortKey`, which decides most
+    /// comparisons of the merge.
+    var keys: [UInt64] = []
     /// `ends[k]`: where the k-th line ends in `lines`.
     var ends: [Int] = []
 
     init(program: Program, people capacity: Int) {
         lines = ReportWriter(program: program, capacity: 160 * capacity)
         people.reserveCapacity(capacity)
+        keys.reserveCapacity(capacity)
         ends.reserveCapacity(capacity)
     }
 
@@ -61,6 +67,7 @@ final class ReportBatch {
     func clear() {
         lines.removeAll()
         people.removeAll(keepingCapacity: true)
+        keys.removeAll(keepingCapacity: true)
         ends.removeAll(keepingCapacity: true)
     }
 }
@@ -109,6 +116,7 @@ final class ReportChannel: @unchecked Sendable {
                 engine.prefetchForReport(order, k)
                 batch.lines.append(engine, person: order[k], at: time)
                 batch.people.append(order[k])
+                batch.keys.append(engine.people.sortKey(order[k]))
                 batch.ends.append(batch.lines.count)
             }
             filled.signal()

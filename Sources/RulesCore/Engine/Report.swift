@@ -110,8 +110,14 @@ extension Engine {
     /// Asks for the state of the people some places ahead in `order`.
     @inline(__always)
     func prefetchForReport(_ order: [Int], _ k: Int) {
-        if k + 16 < order.count { store.prefetchForReport(order[k + 16], stage: 0) }
-        if k + 8 < order.count { store.prefetchForReport(order[k + 8], stage: 1) }
+        if k + 16 < order.count {
+            store.prefetchForReport(order[k + 16], stage: 0)
+            people.prefetchKeyOffset(order[k + 16])
+        }
+        if k + 8 < order.count {
+            store.prefetchForReport(order[k + 8], stage: 1)
+            people.prefetchKey(order[k + 8])
+        }
     }
 }
 

@@ -145,12 +145,35 @@ final class ByteTable: @unchecked Sendable {
         }
     }
 
+    /// The report's two-step prefetch of key `id` (read in id order, keys
+    /// are far apart): first where the key is, later (that cached) its bytes.
+    @inline(__always)
+    func prefetchKeyOffset(_ id: Int) {
+        offsets.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + id) }
+    }
+
+    @inline(__always)
+    func prefetchKey(_ id: Int) {
+        let start = offsets[id]
+        arena.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + start) }
+    }
+
     /// Calls `body` with the bytes of key `id`.
     @inline(__always)
     func withKey<R>(_ id: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         arena.withUnsafeBufferPointer { a in
             body(UnsafeBufferPointer(rebasing: a[offsets[id]..<offsets[id + 1]]))
         }
+    }
+
+    /// The first eight bytes of key `id` as a big-endian word (zero-padded):
+    /// keys whose words differ sort as their words do; equal words need
+    /// `precedes`.
+    func sortKey(_ id: Int) -> UInt64 {
+        let start = offsets[id], n = min(8, offsets[id + 1] - start)
+        var w: UInt64 = 0
+        for k in 0..<n { w |= UInt64(arena[start + k]) << (56 - 8 * UInt64(k)) }
+        return w
     }
 
     /// Whether key `id` sorts before key `otherId` of `other`, byte-wise.

@@ -8,10 +8,11 @@ import Darwin
 /// `rules run --jobs N`: people are split over N engines by a stable hash of
 /// their id, each engine on its own thread. The reader stays sequential: it
 /// cuts the input into blocks of whole lines and gives every block to every
-/// worker. Each block is cut again into N segments; worker `s` scans segment
-/// `s` once, listing each line under the worker that owns its person. Each
-/// worker then applies its own lines of every segment in stream order, and
-/// numbers them by the segments' line counts, so line numbers are exact.
+/// worker. Each block is cut again into segments, two per worker; each
+/// segment is scanned once, by the first worker to claim it, which lists
+/// each line under the worker that owns its person. Each worker then
+/// applies its own lines of every segment in stream order, and numbers them
+/// by the segments' line counts, so line numbers are exact.
 /// Because a person's events all go to one engine, in stream order, every
 /// person's result is the one a single engine computes. The reports are
 /// merged in byte order; rejections are reported in line order.
@@ -46,17 +47,22 @@ import Darwin
         }
         for w in workers { w.start() }
         // The reader cuts the input into blocks of whole lines, which the
-        // workers share. Blocks are filled in a few reused buffers of 1 MiB
-        // (fresh memory for each would cost a page fault per 4 KiB of input;
-        // bigger ones, as many faults the first time round).
-        let pool = BlockPool(count: 2 * count + 2, size: 1 << 20, segments: count)
+        // workers share. Blocks are filled in a few reused buffers of
+        // 512 KiB (fresh memory for each would cost a page fault per 4 KiB
+        // of input); enough of them that the reader keeps ahead of the
+        // workers instead of waiting for a block to come back (6 × 1 MiB
+        // left the workers waiting for it).
+        // Two segments per worker: a worker that is ahead scans the
+        // segments the others have not started (see `Worker.scan`).
+        let segments = 2 * count
+        let pool = BlockPool(count: 4 * count + 4, size: 1 << 19, segments: segments, workers: count)
         var carry: [UInt8] = []   // the start of a line cut by the last block
         var readError: String? = nil
         var atEnd = false
         while !atEnd {
             // A line longer than half a pooled buffer gets a buffer of its own.
             let pooled = carry.count <= pool.size / 2
-            let block = pooled ? pool.take() : Block(capacity: 2 * carry.count, segments: count, pool: nil)
+            let block = pooled ? pool.take() : Block(capacity: 2 * carry.count, segments: segments, workers: count, pool: nil)
             let storage = block.storage
             _ = storage.initialize(from: carry)
             var filled = carry.count
@@ -103,7 +109,7 @@ import Darwin
                     }
                     length += n
                 }
-                let skipped = Block(capacity: 1, segments: count, pool: nil)
+                let skipped = Block(capacity: 1, segments: segments, workers: count, pool: nil)
                 skipped.prepare(skippedLineOf: length, users: count)
                 for w in workers { w.send(skipped) }
             }
@@ -154,19 +160,21 @@ import Darwin
         private(set) var skippedLength: Int?
         /// Segment `s` is `bytes[bounds[s]..<bounds[s + 1]]`, whole lines.
         private(set) var bounds: [Int]
-        /// What worker `s` found in segment `s`; written by that worker only,
-        /// read by all once `waitScanned()` returns.
+        /// What was found in segment `s`; written by the worker that claimed
+        /// it only, read by all once `waitScanned()` returns.
         let scans: [SegmentScan]
         private let scanned = DispatchGroup()
+        /// The next segment no worker has claimed yet.
+        private var unclaimed = 0
         private weak var pool: BlockPool?
         private var users = 0
         private let lock = Lock()
 
-        init(capacity: Int, segments: Int, pool: BlockPool?) {
+        init(capacity: Int, segments: Int, workers: Int, pool: BlockPool?) {
             storage = .allocate(capacity: capacity)
             bytes = UnsafeBufferPointer(rebasing: storage[0..<0])
             bounds = [Int](repeating: 0, count: segments + 1)
-            scans = (0..<segments).map { _ in SegmentScan(workers: segments) }
+            scans = (0..<segments).map { _ in SegmentScan(workers: workers) }
             self.pool = pool
         }
 
@@ -192,6 +200,17 @@ import Darwin
                 bounds[s] = cut
             }
             for _ in 0..<n { scanned.enter() }
+            unclaimed = 0
+        }
+
+        /// A segment for the calling worker to scan, or nil when every
+        /// segment is taken.
+        func claimSegment() -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            guard unclaimed < segmentCount else { return nil }
+            unclaimed += 1
+            return unclaimed - 1
         }
 
         func prepare(skippedLineOf length: Int, users: Int) {
@@ -200,7 +219,7 @@ import Darwin
             self.users = users
         }
 
-        /// Called by worker `s` when segment `s` is scanned.
+        /// Called by the worker that claimed a segment when it is scanned.
         func segmentScanned() { scanned.leave() }
 
         func waitScanned() { scanned.wait() }
@@ -254,12 +273,12 @@ import Darwin
         private let lock = Lock()
         private let available: DispatchSemaphore
 
-        init(count: Int, size: Int, segments: Int) {
+        init(count: Int, size: Int, segments: Int, workers: Int) {
             self.size = size
             // Starts at 0 and is signalled once per block: libdispatch
             // refuses to dispose of a semaphore left below its first value.
             available = DispatchSemaphore(value: 0)
-            free = (0..<count).map { _ in Block(capacity: size, segments: segments, pool: self) }
+            free = (0..<count).map { _ in Block(capacity: size, segments: segments, workers: workers, pool: self) }
             for _ in free { available.signal() }
         }
 
@@ -380,7 +399,9 @@ import Darwin
         private func loop() {
             var pending: Block? = nil
             while let block = take() {
-                if block.skippedLength == nil { scan(block) }
+                if block.skippedLength == nil {
+                    while let segment = block.claimSegment() { scan(segment, of: block) }
+                }
                 if let pending { applyBlock(pending) }
                 pending = block
             }
@@ -390,13 +411,16 @@ import Darwin
             done.signal()
         }
 
-        /// Lists the lines of this worker's segment under their owners, and
-        /// counts them.
-        private func scan(_ block: Block) {
-            let result = block.scans[index]
-            let count = block.bounds[index + 1]
+        /// Lists the lines of a segment under their owners, and counts them.
+        /// Segments go to whichever worker claims them first: one that runs
+        /// ahead (the reader shares its core with the other) takes more of
+        /// the scanning, and the one behind, less, instead of waiting for
+        /// each other at every block.
+        private func scan(_ segment: Int, of block: Block) {
+            let result = block.scans[segment]
+            let count = block.bounds[segment + 1]
             let base = block.storage.baseAddress!
-            var start = block.bounds[index]
+            var start = block.bounds[segment]
             var number: Int32 = 0
             while start < count {
                 let newline = memchr(base + start, 0x0A, count - start)
