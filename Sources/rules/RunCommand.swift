@@ -137,11 +137,18 @@ enum RunCommand {
                     return ExitCode.failure
                 }
             }
+            // Progress on long runs, only where a person is watching stderr;
+            // rejections are shown after the run, once the line is cleared.
+            let showProgress = Terminal.isTerminal(2)
+            let tell: @Sendable (Int) -> Void = { lines in Terminal.writeErr("\rrules: \(lines) lines read…") }
+            let progress = showProgress ? tell : nil
             let outcome = ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf, resume: resumeBytes,
-                                             maxRejects: maxRejects) { rejection, line in
+                                             maxRejects: maxRejects, onProgress: progress) { rejection, line in
                 line.withUnsafeBufferPointer { rejects?.write(rejection, $0) }
+                if showProgress && shown < 10 { Terminal.writeErr("\r\u{1B}[K") }
                 showReject(rejection)
             }
+            if showProgress { Terminal.writeErr("\r\u{1B}[K") }
             if fd != 0 { close(fd) }
             guard case .success(let run) = outcome else {
                 if case .failure(let f) = outcome { Terminal.writeErr("rules: cannot resume from \(resumePath ?? ""): \(f)\n") }

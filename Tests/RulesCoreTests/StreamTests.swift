@@ -245,6 +245,30 @@ struct ParallelStreamTests {
         #expect(try Self.run(policy, events, jobs: jobs, asOf: asOf).0 == (try Self.run(policy, events, jobs: 1, asOf: asOf).0))
     }
 
+    @Test("progress is told from one worker, in whole intervals of lines, up to the last one passed")
+    func progress() throws {
+        let program = try compileOrFail("event e {}\ne → +1\n")
+        let events = (0..<25_000).map { #"{"citizen":"p\#($0 % 300)","type":"e","time":"2026-01-01"}"# }.joined(separator: "\n") + "\n"
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("par-\(UUID().uuidString).ndjson").path
+        try events.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let told = Told()
+        _ = ParallelStream.run(program: program, fd: fd, jobs: 2, progressInterval: 1000, onProgress: { told.add($0) }) { _, _ in }
+        let values = told.values
+        #expect(values.last == 25_000)
+        #expect(values.allSatisfy { $0 % 1000 == 0 })
+        #expect(zip(values, values.dropFirst()).allSatisfy { $0 < $1 })
+    }
+
+    final class Told: @unchecked Sendable {
+        private var list: [Int] = []
+        private let lock = NSLock()
+        func add(_ n: Int) { lock.lock(); list.append(n); lock.unlock() }
+        var values: [Int] { lock.lock(); defer { lock.unlock() }; return list }
+    }
+
     @Test("a report of many people merges in byte order of ids, across many batches per thread", arguments: [2, 3])
     func manyPeopleMerged(_ jobs: Int) throws {
         let policy = "score starts at 1000\nevent e { n: number }\ne → +n\nwhile score > 1005 → flag high\n"

@@ -33,12 +33,18 @@ import Darwin
     /// worker that owns them). `maxRejects`: stop at the rejection that goes
     /// over it, as one thread would (the same line; the workers may have
     /// read further, but nothing past that line is reported).
+    /// `onProgress` is called with the number of lines applied so far, each
+    /// time it passes a multiple of `progressInterval`, from a worker thread.
     public static func run(program: Program, fd: Int32, jobs: Int, asOf: Int64? = nil,
                            resume: [UInt8]? = nil, maxRejects: Int? = nil,
+                           progressInterval: Int = 1 << 20, onProgress: (@Sendable (Int) -> Void)? = nil,
                            onReject: (Rejection, [UInt8]) -> Void) -> Swift.Result<ParallelStream.Result, Checkpoint.Failure> {
         let count = max(1, jobs)
         let rejected = RejectCount()
-        let workers = (0..<count).map { Worker(program: program, asOf: asOf, index: $0, of: count, rejected: rejected) }
+        let workers = (0..<count).map {
+            Worker(program: program, asOf: asOf, index: $0, of: count, rejected: rejected,
+                   progress: $0 == 0 ? onProgress.map { (progressInterval, $0) } : nil)
+        }
         if let resume {
             if case .failure(let f) = Checkpoint.restore(resume, into: workers.map(\.engine),
                                                          owner: { Router.bucket($0, count) }) {
@@ -360,9 +366,13 @@ import Darwin
         var rejections: [(Rejection, [UInt8])] = []
 
         private let rejected: RejectCount
+        /// Worker 0 only: how often, and whom, to tell the lines applied.
+        private let progress: (interval: Int, report: @Sendable (Int) -> Void)?
 
-        init(program shared: Program, asOf: Int64?, index: Int, of count: Int, rejected: RejectCount) {
+        init(program shared: Program, asOf: Int64?, index: Int, of count: Int, rejected: RejectCount,
+             progress: (interval: Int, report: @Sendable (Int) -> Void)?) {
             self.rejected = rejected
+            self.progress = progress
             // Its own compiled program: no node or array is shared between
             // workers, so their reference counts never contend.
             let program = shared.copyForThread()
@@ -452,7 +462,13 @@ import Darwin
 
         /// Applies this worker's lines of every segment of a block, in order.
         private func applyBlock(_ block: Block) {
-            defer { block.release() }
+            let before = nextLine - 1
+            defer {
+                block.release()
+                if let (interval, report) = progress, (nextLine - 1) / interval > before / interval {
+                    report((nextLine - 1) / interval * interval)
+                }
+            }
             if let length = block.skippedLength {
                 if index == 0 {
                     summary.read += 1
