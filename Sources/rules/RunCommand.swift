@@ -36,8 +36,9 @@ enum RunCommand {
                         (docs/TRACE.md)
       -h, --help        show this help
 
-    A summary (read / applied / rejected) goes to stderr. Rejected lines do
-    not stop the run.
+    A summary (read / applied / rejected) goes to stderr; when stderr is a
+    terminal it also counts the lines read, every million. Rejected lines
+    do not stop the run.
 
     exit status: 0 the run completed (even with rejected lines), 1 a policy
     error, unreadable input or a state that cannot be saved or loaded,
