@@ -17,14 +17,18 @@ extension Engine {
         var next = [Int](repeating: 0, count: engines.count)
         var output = OutputBuffer()
         defer { output.deallocate() }
+        /// Whether engine `e`'s next person's id sorts before engine `f`'s:
+        /// their first eight bytes decide, unless they are equal.
+        func comesFirst(_ e: Int, _ f: Int) -> Bool {
+            let x = batches[e]!, y = batches[f]!
+            let a = x.keys[next[e]], b = y.keys[next[f]]
+            if a != b { return a < b }
+            return engines[e].people.precedes(x.people[next[e]], engines[f].people, y.people[next[f]])
+        }
         while true {
             var best = -1
-            for e in engines.indices {
-                guard let batch = batches[e] else { continue }
-                if best < 0 { best = e; continue }
-                let key = batch.keys[next[e]], bestKey = batches[best]!.keys[next[best]]
-                if key < bestKey || key == bestKey && engines[e].people.precedes(batch.people[next[e]], engines[best].people,
-                                                                                   batches[best]!.people[next[best]]) { best = e }
+            for e in engines.indices where batches[e] != nil {
+                if best < 0 || comesFirst(e, best) { best = e }
             }
             if best < 0 { break }
             let batch = batches[best]!
