@@ -156,6 +156,16 @@ struct EventParserTests {
         #expect(rejections.isEmpty)
         #expect(out == #"{"citizen":"p","score":2,"flags":[],"denied":[],"granted":[]}"# + "\n")
     }
+
+    @Test("one thread tells its progress at every multiple of the interval")
+    func progressOneThread() throws {
+        let program = try compileOrFail("event e {}\ne → +1\n")
+        let events = (0..<5_500).map { #"{"citizen":"p\#($0 % 30)","type":"e","time":"2026-01-01"}"# }.joined(separator: "\n")
+        var told: [Int] = []
+        _ = EventStream.run(Engine(program: program), reader: LineReader(bytes: Array(events.utf8)), asOf: nil,
+                            progressInterval: 1000, onProgress: { told.append($0) }) { _, _ in }
+        #expect(told == [1000, 2000, 3000, 4000, 5000])
+    }
 }
 
 @Suite("Byte tables and JSON output")
