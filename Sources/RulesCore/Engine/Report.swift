@@ -1,4 +1,3 @@
-
 /// One person's state as of a time: what `rules run` prints per line.
 @_spi(Tooling) public struct PersonReport: Sendable, Equatable {
     public var citizen: String

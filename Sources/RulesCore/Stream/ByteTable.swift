@@ -102,10 +102,7 @@ final class ByteTable: @unchecked Sendable {
             offsets.withUnsafeBufferPointer { o in
                 let base = a.baseAddress ?? UnsafePointer(bitPattern: 1)!
                 var keyed: [(prefix: UInt64, id: Int)] = (0..<count).map { id in
-                    let start = o[id], n = min(8, o[id + 1] - start)
-                    var w: UInt64 = 0
-                    for k in 0..<n { w |= UInt64(base[start + k]) << (56 - 8 * UInt64(k)) }
-                    return (w, id)
+                    (Self.sortWord(base + o[id], o[id + 1] - o[id]), id)
                 }
                 func precedes(_ x: (prefix: UInt64, id: Int), _ y: (prefix: UInt64, id: Int)) -> Bool {
                     if x.prefix != y.prefix { return x.prefix < y.prefix }
@@ -170,9 +167,14 @@ final class ByteTable: @unchecked Sendable {
     /// keys whose words differ sort as their words do; equal words need
     /// `precedes`.
     func sortKey(_ id: Int) -> UInt64 {
-        let start = offsets[id], n = min(8, offsets[id + 1] - start)
+        withKey(id) { key in Self.sortWord(key.baseAddress ?? UnsafePointer(bitPattern: 1)!, key.count) }
+    }
+
+    /// The first eight of `count` bytes at `p` as a big-endian word.
+    @inline(__always)
+    private static func sortWord(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
         var w: UInt64 = 0
-        for k in 0..<n { w |= UInt64(arena[start + k]) << (56 - 8 * UInt64(k)) }
+        for k in 0..<min(8, count) { w |= UInt64(p[k]) << (56 - 8 * UInt64(k)) }
         return w
     }
 

@@ -115,7 +115,7 @@ import Darwin
                     }
                     length += n
                 }
-                let skipped = Block(capacity: 1, segments: segments, workers: count, pool: nil)
+                let skipped = Block(capacity: 1, segments: 0, workers: count, pool: nil)
                 skipped.prepare(skippedLineOf: length, users: count)
                 for w in workers { w.send(skipped) }
             }
@@ -161,10 +161,9 @@ import Darwin
     /// worker is done with it.
     final class Block: @unchecked Sendable {
         let storage: UnsafeMutableBufferPointer<UInt8>
-        private(set) var bytes: UnsafeBufferPointer<UInt8>
         /// The length of the line too long to read, when this block is one.
         private(set) var skippedLength: Int?
-        /// Segment `s` is `bytes[bounds[s]..<bounds[s + 1]]`, whole lines.
+        /// Segment `s` is `storage[bounds[s]..<bounds[s + 1]]`, whole lines.
         private(set) var bounds: [Int]
         /// What was found in segment `s`; written by the worker that claimed
         /// it only, read by all once `waitScanned()` returns.
@@ -178,7 +177,6 @@ import Darwin
 
         init(capacity: Int, segments: Int, workers: Int, pool: BlockPool?) {
             storage = .allocate(capacity: capacity)
-            bytes = UnsafeBufferPointer(rebasing: storage[0..<0])
             bounds = [Int](repeating: 0, count: segments + 1)
             scans = (0..<segments).map { _ in SegmentScan(workers: workers) }
             self.pool = pool
@@ -191,7 +189,6 @@ import Darwin
         /// Readies the first `count` bytes for the workers: cuts them into
         /// segments at line ends.
         func prepare(count: Int, users: Int) {
-            bytes = UnsafeBufferPointer(rebasing: storage[0..<count])
             skippedLength = nil
             self.users = users
             let n = segmentCount
@@ -220,7 +217,6 @@ import Darwin
         }
 
         func prepare(skippedLineOf length: Int, users: Int) {
-            bytes = UnsafeBufferPointer(rebasing: storage[0..<0])
             skippedLength = length
             self.users = users
         }

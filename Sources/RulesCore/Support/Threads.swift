@@ -22,12 +22,6 @@ final class Lock: @unchecked Sendable {
 
     func lock() { pthread_mutex_lock(mutex) }
     func unlock() { pthread_mutex_unlock(mutex) }
-
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        lock()
-        defer { unlock() }
-        return try body()
-    }
 }
 
 /// Runs `body` on a new thread with a stack of `stackSize` bytes. The
