@@ -176,7 +176,7 @@ struct TraceTests {
             t += Int64(next(4 * 86_400))
             let kind = kinds[next(kinds.count)].replacing("%S", with: String(40 + next(100)))
                 .replacing("%A", with: String([50, 15_000][next(2)])).replacing("%H", with: String(next(12)))
-            lines.append(#"{"citizen":"p\#(next(12))","time":"\#(Timestamp.format(t * 1_000_000_000))",\#(kind)}"#)
+            lines.append(#"{"citizen":"p\#(next(12))","time":"\#(Timestamp.format(t * Timestamp.perSecond))",\#(kind)}"#)
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -117,13 +117,13 @@ public struct Event: Sendable, Equatable {
     /// An event at an ISO-8601 time (`2026-01-05T08:00:00Z`, or a date);
     /// nil when the time does not parse.
     public init?(person: String, type: String, at time: String, fields: [String: FieldValue] = [:]) {
-        guard let ns = Timestamp.parse(time) else { return nil }
-        self.init(person: person, type: type, time: Date(nanoseconds: ns), fields: fields)
+        guard let ticks = Timestamp.parse(time) else { return nil }
+        self.init(person: person, type: type, time: Date(ticks: ticks), fields: fields)
     }
 
     /// The NDJSON line `rules run` would read for this event.
     public var ndjson: String {
-        var line = #"{"citizen":\#(JSONWriter.quoted(person)),"type":\#(JSONWriter.quoted(type)),"time":\#(JSONWriter.quoted(Timestamp.format(time.nanoseconds)))"#
+        var line = #"{"citizen":\#(JSONWriter.quoted(person)),"type":\#(JSONWriter.quoted(type)),"time":\#(JSONWriter.quoted(Timestamp.format(time.ticks)))"#
         for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
             line += ",\(JSONWriter.quoted(name)):"
             switch value {
@@ -137,13 +137,13 @@ public struct Event: Sendable, Equatable {
 }
 
 extension Date {
-    /// Nanoseconds since 1970, as the engine counts time.
-    var nanoseconds: Int64 {
-        let ns = (timeIntervalSince1970 * 1e9).rounded()
-        return ns >= 9.2e18 ? Int64.max : ns <= -9.2e18 ? Int64.min : Int64(ns)
+    /// Microseconds since 1970 (`Timestamp.perSecond`), as the engine counts time.
+    var ticks: Int64 {
+        let t = (timeIntervalSince1970 * Double(Timestamp.perSecond)).rounded()
+        return t >= 9.2e18 ? Int64.max : t <= -9.2e18 ? Int64.min : Int64(t)
     }
 
-    init(nanoseconds ns: Int64) { self.init(timeIntervalSince1970: Double(ns) / 1e9) }
+    init(ticks: Int64) { self.init(timeIntervalSince1970: Double(ticks) / Double(Timestamp.perSecond)) }
 }
 
 extension PolicyLoader {

@@ -51,7 +51,7 @@ public final class RulesEngine {
     /// `while` rules that start or stop holding because time passed, timed
     /// effects that end; then flushes it.
     public func finishTrace(at time: Date? = nil) {
-        engine.finishTrace(asOf: time?.nanoseconds)
+        engine.finishTrace(asOf: time?.ticks)
     }
 
     /// An engine that continues from ``checkpoint()``'s bytes. Throws
@@ -144,7 +144,7 @@ public final class RulesEngine {
     }
 
     /// The latest event time applied so far.
-    public var clock: Date? { engine.clock.map(Date.init(nanoseconds:)) }
+    public var clock: Date? { engine.clock.map(Date.init(ticks:)) }
 
     /// Everyone with an applied event, in byte order of their ids.
     public var people: [String] { engine.sortedPeople().map { engine.people.keyString($0) } }
@@ -152,7 +152,7 @@ public final class RulesEngine {
     /// A person's state as of `time` (default: the latest event's time), as
     /// `rules run` reports it; nil if they have no applied event.
     public func state(of person: String, at time: Date? = nil) -> PersonState? {
-        guard let t = time?.nanoseconds ?? engine.clock, let r = engine.state(of: person, at: t) else { return nil }
+        guard let t = time?.ticks ?? engine.clock, let r = engine.state(of: person, at: t) else { return nil }
         return PersonState(person: r.citizen, score: r.score, flags: r.flags, denied: r.denied, granted: r.granted)
     }
 
@@ -164,7 +164,7 @@ public final class RulesEngine {
     /// The report as `rules run` prints it: one NDJSON line per person.
     public func reportNDJSON(at time: Date? = nil) -> String {
         var bytes: [UInt8] = []
-        engine.writeReport(asOf: time?.nanoseconds) { bytes += $0 }
+        engine.writeReport(asOf: time?.ticks) { bytes += $0 }
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -174,7 +174,7 @@ public final class RulesEngine {
     /// Nil when the person has no applied event, or the engine was not made
     /// with `explaining: true`.
     public func explanation(of person: String, at time: Date? = nil) -> PersonExplanation? {
-        guard let timeline, let t = time?.nanoseconds ?? engine.clock else { return nil }
+        guard let timeline, let t = time?.ticks ?? engine.clock else { return nil }
         return Explanation.explain(person, engine: engine, timeline: timeline, at: t)
     }
 

@@ -1,5 +1,5 @@
 /// The output of the checker: every name resolved to an index, every
-/// constant folded, durations in nanoseconds, state rules in graph order.
+/// constant folded, durations in ticks (`Timestamp.perSecond`), state rules in graph order.
 /// The compiler turns this into evaluation nodes; nothing downstream looks a
 /// name up again.
 
@@ -16,23 +16,20 @@ indirect enum IR: Sendable, Hashable {
     case string(String)
     /// A field of the current event, by global field id.
     case field(Int, name: String)
-    /// No declarations: the event's field if it has one, else the fallback
-    /// (a constant or a flag), as the contract's name order says.
-    case fieldOr(Int, name: String, fallback: IR)
     case flag(Int)
     case score
     case unary(UnaryOp, IR)
     case binary(BinaryOp, IR, IR)
     case inList(IR, [IR])
     case call(Builtin, [IR])
-    /// A windowed aggregate over a buffer; `window` in nanoseconds.
+    /// A windowed aggregate over a buffer; `window` in ticks.
     case aggregate(buffer: Int, window: Int64, sum: Bool)
 
     /// True when the value does not depend on any event or person.
     var isConstant: Bool {
         switch self {
         case .number, .bool, .string: return true
-        case .field, .fieldOr, .flag, .score, .aggregate: return false
+        case .field, .flag, .score, .aggregate: return false
         case .unary(_, let a): return a.isConstant
         case .binary(_, let a, let b): return a.isConstant && b.isConstant
         case .inList(let a, let items): return a.isConstant && items.allSatisfy(\.isConstant)
@@ -46,7 +43,6 @@ indirect enum IR: Sendable, Hashable {
         switch self {
         case .score: score = true
         case .aggregate(let b, _, _): buffers.insert(b)
-        case .fieldOr(_, _, let f): f.reads(score: &score, buffers: &buffers)
         case .unary(_, let a): a.reads(score: &score, buffers: &buffers)
         case .binary(_, let a, let b): a.reads(score: &score, buffers: &buffers); b.reads(score: &score, buffers: &buffers)
         case .inList(let a, let items): a.reads(score: &score, buffers: &buffers); items.forEach { $0.reads(score: &score, buffers: &buffers) }
@@ -59,7 +55,6 @@ indirect enum IR: Sendable, Hashable {
     func flagsRead(into set: inout Set<Int>) {
         switch self {
         case .flag(let f): set.insert(f)
-        case .fieldOr(_, _, let fallback): fallback.flagsRead(into: &set)
         case .unary(_, let a): a.flagsRead(into: &set)
         case .binary(_, let a, let b): a.flagsRead(into: &set); b.flagsRead(into: &set)
         case .inList(let a, let items): a.flagsRead(into: &set); items.forEach { $0.flagsRead(into: &set) }

@@ -135,9 +135,9 @@ struct Checker {
                        at: field.name.span)
                 continue
             }
-            if ["citizen", "type", "time"].contains(field.name.text) {
-                report(.duplicateDeclaration, "`\(field.name.text)` is a key every event has; it cannot be a field",
-                       at: field.name.span, help: "rename the field")
+            if EventParser.reservedKeys.contains(field.name.text) {
+                report(.reservedField, "`\(field.name.text)` is a reserved key of every stream line, not a field",
+                       at: field.name.span, help: "rename the field; the reserved keys are \(EventParser.reservedKeys.map { "`\($0)`" }.joined(separator: ", "))")
                 continue
             }
             types[field.name.text] = type
@@ -221,7 +221,7 @@ struct Checker {
         return n
     }
 
-    /// A duration in nanoseconds: a duration literal or a duration constant.
+    /// A duration in ticks (`Timestamp.perSecond`): a duration literal or a duration constant.
     private mutating func constantDuration(_ expr: Expr, what: String) -> Int64? {
         guard let (ir, type) = resolve(expr, scope: .constant) else { return nil }
         guard type == .duration else {
@@ -242,7 +242,11 @@ struct Checker {
             report(.badDuration, "\(what) is longer than 1000 years", at: expr.span)
             return nil
         }
-        return Int64((seconds * 1e9).rounded())
+        guard let ticks = Timestamp.ticks(seconds: seconds), ticks > 0 else {
+            report(.badDuration, "\(what) must be at least a microsecond", at: expr.span)
+            return nil
+        }
+        return ticks
     }
 
     private mutating func checkSettings() {
@@ -340,9 +344,8 @@ struct Checker {
             return nil
         }
         if !policy.hasDeclarations && isRule && flagSetNames.contains(name.text) {
-            report(.missingWhile, "`\(name.text)` is a flag, not an event; a rule on a flag needs `while`", at: name.span,
-                   help: "write `while \(name.text.replacing("_", with: " ")) → …`")
-            return nil
+            report(.eventNamedLikeFlag, "`\(name.text)` is also a flag; this rule fires on events of type `\(name.text)`, not while the flag is set",
+                   at: name.span, help: "if the flag was meant, write `while \(name.text.replacing("_", with: " ")) → …`")
         }
         return eventId(name.text)
     }
@@ -555,7 +558,15 @@ struct Checker {
             return nil
         case .event(let event):
             if let declared = declaredFieldTypes[event] {
-                if let t = declared[n] { return (.field(fieldId(n), name: n), t) }
+                if let t = declared[n] {
+                    if constantDecls[n] != nil || flagIds[n] != nil {
+                        let other = constantDecls[n] != nil ? "constant" : "flag"
+                        report(.fieldShadowsName, "`\(n)` is both a field of event `\(policy.events[event].name)` and a \(other), so it is unclear which one this reads",
+                               at: span, help: "rename the field in `event \(policy.events[event].name) { … }` or the \(other)")
+                        return nil
+                    }
+                    return (.field(fieldId(n), name: n), t)
+                }
                 if let c = asConstant { return c }
                 if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
                 let candidates = Array(declared.keys) + Array(constantDecls.keys) + policy.flags
@@ -564,12 +575,11 @@ struct Checker {
                            ?? "declare the field in `event \(policy.events[event].name) { … }`")
                 return nil
             }
-            // Undeclared event: the field wins when the event has it.
-            let fallback: (IR, ValueType)?
-            if let c = asConstant { fallback = c }
-            else if let f = flagIds[n] { noteFlagRead(n, span); fallback = (.flag(f), .bool) }
-            else { fallback = nil }
-            if let (ir, _) = fallback { return (.fieldOr(fieldId(n), name: n, fallback: ir), .any) }
+            // Undeclared event: a constant, then a flag that some rule sets,
+            // then the event's field. Decided here, once: a stream's keys
+            // never change what a name means.
+            if let c = asConstant { return c }
+            if flagSetNames.contains(n), let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             return (.field(fieldId(n), name: n), .any)
         case .state:
             if let c = asConstant { return c }

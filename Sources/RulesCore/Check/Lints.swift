@@ -139,8 +139,8 @@ struct Lints {
     }
 
     /// `7 days`, or `30-day` as a modifier (`unit`).
-    private static func days(_ ns: Int64, unit: Bool = false) -> String {
-        let seconds = Double(ns) / 1e9
+    private static func days(_ ticks: Int64, unit: Bool = false) -> String {
+        let seconds = Double(ticks) / Double(Timestamp.perSecond)
         if seconds.truncatingRemainder(dividingBy: 86_400) == 0 {
             let d = Int(seconds / 86_400)
             return unit ? "\(d)-day" : "\(d) day\(d == 1 ? "" : "s")"

@@ -8,7 +8,8 @@ import Darwin
 /// (`rules run --state FILE`, `--resume FILE`), and the crash-safe file it
 /// lives in.
 ///
-/// Layout (little-endian), version 1:
+/// Layout (little-endian), version 2 (times in microseconds; version 1
+/// counted nanoseconds):
 ///
 ///     "RULESCK\0"  magic, 8 bytes
 ///     UInt32       format version
@@ -23,7 +24,7 @@ import Darwin
 /// error with a reason, never a wrong state.
 public enum Checkpoint {
     /// The format version this build writes and reads.
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     static let magic = Array("RULESCK\0".utf8)
 
     /// Why a checkpoint cannot be saved or loaded, in words.
@@ -38,7 +39,7 @@ public enum Checkpoint {
         public var lines: Int
         /// People in the state.
         public var people: Int
-        /// The latest event time in the state (nanoseconds since 1970).
+        /// The latest event time in the state (microseconds since 1970, `Timestamp.perSecond`).
         public var clock: Int64?
     }
 

@@ -56,6 +56,10 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case invalidConstant = "E0311"
     /// Unreadable use (E0312; docs/LANGUAGE.md has an example).
     case unreadableUse = "E0312"
+    /// Field shadows a constant or flag (E0313; docs/LANGUAGE.md has an example).
+    case fieldShadowsName = "E0313"
+    /// Reserved field (E0314; docs/LANGUAGE.md has an example).
+    case reservedField = "E0314"
     // Rules and the rule graph
     /// State rule changes score (E0401; docs/LANGUAGE.md has an example).
     case stateRuleChangesScore = "E0401"
@@ -96,6 +100,8 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case effectShorterThanWindow = "W0509"
     /// Granted and denied (W0510; docs/LANGUAGE.md has an example).
     case grantedAndDenied = "W0510"
+    /// Event named like a flag (W0511; docs/LANGUAGE.md has an example).
+    case eventNamedLikeFlag = "W0511"
 
     /// Error or warning (the code decides).
     /// Whether a diagnostic of this code is an error or a warning.

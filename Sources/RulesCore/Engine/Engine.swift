@@ -165,7 +165,7 @@
             guard let node = program.steps.effects[e].amount else { continue }
             let v = node.eval(context)
             guard case .number(let x) = v else { context.noteFailure(rule: rule.index, v); return nil }
-            total &+= Arithmetic.roundScore(x)
+            total = Arithmetic.addScore(total, Arithmetic.roundScore(x))
         }
         return total
     }
@@ -178,7 +178,9 @@
         let person = context.person, now = context.now
         var counted = 0
         for r in range where steps.rules[r].count > 0 {
-            if matched[counted] { store.buffer(steps.rules[r].counter) { $0.push(person: person, time: now, value: 1) } }
+            if matched[counted] && steps.rules[r].feedsCounter {
+                store.buffer(steps.rules[r].counter) { $0.push(person: person, time: now, value: 1) }
+            }
             counted += 1
         }
         let feeds = steps.feedsOfEvent[event]
@@ -212,20 +214,20 @@
         var delta: Int64 = 0
         for k in 0..<firedCount {
             let (r, amount) = firedSteps[k]
-            delta &+= amount
+            delta = Arithmetic.addScore(delta, amount)
             for e in steps.rules[r].effects {
                 let effect = steps.effects[e]
                 switch effect.kind {
                 case .score: break
                 case .set:
-                    let end = effect.duration.map { now.addingReportingOverflow($0).overflow ? PersonStore.forever : now + $0 } ?? PersonStore.forever
+                    let end = effect.duration.map { Timestamp.adding(now, $0) } ?? PersonStore.forever
                     store.setEnd(person, effect.slot, max(store.end(person, effect.slot), end))
                 case .lift:
                     if effect.slot >= 0 { store.setEnd(person, effect.slot, PersonStore.none) }
                 }
             }
         }
-        store.setScore(person, clamp(store.score(person) &+ delta))
+        store.setScore(person, clamp(Arithmetic.addScore(store.score(person), delta)))
     }
 
     @inline(__always)

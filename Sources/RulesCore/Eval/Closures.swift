@@ -35,9 +35,6 @@ extension NodeCompiler {
         case .bool(let b): let v = Value.bool(b); return { _ in v }
         case .string(let s): let v = Value.string(intern(s)); return { _ in v }
         case .field(let f, _): return { $0.fields.value(f) ?? .failed(.missingField(f)) }
-        case .fieldOr(let f, _, let fallback):
-            let other = closure(fallback)
-            return { $0.fields.value(f) ?? other($0) }
         case .flag(let f): return { .bool($0.flag(f)) }
         case .score: return { .number(Double($0.score)) }
         case .unary(.negate, let a):

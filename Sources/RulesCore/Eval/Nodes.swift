@@ -19,16 +19,6 @@ final class FieldNode: Node {
     }
 }
 
-/// An undeclared event's field, else a constant or flag of the same name.
-final class FieldOrNode: Node {
-    let field: Int
-    let fallback: Node
-    init(_ field: Int, _ fallback: Node) { self.field = field; self.fallback = fallback }
-    override func eval(_ c: EvalContext) -> Value {
-        c.fields.value(field) ?? fallback.eval(c)
-    }
-}
-
 final class FlagNode: Node {
     let flag: Int
     init(_ flag: Int) { self.flag = flag }

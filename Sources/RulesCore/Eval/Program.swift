@@ -205,7 +205,6 @@ struct NodeCompiler {
         case .bool(let b): return ConstNode(.bool(b))
         case .string(let s): return ConstNode(.string(intern(s)))
         case .field(let f, _): return FieldNode(f)
-        case .fieldOr(let f, _, let fallback): return FieldOrNode(f, compile(fallback))
         case .flag(let f): return FlagNode(f)
         case .score: return ScoreNode()
         case .unary(.negate, let a): return NegateNode(compile(a))
@@ -255,6 +254,10 @@ struct EventSteps: @unchecked Sendable {
         let count: Int
         let window: Int64
         let counter: Int
+        /// True for the first counted rule of its event type that counts
+        /// into `counter`: rules with the same event, condition and count
+        /// share one buffer, and each matching event enters it once.
+        let feedsCounter: Bool
         let effects: Range<Int>
         /// The rule's score change when every amount is a constant: no
         /// expression to evaluate per event.
@@ -316,6 +319,7 @@ struct EventSteps: @unchecked Sendable {
         var rules: [Rule] = [], effects: [Effect] = [], ranges: [Range<Int>] = []
         for list in rulesByEvent {
             let first = rules.count
+            var countersFed = Set<Int>()
             for rule in list {
                 let start = effects.count
                 for effect in rule.effects {
@@ -331,13 +335,14 @@ struct EventSteps: @unchecked Sendable {
                 var constant: Int64? = 0
                 for case .score(let node) in rule.effects {
                     if let c = node as? ConstNode, case .number(let x) = c.value {
-                        constant = constant.map { $0 &+ Arithmetic.roundScore(x) }
+                        constant = constant.map { Arithmetic.addScore($0, Arithmetic.roundScore(x)) }
                     } else {
                         constant = nil
                     }
                 }
                 rules.append(Rule(index: rule.index, condition: rule.condition.map { .passUnretained($0) },
                                   count: rule.count, window: rule.window, counter: rule.counter,
+                                  feedsCounter: rule.count > 0 && countersFed.insert(rule.counter).inserted,
                                   effects: start..<effects.count,
                                   constantChange: constant))
             }

@@ -42,7 +42,7 @@ public struct PersonExplanation: Sendable {
 
     /// Whose state.
     public var person: String
-    /// As of when (nanoseconds since 1970).
+    /// As of when (microseconds since 1970, `Timestamp.perSecond`).
     public var asOf: Int64
     /// The score then.
     public var score: Int64
@@ -180,7 +180,7 @@ public struct PersonExplanation: Sendable {
                 for effect in program.policy.eventRules[rule].effects {
                     switch effect {
                     case .set(let k, let n, let d) where k == kind && n == id:
-                        let e = d.map { entry.time.addingReportingOverflow($0).overflow ? Int64.max : entry.time + $0 } ?? Int64.max
+                        let e = d.map { Timestamp.adding(entry.time, $0) } ?? Int64.max
                         if end <= entry.time { since = [] }  // what came before had ended
                         end = max(end, e)
                         since.append((entry, rule))

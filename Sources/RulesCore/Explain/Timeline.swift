@@ -8,7 +8,7 @@ public struct Timeline: Sendable {
         public var origin: String
         /// The event as written.
         public var text: String
-        /// Its time (nanoseconds since 1970).
+        /// Its time (microseconds since 1970, `Timestamp.perSecond`).
         public var time: Int64
         /// The score before and after it.
         public var scoreBefore: Int64

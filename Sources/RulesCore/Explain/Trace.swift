@@ -35,7 +35,6 @@ final class Tracer {
     private static func windows(_ ir: IR, into set: inout Set<[Int64]>) {
         switch ir {
         case .aggregate(let b, let w, _): set.insert([Int64(b), w])
-        case .fieldOr(_, _, let f): windows(f, into: &set)
         case .unary(_, let a): windows(a, into: &set)
         case .binary(_, let a, let b): windows(a, into: &set); windows(b, into: &set)
         case .inList(let a, let items): windows(a, into: &set); items.forEach { windows($0, into: &set) }
@@ -67,7 +66,7 @@ final class Tracer {
         for (rule, change) in engine.fired {
             // One score record per rule: its changes, each rounded, summed.
             if rule.effects.contains(where: { if case .score = $0 { return true }; return false }) {
-                let after = running &+ change
+                let after = Arithmetic.addScore(running, change)
                 record(engine, person, line: line, time: time, rule: rule.index,
                        fields: #""effect":"score","change":\#(change),"score_before":\#(running),"score_after":\#(after)"#)
                 running = after
@@ -77,7 +76,7 @@ final class Tracer {
                 case .score: continue
                 case .set(let slot, let duration):
                     let (kind, name) = describe(slot: slot)
-                    let until = duration.map { JSONWriter.quoted(Timestamp.format(time.addingReportingOverflow($0).overflow ? Int64.max : time + $0)) } ?? "null"
+                    let until = duration.map { JSONWriter.quoted(Timestamp.format(Timestamp.adding(time, $0))) } ?? "null"
                     record(engine, person, line: line, time: time, rule: rule.index,
                            fields: #""effect":"\#(kind)","name":\#(name),"until":\#(until)"#)
                 case .lift(let slot):
@@ -125,7 +124,7 @@ final class Tracer {
         }
         for (b, w) in stateWindows {
             for t in engine.store.buffers[b].times(person: person) {
-                let exit = t.addingReportingOverflow(w).overflow ? Int64.max : t + w
+                let exit = Timestamp.adding(t, w)
                 if exit > from && exit <= time { instants.insert(exit) }
             }
         }

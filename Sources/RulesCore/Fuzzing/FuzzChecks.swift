@@ -75,7 +75,7 @@ enum FuzzChecks {
             let event = events[Int(bytes[k]) % events.count]
             time += Int64(bytes[k + 2]) * Int64(bytes[k + 2]) * 97
             let type = event.name.replacing("_", with: " ")
-            var line = #"{"citizen":"p\#(bytes[k + 1] % 7)","type":"\#(type)","time":"\#(Timestamp.format(time * 1_000_000_000))""#
+            var line = #"{"citizen":"p\#(bytes[k + 1] % 7)","type":"\#(type)","time":"\#(Timestamp.format(time * Timestamp.perSecond))""#
             for (field, type) in event.declared ?? [] {
                 let v = Int(bytes[k + 3]), name = program.policy.fields[field]
                 switch type {

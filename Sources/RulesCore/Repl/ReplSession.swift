@@ -338,7 +338,7 @@
             return Reply(err: "usage: :advance DURATION, like 30 days or 12 hours\n")
         }
         guard let clock else { return Reply(err: "there is no clock yet: apply an event or use :at TIME\n") }
-        return setClock(clock + Int64(seconds * 1e9))
+        return setClock(Timestamp.adding(clock, Timestamp.ticks(seconds: seconds) ?? Int64.max))
     }
 
     private func setClock(_ t: Int64) -> Reply {

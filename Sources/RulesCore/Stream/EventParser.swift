@@ -101,7 +101,8 @@ struct EventParser {
                         let what = b[valueStart] == UInt8(ascii: "{") ? "an object" : b[valueStart] == UInt8(ascii: "[") ? "an array" : "null"
                         throw Reject(reason: "field \(describeKey(b, keyStart)) is \(what); event fields are numbers, strings or booleans")
                     }
-                    if let id = fieldTable._withUnsafeGuaranteedRef({ $0.find(key) }), !engine.setField(id, value) {
+                    let name = normalizeName(key)
+                    if let id = fieldTable._withUnsafeGuaranteedRef({ $0.find(name) }), !engine.setField(id, value) {
                         throw Reject(reason: "duplicate key \(describeKey(b, keyStart))")
                     }
                 }
@@ -163,9 +164,19 @@ struct EventParser {
         return String(decoding: b[start..<min(end + 1, b.count)], as: UTF8.self)
     }
 
+    /// The keys of a stream line that are not event fields. A declaration
+    /// may not use them as field names (E0314).
+    static let reservedKeys = ["citizen", "type", "time", "id"]
+
     /// `unpaid debt` is the event `unpaid_debt`: a run of spaces is one `_`.
     private mutating func normalizeType(_ s: ByteString) -> UnsafeBufferPointer<UInt8> {
-        let raw = UnsafeBufferPointer(start: s.base, count: s.count)
+        normalizeName(UnsafeBufferPointer(start: s.base, count: s.count))
+    }
+
+    /// Type names and field keys are names: `speed limit` is `speed_limit`,
+    /// as in the policy.
+    @inline(__always)
+    private mutating func normalizeName(_ raw: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
         guard raw.contains(UInt8(ascii: " ")) else { return raw }
         let start = used
         var lastSpace = false

@@ -1,9 +1,32 @@
-/// Event time: nanoseconds since 1970-01-01T00:00:00Z, parsed from ISO-8601
-/// bytes without Foundation. Accepts `2026-01-05` (midnight UTC) and
+/// Event time: microseconds since 1970-01-01T00:00:00Z, parsed from ISO-8601
+/// bytes without Foundation. Microseconds reach ±292,000 years, so every
+/// date from 0001 to 9999 plus any duration up to 1000 years (and the
+/// `forever` end, `Int64.max`) fits without overflow; nanoseconds reached
+/// only 1678–2262. A fraction finer than a microsecond is truncated. Accepts `2026-01-05` (midnight UTC) and
 /// `2026-01-05T08:00:00Z`, with optional seconds, fraction, and an offset
 /// `±HH:MM`, `±HHMM` or `±HH` instead of `Z`.
 public enum Timestamp {
-    /// Nanoseconds since 1970 of an ISO-8601 date-time or date; nil if it does not parse.
+    /// The engine's clock ticks per second.
+    public static let perSecond: Int64 = 1_000_000
+    /// Earliest and latest years a stream's time may name.
+    static let years = 1...9999
+
+    /// `t + d` for a time and a duration, saturating instead of trapping:
+    /// every time arithmetic of the engine goes through here (issue 13).
+    @inline(__always)
+    static func adding(_ t: Int64, _ d: Int64) -> Int64 {
+        let (sum, overflow) = t.addingReportingOverflow(d)
+        return overflow ? (d > 0 ? Int64.max : Int64.min) : sum
+    }
+
+    /// A duration in seconds as ticks, rounded; nil when it does not fit.
+    static func ticks(seconds: Double) -> Int64? {
+        let t = (seconds * Double(perSecond)).rounded()
+        guard t.isFinite, abs(t) < 9.2e18 else { return nil }
+        return Int64(t)
+    }
+
+    /// Microseconds since 1970 of an ISO-8601 date-time or date; nil if it does not parse.
     public static func parse(_ s: String) -> Int64? {
         var s = s
         return s.withUTF8 { parse($0) }
@@ -36,22 +59,21 @@ public enum Timestamp {
         guard let year = digits(4), expect(UInt8(ascii: "-")), let month = digits(2), expect(UInt8(ascii: "-")),
               let day = digits(2), (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year) else { return nil }
         let days = daysFromCivil(year: year, month: month, day: day)
-        // Nanoseconds in an Int64 reach from 1677 to 2262.
-        guard year >= 1678 && year <= 2261 else { return nil }
-        if i == b.count { return Int64(days) * 86_400 * 1_000_000_000 }
+        guard years.contains(year) else { return nil }
+        if i == b.count { return Int64(days) * 86_400 * perSecond }
         guard i < b.count, b[i] == UInt8(ascii: "T") || b[i] == UInt8(ascii: "t") || b[i] == UInt8(ascii: " ") else { return nil }
         i += 1
         guard let hour = digits(2), hour < 24, expect(UInt8(ascii: ":")), let minute = digits(2), minute < 60 else { return nil }
         var second = 0
-        var nanos: Int64 = 0
+        var micros: Int64 = 0
         if expect(UInt8(ascii: ":")) {
             guard let s = digits(2), s < 60 else { return nil }
             second = s
             if expect(UInt8(ascii: ".")) || expect(UInt8(ascii: ",")) {
-                var scale: Int64 = 100_000_000
+                var scale: Int64 = perSecond / 10
                 let start = i
                 while i < b.count, b[i] >= 48, b[i] <= 57 {
-                    nanos += Int64(b[i] - 48) * scale
+                    micros += Int64(b[i] - 48) * scale
                     scale /= 10
                     i += 1
                 }
@@ -78,7 +100,7 @@ public enum Timestamp {
         }
         guard i == b.count else { return nil }
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offset)
-        return seconds * 1_000_000_000 + nanos
+        return seconds * perSecond + micros
     }
 
     /// The common shape `YYYY-MM-DDTHH:MM:SSZ` read at fixed offsets; nil for
@@ -96,9 +118,9 @@ public enum Timestamp {
         guard hi >= 0, lo >= 0, month >= 1, month <= 12, day >= 1, hour >= 0, hour < 24,
               minute >= 0, minute < 60, second >= 0, second < 60 else { return nil }
         let year = hi * 100 + lo
-        guard year >= 1678, year <= 2261, day <= daysIn(month: month, year: year) else { return nil }
+        guard years.contains(year), day <= daysIn(month: month, year: year) else { return nil }
         let days = daysFromCivil(year: year, month: month, day: day)
-        return (Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)) * 1_000_000_000
+        return (Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)) * perSecond
     }
 
     static func daysIn(month: Int, year: Int) -> Int {
@@ -134,15 +156,15 @@ public enum Timestamp {
 
     /// `2026-01-05T08:00:00Z`, with a fraction only when there is one.
     public static func format(_ t: Int64) -> String {
-        let nanos = ((t % 1_000_000_000) + 1_000_000_000) % 1_000_000_000
-        let seconds = (t - nanos) / 1_000_000_000
+        let micros = ((t % perSecond) + perSecond) % perSecond
+        let seconds = (t - micros) / perSecond
         let days = Int((seconds >= 0 ? seconds : seconds - 86_399) / 86_400)
         let rem = Int(seconds - Int64(days) * 86_400)
         let (y, m, d) = civil(fromDays: days)
         func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
         var s = "\(String(y).leftPadded(4))-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60))"
-        if nanos != 0 {
-            var frac = String(nanos).leftPadded(9)
+        if micros != 0 {
+            var frac = String(micros).leftPadded(6)
             while frac.hasSuffix("0") { frac.removeLast() }
             s += "." + frac
         }

@@ -16,6 +16,8 @@ struct Lexer {
     private var depth: Int { open.count }
     private var inTestBlock: Bool { open.contains { $0.isBlock } }
     private var tokens: [Token] = []
+    /// Index in `tokens` of the current statement's first token.
+    private var statementStart = 0
     private var lineHasToken = false
     private(set) var diagnostics = DiagnosticSink()
 
@@ -73,6 +75,7 @@ struct Lexer {
         tokens.append(Token(kind: kind, span: Span(file: file, start: start, end: end),
                             startsLine: !lineHasToken))
         lineHasToken = kind != .newline
+        if kind == .newline || kind == .semicolon { statementStart = tokens.count }
     }
 
     private mutating func newline() {
@@ -127,10 +130,33 @@ struct Lexer {
         return false
     }
 
+    /// True right after a statement's `score` or a `,` of such a statement:
+    /// there `starts at`, `min` and `max` are the settings' own words and
+    /// end a name (`score starts at base, max ceiling`).
+    private var expectsSettingWord: Bool {
+        guard statementStart < tokens.count, tokens[statementStart].kind == .keyword(.score), let last = tokens.last else {
+            return false
+        }
+        return tokens.count - 1 == statementStart || last.kind == .comma
+    }
+
     private mutating func word() {
         let start = pos
         var end = wordEnd(from: pos)
         let first = text(start, end)
+        if expectsSettingWord {
+            if first == "min" || first == "max" {
+                pos = end
+                emit(.name(first), start: start, end: end)
+                return
+            }
+            let next = skipBlanks(from: end)
+            if first == "starts", next > end, wordEnd(from: next) > next, text(next, wordEnd(from: next)) == "at" {
+                pos = wordEnd(from: next)
+                emit(.name("starts_at"), start: start, end: pos)
+                return
+            }
+        }
         if let keyword = Keyword(rawValue: first) {
             pos = end
             emit(.keyword(keyword), start: start, end: end)

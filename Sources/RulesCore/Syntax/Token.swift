@@ -17,7 +17,7 @@ enum TokenKind: Equatable, Sendable {
     case number(Double)
     case duration(seconds: Double)
     case string(String)
-    /// `2026-01-05T08:00:00Z`, in nanoseconds since the epoch.
+    /// `2026-01-05T08:00:00Z`, in microseconds since the epoch.
     case time(Int64)
     case arrow, comma, semicolon, newline, colon, dot, assign
     case lparen, rparen, lbracket, rbracket, lbrace, rbrace
