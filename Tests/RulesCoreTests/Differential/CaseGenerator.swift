@@ -1,0 +1,279 @@
+import Foundation
+
+/// A deterministic generator (SplitMix64): the same seed, the same case.
+struct SeededRandom: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
+    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+    mutating func pick<T>(_ xs: [T]) -> T { xs[below(xs.count)] }
+}
+
+/// One random case: a policy (one or more files) and a stream.
+struct GeneratedCase {
+    var seed: UInt64
+    var files: [String]
+    var lines: [String]
+    var asOf: String?
+
+    var stream: String { lines.map { $0 + "\n" }.joined() }
+
+    /// The case as a person would file it.
+    var repro: String {
+        var s = "seed \(seed)\n"
+        for (k, f) in files.enumerated() { s += "== policy\(k + 1).rules\n\(f)" }
+        s += "== events\n\(stream)"
+        if let asOf { s += "== as of \(asOf)\n" }
+        return s
+    }
+}
+
+/// Random policies of every statement kind and random streams with ties,
+/// out-of-order, malformed and boundary lines. Policies use a small
+/// vocabulary so rules interact: a few event types (one of two words), a
+/// few fields, flags set by event rules and by `while` rules, privileges.
+struct CaseGenerator {
+    var rng: SeededRandom
+    let seed: UInt64
+
+    static let types = ["a", "b", "tax filed"]
+    static let numberFields = ["x", "y"]
+    static let eventFlags = ["f", "g", "low trust"]
+    /// `while` rule i sets w_i and reads only w_j with j < i: no cycles.
+    static let stateFlags = ["w0", "w1", "w2"]
+    static let privileges = ["p", "q", "fast lane"]
+    static let durations = ["1 second", "90 minutes", "6 hours", "1 day", "3 days", "1 week", "30 days",
+                            "1 year", "300 years", "1000 years", "2 * 7 days", "window"]
+
+    private var declared = false
+    private var constants: [String] = []
+    private var statements: [String] = []
+
+    init(seed: UInt64) {
+        self.seed = seed
+        rng = SeededRandom(seed: seed)
+    }
+
+    mutating func generate() -> GeneratedCase {
+        declared = rng.chance(25)
+        constants = rng.chance(50) ? ["k"] : []
+        statements = []
+        if rng.chance(60) { statements.append(settings()) }
+        if declared {
+            for t in Self.types { statements.append("event \(t) { x: number, y: number, s: string, ok: bool }") }
+        }
+        for _ in 0..<(1 + rng.below(6)) { statements.append(eventRule()) }
+        // Several counted rules on one event type, equal and different
+        // counts and windows (issue 13's first bug).
+        if rng.chance(40) {
+            let t = rng.pick(Self.types)
+            let n = 1 + rng.below(3)
+            for _ in 0..<(2 + rng.below(2)) {
+                let count = rng.chance(50) ? n : 1 + rng.below(4)
+                statements.append("\(count) \(t)\(rng.chance(30) ? " where " + condition(depth: 1) : "") within \(duration()) → \(effects())")
+            }
+        }
+        for k in 0..<rng.below(4) { statements.append(stateRule(k)) }
+        // Every flag a rule reads is set by some rule (with declarations an
+        // unknown name is an error, not a field).
+        for flag in Self.eventFlags where statements.contains(where: { $0.contains(flag) })
+            && !statements.contains(where: { $0.contains("flag \(flag)") }) {
+            statements.append("b where x > 5 → flag \(flag)\(forClause())")
+        }
+        func uses(_ name: String) -> Bool {
+            statements.contains { $0.split(whereSeparator: { !$0.isLetter && !$0.isNumber && $0 != "_" }).contains { $0 == name } }
+        }
+        if uses("k") { statements.insert("let k = \(rng.pick(["2", "7", "-3", "2.5", "10_000"]))", at: rng.below(statements.count + 1)) }
+        if uses("window") { statements.insert("let window = \(rng.pick(["3 days", "2 * 12 hours", "1000 years"]))", at: rng.below(statements.count + 1)) }
+        if uses("base") { statements.append("let base = \(rng.pick(["0", "50", "-5"]))") }
+        var files = [""]
+        for s in statements {
+            if files.count < 3 && rng.chance(10) { files.append("") }
+            files[files.count - 1] += s + "\n"
+        }
+        return GeneratedCase(seed: seed, files: files, lines: stream(), asOf: rng.chance(15) ? time(base: 20_454 * 86_400 + rng.below(60) * 86_400) : nil)
+    }
+
+    // MARK: - Policies
+
+    private mutating func settings() -> String {
+        var parts = ["starts at \(rng.pick(["0", "100", "base", "-5"]))"]
+        if rng.chance(50) { parts.append("min \(rng.pick(["-10", "-5", "-100"]))") }
+        if rng.chance(50) { parts.append("max \(rng.pick(["200", "1000", "9_000_000_000_000_000"]))") }
+        if rng.chance(30) { parts.shuffle(using: &rng) }
+        return "score " + parts.joined(separator: ", ")
+    }
+
+    private mutating func duration() -> String {
+        let d = rng.pick(Self.durations)
+        return d
+    }
+
+    private mutating func eventRule() -> String {
+        let type = rng.pick(Self.types)
+        var rule = ""
+        if rng.chance(30) { rule += "\(1 + rng.below(3)) " }
+        rule += type
+        if rng.chance(60) { rule += " where " + condition(depth: 2) }
+        if rule.first!.isNumber { rule += " within \(duration())" }
+        return rule + " → " + effects()
+    }
+
+    private mutating func effects() -> String {
+        var list: [String] = []
+        for _ in 0..<(1 + rng.below(3)) {
+            switch rng.below(8) {
+            case 0, 1: list.append(rng.pick(["+", "-"]) + numberExpr(depth: 2))
+            case 2: list.append("flag \(rng.pick(Self.eventFlags))" + forClause())
+            case 3: list.append("deny \(rng.pick(Self.privileges))" + forClause())
+            case 4: list.append("grant \(rng.pick(Self.privileges))" + forClause())
+            case 5: list.append("clear \(rng.pick(Self.eventFlags))")
+            case 6: list.append("allow \(rng.pick(Self.privileges))")
+            default: list.append("revoke \(rng.pick(Self.privileges))")
+            }
+        }
+        return list.joined(separator: ", ")
+    }
+
+    private mutating func forClause() -> String { rng.chance(50) ? " for \(duration())" : "" }
+
+    private mutating func stateRule(_ k: Int) -> String {
+        var c = stateCondition(depth: 2, k: k)
+        if rng.chance(20) { c = "not (\(c))" }
+        let effect: String
+        switch rng.below(3) {
+        case 0: effect = "flag \(Self.stateFlags[k])"
+        case 1: effect = "deny \(rng.pick(Self.privileges))"
+        default: effect = "grant \(rng.pick(Self.privileges)), flag \(Self.stateFlags[k])"
+        }
+        return "while \(c) → \(effect)"
+    }
+
+    private mutating func stateCondition(depth: Int, k: Int) -> String {
+        if depth > 0 && rng.chance(30) {
+            return "\(stateCondition(depth: depth - 1, k: k)) \(rng.pick(["and", "or"])) \(stateCondition(depth: depth - 1, k: k))"
+        }
+        switch rng.below(5) {
+        case 0: return "score \(rng.pick(["<", ">=", "=="])) \(rng.pick(["0", "10", "-5", "100"]))"
+        case 1: return rng.pick(Self.eventFlags)
+        case 2 where k > 0: return Self.stateFlags[rng.below(k)]
+        case 3: return "count(\(aggregateBody())) >= \(1 + rng.below(3))"
+        default: return "sum(\(rng.pick(Self.types)).x within \(duration())) > \(rng.pick(["0", "3", "-1"]))"
+        }
+    }
+
+    private mutating func aggregateBody() -> String {
+        "\(rng.pick(Self.types))\(rng.chance(30) ? " where x > 1" : "") within \(duration())"
+    }
+
+    private mutating func condition(depth: Int) -> String {
+        if depth > 0 && rng.chance(35) {
+            return "\(condition(depth: depth - 1)) \(rng.pick(["and", "or"])) \(condition(depth: depth - 1))"
+        }
+        switch rng.below(10) {
+        case 0: return "not \(rng.pick(Self.eventFlags))"
+        case 1: return rng.pick(Self.eventFlags)
+        case 2: return "s == \(rng.pick(["\"u\"", "\"\"", "\"é\""]))"
+        case 3: return rng.pick(["ok", "not ok", "ok == true"])
+        case 4: return "x in [\(rng.pick(["1, 2", "0", "-3, 2.5, 7"]))]"
+        case 5: return "score \(rng.pick(["<", ">="])) \(rng.pick(["0", "50", "-3"]))"
+        case 6: return "count(\(aggregateBody())) \(rng.pick([">=", "<"])) \(1 + rng.below(3))"
+        default: return "\(numberExpr(depth: 1)) \(rng.pick(["<", "<=", ">", ">=", "==", "!="])) \(numberExpr(depth: 0))"
+        }
+    }
+
+    private mutating func numberExpr(depth: Int) -> String {
+        if depth > 0 && rng.chance(40) {
+            switch rng.below(3) {
+            case 0: return "\(numberExpr(depth: depth - 1)) \(rng.pick(["+", "-", "*", "/", "%"])) \(numberExpr(depth: depth - 1))"
+            case 1: return "\(rng.pick(["min", "max"]))(\(numberExpr(depth: depth - 1)), \(numberExpr(depth: depth - 1)))"
+            default: return "abs(\(numberExpr(depth: depth - 1)))"
+            }
+        }
+        switch rng.below(6) {
+        case 0, 1: return rng.pick(Self.numberFields)
+        case 2 where !constants.isEmpty: return rng.pick(constants)
+        case 3: return "sum(\(rng.pick(Self.types)).x within \(duration()))"
+        default: return rng.chance(3) ? "1_000_000_000_000_000_000" : rng.pick(["1", "2.5", "0", "3", "10", "0.5", "-2.5"])
+        }
+    }
+
+    // MARK: - Streams
+
+    private mutating func stream() -> [String] {
+        var lines: [String] = []
+        var t = 20_454 * 86_400  // 2026-01-01
+        let people = rng.chance(10) ? ["p", "q", "a\\\"b", "é"] : ["p", "q", "r"]
+        for _ in 0..<rng.below(40) {
+            switch rng.below(10) {
+            case 0: t += 0  // a tie
+            case 1: t -= rng.below(3 * 86_400)  // out of order, for someone
+            case 2: t += rng.below(40) * 86_400
+            default: t += rng.below(20) * 3600 + rng.below(3) * 60
+            }
+            var fields: [String] = []
+            let type = rng.chance(5) ? "unknown" : rng.pick(Self.types)
+            for f in Self.numberFields where rng.chance(declared ? 92 : 70) {
+                fields.append("\"\(f)\":\(rng.chance(5) ? "\"7\"" : (rng.chance(4) ? rng.pick(["1e300", "-1e300", "9007199254740993", "-0"]) : rng.pick(["0", "1", "2", "2.5", "-3", "7", "0.1", "-2.5", "3"])))")
+            }
+            if rng.chance(declared ? 92 : 50) { fields.append("\"s\":\(rng.pick(["\"u\"", "\"\"", "\"\\u00e9\"", "\"e\\u0301\""]))") }
+            if rng.chance(declared ? 92 : 50) { fields.append("\"ok\":\(rng.pick(["true", "false"]))") }
+            if rng.chance(5) { fields.append("\"f\":\(rng.pick(["true", "false"]))") }  // a key named like a flag
+            if rng.chance(3) { fields.append("\"x\":1") }  // a duplicate of a read field
+            var line = "{\"citizen\":\"\(rng.pick(people))\",\"type\":\"\(type)\",\"time\":\"\(time(base: t))\""
+            for f in fields { line += "," + f }
+            line += "}"
+            if rng.chance(4) { line = rng.pick(["{", "[]", "null", "{\"citizen\":\"\",\"type\":\"a\",\"time\":\"2026-01-01\"}",
+                                                "{\"citizen\":\"p\",\"type\":\"a\"}", "", "   ",
+                                                "{\"citizen\":\"p\",\"type\":\"a\",\"time\":\"2026-02-30\"}",
+                                                "{\"citizen\":\"p\",\"type\":\"a\",\"time\":\"2026-01-01\",\"x\":1e999}",
+                                                "{\"citizen\":\"p\",\"type\":\"a\",\"time\":\"0001-01-01\"}",
+                                                "{\"citizen\":\"q\",\"type\":\"b\",\"time\":\"9999-12-31T23:59:59-14:00\",\"x\":1}",
+                                                "{\"citizen\":\"p\",\"type\":\"a\",\"time\":\"2026-01-01\",\"x\":null}"]) }
+            lines.append(line)
+        }
+        return lines
+    }
+
+    /// An ISO-8601 time for seconds since 1970, in one of the shapes the
+    /// contract allows.
+    private mutating func time(base seconds: Int) -> String {
+        let days = Int(floor(Double(seconds) / 86_400))
+        let rem = seconds - days * 86_400
+        let (y, m, d) = Self.civil(days)
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let date = "\(String(format: "%04d", y))-\(two(m))-\(two(d))"
+        switch rng.below(8) {
+        case 0 where rem == 0: return date
+        case 1:
+            // The same instant at +02:00.
+            let local = seconds + 7200
+            let ld = Int(floor(Double(local) / 86_400)), lr = local - ld * 86_400
+            let (ly, lm, ldd) = Self.civil(ld)
+            return "\(String(format: "%04d", ly))-\(two(lm))-\(two(ldd))T\(two(lr / 3600)):\(two(lr / 60 % 60)):\(two(lr % 60))+02:00"
+        case 2: return "\(date)T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60)).250Z"
+        default: return "\(date)T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60))Z"
+        }
+    }
+
+    static func civil(_ z0: Int) -> (Int, Int, Int) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+}

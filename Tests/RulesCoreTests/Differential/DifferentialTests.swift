@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+@_spi(Tooling) @testable import RulesCore
+
+/// The engine against the reference model, on random policies and streams,
+/// through every way the project runs a policy in-process: one thread,
+/// `--jobs 2`, a checkpoint taken at a random line and resumed, the
+/// closures build, and the public library API. `swift test` runs a few
+/// seconds of it; `scripts/difftest.sh SECONDS` runs longer (the binary's
+/// own paths included). A difference fails with a minimised repro.
+@Suite("Differential: engine against the reference model")
+struct DifferentialTests {
+    /// Seconds to spend; `DIFFTEST_SECONDS` overrides.
+    static var budget: Double {
+        Double(ProcessInfo.processInfo.environment["DIFFTEST_SECONDS"] ?? "") ?? 4
+    }
+
+    /// The first seed; `DIFFTEST_SEED` overrides (to replay a failure).
+    static var firstSeed: UInt64 {
+        UInt64(ProcessInfo.processInfo.environment["DIFFTEST_SEED"] ?? "") ?? 1
+    }
+
+    @Test("random cases agree with the reference model")
+    func randomCases() throws {
+        let start = Date()
+        var seed = Self.firstSeed
+        var stats = Differential.Stats()
+        while Date().timeIntervalSince(start) < Self.budget {
+            var generator = CaseGenerator(seed: seed)
+            let c = generator.generate()
+            if Differential.compare(c, stats: &stats) != nil {
+                let minimal = Differential.minimise(c)
+                var again = Differential.Stats()
+                let failure = Differential.compare(minimal, stats: &again) ?? "?"
+                Issue.record("""
+                    the engine and the reference disagree on seed \(seed) (DIFFTEST_SEED=\(seed) replays it); minimised:
+                    \(minimal.repro)
+                    \(failure)
+                    """)
+                return
+            }
+            seed += 1
+        }
+        print("differential: \(stats.compared) cases agree (seeds \(Self.firstSeed)..<\(seed)); \(stats.skipped) policies did not check")
+        #expect(stats.compared > 50, "too few cases compared: \(stats.compared)")
+    }
+
+    /// Issue 13's first bug, found again by the model: two counted rules on
+    /// one event type with the same count and different windows.
+    @Test("the reference catches the shared-buffer miscount")
+    func sharedBuffer() throws {
+        let c = GeneratedCase(seed: 0, files: ["3 tax filed within 6 hours → flag x\n3 tax filed within 1 week → grant loans\n"],
+                              lines: [#"{"citizen":"a","type":"tax filed","time":"2026-01-01"}"#,
+                                      #"{"citizen":"a","type":"tax filed","time":"2026-01-05"}"#], asOf: nil)
+        let model = try #require(Differential.reference(c))
+        #expect(model.report() == #"{"citizen":"a","score":0,"flags":[],"denied":[],"granted":[]}"# + "\n")
+        var stats = Differential.Stats()
+        #expect(Differential.compare(c, stats: &stats) == nil)
+    }
+}
+
+enum Differential {
+    struct Stats {
+        var compared = 0
+        var skipped = 0
+    }
+
+    static func compile(_ c: GeneratedCase) -> CompileResult {
+        PolicyCompiler.compile(SourceSet(c.files.enumerated().map { SourceFile(name: "policy\($0.offset + 1).rules", text: $0.element) }))
+    }
+
+    static func reference(_ c: GeneratedCase) -> ReferenceModel? {
+        let result = compile(c)
+        guard result.program != nil, let checked = result.checked else { return nil }
+        var model = ReferenceModel(policy: checked, asOf: c.asOf.flatMap(ReferenceStream.parseTime))
+        for (k, line) in c.lines.enumerated() { model.feed(line: Array(line.utf8), number: k + 1) }
+        return model
+    }
+
+    /// nil when every way of running agrees with the reference; otherwise
+    /// what differed.
+    static func compare(_ c: GeneratedCase, stats: inout Stats) -> String? {
+        let result = compile(c)
+        guard let program = result.program, let model = reference(c) else {
+            stats.skipped += 1
+            if ProcessInfo.processInfo.environment["DIFFTEST_SHOW_SKIPPED"] != nil, let first = result.errors.first {
+                print("skipped \(c.seed): \(first.code.rawValue) \(first.message)")
+            }
+            return nil
+        }
+        stats.compared += 1
+        let expected = model.report()
+        let expectedRejects = model.rejectedLines
+        let asOf = c.asOf.flatMap(Timestamp.parse)
+
+        for (name, run) in ways(c, program: program, asOf: asOf) {
+            let (report, rejects) = run()
+            if report != expected {
+                return "\(name): report\n--- reference\n\(expected)--- engine\n\(report)"
+            }
+            if let rejects, rejects != expectedRejects {
+                return "\(name): rejected lines \(rejects), the reference rejected \(expectedRejects)"
+            }
+        }
+        return nil
+    }
+
+    typealias Way = () -> (report: String, rejected: [Int]?)
+
+    static func ways(_ c: GeneratedCase, program: Program, asOf: Int64?) -> [(String, Way)] {
+        var ways: [(String, Way)] = [
+            ("rules run", { oneThread(program, c.stream, asOf: asOf) }),
+            ("closures build", { oneThread(Program(program.policy, style: .closures), c.stream, asOf: asOf) }),
+            ("--jobs 2", { parallel(program, c.stream, asOf: asOf) }),
+            ("--state/--resume", { resumed(program, c, asOf: asOf) }),
+        ]
+        // The library has no `--as-of` for a stream (`report(at:)` moves the
+        // clock; it does not ignore later events), and compiles one text.
+        if c.files.count == 1 && asOf == nil {
+            ways.append(("library API", { library(c, asOf: asOf) }))
+        }
+        return ways
+    }
+
+    static func render(_ engines: [Engine], asOf: Int64?) -> String {
+        var bytes: [UInt8] = []
+        Engine.writeReport(engines, asOf: asOf) { bytes += $0 }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func oneThread(_ program: Program, _ stream: String, asOf: Int64?) -> (String, [Int]?) {
+        let engine = Engine(program: program)
+        let (_, rejections) = EventStream.run(engine, text: stream, asOf: asOf)
+        return (render([engine], asOf: asOf), rejections.map(\.line))
+    }
+
+    static func parallel(_ program: Program, _ stream: String, asOf: Int64?) -> (String, [Int]?) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("difftest-\(UUID().uuidString)").path
+        _ = FileManager.default.createFile(atPath: path, contents: Data(stream.utf8))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        var rejected: [Int] = []
+        guard case .success(let result) = ParallelStream.run(program: program, fd: fd, jobs: 2, asOf: asOf,
+                                                              onReject: { r, _ in rejected.append(r.line) }) else {
+            return ("(the parallel run failed)", nil)
+        }
+        var bytes: [UInt8] = []
+        ParallelStream.writeReport(result, asOf: asOf) { bytes += $0 }
+        return (String(decoding: bytes, as: UTF8.self), rejected.sorted())
+    }
+
+    /// The stream cut at a line chosen from the case's seed: the first part,
+    /// a checkpoint, a fresh engine restored from it, the rest.
+    static func resumed(_ program: Program, _ c: GeneratedCase, asOf: Int64?) -> (String, [Int]?) {
+        let cut = c.lines.isEmpty ? 0 : Int(c.seed % UInt64(c.lines.count + 1))
+        let first = Engine(program: program)
+        let (_, early) = EventStream.run(first, text: c.lines[..<cut].map { $0 + "\n" }.joined(), asOf: asOf)
+        let checkpoint = Checkpoint.encode([first], lines: cut)
+        let second = Engine(program: program)
+        guard case .success = Checkpoint.restore(checkpoint, into: [second]) else { return ("(the checkpoint did not restore)", nil) }
+        let (_, late) = EventStream.run(second, text: c.lines[cut...].map { $0 + "\n" }.joined(), asOf: asOf)
+        return (render([second], asOf: asOf), early.map(\.line) + late.map { $0.line + cut })
+    }
+
+    static func library(_ c: GeneratedCase, asOf: Int64?) -> (String, [Int]?) {
+        guard let policy = try? Policy.compile(c.files[0]) else { return ("(the library did not compile the policy)", nil) }
+        let engine = RulesEngine(policy: policy)
+        let (_, rejections) = engine.apply(ndjson: c.stream)
+        return (engine.reportNDJSON(), rejections.map(\.line))
+    }
+
+    // MARK: - Minimising
+
+    /// Drops stream lines, then policy lines, while the case still fails.
+    static func minimise(_ c: GeneratedCase) -> GeneratedCase {
+        var best = c
+        func fails(_ x: GeneratedCase) -> Bool {
+            var stats = Stats()
+            return compare(x, stats: &stats) != nil
+        }
+        var changed = true
+        while changed {
+            changed = false
+            for k in best.lines.indices.reversed() {
+                var x = best
+                x.lines.remove(at: k)
+                if fails(x) { best = x; changed = true }
+            }
+            for f in best.files.indices {
+                let lines = best.files[f].split(separator: "\n", omittingEmptySubsequences: false)
+                for k in lines.indices.reversed() where !lines[k].isEmpty {
+                    var x = best
+                    var kept = best.files[f].split(separator: "\n", omittingEmptySubsequences: false)
+                    guard k < kept.count else { continue }
+                    kept.remove(at: k)
+                    x.files[f] = kept.joined(separator: "\n")
+                    if fails(x) { best = x; changed = true }
+                }
+            }
+        }
+        return best
+    }
+}
+
+@Test func showSomeCases() throws {
+    guard ProcessInfo.processInfo.environment["DIFFTEST_SHOW"] != nil else { return }
+    for seed in UInt64(1)...4 {
+        var g = CaseGenerator(seed: seed * 7)
+        let c = g.generate()
+        print(c.repro)
+        print("--- report\n" + (Differential.reference(c)?.report() ?? "nil"))
+    }
+}

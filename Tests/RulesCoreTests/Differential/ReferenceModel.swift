@@ -1,0 +1,344 @@
+@_spi(Tooling) @testable import RulesCore
+
+/// The contract's semantics written as plainly as possible, to check the
+/// engine against (as Cedar checks its Rust engine against a Lean model).
+///
+/// It shares only the parser and checker with the engine: it reads the
+/// `CheckedPolicy` (names already resolved), but parses the stream, keeps
+/// time, evaluates expressions and applies events with code of its own.
+/// Nothing is incremental: every applied event is kept, and every question
+/// about a person's state ("is this flag set at time T?", "how many events
+/// in this window?") is answered by going over their events again. No
+/// slots, ring buffers, caps, prefetching or unsafe code. It is slow
+/// (quadratic per person) and meant for streams of a few hundred lines.
+struct ReferenceModel {
+    let policy: CheckedPolicy
+
+    /// A value, strings as bytes: the language compares strings byte for
+    /// byte, not as Swift's Unicode-equivalent `String`.
+    enum Value: Equatable {
+        case number(Double), string([UInt8]), bool(Bool)
+    }
+
+    struct Event {
+        var line: Int
+        var type: Int?
+        var time: Int64
+        var fields: [String: Value]
+    }
+
+    /// What one fired effect did, in source order.
+    enum Change {
+        case set(kind: TargetKind, name: Int, end: Int64)
+        case lift(kind: TargetKind, name: Int)
+    }
+
+    /// An applied event and what it did: the person's history.
+    struct Applied {
+        var event: Event
+        var scoreAfter: Int64
+        var changes: [Change]
+    }
+
+    private(set) var people: [[UInt8]: [Applied]] = [:]
+    private(set) var rejectedLines: [Int] = []
+    private(set) var ignoredLines: [Int] = []
+    private(set) var clock: Int64? = nil
+    let asOf: Int64?
+
+    static let forever = Int64.max
+    static let scoreLimit: Int64 = 9_000_000_000_000_000
+
+    init(policy: CheckedPolicy, asOf: Int64? = nil) {
+        self.policy = policy
+        self.asOf = asOf
+    }
+
+    // MARK: - Feeding the stream
+
+    /// Takes one NDJSON line (numbered from 1).
+    mutating func feed(line text: [UInt8], number: Int) {
+        if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank: counted apart
+        guard let parsed = ReferenceStream.parse(text, readFields: Set(policy.fields)) else {
+            rejectedLines.append(number)
+            return
+        }
+        if let asOf, parsed.time > asOf {
+            ignoredLines.append(number)
+            return
+        }
+        let type = policy.events.firstIndex { $0.name == parsed.type }
+        let event = Event(line: number, type: type, time: parsed.time, fields: parsed.fields)
+        if let type, let declared = policy.events[type].declared {
+            for (field, valueType) in declared {
+                guard let v = event.fields[policy.fields[field]], Self.type(of: v) == valueType else {
+                    rejectedLines.append(number)
+                    return
+                }
+            }
+        }
+        let history = people[parsed.person] ?? []
+        if let last = history.last, event.time < last.event.time {
+            rejectedLines.append(number)
+            return
+        }
+        people[parsed.person] = history + [apply(event, after: history)]
+        clock = max(clock ?? event.time, event.time)
+    }
+
+    static func type(of v: Value) -> ValueType {
+        switch v {
+        case .number: return .number
+        case .string: return .string
+        case .bool: return .bool
+        }
+    }
+
+    // MARK: - One event
+
+    private func apply(_ event: Event, after history: [Applied]) -> Applied {
+        let before = View(history: history, time: event.time)
+        var total: Int64 = 0
+        var changes: [Change] = []
+        for rule in policy.eventRules where rule.event == event.type {
+            if let condition = rule.condition, eval(condition, event, before) != .bool(true) { continue }
+            if let count = rule.count, let window = rule.window {
+                let earlier = history.filter {
+                    $0.event.type == event.type && inWindow($0.event.time, now: event.time, window)
+                        && held(rule.condition, for: $0.event, in: history)
+                }
+                if earlier.count + 1 < count { continue }
+            }
+            var change: Int64 = 0
+            var fails = false
+            for case .score(let amount) in rule.effects {
+                guard case .number(let x)? = eval(amount, event, before) else { fails = true; break }
+                change = Self.addScore(change, Self.round(x))
+            }
+            if fails { continue }
+            total = Self.addScore(total, change)
+            for effect in rule.effects {
+                switch effect {
+                case .score: break
+                case .set(let kind, let name, let duration):
+                    let end = duration.map { Self.addTime(event.time, $0) } ?? Self.forever
+                    changes.append(.set(kind: kind, name: name, end: end))
+                case .lift(let kind, let name):
+                    changes.append(.lift(kind: kind, name: name))
+                }
+            }
+        }
+        var score = Self.addScore(before.score(policy), total)
+        if let lo = policy.minScore { score = max(score, lo) }
+        if let hi = policy.maxScore { score = min(score, hi) }
+        return Applied(event: event, scoreAfter: score, changes: changes)
+    }
+
+    /// Whether `condition` held for an earlier event, against the state
+    /// before it (what a window counts).
+    private func held(_ condition: IR?, for event: Event, in history: [Applied]) -> Bool {
+        guard let condition else { return true }
+        let k = history.firstIndex { $0.event.line == event.line }!
+        return eval(condition, event, View(history: Array(history[..<k]), time: event.time)) == .bool(true)
+    }
+
+    private func inWindow(_ t: Int64, now: Int64, _ window: Int64) -> Bool {
+        t <= now && t > now - window
+    }
+
+    // MARK: - A person's state as of a time
+
+    /// The events a person had before some moment, and that moment.
+    struct View {
+        var history: [Applied]
+        var time: Int64
+
+        func score(_ policy: CheckedPolicy) -> Int64 { history.last?.scoreAfter ?? policy.startScore }
+
+        /// When what event rules set on (kind, name) ends: replayed from
+        /// every change, later ends winning, a lift erasing.
+        func end(_ kind: TargetKind, _ name: Int) -> Int64? {
+            var end: Int64? = nil
+            for applied in history {
+                for change in applied.changes {
+                    switch change {
+                    case .set(let k, let n, let e) where k == kind && n == name: end = max(end ?? e, e)
+                    case .lift(let k, let n) where k == kind && n == name: end = nil
+                    default: break
+                    }
+                }
+            }
+            return end
+        }
+
+        func setByEventRules(_ kind: TargetKind, _ name: Int) -> Bool {
+            guard let end = end(kind, name) else { return false }
+            return end > time
+        }
+    }
+
+    /// Which `while` rules hold: evaluated again and again from "none" until
+    /// nothing changes (a fixpoint, not the engine's graph order; with no
+    /// cycles the two agree).
+    func whileRulesHolding(_ view: View) -> [Bool] {
+        var holding = [Bool](repeating: false, count: policy.stateRules.count)
+        for _ in 0...policy.stateRules.count {
+            let next = policy.stateRules.map { evalState($0.condition, view, holding) == .bool(true) }
+            if next == holding { break }
+            holding = next
+        }
+        return holding
+    }
+
+    private func held(_ kind: TargetKind, _ name: Int, _ view: View, _ holding: [Bool]) -> Bool {
+        if view.setByEventRules(kind, name) { return true }
+        for (rule, holds) in zip(policy.stateRules, holding) where holds {
+            if rule.effects.contains(where: { $0.kind == kind && $0.name == name }) { return true }
+        }
+        return false
+    }
+
+    // MARK: - Expressions
+
+    /// nil: the expression has no value (missing field, wrong type, division
+    /// by zero, a result that is not finite).
+    func eval(_ ir: IR, _ event: Event, _ view: View) -> Value? {
+        evaluate(ir, view, event: event, holding: nil)
+    }
+
+    private func evalState(_ ir: IR, _ view: View, _ holding: [Bool]) -> Value? {
+        evaluate(ir, view, event: nil, holding: holding)
+    }
+
+    private func evaluate(_ ir: IR, _ view: View, event: Event?, holding given: [Bool]?) -> Value? {
+        func sub(_ x: IR) -> Value? { evaluate(x, view, event: event, holding: given) }
+        func number(_ x: IR) -> Double? { if case .number(let n)? = sub(x) { return n }; return nil }
+        switch ir {
+        case .number(let n): return .number(n)
+        case .bool(let b): return .bool(b)
+        case .string(let s): return .string(Array(s.utf8))
+        case .field(_, let name): return event?.fields[name]
+        case .flag(let f):
+            return .bool(held(.flag, f, view, given ?? whileRulesHolding(view)))
+        case .score: return .number(Double(view.score(policy)))
+        case .unary(.negate, let a): return number(a).map { .number(-$0) }
+        case .unary(.not, let a):
+            if case .bool(let b)? = sub(a) { return .bool(!b) }
+            return nil
+        case .binary(.and, let a, let b), .binary(.or, let a, let b):
+            let isAnd: Bool
+            if case .binary(.and, _, _) = ir { isAnd = true } else { isAnd = false }
+            guard case .bool(let l)? = sub(a) else { return nil }
+            if l != isAnd { return .bool(l) }
+            guard case .bool(let r)? = sub(b) else { return nil }
+            return .bool(r)
+        case .binary(let op, let a, let b):
+            guard let l = sub(a), let r = sub(b) else { return nil }
+            return Self.binary(op, l, r)
+        case .inList(let a, let items):
+            guard let v = sub(a) else { return nil }
+            for item in items {
+                guard let i = sub(item), Self.type(of: i) == Self.type(of: v) else { return nil }
+                if i == v || (Self.isZero(i) && Self.isZero(v)) { return .bool(true) }
+            }
+            return .bool(false)
+        case .call(let fn, let args):
+            var xs: [Double] = []
+            for a in args { guard let x = number(a) else { return nil }; xs.append(x) }
+            switch fn {
+            case .abs: return .number(Swift.abs(xs[0]))
+            case .min: return .number(Swift.min(xs[0], xs[1]))
+            case .max: return .number(Swift.max(xs[0], xs[1]))
+            default: return nil
+            }
+        case .aggregate(let buffer, let window, let isSum):
+            let spec = policy.buffers[buffer]
+            var count = 0.0, sum = 0.0
+            for applied in view.history where applied.event.type == spec.event
+                && inWindow(applied.event.time, now: view.time, window)
+                && held(spec.condition, for: applied.event, in: view.history) {
+                if let field = spec.field {
+                    guard case .number(let x)? = applied.event.fields[policy.fields[field]] else { continue }
+                    sum += x
+                }
+                count += 1
+            }
+            return .number(isSum ? sum : count)
+        }
+    }
+
+    private static func isZero(_ v: Value) -> Bool { v == .number(0) }
+
+    static func binary(_ op: BinaryOp, _ l: Value, _ r: Value) -> Value? {
+        switch (l, r) {
+        case (.number(let x), .number(let y)):
+            let result: Double
+            switch op {
+            case .add: result = x + y
+            case .sub: result = x - y
+            case .mul: result = x * y
+            case .div: if y == 0 { return nil }; result = x / y
+            case .mod: if y == 0 { return nil }; result = x.truncatingRemainder(dividingBy: y)
+            case .eq: return .bool(x == y)
+            case .ne: return .bool(x != y)
+            case .lt: return .bool(x < y)
+            case .le: return .bool(x <= y)
+            case .gt: return .bool(x > y)
+            case .ge: return .bool(x >= y)
+            case .and, .or: return nil
+            }
+            return result.isFinite ? .number(result) : nil
+        case (.string, .string), (.bool, .bool):
+            switch op {
+            case .eq: return .bool(l == r)
+            case .ne: return .bool(l != r)
+            default: return nil
+            }
+        default:
+            return nil
+        }
+    }
+
+    // MARK: - Numbers and time, as the contract states them
+
+    /// Rounded to the nearest integer, halves away from zero, stopped at the
+    /// score's limit.
+    static func round(_ x: Double) -> Int64 {
+        let r = x.rounded(.toNearestOrAwayFromZero)
+        if r >= Double(scoreLimit) { return scoreLimit }
+        if r <= -Double(scoreLimit) { return -scoreLimit }
+        return Int64(r)
+    }
+
+    static func addScore(_ a: Int64, _ b: Int64) -> Int64 {
+        // Both are within ±9e15, so the sum fits an Int64.
+        min(scoreLimit, max(-scoreLimit, a + b))
+    }
+
+    static func addTime(_ t: Int64, _ d: Int64) -> Int64 {
+        let (sum, overflow) = t.addingReportingOverflow(d)
+        return overflow ? forever : sum
+    }
+
+    // MARK: - The report
+
+    /// `rules run`'s output: one line per person, sorted by id bytes.
+    func report() -> String {
+        guard let time = asOf ?? clock else { return "" }
+        var out = ""
+        for id in people.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let view = View(history: people[id]!, time: time)
+            let holding = whileRulesHolding(view)
+            func names(_ kind: TargetKind, _ all: [String]) -> [String] {
+                all.indices.filter { held(kind, $0, view, holding) }.map { all[$0] }
+            }
+            let flags = names(.flag, policy.flags)
+            let denied = names(.deny, policy.privileges)
+            let granted = names(.grant, policy.privileges).filter { !denied.contains($0) }
+            func list(_ xs: [String]) -> String { "[" + xs.map { ReferenceStream.quote(Array($0.utf8)) }.joined(separator: ",") + "]" }
+            out += "{\"citizen\":\(ReferenceStream.quote(id)),\"score\":\(view.score(policy)),\"flags\":\(list(flags)),"
+            out += "\"denied\":\(list(denied)),\"granted\":\(list(granted))}\n"
+        }
+        return out
+    }
+}
