@@ -93,7 +93,7 @@ struct EventParser {
                         throw Reject(reason: "\"time\" must be a string like \"2026-01-05T08:00:00Z\"")
                     }
                     guard let t = Timestamp.parse(UnsafeBufferPointer(start: s.base, count: s.count)) else {
-                        throw Reject(reason: "invalid \"time\" \(JSONWriter.quoted(String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self))): expected an ISO-8601 date-time with Z or an offset, or a date, like \"2026-01-05T08:00:00Z\"")
+                        throw Reject(reason: "invalid \"time\" \(JSONWriter.quoted(String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self))): expected an ISO-8601 date-time with Z or an offset, or a date, like \"2026-01-05T08:00:00Z\", in the years 0001–9999 (UTC)")
                     }
                     time = t
                 case .field:

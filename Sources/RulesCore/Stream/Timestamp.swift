@@ -10,6 +10,11 @@ public enum Timestamp {
     public static let perSecond: Int64 = 1_000_000
     /// Earliest and latest years a stream's time may name.
     static let years = 1...9999
+    /// The instants those years hold, in UTC: a time with an offset that
+    /// lands outside (`9999-12-31T23:59:59-14:00`) is refused too, so every
+    /// time the engine holds can be written back as `YYYY-MM-DDTHH:MM:SSZ`.
+    static let earliest: Int64 = Int64(daysFromCivil(year: 1, month: 1, day: 1)) * 86_400 * perSecond
+    static let latest: Int64 = Int64(daysFromCivil(year: 10_000, month: 1, day: 1)) * 86_400 * perSecond - 1
 
     /// `t + d` for a time and a duration, saturating instead of trapping:
     /// every time arithmetic of the engine goes through here (issue 13).
@@ -100,7 +105,8 @@ public enum Timestamp {
         }
         guard i == b.count else { return nil }
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offset)
-        return seconds * perSecond + micros
+        let t = seconds * perSecond + micros
+        return t >= earliest && t <= latest ? t : nil
     }
 
     /// The common shape `YYYY-MM-DDTHH:MM:SSZ` read at fixed offsets; nil for
@@ -154,7 +160,9 @@ public enum Timestamp {
         return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 
-    /// `2026-01-05T08:00:00Z`, with a fraction only when there is one.
+    /// `2026-01-05T08:00:00Z`, with a fraction only when there is one. An
+    /// end beyond 9999 (a sanction for 1000 years set in 9500) is written
+    /// with ISO 8601's expanded year, `+10499-…`; no stream time is.
     public static func format(_ t: Int64) -> String {
         let micros = ((t % perSecond) + perSecond) % perSecond
         let seconds = (t - micros) / perSecond
@@ -162,7 +170,7 @@ public enum Timestamp {
         let rem = Int(seconds - Int64(days) * 86_400)
         let (y, m, d) = civil(fromDays: days)
         func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        var s = "\(String(y).leftPadded(4))-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60))"
+        var s = "\(y > 9999 ? "+" : "")\(String(y).leftPadded(4))-\(two(m))-\(two(d))T\(two(rem / 3600)):\(two(rem / 60 % 60)):\(two(rem % 60))"
         if micros != 0 {
             var frac = String(micros).leftPadded(6)
             while frac.hasSuffix("0") { frac.removeLast() }

@@ -119,6 +119,9 @@ enum Differential {
         if c.files.count == 1 && asOf == nil {
             ways.append(("library API", { library(c, asOf: asOf) }))
         }
+        if asOf == nil {
+            ways.append(("rules test", { testRunner(c, program: program) }))
+        }
         return ways
     }
 
@@ -168,6 +171,58 @@ enum Differential {
         let engine = RulesEngine(policy: policy)
         let (_, rejections) = engine.apply(ndjson: c.stream)
         return (engine.reportNDJSON(), rejections.map(\.line))
+    }
+
+    /// The test runner's (and the REPL's) way in: the lines the reference
+    /// applied, as event literals in a `test` block, and expectations on
+    /// every person's score, flags, denials and grants as the reference
+    /// reports them. The report it returns is the reference's own when the
+    /// test passes, and the failure otherwise.
+    static func testRunner(_ c: GeneratedCase, program: Program) -> (String, [Int]?) {
+        guard let full = reference(c) else { return ("(no reference)", nil) }
+        let applied = Set(full.people.values.flatMap { $0.filter { $0.event.type != nil }.map(\.event.line) })
+        var sub = c
+        sub.lines = c.lines.enumerated().filter { applied.contains($0.offset + 1) }.map(\.element)
+        guard let model = reference(sub) else { return ("(no reference)", nil) }
+        var block = "test \"generated\" {\n"
+        for (k, line) in sub.lines.enumerated() {
+            guard let parsed = ReferenceStream.parse(Array(line.utf8), readFields: []),
+                  let applied = model.people[parsed.person]?.first(where: { $0.event.line == k + 1 }) else { continue }
+            // A test names only declared fields (an undeclared one is an
+            // error there; a stream ignores it).
+            let declared = applied.event.type.flatMap { model.policy.events[$0].declared }.map { Set($0.map { model.policy.fields[$0.field] }) }
+            let fields = applied.event.fields.filter { declared?.contains($0.key) ?? true }.sorted { $0.key < $1.key }.map { "\($0.key): \(literal($0.value))" }
+            block += "  \(Timestamp.format(parsed.time)) \(ReferenceStream.quote(parsed.person)): \(parsed.type) { \(fields.joined(separator: ", ")) }\n"
+        }
+        for id in model.people.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            guard let line = model.report().split(separator: "\n").first(where: { $0.hasPrefix("{\"citizen\":\(ReferenceStream.quote(id)),") }),
+                  let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            let who = ReferenceStream.quote(id)
+            block += "  expect \(who) score == \(json["score"]!)\n"
+            for key in ["flags", "denied", "granted"] {
+                block += "  expect \(who) \(key) [\((json[key] as! [String]).joined(separator: ", "))]\n"
+            }
+        }
+        block += "}\n"
+        let files = c.files.enumerated().map { SourceFile(name: "policy\($0.offset + 1).rules", text: $0.element) }
+        let result = PolicyCompiler.compile(SourceSet(files + [SourceFile(name: "generated.test.rules", text: block)]))
+        let run = PolicyTests.run(result, testsIn: files.count)
+        guard run.outcomes.count == 1, run.outcomes[0].passed else {
+            let details = run.outcomes.flatMap(\.details).joined(separator: "\n")
+            return ("(the test failed)\n\(block)\(details)\n\(result.errors.map(\.message))\n", nil)
+        }
+        return (full.report(), nil)
+    }
+
+    static func literal(_ v: ReferenceModel.Value) -> String {
+        switch v {
+        case .bool(let b): return b ? "true" : "false"
+        case .string(let s): return ReferenceStream.quote(s)
+        case .number(let n):
+            if n == n.rounded() && abs(n) >= 1e15 { return String(format: "%.0f", n) }
+            if n == 0 { return n.sign == .minus ? "-0" : "0" }
+            return "\(n)"
+        }
     }
 
     // MARK: - Minimising

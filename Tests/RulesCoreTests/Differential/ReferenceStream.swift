@@ -246,7 +246,11 @@ enum ReferenceStream {
             return nil
         }
         guard i == c.count else { return nil }
-        return (days * 86_400 + Int64(h * 3600 + mi * 60 + sec - offset)) * 1_000_000 + micros
+        let t = (days * 86_400 + Int64(h * 3600 + mi * 60 + sec - offset)) * 1_000_000 + micros
+        // The instant must lie in the years 0001-9999 in UTC too.
+        let first = Int64(daysSinceEpoch(1, 1, 1)) * 86_400 * 1_000_000
+        let end = Int64(daysSinceEpoch(9999, 12, 31) + 1) * 86_400 * 1_000_000
+        return t >= first && t < end ? t : nil
     }
 
     static func daysIn(_ month: Int, _ year: Int) -> Int {
