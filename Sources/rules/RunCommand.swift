@@ -263,6 +263,7 @@ enum RunCommand {
         var line = "rules: \(s.read) events read: \(s.applied) applied, \(s.rejected) rejected"
         if s.ignoredAfterAsOf > 0 { line += ", \(s.ignoredAfterAsOf) ignored (after --as-of)" }
         if s.blank > 0 { line += "; \(s.blank) blank lines skipped" }
+        line += s.unknownTypesNote
         Terminal.writeErr(line + "\n")
     }
 }

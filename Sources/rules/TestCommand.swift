@@ -38,17 +38,27 @@ enum TestCommand {
         }
 
         let color = Terminal.colorOnStdout
-        var passed = 0, failed = 0, broken = 0
+        var passed = 0, failed = 0
         var sites: [String: RuleSite] = [:]     // by real path and offset
         var covered: Set<String> = []
+        // A file that cannot be read or compiled is a failure in the count
+        // too, not only in the exit status: `3 passed, 0 failed` with exit 1
+        // would contradict itself.
+        func fileFailed(_ file: String, _ why: String) {
+            Terminal.writeOut("\(paint("FAIL", "1;31", color))  \(file)  \(why)\n")
+            failed += 1
+        }
         for file in files {
-            guard case .compiled(let result) = PolicyLoading.compile([file]) else { broken += 1; continue }
+            guard case .compiled(let result) = PolicyLoading.compile([file]) else {
+                fileFailed(file, "cannot be read")
+                continue
+            }
             if !result.errors.isEmpty {
                 PolicyLoading.printDiagnostics(result.errors, sources: result.sources)
-                broken += 1
             }
             let entry = result.sources.files.count - 1
             let run = PolicyTests.run(result, testsIn: entry)
+            if !result.errors.isEmpty && run.outcomes.isEmpty { fileFailed(file, "does not compile; see the errors above") }
             for site in run.rules { sites[key(site)] = site }
             covered.formUnion(run.covered.map(key))
             for outcome in run.outcomes {
@@ -63,7 +73,7 @@ enum TestCommand {
             Terminal.writeErr("rules: no tests found in \(roots.joined(separator: " "))\n")
         }
         Terminal.writeOut("\(passed) passed, \(failed) failed\n")
-        return failed == 0 && broken == 0 && passed > 0 ? ExitCode.ok : ExitCode.failure
+        return failed == 0 && passed > 0 ? ExitCode.ok : ExitCode.failure
     }
 
     private static func key(_ site: RuleSite) -> String {

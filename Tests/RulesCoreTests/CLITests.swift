@@ -212,6 +212,18 @@ struct CLITests {
         #expect(none.stdout == "0 passed, 0 failed\n")
     }
 
+    @Test("rules test: a file that does not compile counts as failed in the summary, not only in the exit status")
+    func brokenFileCounts() throws {
+        let dir = try Self.tempDir()
+        try "a → +1\ntest \"one\" {\n  2026-01-01 x: a\n  expect x score == 1\n}\n"
+            .write(to: dir.appendingPathComponent("good.rules"), atomically: true, encoding: .utf8)
+        try "a → +\n".write(to: dir.appendingPathComponent("bad.rules"), atomically: true, encoding: .utf8)
+        let r = try Self.rules(["test", dir.path])
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("FAIL  \(dir.path)/bad.rules  does not compile; see the errors above"))
+        #expect(r.stdout.hasSuffix("1 passed, 1 failed\n"))
+    }
+
     @Test("rules explain accounts for one person; rules graph draws the policy")
     func explainAndGraph() throws {
         let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path

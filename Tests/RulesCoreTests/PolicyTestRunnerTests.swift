@@ -95,6 +95,7 @@ struct PolicyTestRunnerTests {
         test "out of order" {
           2026-01-02 alice: speeding
           2026-01-01 alice: speeding
+          expect alice score == 95
         }
         """)
         #expect(run.outcomes[0].details == ["policy.rules:8: this event was rejected: time 2026-01-01T00:00:00Z is earlier than this citizen's previous event at 2026-01-02T00:00:00Z"])
@@ -128,6 +129,49 @@ struct PolicyTestRunnerTests {
         }
         """)
         #expect(more.covered.map(\.line).sorted() == [2, 3, 5])
+    }
+
+    @Test("a `while` rule that starts holding through time alone counts as covered")
+    func coverageThroughTime() {
+        let result = PolicyCompiler.compile("""
+        a → flag recent for 10 days
+        while not recent → grant quiet
+        test "time alone" {
+          2026-01-01 alice: a
+          expect alice not granted quiet
+          at 2026-02-01 expect alice granted quiet
+        }
+        """)
+        let run = PolicyTests.run(result, testsIn: 0)
+        #expect(run.outcomes[0].passed, "\(run.outcomes[0].details)")
+        #expect(run.covered.map(\.line).sorted() == [1, 2])
+    }
+
+    @Test("a test without an expectation fails: it could not fail otherwise")
+    func noExpectation() {
+        let run = Self.run("""
+        test "nothing expected" {
+          2026-01-01 alice: speeding
+        }
+        """)
+        #expect(!run.outcomes[0].passed)
+        #expect(run.outcomes[0].details == ["policy.rules:6: this test has no `expect`, so it cannot fail; say what the events should lead to"])
+    }
+
+    @Test("two tests of one name: the second fails and points at the first")
+    func duplicateNames() {
+        let run = Self.run("""
+        test "same" {
+          2026-01-01 alice: speeding
+          expect alice score == 95
+        }
+        test "same" {
+          2026-01-01 bob: speeding
+          expect bob score == 95
+        }
+        """)
+        #expect(run.outcomes.map(\.passed) == [true, false])
+        #expect(run.outcomes[1].details == [#"policy.rules:10: another test is named "same" (policy.rules:6); give each test its own name"#])
     }
 
     @Test("a policy that does not compile fails its tests")

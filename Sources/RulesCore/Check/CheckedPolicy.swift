@@ -130,6 +130,9 @@ struct CheckedPolicy: Sendable {
     var stateRules: [CheckedStateRule] = []
     var buffers: [WindowBufferSpec] = []
     var bufferWindows: [Int64] = []
+    /// Where each buffer was first asked for: a `count(…)`/`sum(…)`, or a
+    /// counted rule (notes about values a buffer skipped point here).
+    var bufferSpans: [Span] = []
     var hasDeclarations = false
     /// Positions in `stateRules` of the rules on a cycle (an error).
     var cycle: Set<Int> = []

@@ -320,7 +320,7 @@ struct Checker {
         }
         if let count = checked.count {
             checked.counterBuffer = buffer(WindowBufferSpec(event: event, condition: checked.condition, field: nil,
-                                                            cap: count - 1), window: checked.window ?? 0)
+                                                            cap: count - 1), window: checked.window ?? 0, at: rule.span)
         }
         for effect in rule.effects {
             if let e = checkEffect(effect, scope: .event(event)) { checked.effects.append(e) } else { ok = false }
@@ -421,7 +421,7 @@ struct Checker {
         return false
     }
 
-    private mutating func buffer(_ spec: WindowBufferSpec, window: Int64) -> Int {
+    private mutating func buffer(_ spec: WindowBufferSpec, window: Int64, at span: Span) -> Int {
         if let id = bufferIds[spec] {
             policy.bufferWindows[id] = max(policy.bufferWindows[id], window)
             return id
@@ -429,6 +429,7 @@ struct Checker {
         bufferIds[spec] = policy.buffers.count
         policy.buffers.append(spec)
         policy.bufferWindows.append(window)
+        policy.bufferSpans.append(span)
         return policy.buffers.count - 1
     }
 
@@ -622,7 +623,7 @@ struct Checker {
             condIR = ir
         }
         guard let w = constantDuration(window, what: "the window") else { return nil }
-        let id = buffer(WindowBufferSpec(event: eventId, condition: condIR, field: fieldId, cap: nil), window: w)
+        let id = buffer(WindowBufferSpec(event: eventId, condition: condIR, field: fieldId, cap: nil), window: w, at: span)
         return (.aggregate(buffer: id, window: w, sum: field != nil), .number)
     }
 

@@ -202,7 +202,7 @@ public enum Checkpoint {
             let failures = try r.int()
             for _ in 0..<failures {
                 let rule = try r.int(), kind = try r.int(), field = try r.int(), count = try r.int(), first = try r.int()
-                guard rule < program.policy.eventRules.count + program.policy.stateRules.count else {
+                guard rule < program.aggregateNote(program.policy.buffers.count) else {
                     throw Failure(description: "a note names an unknown rule")
                 }
                 let failure: EvalFailure

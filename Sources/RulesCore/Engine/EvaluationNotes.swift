@@ -27,12 +27,15 @@ extension Engine {
         }.map { key, stat in
             let span = program.ruleSpan(key.rule)
             let (file, line, _) = sources.location(span)
-            let isState = key.rule >= program.policy.eventRules.count
-            let verb = isState ? "was taken as not holding" : "did not fire"
+            let isAggregate = key.rule >= program.aggregateNoteBase
+            let isState = !isAggregate && key.rule >= program.policy.eventRules.count
+            let verb = isState ? "was taken as not holding" : isAggregate ? "left out" : "did not fire"
             let times = isState ? (stat.count == 1 ? "once" : "\(stat.count) times")
+                : isAggregate ? (stat.count == 1 ? "1 event" : "\(stat.count) events")
                 : (stat.count == 1 ? "on 1 event" : "on \(stat.count) events")
             let first = stat.firstLine > 0 ? "first on line \(stat.firstLine) of the stream" : "in the final report"
-            return "rule at \(file):\(line) \(verb) \(times): \(key.failure.describe(fields: program.policy.fields)) (\(first))"
+            let what = isAggregate ? "`\(sources.files[span.file].text(span))`" : "rule"
+            return "\(what) at \(file):\(line) \(verb) \(times): \(key.failure.describe(fields: program.policy.fields)) (\(first))"
         }
     }
 }

@@ -138,10 +138,17 @@
     }
 
     /// The rule with global index `i`: event rules first, then state rules
-    /// in graph order.
+    /// in graph order, then (for notes) the aggregates' buffers.
     func ruleSpan(_ i: Int) -> Span {
-        i < policy.eventRules.count ? policy.eventRules[i].ast.span : policy.stateRules[i - policy.eventRules.count].ast.span
+        if i < policy.eventRules.count { return policy.eventRules[i].ast.span }
+        if i < aggregateNoteBase { return policy.stateRules[i - policy.eventRules.count].ast.span }
+        return policy.bufferSpans[i - aggregateNoteBase]
     }
+
+    /// Notes about events an aggregate skipped are kept beside the rules'
+    /// own, numbered after every rule.
+    var aggregateNoteBase: Int { policy.eventRules.count + policy.stateRules.count }
+    @inline(__always) func aggregateNote(_ buffer: Int) -> Int { aggregateNoteBase + buffer }
 }
 
 /// A class so that the engine's loops hold one reference per rule, not a

@@ -18,6 +18,9 @@ final class Tracer {
     private(set) var holdingSince: [Int: [Int: Int64]] = [:]
     private var checkedUntil: [Int: Int64] = [:]
     private var before: Int64 = 0
+    /// What event rules had in force (end per slot) before this event: a
+    /// lift of something not in force is not a change, so not a record.
+    private var endsBefore: [Int64] = []
     private var buffer: [UInt8] = []
     /// Only this person's changes, when set (for one person's page).
     private let only: [UInt8]?
@@ -48,6 +51,7 @@ final class Tracer {
     /// Before an event: what time alone changed since the person's last one.
     func before(person: Int, isNew: Bool, time: Int64, engine: Engine) {
         if let only, !engine.people.key(person).elementsEqual(only) { return }
+        endsBefore = (0..<engine.store.slotCount).map { engine.store.end(person, $0) }
         if isNew {
             record(engine, person, line: engine.context.line, time: time, rule: nil,
                    fields: #""effect":"new","score_after":\#(engine.store.score(person))"#)
@@ -63,6 +67,7 @@ final class Tracer {
         if let only, !engine.people.key(person).elementsEqual(only) { return }
         let line = engine.context.line
         var running = before
+        var inForce = endsBefore.map { $0 > time }
         for (rule, change) in engine.fired {
             // One score record per rule: its changes, each rounded, summed.
             if rule.effects.contains(where: { if case .score = $0 { return true }; return false }) {
@@ -75,12 +80,14 @@ final class Tracer {
                 switch effect {
                 case .score: continue
                 case .set(let slot, let duration):
+                    inForce[slot] = true
                     let (kind, name) = describe(slot: slot)
                     let until = duration.map { JSONWriter.quoted(Timestamp.format(Timestamp.adding(time, $0))) } ?? "null"
                     record(engine, person, line: line, time: time, rule: rule.index,
                            fields: #""effect":"\#(kind)","name":\#(name),"until":\#(until)"#)
                 case .lift(let slot):
-                    guard slot >= 0 else { continue }
+                    guard slot >= 0, inForce[slot] else { continue }
+                    inForce[slot] = false
                     let (kind, name) = describe(slot: slot)
                     let verb = kind == "flag" ? "clear" : kind == "deny" ? "allow" : "revoke"
                     record(engine, person, line: line, time: time, rule: rule.index, fields: #""effect":"\#(verb)","name":\#(name)"#)

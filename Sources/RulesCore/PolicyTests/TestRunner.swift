@@ -45,9 +45,17 @@ public struct RuleSite: Sendable, Hashable {
         let rules = ruleSites(program)
         var covered: Set<RuleSite> = []
         var outcomes: [TestOutcome] = []
+        var names: [String: Span] = [:]
         for test in tests {
             var runner = SingleTest(program: program, sources: result.sources, rules: rules)
-            let outcome = runner.run(test)
+            var outcome = runner.run(test)
+            // Two tests of one name cannot be told apart in the output.
+            if let first = names[test.name] {
+                outcome.passed = false
+                outcome.details.append("\(location(result.sources, test.span)): another test is named \"\(test.name)\" (\(location(result.sources, first))); give each test its own name")
+            } else {
+                names[test.name] = test.span
+            }
             covered.formUnion(runner.fired.map { rules[$0] })
             outcomes.append(outcome)
         }
@@ -105,6 +113,10 @@ private struct SingleTest {
             case .event(let e): apply(e)
             case .expect(let x): check(x)
             }
+        }
+        // A test that expects nothing passes whatever the rules do.
+        if !test.steps.contains(where: { if case .expect = $0 { return true }; return false }) {
+            problems.append("\(at(test.span)): this test has no `expect`, so it cannot fail; say what the events should lead to")
         }
         return TestOutcome(name: test.name, location: PolicyTests.location(sources, test.span),
                            passed: problems.isEmpty, details: problems)
@@ -177,7 +189,12 @@ private struct SingleTest {
     }
 
     private mutating func personState(_ person: Name, _ time: Int64) -> PersonReport? {
-        if let state = engine.state(of: person.text, at: time) { return state }
+        if let state = engine.state(of: person.text, at: time) {
+            // A `while` rule may start holding through time alone (a window
+            // emptying, a flag expiring): seen here, it counts as covered.
+            fired.formUnion(engine.stateRulesHolding(person.text, at: time))
+            return state
+        }
         let help = Suggest.help(for: person.text, among: timeline.people) ?? "give them an event first"
         problems.append("\(at(person.span)): `\(person.text)` had no event in this test; \(help)")
         return nil

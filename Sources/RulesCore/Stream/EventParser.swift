@@ -5,8 +5,10 @@
 struct EventParser {
     struct Parsed {
         var person: UnsafeBufferPointer<UInt8>
+        /// nil: a type no rule or declaration names (`type` says which).
         var event: Int?
         var time: Int64
+        var type: UnsafeBufferPointer<UInt8>
     }
 
     enum Outcome {
@@ -118,7 +120,7 @@ struct EventParser {
         guard let person else { throw Reject(reason: "missing \"citizen\"") }
         guard let type else { throw Reject(reason: "missing \"type\"") }
         guard let time else { throw Reject(reason: "missing \"time\"") }
-        return Parsed(person: person, event: eventTable._withUnsafeGuaranteedRef { $0.find(type) }, time: time)
+        return Parsed(person: person, event: eventTable._withUnsafeGuaranteedRef { $0.find(type) }, time: time, type: type)
     }
 
     /// Where the id starts in a line that `leadingPerson` accepts.

@@ -12,6 +12,9 @@ public struct RunSummary: Sendable {
     public var ignoredAfterAsOf = 0
     /// Blank lines, counted apart.
     public var blank = 0
+    /// Applied events of a type no rule or declaration names, by type: they
+    /// change nothing but the person's presence, and the summary says so.
+    public var unknownTypes: [String: Int] = [:]
     /// Set when reading the stream failed.
     public var readError: String? = nil
     /// Set when `maxRejects` stopped the run: the line of the rejection
@@ -22,6 +25,18 @@ public struct RunSummary: Sendable {
 
     /// Lines taken from the stream, blank ones included.
     public var lines: Int { read + blank }
+
+    mutating func countUnknown(_ type: UnsafeBufferPointer<UInt8>) {
+        unknownTypes[String(decoding: type, as: UTF8.self), default: 0] += 1
+    }
+
+    /// `; 3 of a type no rule names: parking (2), jaywalking (1)`, or "".
+    public var unknownTypesNote: String {
+        if unknownTypes.isEmpty { return "" }
+        let total = unknownTypes.values.reduce(0, +)
+        let list = unknownTypes.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { "\($0.key) (\($0.value))" }
+        return "; \(total) of a type no rule names: " + list.joined(separator: ", ")
+    }
 }
 
 /// A line that was not applied, and why.
@@ -110,6 +125,7 @@ public struct Rejection: Sendable {
                     if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = number; break loop }
                 } else {
                     summary.applied += 1
+                    if e.event == nil { summary.countUnknown(e.type) }
                     if watched {
                         watch!.record(engine, line: line, origin: "\(streamName):\(number)", time: e.time, before: before)
                     }

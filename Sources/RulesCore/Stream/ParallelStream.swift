@@ -134,6 +134,7 @@ import Darwin
             summary.applied += w.summary.applied
             summary.rejected += w.summary.rejected
             summary.ignoredAfterAsOf += w.summary.ignoredAfterAsOf
+            summary.unknownTypes.merge(w.summary.unknownTypes, uniquingKeysWith: +)
             rejections += w.rejections
         }
         rejections.sort { $0.0.line < $1.0.line }
@@ -523,6 +524,7 @@ import Darwin
                     reject(reason, line, number)
                 } else {
                     summary.applied += 1
+                    if e.event == nil { summary.countUnknown(e.type) }
                 }
             }
         }
