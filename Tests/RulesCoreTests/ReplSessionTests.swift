@@ -24,6 +24,46 @@ struct ReplSessionTests {
         })
     }
 
+    @Test("`use \"file\"` typed at the prompt loads the file, like :load")
+    func typedUse() {
+        let s = Self.session(["mine.rules": "a → +1\n"])
+        let reply = s.handle(#"use "mine.rules""#)
+        #expect(reply.out == "loaded 1 file: 1 statements\n", "\(reply.err)")
+        #expect(s.handle("2026-01-01 x: a").err == "")
+        #expect(s.handle(":state x").out.contains("score 1"))
+    }
+
+    @Test("a command on its own line ends an unfinished statement instead of being swallowed")
+    func commandEndsOpenInput() {
+        #expect(!ReplSession.needsMore("test \"t\" {\n:quit"))
+        #expect(ReplSession.needsMore("test \"t\" {\n  2026-01-01 x: a"))
+        let s = Self.session()
+        let reply = s.handle("test \"t\" {\n  2026-01-01 x: a\n:quit")
+        #expect(reply.quit)
+        #expect(reply.err == "dropped the unfinished input before :quit\n")
+    }
+
+    @Test("a typed test block runs at once against the session's rules")
+    func typedTest() {
+        let s = Self.session()
+        _ = s.handle("a → +2")
+        let pass = s.handle("test \"two\" {\n  2026-01-01 x: a\n  expect x score == 2\n}")
+        #expect(pass.out == "ok    two\n", "\(pass.err)")
+        let fail = s.handle("test \"three\" {\n  2026-01-01 x: a\n  expect x score == 3\n}")
+        #expect(fail.out.hasPrefix("FAIL  three\n"))
+        #expect(fail.out.contains("expected: score == 3"))
+    }
+
+    @Test(":save keeps comments, the `# rules: allow` lines among them")
+    func saveKeepsComments() throws {
+        let files = Files()
+        let s = Self.session(written: files)
+        _ = s.handle("# why this rule exists\na → flag f for 1 day  # trailing\n# rules: allow W0509\n2 a within 7 days → flag f for 1 day")
+        #expect(s.handle(":save out.rules").out == "saved 2 statements to out.rules\n")
+        let saved = try #require(files.written["out.rules"])
+        #expect(saved == "# Saved from `rules repl`.\n\n# why this rule exists\na → flag f for 1 day  # trailing\n# rules: allow W0509\n2 a within 7 days → flag f for 1 day\n")
+    }
+
     @Test("a new user's session: load, a typo with its caret, the fix, events, expiry, explain, save")
     func walkthrough() throws {
         let files = Files()

@@ -43,8 +43,10 @@
 
     /// True while `text` is an unfinished statement: it ends with `→`, `,`,
     /// an operator, `and`/`or`, or leaves a bracket open.
+    /// A `:command` on a line of its own is never taken as more of an
+    /// unfinished statement: `:quit` always quits.
     public static func needsMore(_ text: String) -> Bool {
-        if text.trimmingCharacters(in: " \t\n").hasPrefix(":") { return false }
+        if lastLine(text).hasPrefix(":") { return false }
         let (tokens, _) = Lexer.tokenize(SourceFile(name: "", text: text), file: 0)
         var depth = 0
         var last: TokenKind? = nil
@@ -63,8 +65,25 @@
         let text = input.trimmingCharacters(in: " \t\r\n")
         if text.isEmpty { return Reply() }
         if text.hasPrefix(":") { return command(text) }
+        let last = Self.lastLine(text)
+        if last.hasPrefix(":") {
+            // A command typed while a statement was still open: the open
+            // statement is dropped, and said so, rather than the command
+            // being swallowed as part of it.
+            var reply = Reply(err: "dropped the unfinished input before \(last.split(separator: " ")[0])\n")
+            let then = command(last)
+            reply.out += then.out
+            reply.err += then.err
+            reply.quit = then.quit
+            return reply
+        }
         if Self.startsWithTime(text) { return event(text) }
         return addRules(text)
+    }
+
+    static func lastLine(_ text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        return (lines.last.map(String.init) ?? "").trimmingCharacters(in: " \t\r")
     }
 
     private static func startsWithTime(_ text: String) -> Bool {
@@ -106,9 +125,16 @@
     }
 
     private func addRules(_ text: String) -> Reply {
+        var reply = Reply()
+        // `use "file.rules"` typed here loads the file, as `:load` does.
+        let (statements, _) = Parser.parse(SourceFile(name: "<typed>", text: text + "\n"), file: 0)
+        let uses = statements.compactMap { s -> String? in if case .use(let path, _) = s { return path }; return nil }
+        if !uses.isEmpty {
+            reply = load(uses)
+            if statements.allSatisfy({ if case .use = $0 { return true }; return false }) { return reply }
+        }
         typedCount += 1
         let file = SourceFile(name: "<typed \(typedCount)>", text: text + "\n")
-        var reply = Reply()
         let r = recompile(files + [file], &reply)
         guard r.program != nil else {
             typedCount -= 1
@@ -116,8 +142,21 @@
             return reply
         }
         files.append(file)
-        let added = r.statements.filter { $0.span.file == files.count - 1 }.count
-        reply.out += "added \(added == 1 ? "1 statement" : "\(added) statements") (\(statementCount) in all)\n"
+        let index = files.count - 1
+        // A typed `test` block runs at once, on a fresh engine with the
+        // session's rules; it is not part of the policy.
+        let tests = PolicyTests.run(r, testsIn: index)
+        for outcome in tests.outcomes {
+            reply.out += "\(outcome.passed ? "ok  " : "FAIL")  \(outcome.name)\n"
+            for detail in outcome.details { reply.out += "      " + detail.replacing("\n", with: "\n      ") + "\n" }
+        }
+        let added = r.statements.filter { s in
+            if case .test = s { return false }
+            return s.span.file == index
+        }.count
+        if added > 0 || tests.outcomes.isEmpty {
+            reply.out += "added \(added == 1 ? "1 statement" : "\(added) statements") (\(statementCount) in all)\n"
+        }
         return reply
     }
 
@@ -152,6 +191,20 @@
 
     private func source(_ s: Statement) -> String {
         result.sources.files[s.span.file].text(s.span)
+    }
+
+    /// The whole lines a statement stands on (its trailing comment too),
+    /// with the comment lines right above it: `:save` keeps what the author
+    /// wrote, `# rules: allow` lines included. Lines already written (two
+    /// statements on one line) are not written again.
+    private func sourceWithComments(_ s: Statement, skipping written: inout Set<[Int]>) -> String {
+        let file = result.sources.files[s.span.file]
+        let first = file.line(of: s.span.start), last = file.line(of: max(s.span.start, s.span.end - 1))
+        var start = first
+        while start > 1, file.lineText(start - 1).trimmingCharacters(in: " \t").hasPrefix("#") { start -= 1 }
+        var text = ""
+        for l in start...last where written.insert([s.span.file, l]).inserted { text += file.lineText(l) + "\n" }
+        return text
     }
 
     // MARK: - Events
@@ -366,9 +419,10 @@
     private func save(_ path: String) -> Reply {
         var text = "# Saved from `rules repl`.\n"
         var lastFile = -1
+        var written: Set<[Int]> = []
         for s in numbered {
             if s.span.file != lastFile { text += "\n"; lastFile = s.span.file }
-            text += source(s) + "\n"
+            text += sourceWithComments(s, skipping: &written)
         }
         if let error = write(path, Array(text.utf8)) { return Reply(err: "cannot write \(path): \(error)\n") }
         return Reply(out: "saved \(statementCount) statements to \(path)\n")
