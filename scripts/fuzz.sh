@@ -50,7 +50,15 @@ status=0
 for target in "${targets[@]}"; do
     corpus=$(seed "$target")
     log="$out/$target.log"
-    if RULES_FUZZ_TARGET="$target" "$binary" "$corpus" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    # The language's and the streams' words and boundary values (durations
+    # at 292 and 1000 years, 1e308, 2^53, 2^63, -0, dates 0001 and 9999,
+    # offsets ±14:00, lone surrogates, duplicate keys).
+    dict=()
+    case "$target" in
+        policy) dict=(-dict=Fuzz/policy.dict) ;;
+        stream|engine) dict=(-dict=Fuzz/stream.dict) ;;
+    esac
+    if RULES_FUZZ_TARGET="$target" "$binary" "$corpus" "${dict[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -max_len=65536 -artifact_prefix="$out/findings/$target-" -print_final_stats=1 > "$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         echo "fuzz $target: $runs executions in ${seconds}s, no finding"

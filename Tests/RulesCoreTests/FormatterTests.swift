@@ -130,6 +130,13 @@ struct FormatterTests {
         #expect(checked > 200)
     }
 
+    @Test("score settings: a sign after `min`, `max` and `starts at`, and constants as values")
+    func settings() throws {
+        let text = "let base = 5\nscore starts at -base, min -9_000_000_000_000_000, max base * 2\n"
+        #expect(try Self.formatted(text) == text)
+        #expect(try Self.formatted("score  max -1 ,min  -3\n") == "score max -1, min -3\n")
+    }
+
     @Test("a file with syntax errors is refused with its errors")
     func refusesSyntaxErrors() {
         guard case .syntaxErrors(let errors) = Formatter.format("speeding → → -5\n") else {

@@ -262,8 +262,13 @@ struct Checker {
                 }
                 seen[part.kind] = part.span
                 guard let n = constantNumber(part.value, what: "`score \(part.kind.rawValue)`") else { continue }
-                guard n == n.rounded(), abs(n) <= 9e15 else {
+                guard n == n.rounded() else {
                     report(.badScoreBounds, "the score is a whole number; `\(part.kind.rawValue)` must be one too", at: part.value.span)
+                    continue
+                }
+                guard abs(n) <= Double(Arithmetic.scoreLimit) else {
+                    report(.badScoreBounds, "the score stays within ±9,000,000,000,000,000; `\(part.kind.rawValue)` is beyond that",
+                           at: part.value.span)
                     continue
                 }
                 switch part.kind {

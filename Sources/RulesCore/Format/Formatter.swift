@@ -184,6 +184,7 @@ private struct Printer {
     /// operator: it follows nothing that could end an operand.
     private func isSign(_ i: Int) -> Bool {
         guard i > 0, !statementEnds.contains(i - 1) else { return true }
+        if isSettingWord(i - 1) { return true }  // `score min -10`
         switch tokens[i - 1].kind {
         case .name, .number, .duration, .string, .time, .rparen, .rbracket, .rbrace,
              .keyword(.score), .keyword(.true), .keyword(.false):
@@ -191,6 +192,16 @@ private struct Printer {
         default:
             return true
         }
+    }
+
+    /// `starts at`, `min` or `max` of a `score` statement: the lexer makes
+    /// them names there, and a value follows them.
+    private func isSettingWord(_ i: Int) -> Bool {
+        guard case .name(let word) = tokens[i].kind, ["starts_at", "min", "max"].contains(word) else { return false }
+        var k = i - 1
+        while k >= 0, !statementEnds.contains(k) { k -= 1 }
+        return tokens.indices.contains(k + 1) && tokens[k + 1].kind == .keyword(.score)
+            && (k + 1 == i - 1 || tokens[i - 1].kind == .comma)
     }
 
     private func text(of token: Token) -> String {

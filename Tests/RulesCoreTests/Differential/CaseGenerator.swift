@@ -225,7 +225,7 @@ struct CaseGenerator {
             for f in Self.numberFields where rng.chance(declared ? 92 : 70) {
                 fields.append("\"\(f)\":\(rng.chance(5) ? "\"7\"" : (rng.chance(4) ? rng.pick(["1e300", "-1e300", "9007199254740993", "-0"]) : rng.pick(["0", "1", "2", "2.5", "-3", "7", "0.1", "-2.5", "3"])))")
             }
-            if rng.chance(declared ? 92 : 50) { fields.append("\"s\":\(rng.pick(["\"u\"", "\"\"", "\"\\u00e9\"", "\"e\\u0301\""]))") }
+            if rng.chance(declared ? 92 : 50) { fields.append("\"s\":\(rng.pick(["\"u\"", "\"\"", "\"\\u00e9\"", "\"e\\u0301\"", "\"\\ud83d\\ude00\"", "\"\\ud800\""]))") }
             if rng.chance(declared ? 92 : 50) { fields.append("\"ok\":\(rng.pick(["true", "false"]))") }
             if rng.chance(5) { fields.append("\"f\":\(rng.pick(["true", "false"]))") }  // a key named like a flag
             if rng.chance(3) { fields.append("\"x\":1") }  // a duplicate of a read field

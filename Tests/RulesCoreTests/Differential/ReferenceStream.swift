@@ -162,18 +162,14 @@ enum ReferenceStream {
                     case UInt8(ascii: "t"): out.append(9)
                     case UInt8(ascii: "u"):
                         guard var code = hex4() else { return nil }
-                        if (0xD800..<0xDC00).contains(code), i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"),
-                           bytes[i + 1] == UInt8(ascii: "u") {
-                            let save = i
+                        if (0xD800..<0xDC00).contains(code) {
+                            guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else { return nil }
                             i += 2
-                            if let low = hex4(), (0xDC00..<0xE000).contains(low) {
-                                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                            } else {
-                                i = save
-                            }
+                            guard let low = hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
+                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                         }
-                        // A lone surrogate is not a character: U+FFFD stands in.
-                        let scalar = Unicode.Scalar(code) ?? "\u{FFFD}"
+                        // A lone surrogate is not a character: the line is rejected.
+                        guard let scalar = Unicode.Scalar(code) else { return nil }
                         out += Array(String(Character(scalar)).utf8)
                     default: return nil
                     }
