@@ -3,7 +3,7 @@
 # policies and streams, each run through the reference and through every
 # way the project runs a policy — one thread, --jobs 2, a checkpoint
 # resumed at a random line, the closures build, the library API, the test
-# runner — and, for every 10th case, the release binary's own `rules run`,
+# runner, the REPL — and, for every 10th case, the release binary's own `rules run`,
 # `--jobs 2`, `--state`/`--resume` and `--checkpoint-every`.
 # A difference fails with a minimised repro and the seed that replays it.
 #

@@ -5,7 +5,7 @@ import Testing
 /// The engine against the reference model, on random policies and streams,
 /// through every way the project runs a policy in-process: one thread,
 /// `--jobs 2`, a checkpoint taken at a random line and resumed, the
-/// closures build, and the public library API. `swift test` runs a few
+/// closures build, the public library API, the test runner and the REPL. `swift test` runs a few
 /// seconds of it; `scripts/difftest.sh SECONDS` runs longer (the binary's
 /// own paths included). A difference fails with a minimised repro.
 @Suite("Differential: engine against the reference model")
@@ -122,6 +122,7 @@ enum Differential {
         }
         if asOf == nil {
             ways.append(("rules test", { testRunner(c, program: program) }))
+            ways.append(("rules repl", { repl(c) }))
         }
         // The binary's own paths (arguments, files, the checkpoint file),
         // for every 10th case when asked: `scripts/difftest.sh` asks.
@@ -225,23 +226,33 @@ enum Differential {
     /// every person's score, flags, denials and grants as the reference
     /// reports them. The report it returns is the reference's own when the
     /// test passes, and the failure otherwise.
-    static func testRunner(_ c: GeneratedCase, program: Program) -> (String, [Int]?) {
-        guard let full = reference(c) else { return ("(no reference)", nil) }
+    /// The lines of a case the reference applied (of types the policy
+    /// knows), as event literals — what a test block and the REPL take —
+    /// with the reference's model of just those lines.
+    static func literals(_ c: GeneratedCase) -> (model: ReferenceModel, literals: [String])? {
+        guard let full = reference(c) else { return nil }
         let applied = Set(full.people.values.flatMap { $0.filter { $0.event.type != nil }.map(\.event.line) })
         var sub = c
         sub.lines = c.lines.enumerated().filter { applied.contains($0.offset + 1) }.map(\.element)
-        guard let model = reference(sub) else { return ("(no reference)", nil) }
-        if model.people.isEmpty { return ("(skip)", nil) }  // a test must expect something
-        var block = "test \"generated\" {\n"
+        guard let model = reference(sub) else { return nil }
+        var literals: [String] = []
         for (k, line) in sub.lines.enumerated() {
             guard let parsed = ReferenceStream.parse(Array(line.utf8), readFields: []),
                   let applied = model.people[parsed.person]?.first(where: { $0.event.line == k + 1 }) else { continue }
-            // A test names only declared fields (an undeclared one is an
+            // A literal names only declared fields (an undeclared one is an
             // error there; a stream ignores it).
             let declared = applied.event.type.flatMap { model.policy.events[$0].declared }.map { Set($0.map { model.policy.fields[$0.field] }) }
             let fields = applied.event.fields.filter { declared?.contains($0.key) ?? true }.sorted { $0.key < $1.key }.map { "\($0.key): \(literal($0.value))" }
-            block += "  \(Timestamp.format(parsed.time)) \(ReferenceStream.quote(parsed.person)): \(parsed.type) { \(fields.joined(separator: ", ")) }\n"
+            literals.append("\(Timestamp.format(parsed.time)) \(ReferenceStream.quote(parsed.person)): \(parsed.type) { \(fields.joined(separator: ", ")) }")
         }
+        return (model, literals)
+    }
+
+    static func testRunner(_ c: GeneratedCase, program: Program) -> (String, [Int]?) {
+        guard let full = reference(c), let (model, literals) = literals(c) else { return ("(no reference)", nil) }
+        if model.people.isEmpty { return ("(skip)", nil) }  // a test must expect something
+        var block = "test \"generated\" {\n"
+        for literal in literals { block += "  \(literal)\n" }
         for id in model.people.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let line = model.report().split(separator: "\n").first(where: { $0.hasPrefix("{\"citizen\":\(ReferenceStream.quote(id)),") }),
                   let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
@@ -260,6 +271,32 @@ enum Differential {
             return ("(the test failed)\n\(block)\(details)\n\(result.errors.map(\.message))\n", nil)
         }
         return (full.report(), nil)
+    }
+
+    /// The REPL's way in: the policy files loaded, the applied lines typed
+    /// as event literals, then `:state`, which must show the reference's
+    /// report line for line.
+    static func repl(_ c: GeneratedCase) -> (String, [Int]?) {
+        guard let full = reference(c), let (model, literals) = literals(c) else { return ("(no reference)", nil) }
+        if model.people.isEmpty { return ("(skip)", nil) }
+        let files = Dictionary(uniqueKeysWithValues: c.files.enumerated().map { ("policy\($0.offset + 1).rules", $0.element) })
+        let session = ReplSession(loader: PolicyLoader(read: { path in
+            files[path].map { .success(Array($0.utf8)) } ?? .failure(PolicyLoader.ReadError("no such file"))
+        }), write: { _, _ in nil })
+        let loaded = session.load(files.keys.sorted())
+        guard loaded.out.hasPrefix("loaded") else { return ("(the REPL did not load the policy)\n\(loaded.err)", nil) }
+        for literal in literals {
+            let reply = session.handle(literal)
+            if reply.err.contains("error") || reply.err.contains("rejected") { return ("(the REPL refused \(literal))\n\(reply.err)", nil) }
+        }
+        let shown = session.handle(":state").out
+        var expected = ""
+        for line in model.report().split(separator: "\n") {
+            guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            func list(_ key: String) -> String { "[" + (json[key] as! [String]).joined(separator: ", ") + "]" }
+            expected += "\(json["citizen"]!)  score \(json["score"]!)  flags \(list("flags"))  denied \(list("denied"))  granted \(list("granted"))\n"
+        }
+        return (shown == expected ? full.report() : "(the REPL showed)\n\(shown)(the reference, as the REPL shows it)\n\(expected)", nil)
     }
 
     static func literal(_ v: ReferenceModel.Value) -> String {
