@@ -17,6 +17,8 @@ struct SilencesTests {
         #expect(summary.applied == 4)
         #expect(summary.unknownTypes == ["speding": 2, "parking": 1])
         #expect(summary.unknownTypesNote == "; 3 of a type no rule names: speding (2), parking (1)")
+        let library = RulesEngine(policy: try Policy.compile("speeding → -5\n"))
+        #expect(library.apply(ndjson: stream).summary.unknownTypes == ["speding": 2, "parking": 1])
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let policy = dir.appendingPathComponent("p.rules").path

@@ -113,15 +113,22 @@ public final class RulesEngine {
             summary.read += 1
             var person: String? = nil
             switch apply(line: line, text: String(decoding: line, as: UTF8.self), person: &person) {
-            case .applied: summary.applied += 1
+            case .applied:
+                summary.applied += 1
+                if let type = lastUnknownType { summary.unknownTypes[type, default: 0] += 1 }
             case .rejected(let reason): reject(reason)
             }
         }
         return (summary, rejections)
     }
 
+    /// The type of the last line applied, when no rule or declaration
+    /// names it (the summary counts those by type).
+    private var lastUnknownType: String? = nil
+
     private func apply(line: UnsafeBufferPointer<UInt8>, text: String, person who: inout String?) -> Outcome {
         sequence += 1
+        lastUnknownType = nil
         engine.beginEvent(line: sequence)
         switch parser.parse(line, into: engine) {
         case .rejected(let reason): return .rejected(reason: reason)
@@ -130,6 +137,7 @@ public final class RulesEngine {
             who = person
             let before = timeline == nil ? 0 : (engine.score(of: e.person) ?? policy.program.policy.startScore)
             if let reason = engine.apply(person: e.person, event: e.event, time: e.time) { return .rejected(reason: reason) }
+            if e.event == nil { lastUnknownType = String(decoding: e.type, as: UTF8.self) }
             let sites = policy.rules
             let fired = engine.fired.map { FiredRule(rule: sites[$0.rule.index], scoreChange: $0.amounts) }
             if timeline != nil {
