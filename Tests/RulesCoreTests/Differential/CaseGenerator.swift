@@ -1,4 +1,5 @@
 import Foundation
+@_spi(Tooling) @testable import RulesCore
 
 /// A deterministic generator (SplitMix64): the same seed, the same case.
 struct SeededRandom: RandomNumberGenerator {
@@ -265,15 +266,10 @@ struct CaseGenerator {
         }
     }
 
-    static func civil(_ z0: Int) -> (Int, Int, Int) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    /// The generator writes input, so it may use the engine's calendar; the
+    /// reference model reads times with its own.
+    static func civil(_ days: Int) -> (Int, Int, Int) {
+        let (y, m, d) = Timestamp.civil(fromDays: days)
+        return (y, m, d)
     }
 }
