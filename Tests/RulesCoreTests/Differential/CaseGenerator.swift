@@ -58,6 +58,9 @@ struct CaseGenerator {
     private var declared = false
     private var constants: [String] = []
     private var statements: [String] = []
+    /// How many `while` rules the policy gets (chosen first, so that event
+    /// rules may read the flags they hold).
+    private var stateRuleCount = 0
 
     init(seed: UInt64) {
         self.seed = seed
@@ -66,6 +69,7 @@ struct CaseGenerator {
 
     mutating func generate() -> GeneratedCase {
         declared = rng.chance(25)
+        stateRuleCount = rng.below(4)
         constants = rng.chance(50) ? ["k"] : []
         statements = []
         if rng.chance(60) { statements.append(settings()) }
@@ -83,7 +87,7 @@ struct CaseGenerator {
                 statements.append("\(count) \(t)\(rng.chance(30) ? " where " + condition(depth: 1) : "") within \(duration()) → \(effects())")
             }
         }
-        for k in 0..<rng.below(4) { statements.append(stateRule(k)) }
+        for k in 0..<stateRuleCount { statements.append(stateRule(k)) }
         // Every flag a rule reads is set by some rule (with declarations an
         // unknown name is an error, not a field).
         for flag in Self.eventFlags where statements.contains(where: { $0.contains(flag) })
@@ -153,7 +157,7 @@ struct CaseGenerator {
         let effect: String
         switch rng.below(3) {
         case 0: effect = "flag \(Self.stateFlags[k])"
-        case 1: effect = "deny \(rng.pick(Self.privileges))"
+        case 1: effect = "deny \(rng.pick(Self.privileges)), flag \(Self.stateFlags[k])"
         default: effect = "grant \(rng.pick(Self.privileges)), flag \(Self.stateFlags[k])"
         }
         return "while \(c) → \(effect)"
@@ -186,7 +190,11 @@ struct CaseGenerator {
         case 2: return "s == \(rng.pick(["\"u\"", "\"\"", "\"é\""]))"
         case 3: return rng.pick(["ok", "not ok", "ok == true"])
         case 4: return "x in [\(rng.pick(["1, 2", "0", "-3, 2.5, 7"]))]"
-        case 5: return "score \(rng.pick(["<", ">="])) \(rng.pick(["0", "50", "-3"]))"
+        case 5:
+            // A flag a `while` rule holds, as of the event (every w_k a
+            // state rule may set; the last one might set another).
+            if stateRuleCount > 1 && rng.chance(40) { return Self.stateFlags[rng.below(stateRuleCount - 1)] }
+            return "score \(rng.pick(["<", ">="])) \(rng.pick(["0", "50", "-3"]))"
         case 6: return "count(\(aggregateBody())) \(rng.pick([">=", "<"])) \(1 + rng.below(3))"
         default: return "\(numberExpr(depth: 1)) \(rng.pick(["<", "<=", ">", ">=", "==", "!="])) \(numberExpr(depth: 0))"
         }
@@ -201,7 +209,7 @@ struct CaseGenerator {
             }
         }
         switch rng.below(6) {
-        case 0, 1: return rng.pick(Self.numberFields)
+        case 0, 1: return rng.chance(10) ? "score" : rng.pick(Self.numberFields)
         case 2 where !constants.isEmpty: return rng.pick(constants)
         case 3: return "sum(\(rng.pick(Self.types)).x within \(duration()))"
         default: return rng.chance(3) ? "1_000_000_000_000_000_000" : rng.pick(["1", "2.5", "0", "3", "10", "0.5", "-2.5"])
