@@ -189,17 +189,20 @@ final class WindowBuffer {
         return lists[person].withUnsafeBufferPointer { Self.aggregate($0, now: now, window: window) }
     }
 
+    /// The values are added oldest first, as the language defines `sum`:
+    /// floating-point addition depends on the order (2.5 + 1e300 − 1e300 is
+    /// 0 that way, 2.5 the other), and the reference model found the
+    /// newest-first loop this replaced disagreeing with it.
     @inline(__always)
     private static func aggregate(_ list: UnsafeBufferPointer<Entry>, now: Int64, window: Int64) -> (count: Int, sum: Double) {
         let from = now &- window
+        var first = list.count
+        while first > 0 && list[first - 1].time > from { first -= 1 }
         var count = 0
         var sum = 0.0
-        var i = list.count - 1
-        while i >= 0 {
-            let e = list[i]
-            if e.time <= from { break }
-            if e.time <= now { count += 1; sum += e.value }
-            i -= 1
+        for k in first..<list.count where list[k].time <= now {
+            count += 1
+            sum += list[k].value
         }
         return (count, sum)
     }
