@@ -103,8 +103,15 @@ struct EventParser {
                         let what = b[valueStart] == UInt8(ascii: "{") ? "an object" : b[valueStart] == UInt8(ascii: "[") ? "an array" : "null"
                         throw Reject(reason: "field \(describeKey(b, keyStart)) is \(what); event fields are numbers, strings or booleans")
                     }
-                    let name = normalizeName(key)
-                    if let id = fieldTable._withUnsafeGuaranteedRef({ $0.find(name) }), !engine.setField(id, value) {
+                    // A key the policy reads is found as it is (policy names
+                    // have no spaces); only a key that is not is looked for
+                    // again as a name (`"speed limit"` is `speed_limit`).
+                    var id = fieldTable._withUnsafeGuaranteedRef({ $0.find(key) })
+                    if id == nil && key.contains(UInt8(ascii: " ")) {
+                        let name = normalizeName(key)
+                        id = fieldTable._withUnsafeGuaranteedRef({ $0.find(name) })
+                    }
+                    if let id, !engine.setField(id, value) {
                         throw Reject(reason: "duplicate key \(describeKey(b, keyStart))")
                     }
                 }
