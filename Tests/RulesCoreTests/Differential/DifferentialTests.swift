@@ -25,7 +25,9 @@ struct DifferentialTests {
         let start = Date()
         var seed = Self.firstSeed
         var stats = Differential.Stats()
-        while Date().timeIntervalSince(start) < Self.budget {
+        // The time budget, but never fewer than 40 cases (a loaded CI
+        // machine once managed 46 in 4 s).
+        while Date().timeIntervalSince(start) < Self.budget || stats.compared < 40 {
             var generator = CaseGenerator(seed: seed)
             let c = generator.generate()
             if Differential.compare(c, stats: &stats) != nil {
@@ -42,7 +44,9 @@ struct DifferentialTests {
             seed += 1
         }
         print("differential: \(stats.compared) cases agree (seeds \(Self.firstSeed)..<\(seed)); \(stats.skipped) policies did not check")
-        #expect(stats.compared > 50, "too few cases compared: \(stats.compared)")
+        // The generator means to write policies that check; if many do not,
+        // the test is comparing little.
+        #expect(stats.skipped * 10 <= stats.compared, "\(stats.skipped) of \(stats.compared + stats.skipped) generated policies did not check")
     }
 
     /// Issue 13's first bug, found again by the model: two counted rules on
