@@ -64,10 +64,9 @@ indirect enum IR: Sendable, Hashable {
     }
 }
 
-/// What an effect does to a flag or privilege.
-public enum TargetKind: String, Sendable {
-    /// A flag, a denied privilege, a granted privilege.
-    case flag, deny, grant
+extension CheckedPolicy {
+    /// The names of a kind's targets, by id: the flags, or the privileges.
+    func names(of kind: TargetKind) -> [String] { kind.isFlag ? flags : privileges }
 }
 
 enum CheckedEffect: Sendable {

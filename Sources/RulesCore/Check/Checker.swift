@@ -66,10 +66,12 @@ struct Checker {
         func note(_ effects: [Effect]) {
             for e in effects {
                 switch e.kind {
-                case .flag(let n, _): flagNames.insert(n.text); flagSetNames.insert(n.text)
+                case .set(let kind, let n, _) where kind.isFlag:
+                    flagNames.insert(n.text)
+                    flagSetNames.insert(n.text)
                     if flagsSetAt[n.text] == nil { flagsSetAt[n.text] = n.span }
-                case .clear(let n): flagNames.insert(n.text)
-                case .deny(let n, _), .grant(let n, _), .allow(let n), .revoke(let n): privilegeNames.insert(n.text)
+                case .set(let kind, let n, _), .lift(let kind, let n):
+                    if kind.isFlag { flagNames.insert(n.text) } else { privilegeNames.insert(n.text) }
                 case .score: break
                 }
             }
@@ -365,22 +367,18 @@ struct Checker {
                 report(.stateRuleChangesScore, "a `while` rule cannot change the score", at: effect.span,
                        help: "a state rule holds for a span of time, so it has no moment to add points at; change the score from an event rule")
                 ok = false
-            case .allow, .revoke, .clear:
+            case .lift:
                 report(.stateRuleLifts, "a `while` rule cannot lift anything: it holds its effects only while its condition holds",
                        at: effect.span, help: "negate the condition of the rule that sets it instead")
                 ok = false
-            case .deny(let n, let d), .grant(let n, let d), .flag(let n, let d):
+            case .set(let kind, let n, let d):
                 if let d {
                     report(.stateRuleTimed, "a `while` rule's effects last exactly as long as its condition; `for` is not allowed",
                            at: d.span, help: "remove `for …`")
                     ok = false
                     continue
                 }
-                switch effect.kind {
-                case .deny: effects.append((.deny, privilegeIds[n.text]!))
-                case .grant: effects.append((.grant, privilegeIds[n.text]!))
-                default: effects.append((.flag, flagIds[n.text]!))
-                }
+                effects.append((kind, targetId(kind, n)))
             }
         }
         if ir.isConstant, Folder.evaluate(ir) == .bool(false) {
@@ -407,16 +405,17 @@ struct Checker {
                 return nil
             }
             return .score(sign < 0 ? .unary(.negate, ir) : ir)
-        case .deny(let n, let d):
-            let (ok, v) = duration(d); return ok ? .set(.deny, name: privilegeIds[n.text]!, duration: v) : nil
-        case .grant(let n, let d):
-            let (ok, v) = duration(d); return ok ? .set(.grant, name: privilegeIds[n.text]!, duration: v) : nil
-        case .flag(let n, let d):
-            let (ok, v) = duration(d); return ok ? .set(.flag, name: flagIds[n.text]!, duration: v) : nil
-        case .allow(let n): return .lift(.deny, name: privilegeIds[n.text]!)
-        case .revoke(let n): return .lift(.grant, name: privilegeIds[n.text]!)
-        case .clear(let n): return .lift(.flag, name: flagIds[n.text]!)
+        case .set(let kind, let n, let d):
+            let (ok, v) = duration(d)
+            return ok ? .set(kind, name: targetId(kind, n), duration: v) : nil
+        case .lift(let kind, let n):
+            return .lift(kind, name: targetId(kind, n))
         }
+    }
+
+    /// The id of a flag or privilege that `collect` named.
+    private func targetId(_ kind: TargetKind, _ n: Name) -> Int {
+        kind.isFlag ? flagIds[n.text]! : privilegeIds[n.text]!
     }
 
     private mutating func expectBool(_ type: ValueType, _ span: Span) -> Bool {

@@ -21,15 +21,11 @@ struct Lints {
     }
 
     private func name(_ kind: TargetKind, _ id: Int) -> String {
-        (kind == .flag ? policy.flags[id] : policy.privileges[id]).replacing("_", with: " ")
+        policy.names(of: kind)[id].replacing("_", with: " ")
     }
 
     private static func word(_ kind: TargetKind, set: Bool) -> String {
-        switch kind {
-        case .flag: return set ? "flag" : "clear"
-        case .deny: return set ? "deny" : "allow"
-        case .grant: return set ? "grant" : "revoke"
-        }
+        set ? kind.setVerb : kind.liftVerb
     }
 
     // MARK: - W0507: effects that undo each other on the same events
@@ -41,7 +37,7 @@ struct Lints {
         // Only rules that fire together can contradict: group them first
         // (a pass over thousands of rules, not a comparison of every pair).
         // Nothing to find unless some target is both set and lifted.
-        func key(_ kind: TargetKind, _ id: Int) -> Int { id * 3 + (kind == .flag ? 0 : kind == .deny ? 1 : 2) }
+        func key(_ kind: TargetKind, _ id: Int) -> Int { id * TargetKind.allCases.count + kind.index }
         var set = Set<Int>(), lifted = Set<Int>()
         for rule in policy.eventRules {
             for effect in rule.effects {

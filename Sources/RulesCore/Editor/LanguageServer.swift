@@ -352,12 +352,14 @@ struct Analysis: Sendable {
             default: break
             }
             if inEffects, let prev = previous, case .keyword(let word) = prev {
-                switch word {
-                case .flag: kind = .flag; role = .set
-                case .clear: kind = .flag; role = .lift
-                case .deny, .grant: kind = .privilege; role = .set
-                case .allow, .revoke: kind = .privilege; role = .lift
-                default: kind = classify(name, events, flags, privileges, constants)
+                if let target = TargetKind(setVerb: word.rawValue) {
+                    kind = target.isFlag ? .flag : .privilege
+                    role = .set
+                } else if let target = TargetKind(liftVerb: word.rawValue) {
+                    kind = target.isFlag ? .flag : .privilege
+                    role = .lift
+                } else {
+                    kind = classify(name, events, flags, privileges, constants)
                 }
             } else if !inEffects, case .eventRule(let rule)? = owner?.statement, rule.event.span.start == token.span.start {
                 kind = .event

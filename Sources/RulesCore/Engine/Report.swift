@@ -5,6 +5,15 @@
     public var flags: [String]
     public var denied: [String]
     public var granted: [String]
+
+    /// The names held of one kind.
+    func names(of kind: TargetKind) -> [String] {
+        switch kind {
+        case .flag: return flags
+        case .deny: return denied
+        case .grant: return granted
+        }
+    }
 }
 
 extension Engine {
@@ -19,13 +28,15 @@ extension Engine {
         context.line = 0  // a failure here belongs to the report, not to a line
         context.evaluateStateRules()
         var flags: [Int] = [], denied: [Int] = [], granted: [Int] = []
-        for f in 0..<program.policy.flags.count where context.active(program.flagSlot[f]) || context.stateFlags[f] {
+        let flagSlots = program.slots[TargetKind.flag.index], denySlots = program.slots[TargetKind.deny.index]
+        let grantSlots = program.slots[TargetKind.grant.index]
+        for f in 0..<program.policy.flags.count where context.active(flagSlots[f]) || context.stateFlags[f] {
             flags.append(f)
         }
         for p in 0..<program.policy.privileges.count {
-            let isDenied = context.active(program.denySlot[p]) || context.stateDenied[p]
+            let isDenied = context.active(denySlots[p]) || context.stateDenied[p]
             if isDenied { denied.append(p) }
-            else if context.active(program.grantSlot[p]) || context.stateGranted[p] { granted.append(p) }
+            else if context.active(grantSlots[p]) || context.stateGranted[p] { granted.append(p) }
         }
         body(flags, denied, granted)
     }
@@ -132,8 +143,14 @@ final class ReportWriter {
     private let names: UnsafeMutableBufferPointer<UInt8>
     private let flagNames: [Range<Int>]
     private let privilegeNames: [Range<Int>]
+    /// The program's slot tables, one per kind, held here so that writing a
+    /// person's line retains none of them.
+    private let flagSlots: [Int], denySlots: [Int], grantSlots: [Int]
 
     init(program: Program, capacity: Int = 1 << 16) {
+        flagSlots = program.slots[TargetKind.flag.index]
+        denySlots = program.slots[TargetKind.deny.index]
+        grantSlots = program.slots[TargetKind.grant.index]
         var all: [UInt8] = []
         func add(_ name: String) -> Range<Int> {
             let start = all.count
@@ -203,24 +220,24 @@ final class ReportWriter {
         }
         put(#","score":"#)
         appendDecimal(engine.store.score(p))
-        let context = engine.context, program = engine.program
+        let context = engine.context
         context.focus(person: p, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line
         context.evaluateStateRules()
         put(#","flags":["#)
         var first = true
-        for f in flagNames.indices where context.active(program.flagSlot[f]) || context.stateFlags[f] {
+        for f in flagNames.indices where context.active(flagSlots[f]) || context.stateFlags[f] {
             name(flagNames[f], &first)
         }
         put(#"],"denied":["#)
         first = true
-        for q in privilegeNames.indices where context.active(program.denySlot[q]) || context.stateDenied[q] {
+        for q in privilegeNames.indices where context.active(denySlots[q]) || context.stateDenied[q] {
             name(privilegeNames[q], &first)
         }
         put(#"],"granted":["#)
         first = true
-        for q in privilegeNames.indices where !(context.active(program.denySlot[q]) || context.stateDenied[q])
-            && (context.active(program.grantSlot[q]) || context.stateGranted[q]) {
+        for q in privilegeNames.indices where !(context.active(denySlots[q]) || context.stateDenied[q])
+            && (context.active(grantSlots[q]) || context.stateGranted[q]) {
             name(privilegeNames[q], &first)
         }
         put("]}\n")

@@ -15,9 +15,20 @@
     let stateRules: [CompiledStateRule]
     /// Per-person slots for what event rules set: an end time each.
     let slotCount: Int
-    let flagSlot: [Int]
-    let denySlot: [Int]
-    let grantSlot: [Int]
+    /// Per kind (`TargetKind.index`), per name: its slot, or -1 when no
+    /// event rule sets it.
+    let slots: [[Int]]
+
+    /// The slot of (kind, name), or -1.
+    func slot(_ kind: TargetKind, _ name: Int) -> Int { slots[kind.index][name] }
+
+    /// What a slot holds: its kind and the name's id.
+    func target(ofSlot slot: Int) -> (kind: TargetKind, name: Int) {
+        for kind in TargetKind.allCases {
+            if let name = slots[kind.index].firstIndex(of: slot) { return (kind, name) }
+        }
+        preconditionFailure("slot \(slot) holds nothing")
+    }
     /// Copies of what the per-event path reads from the policy, in storage of
     /// this program's own: a `--jobs` worker compiles its own program, and
     /// threads that retain the same array or node contend for its reference
@@ -77,24 +88,18 @@
 
         var compiler = NodeCompiler()
         compiler.style = style
-        // Slots: one per (kind, name) that some event rule sets.
-        var flagSlot = [Int](repeating: -1, count: policy.flags.count)
-        var denySlot = [Int](repeating: -1, count: policy.privileges.count)
-        var grantSlot = denySlot
-        var slots = 0
+        // Slots: one per (kind, name) that some event rule sets; one table
+        // per kind, indexed by `TargetKind.index`.
+        var slots = TargetKind.allCases.map { [Int](repeating: -1, count: policy.names(of: $0).count) }
+        var used = 0
         for rule in policy.eventRules {
-            for case .set(let kind, let name, _) in rule.effects {
-                switch kind {
-                case .flag: if flagSlot[name] < 0 { flagSlot[name] = slots; slots += 1 }
-                case .deny: if denySlot[name] < 0 { denySlot[name] = slots; slots += 1 }
-                case .grant: if grantSlot[name] < 0 { grantSlot[name] = slots; slots += 1 }
-                }
+            for case .set(let kind, let name, _) in rule.effects where slots[kind.index][name] < 0 {
+                slots[kind.index][name] = used
+                used += 1
             }
         }
-        slotCount = slots
-        self.flagSlot = flagSlot
-        self.denySlot = denySlot
-        self.grantSlot = grantSlot
+        slotCount = used
+        self.slots = slots
 
         var byEvent = [[CompiledEventRule]](repeating: [], count: policy.events.count)
         for (index, rule) in policy.eventRules.enumerated() {
@@ -102,10 +107,9 @@
                 switch effect {
                 case .score(let ir): return .score(compiler.compile(ir))
                 case .set(let kind, let name, let d):
-                    let slot = kind == .flag ? flagSlot[name] : kind == .deny ? denySlot[name] : grantSlot[name]
-                    return .set(slot: slot, duration: d)
+                    return .set(slot: slots[kind.index][name], duration: d)
                 case .lift(let kind, let name):
-                    return .lift(slot: kind == .flag ? flagSlot[name] : kind == .deny ? denySlot[name] : grantSlot[name])
+                    return .lift(slot: slots[kind.index][name])
                 }
             }
             byEvent[rule.event].append(CompiledEventRule(

@@ -56,8 +56,8 @@ public struct PersonExplanation: Sendable {
     /// The readable account.
     public var lines: [String] {
         var lines = ["\(person) as of \(Timestamp.format(asOf)): score \(score)"]
-        for kind in [TargetKind.flag, .deny, .grant] {
-            let label = kind == .flag ? "flags" : kind == .deny ? "denied" : "granted"
+        for kind in TargetKind.allCases {
+            let label = kind.reportKey
             let mine = items.filter { $0.kind == kind }
             if mine.isEmpty { lines.append("  \(label): none"); continue }
             lines.append("  \(label):")
@@ -150,8 +150,7 @@ public struct PersonExplanation: Sendable {
                              entries: [Timeline.Entry], holding: Set<Int>, at time: Int64, values: ConditionValues,
                              since holdSince: [Int: Int64]) -> PersonExplanation.Item {
         var item = PersonExplanation.Item(kind: kind, name: name, heldBy: [], setBy: [], since: nil, until: nil)
-        let names = kind == .flag ? program.policy.flags : program.policy.privileges
-        guard let id = names.firstIndex(of: name) else { return item }
+        guard let id = program.policy.names(of: kind).firstIndex(of: name) else { return item }
         for (k, rule) in program.policy.stateRules.enumerated() {
             let index = program.policy.eventRules.count + k
             if holding.contains(index), rule.effects.contains(where: { $0.kind == kind && $0.name == id }) {
@@ -229,7 +228,7 @@ public struct PersonExplanation: Sendable {
                 program.policy.stateRules[k].effects.contains { $0.kind == kind && $0.name == id }
             }
             if setters.isEmpty && holders.isEmpty { continue }
-            let held = kind == .flag ? state.flags.contains(name) : kind == .deny ? state.denied.contains(name) : state.granted.contains(name)
+            let held = state.names(of: kind).contains(name)
             var a = WhyNot.Answer(kind: kind, held: held, beatenByDenial: !held && kind == .grant && state.denied.contains(name), rules: [])
             if held || a.beatenByDenial { answer.answers.append(a); continue }
             for index in setters {
@@ -279,7 +278,7 @@ public struct PersonExplanation: Sendable {
         var lines: [String] = []
         let at = Timestamp.format(asOf)
         for a in answers {
-            let verb = a.kind == .flag ? "flagged" : a.kind == .deny ? "denied" : "granted"
+            let verb = a.kind.stateWord
             if a.held { lines.append("\(person) is \(verb) \(name) as of \(at)"); continue }
             if a.beatenByDenial { lines.append("\(person) is not granted \(name): it is denied, and a denial beats a grant"); continue }
             lines.append("\(person) is not \(verb) \(name) as of \(at); the rules that could do it:")

@@ -54,8 +54,7 @@
         for r in trace {
             guard let time = r["time"]?.string.flatMap(Timestamp.parse), let effect = r["effect"]?.string else { continue }
             if let after = r["score_after"]?.int { points.append(Point(time: time, score: Int64(after))) }
-            switch effect {
-            case "flag", "deny", "grant":
+            if TargetKind(rawValue: effect) != nil {
                 let key = "\(effect) \(r["name"]?.string ?? "?")"
                 let until = r["until"]?.string.flatMap(Timestamp.parse)
                 if var i = open[key], i.end.map({ $0 > time }) ?? true {
@@ -65,9 +64,13 @@
                     if let old = open.removeValue(forKey: key) { done.append(old) }
                     open[key] = Interval(label: key, start: time, end: until, kind: effect)
                 }
-            case "clear", "allow", "revoke":
-                let kind = ["clear": "flag", "allow": "deny", "revoke": "grant"][effect]!
-                close("\(kind) \(r["name"]?.string ?? "?")", at: time)
+                continue
+            }
+            if let kind = TargetKind(liftVerb: effect) {
+                close("\(kind.setVerb) \(r["name"]?.string ?? "?")", at: time)
+                continue
+            }
+            switch effect {
             case "start":
                 let rule = r["rule"]?.string ?? ""
                 holds[rule] = r["holds"]?.array?.compactMap(\.string) ?? []
@@ -120,7 +123,6 @@
             for p in points { svg += "<circle cx='\(x(p.time))' cy='\(y(p.score))' r='2.5' fill='#2f6fdd'/>" }
         }
         // Sanctions and grants as bars on the same axis.
-        let colors = ["deny": "#d1242f", "grant": "#1a7f37", "flag": "#9a6700"]
         for (row, label) in labels.enumerated() {
             let top = barsTop + Double(row) * rowHeight
             svg += "<text x='\(left - 8)' y='\(top + 14)' text-anchor='end'>\(escape(label))</text>"
@@ -128,7 +130,7 @@
             for i in intervals where i.label == label {
                 let start = x(max(i.start, from)), end = x(min(i.end ?? to, to))
                 let tip = escape("\(label): \(Timestamp.format(i.start)) – \(i.end.map(Timestamp.format) ?? "…")")
-                svg += "<rect x='\(start)' y='\(top + 3)' width='\(max(2, end - start))' height='\(rowHeight - 8)' rx='3' fill='\(colors[i.kind] ?? "#6e7781")' opacity='0.85'><title>\(tip)</title></rect>"
+                svg += "<rect x='\(start)' y='\(top + 3)' width='\(max(2, end - start))' height='\(rowHeight - 8)' rx='3' fill='\(TargetKind(rawValue: i.kind)?.colour ?? "#6e7781")' opacity='0.85'><title>\(tip)</title></rect>"
             }
         }
         svg += "<line x1='\(x(asOf))' y1='\(chartTop)' x2='\(x(asOf))' y2='\(height - 20)' stroke='#8c959f' stroke-dasharray='4 3'/>"

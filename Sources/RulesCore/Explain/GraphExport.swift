@@ -39,8 +39,9 @@
             return "\(file):\(line)\n\(policy.sources.files[span.file].text(span))"
         }
         func target(_ kind: TargetKind, _ name: Int) -> String {
-            let id = kind == .flag ? "flag:\(policy.flags[name])" : "privilege:\(policy.privileges[name])"
-            node(id, kind == .flag ? policy.flags[name] : policy.privileges[name], kind == .flag ? .flag : .privilege)
+            let label = policy.names(of: kind)[name]
+            let id = "\(kind.nameKind):\(label)"
+            node(id, label, kind.isFlag ? .flag : .privilege)
             return id
         }
         func readers(_ ir: IR?, into rule: String) {
@@ -70,10 +71,9 @@
                     edges.append(Edge(from: id, to: "score", label: "changes"))
                     readers(ir, into: id)
                 case .set(let kind, let name, _):
-                    edges.append(Edge(from: id, to: target(kind, name), label: kind == .flag ? "flag" : kind.rawValue))
+                    edges.append(Edge(from: id, to: target(kind, name), label: kind.setVerb))
                 case .lift(let kind, let name):
-                    let verb = kind == .flag ? "clear" : kind == .deny ? "allow" : "revoke"
-                    edges.append(Edge(from: id, to: target(kind, name), label: verb))
+                    edges.append(Edge(from: id, to: target(kind, name), label: kind.liftVerb))
                 }
             }
         }
@@ -83,8 +83,8 @@
             let start = edges.count
             readers(rule.condition, into: id)
             for (kind, name) in rule.effects {
-                let red = policy.cycle.contains(k) && kind == .flag
-                edges.append(Edge(from: id, to: target(kind, name), label: kind == .flag ? "flag" : kind.rawValue, red: red))
+                let red = policy.cycle.contains(k) && kind.isFlag
+                edges.append(Edge(from: id, to: target(kind, name), label: kind.setVerb, red: red))
             }
             // A flag read on a cycle: its edge into this rule is red too.
             if policy.cycle.contains(k) {

@@ -84,13 +84,12 @@ final class Tracer {
                     let (kind, name) = describe(slot: slot)
                     let until = duration.map { JSONWriter.quoted(Timestamp.format(Timestamp.adding(time, $0))) } ?? "null"
                     record(engine, person, line: line, time: time, rule: rule.index,
-                           fields: #""effect":"\#(kind)","name":\#(name),"until":\#(until)"#)
+                           fields: #""effect":"\#(kind.setVerb)","name":\#(name),"until":\#(until)"#)
                 case .lift(let slot):
                     guard slot >= 0, inForce[slot] else { continue }
                     inForce[slot] = false
                     let (kind, name) = describe(slot: slot)
-                    let verb = kind == "flag" ? "clear" : kind == "deny" ? "allow" : "revoke"
-                    record(engine, person, line: line, time: time, rule: rule.index, fields: #""effect":"\#(verb)","name":\#(name)"#)
+                    record(engine, person, line: line, time: time, rule: rule.index, fields: #""effect":"\#(kind.liftVerb)","name":\#(name)"#)
                 }
             }
         }
@@ -150,7 +149,7 @@ final class Tracer {
             let rule = program.stateRules[k]
             if now[k] { holdingSince[person, default: [:]][rule.index] = time } else { holdingSince[person]?[rule.index] = nil }
             let effects = rule.effects.map { e -> String in
-                let name = e.kind == .flag ? program.policy.flags[e.name] : program.policy.privileges[e.name]
+                let name = program.policy.names(of: e.kind)[e.name]
                 return JSONWriter.quoted("\(e.kind.rawValue) \(name)")
             }.joined(separator: ",")
             record(engine, person, line: line, time: time, rule: rule.index,
@@ -161,11 +160,9 @@ final class Tracer {
 
     // MARK: - Records
 
-    private func describe(slot: Int) -> (kind: String, name: String) {
-        if let f = program.flagSlot.firstIndex(of: slot) { return ("flag", JSONWriter.quoted(program.policy.flags[f])) }
-        if let p = program.denySlot.firstIndex(of: slot) { return ("deny", JSONWriter.quoted(program.policy.privileges[p])) }
-        let p = program.grantSlot.firstIndex(of: slot)!
-        return ("grant", JSONWriter.quoted(program.policy.privileges[p]))
+    private func describe(slot: Int) -> (kind: TargetKind, name: String) {
+        let (kind, name) = program.target(ofSlot: slot)
+        return (kind, JSONWriter.quoted(program.policy.names(of: kind)[name]))
     }
 
     private func record(_ engine: Engine, _ person: Int, line: Int?, time: Int64, rule: Int?, fields: String) {

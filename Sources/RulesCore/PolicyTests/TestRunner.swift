@@ -203,9 +203,9 @@ private struct SingleTest {
     /// A test that names a flag or privilege the policy does not have is an
     /// error: it would pass for the wrong reason.
     private mutating func knownName(_ name: Name, _ kind: TargetKind) -> Bool {
-        let pool = kind == .flag ? program.policy.flags : program.policy.privileges
+        let pool = program.policy.names(of: kind)
         if pool.contains(name.text) { return true }
-        let what = kind == .flag ? "flag" : "privilege"
+        let what = kind.nameKind
         let help = Suggest.help(for: name.text, among: pool) ?? "no rule of the policy sets it"
         problems.append("\(at(name.span)): the policy has no \(what) `\(name.text)`; \(help)")
         return false
@@ -252,21 +252,11 @@ private struct SingleTest {
         problems.append(lines.joined(separator: "\n"))
     }
 
-    private func names(_ s: PersonReport, _ kind: TargetKind) -> [String] {
-        switch kind {
-        case .flag: return s.flags
-        case .deny: return s.denied
-        case .grant: return s.granted
-        }
-    }
+    private func names(_ s: PersonReport, _ kind: TargetKind) -> [String] { s.names(of: kind) }
 
-    private func describe(_ kind: TargetKind) -> String {
-        switch kind { case .flag: return "flagged"; case .deny: return "denied"; case .grant: return "granted" }
-    }
+    private func describe(_ kind: TargetKind) -> String { kind.stateWord }
 
-    private func label(_ kind: TargetKind) -> String {
-        switch kind { case .flag: return "flags"; case .deny: return "denied"; case .grant: return "granted" }
-    }
+    private func label(_ kind: TargetKind) -> String { kind.reportKey }
 
     private func format(_ list: [String]) -> String { "[" + list.joined(separator: ", ") + "]" }
 }

@@ -47,12 +47,10 @@
 @_spi(Tooling) public enum EffectKind: Sendable, Equatable {
     /// `+EXPR` or `-EXPR`; the sign applies to the whole expression.
     case score(sign: Double, Expr)
-    case deny(Name, duration: Expr?)
-    case allow(Name)
-    case grant(Name, duration: Expr?)
-    case revoke(Name)
-    case flag(Name, duration: Expr?)
-    case clear(Name)
+    /// `flag F`, `deny P`, `grant P`, each with an optional `for D`.
+    case set(TargetKind, Name, duration: Expr?)
+    /// `clear F`, `allow P`, `revoke P`.
+    case lift(TargetKind, Name)
 }
 
 @_spi(Tooling) public struct Effect: Sendable, Equatable {

@@ -53,12 +53,8 @@ enum ASTDump {
         }
         switch e.kind {
         case .score(let sign, let x): return "(\(sign < 0 ? "-" : "+")\(dump(x)))"
-        case .deny(let n, let d): return timed("deny", n, d)
-        case .grant(let n, let d): return timed("grant", n, d)
-        case .flag(let n, let d): return timed("flag", n, d)
-        case .allow(let n): return "(allow \(n.text))"
-        case .revoke(let n): return "(revoke \(n.text))"
-        case .clear(let n): return "(clear \(n.text))"
+        case .set(let kind, let n, let d): return timed(kind.setVerb, n, d)
+        case .lift(let kind, let n): return "(\(kind.liftVerb) \(n.text))"
         }
     }
 

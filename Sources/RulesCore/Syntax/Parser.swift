@@ -486,12 +486,14 @@ struct Parser {
         case .plus, .minus:
             let sign: Double = advance().kind == .plus ? 1 : -1
             effect = .score(sign: sign, try parseExpression())
-        case .keyword(.deny): advance(); effect = .deny(try parseName("a privilege after `deny`"), duration: try parseFor())
-        case .keyword(.grant): advance(); effect = .grant(try parseName("a privilege after `grant`"), duration: try parseFor())
-        case .keyword(.flag): advance(); effect = .flag(try parseName("a flag after `flag`"), duration: try parseFor())
-        case .keyword(.allow): advance(); effect = .allow(try parseName("a privilege after `allow`"))
-        case .keyword(.revoke): advance(); effect = .revoke(try parseName("a privilege after `revoke`"))
-        case .keyword(.clear): advance(); effect = .clear(try parseName("a flag after `clear`"))
+        case .keyword(let k) where TargetKind(setVerb: k.rawValue) != nil:
+            let target = TargetKind(setVerb: k.rawValue)!
+            advance()
+            effect = .set(target, try parseName("a \(target.nameKind) after `\(k.rawValue)`"), duration: try parseFor())
+        case .keyword(let k) where TargetKind(liftVerb: k.rawValue) != nil:
+            let target = TargetKind(liftVerb: k.rawValue)!
+            advance()
+            effect = .lift(target, try parseName("a \(target.nameKind) after `\(k.rawValue)`"))
         case .number, .duration:
             throw fail(.missingEffect, "a score change needs a sign", help: "write `+\(source.text(current.span))` or `-\(source.text(current.span))`")
         default:

@@ -1,0 +1,99 @@
+/// What an effect does to a flag or privilege: the one model of effect
+/// kinds. Everything that names, prints, colours or stores a kind asks it
+/// here, through exhaustive switches, so a new kind is a compile error at
+/// every place that must handle it.
+public enum TargetKind: String, Sendable, CaseIterable {
+    /// A flag, a denied privilege, a granted privilege.
+    case flag, deny, grant
+
+    /// The keyword that sets it: `flag`, `deny`, `grant`.
+    var setVerb: String { rawValue }
+
+    /// The keywords that set and lift it.
+    var setKeyword: Keyword {
+        switch self {
+        case .flag: return .flag
+        case .deny: return .deny
+        case .grant: return .grant
+        }
+    }
+    var liftKeyword: Keyword {
+        switch self {
+        case .flag: return .clear
+        case .deny: return .allow
+        case .grant: return .revoke
+        }
+    }
+
+    /// The keyword that lifts what event rules set: `clear`, `allow`, `revoke`.
+    var liftVerb: String {
+        switch self {
+        case .flag: return "clear"
+        case .deny: return "allow"
+        case .grant: return "revoke"
+        }
+    }
+
+    /// Its key in a report line and its list in an explanation: `flags`,
+    /// `denied`, `granted`.
+    var reportKey: String {
+        switch self {
+        case .flag: return "flags"
+        case .deny: return "denied"
+        case .grant: return "granted"
+        }
+    }
+
+    /// How a person is said to have it: `flagged`, `denied`, `granted`.
+    var stateWord: String {
+        switch self {
+        case .flag: return "flagged"
+        case .deny: return "denied"
+        case .grant: return "granted"
+        }
+    }
+
+    /// A flag is a name of its own; denials and grants share the
+    /// privileges' names.
+    var isFlag: Bool {
+        switch self {
+        case .flag: return true
+        case .deny, .grant: return false
+        }
+    }
+
+    /// What the names of this kind are called in messages.
+    var nameKind: String { isFlag ? "flag" : "privilege" }
+
+    /// The colour of its bars on the explanation page.
+    var colour: String {
+        switch self {
+        case .flag: return "#9a6700"
+        case .deny: return "#d1242f"
+        case .grant: return "#1a7f37"
+        }
+    }
+
+    /// The kind a set verb sets (`deny` → `deny`), or nil.
+    init?(setVerb verb: String) {
+        guard let kind = Self.allCases.first(where: { $0.setVerb == verb }) else { return nil }
+        self = kind
+    }
+
+    /// The kind a lift verb lifts (`allow` → `deny`), or nil.
+    init?(liftVerb verb: String) {
+        guard let kind = Self.allCases.first(where: { $0.liftVerb == verb }) else { return nil }
+        self = kind
+    }
+
+    /// A dense index (0, 1, 2), for tables keyed by kind; `allCases` order,
+    /// which is also the report's key order.
+    @inline(__always) var index: Int {
+        switch self {
+        case .flag: return 0
+        case .deny: return 1
+        case .grant: return 2
+        }
+    }
+}
+
