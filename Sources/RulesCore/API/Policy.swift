@@ -45,6 +45,7 @@ public struct Policy: Sendable {
         self.program = program
         warnings = result.warnings
         sources = result.sources
+        rules = PolicyTests.ruleSites(program)
     }
 
     /// Event types the policy names, in the joined form (`unpaid_debt`).
@@ -54,8 +55,9 @@ public struct Policy: Sendable {
     /// The privileges the policy can deny or grant, sorted by bytes.
     public var privileges: [String] { program.policy.privileges }
     /// Every rule, in the order the engine numbers them: event rules, then
-    /// `while` rules in graph order.
-    public var rules: [RuleSite] { PolicyTests.ruleSites(program) }
+    /// `while` rules in graph order. (Computed once: every applied event
+    /// reports the rules that fired through it.)
+    public let rules: [RuleSite]
 }
 
 /// Why a policy did not compile: every diagnostic, with positions.

@@ -74,10 +74,46 @@ public final class RulesEngine {
         case rejected(reason: String)
     }
 
-    /// Applies one event.
+    /// Applies one event, typed: no NDJSON is written or read. The same
+    /// rules fire and the same events are rejected as when ``Event/ndjson``
+    /// goes through ``apply(line:)``.
     @discardableResult
     public func apply(_ event: Event) -> Outcome {
-        apply(line: event.ndjson).outcome
+        sequence += 1
+        lastUnknownType = nil
+        engine.beginEvent(line: sequence)
+        guard !event.person.isEmpty else { return .rejected(reason: "\"citizen\" must not be empty") }
+        let time = event.time.ticks
+        guard time >= Timestamp.earliest && time <= Timestamp.latest else {
+            return .rejected(reason: "invalid \"time\" \(event.time): the years 0001–9999 (UTC) only")
+        }
+        let program = policy.program
+        // Field names and the type are names, as in a stream line.
+        let names = event.fields.keys.sorted()
+        var values: [LiteralValue] = []
+        for name in names {
+            switch event.fields[name]! {
+            case .number(let n):
+                guard n.isFinite else { return .rejected(reason: "field \(JSONWriter.quoted(name)) is not a finite number") }
+                values.append(.number(n))
+            case .string(let s): values.append(.string(s))
+            case .bool(let b): values.append(.bool(b))
+            }
+        }
+        var type = EventParser.joinedName(event.type)
+        let eventId = type.withUTF8 { program.eventTable.find($0) }
+        return LiteralFeeder.withStrings(values) { engineValues in
+            for (k, name) in names.enumerated() {
+                var key = EventParser.joinedName(name)
+                if let id = key.withUTF8({ program.fieldTable.find($0) }), !engine.setField(id, engineValues[k]) {
+                    return .rejected(reason: "duplicate key \(JSONWriter.quoted(name))")
+                }
+            }
+            var person = event.person
+            return person.withUTF8 { bytes in
+                finish(person: bytes, event: eventId, time: time, type: type) { event.ndjson }
+            }
+        }
     }
 
     /// Applies one NDJSON line (one event, as `rules run` reads it); also
@@ -133,22 +169,30 @@ public final class RulesEngine {
         switch parser.parse(line, into: engine) {
         case .rejected(let reason): return .rejected(reason: reason)
         case .event(let e):
-            let person = String(decoding: e.person, as: UTF8.self)
-            who = person
-            let before = timeline == nil ? 0 : (engine.score(of: e.person) ?? policy.program.policy.startScore)
-            if let reason = engine.apply(person: e.person, event: e.event, time: e.time) { return .rejected(reason: reason) }
-            if e.event == nil { lastUnknownType = String(decoding: e.type, as: UTF8.self) }
-            let sites = policy.rules
-            let fired = engine.fired.map { FiredRule(rule: sites[$0.rule.index], scoreChange: $0.amounts) }
-            if timeline != nil {
-                let after = engine.score(of: e.person) ?? before
-                timeline!.record(person, Timeline.Entry(origin: "event \(sequence)", text: text, time: e.time,
-                                                        scoreBefore: before, scoreAfter: after,
-                                                        fired: engine.fired.map { ($0.rule.index, $0.amounts) },
-                                                        held: engine.stateRulesHolding(person, at: e.time)))
-            }
-            return .applied(fired: fired)
+            who = String(decoding: e.person, as: UTF8.self)
+            return finish(person: e.person, event: e.event, time: e.time, type: String(decoding: e.type, as: UTF8.self)) { text }
         }
+    }
+
+    /// The rest of applying an event whose fields are set, for lines and
+    /// typed events alike: the engine applies it; what fired is reported
+    /// and, when explaining, recorded (`text` says what the event was).
+    private func finish(person: UnsafeBufferPointer<UInt8>, event: Int?, time: Int64, type: @autoclosure () -> String,
+                        text: () -> String) -> Outcome {
+        let before = timeline == nil ? 0 : (engine.score(of: person) ?? policy.program.policy.startScore)
+        if let reason = engine.apply(person: person, event: event, time: time) { return .rejected(reason: reason) }
+        if event == nil { lastUnknownType = type() }
+        let sites = policy.rules
+        let fired = engine.fired.map { FiredRule(rule: sites[$0.rule.index], scoreChange: $0.amounts) }
+        if timeline != nil {
+            let who = String(decoding: person, as: UTF8.self)
+            let after = engine.score(of: person) ?? before
+            timeline!.record(who, Timeline.Entry(origin: "event \(sequence)", text: text(), time: time,
+                                                 scoreBefore: before, scoreAfter: after,
+                                                 fired: engine.fired.map { ($0.rule.index, $0.amounts) },
+                                                 held: engine.stateRulesHolding(who, at: time)))
+        }
+        return .applied(fired: fired)
     }
 
     /// The latest event time applied so far.

@@ -123,7 +123,7 @@ struct LiteralFeeder {
 
     /// Runs `body` with the literal values as engine values; strings point
     /// into one allocation that lives for the call.
-    private static func withStrings<R>(_ literals: [LiteralValue], _ body: ([Value]) -> R) -> R {
+    static func withStrings<R>(_ literals: [LiteralValue], _ body: ([Value]) -> R) -> R {
         let strings = literals.map { v -> [UInt8] in
             if case .string(let s) = v { return Array(s.utf8) }
             return []

@@ -177,6 +177,16 @@ struct EventParser {
     /// may not use them as field names (E0314).
     static let reservedKeys = ["citizen", "type", "time", "id"]
 
+    /// The same rule for a `String` (typed events of the library API).
+    static func joinedName(_ s: String) -> String {
+        guard s.contains(" ") else { return s }
+        var out = "", lastSpace = false
+        for c in s {
+            if c == " " { if !lastSpace { out.append("_") }; lastSpace = true } else { out.append(c); lastSpace = false }
+        }
+        return out
+    }
+
     /// `unpaid debt` is the event `unpaid_debt`: a run of spaces is one `_`.
     private mutating func normalizeType(_ s: ByteString) -> UnsafeBufferPointer<UInt8> {
         normalizeName(UnsafeBufferPointer(start: s.base, count: s.count))

@@ -123,6 +123,7 @@ enum Differential {
         // clock; it does not ignore later events), and compiles one text.
         if c.files.count == 1 && asOf == nil {
             ways.append(("library API", { library(c, asOf: asOf) }))
+            ways.append(("library API, typed events", { typedEvents(c) }))
         }
         if asOf == nil {
             ways.append(("rules test", { testRunner(c, program: program) }))
@@ -312,6 +313,37 @@ enum Differential {
             if n == 0 { return n.sign == .minus ? "-0" : "0" }
             return "\(n)"
         }
+    }
+
+    /// `RulesEngine.apply(Event)`: every line the reference could read as
+    /// an event, given as a typed `Event` (no NDJSON); lines that are not
+    /// events at all cannot be typed and are left out, the reference run
+    /// again without them.
+    static func typedEvents(_ c: GeneratedCase) -> (String, [Int]?) {
+        guard let policy = try? Policy.compile(c.files[0]) else { return ("(the library did not compile the policy)", nil) }
+        var sub = c
+        sub.lines = c.lines.filter { ReferenceStream.parse(Array($0.utf8), readFields: Set(policy.program.policy.fields)) != nil }
+        guard let model = reference(sub) else { return ("(no reference)", nil) }
+        let engine = RulesEngine(policy: policy)
+        var rejected: [Int] = []
+        for (k, line) in sub.lines.enumerated() {
+            let parsed = ReferenceStream.parse(Array(line.utf8), readFields: [])!
+            var fields: [String: FieldValue] = [:]
+            for (key, value) in parsed.fields {
+                switch value {
+                case .number(let n): fields[key] = .number(n)
+                case .bool(let b): fields[key] = .bool(b)
+                case .string(let s): fields[key] = .string(String(decoding: s, as: UTF8.self))
+                }
+            }
+            let event = Event(person: String(decoding: parsed.person, as: UTF8.self), type: parsed.type,
+                              time: Date(ticks: parsed.time), fields: fields)
+            if case .rejected = engine.apply(event) { rejected.append(k + 1) }
+        }
+        guard rejected == model.rejectedLines else {
+            return ("(typed events rejected \(rejected); the reference, on the same lines, \(model.rejectedLines))", nil)
+        }
+        return (engine.reportNDJSON() == model.report() ? reference(c)!.report() : "(typed events reported)\n\(engine.reportNDJSON())(the reference, on the same lines)\n\(model.report())", nil)
     }
 
     // MARK: - Minimising
