@@ -61,6 +61,35 @@ struct BoundaryTests {
         Boundary(name: "as-of at the edges of time", policy: "e → flag f for 1000 years\n", events: ["{\(t0)}"]),
     ]
 
+    /// Each limit docs/LANGUAGE.md states, just inside and just outside.
+    @Test("every stated limit holds exactly at its edge", arguments: [
+        ("e → deny x for 1000 years", nil), ("e → deny x for 1000 years + 1 second", "E0410"),
+        ("2 e within 1000 years → +1", nil), ("2 e within 365001 days → +1", "E0410"),
+        ("e → deny x for 0.000001 seconds", nil), ("e → deny x for 0.0000001 seconds", "E0410"),
+        ("e → deny x for 0 days", "E0410"),
+        ("score starts at 9_000_000_000_000_000, min -9_000_000_000_000_000", nil),
+        ("score max 9_000_000_000_000_001", "E0408"), ("score min -9_000_000_000_000_001", "E0408"),
+        ("1000000 e within 1 day → +1", nil), ("1000001 e within 1 day → +1", "E0406"),
+    ] as [(String, String?)])
+    func limitEdges(_ policy: String, _ code: String?) {
+        let result = PolicyCompiler.compile(policy + "\n")
+        #expect(result.errors.map(\.code.rawValue) == (code.map { [$0] } ?? []), "\(policy)")
+    }
+
+    @Test("the score stops exactly at ±9·10^15, and moves again from there")
+    func scoreEdge() throws {
+        let (out, _) = try runPolicy("e → +n\n", [
+            #"{"citizen":"a","type":"e","time":"2026-01-01","n":8999999999999999}"#,
+            #"{"citizen":"a","type":"e","time":"2026-01-01","n":1}"#,
+            #"{"citizen":"a","type":"e","time":"2026-01-01","n":1}"#,
+            #"{"citizen":"b","type":"e","time":"2026-01-01","n":-9000000000000000}"#,
+            #"{"citizen":"b","type":"e","time":"2026-01-01","n":-1}"#,
+            #"{"citizen":"b","type":"e","time":"2026-01-01","n":2}"#,
+        ].joined(separator: "\n"))
+        #expect(out == #"{"citizen":"a","score":9000000000000000,"flags":[],"denied":[],"granted":[]}"# + "\n"
+                    + #"{"citizen":"b","score":-8999999999999998,"flags":[],"denied":[],"granted":[]}"# + "\n")
+    }
+
     static func write(_ b: Boundary) throws -> (dir: URL, policy: String, events: String) {
         let dir = try CLITests.tempDir()
         let policy = dir.appendingPathComponent("boundary.rules").path

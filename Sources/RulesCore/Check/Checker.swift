@@ -114,6 +114,10 @@ struct Checker {
         }
     }
 
+    /// The keys of a stream line that are not event fields (the contract's
+    /// "Event streams" and "Corrections"): no declaration may use them.
+    static let reservedKeys = ["citizen", "type", "time", "id"]
+
     private mutating func declare(_ decl: EventDecl) {
         policy.hasDeclarations = true
         if let first = eventDeclSpans[decl.name.text] {
@@ -137,9 +141,9 @@ struct Checker {
                        at: field.name.span)
                 continue
             }
-            if EventParser.reservedKeys.contains(field.name.text) {
+            if Self.reservedKeys.contains(field.name.text) {
                 report(.reservedField, "`\(field.name.text)` is a reserved key of every stream line, not a field",
-                       at: field.name.span, help: "rename the field; the reserved keys are \(EventParser.reservedKeys.map { "`\($0)`" }.joined(separator: ", "))")
+                       at: field.name.span, help: "rename the field; the reserved keys are \(Self.reservedKeys.map { "`\($0)`" }.joined(separator: ", "))")
                 continue
             }
             types[field.name.text] = type

@@ -191,19 +191,18 @@
             // An event the aggregate cannot read (its condition fails, the
             // summed field is missing or not a number) is left out, and the
             // run says so, as it does for rules.
-            let note = program.aggregateNote(feed.buffer)
             if let condition = feed.condition {
                 let v = condition.eval(context)
-                guard case .bool(let holds) = v else { context.noteFailure(rule: note, v); continue }
+                guard case .bool(let holds) = v else { context.noteFailure(rule: program.aggregateNote(feed.buffer), v); continue }
                 if !holds { continue }
             }
             var value = 1.0
             if feed.field >= 0 {
                 guard let v = context.fields.value(feed.field) else {
-                    context.noteFailure(rule: note, .failed(.missingField(feed.field)))
+                    context.noteFailure(rule: program.aggregateNote(feed.buffer), .failed(.missingField(feed.field)))
                     continue
                 }
-                guard case .number(let x) = v else { context.noteFailure(rule: note, v); continue }
+                guard case .number(let x) = v else { context.noteFailure(rule: program.aggregateNote(feed.buffer), v); continue }
                 value = x
             }
             pendingFeeds[pending] = (feed.buffer, value)

@@ -101,7 +101,7 @@ final class EvalContext {
 
     @inline(__always)
     func flag(_ f: Int) -> Bool {
-        if active(program.slots[0][f]) { return true }  // TargetKind.flag.index
+        if active(program.slots[TargetKind.flag.index][f]) { return true }
         if !stateReady { evaluateStateRules() }
         return stateFlags[f]
     }

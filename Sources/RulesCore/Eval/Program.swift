@@ -68,6 +68,7 @@
     init(_ policy: CheckedPolicy, style: EvalStyle = .default) {
         self.style = style
         self.policy = policy
+        aggregateNoteBase = policy.eventRules.count + policy.stateRules.count
         let events = ByteTable()
         for e in policy.events { _ = events.intern(e.name) }
         let fields = ByteTable()
@@ -151,7 +152,7 @@
 
     /// Notes about events an aggregate skipped are kept beside the rules'
     /// own, numbered after every rule.
-    var aggregateNoteBase: Int { policy.eventRules.count + policy.stateRules.count }
+    let aggregateNoteBase: Int
     @inline(__always) func aggregateNote(_ buffer: Int) -> Int { aggregateNoteBase + buffer }
 }
 

@@ -173,10 +173,6 @@ struct EventParser {
         return String(decoding: b[start..<min(end + 1, b.count)], as: UTF8.self)
     }
 
-    /// The keys of a stream line that are not event fields. A declaration
-    /// may not use them as field names (E0314).
-    static let reservedKeys = ["citizen", "type", "time", "id"]
-
     /// The same rule for a `String` (typed events of the library API).
     static func joinedName(_ s: String) -> String {
         guard s.contains(" ") else { return s }
