@@ -352,10 +352,10 @@ struct Analysis: Sendable {
             default: break
             }
             if inEffects, let prev = previous, case .keyword(let word) = prev {
-                if let target = TargetKind(setVerb: word.rawValue) {
+                if let target = TargetKind(setKeyword: word) {
                     kind = target.isFlag ? .flag : .privilege
                     role = .set
-                } else if let target = TargetKind(liftVerb: word.rawValue) {
+                } else if let target = TargetKind(liftKeyword: word) {
                     kind = target.isFlag ? .flag : .privilege
                     role = .lift
                 } else {

@@ -6,10 +6,8 @@ public enum TargetKind: String, Sendable, CaseIterable {
     /// A flag, a denied privilege, a granted privilege.
     case flag, deny, grant
 
-    /// The keyword that sets it: `flag`, `deny`, `grant`.
-    var setVerb: String { rawValue }
-
-    /// The keywords that set and lift it.
+    /// The keyword that sets it (`flag`, `deny`, `grant`): the lexer's
+    /// keyword, so a kind without one does not compile.
     var setKeyword: Keyword {
         switch self {
         case .flag: return .flag
@@ -17,6 +15,7 @@ public enum TargetKind: String, Sendable, CaseIterable {
         case .grant: return .grant
         }
     }
+    /// The keyword that lifts what event rules set: `clear`, `allow`, `revoke`.
     var liftKeyword: Keyword {
         switch self {
         case .flag: return .clear
@@ -25,14 +24,9 @@ public enum TargetKind: String, Sendable, CaseIterable {
         }
     }
 
-    /// The keyword that lifts what event rules set: `clear`, `allow`, `revoke`.
-    var liftVerb: String {
-        switch self {
-        case .flag: return "clear"
-        case .deny: return "allow"
-        case .grant: return "revoke"
-        }
-    }
+    /// The verbs as text (the trail, the graph, messages).
+    var setVerb: String { setKeyword.rawValue }
+    var liftVerb: String { liftKeyword.rawValue }
 
     /// Its key in a report line and its list in an explanation: `flags`,
     /// `denied`, `granted`.
@@ -74,9 +68,15 @@ public enum TargetKind: String, Sendable, CaseIterable {
         }
     }
 
-    /// The kind a set verb sets (`deny` → `deny`), or nil.
-    init?(setVerb verb: String) {
-        guard let kind = Self.allCases.first(where: { $0.setVerb == verb }) else { return nil }
+    /// The kind a set keyword sets (`deny` → `deny`), or nil.
+    init?(setKeyword keyword: Keyword) {
+        guard let kind = Self.allCases.first(where: { $0.setKeyword == keyword }) else { return nil }
+        self = kind
+    }
+
+    /// The kind a lift keyword lifts (`allow` → `deny`), or nil.
+    init?(liftKeyword keyword: Keyword) {
+        guard let kind = Self.allCases.first(where: { $0.liftKeyword == keyword }) else { return nil }
         self = kind
     }
 

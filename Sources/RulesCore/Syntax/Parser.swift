@@ -486,12 +486,12 @@ struct Parser {
         case .plus, .minus:
             let sign: Double = advance().kind == .plus ? 1 : -1
             effect = .score(sign: sign, try parseExpression())
-        case .keyword(let k) where TargetKind(setVerb: k.rawValue) != nil:
-            let target = TargetKind(setVerb: k.rawValue)!
+        case .keyword(let k) where TargetKind(setKeyword: k) != nil:
+            let target = TargetKind(setKeyword: k)!
             advance()
             effect = .set(target, try parseName("a \(target.nameKind) after `\(k.rawValue)`"), duration: try parseFor())
-        case .keyword(let k) where TargetKind(liftVerb: k.rawValue) != nil:
-            let target = TargetKind(liftVerb: k.rawValue)!
+        case .keyword(let k) where TargetKind(liftKeyword: k) != nil:
+            let target = TargetKind(liftKeyword: k)!
             advance()
             effect = .lift(target, try parseName("a \(target.nameKind) after `\(k.rawValue)`"))
         case .number, .duration:
