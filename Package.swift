@@ -10,15 +10,20 @@ let package = Package(
     ],
     targets: [
         // The language and the engine: source → tokens → AST → checked
-        // program → rule graph → engine → report. No terminal I/O lives here.
-        // Exclusivity is checked at compile time; the run-time checks on
-        // class properties cost ~30% of the engine's instructions (measured
-        // with callgrind, docs/PERFORMANCE.md), so release builds drop them.
-        .target(
-            name: "RulesCore",
-            dependencies: ["MemoryHints"],
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
-        ),
+        // program → rule graph → engine → report, and the public API. This is
+        // what an embedder links; no terminal I/O and no tools live here.
+        // No unsafe flags on any library target, so that the package can be
+        // a versioned dependency: the hot path's own stored properties opt out
+        // of run-time exclusivity checks one by one (docs/ARCHITECTURE.md,
+        // "The fast path"; the cost measured in docs/PERFORMANCE.md).
+        .target(name: "RulesCore", dependencies: ["MemoryHints"]),
+        // The tools on top of the core: the formatter, the language server,
+        // the REPL session, the test runner, the explanation page and the
+        // graph. The `rules` command links it; an embedder need not.
+        .target(name: "RulesTooling", dependencies: ["RulesCore"]),
+        // What the fuzz targets check (scripts/fuzz.sh), as plain functions
+        // that the unit tests replay on every finding.
+        .target(name: "RulesFuzzChecks", dependencies: ["RulesCore", "RulesTooling"]),
         // A prefetch hint, which Swift cannot express (a C header, no code).
         .target(name: "MemoryHints"),
         // Line editing as a pure state machine: keys in, buffer and actions
@@ -32,11 +37,11 @@ let package = Package(
         // dependencies. Only FoundationEssentials is used, which keeps ICU's
         // data out of the binary.
         .executableTarget(
-            name: "rules", dependencies: ["RulesCore", "LineEditor"],
+            name: "rules", dependencies: ["RulesCore", "RulesTooling", "LineEditor"],
             swiftSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))],
             linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
         ),
-        .testTarget(name: "RulesCoreTests", dependencies: ["RulesCore", "LineEditor"]),
+        .testTarget(name: "RulesCoreTests", dependencies: ["RulesCore", "RulesTooling", "RulesFuzzChecks", "LineEditor"]),
         // The public API as a user sees it: `import RulesCore`, no @testable.
         .testTarget(name: "RulesAPITests", dependencies: ["RulesCore"]),
     ]

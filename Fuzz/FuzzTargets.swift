@@ -1,10 +1,12 @@
-// libFuzzer entry point for `scripts/fuzz.sh`, compiled into the same module
-// as RulesCore's sources (it reaches internal types) with
-// `-sanitize=fuzzer,address`. `RULES_FUZZ_TARGET` says what the bytes are —
-// `policy`, `stream` or `engine` — and `FuzzChecks` (in RulesCore, so the
+// libFuzzer entry point for `scripts/fuzz.sh`, linked against the package's
+// library modules built with `-sanitize=fuzzer,address` (it reaches their
+// `package` declarations). `RULES_FUZZ_TARGET` says what the bytes are —
+// `policy`, `stream` or `engine` — and `FuzzChecks` (its own module, so the
 // unit tests replay every finding) says what must hold. A crash, a
 // sanitizer report or a broken promise stops the fuzzer with the input.
 import Foundation
+import RulesCore
+import RulesFuzzChecks
 
 private let target = ProcessInfo.processInfo.environment["RULES_FUZZ_TARGET"] ?? "policy"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets (Fuzz/FuzzTargets.swift, checks in
-# Sources/RulesCore/Fuzzing/FuzzChecks.swift) for a fixed time each, seeded
+# Sources/RulesFuzzChecks/FuzzChecks.swift) for a fixed time each, seeded
 # from the repository's policies, fixtures and example streams.
 #
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]    (default 60 s; policy stream engine)
@@ -16,13 +16,23 @@ out=.build-fuzz
 mkdir -p "$out/findings"
 
 binary="$out/rules-fuzz"
-sources=$(find Sources/RulesCore -name '*.swift' | sort)
-if [ ! -x "$binary" ] || [ -n "$(find Sources/RulesCore Fuzz -newer "$binary" -name '*.swift' | head -1)" ]; then
+modules="$out/modules"
+if [ ! -x "$binary" ] || [ -n "$(find Sources Fuzz -newer "$binary" -name '*.swift' | head -1)" ]; then
     echo "building the fuzz binary (libFuzzer + AddressSanitizer)…" >&2
+    mkdir -p "$modules"
+    # The package's three library modules, each a static library, built the
+    # way SwiftPM would (one package name, so `package` declarations are
+    # shared), then the entry point linked against them.
     # (The linker's "cannot export local symbol __asan_…" warnings are noise.)
-    # shellcheck disable=SC2086
-    if ! swiftc -module-name RulesCore -parse-as-library -sanitize=fuzzer,address -O -g \
-        -I Sources/MemoryHints/include $sources Fuzz/FuzzTargets.swift -o "$binary.new" > "$out/build.log" 2>&1; then
+    flags=(-parse-as-library -sanitize=fuzzer,address -O -g -package-name rules -I "$modules" -I Sources/MemoryHints/include)
+    build_module() {  # name → static library and .swiftmodule in $modules
+        # shellcheck disable=SC2046
+        swiftc "${flags[@]}" -module-name "$1" -emit-module -emit-module-path "$modules/$1.swiftmodule" \
+            -emit-library -static -o "$modules/lib$1.a" $(find "Sources/$1" -name '*.swift' | sort)
+    }
+    if ! { build_module RulesCore && build_module RulesTooling && build_module RulesFuzzChecks &&
+           swiftc "${flags[@]}" -module-name RulesFuzz Fuzz/FuzzTargets.swift -L "$modules" \
+               -lRulesFuzzChecks -lRulesTooling -lRulesCore -o "$binary.new"; } > "$out/build.log" 2>&1; then
         grep -v "Cannot export local symbol" "$out/build.log" >&2
         exit 1
     fi

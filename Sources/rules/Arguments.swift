@@ -1,4 +1,4 @@
-@_spi(Tooling) import RulesCore
+import RulesCore
 
 /// A small command-line parser: `--name value`, `--name=value`, boolean
 /// `--flag`, positionals, `--` to end options, `-` as a positional (stdin).

@@ -1,4 +1,4 @@
-@_spi(Tooling) import RulesCore
+import RulesCore
 
 /// `rules check POLICY.rules...` — report every error and warning.
 enum CheckCommand {

@@ -1,4 +1,5 @@
-@_spi(Tooling) import RulesCore
+import RulesCore
+import RulesTooling
 #if canImport(Glibc)
 import Glibc
 #endif

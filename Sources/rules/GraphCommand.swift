@@ -1,4 +1,5 @@
-@_spi(Tooling) import RulesCore
+import RulesCore
+import RulesTooling
 
 /// `rules graph POLICY... [--format dot|mermaid]`
 enum GraphCommand {

@@ -1,5 +1,6 @@
 import LineEditor
-@_spi(Tooling) import RulesCore
+import RulesCore
+import RulesTooling
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,4 @@
-@_spi(Tooling) import RulesCore
+import RulesCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 /// Every boundary the contract promises, through every command: `check`,
 /// `run` (one thread and two), `test`, `explain`, `graph`, `fmt` and `lsp`.

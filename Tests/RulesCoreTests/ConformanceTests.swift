@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// One case of the conformance corpus (Tests/Fixtures/conformance/*.case):
 /// a policy (one `== policy` section per file), events, arguments, and the

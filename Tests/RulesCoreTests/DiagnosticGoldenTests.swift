@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// Golden files of rendered diagnostics: Tests/Fixtures/diagnostics/CODE-*.rules
 /// and its `.expected` rendering. Set UPDATE_GOLDEN=1 to rewrite them.

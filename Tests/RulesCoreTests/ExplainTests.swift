@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 @Suite("Explanations and the rule graph")
 struct ExplainTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 /// `rules fmt`: golden files, and two properties over every policy in the
 /// repository and over generated ones — formatting twice changes nothing,

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// The engine's fast paths (docs/PERFORMANCE.md) each checked against the
 /// plain way of doing the same thing, on inputs chosen to hit their edges.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 /// `rules lsp`: the protocol in process, and once through the binary with
 /// real framing.

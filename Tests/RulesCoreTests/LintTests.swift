@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// The deeper checks (W0507–W0510): they warn where the policy provably
 /// misbehaves, and stay quiet where they cannot prove it.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 /// `test` blocks: parsing, running, failure reports, and coverage.
 @Suite("Policy tests")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesFuzzChecks
 
 /// Checkpoints, `--max-rejects` and the other promises of
 /// docs/RELIABILITY.md.

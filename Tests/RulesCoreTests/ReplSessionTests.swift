@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 /// The REPL session without a terminal: inputs in, replies out.
 @Suite("REPL session")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 /// The policies in rules/ check cleanly and produce, on their example
 /// streams in examples/, exactly the reports reviewed into

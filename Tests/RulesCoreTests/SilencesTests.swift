@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// No input is silently lost, and the record says what happened: what
 /// issue 13 found passing without a word.

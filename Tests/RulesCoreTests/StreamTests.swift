@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 @Suite("Timestamps")
 struct TimestampTests {

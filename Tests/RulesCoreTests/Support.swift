@@ -1,5 +1,5 @@
 import Foundation
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// Paths of the repository, found from this file's location so tests run
 /// from any working directory.

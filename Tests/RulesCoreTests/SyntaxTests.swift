@@ -1,5 +1,5 @@
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// Lexer and parser tables: input text → tokens, input text → AST dump.
 @Suite("Lexer")

@@ -45,7 +45,7 @@ public struct Policy: Sendable {
         self.program = program
         warnings = result.warnings
         sources = result.sources
-        rules = PolicyTests.ruleSites(program)
+        rules = RuleSite.all(in: program)
     }
 
     /// Event types the policy names, in the joined form (`unpaid_debt`).
@@ -151,7 +151,7 @@ extension Date {
 extension PolicyLoader {
     /// Reads policy files from disk; `use` targets are told apart by their
     /// real paths.
-    static let files = PolicyLoader(
+    package static let files = PolicyLoader(
         read: { path in
             guard let data = FileManager.default.contents(atPath: path) else {
                 return .failure(ReadError(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"))

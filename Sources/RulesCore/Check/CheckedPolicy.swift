@@ -3,14 +3,14 @@
 /// The compiler turns this into evaluation nodes; nothing downstream looks a
 /// name up again.
 
-@_spi(Tooling) public enum ValueType: String, Sendable {
+package enum ValueType: String, Sendable {
     case number, string, bool, duration
     /// A field of an undeclared event: its type is known only at run time.
     case any
 }
 
 /// A resolved expression.
-indirect enum IR: Sendable, Hashable {
+package indirect enum IR: Sendable, Hashable {
     case number(Double)
     case bool(Bool)
     case string(String)
@@ -39,7 +39,7 @@ indirect enum IR: Sendable, Hashable {
 
     /// Everything this expression reads: whether the score, which
     /// aggregate buffers (for `rules graph`).
-    func reads(score: inout Bool, buffers: inout Set<Int>) {
+    package func reads(score: inout Bool, buffers: inout Set<Int>) {
         switch self {
         case .score: score = true
         case .aggregate(let b, _, _): buffers.insert(b)
@@ -52,7 +52,7 @@ indirect enum IR: Sendable, Hashable {
     }
 
     /// Flags this expression reads (for the rule graph).
-    func flagsRead(into set: inout Set<Int>) {
+    package func flagsRead(into set: inout Set<Int>) {
         switch self {
         case .flag(let f): set.insert(f)
         case .unary(_, let a): a.flagsRead(into: &set)
@@ -66,10 +66,10 @@ indirect enum IR: Sendable, Hashable {
 
 extension CheckedPolicy {
     /// The names of a kind's targets, by id: the flags, or the privileges.
-    func names(of kind: TargetKind) -> [String] { kind.isFlag ? flags : privileges }
+    package func names(of kind: TargetKind) -> [String] { kind.isFlag ? flags : privileges }
 }
 
-enum CheckedEffect: Sendable {
+package enum CheckedEffect: Sendable {
     /// A score change; the sign is already folded into the expression.
     case score(IR)
     /// `deny`/`grant`/`flag` with an end (`nil`: until lifted).
@@ -78,63 +78,63 @@ enum CheckedEffect: Sendable {
     case lift(TargetKind, name: Int)
 }
 
-struct CheckedEventRule: Sendable {
-    var ast: EventRule
-    var event: Int
+package struct CheckedEventRule: Sendable {
+    package var ast: EventRule
+    package var event: Int
     /// `N` and the window of a counted rule, and the buffer of matching times.
-    var count: Int?
+    package var count: Int?
     var window: Int64?
     var counterBuffer: Int?
-    var condition: IR?
-    var effects: [CheckedEffect]
+    package var condition: IR?
+    package var effects: [CheckedEffect]
 }
 
-struct CheckedStateRule: Sendable {
-    var ast: StateRule
-    var condition: IR
+package struct CheckedStateRule: Sendable {
+    package var ast: StateRule
+    package var condition: IR
     /// Only `.set` effects without duration are allowed here.
-    var effects: [(kind: TargetKind, name: Int)]
+    package var effects: [(kind: TargetKind, name: Int)]
     var reads: Set<Int>
     var writes: Set<Int>
 }
 
 /// A window buffer: the times (and for `sum`, values) of one event type's
 /// matching events, kept for the longest window that reads it.
-struct WindowBufferSpec: Sendable, Hashable {
-    var event: Int
+package struct WindowBufferSpec: Sendable, Hashable {
+    package var event: Int
     var condition: IR?
     var field: Int?
     /// Counted rules need only their last N-1 matching times.
     var cap: Int?
 }
 
-@_spi(Tooling) public struct EventInfo: Sendable {
+package struct EventInfo: Sendable {
     public var name: String
     /// Declared fields (global field id, type), or nil when undeclared.
-    var declared: [(field: Int, type: ValueType)]?
+    package var declared: [(field: Int, type: ValueType)]?
 }
 
-struct CheckedPolicy: Sendable {
-    var sources: SourceSet
+package struct CheckedPolicy: Sendable {
+    package var sources: SourceSet
     var startScore: Int64 = 0
     var minScore: Int64? = nil
     var maxScore: Int64? = nil
-    var events: [EventInfo] = []
-    var fields: [String] = []
+    package var events: [EventInfo] = []
+    package var fields: [String] = []
     /// Flag and privilege names, sorted by bytes so reports come out sorted.
-    var flags: [String] = []
-    var privileges: [String] = []
-    var eventRules: [CheckedEventRule] = []
+    package var flags: [String] = []
+    package var privileges: [String] = []
+    package var eventRules: [CheckedEventRule] = []
     /// State rules in evaluation (graph) order.
-    var stateRules: [CheckedStateRule] = []
-    var buffers: [WindowBufferSpec] = []
+    package var stateRules: [CheckedStateRule] = []
+    package var buffers: [WindowBufferSpec] = []
     var bufferWindows: [Int64] = []
     /// Where each buffer was first asked for: a `count(…)`/`sum(…)`, or a
     /// counted rule (notes about values a buffer skipped point here).
     var bufferSpans: [Span] = []
     var hasDeclarations = false
     /// Positions in `stateRules` of the rules on a cycle (an error).
-    var cycle: Set<Int> = []
+    package var cycle: Set<Int> = []
     /// Every resolved part of every rule's expressions, by its span.
     var parts: [Span: IR] = [:]
 }

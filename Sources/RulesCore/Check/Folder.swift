@@ -1,6 +1,6 @@
 /// Evaluates constant expressions at check time, with the same arithmetic
 /// the engine uses (`Arithmetic`), so a folded constant and a run agree.
-enum Folder {
+package enum Folder {
     enum Constant: Equatable {
         case number(Double), bool(Bool), string(String)
     }
@@ -64,7 +64,7 @@ enum Folder {
     }
 
     /// `5`, `2.5`: numbers as a policy author writes them.
-    static func format(_ n: Double) -> String {
+    package static func format(_ n: Double) -> String {
         if n == n.rounded() && abs(n) < 1e15 { return String(Int64(n)) }
         return String(n)
     }
@@ -73,7 +73,7 @@ enum Folder {
 /// The arithmetic of the language, shared by the constant folder and the
 /// engine. A result that is not a finite number is a failure (nil): the rule
 /// does not fire and the run reports it.
-enum Arithmetic {
+package enum Arithmetic {
     @inline(__always)
     static func apply(_ op: BinaryOp, _ x: Double, _ y: Double) -> Double? {
         let r: Double
@@ -89,7 +89,7 @@ enum Arithmetic {
     }
 
     @inline(__always)
-    static func compare(_ op: BinaryOp, _ x: Double, _ y: Double) -> Bool? {
+    package static func compare(_ op: BinaryOp, _ x: Double, _ y: Double) -> Bool? {
         switch op {
         case .eq: return x == y
         case .ne: return x != y

@@ -1,22 +1,22 @@
 /// The front of the pipeline in one call: source files → tokens → AST →
 /// checked policy and rule graph → compiled program.
-@_spi(Tooling) public struct CompileResult: Sendable {
+package struct CompileResult: Sendable {
     public var sources: SourceSet
     /// Every error and warning, in file order, then position.
     public var diagnostics: [Diagnostic]
     /// The compiled program, when there were no errors.
     public var program: Program?
     /// Every file's statements, in source order (tests read their blocks).
-    var statements: [Statement] = []
+    package var statements: [Statement] = []
     /// What the checker made of the policy, errors or not (`rules graph`
     /// draws it even when a cycle fails the check).
-    var checked: CheckedPolicy? = nil
+    package var checked: CheckedPolicy? = nil
 
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
     public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
 }
 
-@_spi(Tooling) public enum PolicyCompiler {
+package enum PolicyCompiler {
     /// `keep` leaves statements out of the policy (the REPL's `:drop`).
     /// `buildProgram: false` stops after the checks (the language server
     /// needs the diagnostics and the checked policy, never an engine).

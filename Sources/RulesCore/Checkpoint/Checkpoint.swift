@@ -47,8 +47,7 @@ public enum Checkpoint {
 
     /// The state of `engines` (one, or a parallel run's), which together
     /// have read `lines` lines.
-    @_spi(Tooling)
-    public static func encode(_ engines: [Engine], lines: Int) -> [UInt8] {
+    package static func encode(_ engines: [Engine], lines: Int) -> [UInt8] {
         var w = ByteWriter()
         w.bytes(magic)
         w.u32(version)
@@ -142,8 +141,7 @@ public enum Checkpoint {
     // MARK: - Reading
 
     /// Checks a checkpoint against `program` and says what it holds.
-    @_spi(Tooling)
-    public static func inspect(_ bytes: [UInt8], program: Program) -> Result<Info, Failure> {
+    package static func inspect(_ bytes: [UInt8], program: Program) -> Result<Info, Failure> {
         do {
             var r = try body(of: bytes, program: program)
             let lines = try r.int()
@@ -161,8 +159,7 @@ public enum Checkpoint {
 
     /// Loads a checkpoint into fresh engines of `program`: person `key`
     /// goes to `engines[owner(key)]` (one engine: all of them).
-    @_spi(Tooling)
-    public static func restore(_ bytes: [UInt8], into engines: [Engine],
+    package static func restore(_ bytes: [UInt8], into engines: [Engine],
                                owner: (UnsafeBufferPointer<UInt8>) -> Int = { _ in 0 }) -> Result<Info, Failure> {
         do {
             let program = engines[0].program

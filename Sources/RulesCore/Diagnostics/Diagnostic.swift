@@ -147,8 +147,8 @@ public struct Diagnostic: Sendable {
 
 /// Collects diagnostics, with a cap so a garbage file cannot flood the screen.
 /// It keeps one error past the cap so the compiler knows to say it stopped.
-struct DiagnosticSink {
-    static let maxErrors = 50
+package struct DiagnosticSink {
+    package static let maxErrors = 50
     private static let keep = maxErrors + 1
     private(set) var items: [Diagnostic] = []
     private(set) var errorCount = 0

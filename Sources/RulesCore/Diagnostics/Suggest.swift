@@ -1,7 +1,7 @@
 /// "Did you mean" for unknown names: the closest candidate by edit distance,
 /// if it is close enough to be a plausible typo.
-enum Suggest {
-    static func closest(to name: String, among candidates: some Sequence<String>) -> String? {
+package enum Suggest {
+    package static func closest(to name: String, among candidates: some Sequence<String>) -> String? {
         // One edit for short names, about a third of the length for long ones;
         // no guesses for one-letter names, where anything is one edit away.
         let limit = name.count < 2 ? 0 : max(1, name.count / 3)
@@ -35,7 +35,7 @@ enum Suggest {
         return prev[b.count]
     }
 
-    static func help(for name: String, among candidates: some Sequence<String>) -> String? {
+    package static func help(for name: String, among candidates: some Sequence<String>) -> String? {
         closest(to: name, among: candidates).map { "did you mean `\($0.replacing("_", with: " "))`?" }
     }
 }

@@ -1,22 +1,22 @@
 /// Applies events to per-person state, exactly as the contract's "semantics
 /// of one event" says, and produces the final report as of a clock.
-@_spi(Tooling) public final class Engine {
-    let program: Program
+package final class Engine {
+    package let program: Program
     let store: PersonStore
     let context: EvalContext
     let people = ByteTable(capacity: 1024)
     /// The latest time of any applied event (nil before the first).
-    public private(set) var clock: Int64? = nil
+    @exclusivity(unchecked) public private(set) var clock: Int64? = nil
     /// The audit trail, when asked for; off costs one check per event.
     var tracer: Tracer? = nil {
         didSet { tracing = tracer != nil }
     }
-    private var tracing = false
+    @exclusivity(unchecked) private var tracing = false
 
     // Scratch space for one event, sized once for the largest event type
     // (plain memory: no reference counting on the per-event path).
     private let firedSteps: UnsafeMutableBufferPointer<(step: Int, amount: Int64)>
-    private var firedCount = 0
+    @exclusivity(unchecked) private var firedCount = 0
     private let matched: UnsafeMutableBufferPointer<Bool>
     private let pendingFeeds: UnsafeMutableBufferPointer<(buffer: Int, value: Double)>
 
@@ -55,7 +55,7 @@
 
     /// Lines of the stream applied before this engine's run (a resumed run):
     /// the notes on failed expressions count lines of the whole stream.
-    var lineBase = 0
+    @exclusivity(unchecked) var lineBase = 0
 
     /// Adds a person with the state a checkpoint recorded; false when the
     /// person exists already or the state does not fit.

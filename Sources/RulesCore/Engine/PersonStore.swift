@@ -9,14 +9,14 @@ import MemoryHints
 final class PersonStore {
     /// `count` rows of `stride` words, in plain memory that grows by
     /// doubling (an array would be retained around every access).
-    private var rows: UnsafeMutablePointer<Int64>
-    private var capacity = 0
+    @exclusivity(unchecked) private var rows: UnsafeMutablePointer<Int64>
+    @exclusivity(unchecked) private var capacity = 0
     /// End times per person: `Self.none` when not set, `Self.forever` when set
     /// until lifted.
     let slotCount: Int
     let stride: Int
     let buffers: [WindowBuffer]
-    private(set) var count = 0
+    @exclusivity(unchecked) private(set) var count = 0
 
     static let none = Int64.min
     static let forever = Int64.max
@@ -114,10 +114,10 @@ final class WindowBuffer {
     /// Entries per person stored inline (0 when the lists are used).
     private let width: Int
     private let inline: Bool
-    private var flat: UnsafeMutablePointer<Entry>    // inline: `width` per person
-    private var counts: UnsafeMutablePointer<UInt8>  // inline: entries in use per person
-    private var people = 0, capacity = 0
-    private var lists: [[Entry]] = []                // otherwise
+    @exclusivity(unchecked) private var flat: UnsafeMutablePointer<Entry>    // inline: `width` per person
+    @exclusivity(unchecked) private var counts: UnsafeMutablePointer<UInt8>  // inline: entries in use per person
+    @exclusivity(unchecked) private var people = 0, capacity = 0
+    @exclusivity(unchecked) private var lists: [[Entry]] = []                // otherwise
 
     init(longestWindow: Int64, cap: Int?) {
         self.longestWindow = longestWindow

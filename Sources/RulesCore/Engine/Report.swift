@@ -1,5 +1,5 @@
 /// One person's state as of a time: what `rules run` prints per line.
-@_spi(Tooling) public struct PersonReport: Sendable, Equatable {
+package struct PersonReport: Sendable, Equatable {
     public var citizen: String
     public var score: Int64
     public var flags: [String]
@@ -7,7 +7,7 @@
     public var granted: [String]
 
     /// The names held of one kind.
-    func names(of kind: TargetKind) -> [String] {
+    package func names(of kind: TargetKind) -> [String] {
         switch kind {
         case .flag: return flags
         case .deny: return denied
@@ -67,7 +67,7 @@ extension Engine {
     }
 
     /// Global indices of the state rules that hold for `citizen` at `time`.
-    func stateRulesHolding(_ citizen: String, at time: Int64) -> [Int] {
+    package func stateRulesHolding(_ citizen: String, at time: Int64) -> [Int] {
         var key = citizen
         guard let p = key.withUTF8({ people.find($0) }) else { return [] }
         context.focus(person: p, now: time)
@@ -100,7 +100,7 @@ extension Engine {
     /// The report of several engines that each own some of the people (the
     /// parallel run), merged into one byte order, as of one clock: the
     /// latest of theirs, or `asOf`.
-    static func writeReport(_ engines: [Engine], asOf: Int64?, to out: (UnsafeRawBufferPointer) -> Void) {
+    package static func writeReport(_ engines: [Engine], asOf: Int64?, to out: (UnsafeRawBufferPointer) -> Void) {
         guard let time = asOf ?? engines.compactMap(\.clock).max() else { return }
         if engines.count > 1 { return writeMerged(engines, at: time, to: out) }
         let engine = engines[0]
@@ -136,9 +136,9 @@ extension Engine {
 /// a time, 100k people and more; an array would be checked and retained on
 /// every append).
 final class ReportWriter {
-    private var storage: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    private(set) var count = 0
+    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private(set) var count = 0
     /// Quoted names, one after another; `flagNames[f]` is a range of it.
     private let names: UnsafeMutableBufferPointer<UInt8>
     private let flagNames: [Range<Int>]

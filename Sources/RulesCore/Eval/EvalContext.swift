@@ -37,12 +37,12 @@ struct EventFields {
 /// Everything an expression can read while one event (or the final report)
 /// is evaluated for one person.
 final class EvalContext {
-    var fields: EventFields
+    @exclusivity(unchecked) var fields: EventFields
     let state: PersonStore
     let program: Program
-    var person = 0
-    var now: Int64 = 0
-    var score: Int64 = 0
+    @exclusivity(unchecked) var person = 0
+    @exclusivity(unchecked) var now: Int64 = 0
+    @exclusivity(unchecked) var score: Int64 = 0
 
     /// What the state rules hold at `now`, computed at most once per event
     /// and only when something reads it.
@@ -53,11 +53,11 @@ final class EvalContext {
     let stateGranted: UnsafeMutableBufferPointer<Bool>
     /// Which state rules held at the last evaluation, in graph order.
     let stateRulesHeld: UnsafeMutableBufferPointer<Bool>
-    private var stateReady = false
+    @exclusivity(unchecked) private var stateReady = false
 
     /// Failed evaluations, for the run's report: (rule, why) → count, first line.
-    var failures: [FailureKey: (count: Int, firstLine: Int)] = [:]
-    var line = 0
+    @exclusivity(unchecked) var failures: [FailureKey: (count: Int, firstLine: Int)] = [:]
+    @exclusivity(unchecked) var line = 0
 
     struct FailureKey: Hashable {
         var rule: Int

@@ -1,8 +1,8 @@
 /// The rule graph compiled for the engine: rules indexed by event type,
 /// expressions as evaluation nodes, flags and privileges as slots. Built once
 /// from a `CheckedPolicy`; immutable afterwards.
-@_spi(Tooling) public final class Program: @unchecked Sendable {
-    let policy: CheckedPolicy
+package final class Program: @unchecked Sendable {
+    package let policy: CheckedPolicy
     /// Event type bytes → event id; field name bytes → field id.
     let eventTable: ByteTable
     let fieldTable: ByteTable

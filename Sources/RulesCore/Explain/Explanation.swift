@@ -117,7 +117,7 @@ public struct PersonExplanation: Sendable {
 /// flag, denial and grant, which rule holds it, because of which events,
 /// since when and until when; then every event that changed anything.
 /// One implementation, used by the REPL's `:explain` and `rules explain`.
-@_spi(Tooling) public enum Explanation {
+package enum Explanation {
     public static func account(of person: String, engine: Engine, timeline: Timeline, at time: Int64) -> [String]? {
         explain(person, engine: engine, timeline: timeline, at: time)?.lines
     }
@@ -125,7 +125,7 @@ public struct PersonExplanation: Sendable {
     public static func explain(_ person: String, engine: Engine, timeline: Timeline, at time: Int64) -> PersonExplanation? {
         guard let state = engine.state(of: person, at: time) else { return nil }
         let program = engine.program
-        let rules = PolicyTests.ruleSites(program)
+        let rules = RuleSite.all(in: program)
         let holding = Set(engine.stateRulesHolding(person, at: time))
         let entries = timeline.entries[person] ?? []
         let index = engine.personIndex(person)!
@@ -208,7 +208,7 @@ public struct PersonExplanation: Sendable {
         // `low trust` and `low_trust` are the same name.
         let name = name.split(separator: " ", omittingEmptySubsequences: true).joined(separator: "_")
         let program = engine.program
-        let rules = PolicyTests.ruleSites(program)
+        let rules = RuleSite.all(in: program)
         let entries = timeline.entries[person] ?? []
         var answer = WhyNot(person: person, name: name, asOf: time, unknown: nil, answers: [])
         let candidates: [(TargetKind, Int)] =
@@ -257,7 +257,7 @@ public struct PersonExplanation: Sendable {
 }
 
 /// The answer to "why is this *not* held?", as text or data.
-@_spi(Tooling) public struct WhyNot: Sendable {
+package struct WhyNot: Sendable {
     public struct Answer: Sendable {
         public var kind: TargetKind
         public var held: Bool

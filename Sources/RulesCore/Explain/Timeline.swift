@@ -29,7 +29,7 @@ public struct Timeline: Sendable {
     /// Everyone with an event, in byte order of ids.
     public var people: [String] { entries.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) } }
 
-    mutating func record(_ person: String, _ entry: Entry) {
+    package mutating func record(_ person: String, _ entry: Entry) {
         entries[person, default: []].append(entry)
     }
 
@@ -44,7 +44,7 @@ public struct Timeline: Sendable {
     ///
     ///     rules/citizen.test.rules:14  2026-01-05 alice: speeding { … }   score 1000 → 995
     ///         fired rules/citizen.rules:34  speeding → -5   (-5)
-    func render(_ person: String, rules: [RuleSite]) -> [String] {
+    package func render(_ person: String, rules: [RuleSite]) -> [String] {
         (entries[person] ?? []).map { e in
             var lines = ["\(e.origin)  \(e.text)   score \(e.scoreBefore) → \(e.scoreAfter)"]
             for (rule, change) in e.fired {
@@ -66,13 +66,20 @@ public struct Timeline: Sendable {
 
 /// Applies event literals (tests, the REPL) to an engine, checking their
 /// names against the policy first and recording what they did.
-struct LiteralFeeder {
+package struct LiteralFeeder {
     let program: Program
     let sources: SourceSet
     let engine: Engine
     /// The REPL lets an event of a type no rule names through (nothing
     /// fires); a test treats it as a typo.
-    var allowUnknownEvents = false
+    package var allowUnknownEvents = false
+
+    package init(program: Program, sources: SourceSet, engine: Engine, allowUnknownEvents: Bool = false) {
+        self.program = program
+        self.sources = sources
+        self.engine = engine
+        self.allowUnknownEvents = allowUnknownEvents
+    }
 
     struct Applied {
         var entry: Timeline.Entry
@@ -80,7 +87,7 @@ struct LiteralFeeder {
 
     /// Applies `e`; the reason when it names something unknown or the
     /// engine rejects it. `origin` and `text` describe it in the timeline.
-    func apply(_ e: EventLiteral, origin: String, text: String) -> Result<Timeline.Entry, LiteralError> {
+    package func apply(_ e: EventLiteral, origin: String, text: String) -> Result<Timeline.Entry, LiteralError> {
         var eventName = e.event.text
         let event = eventName.withUTF8({ program.eventTable.find($0) })
         if event == nil && !allowUnknownEvents {
@@ -116,9 +123,9 @@ struct LiteralFeeder {
         return .success(entry)
     }
 
-    struct LiteralError: Error {
-        var span: Span
-        var message: String
+    package struct LiteralError: Error {
+        package var span: Span
+        package var message: String
     }
 
     /// Runs `body` with the literal values as engine values; strings point
@@ -149,7 +156,7 @@ struct LiteralFeeder {
 
 /// Follows one person through a stream, recording what each of their
 /// events did; everyone else costs one byte comparison per event.
-@_spi(Tooling) public final class PersonWatch {
+package final class PersonWatch {
     let key: [UInt8]
     public private(set) var timeline = Timeline()
 

@@ -29,7 +29,7 @@ final class Tracer {
         self.program = program
         self.write = write
         self.only = only.map { Array($0.utf8) }
-        sites = PolicyTests.ruleSites(program).map { (JSONWriter.quoted("\($0.file):\($0.line)"), JSONWriter.quoted($0.text)) }
+        sites = RuleSite.all(in: program).map { (JSONWriter.quoted("\($0.file):\($0.line)"), JSONWriter.quoted($0.text)) }
         var windows = Set<[Int64]>()
         for rule in program.policy.stateRules { Self.windows(rule.condition, into: &windows) }
         stateWindows = windows.map { (Int($0[0]), $0[1]) }.sorted { ($0.buffer, $0.window) < ($1.buffer, $1.window) }

@@ -3,7 +3,7 @@
 /// first in source order). Reading is the caller's (the library does no I/O
 /// of its own): `read` returns a file's bytes or the system's reason, and
 /// `canonical` names a file uniquely (for example its real path).
-@_spi(Tooling) public struct PolicyLoader: Sendable {
+package struct PolicyLoader: Sendable {
     public var read: @Sendable (String) -> Result<[UInt8], ReadError>
     public var canonical: @Sendable (String) -> String
 

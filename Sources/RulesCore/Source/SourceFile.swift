@@ -6,7 +6,7 @@ public struct SourceFile: Sendable {
     /// Its contents.
     public let bytes: [UInt8]
     /// Byte offset of the first byte of every line.
-    let lineStarts: [Int]
+    package let lineStarts: [Int]
 
     /// A file of `text`.
     public init(name: String, text: String) {
@@ -25,7 +25,7 @@ public struct SourceFile: Sendable {
     }
 
     /// 1-based line of a byte offset.
-    func line(of offset: Int) -> Int {
+    package func line(of offset: Int) -> Int {
         var lo = 0, hi = lineStarts.count - 1
         while lo < hi {
             let mid = (lo + hi + 1) / 2
@@ -49,14 +49,14 @@ public struct SourceFile: Sendable {
     }
 
     /// The text of a 1-based line, without its line break.
-    func lineText(_ line: Int) -> String {
+    package func lineText(_ line: Int) -> String {
         let start = lineStarts[line - 1]
         var end = line < lineStarts.count ? lineStarts[line] - 1 : bytes.count
         if end > start && end <= bytes.count && end - 1 >= start && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
         return String(decoding: bytes[start..<max(start, end)], as: UTF8.self)
     }
 
-    func text(_ span: Span) -> String {
+    package func text(_ span: Span) -> String {
         String(decoding: bytes[span.start..<span.end], as: UTF8.self)
     }
 }

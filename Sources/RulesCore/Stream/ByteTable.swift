@@ -21,11 +21,11 @@ final class ByteTable: @unchecked Sendable {
     }
 
     /// Plain memory, not an array: a lookup then never retains storage.
-    private var slots: UnsafeMutableBufferPointer<Slot>
-    private var hashes: [UInt32]          // per id, for growing
-    private var offsets: [Int] = [0]      // key i is arena[offsets[i]..<offsets[i+1]]
-    private(set) var arena: [UInt8] = []
-    private var mask: Int
+    @exclusivity(unchecked) private var slots: UnsafeMutableBufferPointer<Slot>
+    @exclusivity(unchecked) private var hashes: [UInt32]          // per id, for growing
+    @exclusivity(unchecked) private var offsets: [Int] = [0]      // key i is arena[offsets[i]..<offsets[i+1]]
+    @exclusivity(unchecked) private(set) var arena: [UInt8] = []
+    @exclusivity(unchecked) private var mask: Int
 
     init(capacity: Int = 16) {
         var size = 16

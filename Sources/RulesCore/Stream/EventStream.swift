@@ -47,7 +47,7 @@ public struct Rejection: Sendable {
     public var reason: String
 }
 
-@_spi(Tooling) public enum EventStream {
+package enum EventStream {
     /// Runs the whole stream from `fd`. `onReject` gets each rejected line
     /// (its number, reason and raw bytes) as it happens.
     /// `onProgress` is called with the number of lines read so far, every
@@ -69,7 +69,7 @@ public struct Rejection: Sendable {
             checkpointEvery: checkpointEvery, onCheckpoint: onCheckpoint, onReject: onReject)
     }
 
-    static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
+    package static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
                     progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
                     watch: PersonWatch? = nil, streamName: String = "<stdin>",
                     maxRejects: Int? = nil,

@@ -47,7 +47,7 @@ enum JSONWriter {
 }
 
 /// JSON string quoting for the command line's own outputs.
-@_spi(Tooling) public enum JSONText {
+package enum JSONText {
     public static func quoted(_ s: String) -> String { JSONWriter.quoted(s) }
 
     /// Quotes raw input bytes; invalid UTF-8 becomes U+FFFD so the output

@@ -1,20 +1,20 @@
 /// Splits a file descriptor's bytes into lines without copying them: each
 /// line is a view into one growing buffer, valid until the next call.
-final class LineReader {
+package final class LineReader {
     private let fd: Int32
-    private var buffer: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    private var start = 0
-    private var end = 0
-    private var atEOF = false
+    @exclusivity(unchecked) private var buffer: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var end = 0
+    @exclusivity(unchecked) private var atEOF = false
     /// Bytes moved out of the front of the buffer so far, so that positions
     /// ahead of the reader survive a refill: absolute = discarded + index.
-    private var discarded = 0
-    private(set) var lineNumber = 0
+    @exclusivity(unchecked) private var discarded = 0
+    @exclusivity(unchecked) private(set) var lineNumber = 0
     /// Set when `read` failed; the text of `strerror`.
-    private(set) var readError: String? = nil
+    @exclusivity(unchecked) private(set) var readError: String? = nil
 
-    init(fd: Int32, capacity: Int = 1 << 20, maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
+    package init(fd: Int32, capacity: Int = 1 << 20, maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         self.fd = fd
         self.maxLineBytes = maxLineBytes
         self.capacity = capacity
@@ -22,7 +22,7 @@ final class LineReader {
     }
 
     /// Lines of bytes already in memory.
-    init(bytes: [UInt8], maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
+    package init(bytes: [UInt8], maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         fd = -1
         self.maxLineBytes = maxLineBytes
         capacity = max(1, bytes.count)

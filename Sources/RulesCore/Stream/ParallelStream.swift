@@ -23,7 +23,7 @@ import Darwin
 /// every line is scanned once, on the two cores. Scanning whole blocks in
 /// the reader instead left a third thread competing for two cores, and
 /// every worker scanning every line did the work twice (docs/PERFORMANCE.md).
-@_spi(Tooling) public enum ParallelStream {
+package enum ParallelStream {
     public struct Result {
         public var engines: [Engine]
         public var summary: RunSummary

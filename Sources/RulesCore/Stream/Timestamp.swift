@@ -19,13 +19,13 @@ public enum Timestamp {
     /// `t + d` for a time and a duration, saturating instead of trapping:
     /// every time arithmetic of the engine goes through here (issue 13).
     @inline(__always)
-    static func adding(_ t: Int64, _ d: Int64) -> Int64 {
+    package static func adding(_ t: Int64, _ d: Int64) -> Int64 {
         let (sum, overflow) = t.addingReportingOverflow(d)
         return overflow ? (d > 0 ? Int64.max : Int64.min) : sum
     }
 
     /// A duration in seconds as ticks, rounded; nil when it does not fit.
-    static func ticks(seconds: Double) -> Int64? {
+    package static func ticks(seconds: Double) -> Int64? {
         let t = (seconds * Double(perSecond)).rounded()
         guard t.isFinite, abs(t) < 9.2e18 else { return nil }
         return Int64(t)

@@ -3,21 +3,21 @@
 /// (the duplicate-rule warning relies on this).
 
 /// A name as written, already joined (`unpaid debt` → `unpaid_debt`).
-@_spi(Tooling) public struct Name: Sendable, Equatable, CustomStringConvertible {
+package struct Name: Sendable, Equatable, CustomStringConvertible {
     public var text: String
     public var span: Span
     public static func == (a: Name, b: Name) -> Bool { a.text == b.text }
     public var description: String { text }
 }
 
-@_spi(Tooling) public enum UnaryOp: String, Sendable { case negate = "-", not }
-@_spi(Tooling) public enum BinaryOp: String, Sendable {
+package enum UnaryOp: String, Sendable { case negate = "-", not }
+package enum BinaryOp: String, Sendable {
     case add = "+", sub = "-", mul = "*", div = "/", mod = "%"
     case eq = "==", ne = "!=", lt = "<", le = "<=", gt = ">", ge = ">="
     case and, or
 }
 
-@_spi(Tooling) public indirect enum ExprKind: Sendable, Equatable {
+package indirect enum ExprKind: Sendable, Equatable {
     case number(Double)
     case string(String)
     case bool(Bool)
@@ -38,13 +38,13 @@
     case invalid
 }
 
-@_spi(Tooling) public struct Expr: Sendable, Equatable {
+package struct Expr: Sendable, Equatable {
     public var kind: ExprKind
     public var span: Span
     public static func == (a: Expr, b: Expr) -> Bool { a.kind == b.kind }
 }
 
-@_spi(Tooling) public enum EffectKind: Sendable, Equatable {
+package enum EffectKind: Sendable, Equatable {
     /// `+EXPR` or `-EXPR`; the sign applies to the whole expression.
     case score(sign: Double, Expr)
     /// `flag F`, `deny P`, `grant P`, each with an optional `for D`.
@@ -53,14 +53,14 @@
     case lift(TargetKind, Name)
 }
 
-@_spi(Tooling) public struct Effect: Sendable, Equatable {
+package struct Effect: Sendable, Equatable {
     public var kind: EffectKind
     public var span: Span
     public static func == (a: Effect, b: Effect) -> Bool { a.kind == b.kind }
 }
 
 /// `[N] EVENT [where COND] [within DURATION] → EFFECTS`
-@_spi(Tooling) public struct EventRule: Sendable, Equatable {
+package struct EventRule: Sendable, Equatable {
     public var count: Expr?
     public var event: Name
     public var condition: Expr?
@@ -74,7 +74,7 @@
 }
 
 /// `while COND → EFFECTS`
-@_spi(Tooling) public struct StateRule: Sendable, Equatable {
+package struct StateRule: Sendable, Equatable {
     public var condition: Expr
     public var effects: [Effect]
     public var span: Span
@@ -83,41 +83,41 @@
     }
 }
 
-@_spi(Tooling) public enum ScoreSettingKind: String, Sendable { case startsAt = "starts at", min, max }
+package enum ScoreSettingKind: String, Sendable { case startsAt = "starts at", min, max }
 
-@_spi(Tooling) public struct ScoreSetting: Sendable {
+package struct ScoreSetting: Sendable {
     public var kind: ScoreSettingKind
     public var value: Expr
     public var span: Span
 }
 
-@_spi(Tooling) public struct FieldDecl: Sendable {
+package struct FieldDecl: Sendable {
     public var name: Name
     public var type: Name
 }
 
 /// `event NAME { field: type, ... }`
-@_spi(Tooling) public struct EventDecl: Sendable {
+package struct EventDecl: Sendable {
     public var name: Name
     public var fields: [FieldDecl]
     public var span: Span
 }
 
 /// `test "name" { ... }`: events to feed a fresh engine, and what to expect.
-@_spi(Tooling) public struct TestBlock: Sendable {
+package struct TestBlock: Sendable {
     public var name: String
     public var span: Span
     public var steps: [TestStep]
 }
 
-@_spi(Tooling) public enum TestStep: Sendable {
+package enum TestStep: Sendable {
     case event(EventLiteral)
     case expect(Expectation)
 }
 
 /// `2026-01-05T08:00:00Z alice: speeding { speed: 95, limit: 60 }` — the
 /// same literal the REPL accepts.
-@_spi(Tooling) public struct EventLiteral: Sendable {
+package struct EventLiteral: Sendable {
     public var time: Int64
     public var person: Name
     public var event: Name
@@ -125,18 +125,18 @@
     public var span: Span
 }
 
-@_spi(Tooling) public enum LiteralValue: Sendable, Equatable {
+package enum LiteralValue: Sendable, Equatable {
     case number(Double), string(String), bool(Bool)
 }
 
 /// `[at TIME] expect …`
-@_spi(Tooling) public struct Expectation: Sendable {
+package struct Expectation: Sendable {
     public var at: Int64?
     public var kind: ExpectationKind
     public var span: Span
 }
 
-@_spi(Tooling) public enum ExpectationKind: Sendable {
+package enum ExpectationKind: Sendable {
     /// `expect alice score >= 900`
     case score(person: Name, op: BinaryOp, value: Double)
     /// `expect alice score between 900 and 1000` (inclusive)
@@ -150,7 +150,7 @@
     case fired(rule: String, ruleSpan: Span, negated: Bool)
 }
 
-@_spi(Tooling) public enum Statement: Sendable {
+package enum Statement: Sendable {
     case settings([ScoreSetting], Span)
     case constant(Name, Expr, Span)
     case event(EventDecl)
@@ -163,7 +163,7 @@
 }
 
 /// The parsed files of one policy, statements in source order.
-@_spi(Tooling) public struct PolicyAST: Sendable {
+package struct PolicyAST: Sendable {
     public var statements: [Statement] = []
 }
 

@@ -1,7 +1,7 @@
 /// A compact S-expression form of the AST, for parser tests and debugging:
 /// `(rule speeding (where (> speed (+ limit 30))) (-20))`.
-enum ASTDump {
-    static func dump(_ s: Statement) -> String {
+package enum ASTDump {
+    package static func dump(_ s: Statement) -> String {
         switch s {
         case .settings(let parts, _):
             return "(score " + parts.map { "(\($0.kind.rawValue) \(dump($0.value)))" }.joined(separator: " ") + ")"

@@ -25,12 +25,12 @@ public enum TargetKind: String, Sendable, CaseIterable {
     }
 
     /// The verbs as text (the trail, the graph, messages).
-    var setVerb: String { setKeyword.rawValue }
-    var liftVerb: String { liftKeyword.rawValue }
+    package var setVerb: String { setKeyword.rawValue }
+    package var liftVerb: String { liftKeyword.rawValue }
 
     /// Its key in a report line and its list in an explanation: `flags`,
     /// `denied`, `granted`.
-    var reportKey: String {
+    package var reportKey: String {
         switch self {
         case .flag: return "flags"
         case .deny: return "denied"
@@ -39,7 +39,7 @@ public enum TargetKind: String, Sendable, CaseIterable {
     }
 
     /// How a person is said to have it: `flagged`, `denied`, `granted`.
-    var stateWord: String {
+    package var stateWord: String {
         switch self {
         case .flag: return "flagged"
         case .deny: return "denied"
@@ -49,7 +49,7 @@ public enum TargetKind: String, Sendable, CaseIterable {
 
     /// A flag is a name of its own; denials and grants share the
     /// privileges' names.
-    var isFlag: Bool {
+    package var isFlag: Bool {
         switch self {
         case .flag: return true
         case .deny, .grant: return false
@@ -57,10 +57,10 @@ public enum TargetKind: String, Sendable, CaseIterable {
     }
 
     /// What the names of this kind are called in messages.
-    var nameKind: String { isFlag ? "flag" : "privilege" }
+    package var nameKind: String { isFlag ? "flag" : "privilege" }
 
     /// The colour of its bars on the explanation page.
-    var colour: String {
+    package var colour: String {
         switch self {
         case .flag: return "#9a6700"
         case .deny: return "#d1242f"
@@ -69,19 +69,19 @@ public enum TargetKind: String, Sendable, CaseIterable {
     }
 
     /// The kind a set keyword sets (`deny` → `deny`), or nil.
-    init?(setKeyword keyword: Keyword) {
+    package init?(setKeyword keyword: Keyword) {
         guard let kind = Self.allCases.first(where: { $0.setKeyword == keyword }) else { return nil }
         self = kind
     }
 
     /// The kind a lift keyword lifts (`allow` → `deny`), or nil.
-    init?(liftKeyword keyword: Keyword) {
+    package init?(liftKeyword keyword: Keyword) {
         guard let kind = Self.allCases.first(where: { $0.liftKeyword == keyword }) else { return nil }
         self = kind
     }
 
     /// The kind a lift verb lifts (`allow` → `deny`), or nil.
-    init?(liftVerb verb: String) {
+    package init?(liftVerb verb: String) {
         guard let kind = Self.allCases.first(where: { $0.liftVerb == verb }) else { return nil }
         self = kind
     }

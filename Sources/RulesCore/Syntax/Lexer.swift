@@ -5,7 +5,7 @@
 /// until a keyword; a unit word right after a number makes a duration; and a
 /// newline ends a statement only outside brackets and after a token that
 /// cannot end a line (`→`, `,`, `and`, `or`, a binary operator).
-struct Lexer {
+package struct Lexer {
     private let bytes: [UInt8]
     private let file: Int
     private var pos = 0
@@ -33,7 +33,7 @@ struct Lexer {
         self.file = file
     }
 
-    static func tokenize(_ source: SourceFile, file: Int) -> (tokens: [Token], diagnostics: [Diagnostic]) {
+    package static func tokenize(_ source: SourceFile, file: Int) -> (tokens: [Token], diagnostics: [Diagnostic]) {
         var lexer = Lexer(bytes: source.bytes, file: file)
         lexer.run()
         return (lexer.tokens, lexer.diagnostics.items)
@@ -416,7 +416,7 @@ struct Lexer {
 }
 
 extension String {
-    func leftPadded(_ width: Int, with pad: Character = "0") -> String {
+    package func leftPadded(_ width: Int, with pad: Character = "0") -> String {
         count >= width ? self : String(repeating: pad, count: width - count) + self
     }
 }

@@ -1,7 +1,7 @@
 /// Recursive descent over the tokens of one file, with precedence climbing
 /// for expressions. It never stops at the first error: a bad statement is
 /// reported, the parser skips to the next statement, and goes on.
-struct Parser {
+package struct Parser {
     private let tokens: [Token]
     private let source: SourceFile
     private var index = 0
@@ -23,7 +23,7 @@ struct Parser {
     }
 
     /// One or more event literals, separated by newlines or `;` (REPL input).
-    static func parseEventLiterals(_ source: SourceFile, file: Int) -> (events: [EventLiteral], diagnostics: [Diagnostic]) {
+    package static func parseEventLiterals(_ source: SourceFile, file: Int) -> (events: [EventLiteral], diagnostics: [Diagnostic]) {
         let (tokens, lexed) = Lexer.tokenize(source, file: file)
         var parser = Parser(tokens: tokens, source: source)
         for d in lexed { parser.diagnostics.add(d) }
@@ -42,7 +42,7 @@ struct Parser {
         return (events, parser.diagnostics.items)
     }
 
-    static func parse(_ source: SourceFile, file: Int) -> (statements: [Statement], diagnostics: [Diagnostic]) {
+    package static func parse(_ source: SourceFile, file: Int) -> (statements: [Statement], diagnostics: [Diagnostic]) {
         let (tokens, lexed) = Lexer.tokenize(source, file: file)
         var parser = Parser(tokens: tokens, source: source)
         for d in lexed {
@@ -679,7 +679,7 @@ struct Parser {
 }
 
 extension String {
-    func trimmingCharacters(in set: String) -> String {
+    package func trimmingCharacters(in set: String) -> String {
         var s = Substring(self)
         while let f = s.first, set.contains(f) { s.removeFirst() }
         while let l = s.last, set.contains(l) { s.removeLast() }

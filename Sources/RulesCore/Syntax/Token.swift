@@ -1,16 +1,16 @@
 /// The reserved words of the contract. `starts at min max` are not here:
 /// they mean something only in a `score` statement, which the parser knows.
-enum Keyword: String, CaseIterable, Sendable {
+package enum Keyword: String, CaseIterable, Sendable {
     case score, `let`, event, `where`, within, `while`, and, or, not, `in`
     case `true`, `false`, deny, allow, grant, revoke, flag, clear, `for`, test
 }
 
 /// `min max abs count sum` are functions only right before `(`.
-@_spi(Tooling) public enum Builtin: String, Sendable {
+package enum Builtin: String, Sendable {
     case min, max, abs, count, sum
 }
 
-enum TokenKind: Equatable, Sendable {
+package enum TokenKind: Equatable, Sendable {
     case name(String)          // one or more words joined with `_`
     case keyword(Keyword)
     case builtin(Builtin)
@@ -26,7 +26,7 @@ enum TokenKind: Equatable, Sendable {
     case eof
 
     /// A statement does not end at a newline that follows one of these.
-    var continuesLine: Bool {
+    package var continuesLine: Bool {
         switch self {
         case .arrow, .comma, .plus, .minus, .star, .slash, .percent,
              .eq, .ne, .lt, .le, .gt, .ge, .assign,
@@ -76,9 +76,9 @@ enum TokenKind: Equatable, Sendable {
     }
 }
 
-struct Token: Sendable {
-    var kind: TokenKind
-    var span: Span
+package struct Token: Sendable {
+    package var kind: TokenKind
+    package var span: Span
     /// True when no other token precedes it on its line; lets `{ a: number
     /// <newline> b: number }` be read without commas.
     var startsLine: Bool

@@ -1,5 +1,5 @@
 import Foundation
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// A deterministic generator (SplitMix64): the same seed, the same case.
 struct SeededRandom: RandomNumberGenerator {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
+@testable import RulesTooling
 
 /// The engine against the reference model, on random policies and streams,
 /// through every way the project runs a policy in-process: one thread,

@@ -1,4 +1,4 @@
-@_spi(Tooling) @testable import RulesCore
+@testable import RulesCore
 
 /// The contract's semantics written as plainly as possible, to check the
 /// engine against (as Cedar checks its Rust engine against a Lean model).

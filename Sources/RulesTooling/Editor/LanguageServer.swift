@@ -1,3 +1,5 @@
+import RulesCore
+
 /// `rules lsp`: the Language Server Protocol's messages, without the
 /// transport (the command line frames them on stdin/stdout). Each message in
 /// gives the messages out: responses, and diagnostics when a document
@@ -7,7 +9,7 @@
 /// checker is fast enough (a 2,000-rule file in well under 50 ms, measured by
 /// `LanguageServerTests`). Positions are LSP's: 0-based lines, UTF-16
 /// characters.
-@_spi(Tooling) public struct LanguageServer: Sendable {
+package struct LanguageServer: Sendable {
     public private(set) var shutdownRequested = false
     public private(set) var exitRequested = false
     private var documents: [String: Analysis] = [:]

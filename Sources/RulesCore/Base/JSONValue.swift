@@ -1,7 +1,7 @@
 /// JSON for the language server's messages: a value, a parser and a
 /// writer. (Events are read by the byte-level `EventParser`; this one is for
 /// small, nested protocol messages.)
-@_spi(Tooling) public enum JSONValue: Equatable, Sendable {
+package enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(Double)

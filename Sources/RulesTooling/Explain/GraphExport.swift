@@ -1,8 +1,10 @@
+import RulesCore
+
 /// The compiled rule graph as a picture: events → event rules → score,
 /// flags and privileges → state rules → flags and privileges. Rules are
 /// labelled with `FILE:LINE` and their source; the edges of a cycle (a check
 /// error) are drawn in red. Output: Graphviz DOT or Mermaid.
-@_spi(Tooling) public enum GraphExport {
+package enum GraphExport {
     public enum Format: String, Sendable { case dot, mermaid }
 
     struct Node {

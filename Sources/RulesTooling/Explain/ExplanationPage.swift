@@ -1,9 +1,11 @@
+import RulesCore
+
 /// `rules explain … --html OUT.html`: one self-contained page (no network,
 /// inline SVG) with the person's score over time, each flag, denial and
 /// grant as a bar over the same time axis, and the account beneath.
 /// The intervals come from the audit trail, so a `while` rule's bar starts
 /// and stops at the exact instants the trail records.
-@_spi(Tooling) public enum ExplanationPage {
+package enum ExplanationPage {
     struct Interval {
         var label: String
         var start: Int64

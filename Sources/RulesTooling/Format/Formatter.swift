@@ -1,3 +1,5 @@
+import RulesCore
+
 /// `rules fmt`: one canonical layout for a policy file.
 ///
 /// The formatter works on the lexer's tokens and the gaps between them, not
@@ -23,7 +25,7 @@
 /// It refuses a file with syntax errors (it cannot know what was meant).
 /// `format(format(x)) == format(x)`, and the result parses to the same
 /// statements (both tested, and fuzzed).
-@_spi(Tooling) public enum Formatter {
+package enum Formatter {
     public enum Outcome: Sendable {
         case formatted(String)
         /// The file does not parse; these are its syntax errors.

@@ -1,8 +1,10 @@
+import RulesCore
+
 /// Runs a policy's `test` blocks: each on a fresh engine, its events applied
 /// in order, its expectations checked as of the test's clock (the latest
 /// event so far) or `at` a later time. A failure explains itself: what was
 /// expected, what was found, and what every event of that person did.
-@_spi(Tooling) public struct TestOutcome: Sendable {
+package struct TestOutcome: Sendable {
     public var name: String
     /// `FILE:LINE` of the `test` block.
     public var location: String
@@ -11,19 +13,7 @@
     public var details: [String]
 }
 
-/// One rule of the policy, for coverage: where it stands and its text.
-public struct RuleSite: Sendable, Hashable {
-    /// The policy file's name.
-    public var file: String
-    /// Its line (1-based).
-    public var line: Int
-    /// Its byte offset in the file.
-    public var offset: Int
-    /// The rule's text.
-    public var text: String
-}
-
-@_spi(Tooling) public struct TestRun: Sendable {
+package struct TestRun: Sendable {
     public var outcomes: [TestOutcome]
     /// Every rule of the policy, and those that some test made fire (for a
     /// `while` rule: hold).
@@ -31,7 +21,7 @@ public struct RuleSite: Sendable, Hashable {
     public var covered: Set<RuleSite>
 }
 
-@_spi(Tooling) public enum PolicyTests {
+package enum PolicyTests {
     /// Runs the tests that stand in file `file` of a compiled policy.
     public static func run(_ result: CompileResult, testsIn file: Int) -> TestRun {
         let tests = testBlocks(result, in: file)
@@ -42,7 +32,7 @@ public struct RuleSite: Sendable, Hashable {
             }
             return TestRun(outcomes: outcomes, rules: [], covered: [])
         }
-        let rules = ruleSites(program)
+        let rules = RuleSite.all(in: program)
         var covered: Set<RuleSite> = []
         var outcomes: [TestOutcome] = []
         var names: [String: Span] = [:]
@@ -76,15 +66,6 @@ public struct RuleSite: Sendable, Hashable {
     static func location(_ sources: SourceSet, _ span: Span) -> String {
         let (file, line, _) = sources.location(span)
         return "\(file):\(line)"
-    }
-
-    /// All rules by global index (event rules, then state rules in graph order).
-    static func ruleSites(_ program: Program) -> [RuleSite] {
-        let spans = program.policy.eventRules.map(\.ast.span) + program.policy.stateRules.map(\.ast.span)
-        return spans.map { span in
-            let (file, line, _) = program.policy.sources.location(span)
-            return RuleSite(file: file, line: line, offset: span.start, text: program.policy.sources.files[span.file].text(span))
-        }
     }
 }
 

@@ -1,3 +1,5 @@
+import RulesCore
+
 /// The REPL's session, without any terminal: it takes one complete input
 /// (a rule, an event literal, or a `:command`) and answers with text for
 /// stdout and stderr. The `rules repl` command adds line editing on a
@@ -8,7 +10,7 @@
 /// half-added. Events are kept: whenever the rules change, the engine starts
 /// afresh and replays them, so the state always follows from these rules and
 /// these events — as a replay of the same stream would.
-@_spi(Tooling) public final class ReplSession {
+package final class ReplSession {
     public struct Reply: Sendable, Equatable {
         public var out = ""
         public var err = ""
@@ -247,7 +249,7 @@
     }
 
     private func describe(_ entry: Timeline.Entry, person: String) -> String {
-        let rules = PolicyTests.ruleSites(engine.program)
+        let rules = RuleSite.all(in: engine.program)
         var out = ""
         if entry.fired.isEmpty { out += "  nothing fired\n" }
         for (rule, change) in entry.fired {

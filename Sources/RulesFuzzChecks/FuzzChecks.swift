@@ -8,15 +8,17 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import RulesCore
+import RulesTooling
 
 /// What the fuzz targets check (scripts/fuzz.sh, Fuzz/FuzzTargets.swift),
 /// as plain functions so that every input a fuzzer found is replayed by
 /// the unit tests too (Tests/Fixtures/fuzz). Each returns the promise the
 /// code broke, or nil; a crash or a sanitizer report is a finding as well.
-enum FuzzChecks {
+package enum FuzzChecks {
     /// A policy: lexer, parser, checker, diagnostics (text and JSON), and
     /// its `test` blocks run.
-    static func policy(_ bytes: [UInt8]) -> String? {
+    package static func policy(_ bytes: [UInt8]) -> String? {
         let text = String(decoding: bytes, as: UTF8.self)
         let result = PolicyCompiler.compile(text)
         let renderer = DiagnosticRenderer(sources: result.sources)
@@ -31,7 +33,7 @@ enum FuzzChecks {
 
     /// The formatter on a file that parses: formatting twice changes
     /// nothing, and the result parses to the same statements.
-    static func formatRoundTrip(_ text: String) -> String? {
+    package static func formatRoundTrip(_ text: String) -> String? {
         guard case .formatted(let once) = Formatter.format(text) else { return nil }
         guard case .formatted(let twice) = Formatter.format(once) else { return "the formatted file does not parse" }
         if twice != once { return "formatting is not idempotent" }
@@ -44,7 +46,7 @@ enum FuzzChecks {
 
     /// An NDJSON stream over `program`: every line applied or rejected, and
     /// the counts add up.
-    static func stream(_ bytes: [UInt8], program: Program) -> String? {
+    package static func stream(_ bytes: [UInt8], program: Program) -> String? {
         let engine = Engine(program: program)
         var rejected = 0
         let summary = EventStream.run(engine, reader: LineReader(bytes: bytes), asOf: nil) { _, _ in rejected += 1 }
@@ -63,7 +65,7 @@ enum FuzzChecks {
     /// each group of 4 bytes is (event type, person, time step, field
     /// value); the last byte picks where a checkpoint cuts the run. The
     /// report of one thread, of two, and of the cut run must be identical.
-    static func engine(_ bytes: [UInt8], policies: [String]) -> String? {
+    package static func engine(_ bytes: [UInt8], policies: [String]) -> String? {
         guard let first = bytes.first, !policies.isEmpty else { return nil }
         guard let program = PolicyCompiler.compile(policies[Int(first) % policies.count]).program else { return nil }
         let events = program.policy.events
