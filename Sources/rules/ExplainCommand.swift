@@ -52,12 +52,12 @@ enum ExplainCommand {
         guard let (fd, streamName) = Terminal.openEvents(parsed.values["--events"] ?? "-") else { return ExitCode.failure }
         defer { if fd != 0 { close(fd) } }
         let engine = Engine(program: program)
-        let watch = PersonWatch(person: person)
+        let watch = PersonWatch(person: person, origin: { "\(streamName):\($0)" })
         var trail: [UInt8] = []
         // The person's trail: since when `while` rules hold, and the page.
         let keepTrail = parsed.values["--html"] != nil
         engine.enableTrace(only: person) { if keepTrail { trail += $0 } }
-        let summary = EventStream.run(engine, fd: fd, asOf: asOf, watch: watch, streamName: streamName) { _, _ in }
+        let summary = EventStream.run(engine, fd: fd, asOf: asOf, watch: watch) { _, _ in }
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
             return ExitCode.failure

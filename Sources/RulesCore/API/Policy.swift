@@ -124,8 +124,11 @@ public struct Event: Sendable, Equatable {
     }
 
     /// The NDJSON line `rules run` would read for this event.
-    public var ndjson: String {
-        var line = #"{"citizen":\#(JSONWriter.quoted(person)),"type":\#(JSONWriter.quoted(type)),"time":\#(JSONWriter.quoted(Timestamp.format(time.ticks)))"#
+    public var ndjson: String { line(personKey: .citizen) }
+
+    /// The same, naming the person by `personKey`.
+    func line(personKey: PersonKey) -> String {
+        var line = #"{\#(personKey.quoted):\#(JSONWriter.quoted(person)),"type":\#(JSONWriter.quoted(type)),"time":\#(JSONWriter.quoted(Timestamp.format(time.ticks)))"#
         for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
             line += ",\(JSONWriter.quoted(name)):"
             switch value {

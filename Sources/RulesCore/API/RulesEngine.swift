@@ -21,9 +21,10 @@ public final class RulesEngine {
     /// The policy this engine runs.
     public let policy: Policy
     let engine: Engine
-    private var parser: EventParser
+    private var applier: EventApplier
     /// Every applied event per person, kept only when explaining.
-    private var timeline: Timeline?
+    private let watch: PersonWatch?
+    /// Events and lines taken so far (the next is numbered one more).
     private var sequence = 0
 
     /// `explaining: true` keeps each person's applied events, so that
@@ -35,11 +36,25 @@ public final class RulesEngine {
     /// (docs/TRACE.md): NDJSON records, one per state change, with the rule
     /// and the event behind it, in bytes as they are made. Call
     /// ``finishTrace(at:)`` when done, for the changes time alone makes.
-    public init(policy: Policy, explaining: Bool = false, trace: (([UInt8]) -> Void)? = nil) {
+    public convenience init(policy: Policy, explaining: Bool = false, trace: (([UInt8]) -> Void)? = nil) {
+        self.init(policy: policy, key: .citizen, explaining: explaining, trace: trace)
+    }
+
+    /// The same, for streams that name the person by another key
+    /// (`rules run --person-key user`): NDJSON lines are read by it and the
+    /// report is written with it. Throws for a key that cannot be one
+    /// (empty, `type`, `time`, `id`) or that the policy reads as a field.
+    public convenience init(policy: Policy, personKey: String, explaining: Bool = false,
+                            trace: (([UInt8]) -> Void)? = nil) throws(PersonKeyError) {
+        let key = try PersonKey.named(personKey, for: policy.program).get()
+        self.init(policy: policy, key: key, explaining: explaining, trace: trace)
+    }
+
+    private init(policy: Policy, key: PersonKey, explaining: Bool, trace: (([UInt8]) -> Void)?) {
         self.policy = policy
-        engine = Engine(program: policy.program)
-        parser = EventParser(program: policy.program)
-        if explaining { timeline = Timeline() }
+        engine = Engine(program: policy.program, personKey: key)
+        applier = EventApplier(engine: engine)
+        watch = explaining ? PersonWatch(person: nil, origin: { "event \($0)" }) : nil
         if let trace {
             engine.enableTrace(write: trace)
         } else if explaining {
@@ -62,7 +77,7 @@ public final class RulesEngine {
         if case .failure(let f) = Checkpoint.restore(checkpoint, into: [engine]) { throw f }
     }
 
-    deinit { parser.deallocate() }
+    deinit { applier.deallocate() }
 
     /// What applying one event did.
     public enum Outcome: Sendable, Equatable {
@@ -80,40 +95,27 @@ public final class RulesEngine {
     @discardableResult
     public func apply(_ event: Event) -> Outcome {
         sequence += 1
-        lastUnknownType = nil
-        engine.beginEvent(line: sequence)
-        guard !event.person.isEmpty else { return .rejected(reason: "\"citizen\" must not be empty") }
+        guard !event.person.isEmpty else { return .rejected(reason: "\(engine.personKey.quoted) must not be empty") }
         let time = event.time.ticks
         guard time >= Timestamp.earliest && time <= Timestamp.latest else {
             return .rejected(reason: "invalid \"time\" \(event.time): the years 0001–9999 (UTC) only")
         }
-        let program = policy.program
-        // Field names and the type are names, as in a stream line.
-        let names = event.fields.keys.sorted()
-        var values: [LiteralValue] = []
-        for name in names {
+        var fields: [(name: String, value: LiteralValue)] = []
+        for name in event.fields.keys.sorted() {
             switch event.fields[name]! {
             case .number(let n):
                 guard n.isFinite else { return .rejected(reason: "field \(JSONWriter.quoted(name)) is not a finite number") }
-                values.append(.number(n))
-            case .string(let s): values.append(.string(s))
-            case .bool(let b): values.append(.bool(b))
+                fields.append((name, .number(n)))
+            case .string(let s): fields.append((name, .string(s)))
+            case .bool(let b): fields.append((name, .bool(b)))
             }
         }
-        var type = EventParser.joinedName(event.type)
-        let eventId = type.withUTF8 { program.eventTable.find($0) }
-        return LiteralFeeder.withStrings(values) { engineValues in
-            for (k, name) in names.enumerated() {
-                var key = EventParser.joinedName(name)
-                if let id = key.withUTF8({ program.fieldTable.find($0) }), !engine.setField(id, engineValues[k]) {
-                    return .rejected(reason: "duplicate key \(JSONWriter.quoted(name))")
-                }
-            }
-            var person = event.person
-            return person.withUTF8 { bytes in
-                finish(person: bytes, event: eventId, time: time, type: type) { event.ndjson }
-            }
+        if let reason = EventApplier.apply(person: event.person, type: event.type, time: time, fields: fields,
+                                             number: sequence, to: engine) {
+            return .rejected(reason: reason)
         }
+        var person = event.person
+        return person.withUTF8 { applied(person: $0, time: time, text: event.line(personKey: engine.personKey)) }
     }
 
     /// Applies one NDJSON line (one event, as `rules run` reads it); also
@@ -123,76 +125,41 @@ public final class RulesEngine {
         var bytes = Array(text.utf8)
         if bytes.last == 0x0A { bytes.removeLast() }
         if bytes.last == 0x0D { bytes.removeLast() }
-        var person: String? = nil
-        let outcome = bytes.withUnsafeMutableBufferPointer { apply(line: UnsafeBufferPointer($0), text: text, person: &person) }
-        return (person, outcome)
+        sequence += 1
+        return bytes.withUnsafeBufferPointer { line in
+            switch applier.apply(line: line, number: sequence) {
+            case .rejected(let reason, let e):
+                return (e.map { String(decoding: $0.person, as: UTF8.self) }, .rejected(reason: reason))
+            case .applied(let e):
+                return (String(decoding: e.person, as: UTF8.self), applied(person: e.person, time: e.time, text: text))
+            case .afterAsOf:
+                preconditionFailure("the library's applier has no as-of")
+            }
+        }
     }
 
     /// Applies events in order.
     @discardableResult
     public func apply(_ events: [Event]) -> [Outcome] { events.map { apply($0) } }
 
-    /// Applies NDJSON text (one event per line), as `rules run` reads it.
+    /// Applies NDJSON text (one event per line), as `rules run` reads it:
+    /// the same reader, the same driver, the same summary.
     public func apply(ndjson text: String) -> (summary: RunSummary, rejections: [Rejection]) {
         var rejections: [Rejection] = []
-        var summary = RunSummary()
-        // The stream reader `rules run` uses: the same lines, blank lines and
-        // length limit.
-        let reader = LineReader(bytes: Array(text.utf8))
-        while let line = reader.next() {
-            func reject(_ reason: String) {
-                summary.rejected += 1
-                rejections.append(Rejection(line: reader.lineNumber, reason: reason))
-            }
-            if let length = reader.skippedLength { summary.read += 1; reject(LineReader.tooLong(length)); continue }
-            if EventStream.isBlank(line) { summary.blank += 1; continue }
-            summary.read += 1
-            var person: String? = nil
-            switch apply(line: line, text: String(decoding: line, as: UTF8.self), person: &person) {
-            case .applied:
-                summary.applied += 1
-                if let type = lastUnknownType { summary.unknownTypes[type, default: 0] += 1 }
-            case .rejected(let reason): reject(reason)
-            }
+        engine.lineBase = sequence
+        defer { engine.lineBase = 0 }
+        let summary = EventStream.run(engine, reader: LineReader(bytes: Array(text.utf8)), asOf: nil, watch: watch) { r, _ in
+            rejections.append(r)
         }
+        sequence += summary.lines
         return (summary, rejections)
     }
 
-    /// The type of the last line applied, when no rule or declaration
-    /// names it (the summary counts those by type).
-    private var lastUnknownType: String? = nil
-
-    private func apply(line: UnsafeBufferPointer<UInt8>, text: String, person who: inout String?) -> Outcome {
-        sequence += 1
-        lastUnknownType = nil
-        engine.beginEvent(line: sequence)
-        switch parser.parse(line, into: engine) {
-        case .rejected(let reason): return .rejected(reason: reason)
-        case .event(let e):
-            who = String(decoding: e.person, as: UTF8.self)
-            return finish(person: e.person, event: e.event, time: e.time, type: String(decoding: e.type, as: UTF8.self)) { text }
-        }
-    }
-
-    /// The rest of applying an event whose fields are set, for lines and
-    /// typed events alike: the engine applies it; what fired is reported
-    /// and, when explaining, recorded (`text` says what the event was).
-    private func finish(person: UnsafeBufferPointer<UInt8>, event: Int?, time: Int64, type: @autoclosure () -> String,
-                        text: () -> String) -> Outcome {
-        let before = timeline == nil ? 0 : (engine.score(of: person) ?? policy.program.policy.startScore)
-        if let reason = engine.apply(person: person, event: event, time: time) { return .rejected(reason: reason) }
-        if event == nil { lastUnknownType = type() }
+    /// What fired on the event just applied; recorded when explaining.
+    private func applied(person: UnsafeBufferPointer<UInt8>, time: Int64, text: @autoclosure () -> String) -> Outcome {
+        watch?.record(engine, person: person, text: text(), line: sequence, time: time)
         let sites = policy.rules
-        let fired = engine.fired.map { FiredRule(rule: sites[$0.rule.index], scoreChange: $0.amounts) }
-        if timeline != nil {
-            let who = String(decoding: person, as: UTF8.self)
-            let after = engine.score(of: person) ?? before
-            timeline!.record(who, Timeline.Entry(origin: "event \(sequence)", text: text(), time: time,
-                                                 scoreBefore: before, scoreAfter: after,
-                                                 fired: engine.fired.map { ($0.rule.index, $0.amounts) },
-                                                 held: engine.stateRulesHolding(who, at: time)))
-        }
-        return .applied(fired: fired)
+        return .applied(fired: engine.fired.map { FiredRule(rule: sites[$0.rule.index], scoreChange: $0.amounts) })
     }
 
     /// The latest event time applied so far.
@@ -226,8 +193,8 @@ public final class RulesEngine {
     /// Nil when the person has no applied event, or the engine was not made
     /// with `explaining: true`.
     public func explanation(of person: String, at time: Date? = nil) -> PersonExplanation? {
-        guard let timeline, let t = time?.ticks ?? engine.clock else { return nil }
-        return Explanation.explain(person, engine: engine, timeline: timeline, at: t)
+        guard let watch, let t = time?.ticks ?? engine.clock else { return nil }
+        return Explanation.explain(person, engine: engine, timeline: watch.timeline, at: t)
     }
 
     /// The engine's whole state as bytes (``Checkpoint``); continue with

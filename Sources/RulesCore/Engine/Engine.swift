@@ -5,8 +5,13 @@ package final class Engine {
     let store: PersonStore
     let context: EvalContext
     let people = ByteTable(capacity: 1024)
+    /// The key naming the person in the stream's lines and the report's.
+    package let personKey: PersonKey
     /// The latest time of any applied event (nil before the first).
     @exclusivity(unchecked) public private(set) var clock: Int64? = nil
+    /// The score of the last event's person before it was applied (the
+    /// explanations' timelines record it).
+    @exclusivity(unchecked) private(set) var scoreBefore: Int64 = 0
     /// The audit trail, when asked for; off costs one check per event.
     var tracer: Tracer? = nil {
         didSet { tracing = tracer != nil }
@@ -28,8 +33,9 @@ package final class Engine {
         }
     }
 
-    public init(program: Program) {
+    public init(program: Program, personKey: PersonKey = .citizen) {
         self.program = program
+        self.personKey = personKey
         let buffers = program.policy.buffers.enumerated().map { (i, spec) in
             WindowBuffer(longestWindow: program.policy.bufferWindows[i], cap: spec.cap)
         }
@@ -108,10 +114,11 @@ package final class Engine {
         let (person, isNew) = hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
         if isNew { store.addPerson(score: program.policy.startScore) }
         if time < store.lastTime(person) {
-            return "time \(Timestamp.format(time)) is earlier than this citizen's previous event at \(Timestamp.format(store.lastTime(person)))"
+            return "time \(Timestamp.format(time)) is earlier than this \(personKey.name)'s previous event at \(Timestamp.format(store.lastTime(person)))"
         }
         store.setLastTime(person, time)
         clock = max(clock ?? time, time)
+        scoreBefore = store.score(person)
         if tracing { tracer!.before(person: person, isNew: isNew, time: time, engine: self) }
         firedCount = 0
         if let event {

@@ -56,8 +56,8 @@ final class ReportBatch {
     /// `ends[k]`: where the k-th line ends in `lines`.
     var ends: [Int] = []
 
-    init(program: Program, people capacity: Int) {
-        lines = ReportWriter(program: program, capacity: 160 * capacity)
+    init(program: Program, personKey: PersonKey, people capacity: Int) {
+        lines = ReportWriter(program: program, personKey: personKey, capacity: 160 * capacity)
         people.reserveCapacity(capacity)
         keys.reserveCapacity(capacity)
         ends.reserveCapacity(capacity)
@@ -95,7 +95,7 @@ final class ReportChannel: @unchecked Sendable {
 
     init(engine: Engine) {
         self.engine = engine
-        ring = (0..<Self.slots).map { _ in ReportBatch(program: engine.program, people: Self.peoplePerBatch) }
+        ring = (0..<Self.slots).map { _ in ReportBatch(program: engine.program, personKey: engine.personKey, people: Self.peoplePerBatch) }
         for _ in ring { free.signal() }
     }
 

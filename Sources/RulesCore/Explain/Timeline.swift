@@ -101,21 +101,16 @@ package struct LiteralFeeder {
                 return .failure(LiteralError(span: field.span, message: "event `\(e.event.text)` has no field `\(field.text)`; \(help)"))
             }
         }
-        let before = engine.state(of: e.person.text, at: e.time)?.score ?? program.policy.startScore
-        let (_, line, _) = sources.location(e.span)
-        engine.beginEvent(line: line)
-        let rejection: String? = Self.withStrings(e.fields.map(\.value)) { values in
-            for (k, field) in e.fields.enumerated() {
-                var name = field.name.text
-                guard let id = name.withUTF8({ program.fieldTable.find($0) }) else { continue }
-                if !engine.setField(id, values[k]) { return "field `\(field.name.text)` is given twice" }
-            }
-            var person = e.person.text
-            return person.withUTF8 { engine.apply(person: $0, event: event, time: e.time) }
+        var named: Set<String> = []
+        for field in e.fields where !named.insert(field.name.text).inserted {
+            return .failure(LiteralError(span: e.span, message: "this event was rejected: field `\(field.name.text)` is given twice"))
         }
-        if let rejection {
+        let (_, line, _) = sources.location(e.span)
+        if let rejection = EventApplier.apply(person: e.person.text, type: e.event.text, time: e.time,
+                                              fields: e.fields.map { ($0.name.text, $0.value) }, number: line, to: engine) {
             return .failure(LiteralError(span: e.span, message: "this event was rejected: \(rejection)"))
         }
+        let before = engine.scoreBefore
         let after = engine.state(of: e.person.text, at: e.time)!.score
         let entry = Timeline.Entry(origin: origin, text: text, time: e.time, scoreBefore: before, scoreAfter: after,
                                    fired: engine.fired.map { ($0.rule.index, $0.amounts) },
@@ -154,26 +149,34 @@ package struct LiteralFeeder {
     }
 }
 
-/// Follows one person through a stream, recording what each of their
-/// events did; everyone else costs one byte comparison per event.
+/// Follows one person (or everyone) through a stream, recording what each
+/// of their events did; everyone else costs one byte comparison per event.
 package final class PersonWatch {
-    let key: [UInt8]
+    /// nil: everyone (the library's explaining engine).
+    let key: [UInt8]?
+    /// Names an event by its line number in the whole stream:
+    /// `events.ndjson:12`, `event 12`.
+    private let origin: (Int) -> String
     public private(set) var timeline = Timeline()
 
-    public init(person: String) { key = Array(person.utf8) }
-
-    public var person: String { String(decoding: key, as: UTF8.self) }
+    public init(person: String?, origin: @escaping (Int) -> String = { "<stdin>:\($0)" }) {
+        key = person.map { Array($0.utf8) }
+        self.origin = origin
+    }
 
     @inline(__always)
     func matches(_ person: UnsafeBufferPointer<UInt8>) -> Bool {
-        person.count == key.count && person.elementsEqual(key)
+        guard let key else { return true }
+        return person.count == key.count && person.elementsEqual(key)
     }
 
-    func record(_ engine: Engine, line: UnsafeBufferPointer<UInt8>, origin: String, time: Int64, before: Int64?) {
-        let name = person
+    /// Records the event the engine just applied: line `line` of the
+    /// stream, `text`.
+    func record(_ engine: Engine, person: UnsafeBufferPointer<UInt8>, text: @autoclosure () -> String, line: Int, time: Int64) {
+        let name = String(decoding: person, as: UTF8.self)
         let after = engine.state(of: name, at: time)!.score
-        let entry = Timeline.Entry(origin: origin, text: String(decoding: line, as: UTF8.self), time: time,
-                                   scoreBefore: before ?? engine.program.policy.startScore, scoreAfter: after,
+        let entry = Timeline.Entry(origin: origin(line), text: text(), time: time,
+                                   scoreBefore: engine.scoreBefore, scoreAfter: after,
                                    fired: engine.fired.map { ($0.rule.index, $0.amounts) },
                                    held: engine.stateRulesHolding(name, at: time))
         timeline.record(name, entry)

@@ -60,23 +60,24 @@ package enum EventStream {
     /// stop the run.
     public static func run(_ engine: Engine, fd: Int32, asOf: Int64? = nil,
                            progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
-                           watch: PersonWatch? = nil, streamName: String = "<stdin>",
+                           watch: PersonWatch? = nil,
                            maxRejects: Int? = nil,
                            checkpointEvery: Int = 0, onCheckpoint: ((Int) -> String?)? = nil,
                            onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         run(engine, reader: LineReader(fd: fd), asOf: asOf, progressInterval: progressInterval,
-            onProgress: onProgress, watch: watch, streamName: streamName, maxRejects: maxRejects,
+            onProgress: onProgress, watch: watch, maxRejects: maxRejects,
             checkpointEvery: checkpointEvery, onCheckpoint: onCheckpoint, onReject: onReject)
     }
 
     package static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
                     progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
-                    watch: PersonWatch? = nil, streamName: String = "<stdin>",
+                    watch: PersonWatch? = nil,
                     maxRejects: Int? = nil,
                     checkpointEvery: Int = 0, onCheckpoint: ((Int) -> String?)? = nil,
                     onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
-        var parser = EventParser(program: engine.program)
-        defer { parser.deallocate() }
+        var applier = EventApplier(engine: engine, asOf: asOf)
+        defer { applier.deallocate() }
+        let personKey = applier.personKey
         var summary = RunSummary()
         // Two cursors run ahead of the reader: the far one asks for the
         // person's table slot, the near one (by then the slot is cached) for
@@ -92,44 +93,34 @@ package enum EventStream {
             }
             far.lead -= 1; near.lead -= 1
             if let length = reader.skippedLength {
-                summary.read += 1
-                summary.rejected += 1
                 let reason = LineReader.tooLong(length, limit: reader.maxLineBytes)
+                summary.count(.rejected(reason))
                 onReject(Rejection(line: reader.lineNumber, reason: reason), line)
                 if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = reader.lineNumber; break loop }
                 continue
             }
             while far.lead < 8, let ahead = reader.advance(&far) {
-                if let key = EventParser.leadingPerson(ahead) { engine.prefetchSlot(key) }
+                if let key = personKey.leadingPerson(ahead) { engine.prefetchSlot(key) }
             }
             while near.lead < 4, let ahead = reader.advance(&near) {
-                if let key = EventParser.leadingPerson(ahead) { engine.prefetchState(key) }
+                if let key = personKey.leadingPerson(ahead) { engine.prefetchState(key) }
             }
             if isBlank(line) { summary.blank += 1; continue }
-            summary.read += 1
             let number = reader.lineNumber
             if number % progressInterval == 0, let onProgress { onProgress(number) }
-            engine.beginEvent(line: number)
-            switch parser.parse(line, into: engine) {
-            case .rejected(let reason):
-                summary.rejected += 1
+            let outcome = applier.apply(line: line, number: number)
+            summary.count(outcome)
+            switch outcome {
+            case .rejected(let reason, _):
                 onReject(Rejection(line: number, reason: reason), line)
                 if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = number; break loop }
-            case .event(let e):
-                if let asOf, e.time > asOf { summary.ignoredAfterAsOf += 1; continue }
-                let watched = watch?.matches(e.person) ?? false
-                let before = watched ? engine.score(of: e.person) : 0
-                if let reason = engine.apply(person: e.person, event: e.event, time: e.time) {
-                    summary.rejected += 1
-                    onReject(Rejection(line: number, reason: reason), line)
-                    if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = number; break loop }
-                } else {
-                    summary.applied += 1
-                    if e.event == nil { summary.countUnknown(e.type) }
-                    if watched {
-                        watch!.record(engine, line: line, origin: "\(streamName):\(number)", time: e.time, before: before)
-                    }
+            case .applied(let e):
+                if let watch, watch.matches(e.person) {
+                    watch.record(engine, person: e.person, text: String(decoding: line, as: UTF8.self),
+                                 line: engine.lineBase + number, time: e.time)
                 }
+            case .afterAsOf:
+                break
             }
         }
         summary.readError = reader.readError

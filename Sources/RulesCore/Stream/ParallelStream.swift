@@ -35,14 +35,14 @@ package enum ParallelStream {
     /// read further, but nothing past that line is reported).
     /// `onProgress` is called with the number of lines applied so far, each
     /// time it passes a multiple of `progressInterval`, from a worker thread.
-    public static func run(program: Program, fd: Int32, jobs: Int, asOf: Int64? = nil,
+    public static func run(program: Program, personKey: PersonKey = .citizen, fd: Int32, jobs: Int, asOf: Int64? = nil,
                            resume: [UInt8]? = nil, maxRejects: Int? = nil,
                            progressInterval: Int = 1 << 20, onProgress: (@Sendable (Int) -> Void)? = nil,
                            onReject: (Rejection, [UInt8]) -> Void) -> Swift.Result<ParallelStream.Result, Checkpoint.Failure> {
         let count = max(1, jobs)
         let rejected = RejectCount()
         let workers = (0..<count).map {
-            Worker(program: program, asOf: asOf, index: $0, of: count, rejected: rejected,
+            Worker(program: program, personKey: personKey, asOf: asOf, index: $0, of: count, rejected: rejected,
                    progress: $0 == 0 ? onProgress.map { (progressInterval, $0) } : nil)
         }
         if let resume {
@@ -298,7 +298,7 @@ package enum ParallelStream {
     }
 
     /// Decides which worker owns a line, from its person id: the bytes after
-    /// `{"citizen":"` when the line starts that way (as streams usually do),
+    /// `{"citizen":"` (the person key) when the line starts that way (as streams usually do),
     /// else the id a full parse finds. A line that does not parse belongs to
     /// worker 0, which rejects it with the reason.
     struct Router {
@@ -306,15 +306,15 @@ package enum ParallelStream {
         let scratch: Engine
         let count: Int
 
-        init(program: Program, count: Int) {
-            parser = EventParser(program: program)
-            scratch = Engine(program: program)
+        init(program: Program, personKey: PersonKey, count: Int) {
+            parser = EventParser(program: program, personKey: personKey)
+            scratch = Engine(program: program, personKey: personKey)
             self.count = count
         }
 
         mutating func owner(of line: UnsafeBufferPointer<UInt8>) -> Int {
             if count == 1 { return 0 }
-            if let key = EventParser.leadingPerson(line) { return bucket(key) }
+            if let key = parser.personKey.leadingPerson(line) { return bucket(key) }
             scratch.beginEvent(line: 0)
             guard case .event(let e) = parser.parse(line, into: scratch) else { return 0 }
             return bucket(e.person)
@@ -347,12 +347,11 @@ package enum ParallelStream {
     /// One engine on its own thread, fed the blocks through a bounded queue.
     final class Worker: @unchecked Sendable {
         let engine: Engine
-        private var parser: EventParser
+        private var applier: EventApplier
         private var router: Router
         private let index: Int
         /// The number of the first line of the next block to apply.
         private var nextLine = 1
-        private let asOf: Int64?
         private var queue: [Block?] = []
         private let lock = Lock()
         private let items = DispatchSemaphore(value: 0)
@@ -366,18 +365,20 @@ package enum ParallelStream {
         /// Worker 0 only: how often, and whom, to tell the lines applied.
         private let progress: (interval: Int, report: @Sendable (Int) -> Void)?
 
-        init(program shared: Program, asOf: Int64?, index: Int, of count: Int, rejected: RejectCount,
+        private let personKey: PersonKey
+
+        init(program shared: Program, personKey: PersonKey, asOf: Int64?, index: Int, of count: Int, rejected: RejectCount,
              progress: (interval: Int, report: @Sendable (Int) -> Void)?) {
             self.rejected = rejected
             self.progress = progress
             // Its own compiled program: no node or array is shared between
             // workers, so their reference counts never contend.
             let program = shared.copyForThread()
-            engine = Engine(program: program)
-            parser = EventParser(program: program)
-            router = Router(program: program, count: count)
+            engine = Engine(program: program, personKey: personKey)
+            applier = EventApplier(engine: engine, asOf: asOf)
+            router = Router(program: program, personKey: personKey, count: count)
+            self.personKey = personKey
             self.index = index
-            self.asOf = asOf
         }
 
         func start() {
@@ -413,7 +414,7 @@ package enum ParallelStream {
                 pending = block
             }
             if let pending { applyBlock(pending) }
-            parser.deallocate()
+            applier.deallocate()
             router.parser.deallocate()
             done.signal()
         }
@@ -436,17 +437,14 @@ package enum ParallelStream {
                 if lineEnd > start && base[lineEnd - 1] == 0x0D { lineEnd -= 1 }
                 let line = UnsafeBufferPointer(start: base + start, count: lineEnd - start)
                 if line.count > LineReader.defaultMaxLineBytes {
-                    summary.read += 1
                     result.tooLong.append((Int(number), line.count))
-                } else if let key = EventParser.leadingPerson(line) {
-                    summary.read += 1
+                } else if let key = personKey.leadingPerson(line) {
                     let hash = ByteTable.hash(key)
                     result.lines[Router.bucket(hash: hash, router.count)].append(
                         Line(start: Int32(start), end: Int32(lineEnd), number: number, hash: hash, keyLength: Int32(key.count)))
                 } else if EventStream.isBlank(line) {
                     summary.blank += 1
                 } else {
-                    summary.read += 1
                     result.lines[router.owner(of: line)].append(
                         Line(start: Int32(start), end: Int32(lineEnd), number: number, hash: 0, keyLength: 0))
                 }
@@ -467,10 +465,7 @@ package enum ParallelStream {
                 }
             }
             if let length = block.skippedLength {
-                if index == 0 {
-                    summary.read += 1
-                    tooLong(length, nextLine)
-                }
+                if index == 0 { tooLong(length, nextLine) }
                 nextLine += 1
                 return
             }
@@ -486,7 +481,9 @@ package enum ParallelStream {
 
         /// A line too long to read: worker 0 rejects it.
         private func tooLong(_ length: Int, _ number: Int) {
-            reject(LineReader.tooLong(length), UnsafeBufferPointer(start: nil, count: 0), number)
+            let reason = LineReader.tooLong(length)
+            summary.count(.rejected(reason))
+            reject(reason, UnsafeBufferPointer(start: nil, count: 0), number)
         }
 
         /// Lines of one segment, asking for each person's slot and state a
@@ -499,7 +496,7 @@ package enum ParallelStream {
                     if k + 8 < owned.count, owned[k + 8].keyLength > 0 { engine.prefetchSlot(hash: owned[k + 8].hash) }
                     if k + 4 < owned.count, owned[k + 4].keyLength > 0 {
                         let ahead = owned[k + 4]
-                        engine.prefetchState(UnsafeBufferPointer(start: base + Int(ahead.start) + EventParser.leadingPersonOffset,
+                        engine.prefetchState(UnsafeBufferPointer(start: base + Int(ahead.start) + personKey.leadingCount,
                                                                  count: Int(ahead.keyLength)), hash: ahead.hash)
                     }
                     let line = owned[k]
@@ -511,26 +508,12 @@ package enum ParallelStream {
 
         /// `hash`: of the id that starts the line, when it does.
         private func apply(_ line: UnsafeBufferPointer<UInt8>, _ number: Int, _ hash: UInt32?) {
-            engine.beginEvent(line: number)
-            switch parser.parse(line, into: engine) {
-            case .rejected(let reason):
-                reject(reason, line, number)
-            case .event(let e):
-                if let asOf, e.time > asOf { summary.ignoredAfterAsOf += 1; return }
-                // The scan's hash is of the id at the start of the line; the
-                // parser's id is those same bytes unless it had to unescape.
-                let known = hash != nil && e.person.baseAddress == line.baseAddress! + EventParser.leadingPersonOffset
-                if let reason = engine.apply(person: e.person, hash: known ? hash : nil, event: e.event, time: e.time) {
-                    reject(reason, line, number)
-                } else {
-                    summary.applied += 1
-                    if e.event == nil { summary.countUnknown(e.type) }
-                }
-            }
+            let outcome = applier.apply(line: line, number: number, hash: hash)
+            summary.count(outcome)
+            if case .rejected(let reason, _) = outcome { reject(reason, line, number) }
         }
 
         private func reject(_ reason: String, _ line: UnsafeBufferPointer<UInt8>, _ number: Int) {
-            summary.rejected += 1
             rejected.add()
             rejections.append((Rejection(line: number, reason: reason), Array(line)))
         }
