@@ -80,6 +80,16 @@ struct Arguments {
         return .success(t)
     }
 
+    /// `--person-key NAME` (default `citizen`): a usage error for a name
+    /// that cannot be one, or that the policy reads as an event field.
+    func personKey(command: String, program: Program) -> Result<PersonKey, UsageExit> {
+        guard let name = values["--person-key"] else { return .success(.citizen) }
+        switch PersonKey.named(name, for: program) {
+        case .success(let key): return .success(key)
+        case .failure(let e): return .failure(UsageExit(code: Main.usageError("--person-key: \(e)", command: command)))
+        }
+    }
+
     struct UsageExit: Error { var code: Int32 }
 
     static func closest(_ name: String, _ known: Set<String>) -> String? {

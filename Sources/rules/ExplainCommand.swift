@@ -8,6 +8,7 @@ import Glibc
 enum ExplainCommand {
     static let help = """
     usage: rules explain POLICY.rules... --events FILE|- --person ID [--as-of TIME] [--why-not NAME]
+                         [--person-key NAME]
 
     Runs the stream like `rules run` and gives a readable account of one
     person: their score; for every flag, denial and grant, the rule that
@@ -26,6 +27,8 @@ enum ExplainCommand {
       --why-not NAME    explain why a flag or privilege is NOT held: every rule
                         that could set it, and the first part of its condition
                         that fails (with values), or what ended or lifted it
+      --person-key NAME the key that names the person in each line
+                        (default: citizen)
       -h, --help        show this help
 
     exit status: 0 explained, 1 a policy error, unreadable input, or no
@@ -33,7 +36,7 @@ enum ExplainCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not", "--format", "--html"]), help: help)
+        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not", "--format", "--html", "--person-key"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "explain") }
         guard ["text", "json"].contains(parsed.values["--format"] ?? "text") else {
@@ -49,9 +52,15 @@ enum ExplainCommand {
         PolicyLoading.printDiagnostics(result.errors, sources: result.sources)
         guard let program = result.program else { return ExitCode.failure }
 
+        let personKey: PersonKey
+        switch parsed.personKey(command: "explain", program: program) {
+        case .success(let key): personKey = key
+        case .failure(let e): return e.code
+        }
+
         guard let (fd, streamName) = Terminal.openEvents(parsed.values["--events"] ?? "-") else { return ExitCode.failure }
         defer { if fd != 0 { close(fd) } }
-        let engine = Engine(program: program)
+        let engine = Engine(program: program, personKey: personKey)
         let watch = PersonWatch(person: person, origin: { "\(streamName):\($0)" })
         var trail: [UInt8] = []
         // The person's trail: since when `while` rules hold, and the page.

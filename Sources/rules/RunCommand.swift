@@ -8,7 +8,7 @@ enum RunCommand {
     static let help = """
     usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]
                      [--max-rejects N] [--state FILE [--checkpoint-every N]] [--resume FILE]
-                     [--trace FILE] [--jobs N]
+                     [--trace FILE] [--jobs N] [--person-key NAME]
 
     Applies a stream of events (NDJSON, one object per line) to the policy
     and prints each person's final state, one compact JSON line per person,
@@ -34,6 +34,9 @@ enum RunCommand {
       --trace FILE      write the audit trail: one NDJSON record per state
                         change, with the rule and event behind it
                         (docs/TRACE.md)
+      --person-key NAME the key that names the person in each line and in
+                        the report (default: citizen), for streams that say
+                        "user", "account" or "driver"
       -h, --help        show this help
 
     A summary (read / applied / rejected) goes to stderr; when stderr is a
@@ -47,7 +50,7 @@ enum RunCommand {
 
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("run", args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace", "--jobs", "--max-rejects",
-                                                                                               "--state", "--checkpoint-every", "--resume"]), help: help)
+                                                                                               "--state", "--checkpoint-every", "--resume", "--person-key"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "run") }
         let asOf: Int64?
@@ -91,6 +94,12 @@ enum RunCommand {
         guard let program = result.program else {
             Terminal.writeErr("rules: the policy has \(PolicyLoading.summary(result)); nothing was run\n")
             return ExitCode.failure
+        }
+
+        let personKey: PersonKey
+        switch parsed.personKey(command: "run", program: program) {
+        case .success(let key): personKey = key
+        case .failure(let e): return e.code
         }
 
         guard let (fd, streamName) = Terminal.openEvents(parsed.values["--events"] ?? "-") else { return ExitCode.failure }
@@ -143,7 +152,7 @@ enum RunCommand {
             let showProgress = Terminal.isTerminal(2)
             let tell: @Sendable (Int) -> Void = { lines in Terminal.writeErr("\rrules: \(lines) lines read…") }
             let progress = showProgress ? tell : nil
-            let outcome = ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf, resume: resumeBytes,
+            let outcome = ParallelStream.run(program: program, personKey: personKey, fd: fd, jobs: jobs, asOf: asOf, resume: resumeBytes,
                                              maxRejects: maxRejects, onProgress: progress) { rejection, line in
                 line.withUnsafeBufferPointer { rejects?.write(rejection, $0) }
                 if showProgress && shown < 10 { Terminal.writeErr("\r\u{1B}[K") }
@@ -163,7 +172,7 @@ enum RunCommand {
             }
         }
 
-        let engine = Engine(program: program)
+        let engine = Engine(program: program, personKey: personKey)
         keepUntilExit([engine])
         if let resumeBytes {
             switch Checkpoint.restore(resumeBytes, into: [engine]) {

@@ -162,3 +162,41 @@ struct PublicAPITests {
         #expect(scores == [965, 970, 975, 980, 985, 990, 995, 1000])
     }
 }
+
+@Suite("Public API: the person key")
+struct PersonKeyAPITests {
+    static let policy = try! Policy.compile("""
+        speeding where speed > 50 → -5
+        3 speeding within 30 days → deny driving for 90 days
+        """)
+
+    @Test("an engine made for `account` reads it and reports with it; `citizen` is then a field")
+    func reportsWithTheKey() throws {
+        let engine = try RulesEngine(policy: Self.policy, personKey: "account")
+        let (person, outcome) = engine.apply(line: #"{"type":"speeding","account":"a-1","time":"2026-01-05","speed":60}"#)
+        #expect(person == "a-1")
+        if case .rejected(let reason) = outcome { Issue.record("rejected: \(reason)") }
+        #expect(engine.apply(line: #"{"citizen":"c","type":"speeding","time":"2026-01-06"}"#).outcome
+                == .rejected(reason: #"missing "account""#))
+        engine.apply(Event(person: "a-2", type: "speeding", at: "2026-01-07", fields: ["speed": 70])!)
+        #expect(engine.reportNDJSON() == """
+            {"account":"a-1","score":-5,"flags":[],"denied":[],"granted":[]}
+            {"account":"a-2","score":-5,"flags":[],"denied":[],"granted":[]}
+
+            """)
+        let (summary, rejections) = engine.apply(ndjson: #"{"account":"a-1","type":"speeding","time":"2026-01-01"}"# + "\n")
+        #expect(summary.rejected == 1)
+        #expect(rejections.first?.reason.contains("earlier than this account's previous event") == true)
+    }
+
+    @Test("a key that cannot be one is refused with the reason")
+    func refused() {
+        for (name, message) in [("type", "`type` cannot be the person key"), ("", "must not be empty"),
+                                ("speed", "the policy reads `speed` as an event field")] {
+            #expect(throws: PersonKeyError.self, "\(name)") { _ = try RulesEngine(policy: Self.policy, personKey: name) }
+            do { _ = try RulesEngine(policy: Self.policy, personKey: name) } catch {
+                #expect(error.description.contains(message), "\(error)")
+            }
+        }
+    }
+}

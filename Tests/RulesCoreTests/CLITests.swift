@@ -93,6 +93,47 @@ struct CLITests {
         }
     }
 
+    @Test("--person-key: a stream that says `driver` gives the report of the same stream saying `citizen`, by every command that reads streams")
+    func personKey() throws {
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let citizenStream = try String(contentsOf: Repo.root.appendingPathComponent("examples/citizen.ndjson"), encoding: .utf8)
+        let expected = try String(contentsOf: Repo.root.appendingPathComponent("examples/citizen.expected.ndjson"), encoding: .utf8)
+        // The person key last in some lines, so the look-ahead and the
+        // `--jobs` router meet both layouts.
+        let lines = citizenStream.split(separator: "\n")
+        #expect(lines.allSatisfy { $0.hasPrefix(#"{"citizen":""#) })
+        let driverStream = lines.enumerated().map { (k, line) -> String in
+            let rest = line.dropFirst(#"{"citizen":""#.count)  // alice","type":…}
+            let id = rest.prefix { $0 != "\"" }
+            if k % 2 == 0 { return #"{"driver":""# + rest }
+            return "{" + rest.dropFirst(id.count + 2).dropLast() + #","driver":""# + id + #""}"#
+        }.joined(separator: "\n") + "\n"
+        #expect(driverStream.contains(#","driver":"#) && driverStream.contains(#"{"driver":"#))
+        let driverReport = expected.replacingOccurrences(of: #"{"citizen":"#, with: #"{"driver":"#)
+        for jobs in ["1", "2"] {
+            let r = try Self.rules(["run", policy, "--person-key", "driver", "--jobs", jobs], stdin: driverStream)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout == driverReport, "--jobs \(jobs)")
+        }
+        // The contract's key is then an ordinary key: a line naming only
+        // `citizen` has no person.
+        let plain = try Self.rules(["run", policy, "--person-key", "driver"], stdin: citizenStream)
+        #expect(plain.stdout.isEmpty)
+        #expect(plain.stderr.contains(#"rejected: missing "driver""#), "\(plain.stderr)")
+        let person = try #require(expected.split(separator: "\n").first.map { String($0.dropFirst(12).prefix { $0 != "\"" }) })
+        let explained = try Self.rules(["explain", policy, "--person-key", "driver", "--person", person], stdin: driverStream)
+        #expect(explained.status == 0, "\(explained.stderr)")
+        #expect(explained.stdout.hasPrefix("\(person) as of "))
+        // Names that cannot be the key: usage errors, before any event.
+        for (name, message) in [("time", "`time` cannot be the person key"), ("", "must not be empty"),
+                                ("amount", "the policy reads `amount` as an event field")] {
+            let r = try Self.rules(["run", policy, "--person-key", name], stdin: driverStream)
+            #expect(r.status == 2, "\(name)")
+            #expect(r.stderr.contains(message), "\(r.stderr)")
+            #expect(r.stdout.isEmpty)
+        }
+    }
+
     @Test("unreadable policy or events exit 1 with the reason")
     func unreadable() throws {
         let dir = try Self.tempDir()

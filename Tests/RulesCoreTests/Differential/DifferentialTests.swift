@@ -119,6 +119,8 @@ enum Differential {
             ("closures build", { oneThread(Program(program.policy, style: .closures), c.stream, asOf: asOf) }),
             ("--jobs 2", { parallel(program, c.stream, asOf: asOf) }),
             ("--state/--resume", { resumed(program, c, asOf: asOf) }),
+            ("--person-key subject", { withPersonKey(program, c, asOf: asOf, jobs: 1) }),
+            ("--person-key subject, --jobs 2", { withPersonKey(program, c, asOf: asOf, jobs: 2) }),
         ]
         // The library has no `--as-of` for a stream (`report(at:)` moves the
         // clock; it does not ignore later events), and compiles one text.
@@ -191,14 +193,32 @@ enum Differential {
         return (render([engine], asOf: asOf), rejections.map(\.line))
     }
 
-    static func parallel(_ program: Program, _ stream: String, asOf: Int64?) -> (String, [Int]?) {
+    /// The stream with `subject` for `citizen` as its person key: the same
+    /// report, with `subject` for `citizen` in it.
+    static func withPersonKey(_ program: Program, _ c: GeneratedCase, asOf: Int64?, jobs: Int) -> (String, [Int]?) {
+        guard case .success(let key) = PersonKey.named("subject", for: program) else { return ("(skip)", nil) }
+        let stream = c.stream.replacingOccurrences(of: #""citizen":"#, with: #""subject":"#)
+        let (report, rejected): (String, [Int]?)
+        if jobs == 1 {
+            let engine = Engine(program: program, personKey: key)
+            let (_, rejections) = EventStream.run(engine, text: stream, asOf: asOf)
+            (report, rejected) = (render([engine], asOf: asOf), rejections.map(\.line))
+        } else {
+            (report, rejected) = parallel(program, stream, asOf: asOf, personKey: key)
+        }
+        let lines = report.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.allSatisfy({ $0.isEmpty || $0.hasPrefix(#"{"subject":"#) }) else { return ("(a report line without the key)\n" + report, rejected) }
+        return (lines.map { $0.isEmpty ? "" : #"{"citizen":"# + $0.dropFirst(#"{"subject":"#.count) }.joined(separator: "\n"), rejected)
+    }
+
+    static func parallel(_ program: Program, _ stream: String, asOf: Int64?, personKey: PersonKey = .citizen) -> (String, [Int]?) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("difftest-\(UUID().uuidString)").path
         _ = FileManager.default.createFile(atPath: path, contents: Data(stream.utf8))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let fd = open(path, O_RDONLY)
         defer { close(fd) }
         var rejected: [Int] = []
-        guard case .success(let result) = ParallelStream.run(program: program, fd: fd, jobs: 2, asOf: asOf,
+        guard case .success(let result) = ParallelStream.run(program: program, personKey: personKey, fd: fd, jobs: 2, asOf: asOf,
                                                               onReject: { r, _ in rejected.append(r.line) }) else {
             return ("(the parallel run failed)", nil)
         }
