@@ -4,7 +4,9 @@
 # `rules run` and the hand-written baseline print byte-identical reports,
 # then runs them alternately and prints a table: events/s (median), ratio to
 # the baseline, peak RSS, bytes per person, and `rules check` time on
-# generated 1k and 10k-rule policies.
+# generated 1k and 10k-rule policies; then the library's typed path
+# (`RulesEngine.apply`, one event at a time and in batches of 1,000) on the
+# same events, against `rules run` (Benchmarks/Sources/library).
 #
 #   bash scripts/bench.sh [EVENTS] [PEOPLE] [RUNS]     (default 1000000 100000 5)
 set -euo pipefail
@@ -80,6 +82,13 @@ check_time() {
 }
 c1=$(check_time 1000); c10=$(check_time 10000)
 
+# The library: the same events as typed values (made before the clock
+# starts), applied in-process; it checks its report against rules run's.
+: > "$work/library.times"
+for _ in $(seq "$runs"); do Benchmarks/.build/release/library "$policy" "$stream" "$work/rules.out" >> "$work/library.times"; done
+l_single=$(awk '{print $4}' "$work/library.times" | median)
+l_batched=$(awk '{print $6}' "$work/library.times" | median)
+
 python3 - <<PY
 events, people, printed = $events, $people, $printed
 r_s, b_s, r_kb, b_kb, empty, j_s, j_kb, c_s = $r_s, $b_s, $r_kb, $b_kb, $empty_kb, $j_s, $j_kb, $c_s
@@ -92,6 +101,12 @@ print(f"| rules run, closures build | {c_s:.3f} | {events / c_s:,.0f} | {b_s / c
 print(f"| hand-written baseline | {b_s:.3f} | {events / b_s:,.0f} | 1.00 | {b_kb / 1024:.1f} MiB | |")
 print(f"| rules check, 1,000 rules | {$c1:.3f} | | | | |")
 print(f"| rules check, 10,000 rules | {$c10:.3f} | | | | |")
+l1, lb = $l_single, $l_batched
+print()
+print(f"| library, RulesEngine.apply | seconds | events/s | of rules run's events/s |")
+print(f"|---|---|---|---|")
+print(f"| apply(Event), one at a time | {l1:.3f} | {events / l1:,.0f} | {r_s / l1:.0%} |")
+print(f"| apply([Event]), 1,000 at a time | {lb:.3f} | {events / lb:,.0f} | {r_s / lb:.0%} |")
 PY
 
 echo

@@ -26,6 +26,9 @@ public final class RulesEngine {
     private let watch: PersonWatch?
     /// Events and lines taken so far (the next is numbered one more).
     private var sequence = 0
+    /// By rule: the outcome of an event on which that rule alone fired,
+    /// the last time it did.
+    private var onlyFired: [[FiredRule]?]
 
     /// `explaining: true` keeps each person's applied events, so that
     /// ``explanation(of:at:)`` can say which rule and which events hold
@@ -54,6 +57,7 @@ public final class RulesEngine {
         self.policy = policy
         engine = Engine(program: policy.program, personKey: key)
         applier = EventApplier(engine: engine)
+        onlyFired = Array(repeating: nil, count: policy.rules.count)
         watch = explaining ? PersonWatch(person: nil, origin: { "event \($0)" }) : nil
         if let trace {
             engine.enableTrace(write: trace)
@@ -100,18 +104,8 @@ public final class RulesEngine {
         guard time >= Timestamp.earliest && time <= Timestamp.latest else {
             return .rejected(reason: "invalid \"time\" \(event.time): the years 0001–9999 (UTC) only")
         }
-        var fields: [(name: String, value: LiteralValue)] = []
-        for name in event.fields.keys.sorted() {
-            switch event.fields[name]! {
-            case .number(let n):
-                guard n.isFinite else { return .rejected(reason: "field \(JSONWriter.quoted(name)) is not a finite number") }
-                fields.append((name, .number(n)))
-            case .string(let s): fields.append((name, .string(s)))
-            case .bool(let b): fields.append((name, .bool(b)))
-            }
-        }
-        if let reason = EventApplier.apply(person: event.person, type: event.type, time: time, fields: fields,
-                                             number: sequence, to: engine) {
+        if let reason = EventApplier.apply(person: event.person, type: event.type, time: time, fields: event.fields,
+                                           number: sequence, to: engine) {
             return .rejected(reason: reason)
         }
         var person = event.person
@@ -138,9 +132,25 @@ public final class RulesEngine {
         }
     }
 
-    /// Applies events in order.
+    /// Applies events in order: the same as applying each, and faster on
+    /// many people, since it asks for the state of people a few events
+    /// ahead while it applies the one at hand (as `rules run` does with
+    /// the lines ahead of the reader).
     @discardableResult
-    public func apply(_ events: [Event]) -> [Outcome] { events.map { apply($0) } }
+    public func apply(_ events: [Event]) -> [Outcome] {
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(events.count)
+        for k in events.indices {
+            if k + Prefetch.slotDistance < events.endIndex {
+                events[k + Prefetch.slotDistance].person.utf8.withContiguousStorageIfAvailable { engine.prefetchSlot($0) }
+            }
+            if k + Prefetch.stateDistance < events.endIndex {
+                events[k + Prefetch.stateDistance].person.utf8.withContiguousStorageIfAvailable { engine.prefetchState($0) }
+            }
+            outcomes.append(apply(events[k]))
+        }
+        return outcomes
+    }
 
     /// Applies NDJSON text (one event per line), as `rules run` reads it:
     /// the same reader, the same driver, the same summary.
@@ -158,8 +168,25 @@ public final class RulesEngine {
     /// What fired on the event just applied; recorded when explaining.
     private func applied(person: UnsafeBufferPointer<UInt8>, time: Int64, text: @autoclosure () -> String) -> Outcome {
         watch?.record(engine, person: person, text: text(), line: sequence, time: time)
+        let count = engine.firedRuleCount
+        if count == 0 { return .applied(fired: []) }
         let sites = policy.rules
-        return .applied(fired: engine.fired.map { FiredRule(rule: sites[$0.rule.index], scoreChange: $0.amounts) })
+        if count == 1 {
+            // Most events fire one rule, most rules change the score by a
+            // constant: their outcome is shared, not allocated per event.
+            let (index, amount) = engine.firedRule(0)
+            if let shared = onlyFired[index], shared[0].scoreChange == amount { return .applied(fired: shared) }
+            let made = [FiredRule(rule: sites[index], scoreChange: amount)]
+            onlyFired[index] = made
+            return .applied(fired: made)
+        }
+        var fired: [FiredRule] = []
+        fired.reserveCapacity(count)
+        for k in 0..<count {
+            let (index, amount) = engine.firedRule(k)
+            fired.append(FiredRule(rule: sites[index], scoreChange: amount))
+        }
+        return .applied(fired: fired)
     }
 
     /// The latest event time applied so far.

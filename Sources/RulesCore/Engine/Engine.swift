@@ -33,6 +33,13 @@ package final class Engine {
         }
     }
 
+    /// The same without building a list: how many fired, and the `k`-th's
+    /// global rule index and score change (the library's outcome).
+    var firedRuleCount: Int { firedCount }
+    func firedRule(_ k: Int) -> (index: Int, amount: Int64) {
+        (program.steps.rules[firedSteps[k].step].index, firedSteps[k].amount)
+    }
+
     public init(program: Program, personKey: PersonKey = .citizen) {
         self.program = program
         self.personKey = personKey
@@ -50,6 +57,34 @@ package final class Engine {
         firedSteps.deallocate()
         matched.deallocate()
         pendingFeeds.deallocate()
+        typedStrings.deallocate()
+    }
+
+    /// The string values of a typed event (not read from a line), held
+    /// while it is applied; reused, grown to the largest event.
+    @exclusivity(unchecked) private var typedStrings = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 256)
+    @exclusivity(unchecked) private var typedStringsUsed = 0
+
+    /// Starts keeping the strings of a typed event.
+    func beginTypedStrings() { typedStringsUsed = 0 }
+
+    /// `s` copied into the engine's memory, as an engine string valid until
+    /// the next typed event; nil when it does not fit (then
+    /// `growTypedStrings` and set the event's fields again).
+    @inline(__always)
+    func keepTypedString(_ s: String) -> ByteString? {
+        let start = typedStringsUsed
+        guard s.utf8.count <= typedStrings.count - start else { return nil }
+        let n = UnsafeMutableBufferPointer(rebasing: typedStrings[start...]).initialize(from: s.utf8).1
+        typedStringsUsed += n
+        return ByteString(base: UnsafePointer(typedStrings.baseAddress! + start), count: n)
+    }
+
+    /// Room for `bytes` bytes of one event's strings (what was kept is lost).
+    func growTypedStrings(_ bytes: Int) {
+        guard bytes > typedStrings.count else { return }
+        typedStrings.deallocate()
+        typedStrings = .allocate(capacity: max(bytes, 2 * typedStrings.count))
     }
 
     /// Starts a new event: forget the previous event's fields.
@@ -113,6 +148,9 @@ package final class Engine {
         if let event, let reason = validateDeclaredFields(event) { return reason }
         let (person, isNew) = hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
         if isNew { store.addPerson(score: program.policy.startScore) }
+        // The row and the window entries at once, not one miss after the
+        // other (free when the reader asked for them ahead, as it does).
+        store.prefetch(person)
         if time < store.lastTime(person) {
             return "time \(Timestamp.format(time)) is earlier than this \(personKey.name)'s previous event at \(Timestamp.format(store.lastTime(person)))"
         }

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The one way an event reaches an engine. A stream's line is parsed into
 /// the engine's field slots, ignored when it lies after `--as-of`, then
 /// applied or rejected with its reason; a typed event (the library's
@@ -54,25 +60,65 @@ struct EventApplier {
     }
 
     /// Applies a typed event: `type` and the field names are names as in a
-    /// stream line (spaces count as `_`), the values are already checked.
-    /// Returns the reason when it is rejected. Callers check for duplicate
-    /// field names, which they can say better (a test names the literal).
-    static func apply(person: String, type: String, time: Int64, fields: [(name: String, value: LiteralValue)],
-                      number: Int, to engine: Engine) -> String? {
+    /// stream line (spaces count as `_`); a number must be finite.
+    /// Returns the reason when it is rejected. Nothing is written as text
+    /// or parsed back; the names are looked up in the program's tables as
+    /// they are, and string values are copied into the engine's memory.
+    static func apply<Fields: Collection>(person: String, type: String, time: Int64, fields: Fields,
+                                          number: Int, to engine: Engine) -> String?
+    where Fields.Element == (key: String, value: FieldValue) {
         let program = engine.program
+        // The person's table slot is asked for first, so that it arrives
+        // while the type and fields are looked up (one at a time, nothing
+        // further ahead is known).
+        person.utf8.withContiguousStorageIfAvailable { engine.prefetchSlot($0) }
         engine.beginEvent(line: number)
-        var typeName = EventParser.joinedName(type)
-        let event = typeName.withUTF8 { program.eventTable.find($0) }
-        return LiteralFeeder.withStrings(fields.map(\.value)) { values in
-            for (k, field) in fields.enumerated() {
-                var name = EventParser.joinedName(field.name)
-                if let id = name.withUTF8({ program.fieldTable.find($0) }), !engine.setField(id, values[k]) {
-                    return "duplicate key \(JSONWriter.quoted(field.name))"
+        let event = find(type, in: program.eventTable)
+        // One pass over the fields; in the rare event whose strings do not
+        // fit the engine's memory for them, a second after it has grown.
+        while true {
+            engine.beginTypedStrings()
+            var fits = true
+            for (name, value) in fields {
+                if case .number(let n) = value, !n.isFinite {
+                    return "field \(JSONWriter.quoted(name)) is not a finite number"
                 }
+                guard let id = find(name, in: program.fieldTable) else { continue }
+                let v: Value
+                switch value {
+                case .number(let n): v = .number(n)
+                case .bool(let b): v = .bool(b)
+                case .string(let s):
+                    guard let kept = engine.keepTypedString(s) else { fits = false; continue }
+                    v = .string(kept)
+                }
+                if !engine.setField(id, v) { return duplicate(name, among: fields.map(\.key)) }
             }
-            var person = person
-            return person.withUTF8 { engine.apply(person: $0, event: event, time: time) }
+            if fits { break }
+            engine.growTypedStrings(fields.reduce(0) { if case .string(let s) = $1.value { $0 + s.utf8.count } else { $0 } })
+            engine.beginEvent(line: number)
         }
+        var person = person
+        return person.withUTF8 { engine.apply(person: $0, event: event, time: time) }
+    }
+
+    /// A name as a line's key or type is found: a run of spaces is one `_`.
+    @inline(__always)
+    private static func find(_ name: String, in table: ByteTable) -> Int? {
+        var name = name
+        let plain: Int?? = name.withUTF8 { b in b.isEmpty || memchr(b.baseAddress!, 0x20, b.count) == nil ? .some(table.find(b)) : nil }
+        if let plain { return plain }
+        var joined = EventParser.joinedName(name)
+        return joined.withUTF8 { table.find($0) }
+    }
+
+    /// Two names that are one field once spaces count as `_` (`speed limit`
+    /// and `speed_limit`): the reason names the later in byte order, so that
+    /// it does not depend on a dictionary's order.
+    private static func duplicate(_ name: String, among names: [String]) -> String {
+        let joined = EventParser.joinedName(name)
+        let clashing = names.filter { EventParser.joinedName($0) == joined }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        return "duplicate key \(JSONWriter.quoted(clashing.last ?? name))"
     }
 }
 
@@ -87,6 +133,17 @@ extension RunSummary {
             if e.event == nil { countUnknown(e.type) }
         case .rejected: rejected += 1
         case .afterAsOf: ignoredAfterAsOf += 1
+        }
+    }
+}
+
+extension FieldValue {
+    /// A test's or the REPL's literal value, as the library's.
+    init(_ literal: LiteralValue) {
+        switch literal {
+        case .number(let n): self = .number(n)
+        case .string(let s): self = .string(s)
+        case .bool(let b): self = .bool(b)
         }
     }
 }

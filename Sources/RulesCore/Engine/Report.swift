@@ -120,13 +120,13 @@ extension Engine {
     /// Asks for the state of the people some places ahead in `order`.
     @inline(__always)
     func prefetchForReport(_ order: [Int], _ k: Int) {
-        if k + 16 < order.count {
-            store.prefetchForReport(order[k + 16], stage: 0)
-            people.prefetchKeyOffset(order[k + 16])
+        if k + Prefetch.reportFirstDistance < order.count {
+            store.prefetchForReport(order[k + Prefetch.reportFirstDistance], stage: 0)
+            people.prefetchKeyOffset(order[k + Prefetch.reportFirstDistance])
         }
-        if k + 8 < order.count {
-            store.prefetchForReport(order[k + 8], stage: 1)
-            people.prefetchKey(order[k + 8])
+        if k + Prefetch.reportSecondDistance < order.count {
+            store.prefetchForReport(order[k + Prefetch.reportSecondDistance], stage: 1)
+            people.prefetchKey(order[k + Prefetch.reportSecondDistance])
         }
     }
 }

@@ -107,7 +107,8 @@ package struct LiteralFeeder {
         }
         let (_, line, _) = sources.location(e.span)
         if let rejection = EventApplier.apply(person: e.person.text, type: e.event.text, time: e.time,
-                                              fields: e.fields.map { ($0.name.text, $0.value) }, number: line, to: engine) {
+                                              fields: e.fields.map { (key: $0.name.text, value: FieldValue($0.value)) },
+                                              number: line, to: engine) {
             return .failure(LiteralError(span: e.span, message: "this event was rejected: \(rejection)"))
         }
         let before = engine.scoreBefore
@@ -121,31 +122,6 @@ package struct LiteralFeeder {
     package struct LiteralError: Error {
         package var span: Span
         package var message: String
-    }
-
-    /// Runs `body` with the literal values as engine values; strings point
-    /// into one allocation that lives for the call.
-    static func withStrings<R>(_ literals: [LiteralValue], _ body: ([Value]) -> R) -> R {
-        let strings = literals.map { v -> [UInt8] in
-            if case .string(let s) = v { return Array(s.utf8) }
-            return []
-        }
-        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, strings.reduce(0) { $0 + $1.count }))
-        defer { buffer.deallocate() }
-        var offset = 0
-        var values: [Value] = []
-        for (k, literal) in literals.enumerated() {
-            switch literal {
-            case .number(let n): values.append(.number(n))
-            case .bool(let b): values.append(.bool(b))
-            case .string:
-                let s = strings[k]
-                s.withUnsafeBufferPointer { if let b = $0.baseAddress { (buffer + offset).update(from: b, count: s.count) } }
-                values.append(.string(ByteString(base: UnsafePointer(buffer + offset), count: s.count)))
-                offset += s.count
-            }
-        }
-        return body(values)
     }
 }
 

@@ -171,7 +171,7 @@ struct EventParser {
 
     /// The same rule for a `String` (typed events of the library API).
     static func joinedName(_ s: String) -> String {
-        guard s.contains(" ") else { return s }
+        guard s.utf8.contains(0x20) else { return s }
         var out = "", lastSpace = false
         for c in s {
             if c == " " { if !lastSpace { out.append("_") }; lastSpace = true } else { out.append(c); lastSpace = false }

@@ -99,10 +99,10 @@ package enum EventStream {
                 if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = reader.lineNumber; break loop }
                 continue
             }
-            while far.lead < 8, let ahead = reader.advance(&far) {
+            while far.lead < Prefetch.slotDistance, let ahead = reader.advance(&far) {
                 if let key = personKey.leadingPerson(ahead) { engine.prefetchSlot(key) }
             }
-            while near.lead < 4, let ahead = reader.advance(&near) {
+            while near.lead < Prefetch.stateDistance, let ahead = reader.advance(&near) {
                 if let key = personKey.leadingPerson(ahead) { engine.prefetchState(key) }
             }
             if isBlank(line) { summary.blank += 1; continue }

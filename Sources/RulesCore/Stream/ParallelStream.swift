@@ -493,9 +493,10 @@ package enum ParallelStream {
             let first = nextLine
             owned.withUnsafeBufferPointer { owned in
                 for k in owned.indices {
-                    if k + 8 < owned.count, owned[k + 8].keyLength > 0 { engine.prefetchSlot(hash: owned[k + 8].hash) }
-                    if k + 4 < owned.count, owned[k + 4].keyLength > 0 {
-                        let ahead = owned[k + 4]
+                    let far = k + Prefetch.slotDistance, near = k + Prefetch.stateDistance
+                    if far < owned.count, owned[far].keyLength > 0 { engine.prefetchSlot(hash: owned[far].hash) }
+                    if near < owned.count, owned[near].keyLength > 0 {
+                        let ahead = owned[near]
                         engine.prefetchState(UnsafeBufferPointer(start: base + Int(ahead.start) + personKey.leadingCount,
                                                                  count: Int(ahead.keyLength)), hash: ahead.hash)
                     }

@@ -346,8 +346,8 @@ enum Differential {
         sub.lines = c.lines.filter { ReferenceStream.parse(Array($0.utf8), readFields: Set(policy.program.policy.fields)) != nil }
         guard let model = reference(sub) else { return ("(no reference)", nil) }
         let engine = RulesEngine(policy: policy)
-        var rejected: [Int] = []
-        for (k, line) in sub.lines.enumerated() {
+        var events: [Event] = []
+        for line in sub.lines {
             let parsed = ReferenceStream.parse(Array(line.utf8), readFields: [])!
             var fields: [String: FieldValue] = [:]
             for (key, value) in parsed.fields {
@@ -359,8 +359,11 @@ enum Differential {
             }
             let event = Event(person: String(decoding: parsed.person, as: UTF8.self), type: parsed.type,
                               time: Date(ticks: parsed.time), fields: fields)
-            if case .rejected = engine.apply(event) { rejected.append(k + 1) }
+            events.append(event)
         }
+        // One at a time, or all at once (which looks ahead), by the seed.
+        let outcomes = c.seed % 2 == 0 ? engine.apply(events) : events.map { engine.apply($0) }
+        let rejected = outcomes.indices.filter { if case .rejected = outcomes[$0] { return true }; return false }.map { $0 + 1 }
         guard rejected == model.rejectedLines else {
             return ("(typed events rejected \(rejected); the reference, on the same lines, \(model.rejectedLines))", nil)
         }
