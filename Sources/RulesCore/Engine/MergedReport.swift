@@ -18,8 +18,10 @@ extension Engine {
         var output = OutputBuffer()
         defer { output.deallocate() }
         /// Whether engine `e`'s next person's id sorts before engine `f`'s:
-        /// their first eight bytes decide, unless they are equal.
-        func comesFirst(_ e: Int, _ f: Int) -> Bool {
+        /// their first eight bytes decide, unless they are equal. (Given
+        /// the state, not capturing it: a captured `var` is checked for
+        /// exclusive access at run time on every use.)
+        func comesFirst(_ e: Int, _ f: Int, _ batches: [ReportBatch?], _ next: [Int]) -> Bool {
             let x = batches[e]!, y = batches[f]!
             let a = x.keys[next[e]], b = y.keys[next[f]]
             if a != b { return a < b }
@@ -28,7 +30,7 @@ extension Engine {
         while true {
             var best = -1
             for e in engines.indices where batches[e] != nil {
-                if best < 0 || comesFirst(e, best) { best = e }
+                if best < 0 || comesFirst(e, best, batches, next) { best = e }
             }
             if best < 0 { break }
             let batch = batches[best]!
@@ -49,12 +51,12 @@ extension Engine {
 /// The rendered lines of some people of one engine, in id order.
 final class ReportBatch {
     let lines: ReportWriter
-    var people: [Int] = []
+    @exclusivity(unchecked) var people: [Int] = []
     /// `keys[k]`: the k-th person's `ByteTable.sortKey`, which decides most
     /// comparisons of the merge.
-    var keys: [UInt64] = []
+    @exclusivity(unchecked) var keys: [UInt64] = []
     /// `ends[k]`: where the k-th line ends in `lines`.
-    var ends: [Int] = []
+    @exclusivity(unchecked) var ends: [Int] = []
 
     init(program: Program, personKey: PersonKey, people capacity: Int) {
         lines = ReportWriter(program: program, personKey: personKey, capacity: 160 * capacity)
@@ -91,7 +93,7 @@ final class ReportChannel: @unchecked Sendable {
     // dispose of a semaphore left below the value it was created with.
     private let free = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    private var taken = 0  // batches the merger has taken (merger thread only)
+    @exclusivity(unchecked) private var taken = 0  // batches the merger has taken (merger thread only)
 
     init(engine: Engine) {
         self.engine = engine

@@ -163,9 +163,9 @@ package enum ParallelStream {
     final class Block: @unchecked Sendable {
         let storage: UnsafeMutableBufferPointer<UInt8>
         /// The length of the line too long to read, when this block is one.
-        private(set) var skippedLength: Int?
+        @exclusivity(unchecked) private(set) var skippedLength: Int?
         /// Segment `s` is `storage[bounds[s]..<bounds[s + 1]]`, whole lines.
-        private(set) var bounds: [Int]
+        @exclusivity(unchecked) private(set) var bounds: [Int]
         /// What was found in segment `s`; written by the worker that claimed
         /// it only, read by all once `waitScanned()` returns.
         let scans: [SegmentScan]
@@ -243,11 +243,11 @@ package enum ParallelStream {
     /// One segment's lines, listed by the worker that owns each.
     final class SegmentScan {
         /// `lines[w]`: worker `w`'s lines, in order.
-        var lines: [[Line]]
+        @exclusivity(unchecked) var lines: [[Line]]
         /// Lines in the segment, blank ones included.
-        var lineCount = 0
+        @exclusivity(unchecked) var lineCount = 0
         /// Lines too long to read: number within the segment, and length.
-        var tooLong: [(number: Int, length: Int)] = []
+        @exclusivity(unchecked) var tooLong: [(number: Int, length: Int)] = []
 
         init(workers: Int) { lines = [[Line]](repeating: [], count: workers) }
 
@@ -347,19 +347,19 @@ package enum ParallelStream {
     /// One engine on its own thread, fed the blocks through a bounded queue.
     final class Worker: @unchecked Sendable {
         let engine: Engine
-        private var applier: EventApplier
-        private var router: Router
+        @exclusivity(unchecked) private var applier: EventApplier
+        @exclusivity(unchecked) private var router: Router
         private let index: Int
         /// The number of the first line of the next block to apply.
-        private var nextLine = 1
+        @exclusivity(unchecked) private var nextLine = 1
         private var queue: [Block?] = []
         private let lock = Lock()
         private let items = DispatchSemaphore(value: 0)
         private let room = DispatchSemaphore(value: 8)
         private let done = DispatchSemaphore(value: 0)
         // Written by the worker thread only, read after `wait()`.
-        var summary = RunSummary()
-        var rejections: [(Rejection, [UInt8])] = []
+        @exclusivity(unchecked) var summary = RunSummary()
+        @exclusivity(unchecked) var rejections: [(Rejection, [UInt8])] = []
 
         private let rejected: RejectCount
         /// Worker 0 only: how often, and whom, to tell the lines applied.
