@@ -17,11 +17,8 @@ mkdir -p "$work"
 
 echo "building release…" >&2
 swift build -c release >/dev/null
-# The same engine with expressions compiled to closures instead of nodes.
-swift build -c release -Xswiftc -DRULES_CLOSURES --scratch-path .build-closures >/dev/null
 (cd Benchmarks && swift build -c release >/dev/null)
 rules=.build/release/rules
-closures=.build-closures/release/rules
 baseline=Benchmarks/.build/release/baseline
 policy=Benchmarks/citizen.rules
 
@@ -30,9 +27,7 @@ stream="$work/events-$events-$people.ndjson"
 
 "$rules" run "$policy" --events "$stream" > "$work/rules.out" 2>/dev/null
 "$rules" run "$policy" --events "$stream" --jobs 2 > "$work/jobs.out" 2>/dev/null
-"$closures" run "$policy" --events "$stream" > "$work/closures.out" 2>/dev/null
 "$baseline" "$stream" > "$work/baseline.out"
-cmp -s "$work/rules.out" "$work/closures.out" || { echo "closures and nodes disagree" >&2; exit 1; }
 cmp -s "$work/rules.out" "$work/baseline.out" || { echo "rules run and the baseline disagree" >&2; exit 1; }
 cmp -s "$work/rules.out" "$work/jobs.out" || { echo "--jobs 2 and one thread disagree" >&2; exit 1; }
 printed=$(wc -l < "$work/rules.out")
@@ -46,14 +41,12 @@ measure() {  # prints "seconds peak_kb", seconds to the millisecond
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-: > "$work/rules.times"; : > "$work/baseline.times"; : > "$work/jobs.times"; : > "$work/closures.times"
+: > "$work/rules.times"; : > "$work/baseline.times"; : > "$work/jobs.times"
 for _ in $(seq "$runs"); do
     measure "$rules" run "$policy" --events "$stream" >> "$work/rules.times"
     measure "$baseline" "$stream" >> "$work/baseline.times"
     measure "$rules" run "$policy" --events "$stream" --jobs 2 >> "$work/jobs.times"
-    measure "$closures" run "$policy" --events "$stream" >> "$work/closures.times"
 done
-c_s=$(cut -d' ' -f1 "$work/closures.times" | median)
 j_s=$(cut -d' ' -f1 "$work/jobs.times" | median); j_kb=$(cut -d' ' -f2 "$work/jobs.times" | median)
 r_s=$(cut -d' ' -f1 "$work/rules.times" | median); r_kb=$(cut -d' ' -f2 "$work/rules.times" | median)
 b_s=$(cut -d' ' -f1 "$work/baseline.times" | median); b_kb=$(cut -d' ' -f2 "$work/baseline.times" | median)
@@ -91,13 +84,12 @@ l_batched=$(awk '{print $6}' "$work/library.times" | median)
 
 python3 - <<PY
 events, people, printed = $events, $people, $printed
-r_s, b_s, r_kb, b_kb, empty, j_s, j_kb, c_s = $r_s, $b_s, $r_kb, $b_kb, $empty_kb, $j_s, $j_kb, $c_s
+r_s, b_s, r_kb, b_kb, empty, j_s, j_kb = $r_s, $b_s, $r_kb, $b_kb, $empty_kb, $j_s, $j_kb
 print(f"workload: {events:,} events, {people:,} people ({printed:,} in the report), {$runs} alternating runs, medians")
 print(f"| program | seconds | events/s | ratio | peak RSS | bytes/person |")
 print(f"|---|---|---|---|---|---|")
 print(f"| rules run | {r_s:.3f} | {events / r_s:,.0f} | {b_s / r_s:.2f} | {r_kb / 1024:.1f} MiB | {(r_kb - empty) * 1024 / printed:.0f} |")
 print(f"| rules run --jobs 2 | {j_s:.3f} | {events / j_s:,.0f} | {b_s / j_s:.2f} | {j_kb / 1024:.1f} MiB | ({r_s / j_s:.2f}x one thread) |")
-print(f"| rules run, closures build | {c_s:.3f} | {events / c_s:,.0f} | {b_s / c_s:.2f} | | ({r_s / c_s:.2f}x the nodes) |")
 print(f"| hand-written baseline | {b_s:.3f} | {events / b_s:,.0f} | 1.00 | {b_kb / 1024:.1f} MiB | |")
 print(f"| rules check, 1,000 rules | {$c1:.3f} | | | | |")
 print(f"| rules check, 10,000 rules | {$c10:.3f} | | | | |")

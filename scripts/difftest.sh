@@ -2,7 +2,8 @@
 # The engine against the reference model for SECONDS (default 120): random
 # policies and streams, each run through the reference and through every
 # way the project runs a policy — one thread, --jobs 2, a checkpoint
-# resumed at a random line, the closures build, the library API, the test
+# resumed at a random line, another person key (one thread and --jobs 2),
+# the library API (lines, typed events one by one and in a batch), the test
 # runner, the REPL — and, for every 10th case, the release binary's own `rules run`,
 # `--jobs 2`, `--state`/`--resume` and `--checkpoint-every`.
 # A difference fails with a minimised repro and the seed that replays it.

@@ -94,23 +94,18 @@ struct ConformanceTests {
         let rendered = DiagnosticRenderer(sources: result.sources).render(result.errors)
         #expect(result.errors.isEmpty, "\(rendered)")
         if let warnings = c.warnings { #expect(located(.warning) == warnings) }
-        guard let program = result.program, let expected = c.output, let checked = result.checked else { return }
-        // Both ways of compiling expressions (docs/PERFORMANCE.md) must agree,
-        // down to the notes on expressions that failed.
-        var notes: [[String]] = []
-        for style in [EvalStyle.nodes, .closures] {
-            let engine = Engine(program: program.style == style ? program : Program(checked, style: style))
+        guard let program = result.program, let expected = c.output else { return }
+        do {
+            let engine = Engine(program: program)
             let asOf = c.asOf.flatMap(Timestamp.parse)
             let (_, rejections) = EventStream.run(engine, text: c.events, asOf: asOf)
             var bytes: [UInt8] = []
             engine.writeReport(asOf: asOf) { bytes += $0 }
-            #expect(String(decoding: bytes, as: UTF8.self) == expected, "\(style)")
+            #expect(String(decoding: bytes, as: UTF8.self) == expected)
             #expect(rejections.map(\.line) == c.rejects.map(\.line))
             for (want, got) in zip(c.rejects, rejections) {
                 #expect(got.reason.contains(want.text), "line \(want.line): \(got.reason)")
             }
-            notes.append(engine.evaluationNotes())
         }
-        #expect(notes[0] == notes[1])
     }
 }

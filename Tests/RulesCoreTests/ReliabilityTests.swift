@@ -17,6 +17,44 @@ struct ReliabilityTests {
         return (String(decoding: bytes, as: UTF8.self), engine.evaluationNotes())
     }
 
+    @Test("the fingerprint: the same meaning however written, another for another meaning, and pinned for the shipped policy")
+    func fingerprint() throws {
+        let written = try compileOrFail("""
+            let big = 100
+            event pay { amount: number }
+            score starts at 10, min 0
+            pay where amount > big → -5, flag payer
+            3 pay within 7 days → deny credit for 30 days
+            while payer and score < 5 → deny loans
+            """).fingerprint
+        let rewritten = try compileOrFail("""
+            # the same rules, another layout, the constant by value
+            score starts at 10,   min 0
+            event pay { amount: number }
+
+            pay where amount > 100 → -5, flag payer
+            3 pay within 1 week → deny credit for 30 days
+            while payer and score < 5 → deny loans
+            """).fingerprint
+        #expect(written == rewritten)
+        for changed in ["pay where amount > 101 → -5, flag payer", "pay where amount > 100 → -6, flag payer",
+                        "pay where amount >= 100 → -5, flag payer", "pay where amount > 100 → -5, flag payer, deny travel"] {
+            let other = try compileOrFail("""
+                event pay { amount: number }
+                score starts at 10, min 0
+                \(changed)
+                3 pay within 7 days → deny credit for 30 days
+                while payer and score < 5 → deny loans
+                """).fingerprint
+            #expect(other != written, "\(changed)")
+        }
+        // The shipped policy's fingerprint is pinned: a change to the
+        // encoding (Fingerprint.swift) must come with a new version, since
+        // it refuses every checkpoint saved before it.
+        #expect(Fingerprint.version == 1)
+        #expect(try compileOrFail(Self.policy).fingerprint == 10_345_799_948_122_008_443)
+    }
+
     @Test("a stream run in two halves with a checkpoint between gives the whole run's report and notes",
           arguments: [1, 17, 500, 1999, 2999])
     func twoHalves(_ split: Int) throws {

@@ -232,7 +232,7 @@ struct Checker {
         guard let (ir, type) = resolve(expr, scope: .constant) else { return nil }
         guard type == .duration else {
             let help: String
-            if case .number(let n) = expr.kind { help = "add a unit: `\(Folder.format(n)) days`" } else {
+            if case .number(let n) = expr.kind { help = "add a unit: `\(Arithmetic.format(n)) days`" } else {
                 help = "write a number and a unit, like `30 days`"
             }
             report(.durationExpected, "\(what) must be a duration", at: expr.span, help: help)
@@ -285,12 +285,12 @@ struct Checker {
             }
         }
         if let lo, let hi, lo > hi {
-            report(.badScoreBounds, "the score's min (\(Folder.format(lo))) is above its max (\(Folder.format(hi)))",
+            report(.badScoreBounds, "the score's min (\(Arithmetic.format(lo))) is above its max (\(Arithmetic.format(hi)))",
                    at: seen[.min]!)
         }
         if let s = start, let span = startSpan {
-            if let lo, s < lo { report(.badScoreBounds, "the score starts at \(Folder.format(s)), below its min \(Folder.format(lo))", at: span) }
-            if let hi, s > hi { report(.badScoreBounds, "the score starts at \(Folder.format(s)), above its max \(Folder.format(hi))", at: span) }
+            if let lo, s < lo { report(.badScoreBounds, "the score starts at \(Arithmetic.format(s)), below its min \(Arithmetic.format(lo))", at: span) }
+            if let hi, s > hi { report(.badScoreBounds, "the score starts at \(Arithmetic.format(s)), above its max \(Arithmetic.format(hi))", at: span) }
         }
         policy.startScore = Int64(start ?? 0)
         policy.minScore = lo.map { Int64($0) }

@@ -33,7 +33,7 @@ package enum Folder {
                 guard case .number(let n)? = evaluate(arg) else { return nil }
                 nums.append(n)
             }
-            return .number(Arithmetic.call(fn, nums))
+            return .number(Arithmetic.call(fn, nums[0], nums.count > 1 ? nums[1] : 0))
         default:
             return nil
         }
@@ -63,17 +63,12 @@ package enum Folder {
         }
     }
 
-    /// `5`, `2.5`: numbers as a policy author writes them.
-    package static func format(_ n: Double) -> String {
-        if n == n.rounded() && abs(n) < 1e15 { return String(Int64(n)) }
-        return String(n)
-    }
 }
 
-/// The arithmetic of the language, shared by the constant folder and the
-/// engine. A result that is not a finite number is a failure (nil): the rule
-/// does not fire and the run reports it.
-package enum Arithmetic {
+/// The arithmetic of the language's operators and functions, shared by the
+/// constant folder and the engine. A result that is not a finite number is
+/// a failure (nil): the rule does not fire and the run reports it.
+extension Arithmetic {
     @inline(__always)
     static func apply(_ op: BinaryOp, _ x: Double, _ y: Double) -> Double? {
         let r: Double
@@ -101,34 +96,15 @@ package enum Arithmetic {
         }
     }
 
-    static func call(_ fn: Builtin, _ args: [Double]) -> Double {
+    /// A plain function of one or two numbers (`b` unused for `abs`): the
+    /// one definition the folder and the evaluator share.
+    @inline(__always)
+    static func call(_ fn: Builtin, _ a: Double, _ b: Double) -> Double {
         switch fn {
-        case .min: return Swift.min(args[0], args[1])
-        case .max: return Swift.max(args[0], args[1])
-        default: return Swift.abs(args[0])
+        case .min: Swift.min(a, b)
+        case .max: Swift.max(a, b)
+        case .abs: Swift.abs(a)
+        case .count, .sum: preconditionFailure("`\(fn.rawValue)` is a windowed aggregate, not a call")
         }
-    }
-
-    /// How far the score reaches either way: it saturates here instead of
-    /// wrapping (the contract's ±9·10^15, inside the range where doubles
-    /// are exact integers).
-    static let scoreLimit: Int64 = 9_000_000_000_000_000
-
-    /// A score change: rounded to the nearest integer, halves away from
-    /// zero, and stopped at the score's limit (NaN is no change).
-    @inline(__always)
-    static func roundScore(_ x: Double) -> Int64 {
-        let r = x.rounded(.toNearestOrAwayFromZero)
-        let limit = Double(scoreLimit)
-        return r.isNaN ? 0 : Int64(Swift.max(-limit, Swift.min(limit, r)))
-    }
-
-    /// `a + b` for scores and score changes, stopped at ±`scoreLimit`:
-    /// the one place the engine, the trail and explanations add points.
-    @inline(__always)
-    static func addScore(_ a: Int64, _ b: Int64) -> Int64 {
-        let (sum, overflow) = a.addingReportingOverflow(b)
-        if overflow { return b > 0 ? scoreLimit : -scoreLimit }
-        return Swift.max(-scoreLimit, Swift.min(scoreLimit, sum))
     }
 }

@@ -145,7 +145,7 @@ struct Lints {
             let h = Int(seconds / 3600)
             return unit ? "\(h)-hour" : "\(h) hour\(h == 1 ? "" : "s")"
         }
-        return unit ? "\(Folder.format(seconds))-second" : "\(Folder.format(seconds)) seconds"
+        return unit ? "\(Arithmetic.format(seconds))-second" : "\(Arithmetic.format(seconds)) seconds"
     }
 
     // MARK: - W0510: granted and denied at once
@@ -253,7 +253,7 @@ enum Feasibility {
 
     private static func describe(_ ir: IR) -> String {
         switch ir {
-        case .number(let n): return Folder.format(n)
+        case .number(let n): return Arithmetic.format(n)
         case .string(let s): return "\"\(s)\""
         default: return "…"
         }

@@ -8,13 +8,14 @@ import Darwin
 /// (`rules run --state FILE`, `--resume FILE`), and the crash-safe file it
 /// lives in.
 ///
-/// Layout (little-endian), version 2 (times in microseconds; version 1
-/// counted nanoseconds):
+/// Layout (little-endian), version 3 (the fingerprint from `Fingerprint`'s
+/// explicit encoding; version 2 hashed Swift's descriptions of the rules,
+/// version 1 counted nanoseconds):
 ///
 ///     "RULESCK\0"  magic, 8 bytes
 ///     UInt32       format version
-///     UInt64       policy fingerprint (what the rules mean, not how they
-///                  are written: comments and layout do not change it)
+///     UInt64       policy fingerprint (`Fingerprint`: what the rules mean,
+///                  not how they are written)
 ///     UInt64       length of the body
 ///     body         see `encode`
 ///     UInt64       FNV-1a checksum of everything before it
@@ -24,7 +25,7 @@ import Darwin
 /// error with a reason, never a wrong state.
 public enum Checkpoint {
     /// The format version this build writes and reads.
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
     static let magic = Array("RULESCK\0".utf8)
 
     /// Why a checkpoint cannot be saved or loaded, in words.
@@ -99,7 +100,7 @@ public enum Checkpoint {
         }
         w.u64(UInt64(body.out.count))
         w.bytes(body.out)
-        w.u64(fnv1a(w.out))
+        w.u64(Hashing.fnv1a(w.out))
         return w.out
     }
 
@@ -233,7 +234,7 @@ public enum Checkpoint {
         guard v == version else {
             throw Failure(description: "checkpoint format version \(v); this rules reads version \(version)")
         }
-        let stored = fnv1a(bytes[0..<(bytes.count - 8)])
+        let stored = Hashing.fnv1a(bytes[0..<(bytes.count - 8)])
         var tail = ByteReader(bytes: bytes, position: bytes.count - 8)
         guard try tail.u64() == stored else {
             throw Failure(description: "the checkpoint is damaged (its checksum does not match)")
@@ -246,12 +247,6 @@ public enum Checkpoint {
             throw Failure(description: "the checkpoint is cut short or padded (its length does not match)")
         }
         return ByteReader(bytes: Array(bytes[r.position..<(bytes.count - 8)]), position: 0)
-    }
-
-    static func fnv1a<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        return h
     }
 }
 

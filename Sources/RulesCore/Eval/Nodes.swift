@@ -141,10 +141,10 @@ final class CallNode: Node {
     override func eval(_ c: EvalContext) -> Value {
         let x = args[0].eval(c)
         guard case .number(let a) = x else { return x.asFailure }
-        if fn == .abs { return .number(Swift.abs(a)) }
+        guard args.count > 1 else { return .number(Arithmetic.call(fn, a, 0)) }
         let y = args[1].eval(c)
         guard case .number(let b) = y else { return y.asFailure }
-        return .number(fn == .min ? Swift.min(a, b) : Swift.max(a, b))
+        return .number(Arithmetic.call(fn, a, b))
     }
 }
 

@@ -42,31 +42,15 @@ package final class Program: @unchecked Sendable {
     /// Owns the bytes of string constants that nodes point into.
     private let constantBytes: [UnsafeMutableBufferPointer<UInt8>]
 
-    /// What the rules mean, as a number: the same for the same declarations,
-    /// rules and windows however they are written (comments, layout, order
-    /// of files aside from rule order). A checkpoint carries it.
-    var fingerprint: UInt64 {
-        var text = "score \(policy.startScore) \(String(describing: policy.minScore)) \(String(describing: policy.maxScore))\n"
-        for e in policy.events { text += "event \(e.name) \(e.declared.map { $0.map { "\($0.field):\($0.type)" } } ?? [])\n" }
-        text += "fields \(policy.fields)\nflags \(policy.flags)\nprivileges \(policy.privileges)\n"
-        for r in policy.eventRules {
-            text += "on \(r.event) if \(String(describing: r.condition)) count \(String(describing: r.count)) "
-            text += "within \(String(describing: r.window)) buffer \(String(describing: r.counterBuffer)) do \(r.effects)\n"
-        }
-        for r in policy.stateRules { text += "while \(r.condition) do \(r.effects.map { "\($0.kind):\($0.name)" })\n" }
-        for (b, w) in zip(policy.buffers, policy.bufferWindows) { text += "buffer \(b) \(w)\n" }
-        return Checkpoint.fnv1a(Array(text.utf8))
-    }
+    /// What the rules mean, as a number (`Fingerprint`); a checkpoint
+    /// carries it.
+    var fingerprint: UInt64 { Fingerprint.of(policy) }
 
     /// A program of the same policy sharing no objects with this one, for
     /// another thread.
-    func copyForThread() -> Program { Program(policy, style: style) }
+    func copyForThread() -> Program { Program(policy) }
 
-    /// How expressions were compiled (`EvalStyle`).
-    let style: EvalStyle
-
-    init(_ policy: CheckedPolicy, style: EvalStyle = .default) {
-        self.style = style
+    init(_ policy: CheckedPolicy) {
         self.policy = policy
         aggregateNoteBase = policy.eventRules.count + policy.stateRules.count
         let events = ByteTable()
@@ -88,7 +72,6 @@ package final class Program: @unchecked Sendable {
         maxScore = policy.maxScore
 
         var compiler = NodeCompiler()
-        compiler.style = style
         // Slots: one per (kind, name) that some event rule sets; one table
         // per kind, indexed by `TargetKind.index`.
         var slots = TargetKind.allCases.map { [Int](repeating: -1, count: policy.names(of: $0).count) }
@@ -201,14 +184,13 @@ final class CompiledStateRule: @unchecked Sendable {
 /// Turns resolved expressions into nodes.
 struct NodeCompiler {
     private(set) var constantBytes: [UnsafeMutableBufferPointer<UInt8>] = []
-    var style: EvalStyle = .default
 
     mutating func compile(_ ir: IR) -> Node {
         // A constant number (`-5`, `2 * 10`) is computed once, here, with the
         // engine's own arithmetic; anything that could fail stays a tree so
         // the failure is reported where it happens.
         if ir.isConstant, case .number(let n)? = Folder.evaluate(ir), n.isFinite { return ConstNode(.number(n)) }
-        return style == .closures ? ClosureNode(closure(ir)) : make(ir)
+        return make(ir)
     }
 
     private mutating func make(_ ir: IR) -> Node {

@@ -61,7 +61,7 @@ struct ConditionValues {
         let v = compiler.compile(ir).eval(context)
         defer { compiler.release() }
         switch v {
-        case .number(let n): return Folder.format(n)
+        case .number(let n): return Arithmetic.format(n)
         case .bool(let b): return b ? "true" : "false"
         case .string(let s): return JSONWriter.quoted(String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self))
         case .failed(let f): return "no value: \(f.describe(fields: program.policy.fields))"

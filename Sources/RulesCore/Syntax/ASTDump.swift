@@ -30,8 +30,8 @@ package enum ASTDump {
         case .expect(let x):
             let at = x.at.map { "at \(Timestamp.format($0)) " } ?? ""
             switch x.kind {
-            case .score(let p, let op, let v): return "(expect \(at)\(p.text) score \(op.rawValue) \(Folder.format(v)))"
-            case .scoreBetween(let p, let lo, let hi): return "(expect \(at)\(p.text) score between \(Folder.format(lo)) \(Folder.format(hi)))"
+            case .score(let p, let op, let v): return "(expect \(at)\(p.text) score \(op.rawValue) \(Arithmetic.format(v)))"
+            case .scoreBetween(let p, let lo, let hi): return "(expect \(at)\(p.text) score between \(Arithmetic.format(lo)) \(Arithmetic.format(hi)))"
             case .holds(let p, let k, let n, let neg): return "(expect \(at)\(p.text) \(neg ? "not " : "")\(k.rawValue) \(n.text))"
             case .exactly(let p, let k, let names): return "(expect \(at)\(p.text) \(k.rawValue) [\(names.map(\.text).joined(separator: " "))])"
             case .fired(let text, _, let neg): return "(expect \(at)\(neg ? "not " : "")fired \(JSONWriter.quoted(text)))"
@@ -41,7 +41,7 @@ package enum ASTDump {
 
     static func dump(_ v: LiteralValue) -> String {
         switch v {
-        case .number(let n): return Folder.format(n)
+        case .number(let n): return Arithmetic.format(n)
         case .string(let s): return JSONWriter.quoted(s)
         case .bool(let b): return b ? "true" : "false"
         }
@@ -60,10 +60,10 @@ package enum ASTDump {
 
     static func dump(_ e: Expr) -> String {
         switch e.kind {
-        case .number(let n): return Folder.format(n)
+        case .number(let n): return Arithmetic.format(n)
         case .string(let s): return JSONWriter.quoted(s)
         case .bool(let b): return b ? "true" : "false"
-        case .duration(let s): return "\(Folder.format(s))s"
+        case .duration(let s): return "\(Arithmetic.format(s))s"
         case .name(let n): return n
         case .score: return "score"
         case .unary(let op, let a): return "(\(op.rawValue) \(dump(a)))"

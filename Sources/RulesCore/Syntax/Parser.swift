@@ -662,7 +662,7 @@ package struct Parser {
                 args.append(try parseExpression())
                 if !accept(.comma) { break }
             }
-            let wanted = builtin == .abs ? 1 : 2
+            let wanted = builtin.arity!
             if args.count != wanted {
                 throw fail(.unexpectedToken, "`\(builtin.rawValue)` takes \(wanted == 1 ? "one argument" : "two arguments"), not \(args.count)",
                            at: span(from: start))

@@ -8,6 +8,16 @@ package enum Keyword: String, CaseIterable, Sendable {
 /// `min max abs count sum` are functions only right before `(`.
 package enum Builtin: String, Sendable {
     case min, max, abs, count, sum
+
+    /// The arguments of a plain function; nil for the windowed aggregates,
+    /// whose syntax is their own (`count(E within D)`).
+    var arity: Int? {
+        switch self {
+        case .min, .max: 2
+        case .abs: 1
+        case .count, .sum: nil
+        }
+    }
 }
 
 package enum TokenKind: Equatable, Sendable {

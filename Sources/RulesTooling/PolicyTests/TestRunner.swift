@@ -144,12 +144,12 @@ private struct SingleTest {
         case .score(let person, let op, let value):
             guard let state = personState(person, time) else { return }
             if Arithmetic.compare(op, Double(state.score), value) != true {
-                fail(x, person: person.text, time: time, expected: "score \(op.rawValue) \(Folder.format(value))", actual: "score \(state.score)")
+                fail(x, person: person.text, time: time, expected: "score \(op.rawValue) \(Arithmetic.format(value))", actual: "score \(state.score)")
             }
         case .scoreBetween(let person, let low, let high):
             guard let state = personState(person, time) else { return }
             if !(low...high).contains(Double(state.score)) {
-                fail(x, person: person.text, time: time, expected: "score between \(Folder.format(low)) and \(Folder.format(high))", actual: "score \(state.score)")
+                fail(x, person: person.text, time: time, expected: "score between \(Arithmetic.format(low)) and \(Arithmetic.format(high))", actual: "score \(state.score)")
             }
         case .holds(let person, let kind, let name, let negated):
             guard knownName(name, kind), let state = personState(person, time) else { return }

@@ -5,8 +5,9 @@ import Testing
 
 /// The engine against the reference model, on random policies and streams,
 /// through every way the project runs a policy in-process: one thread,
-/// `--jobs 2`, a checkpoint taken at a random line and resumed, the
-/// closures build, the public library API, the test runner and the REPL. `swift test` runs a few
+/// `--jobs 2`, a checkpoint taken at a random line and resumed, another
+/// person key, the public library API (lines, typed events one at a time
+/// and in a batch), the test runner and the REPL. `swift test` runs a few
 /// seconds of it; `scripts/difftest.sh SECONDS` runs longer (the binary's
 /// own paths included). A difference fails with a minimised repro.
 @Suite("Differential: engine against the reference model")
@@ -116,7 +117,6 @@ enum Differential {
     static func ways(_ c: GeneratedCase, program: Program, asOf: Int64?) -> [(String, Way)] {
         var ways: [(String, Way)] = [
             ("rules run", { oneThread(program, c.stream, asOf: asOf) }),
-            ("closures build", { oneThread(Program(program.policy, style: .closures), c.stream, asOf: asOf) }),
             ("--jobs 2", { parallel(program, c.stream, asOf: asOf) }),
             ("--state/--resume", { resumed(program, c, asOf: asOf) }),
             ("--person-key subject", { withPersonKey(program, c, asOf: asOf, jobs: 1) }),

@@ -1,0 +1,124 @@
+/// What a policy means, as a number that a checkpoint carries: the same
+/// for the same score settings, declarations, rules, windows and buffers
+/// however they are written (comments, layout, constants by name or by
+/// value). It is the FNV-1a hash of an explicit encoding, written out here
+/// case by case, with the language's own spellings — never Swift's names
+/// for enum cases, so renaming a case in the code leaves saved state valid.
+/// The switches are exhaustive: a new kind of expression or effect does not
+/// compile until it is encoded. Changing the encoding is a new `version`.
+enum Fingerprint {
+    static let version = 1
+
+    static func of(_ policy: CheckedPolicy) -> UInt64 {
+        var e = Encoder(policy: policy)
+        e.line("rules policy fingerprint \(version)")
+        e.line("score \(policy.startScore) min \(e.optional(policy.minScore)) max \(e.optional(policy.maxScore))")
+        for event in policy.events {
+            let declared = event.declared.map { $0.map { "\(e.quoted(policy.fields[$0.field])):\(e.type($0.type))" } }
+            e.line("event \(e.quoted(event.name)) declares \(declared.map { $0.joined(separator: ",") } ?? "nothing")")
+        }
+        for (b, spec) in policy.buffers.enumerated() {
+            e.line("buffer \(b) \(e.buffer(spec)) keeps \(policy.bufferWindows[b])")
+        }
+        for rule in policy.eventRules {
+            var text = "on \(e.quoted(policy.events[rule.event].name))"
+            if let condition = rule.condition { text += " where \(e.ir(condition))" }
+            if let count = rule.count {
+                text += " count \(count) within \(e.optional(rule.window)) in buffer \(e.optional(rule.counterBuffer))"
+            }
+            e.line(text + " → " + rule.effects.map(e.effect).joined(separator: ", "))
+        }
+        for rule in policy.stateRules {
+            e.line("while \(e.ir(rule.condition)) → " + rule.effects.map { e.target($0.kind, $0.name) }.joined(separator: ", "))
+        }
+        return Hashing.fnv1a(e.bytes)
+    }
+
+    private struct Encoder {
+        let policy: CheckedPolicy
+        var bytes: [UInt8] = []
+
+        mutating func line(_ text: String) { bytes += text.utf8; bytes.append(0x0A) }
+
+        func quoted(_ s: String) -> String { JSONWriter.quoted(s) }
+        func optional<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "none" }
+
+        func type(_ t: ValueType) -> String {
+            switch t {
+            case .number: "number"
+            case .string: "string"
+            case .bool: "bool"
+            case .duration: "duration"
+            case .any: "any"
+            }
+        }
+
+        func buffer(_ spec: WindowBufferSpec) -> String {
+            "of \(quoted(policy.events[spec.event].name)) where \(spec.condition.map(ir) ?? "always")"
+                + " sums \(spec.field.map { quoted(policy.fields[$0]) } ?? "nothing") cap \(optional(spec.cap))"
+        }
+
+        func target(_ kind: TargetKind, _ name: Int) -> String {
+            "\(kind.setVerb) \(quoted(policy.names(of: kind)[name]))"
+        }
+
+        func effect(_ effect: CheckedEffect) -> String {
+            switch effect {
+            case .score(let amount): "score \(ir(amount))"
+            case .set(let kind, let name, let duration): target(kind, name) + " for \(optional(duration))"
+            case .lift(let kind, let name): "\(kind.liftVerb) \(quoted(policy.names(of: kind)[name]))"
+            }
+        }
+
+        func ir(_ e: IR) -> String {
+            switch e {
+            case .number(let n): "\(n.bitPattern)n"
+            case .bool(let b): b ? "true" : "false"
+            case .string(let s): quoted(s)
+            case .field(_, let name): "field \(quoted(name))"
+            case .flag(let f): "flag \(quoted(policy.flags[f]))"
+            case .score: "score"
+            case .unary(let op, let a): "(\(unary(op)) \(ir(a)))"
+            case .binary(let op, let a, let b): "(\(binary(op)) \(ir(a)) \(ir(b)))"
+            case .inList(let a, let items): "(in \(ir(a)) [\(items.map(ir).joined(separator: " "))])"
+            case .call(let fn, let args): "(\(function(fn)) \(args.map(ir).joined(separator: " ")))"
+            case .aggregate(let b, let window, let sum): "(\(sum ? "sum" : "count") buffer \(b) within \(window))"
+            }
+        }
+
+        func unary(_ op: UnaryOp) -> String {
+            switch op {
+            case .negate: "-"
+            case .not: "not"
+            }
+        }
+
+        func binary(_ op: BinaryOp) -> String {
+            switch op {
+            case .add: "+"
+            case .sub: "-"
+            case .mul: "*"
+            case .div: "/"
+            case .mod: "%"
+            case .eq: "=="
+            case .ne: "!="
+            case .lt: "<"
+            case .le: "<="
+            case .gt: ">"
+            case .ge: ">="
+            case .and: "and"
+            case .or: "or"
+            }
+        }
+
+        func function(_ fn: Builtin) -> String {
+            switch fn {
+            case .min: "min"
+            case .max: "max"
+            case .abs: "abs"
+            case .count: "count"
+            case .sum: "sum"
+            }
+        }
+    }
+}
