@@ -1,3 +1,11 @@
+/// Told of every applied event, before and after its effects, with the
+/// engine to read. The audit trail (Explain/Trace.swift) is one; the engine
+/// knows nothing more of it.
+protocol EngineObserver: AnyObject {
+    func before(person: Int, isNew: Bool, time: Int64, engine: Engine)
+    func after(person: Int, time: Int64, engine: Engine)
+}
+
 /// Applies events to per-person state, exactly as the contract's "semantics
 /// of one event" says, and produces the final report as of a clock.
 package final class Engine {
@@ -12,11 +20,12 @@ package final class Engine {
     /// The score of the last event's person before it was applied (the
     /// explanations' timelines record it).
     @exclusivity(unchecked) private(set) var scoreBefore: Int64 = 0
-    /// The audit trail, when asked for; off costs one check per event.
-    var tracer: Tracer? = nil {
-        didSet { tracing = tracer != nil }
+    /// Told of every applied event (the audit trail, when asked for); off
+    /// costs one check per event.
+    var observer: EngineObserver? = nil {
+        didSet { observing = observer != nil }
     }
-    @exclusivity(unchecked) private var tracing = false
+    @exclusivity(unchecked) private var observing = false
 
     // Scratch space for one event, sized once for the largest event type
     // (plain memory: no reference counting on the per-event path).
@@ -157,7 +166,7 @@ package final class Engine {
         store.setLastTime(person, time)
         clock = max(clock ?? time, time)
         scoreBefore = store.score(person)
-        if tracing { tracer!.before(person: person, isNew: isNew, time: time, engine: self) }
+        if observing { observer!.before(person: person, isNew: isNew, time: time, engine: self) }
         firedCount = 0
         if let event {
             context.focus(person: person, now: time)
@@ -166,7 +175,7 @@ package final class Engine {
             feedBuffers(event, rules)
             applyEffects()
         }
-        if tracing { tracer!.after(person: person, time: time, engine: self) }
+        if observing { observer!.after(person: person, time: time, engine: self) }
         return nil
     }
 

@@ -11,7 +11,7 @@ import Darwin
 /// is applied the same way, with no NDJSON in between. Both stream drivers
 /// (`EventStream`, the `ParallelStream` workers), the public API
 /// (`RulesEngine`), the test runner and the REPL (`LiteralFeeder`) go
-/// through it, and `RunSummary.count` counts what it says.
+/// through it, and the drivers' `RunSummary.count` counts what it says.
 struct EventApplier {
     let engine: Engine
     private var parser: EventParser
@@ -44,7 +44,7 @@ struct EventApplier {
     @inline(__always)
     mutating func apply(line: UnsafeBufferPointer<UInt8>, number: Int, hash: UInt32? = nil) -> Outcome {
         engine.beginEvent(line: number)
-        switch parser.parse(line, into: engine) {
+        switch parser.parse(line, into: engine.context) {
         case .rejected(let reason):
             return .rejected(reason)
         case .event(let e):
@@ -119,21 +119,6 @@ struct EventApplier {
         let joined = EventParser.joinedName(name)
         let clashing = names.filter { EventParser.joinedName($0) == joined }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         return "duplicate key \(JSONWriter.quoted(clashing.last ?? name))"
-    }
-}
-
-extension RunSummary {
-    /// Counts one line that was not blank.
-    @inline(__always)
-    mutating func count(_ outcome: EventApplier.Outcome) {
-        read += 1
-        switch outcome {
-        case .applied(let e):
-            applied += 1
-            if e.event == nil { countUnknown(e.type) }
-        case .rejected: rejected += 1
-        case .afterAsOf: ignoredAfterAsOf += 1
-        }
     }
 }
 

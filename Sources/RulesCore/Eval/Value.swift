@@ -43,3 +43,19 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// The value of an event field.
+public enum FieldValue: Sendable, Equatable, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByStringLiteral, ExpressibleByBooleanLiteral {
+    /// A number (every number is a double, as in the language).
+    case number(Double)
+    /// A string.
+    case string(String)
+    /// `true` or `false`.
+    case bool(Bool)
+
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}

@@ -131,7 +131,7 @@ package enum Explanation {
         let index = engine.personIndex(person)!
         // The trail knows since when each `while` rule holds.
         engine.finishTrace(asOf: time)
-        let since = engine.tracer?.holdingSince[index] ?? [:]
+        let since = (engine.observer as? Tracer)?.holdingSince[index] ?? [:]
         engine.context.focus(person: index, now: time)
         let values = ConditionValues(program: program, context: engine.context)
         var items: [PersonExplanation.Item] = []

@@ -6,7 +6,7 @@
 /// because time passed — a timed effect ended, an event left a window — and
 /// then at the exact instant it happened, found by evaluating the state rules
 /// at each such instant between a person's events and up to the final clock.
-final class Tracer {
+final class Tracer: EngineObserver {
     static let version = 1
     private let program: Program
     private let write: ([UInt8]) -> Void
@@ -178,13 +178,13 @@ final class Tracer {
 extension Engine {
     /// Turns the audit trail on; `write` receives NDJSON bytes in order.
     public func enableTrace(only person: String? = nil, write: @escaping ([UInt8]) -> Void) {
-        tracer = Tracer(program: program, only: person, write: write)
+        observer = Tracer(program: program, only: person, write: write)
     }
 
     /// Records what time alone changes up to the report's clock, and writes
     /// out what is left of the trail. Call once, after the stream.
     public func finishTrace(asOf: Int64? = nil) {
-        guard let tracer, let time = asOf ?? clock else { tracer?.flush(); return }
+        guard let tracer = observer as? Tracer, let time = asOf ?? clock else { (observer as? Tracer)?.flush(); return }
         tracer.finish(at: time, engine: self)
     }
 }

@@ -1,5 +1,6 @@
 /// Reads one NDJSON line into an event at byte level: no dictionary, no
-/// `String` per line. Fields the policy reads go straight into the engine's
+/// `String` per line. Fields the policy reads go straight into the evaluation
+/// context's
 /// field slots; other keys are validated and skipped. Any line that is not a
 /// valid event gets a reason, with the column where the trouble is.
 struct EventParser {
@@ -45,14 +46,16 @@ struct EventParser {
         var reason: String
     }
 
-    mutating func parse(_ line: UnsafeBufferPointer<UInt8>, into engine: Engine) -> Outcome {
+    /// `fields`: where the fields the policy reads go (an engine's context);
+    /// nil to learn only whose event the line is (the `--jobs` router).
+    mutating func parse(_ line: UnsafeBufferPointer<UInt8>, into fields: EvalContext?) -> Outcome {
         if scratch.count < 2 * line.count + 16 {
             scratch.deallocate()
             scratch = .allocate(capacity: max(2 * line.count + 16, scratch.count * 2))
         }
         used = 0
         do {
-            return .event(try object(line, engine))
+            return .event(try object(line, fields))
         } catch let r as Reject {
             return .rejected(r.reason)
         } catch {
@@ -62,7 +65,7 @@ struct EventParser {
 
     // MARK: - The object
 
-    private mutating func object(_ b: UnsafeBufferPointer<UInt8>, _ engine: Engine) throws -> Parsed {
+    private mutating func object(_ b: UnsafeBufferPointer<UInt8>, _ fields: EvalContext?) throws -> Parsed {
         var i = skipSpace(b, 0)
         guard i < b.count, b[i] == UInt8(ascii: "{") else {
             throw Reject(reason: i < b.count ? "not a JSON object (a line must start with `{`)" : "empty line")
@@ -118,7 +121,7 @@ struct EventParser {
                         let name = normalizeName(key)
                         id = fieldTable._withUnsafeGuaranteedRef({ $0.find(name) })
                     }
-                    if let id, !engine.setField(id, value) {
+                    if let id, let fields, !fields.fields.set(id, value) {
                         throw Reject(reason: "duplicate key \(describeKey(b, keyStart))")
                     }
                 }

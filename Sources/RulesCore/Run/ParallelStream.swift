@@ -298,25 +298,23 @@ package enum ParallelStream {
     }
 
     /// Decides which worker owns a line, from its person id: the bytes after
-    /// `{"citizen":"` (the person key) when the line starts that way (as streams usually do),
-    /// else the id a full parse finds. A line that does not parse belongs to
-    /// worker 0, which rejects it with the reason.
+    /// `{"citizen":"` (the person key) when the line starts that way (as
+    /// streams usually do), else the id a full parse finds (keeping no
+    /// field). A line that does not parse belongs to worker 0, which
+    /// rejects it with the reason.
     struct Router {
         var parser: EventParser
-        let scratch: Engine
         let count: Int
 
         init(program: Program, personKey: PersonKey, count: Int) {
             parser = EventParser(program: program, personKey: personKey)
-            scratch = Engine(program: program, personKey: personKey)
             self.count = count
         }
 
         mutating func owner(of line: UnsafeBufferPointer<UInt8>) -> Int {
             if count == 1 { return 0 }
             if let key = parser.personKey.leadingPerson(line) { return bucket(key) }
-            scratch.beginEvent(line: 0)
-            guard case .event(let e) = parser.parse(line, into: scratch) else { return 0 }
+            guard case .event(let e) = parser.parse(line, into: nil) else { return 0 }
             return bucket(e.person)
         }
 

@@ -39,6 +39,21 @@ public struct RunSummary: Sendable {
     }
 }
 
+extension RunSummary {
+    /// Counts one line that was not blank.
+    @inline(__always)
+    mutating func count(_ outcome: EventApplier.Outcome) {
+        read += 1
+        switch outcome {
+        case .applied(let e):
+            applied += 1
+            if e.event == nil { countUnknown(e.type) }
+        case .rejected: rejected += 1
+        case .afterAsOf: ignoredAfterAsOf += 1
+        }
+    }
+}
+
 /// A line that was not applied, and why.
 public struct Rejection: Sendable {
     /// Its line number in the stream.
