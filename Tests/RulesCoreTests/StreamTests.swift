@@ -65,7 +65,7 @@ struct EventParserTests {
         engine.beginEvent(line: 1)
         var bytes = Array(line.utf8)
         return bytes.withUnsafeMutableBufferPointer { buffer in
-            switch parser.parse(UnsafeBufferPointer(buffer), into: engine.context) {
+            switch parser.parse(UnsafeBufferPointer(buffer), into: .passUnretained(engine.context)) {
             case .rejected(let reason): return .failure(TestFailure(reason))
             case .event(let e):
                 var fields: [String: String] = [:]
@@ -143,7 +143,7 @@ struct EventParserTests {
         var parser = EventParser(program: program)
         defer { parser.deallocate() }
         var bytes = Array(#"{"citizen":"p"#.utf8) + [0xC3, 0x28] + Array(#"","type":"a","time":"2026-01-01"}"#.utf8)
-        let outcome = bytes.withUnsafeMutableBufferPointer { parser.parse(UnsafeBufferPointer($0), into: engine.context) }
+        let outcome = bytes.withUnsafeMutableBufferPointer { parser.parse(UnsafeBufferPointer($0), into: .passUnretained(engine.context)) }
         guard case .rejected(let reason) = outcome else { Issue.record("accepted"); return }
         #expect(reason == "invalid UTF-8 at column 14")
     }

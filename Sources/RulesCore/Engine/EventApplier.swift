@@ -15,12 +15,16 @@ import Darwin
 struct EventApplier {
     let engine: Engine
     private var parser: EventParser
+    /// The engine's evaluation context, unretained (the engine keeps it):
+    /// the parser writes the fields there, with no reference counting.
+    private let context: Unmanaged<EvalContext>
     /// Lines of events after it are read and counted, not applied.
     let asOf: Int64?
 
     init(engine: Engine, asOf: Int64? = nil) {
         self.engine = engine
         parser = EventParser(program: engine.program, personKey: engine.personKey)
+        context = .passUnretained(engine.context)
         self.asOf = asOf
     }
 
@@ -44,7 +48,7 @@ struct EventApplier {
     @inline(__always)
     mutating func apply(line: UnsafeBufferPointer<UInt8>, number: Int, hash: UInt32? = nil) -> Outcome {
         engine.beginEvent(line: number)
-        switch parser.parse(line, into: engine.context) {
+        switch parser.parse(line, into: context) {
         case .rejected(let reason):
             return .rejected(reason)
         case .event(let e):

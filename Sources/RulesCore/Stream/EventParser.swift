@@ -46,9 +46,10 @@ struct EventParser {
         var reason: String
     }
 
-    /// `fields`: where the fields the policy reads go (an engine's context);
-    /// nil to learn only whose event the line is (the `--jobs` router).
-    mutating func parse(_ line: UnsafeBufferPointer<UInt8>, into fields: EvalContext?) -> Outcome {
+    /// `fields`: where the fields the policy reads go (an engine's context,
+    /// unretained: the engine keeps it); nil to learn only whose event the
+    /// line is (the `--jobs` router).
+    mutating func parse(_ line: UnsafeBufferPointer<UInt8>, into fields: Unmanaged<EvalContext>?) -> Outcome {
         if scratch.count < 2 * line.count + 16 {
             scratch.deallocate()
             scratch = .allocate(capacity: max(2 * line.count + 16, scratch.count * 2))
@@ -65,7 +66,7 @@ struct EventParser {
 
     // MARK: - The object
 
-    private mutating func object(_ b: UnsafeBufferPointer<UInt8>, _ fields: EvalContext?) throws -> Parsed {
+    private mutating func object(_ b: UnsafeBufferPointer<UInt8>, _ fields: Unmanaged<EvalContext>?) throws -> Parsed {
         var i = skipSpace(b, 0)
         guard i < b.count, b[i] == UInt8(ascii: "{") else {
             throw Reject(reason: i < b.count ? "not a JSON object (a line must start with `{`)" : "empty line")
@@ -121,7 +122,7 @@ struct EventParser {
                         let name = normalizeName(key)
                         id = fieldTable._withUnsafeGuaranteedRef({ $0.find(name) })
                     }
-                    if let id, let fields, !fields.fields.set(id, value) {
+                    if let id, let fields, !fields._withUnsafeGuaranteedRef({ $0.fields.set(id, value) }) {
                         throw Reject(reason: "duplicate key \(describeKey(b, keyStart))")
                     }
                 }
