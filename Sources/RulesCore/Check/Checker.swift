@@ -47,7 +47,11 @@ struct Checker {
             switch statement {
             case .eventRule(let rule): if let r = checkEventRule(rule) { policy.eventRules.append(r) }
             case .stateRule(let rule): if let r = checkStateRule(rule) { stateRules.append(r) }
-            default: break
+            // Checked by their own passes before the rules (settings,
+            // constants, declarations), by the test runner, or by the loader.
+            // Every statement is named here, so a new one does not compile
+            // until it is given its place.
+            case .settings, .constant, .event, .test, .use: break
             }
         }
         (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
