@@ -62,10 +62,10 @@ enum ExplainCommand {
         defer { if fd != 0 { close(fd) } }
         let engine = Engine(program: program, personKey: personKey)
         let watch = PersonWatch(person: person, origin: { "\(streamName):\($0)" })
-        var trail: [UInt8] = []
+        var trail: [TraceRecord] = []
         // The person's trail: since when `while` rules hold, and the page.
         let keepTrail = parsed.values["--html"] != nil
-        engine.enableTrace(only: person) { if keepTrail { trail += $0 } }
+        engine.enableTrace(only: person, records: { if keepTrail { trail.append($0) } })
         let summary = EventStream.run(engine, fd: fd, asOf: asOf, watch: watch) { _, _ in }
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
@@ -86,10 +86,8 @@ enum ExplainCommand {
         }
         Terminal.writeOut(lines.joined(separator: "\n") + "\n")
         if let path = parsed.values["--html"], let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) {
-            let records = String(decoding: trail, as: UTF8.self).split(separator: "\n").compactMap {
-                try? JSONValue.parse(String($0))
-            }
-            if let error = Terminal.writeFile(path, Array(ExplanationPage.html(e, trace: records).utf8)) {
+            engine.finishTrace(asOf: time)
+            if let error = Terminal.writeFile(path, Array(ExplanationPage.html(e, trace: trail).utf8)) {
                 Terminal.writeErr("rules: cannot write \(path): \(error)\n")
                 return ExitCode.failure
             }

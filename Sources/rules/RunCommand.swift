@@ -189,7 +189,7 @@ enum RunCommand {
                 return ExitCode.failure
             }
             traceFile = file
-            engine.enableTrace { bytes in file.write(bytes) }
+            engine.enableTrace(write: { bytes in file.write(bytes) })
         }
         // Progress on long runs, only where a person is watching stderr.
         let showProgress = Terminal.isTerminal(2)

@@ -153,7 +153,7 @@ struct TraceTests {
     static func run(_ policy: String, _ events: String, asOf: Int64? = nil) throws -> (report: String, trace: String, clock: Int64) {
         let engine = Engine(program: try compileOrFail(policy))
         var trace: [UInt8] = []
-        engine.enableTrace { trace += $0 }
+        engine.enableTrace(write: { trace += $0 })
         _ = EventStream.run(engine, text: events, asOf: asOf)
         engine.finishTrace(asOf: asOf)
         var report: [UInt8] = []
@@ -228,7 +228,7 @@ struct WhyNotTests {
     @Test("with the trail on, a hold says since when — also when time alone started it")
     func since() throws {
         let engine = Engine(program: try compileOrFail("a → flag busy for 1 day\nwhile not busy → flag free\n"))
-        engine.enableTrace { _ in }
+        engine.enableTrace(records: { _ in })
         let watch = PersonWatch(person: "x")
         _ = EventStream.run(engine, reader: LineReader(bytes: Array(#"{"citizen":"x","type":"a","time":"2026-01-01T12:00:00Z"}"#.utf8)),
                             asOf: nil, watch: watch) { _, _ in }
@@ -278,15 +278,12 @@ struct ExplanationPageTests {
         let program = try compileOrFail(try ExplainTests.text("rules/citizen.rules"))
         let engine = Engine(program: program)
         let watch = PersonWatch(person: "carol")
-        var trail: [UInt8] = []
-        engine.enableTrace(only: "carol") { trail += $0 }
+        var records: [TraceRecord] = []
+        engine.enableTrace(only: "carol", records: { records.append($0) })
         let events = try ExplainTests.text("examples/citizen.ndjson")
         _ = EventStream.run(engine, reader: LineReader(bytes: Array(events.utf8)), asOf: nil, watch: watch) { _, _ in }
         engine.finishTrace()
-        let records = String(decoding: trail, as: UTF8.self).split(separator: "\n").map {
-            try! JSONValue.parse(String($0))
-        }
-        #expect(records.allSatisfy { $0["citizen"]?.string == "carol" })
+        #expect(!records.isEmpty && records.allSatisfy { $0.person == "carol" })
         let e = try #require(Explanation.explain("carol", engine: engine, timeline: watch.timeline, at: engine.clock!))
         let html = ExplanationPage.html(e, trace: records)
         #expect(html.hasPrefix("<!DOCTYPE html>"))

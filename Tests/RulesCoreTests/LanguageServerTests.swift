@@ -78,6 +78,25 @@ struct LanguageServerTests {
         #expect(server.handle(Self.request(5, "textDocument/hover", Self.at(2, 40))).first?["result"] == .null)
     }
 
+    @Test("names mean what the checker decided: a field named like an event or a privilege is a field")
+    func resolutionTable() throws {
+        // `parking` is an event and, in the first rule's condition, a field
+        // of the undeclared event `speeding`; `travel` is a privilege and a
+        // field. The engine reads both as fields there; so does the hover.
+        var (server, _) = Self.opened("""
+            parking → -1
+            speeding where parking > 1 and travel == "x" → deny travel
+
+            """)
+        func hover(_ line: Int, _ character: Int) -> String? {
+            server.handle(Self.request(9, "textDocument/hover", Self.at(line, character))).first?["result"]?["contents"]?["value"]?.string
+        }
+        #expect(hover(1, 17)?.hasPrefix("**field** `parking`") == true, "\(hover(1, 17) ?? "nil")")
+        #expect(hover(0, 2)?.hasPrefix("**event** `parking`") == true, "\(hover(0, 2) ?? "nil")")
+        #expect(hover(1, 32)?.hasPrefix("**field** `travel`") == true, "\(hover(1, 32) ?? "nil")")
+        #expect(hover(1, 56)?.hasPrefix("**privilege** `travel`") == true, "\(hover(1, 56) ?? "nil")")
+    }
+
     @Test("definition and references of flags, privileges, events and constants")
     func navigation() throws {
         var (server, _) = Self.opened()

@@ -62,7 +62,7 @@ public final class RulesEngine {
         if let trace {
             engine.enableTrace(write: trace)
         } else if explaining {
-            engine.enableTrace { _ in }  // keeps since-when for `while` rules; writes nothing
+            engine.enableTrace(records: { _ in })  // keeps since-when for `while` rules; writes nothing
         }
     }
 

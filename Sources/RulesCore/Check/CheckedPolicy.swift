@@ -137,4 +137,6 @@ package struct CheckedPolicy: Sendable {
     package var cycle: Set<Int> = []
     /// Every resolved part of every rule's expressions, by its span.
     var parts: [Span: IR] = [:]
+    /// Every name use, what the checker decided it is, in source order.
+    package var nameUses: [NameUse] = []
 }

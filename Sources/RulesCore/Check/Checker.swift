@@ -21,6 +21,9 @@ struct Checker {
     private var flagsRead: [String: Span] = [:]
     private var flagsSetAt: [String: Span] = [:]
     private var bufferIds: [WindowBufferSpec: Int] = [:]
+    /// Every name use decided so far, by where it stands (a constant's
+    /// value is resolved once, but a name is recorded once either way).
+    private var uses: [Span: NameUse] = [:]
 
     init(statements: [Statement], sources: SourceSet) {
         self.statements = statements
@@ -31,6 +34,11 @@ struct Checker {
         var checker = Checker(statements: statements, sources: sources)
         checker.run()
         return (checker.policy, checker.sink.items)
+    }
+
+    /// Records what the name at `span` is.
+    private mutating func record(_ name: String, _ kind: NameUse.Kind, _ role: NameUse.Role, at span: Span) {
+        uses[span] = NameUse(name: name, kind: kind, role: role, span: span)
     }
 
     private mutating func report(_ code: DiagnosticCode, _ message: String, at span: Span, help: String? = nil,
@@ -55,6 +63,7 @@ struct Checker {
             }
         }
         (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
+        policy.nameUses = uses.values.sorted { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         warnUnused()
         warnDuplicates()
         if !sink.items.contains(where: { $0.severity == .error }) {
@@ -71,10 +80,15 @@ struct Checker {
             for e in effects {
                 switch e.kind {
                 case .set(let kind, let n, _) where kind.isFlag:
+                    record(n.text, .flag, .set, at: n.span)
                     flagNames.insert(n.text)
                     flagSetNames.insert(n.text)
                     if flagsSetAt[n.text] == nil { flagsSetAt[n.text] = n.span }
-                case .set(let kind, let n, _), .lift(let kind, let n):
+                case .set(let kind, let n, _):
+                    record(n.text, NameUse.Kind(kind), .set, at: n.span)
+                    if kind.isFlag { flagNames.insert(n.text) } else { privilegeNames.insert(n.text) }
+                case .lift(let kind, let n):
+                    record(n.text, NameUse.Kind(kind), .lift, at: n.span)
                     if kind.isFlag { flagNames.insert(n.text) } else { privilegeNames.insert(n.text) }
                 case .score: break
                 }
@@ -89,6 +103,7 @@ struct Checker {
                 } else {
                     constantDecls[name.text] = (expr, span)
                 }
+                record(name.text, .constant, .declaration, at: name.span)
             case .event(let decl): declare(decl)
             case .eventRule(let r): note(r.effects)
             case .stateRule(let r): note(r.effects)
@@ -130,6 +145,7 @@ struct Checker {
             return
         }
         eventDeclSpans[decl.name.text] = decl.name.span
+        record(decl.name.text, .event, .declaration, at: decl.name.span)
         let id = eventId(decl.name.text)
         var types: [String: ValueType] = [:]
         var declared: [(field: Int, type: ValueType)] = []
@@ -152,6 +168,7 @@ struct Checker {
             }
             types[field.name.text] = type
             declared.append((fieldId(field.name.text), type))
+            record(field.name.text, .field, .declaration, at: field.name.span)
         }
         declaredFieldTypes[id] = types
         policy.events[id].declared = declared
@@ -358,6 +375,7 @@ struct Checker {
                        ?? "declare it: `event \(name.text.replacing("_", with: " ")) { }`")
             return nil
         }
+        record(name.text, .event, .read, at: name.span)
         if !policy.hasDeclarations && isRule && flagSetNames.contains(name.text) {
             report(.eventNamedLikeFlag, "`\(name.text)` is also a flag; this rule fires on events of type `\(name.text)`, not while the flag is set",
                    at: name.span, help: "if the flag was meant, write `while \(name.text.replacing("_", with: " ")) → …`")
@@ -557,7 +575,20 @@ struct Checker {
         }
     }
 
+    /// What a bare name in an expression is, recorded in the table.
     private mutating func resolveName(_ n: String, span: Span, scope: Scope) -> (IR, ValueType)? {
+        let resolved = resolveNameOnce(n, span: span, scope: scope)
+        if let (ir, _) = resolved {
+            switch ir {
+            case .field: record(n, .field, .read, at: span)
+            case .flag: record(n, .flag, .read, at: span)
+            default: record(n, .constant, .read, at: span)
+            }
+        }
+        return resolved
+    }
+
+    private mutating func resolveNameOnce(_ n: String, span: Span, scope: Scope) -> (IR, ValueType)? {
         let asConstant: (IR, ValueType)? = constantDecls[n] != nil ? constant(n) : nil
         if constantDecls[n] != nil {
             constantsUsed.insert(n)
@@ -628,6 +659,7 @@ struct Checker {
                 }
             }
             fieldId = self.fieldId(field.text)
+            record(field.text, .field, .read, at: field.span)
         }
         var condIR: IR? = nil
         if let condition {

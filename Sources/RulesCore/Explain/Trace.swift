@@ -7,10 +7,10 @@
 /// then at the exact instant it happened, found by evaluating the state rules
 /// at each such instant between a person's events and up to the final clock.
 final class Tracer: EngineObserver {
-    static let version = 1
     private let program: Program
-    private let write: ([UInt8]) -> Void
-    private let sites: [(rule: String, source: String)]
+    /// Where the records go: the trail's JSON (`TraceRecord.JSON`), or a
+    /// reader of typed records (the explanation page).
+    private let emit: (TraceRecord) -> Void
     /// (buffer, window) of every windowed aggregate a `while` rule reads.
     private let stateWindows: [(buffer: Int, window: Int64)]
     private var held: [Int: [Bool]] = [:]
@@ -21,15 +21,17 @@ final class Tracer: EngineObserver {
     /// What event rules had in force (end per slot) before this event: a
     /// lift of something not in force is not a change, so not a record.
     private var endsBefore: [Int64] = []
-    private var buffer: [UInt8] = []
     /// Only this person's changes, when set (for one person's page).
     private let only: [UInt8]?
 
-    init(program: Program, only: String? = nil, write: @escaping ([UInt8]) -> Void) {
+    /// Called when the trail ends (`finishTrace`): the JSON writer flushes.
+    private let onFinish: () -> Void
+
+    init(program: Program, only: String? = nil, emit: @escaping (TraceRecord) -> Void, onFinish: @escaping () -> Void = {}) {
         self.program = program
-        self.write = write
+        self.emit = emit
+        self.onFinish = onFinish
         self.only = only.map { Array($0.utf8) }
-        sites = RuleSite.all(in: program).map { (JSONWriter.quoted("\($0.file):\($0.line)"), JSONWriter.quoted($0.text)) }
         var windows = Set<[Int64]>()
         for rule in program.policy.stateRules { Self.windows(rule.condition, into: &windows) }
         stateWindows = windows.map { (Int($0[0]), $0[1]) }.sorted { ($0.buffer, $0.window) < ($1.buffer, $1.window) }
@@ -54,7 +56,7 @@ final class Tracer: EngineObserver {
         endsBefore = (0..<engine.store.slotCount).map { engine.store.end(person, $0) }
         if isNew {
             record(engine, person, line: engine.context.line, time: time, rule: nil,
-                   fields: #""effect":"new","score_after":\#(engine.store.score(person))"#)
+                   .new(scoreAfter: engine.store.score(person)))
         } else {
             catchUp(person, to: time, engine: engine)
         }
@@ -73,7 +75,7 @@ final class Tracer: EngineObserver {
             if rule.effects.contains(where: { if case .score = $0 { return true }; return false }) {
                 let after = Arithmetic.addScore(running, change)
                 record(engine, person, line: line, time: time, rule: rule.index,
-                       fields: #""effect":"score","change":\#(change),"score_before":\#(running),"score_after":\#(after)"#)
+                       .score(change: change, before: running, after: after))
                 running = after
             }
             for effect in rule.effects {
@@ -82,21 +84,19 @@ final class Tracer: EngineObserver {
                 case .set(let slot, let duration):
                     inForce[slot] = true
                     let (kind, name) = describe(slot: slot)
-                    let until = duration.map { JSONWriter.quoted(Timestamp.format(Timestamp.adding(time, $0))) } ?? "null"
                     record(engine, person, line: line, time: time, rule: rule.index,
-                           fields: #""effect":"\#(kind.setVerb)","name":\#(name),"until":\#(until)"#)
+                           .set(kind, name: name, until: duration.map { Timestamp.adding(time, $0) }))
                 case .lift(let slot):
                     guard slot >= 0, inForce[slot] else { continue }
                     inForce[slot] = false
                     let (kind, name) = describe(slot: slot)
-                    record(engine, person, line: line, time: time, rule: rule.index, fields: #""effect":"\#(kind.liftVerb)","name":\#(name)"#)
+                    record(engine, person, line: line, time: time, rule: rule.index, .lift(kind, name: name))
                 }
             }
         }
         let final = engine.store.score(person)
         if final != running {
-            record(engine, person, line: line, time: time, rule: nil,
-                   fields: #""effect":"clamp","score_before":\#(running),"score_after":\#(final)"#)
+            record(engine, person, line: line, time: time, rule: nil, .clamp(before: running, after: final))
         }
         transitions(person, at: time, line: line, engine: engine)
         checkedUntil[person] = time
@@ -104,15 +104,12 @@ final class Tracer: EngineObserver {
 
     /// At the end: time-driven changes up to the report's clock, for
     /// everyone, in the report's order.
-    func finish(at clock: Int64, engine: Engine) {
+    func finish(at clock: Int64?, engine: Engine) {
+        guard let clock else { return onFinish() }
         for person in engine.sortedPeople() where only.map({ engine.people.key(person).elementsEqual($0) }) ?? true {
             catchUp(person, to: clock, engine: engine)
         }
-        flush()
-    }
-
-    func flush() {
-        if !buffer.isEmpty { write(buffer); buffer.removeAll(keepingCapacity: true) }
+        onFinish()
     }
 
     // MARK: - State rules over time
@@ -148,12 +145,8 @@ final class Tracer: EngineObserver {
         for k in 0..<count where now[k] != was[k] {
             let rule = program.stateRules[k]
             if now[k] { holdingSince[person, default: [:]][rule.index] = time } else { holdingSince[person]?[rule.index] = nil }
-            let effects = rule.effects.map { e -> String in
-                let name = program.policy.names(of: e.kind)[e.name]
-                return JSONWriter.quoted("\(e.kind.rawValue) \(name)")
-            }.joined(separator: ",")
-            record(engine, person, line: line, time: time, rule: rule.index,
-                   fields: #""effect":"\#(now[k] ? "start" : "stop")","holds":[\#(effects)]"#)
+            let holds = rule.effects.map { (kind: $0.kind, name: program.policy.names(of: $0.kind)[$0.name]) }
+            record(engine, person, line: line, time: time, rule: rule.index, now[k] ? .start(holds: holds) : .stop(holds: holds))
         }
         held[person] = now
     }
@@ -162,29 +155,31 @@ final class Tracer: EngineObserver {
 
     private func describe(slot: Int) -> (kind: TargetKind, name: String) {
         let (kind, name) = program.target(ofSlot: slot)
-        return (kind, JSONWriter.quoted(program.policy.names(of: kind)[name]))
+        return (kind, program.policy.names(of: kind)[name])
     }
 
-    private func record(_ engine: Engine, _ person: Int, line: Int?, time: Int64, rule: Int?, fields: String) {
-        var s = #"{"v":\#(Self.version),"line":\#(line.map(String.init) ?? "null"),"time":"\#(Timestamp.format(time))","citizen":"#
-        buffer += Array(s.utf8)
-        JSONWriter.appendQuoted(engine.people.key(person), to: &buffer)
-        s = rule.map { #","rule":\#(sites[$0].rule),"source":\#(sites[$0].source)"# } ?? #","rule":null,"source":null"#
-        buffer += Array((s + "," + fields + "}\n").utf8)
-        if buffer.count > 1 << 16 { flush() }
+    private func record(_ engine: Engine, _ person: Int, line: Int?, time: Int64, rule: Int?, _ change: TraceRecord.Change) {
+        emit(TraceRecord(line: line, time: time, person: engine.people.keyString(person), rule: rule, change: change))
     }
 }
 
 extension Engine {
-    /// Turns the audit trail on; `write` receives NDJSON bytes in order.
+    /// Turns the audit trail on; `write` receives NDJSON bytes in order
+    /// (docs/TRACE.md).
     public func enableTrace(only person: String? = nil, write: @escaping ([UInt8]) -> Void) {
-        observer = Tracer(program: program, only: person, write: write)
+        let json = TraceRecord.JSON(sites: RuleSite.all(in: program), write: write)
+        observer = Tracer(program: program, only: person, emit: json.append, onFinish: json.flush)
+    }
+
+    /// The same, as typed records (the explanation page draws them).
+    package func enableTrace(only person: String? = nil, records: @escaping (TraceRecord) -> Void) {
+        observer = Tracer(program: program, only: person, emit: records)
     }
 
     /// Records what time alone changes up to the report's clock, and writes
     /// out what is left of the trail. Call once, after the stream.
     public func finishTrace(asOf: Int64? = nil) {
-        guard let tracer = observer as? Tracer, let time = asOf ?? clock else { (observer as? Tracer)?.flush(); return }
-        tracer.finish(at: time, engine: self)
+        guard let tracer = observer as? Tracer else { return }
+        tracer.finish(at: asOf ?? clock, engine: self)
     }
 }

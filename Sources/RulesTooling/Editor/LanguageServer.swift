@@ -91,20 +91,12 @@ package struct LanguageServer: Sendable {
     ])
 }
 
-/// One document, checked, with its names indexed by what they refer to.
+/// One document, checked, with its names indexed by what they refer to:
+/// the checker's resolution table (`NameUse`), not a guess of its own.
 struct Analysis: Sendable {
-    enum Kind: String, Sendable { case event, field, flag, privilege, constant }
-
-    struct Occurrence: Sendable {
-        var name: String       // joined (`unpaid_debt`)
-        var kind: Kind
-        var span: Span
-        /// Where it stands: a declaration, a rule's condition or head, or
-        /// what a rule's effects set or lift.
-        var role: Role
-    }
-
-    enum Role: Sendable { case declaration, read, set, lift }
+    typealias Kind = NameUse.Kind
+    typealias Occurrence = NameUse
+    typealias Role = NameUse.Role
 
     let uri: String
     let source: SourceFile
@@ -133,11 +125,7 @@ struct Analysis: Sendable {
         statements = result.statements.filter { $0.span.file == file }
         // Names in every file of the policy: hover and definitions reach
         // into the files this one uses.
-        var all: [Occurrence] = []
-        for (k, f) in result.sources.files.enumerated() {
-            all += Self.index(source: f, file: k, statements: result.statements.filter { $0.span.file == k }, checked: result.checked)
-        }
-        occurrences = all
+        occurrences = result.checked?.nameUses ?? []
     }
 
     /// A `file://` URI's path: `%XX` escapes decoded (RFC 3986); nil when
@@ -307,80 +295,5 @@ struct Analysis: Sendable {
             return .object([("name", .string(name)), ("kind", .number(kind)),
                             ("range", range(span)), ("selectionRange", range(span))])
         })
-    }
-
-    // MARK: - The index
-
-    /// Every name token, classified by the checked policy: events, flags,
-    /// privileges, constants and fields.
-    static func index(source: SourceFile, file: Int, statements: [Statement], checked: CheckedPolicy?) -> [Occurrence] {
-        let events = Set(checked?.events.map(\.name) ?? [])
-        let flags = Set(checked?.flags ?? []), privileges = Set(checked?.privileges ?? [])
-        var constants = Set<String>()
-        for case .constant(let n, _, _) in statements { constants.insert(n.text) }
-        let tokens = Lexer.tokenize(source, file: file).tokens
-        // Each statement's span, and where its arrow is.
-        let ranges: [(span: Span, statement: Statement)] = statements
-            .map { ($0.span, $0) }.sorted { $0.span.start < $1.span.start }
-        var occurrences: [Occurrence] = []
-        var previous: TokenKind? = nil
-        // One pass: the statement a token stands in, and whether its arrow
-        // has been passed, move forward with the tokens.
-        var next = 0
-        var owner: (span: Span, statement: Statement)? = nil
-        var inEffects = false
-        for token in tokens {
-            defer { previous = token.kind }
-            while next < ranges.count && ranges[next].span.start <= token.span.start {
-                owner = ranges[next]
-                inEffects = false
-                next += 1
-            }
-            if let o = owner, token.span.start >= o.span.end { owner = nil; inEffects = false }
-            if token.kind == .arrow { inEffects = true }
-            guard case .name(let name) = token.kind else { continue }
-            var role: Role = .read
-            var kind: Kind
-            switch owner?.statement {
-            case .event(let decl)?:
-                if decl.name.span.start == token.span.start { kind = .event; role = .declaration } else if fieldType(name) { continue } else { kind = .field; role = .declaration }
-                occurrences.append(Occurrence(name: name, kind: kind, span: token.span, role: role))
-                continue
-            case .constant(let n, _, _)? where n.span.start == token.span.start:
-                occurrences.append(Occurrence(name: name, kind: .constant, span: token.span, role: .declaration))
-                continue
-            case .test?:
-                continue  // test blocks name people and events; left out
-            default: break
-            }
-            if inEffects, let prev = previous, case .keyword(let word) = prev {
-                if let target = TargetKind(setKeyword: word) {
-                    kind = target.isFlag ? .flag : .privilege
-                    role = .set
-                } else if let target = TargetKind(liftKeyword: word) {
-                    kind = target.isFlag ? .flag : .privilege
-                    role = .lift
-                } else {
-                    kind = classify(name, events, flags, privileges, constants)
-                }
-            } else if !inEffects, case .eventRule(let rule)? = owner?.statement, rule.event.span.start == token.span.start {
-                kind = .event
-            } else {
-                kind = classify(name, events, flags, privileges, constants)
-            }
-            occurrences.append(Occurrence(name: name, kind: kind, span: token.span, role: role))
-        }
-        return occurrences
-    }
-
-    private static func fieldType(_ name: String) -> Bool { ["number", "string", "bool"].contains(name) }
-
-    private static func classify(_ name: String, _ events: Set<String>, _ flags: Set<String>, _ privileges: Set<String>,
-                                 _ constants: Set<String>) -> Kind {
-        if constants.contains(name) { return .constant }
-        if flags.contains(name) { return .flag }
-        if events.contains(name) { return .event }
-        if privileges.contains(name) { return .privilege }
-        return .field
     }
 }

@@ -10,11 +10,11 @@ package enum ExplanationPage {
         var label: String
         var start: Int64
         var end: Int64?   // nil: still in force at the end of the axis
-        var kind: String  // flag, deny, grant
+        var kind: TargetKind
     }
 
     /// Builds the page from the explanation and the person's trail records.
-    public static func html(_ explanation: PersonExplanation, trace: [JSONValue]) -> String {
+    public static func html(_ explanation: PersonExplanation, trace: [TraceRecord]) -> String {
         let (points, intervals) = series(explanation, trace)
         let first = points.first?.time ?? explanation.asOf
         let last = max(explanation.asOf, first + 1)
@@ -45,44 +45,40 @@ package enum ExplanationPage {
     struct Point { var time: Int64; var score: Int64 }
 
     /// Score steps and sanction intervals for one person, from the trail.
-    static func series(_ e: PersonExplanation, _ trace: [JSONValue]) -> ([Point], [Interval]) {
+    static func series(_ e: PersonExplanation, _ trace: [TraceRecord]) -> ([Point], [Interval]) {
         var points: [Point] = []
         var open: [String: Interval] = [:]     // "deny travel" → interval being built
         var done: [Interval] = []
-        var holds: [String: [String]] = [:]    // while rule → its effects
+        var holds: [Int: [String]] = [:]       // while rule → its effects
         func close(_ key: String, at t: Int64) {
             if var i = open.removeValue(forKey: key) { i.end = t; done.append(i) }
         }
         for r in trace {
-            guard let time = r["time"]?.string.flatMap(Timestamp.parse), let effect = r["effect"]?.string else { continue }
-            if let after = r["score_after"]?.int { points.append(Point(time: time, score: Int64(after))) }
-            if TargetKind(rawValue: effect) != nil {
-                let key = "\(effect) \(r["name"]?.string ?? "?")"
-                let until = r["until"]?.string.flatMap(Timestamp.parse)
+            let time = r.time
+            switch r.change {
+            case .new(let after), .score(_, _, let after), .clamp(_, let after):
+                points.append(Point(time: time, score: after))
+            case .set(let kind, let name, let until):
+                let key = "\(kind.setVerb) \(name)"
                 if var i = open[key], i.end.map({ $0 > time }) ?? true {
                     i.end = i.end.flatMap { end in until.map { max($0, end) } }
                     open[key] = i
                 } else {
                     if let old = open.removeValue(forKey: key) { done.append(old) }
-                    open[key] = Interval(label: key, start: time, end: until, kind: effect)
+                    open[key] = Interval(label: key, start: time, end: until, kind: kind)
                 }
-                continue
-            }
-            if let kind = TargetKind(liftVerb: effect) {
-                close("\(kind.setVerb) \(r["name"]?.string ?? "?")", at: time)
-                continue
-            }
-            switch effect {
-            case "start":
-                let rule = r["rule"]?.string ?? ""
-                holds[rule] = r["holds"]?.array?.compactMap(\.string) ?? []
-                for h in holds[rule]! { done.append(Interval(label: h, start: time, end: nil, kind: String(h.split(separator: " ")[0]))) }
-            case "stop":
-                let rule = r["rule"]?.string ?? ""
-                for h in holds.removeValue(forKey: rule) ?? [] {
+            case .lift(let kind, let name):
+                close("\(kind.setVerb) \(name)", at: time)
+            case .start(let effects):
+                let rule = r.rule ?? -1
+                holds[rule] = effects.map { "\($0.kind.setVerb) \($0.name)" }
+                for (h, effect) in zip(holds[rule]!, effects) {
+                    done.append(Interval(label: h, start: time, end: nil, kind: effect.kind))
+                }
+            case .stop:
+                for h in holds.removeValue(forKey: r.rule ?? -1) ?? [] {
                     if let k = done.lastIndex(where: { $0.label == h && $0.end == nil }) { done[k].end = time }
                 }
-            default: break
             }
         }
         done += open.values
@@ -132,7 +128,7 @@ package enum ExplanationPage {
             for i in intervals where i.label == label {
                 let start = x(max(i.start, from)), end = x(min(i.end ?? to, to))
                 let tip = escape("\(label): \(Timestamp.format(i.start)) – \(i.end.map(Timestamp.format) ?? "…")")
-                svg += "<rect x='\(start)' y='\(top + 3)' width='\(max(2, end - start))' height='\(rowHeight - 8)' rx='3' fill='\(TargetKind(rawValue: i.kind)?.colour ?? "#6e7781")' opacity='0.85'><title>\(tip)</title></rect>"
+                svg += "<rect x='\(start)' y='\(top + 3)' width='\(max(2, end - start))' height='\(rowHeight - 8)' rx='3' fill='\(i.kind.colour)' opacity='0.85'><title>\(tip)</title></rect>"
             }
         }
         svg += "<line x1='\(x(asOf))' y1='\(chartTop)' x2='\(x(asOf))' y2='\(height - 20)' stroke='#8c959f' stroke-dasharray='4 3'/>"

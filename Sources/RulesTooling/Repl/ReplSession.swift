@@ -38,7 +38,7 @@ package final class ReplSession {
         self.write = write
         result = PolicyCompiler.compile(SourceSet())
         engine = Engine(program: result.program!)
-        engine.enableTrace { _ in }
+        engine.enableTrace(records: { _ in })
     }
 
     // MARK: - Input
@@ -263,7 +263,7 @@ package final class ReplSession {
     private func replay(_ program: Program, _ reply: inout Reply) {
         engine = Engine(program: program)
         // The trail (kept in memory only) says since when `while` rules hold.
-        engine.enableTrace { _ in }
+        engine.enableTrace(records: { _ in })
         timeline = Timeline()
         let keptClock = clock
         lastEventTime = nil
