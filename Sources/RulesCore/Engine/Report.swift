@@ -30,13 +30,13 @@ extension Engine {
         var flags: [Int] = [], denied: [Int] = [], granted: [Int] = []
         let flagSlots = program.slots[TargetKind.flag.index], denySlots = program.slots[TargetKind.deny.index]
         let grantSlots = program.slots[TargetKind.grant.index]
-        for f in 0..<program.policy.flags.count where context.active(flagSlots[f]) || context.stateFlags[f] {
+        for f in 0..<program.policy.flags.count where context.active(flagSlots[f]) || context.stateHolds(.flag, f) {
             flags.append(f)
         }
         for p in 0..<program.policy.privileges.count {
-            let isDenied = context.active(denySlots[p]) || context.stateDenied[p]
+            let isDenied = context.active(denySlots[p]) || context.stateHolds(.deny, p)
             if isDenied { denied.append(p) }
-            else if context.active(grantSlots[p]) || context.stateGranted[p] { granted.append(p) }
+            else if context.active(grantSlots[p]) || context.stateHolds(.grant, p) { granted.append(p) }
         }
         body(flags, denied, granted)
     }
@@ -248,18 +248,18 @@ final class ReportWriter {
         context.evaluateStateRules()
         put(#","flags":["#)
         var first = true
-        for f in flagNames.indices where context.active(flagSlots[f]) || context.stateFlags[f] {
+        for f in flagNames.indices where context.active(flagSlots[f]) || context.stateHolds(.flag, f) {
             name(flagNames[f], &first)
         }
         put(#"],"denied":["#)
         first = true
-        for q in privilegeNames.indices where context.active(denySlots[q]) || context.stateDenied[q] {
+        for q in privilegeNames.indices where context.active(denySlots[q]) || context.stateHolds(.deny, q) {
             name(privilegeNames[q], &first)
         }
         put(#"],"granted":["#)
         first = true
-        for q in privilegeNames.indices where !(context.active(denySlots[q]) || context.stateDenied[q])
-            && (context.active(grantSlots[q]) || context.stateGranted[q]) {
+        for q in privilegeNames.indices where !(context.active(denySlots[q]) || context.stateHolds(.deny, q))
+            && (context.active(grantSlots[q]) || context.stateHolds(.grant, q)) {
             name(privilegeNames[q], &first)
         }
         put("]}\n")

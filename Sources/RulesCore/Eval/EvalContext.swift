@@ -48,9 +48,10 @@ final class EvalContext {
     /// and only when something reads it.
     /// (Plain memory owned by the context: written for every person of the
     /// report, and an array would be checked for uniqueness on each write.)
-    let stateFlags: UnsafeMutableBufferPointer<Bool>
-    let stateDenied: UnsafeMutableBufferPointer<Bool>
-    let stateGranted: UnsafeMutableBufferPointer<Bool>
+    /// One table for every effect kind: kind `k`'s name `n` is at
+    /// `stateHeld[stateBase[k.index] + n]` (`stateHolds`).
+    private let stateHeld: UnsafeMutableBufferPointer<Bool>
+    private let stateBase: UnsafeMutableBufferPointer<Int>
     /// Which state rules held at the last evaluation, in graph order.
     let stateRulesHeld: UnsafeMutableBufferPointer<Bool>
     @exclusivity(unchecked) private var stateReady = false
@@ -73,14 +74,26 @@ final class EvalContext {
             b.initialize(repeating: false)
             return UnsafeMutableBufferPointer(rebasing: b[0..<n])
         }
-        stateFlags = flags(program.policy.flags.count)
-        stateDenied = flags(program.policy.privileges.count)
-        stateGranted = flags(program.policy.privileges.count)
+        stateBase = .allocate(capacity: TargetKind.allCases.count)
+        var total = 0
+        for kind in TargetKind.allCases {
+            stateBase[kind.index] = total
+            total += program.policy.names(of: kind).count
+        }
+        stateHeld = flags(total)
         stateRulesHeld = flags(program.stateRules.count)
     }
 
     deinit {
-        for b in [stateFlags, stateDenied, stateGranted, stateRulesHeld] { UnsafeMutableRawPointer(b.baseAddress)?.deallocate() }
+        for b in [stateHeld, stateRulesHeld] { UnsafeMutableRawPointer(b.baseAddress)?.deallocate() }
+        stateBase.deallocate()
+    }
+
+    /// Whether a `while` rule holds `kind` of name `name` (after
+    /// `evaluateStateRules`).
+    @inline(__always)
+    func stateHolds(_ kind: TargetKind, _ name: Int) -> Bool {
+        stateHeld[stateBase[kind.index] + name]
     }
 
     /// Points the context at a person's state as of `now`.
@@ -103,16 +116,14 @@ final class EvalContext {
     func flag(_ f: Int) -> Bool {
         if active(program.slots[TargetKind.flag.index][f]) { return true }
         if !stateReady { evaluateStateRules() }
-        return stateFlags[f]
+        return stateHolds(.flag, f)
     }
 
     /// Evaluates the state rules in graph order. A rule reading a flag sees
     /// every rule that sets it already evaluated (the graph guarantees it).
     func evaluateStateRules() {
         stateReady = true
-        stateFlags.update(repeating: false)
-        stateDenied.update(repeating: false)
-        stateGranted.update(repeating: false)
+        stateHeld.update(repeating: false)
         let steps = program.steps
         for k in steps.stateRules.indices {
             let rule = steps.stateRules[k]
@@ -126,11 +137,7 @@ final class EvalContext {
             stateRulesHeld[k] = true
             for e in rule.effects {
                 let (kind, name) = steps.stateEffects[e]
-                switch kind {
-                case .flag: stateFlags[name] = true
-                case .deny: stateDenied[name] = true
-                case .grant: stateGranted[name] = true
-                }
+                stateHeld[stateBase[kind.index] + name] = true
             }
         }
     }
