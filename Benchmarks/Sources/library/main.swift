@@ -4,14 +4,15 @@
 // byte for byte `rules run`'s; the time is from the first event to the
 // report written (scripts/bench.sh divides it into `rules run`'s).
 //
-//   library POLICY.rules EVENTS.ndjson REPORT.ndjson
-//     → "events N single SECONDS batched SECONDS"
+//   library POLICY.rules EVENTS.ndjson REPORT.ndjson [single|batched]
+//     → "events N single SECONDS batched SECONDS" (one of them when named,
+//       for profiling)
 import Foundation
 import RulesCore
 
 let args = CommandLine.arguments
-guard args.count == 4 else {
-    FileHandle.standardError.write(Data("usage: library POLICY.rules EVENTS.ndjson REPORT.ndjson\n".utf8))
+guard args.count == 4 || args.count == 5 else {
+    FileHandle.standardError.write(Data("usage: library POLICY.rules EVENTS.ndjson REPORT.ndjson [single|batched]\n".utf8))
     exit(2)
 }
 let policy = try Policy.load(files: [args[1]])
@@ -85,14 +86,16 @@ func measure(_ apply: (RulesEngine, [Event]) -> Void) -> Double {
     return seconds
 }
 
+let only = args.count == 5 ? args[4] : nil
+
 // One at a time, as a service applies what arrives.
-let single = measure { engine, batch in
+let single = only == "batched" ? 0 : measure { engine, batch in
     for event in batch {
         if case .rejected(let reason) = engine.apply(event) { fatalError("rejected: \(reason)") }
     }
 }
 // A batch at a time (`apply(_: [Event])`, which looks ahead as `rules run` does).
-let batched = measure { engine, batch in
+let batched = only == "single" ? 0 : measure { engine, batch in
     for outcome in engine.apply(batch) {
         if case .rejected(let reason) = outcome { fatalError("rejected: \(reason)") }
     }
