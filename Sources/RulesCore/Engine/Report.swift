@@ -20,39 +20,50 @@ extension Engine {
     /// People in byte order of their ids.
     func sortedPeople() -> [Int] { people.sortedIds() }
 
-    /// Computes a person's flags, denials and grants as of `time`: event
-    /// rules' effects still in force, plus what the state rules hold then.
-    /// A denial beats a grant of the same privilege.
-    func visit(person: Int, at time: Int64, _ body: (_ flags: [Int], _ denied: [Int], _ granted: [Int]) -> Void) {
+    /// Whether `kind` of name `name` shows in the person's report line (the
+    /// context focused on them, state rules evaluated): an event rule's
+    /// effect in force or a `while` rule holding it, and not hidden by
+    /// another kind (a denial beats a grant).
+    @inline(__always)
+    func shows(_ kind: TargetKind, _ name: Int) -> Bool {
+        func holds(_ k: TargetKind) -> Bool { context.active(program.slot(k, name)) || context.stateHolds(k, name) }
+        guard holds(kind) else { return false }
+        if let hider = kind.hiddenBy, holds(hider) { return false }
+        return true
+    }
+
+    /// A person's report as of `time`: each kind's names that show, by
+    /// `TargetKind.index`.
+    func visit(person: Int, at time: Int64) -> [[Int]] {
         context.focus(person: person, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line
         context.evaluateStateRules()
-        var flags: [Int] = [], denied: [Int] = [], granted: [Int] = []
-        let flagSlots = program.slots[TargetKind.flag.index], denySlots = program.slots[TargetKind.deny.index]
-        let grantSlots = program.slots[TargetKind.grant.index]
-        for f in 0..<program.policy.flags.count where context.active(flagSlots[f]) || context.stateHolds(.flag, f) {
-            flags.append(f)
+        return TargetKind.allCases.map { kind in
+            program.policy.names(of: kind).indices.filter { shows(kind, $0) }
         }
-        for p in 0..<program.policy.privileges.count {
-            let isDenied = context.active(denySlots[p]) || context.stateHolds(.deny, p)
-            if isDenied { denied.append(p) }
-            else if context.active(grantSlots[p]) || context.stateHolds(.grant, p) { granted.append(p) }
+    }
+
+    /// A person's report line as values; each kind has its place (the
+    /// contract's keys), so a new kind does not compile until it has one.
+    private func personReport(_ p: Int, citizen: String, at time: Int64) -> PersonReport {
+        var r = PersonReport(citizen: citizen, score: store.score(p), flags: [], denied: [], granted: [])
+        let shown = visit(person: p, at: time)
+        for kind in TargetKind.allCases {
+            let names = shown[kind.index].map { program.policy.names(of: kind)[$0] }
+            switch kind {
+            case .flag: r.flags = names
+            case .deny: r.denied = names
+            case .grant: r.granted = names
+            }
         }
-        body(flags, denied, granted)
+        return r
     }
 
     /// One person's state as of `time`, or nil when they had no applied event.
     public func state(of citizen: String, at time: Int64) -> PersonReport? {
         var key = citizen
         guard let p = key.withUTF8({ people.find($0) }) else { return nil }
-        let names = program.policy
-        var r = PersonReport(citizen: citizen, score: store.score(p), flags: [], denied: [], granted: [])
-        visit(person: p, at: time) { flags, denied, granted in
-            r.flags = flags.map { names.flags[$0] }
-            r.denied = denied.map { names.privileges[$0] }
-            r.granted = granted.map { names.privileges[$0] }
-        }
-        return r
+        return personReport(p, citizen: citizen, at: time)
     }
 
     /// The interned index of a person, by id.
@@ -79,16 +90,7 @@ extension Engine {
     /// (default: the stream's clock).
     public func report(asOf: Int64? = nil) -> [PersonReport] {
         guard let time = asOf ?? clock else { return [] }
-        let names = program.policy
-        return sortedPeople().map { p in
-            var r = PersonReport(citizen: people.keyString(p), score: store.score(p), flags: [], denied: [], granted: [])
-            visit(person: p, at: time) { flags, denied, granted in
-                r.flags = flags.map { names.flags[$0] }
-                r.denied = denied.map { names.privileges[$0] }
-                r.granted = granted.map { names.privileges[$0] }
-            }
-            return r
-        }
+        return sortedPeople().map { personReport($0, citizen: people.keyString($0), at: time) }
     }
 
     /// Writes the report as NDJSON, one compact object per person, keys in
@@ -139,13 +141,26 @@ final class ReportWriter {
     @exclusivity(unchecked) private var storage: UnsafeMutablePointer<UInt8>
     @exclusivity(unchecked) private var capacity: Int
     @exclusivity(unchecked) private(set) var count = 0
-    /// Quoted names, one after another; `flagNames[f]` is a range of it.
+    /// Each kind's key (`,"flags":[`) and quoted names, one after another.
     private let names: UnsafeMutableBufferPointer<UInt8>
-    private let flagNames: [Range<Int>]
-    private let privilegeNames: [Range<Int>]
-    /// The program's slot tables, one per kind, held here so that writing a
-    /// person's line retains none of them.
-    private let flagSlots: [Int], denySlots: [Int], grantSlots: [Int]
+    /// Per kind, in the report's order (`TargetKind.allCases`): its key's
+    /// bytes in `names`, and where its names' slots and byte ranges start
+    /// in the flat tables below (plain memory: writing a line retains
+    /// nothing).
+    private struct KindTable {
+        /// Where its names start in the context's table of what state rules hold.
+        var stateOffset: Int
+        /// Its key (`,"flags":[`, 10 to 16 bytes) as two overlapping words.
+        var keyHead: UInt64, keyTail: UInt64
+        var key: Range<Int>
+        var base: Int
+        var count: Int
+        /// The table of the kind that hides this one (`hiddenBy`), or -1.
+        var hider: Int
+    }
+    private let kinds: UnsafeMutableBufferPointer<KindTable>
+    private let slotTable: UnsafeMutableBufferPointer<Int>
+    private let nameRanges: UnsafeMutableBufferPointer<Range<Int>>
 
     /// `{"citizen":`, how every line starts (the person key), as two
     /// overlapping words when it is 8 to 16 bytes long (most keys): two
@@ -159,19 +174,34 @@ final class ReportWriter {
         let raw = UnsafeRawPointer(lineStart.baseAddress!)
         lineStartHead = n >= 8 ? raw.loadUnaligned(as: UInt64.self) : 0
         lineStartTail = n >= 8 ? raw.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self) : 0
-        flagSlots = program.slots[TargetKind.flag.index]
-        denySlots = program.slots[TargetKind.deny.index]
-        grantSlots = program.slots[TargetKind.grant.index]
         var all: [UInt8] = []
-        func add(_ name: String) -> Range<Int> {
-            let start = all.count
-            JSONWriter.appendQuoted(Array(name.utf8), to: &all)
-            return start..<all.count
+        var tables: [KindTable] = [], slots: [Int] = [], ranges: [Range<Int>] = []
+        for kind in TargetKind.allCases {
+            let keyStart = all.count
+            all += Array(",\"\(kind.reportKey)\":[".utf8)
+            let names = program.policy.names(of: kind)
+            let key = Array(all[keyStart...])
+            precondition(key.count >= 8 && key.count <= 16, "a report key of 3 to 11 letters")
+            let head = key.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            let tail = key.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: key.count - 8, as: UInt64.self) }
+            tables.append(KindTable(stateOffset: EvalContext.stateOffset(of: kind, in: program), keyHead: head, keyTail: tail,
+                                    key: keyStart..<all.count, base: slots.count, count: names.count,
+                                    hider: kind.hiddenBy?.index ?? -1))
+            for (n, name) in names.enumerated() {
+                slots.append(program.slot(kind, n))
+                let start = all.count
+                JSONWriter.appendQuoted(Array(name.utf8), to: &all)
+                ranges.append(start..<all.count)
+            }
         }
-        flagNames = program.policy.flags.map(add)
-        privilegeNames = program.policy.privileges.map(add)
         names = .allocate(capacity: max(1, all.count))
         _ = names.initialize(from: all)
+        kinds = .allocate(capacity: tables.count)
+        _ = kinds.initialize(from: tables)
+        slotTable = .allocate(capacity: max(1, slots.count))
+        _ = slotTable.initialize(from: slots)
+        nameRanges = .allocate(capacity: max(1, ranges.count))
+        _ = nameRanges.initialize(from: ranges)
         self.capacity = max(capacity, 1 << 12)
         storage = .allocate(capacity: self.capacity)
     }
@@ -179,6 +209,9 @@ final class ReportWriter {
     deinit {
         storage.deallocate()
         names.deallocate()
+        kinds.deallocate()
+        slotTable.deallocate()
+        nameRanges.deallocate()
     }
 
     /// The bytes written so far.
@@ -210,10 +243,16 @@ final class ReportWriter {
     private func putLineStart() {
         let n = lineStart.count
         guard n >= 8 && n <= 16 else { return put(lineStart.baseAddress!, n) }
+        putWords(lineStartHead, lineStartTail, n)
+    }
+
+    /// `n` (8 to 16) bytes given as their first and last eight: two stores.
+    @inline(__always)
+    private func putWords(_ head: UInt64, _ tail: UInt64, _ n: Int) {
         reserve(n)
         let out = UnsafeMutableRawPointer(storage + count)
-        out.storeBytes(of: lineStartHead, as: UInt64.self)
-        out.storeBytes(of: lineStartTail, toByteOffset: n - 8, as: UInt64.self)
+        out.storeBytes(of: head, as: UInt64.self)
+        out.storeBytes(of: tail, toByteOffset: n - 8, as: UInt64.self)
         count += n
     }
 
@@ -246,23 +285,24 @@ final class ReportWriter {
         context.focus(person: p, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line
         context.evaluateStateRules()
-        put(#","flags":["#)
-        var first = true
-        for f in flagNames.indices where context.active(flagSlots[f]) || context.stateHolds(.flag, f) {
-            name(flagNames[f], &first)
+        for k in kinds.indices {
+            let table = kinds[k]
+            putWords(table.keyHead, table.keyTail, table.key.count)
+            var first = true
+            for n in 0..<table.count where holds(table, n, context) {
+                if table.hider >= 0 && holds(kinds[table.hider], n, context) { continue }
+                name(nameRanges[table.base + n], &first)
+            }
+            put(UInt8(ascii: "]"))
         }
-        put(#"],"denied":["#)
-        first = true
-        for q in privilegeNames.indices where context.active(denySlots[q]) || context.stateHolds(.deny, q) {
-            name(privilegeNames[q], &first)
-        }
-        put(#"],"granted":["#)
-        first = true
-        for q in privilegeNames.indices where !(context.active(denySlots[q]) || context.stateHolds(.deny, q))
-            && (context.active(grantSlots[q]) || context.stateHolds(.grant, q)) {
-            name(privilegeNames[q], &first)
-        }
-        put("]}\n")
+        put("}\n")
+    }
+
+    /// `Engine.shows`'s test, on the flat tables: an event rule's effect in
+    /// force, or a `while` rule holding it.
+    @inline(__always)
+    private func holds(_ table: KindTable, _ n: Int, _ context: EvalContext) -> Bool {
+        context.active(slotTable[table.base + n]) || context.stateHolds(at: table.stateOffset + n)
     }
 
     @inline(__always)

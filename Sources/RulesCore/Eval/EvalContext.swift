@@ -75,12 +75,8 @@ final class EvalContext {
             return UnsafeMutableBufferPointer(rebasing: b[0..<n])
         }
         stateBase = .allocate(capacity: TargetKind.allCases.count)
-        var total = 0
-        for kind in TargetKind.allCases {
-            stateBase[kind.index] = total
-            total += program.policy.names(of: kind).count
-        }
-        stateHeld = flags(total)
+        for kind in TargetKind.allCases { stateBase[kind.index] = Self.stateOffset(of: kind, in: program) }
+        stateHeld = flags(TargetKind.allCases.reduce(0) { $0 + program.policy.names(of: $1).count })
         stateRulesHeld = flags(program.stateRules.count)
     }
 
@@ -94,6 +90,16 @@ final class EvalContext {
     @inline(__always)
     func stateHolds(_ kind: TargetKind, _ name: Int) -> Bool {
         stateHeld[stateBase[kind.index] + name]
+    }
+
+    /// The same by position: `stateOffset(of: kind) + name` (the report
+    /// keeps the offsets).
+    @inline(__always)
+    func stateHolds(at position: Int) -> Bool { stateHeld[position] }
+
+    /// Where `kind`'s names start in the table of what state rules hold.
+    static func stateOffset(of kind: TargetKind, in program: Program) -> Int {
+        TargetKind.allCases.prefix { $0 != kind }.reduce(0) { $0 + program.policy.names(of: $1).count }
     }
 
     /// Points the context at a person's state as of `now`.

@@ -28,6 +28,15 @@ public enum TargetKind: String, Sendable, CaseIterable {
     package var setVerb: String { setKeyword.rawValue }
     package var liftVerb: String { liftKeyword.rawValue }
 
+    /// The kind that hides this one for the same name in a report: a
+    /// denial beats a grant of the same privilege (the contract).
+    package var hiddenBy: TargetKind? {
+        switch self {
+        case .grant: return .deny
+        case .flag, .deny: return nil
+        }
+    }
+
     /// Its key in a report line and its list in an explanation: `flags`,
     /// `denied`, `granted`.
     package var reportKey: String {
