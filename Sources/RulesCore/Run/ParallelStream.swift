@@ -260,7 +260,7 @@ package enum ParallelStream {
 
     /// A line to apply: its place in the block, its number within its
     /// segment (from 0), and its person's hash and id length when the line
-    /// starts with the id (`EventParser.leadingPerson`; length 0 otherwise).
+    /// starts with the id (`PersonKey.leadingPerson`; length 0 otherwise).
     struct Line {
         var start: Int32
         var end: Int32
