@@ -222,7 +222,8 @@ struct WindowBufferTests {
 @Suite("Parallel runs")
 struct ParallelStreamTests {
     /// Runs `events` with `jobs` threads; the report, the rejections and the summary.
-    static func run(_ policy: String, _ events: String, jobs: Int, asOf: Int64? = nil) throws -> (String, [String], RunSummary) {
+    static func run(_ policy: String, _ events: String, jobs: Int, asOf: Int64? = nil,
+                    personKey: PersonKey = .citizen) throws -> (String, [String], RunSummary) {
         let program = try compileOrFail(policy)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("par-\(UUID().uuidString).ndjson").path
         try events.write(toFile: path, atomically: true, encoding: .utf8)
@@ -230,12 +231,37 @@ struct ParallelStreamTests {
         let fd = open(path, O_RDONLY)
         defer { close(fd) }
         var rejected: [String] = []
-        let result = try ParallelStream.run(program: program, fd: fd, jobs: jobs, asOf: asOf) { r, bytes in
+        let result = try ParallelStream.run(program: program, personKey: personKey, fd: fd, jobs: jobs, asOf: asOf) { r, bytes in
             rejected.append("\(r.line): \(r.reason) | \(String(decoding: bytes, as: UTF8.self))")
         }.get()
         var out: [UInt8] = []
         ParallelStream.writeReport(result, asOf: asOf) { out += $0 }
         return (String(decoding: out, as: UTF8.self), rejected, result.summary)
+    }
+
+    @Test("person keys of every length the look-ahead and the router treat apart (1 to 20 bytes, escaped, not ASCII) route as one thread reads them",
+          arguments: ["u", "id2", "driver", "subjects", "customer1", "account_no1", "account_no12", "account_holder_id_20", #"we"ird"#, "ügyfél"])
+    func personKeys(_ name: String) throws {
+        let key = try PersonKey.named(name).get()
+        let policy = try ExplainTests.text("rules/citizen.rules")
+        let quoted = JSONWriter.quoted(name)
+        // The key first (the fast layout) in most lines, last in some.
+        let lines = TraceTests.generated(seed: 21, count: 3000).split(separator: "\n").enumerated().map { (k, line) -> String in
+            let renamed = line.replacingOccurrences(of: #"{"citizen":"#, with: "{\(quoted):")
+            guard k % 5 == 0, let comma = renamed.range(of: #"",""#) else { return renamed }
+            // {KEY:"p3","type":…} → {"type":…,KEY:"p3"}
+            let id = renamed[renamed.index(renamed.startIndex, offsetBy: quoted.count + 3)..<comma.lowerBound]
+            let rest = renamed[renamed.index(comma.lowerBound, offsetBy: 2)...].dropLast()
+            return "{" + rest + ",\(quoted):\"" + id + "\"}"
+        }
+        let stream = lines.joined(separator: "\n") + "\n"
+        let one = try Self.run(policy, stream, jobs: 1, personKey: key)
+        let two = try Self.run(policy, stream, jobs: 2, personKey: key)
+        let expected = try Self.run(policy, TraceTests.generated(seed: 21, count: 3000), jobs: 1)
+        #expect(one.1.isEmpty, "\(one.1.prefix(3))")
+        #expect(one.0 == expected.0.replacingOccurrences(of: #"{"citizen":"#, with: "{\(quoted):"))
+        #expect(two.0 == one.0)
+        #expect(two.1 == one.1)
     }
 
     @Test("any number of threads gives the output of one", arguments: [2, 3, 7])
