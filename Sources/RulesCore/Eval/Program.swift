@@ -120,8 +120,28 @@ package final class Program: @unchecked Sendable {
                            declaredFields: declaredFields, stateRules: stateRules)
     }
 
+    /// Nodes for the parts of the rules' expressions, by span, compiled
+    /// the first time an explanation shows a part's value and kept: the
+    /// program is compiled once, and so is each part. (Under a lock: one
+    /// program may serve engines on several threads.)
+    private let partLock = Lock()
+    @exclusivity(unchecked) private var partNodes: [Span: Node] = [:]
+    @exclusivity(unchecked) private var partCompiler = NodeCompiler()
+
+    /// The node that computes the part of a rule's expression at `span`
+    /// (`CheckedPolicy.parts`), as the engine's own nodes do.
+    func partNode(_ span: Span) -> Node? {
+        partLock.lock(); defer { partLock.unlock() }
+        if let node = partNodes[span] { return node }
+        guard let ir = policy.parts[span] else { return nil }
+        let node = partCompiler.compile(ir)
+        partNodes[span] = node
+        return node
+    }
+
     deinit {
         for b in constantBytes { b.deallocate() }
+        partCompiler.release()
         steps.deallocate()
     }
 

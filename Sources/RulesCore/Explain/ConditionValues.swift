@@ -1,6 +1,7 @@
 /// Shows a rule's condition with the values of its parts, as the engine
 /// sees them now: `score (872) < 900`, `low trust (true) and debtor (false)`.
-/// Each part is evaluated with the same compiled code the engine runs.
+/// Each part is evaluated with nodes compiled as the engine's are, once per
+/// program (`Program.partNode`).
 struct ConditionValues {
     let program: Program
     let context: EvalContext
@@ -56,11 +57,8 @@ struct ConditionValues {
     }
 
     func value(_ e: Expr) -> String {
-        guard let ir = program.policy.parts[e.span] else { return "?" }
-        var compiler = NodeCompiler()
-        let v = compiler.compile(ir).eval(context)
-        defer { compiler.release() }
-        switch v {
+        guard let node = program.partNode(e.span) else { return "?" }
+        switch node.eval(context) {
         case .number(let n): return Arithmetic.format(n)
         case .bool(let b): return b ? "true" : "false"
         case .string(let s): return JSONWriter.quoted(String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self))
