@@ -200,3 +200,35 @@ struct PersonKeyAPITests {
         }
     }
 }
+
+@Suite("Public API: typed events' strings")
+struct TypedStringTests {
+    /// The engine keeps a typed event's strings in memory it reuses, 256
+    /// bytes at first, grown (and the event's fields set again) when an
+    /// event's strings do not fit: every size around that edge reads the
+    /// same as the line would.
+    @Test("string fields just under, at and past the engine's reused memory, alone and together",
+          arguments: [1, 255, 256, 257, 300, 4096])
+    func sizes(_ n: Int) throws {
+        let long = String(repeating: "x", count: n)
+        let policy = try Policy.compile("""
+            note where text == "\(long)" and other == "y" → +1
+            note where text != "\(long)" → -1
+            """)
+        // The long strings on the first event (the memory grows at once)
+        // and on the second (after a small event used it).
+        for bigFirst in [true, false] {
+            let engine = RulesEngine(policy: policy)
+            let (bigDay, smallDay) = bigFirst ? ("2026-01-01", "2026-01-02") : ("2026-01-02", "2026-01-01")
+            let small = Event(person: "p", type: "note", at: smallDay, fields: ["text": "a", "other": "y"])!
+            let big = Event(person: "p", type: "note", at: bigDay, fields: ["text": .string(long), "other": "y",
+                                                                           "pad": .string(long)])!
+            let events = bigFirst ? [big, small] : [small, big]
+            for e in events { _ = engine.apply(e) }
+            let lines = RulesEngine(policy: policy)
+            for e in events { _ = lines.apply(line: e.ndjson) }
+            #expect(engine.reportNDJSON() == lines.reportNDJSON(), "\(n)")
+            #expect(engine.state(of: "p")?.score == 0, "\(n): +1 for the long text, -1 for the short")
+        }
+    }
+}

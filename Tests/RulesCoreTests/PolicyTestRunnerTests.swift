@@ -102,6 +102,19 @@ struct PolicyTestRunnerTests {
         #expect(run.outcomes[0].details == ["policy.rules:8: this event was rejected: time 2026-01-01T00:00:00Z is earlier than this citizen's previous event at 2026-01-02T00:00:00Z"])
     }
 
+    @Test("a field given twice in one event literal fails the test, whether or not the policy reads it")
+    func fieldTwice() {
+        let run = Self.run("""
+        test "twice" {
+          2026-01-02 alice: speeding { speed: 90, speed: 95 }
+          2026-01-03 bob: speeding { note: "a", note: "b" }
+          expect alice score == 95
+        }
+        """)
+        #expect(!run.outcomes[0].passed)
+        #expect(run.outcomes[0].details.filter { $0.contains("is given twice") }.count == 2, "\(run.outcomes[0].details)")
+    }
+
     @Test("`at` may not look back before the test's last event")
     func atInThePast() {
         let run = Self.run("""
