@@ -5,6 +5,11 @@
 #
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]    (default 60 s; policy stream engine)
 #
+# FUZZ_SEED=N fixes libFuzzer's random seed: CI uses one, so that a red CI
+# run points at the change that made it, and whoever runs it again sees the
+# same inputs tried (nearly: a time limit ends the run, not a count). Without
+# it every run explores anew — run that, longer, before a release.
+#
 # Prints the executions each target ran; a finding (crash, sanitizer report
 # or broken promise) stops with its input saved under .build-fuzz/findings/
 # — add it to Tests/Fixtures/fuzz/TARGET/ so the unit tests replay it.
@@ -68,7 +73,9 @@ for target in "${targets[@]}"; do
         policy) dict=(-dict=Fuzz/policy.dict) ;;
         stream|engine) dict=(-dict=Fuzz/stream.dict) ;;
     esac
-    if RULES_FUZZ_TARGET="$target" "$binary" "$corpus" "${dict[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    seed_flag=()
+    [ -n "${FUZZ_SEED:-}" ] && seed_flag=(-seed="$FUZZ_SEED")
+    if RULES_FUZZ_TARGET="$target" "$binary" "$corpus" "${dict[@]}" "${seed_flag[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -max_len=65536 -artifact_prefix="$out/findings/$target-" -print_final_stats=1 > "$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         echo "fuzz $target: $runs executions in ${seconds}s, no finding"

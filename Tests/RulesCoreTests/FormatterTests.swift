@@ -106,7 +106,10 @@ struct FormatterTests {
             }
             if rng.below(3) == 0 { s += "," + brk() + effect() }
             s += comment()
-            if rng.below(4) == 0 { s += pick([";", " ; "]) + pick(events) + " → -1" }
+            if rng.below(4) == 0 { s += pick([";", " ; ", ";;;", "; ;"]) + pick(events) + " → -1" }
+            // Empty statements, and comments after them.
+            if rng.below(6) == 0 { s += pick([";", ";;", " ; "]) + comment() }
+            if rng.below(8) == 0 { s = pick([";", ";;", "; "]) + s }
             lines.append(s)
             if rng.below(4) == 0 { lines.append(pick(["", "", "# a comment", "   # indented comment"])) }
         }

@@ -56,6 +56,8 @@ private struct Printer {
     struct Line {
         var code = ""
         var comment: String? = nil
+        /// A line that is nothing but a comment (in `code`).
+        var isComment = false
         var isBlank: Bool { code.isEmpty && comment == nil }
     }
     var lines: [Line] = []
@@ -86,17 +88,20 @@ private struct Printer {
             previousEnd = token.span.end
             let kind = token.kind
             let closesBlock = kind == .rbrace && (blockOpeners.last ?? false)
-            if let comment = gap.trailingComment { lines[lines.count - 1].comment = comment }
+            if let comment = gap.trailingComment { attach(comment, indent: indent(for: token, continuation: false)) }
             if i == 0 || breakNext || closesBlock || gap.lineBreaks > 0 {
                 let opensBlock = lines.last.map { $0.code.hasSuffix("{") && blockDepth > 0 } ?? false
                 for own in gap.ownLines {
                     switch own {
                     case .blank: if !(lines.last?.isBlank ?? true) && !opensBlock { lines.append(Line()) }
-                    case .comment(let text): lines.append(Line(code: indent(for: token, continuation: false) + text))
+                    case .comment(let text): lines.append(Line(code: indent(for: token, continuation: false) + text, isComment: true))
                     }
                 }
                 if gap.endsWithBlank && !(lines.last?.isBlank ?? true) && !closesBlock && !opensBlock { lines.append(Line()) }
                 if closesBlock, lines.last?.isBlank == true { lines.removeLast() }
+                // A `;` ends a statement; it never begins a line of its
+                // own (`a;;;b` is two lines, not two and some blank ones).
+                if kind == .semicolon { breakNext = true; continue }
                 let continuation = i > 0 && !breakNext && !statementEnds.contains(i - 1) && !closesBlock
                 lines.append(Line(code: indent(for: token, continuation: continuation)))
             } else if kind != .semicolon {
@@ -120,15 +125,27 @@ private struct Printer {
             lines[lines.count - 1].code += text(of: token)
         }
         let tail = Gap(bytes: bytes, from: previousEnd, to: bytes.count, first: tokens.isEmpty)
-        if let comment = tail.trailingComment { lines[lines.count - 1].comment = comment }
+        if let comment = tail.trailingComment { attach(comment, indent: "") }
         for own in tail.ownLines {
             switch own {
             case .blank: if !(lines.last?.isBlank ?? true) { lines.append(Line()) }
-            case .comment(let text): lines.append(Line(code: text))
+            case .comment(let text): lines.append(Line(code: text, isComment: true))
             }
         }
         while lines.last?.isBlank == true { lines.removeLast() }
         return render()
+    }
+
+    /// A comment that followed code on its line ends the last line of
+    /// code. When there is none to end — only `;`s came between it and a
+    /// comment line, a blank, another trailing comment, or nothing at all —
+    /// it stands on a line of its own, so that no comment is lost or merged.
+    private mutating func attach(_ comment: String, indent: String) {
+        if let last = lines.last, !last.isBlank, !last.isComment, last.comment == nil {
+            lines[lines.count - 1].comment = comment
+        } else {
+            lines.append(Line(code: indent + comment, isComment: true))
+        }
     }
 
     /// The lines as text; each run of neighbouring lines with trailing
