@@ -57,8 +57,7 @@ enum TestCommand {
             if !result.errors.isEmpty {
                 PolicyLoading.printDiagnostics(result.errors, sources: result.sources)
             }
-            let entry = result.sources.files.count - 1
-            let run = PolicyTests.run(result, testsIn: entry)
+            let run = PolicyTests.run(result, testsIn: result.entries[0])
             if !result.errors.isEmpty && run.outcomes.isEmpty { fileFailed(file, "does not compile; see the errors above") }
             for site in run.rules { sites[key(site)] = site }
             covered.formUnion(run.covered.map(key))

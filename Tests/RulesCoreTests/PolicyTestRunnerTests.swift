@@ -233,7 +233,7 @@ struct PolicyTestRunnerTests {
             return .success([UInt8](data))
         })
         let result = try PolicyCompiler.compile(paths: ["example.rules"], loader: loader).get()
-        let run = PolicyTests.run(result, testsIn: result.sources.files.count - 1)
+        let run = PolicyTests.run(result, testsIn: result.entries[0])
         #expect(run.outcomes.count == 1)
         let passed = run.outcomes.allSatisfy { $0.passed }
         #expect(passed, "\(run.outcomes.map(\.details))")

@@ -8,6 +8,9 @@ package struct CompileResult: Sendable {
     public var program: Program?
     /// Every file's statements, in source order (tests read their blocks).
     package var statements: [Statement] = []
+    /// The numbers of the files named to compile (the one file of a
+    /// string or a REPL's typed text: the last).
+    package var entries: [Int] = []
     /// What the checker made of the policy, errors or not (`rules graph`
     /// draws it even when a cycle fails the check).
     package var checked: CheckedPolicy? = nil
@@ -20,25 +23,35 @@ package enum PolicyCompiler {
     /// `keep` leaves statements out of the policy (the REPL's `:drop`).
     /// `buildProgram: false` stops after the checks (the language server
     /// needs the diagnostics and the checked policy, never an engine).
-    public static func compile(_ sources: SourceSet, extraDiagnostics: [Diagnostic] = [],
-                               keep: (Statement) -> Bool = { _ in true }, buildProgram: Bool = true) -> CompileResult {
+    /// The files are parsed in order; the last is the entry.
+    public static func compile(_ sources: SourceSet, keep: (Statement) -> Bool = { _ in true },
+                               buildProgram: Bool = true) -> CompileResult {
         var statements: [Statement] = []
-        var diagnostics: [Diagnostic] = extraDiagnostics
+        var diagnostics: [Diagnostic] = []
         for (i, file) in sources.files.enumerated() {
             let (parsed, found) = Parser.parse(file, file: i)
             statements += parsed.filter(keep)
             diagnostics += found
         }
+        return check(statements, diagnostics, sources: sources, entries: sources.files.isEmpty ? [] : [sources.files.count - 1],
+                     buildProgram: buildProgram)
+    }
+
+    /// Checks parsed statements (with the diagnostics found so far) and
+    /// compiles them into a program.
+    static func check(_ statements: [Statement], _ found: [Diagnostic], sources: SourceSet, entries: [Int],
+                      buildProgram: Bool) -> CompileResult {
+        var diagnostics = found
         // Check even after syntax errors: names and types in the statements
         // that did parse are worth reporting too.
-        let (policy, found) = Checker.check(statements, sources: sources)
-        diagnostics += found
+        let (policy, checked) = Checker.check(statements, sources: sources)
+        diagnostics += checked
         diagnostics = allowed(diagnostics, in: sources)
         diagnostics.sort { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         let failed = diagnostics.contains { $0.severity == .error }
         diagnostics = capped(diagnostics)
         return CompileResult(sources: sources, diagnostics: diagnostics, program: failed || !buildProgram ? nil : Program(policy),
-                             statements: statements, checked: policy)
+                             statements: statements, entries: entries, checked: policy)
     }
 
     /// Drops a warning whose line, or the line before it, says it is meant:
@@ -81,7 +94,9 @@ package enum PolicyCompiler {
     /// Loads files with `loader` (following `use`) and compiles them.
     public static func compile(paths: [String], loader: PolicyLoader,
                                buildProgram: Bool = true) -> Result<CompileResult, PolicyLoader.EntryError> {
-        loader.load(paths).map { compile($0.sources, extraDiagnostics: $0.diagnostics, buildProgram: buildProgram) }
+        loader.load(paths).map {
+            check($0.statements, $0.diagnostics, sources: $0.sources, entries: $0.entries, buildProgram: buildProgram)
+        }
     }
 
     /// One policy from a string, named `name` in diagnostics.

@@ -118,7 +118,7 @@ struct Analysis: Sendable {
             if case .success(let r) = PolicyCompiler.compile(paths: [path], loader: loader, buildProgram: false) { compiled = r }
         }
         let result = compiled ?? PolicyCompiler.compile(SourceSet([SourceFile(name: uri, text: text)]), buildProgram: false)
-        let file = result.sources.files.lastIndex { $0.bytes == Array(text.utf8) } ?? 0
+        let file = result.entries.first ?? 0
         self.result = result
         self.file = file
         source = result.sources.files[file]

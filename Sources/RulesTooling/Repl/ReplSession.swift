@@ -111,7 +111,9 @@ package final class ReplSession {
                     reply.err += DiagnosticRenderer(sources: got.sources).render(got.diagnostics)
                     return reply
                 }
-                for file in got.sources.files where !loaded.contains(loader.canonical(file.name)) {
+                // Each used file before the file that uses it: the
+                // session's files are compiled in this order.
+                for file in got.sourceOrder.map({ got.sources.files[$0] }) where !loaded.contains(loader.canonical(file.name)) {
                     candidate.append(file)
                 }
             }
