@@ -189,6 +189,28 @@ struct PersonKeyAPITests {
         #expect(rejections.first?.reason.contains("earlier than this account's previous event") == true)
     }
 
+    @Test("an engine with a person key resumes from a checkpoint and reads the rest by the key")
+    func resumes() throws {
+        let lines = (1...30).map { i in
+            #"{"account":"a-\#(i % 4)","type":"speeding","time":"2026-03-\#(i < 10 ? "0" : "")\#(i)","speed":\#(40 + i)}"#
+        }
+        let whole = try RulesEngine(policy: Self.policy, personKey: "account")
+        whole.apply(ndjson: lines.joined(separator: "\n"))
+        let first = try RulesEngine(policy: Self.policy, personKey: "account")
+        first.apply(ndjson: lines[..<13].joined(separator: "\n"))
+        let second = try RulesEngine(policy: Self.policy, personKey: "account", resumingFrom: first.checkpoint())
+        let (summary, _) = second.apply(ndjson: lines[13...].joined(separator: "\n"))
+        #expect(summary.applied == 17)
+        #expect(second.reportNDJSON() == whole.reportNDJSON())
+        #expect(second.reportNDJSON().hasPrefix(#"{"account":"a-0","score":"#))
+        #expect(throws: PersonKeyError.self) {
+            _ = try RulesEngine(policy: Self.policy, personKey: "time", resumingFrom: first.checkpoint())
+        }
+        #expect(throws: Checkpoint.Failure.self) {
+            _ = try RulesEngine(policy: try Policy.compile("speeding → -1\n"), personKey: "account", resumingFrom: first.checkpoint())
+        }
+    }
+
     @Test("a key that cannot be one is refused with the reason")
     func refused() {
         for (name, message) in [("type", "`type` cannot be the person key"), ("", "must not be empty"),

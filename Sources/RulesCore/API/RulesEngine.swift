@@ -81,6 +81,16 @@ public final class RulesEngine {
         if case .failure(let f) = Checkpoint.restore(checkpoint, into: [engine]) { throw f }
     }
 
+    /// The same, for an engine reading streams by another person key
+    /// (``init(policy:personKey:explaining:trace:)``). A checkpoint holds
+    /// people by id, not by key, so the key may differ from the one the
+    /// saving engine read. Throws ``PersonKeyError`` for a key that cannot
+    /// be one, ``Checkpoint/Failure`` for a checkpoint that does not fit.
+    public convenience init(policy: Policy, personKey: String, resumingFrom checkpoint: [UInt8]) throws {
+        try self.init(policy: policy, personKey: personKey)
+        if case .failure(let f) = Checkpoint.restore(checkpoint, into: [engine]) { throw f }
+    }
+
     deinit { applier.deallocate() }
 
     /// What applying one event did.
