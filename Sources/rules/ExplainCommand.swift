@@ -61,11 +61,12 @@ enum ExplainCommand {
         guard let (fd, streamName) = Terminal.openEvents(parsed.values["--events"] ?? "-") else { return ExitCode.failure }
         defer { if fd != 0 { close(fd) } }
         let engine = Engine(program: program, personKey: personKey)
-        let watch = PersonWatch(person: person, origin: { "\(streamName):\($0)" })
         var trail: [TraceRecord] = []
-        // The person's trail: since when `while` rules hold, and the page.
+        // The person's trail: since when `while` rules hold, what each
+        // event changed, and the page.
         let keepTrail = parsed.values["--html"] != nil
         engine.enableTrace(only: person, records: { if keepTrail { trail.append($0) } })
+        let watch = PersonWatch(person: person, engine: engine, origin: { "\(streamName):\($0)" })
         let summary = EventStream.run(engine, fd: fd, asOf: asOf, watch: watch) { _, _ in }
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
@@ -93,7 +94,8 @@ enum ExplainCommand {
             }
         }
         if summary.rejected > 0 {
-            Terminal.writeErr("rules: \(summary.rejected) lines of the stream were rejected; `rules run --rejects FILE` lists them\n")
+            let lines = summary.rejected == 1 ? "1 line of the stream was" : "\(summary.rejected) lines of the stream were"
+            Terminal.writeErr("rules: \(lines) rejected; `rules run --rejects FILE` lists them\n")
         }
         return ExitCode.ok
     }

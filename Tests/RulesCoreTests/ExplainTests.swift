@@ -17,7 +17,7 @@ struct ExplainTests {
         _ = EventStream.run(reference, text: events)
         for report in reference.report() {
             let engine = Engine(program: program)
-            let watch = PersonWatch(person: report.citizen)
+            let watch = PersonWatch(person: report.citizen, engine: engine)
             _ = EventStream.run(engine, reader: LineReader(bytes: Array(events.utf8)), asOf: nil, watch: watch) { _, _ in }
             let entries = try #require(watch.timeline.entries[report.citizen])
             #expect(entries.first?.scoreBefore == program.policy.startScore)
@@ -45,7 +45,7 @@ struct ExplainTests {
     func heldByWhile() throws {
         let program = try compileOrFail("score starts at 10\nbad → -5\nwhile score < 10 → flag low\n")
         let engine = Engine(program: program)
-        let watch = PersonWatch(person: "x")
+        let watch = PersonWatch(person: "x", engine: engine)
         _ = EventStream.run(engine, reader: LineReader(bytes: Array(#"{"citizen":"x","type":"bad","time":"2026-01-01"}"#.utf8)), asOf: nil, watch: watch) { _, _ in }
         let account = try #require(Explanation.account(of: "x", engine: engine, timeline: watch.timeline, at: engine.clock!))
         #expect(account.contains("      held by policy.rules:3  while score < 10 → flag low"))
@@ -209,7 +209,7 @@ struct WhyNotTests {
     static func explain(_ person: String, whyNot: String? = nil, events: String = "citizen") throws -> [String] {
         let program = try compileOrFail(try ExplainTests.text("rules/citizen.rules"))
         let engine = Engine(program: program)
-        let watch = PersonWatch(person: person)
+        let watch = PersonWatch(person: person, engine: engine)
         let text = try ExplainTests.text("examples/\(events).ndjson")
         _ = EventStream.run(engine, reader: LineReader(bytes: Array(text.utf8)), asOf: nil, watch: watch) { _, _ in }
         if let whyNot {
@@ -229,7 +229,7 @@ struct WhyNotTests {
     func since() throws {
         let engine = Engine(program: try compileOrFail("a → flag busy for 1 day\nwhile not busy → flag free\n"))
         engine.enableTrace(records: { _ in })
-        let watch = PersonWatch(person: "x")
+        let watch = PersonWatch(person: "x", engine: engine)
         _ = EventStream.run(engine, reader: LineReader(bytes: Array(#"{"citizen":"x","type":"a","time":"2026-01-01T12:00:00Z"}"#.utf8)),
                             asOf: nil, watch: watch) { _, _ in }
         let lines = try #require(Explanation.account(of: "x", engine: engine, timeline: watch.timeline, at: Timestamp.parse("2026-01-05")!))
@@ -271,13 +271,85 @@ struct WhyNotTests {
     }
 }
 
+@Suite("Timelines render the trace")
+struct TimelineTraceTests {
+    /// A record's fields as the trail writes them.
+    static func fields(_ r: TraceRecord) -> String {
+        "\(r.line.map(String.init) ?? "-") \(r.time) \(r.rule.map(String.init) ?? "-") " + TraceRecord.JSON.fields(r.change)
+    }
+
+    @Test("every person's timeline holds exactly their records of the audit trail, each under the event that made it",
+          arguments: ["citizen", "moderation", "telematics"])
+    func sameRecords(_ name: String) throws {
+        let program = try compileOrFail(try ExplainTests.text("rules/\(name).rules"))
+        let engine = Engine(program: program)
+        var trail: [TraceRecord] = []
+        engine.enableTrace(records: { trail.append($0) })
+        let watch = PersonWatch(person: nil, engine: engine)
+        let events = try ExplainTests.text("examples/\(name).ndjson")
+        _ = EventStream.run(engine, reader: LineReader(bytes: Array(events.utf8)), asOf: nil, watch: watch) { _, _ in }
+        engine.finishTrace()
+        #expect(!trail.isEmpty)
+        for person in watch.timeline.people {
+            let entries = watch.timeline.entries[person]!
+            var filed: [String] = []
+            for entry in entries {
+                let line = Int(entry.origin.split(separator: ":").last!)!
+                // Records of the event carry its line; those before it were made by time alone.
+                #expect(entry.changes.allSatisfy { $0.line == line || ($0.line == nil && $0.time <= entry.time) })
+                // A fired rule's score change is its record's.
+                for r in entry.changes { if case .score(let c, _, _) = r.change { #expect(entry.scoreChange(of: r.rule!) == c) } }
+                filed += entry.changes.map(Self.fields)
+            }
+            filed += engine.pendingChanges(of: person).map(Self.fields)
+            #expect(filed == trail.filter { $0.person == person }.map(Self.fields), "\(person)")
+        }
+    }
+
+    @Test("the text says what each event set and lifted, what started and stopped holding, and what time alone did")
+    func text() throws {
+        let program = try compileOrFail("""
+            score starts at 1000, max 1010
+            bad → -150, flag naughty
+            bad where amount > 5 → deny fun for 10 days
+            good → +300, clear naughty
+            while score < 900 → flag low
+            while count(bad within 5 days) >= 2 → deny calm
+            """)
+        let engine = Engine(program: program)
+        let watch = PersonWatch(person: "a", engine: engine)
+        let lines = [#"{"citizen":"a","type":"bad","time":"2026-01-01","amount":9}"#,
+                     #"{"citizen":"a","type":"bad","time":"2026-01-02","amount":1}"#,
+                     #"{"citizen":"a","type":"good","time":"2026-01-20"}"#]
+        _ = EventStream.run(engine, reader: LineReader(bytes: Array(lines.joined(separator: "\n").utf8)), asOf: nil, watch: watch) { _, _ in }
+        let rendered = watch.timeline.render("a", rules: RuleSite.all(in: program)).joined(separator: "\n")
+        #expect(rendered == #"""
+            <stdin>:1  {"citizen":"a","type":"bad","time":"2026-01-01","amount":9}   score 1000 → 850
+                fired policy.rules:2  bad → -150, flag naughty   (-150)
+                    flag naughty
+                fired policy.rules:3  bad where amount > 5 → deny fun for 10 days
+                    deny fun until 2026-01-11T00:00:00Z
+                starts holding policy.rules:5  while score < 900 → flag low
+            <stdin>:2  {"citizen":"a","type":"bad","time":"2026-01-02","amount":1}   score 850 → 700
+                fired policy.rules:2  bad → -150, flag naughty   (-150)
+                    flag naughty
+                starts holding policy.rules:6  while count(bad within 5 days) >= 2 → deny calm
+            <stdin>:3  {"citizen":"a","type":"good","time":"2026-01-20"}   score 700 → 1000
+                as time passed, at 2026-01-06T00:00:00Z: stops holding policy.rules:6  while count(bad within 5 days) >= 2 → deny calm
+                fired policy.rules:4  good → +300, clear naughty   (+300)
+                    clear naughty
+                stops holding policy.rules:5  while score < 900 → flag low
+            """#)
+    }
+}
+
 @Suite("The explanation page")
 struct ExplanationPageTests {
     @Test("one self-contained page: inline SVG with the score and a bar per sanction, no network")
     func page() throws {
         let program = try compileOrFail(try ExplainTests.text("rules/citizen.rules"))
         let engine = Engine(program: program)
-        let watch = PersonWatch(person: "carol")
+        let watch = PersonWatch(person: "carol", engine: engine)
         var records: [TraceRecord] = []
         engine.enableTrace(only: "carol", records: { records.append($0) })
         let events = try ExplainTests.text("examples/citizen.ndjson")

@@ -73,7 +73,7 @@ struct SilencesTests {
         let (_, trace, _) = try TraceTests.run(policy, events)
         #expect(trace.contains(#""until":"3025-05-07T00:00:00Z""#))
         let engine = Engine(program: try compileOrFail(policy))
-        let watch = PersonWatch(person: "x")
+        let watch = PersonWatch(person: "x", engine: engine)
         _ = EventStream.run(engine, reader: LineReader(bytes: Array(events.utf8)), asOf: nil, watch: watch) { _, _ in }
         let lines = try #require(Explanation.account(of: "x", engine: engine, timeline: watch.timeline, at: engine.clock!))
         #expect(lines.contains { $0.contains("until 3025-05-07T00:00:00Z") })

@@ -58,12 +58,10 @@ public final class RulesEngine {
         engine = Engine(program: policy.program, personKey: key)
         applier = EventApplier(engine: engine)
         onlyFired = Array(repeating: nil, count: policy.rules.count)
-        watch = explaining ? PersonWatch(person: nil, origin: { "event \($0)" }) : nil
-        if let trace {
-            engine.enableTrace(write: trace)
-        } else if explaining {
-            engine.enableTrace(records: { _ in })  // keeps since-when for `while` rules; writes nothing
-        }
+        if let trace { engine.enableTrace(write: trace) }
+        // Explaining keeps since-when for `while` rules and what each event
+        // changed (the watch turns the trace on for it).
+        watch = explaining ? PersonWatch(person: nil, engine: engine, origin: { "event \($0)" }) : nil
     }
 
     /// Ends the audit trail as of `time` (default: the latest event):
@@ -109,7 +107,11 @@ public final class RulesEngine {
     @discardableResult
     public func apply(_ event: Event) -> Outcome {
         sequence += 1
-        guard !event.person.isEmpty else { return .rejected(reason: "\(engine.personKey.quoted) must not be empty") }
+        var person = event.person
+        guard !person.isEmpty else { return .rejected(reason: "\(engine.personKey.quoted) must not be empty") }
+        // With no look-ahead, the person's state (row, window entries) is
+        // asked for first, so that it loads while the fields are set.
+        person.withUTF8 { engine.prefetchState($0) }
         let time = event.time.ticks
         guard time >= Timestamp.earliest && time <= Timestamp.latest else {
             return .rejected(reason: "invalid \"time\" \(event.time): the years 0001–9999 (UTC) only")
@@ -118,7 +120,6 @@ public final class RulesEngine {
                                            number: sequence, to: engine) {
             return .rejected(reason: reason)
         }
-        var person = event.person
         return person.withUTF8 { applied(person: $0, time: time, text: event.line(personKey: engine.personKey)) }
     }
 

@@ -50,6 +50,9 @@ public struct PersonExplanation: Sendable {
     public var items: [Item]
     /// Every event of the person, with what it did.
     public var events: [Timeline.Entry]
+    /// What time alone changed after their latest event, up to `asOf`
+    /// (`while` rules that started or stopped holding).
+    package var later: [TraceRecord] = []
     /// The policy's rules, by the engine's numbering.
     public var rules: [RuleSite]
 
@@ -88,6 +91,7 @@ public struct PersonExplanation: Sendable {
                 lines += entry.split(separator: "\n").map { "    " + $0 }
             }
         }
+        lines += later.map { "  " + $0.timePassedText(rules: rules) }
         return lines
     }
 
@@ -105,9 +109,16 @@ public struct PersonExplanation: Sendable {
             return #"{"kind":"\#(item.kind.rawValue)","name":\#(q(item.name)),"held_by":[\#(held)],"set_by":[\#(set)],"since":\#(since),"until":\#(until)}"#
         }.joined(separator: ",")
         let evs = events.map { e -> String in
-            let fired = e.fired.map { site(rules[$0.rule]) + #","change":\#($0.change)}"# }.joined(separator: ",")
-            let held = e.held.map { site(rules[$0]) + "}" }.joined(separator: ",")
-            return #"{"event":\#(q(e.origin)),"input":\#(q(e.text)),"time":\#(q(Timestamp.format(e.time))),"score_before":\#(e.scoreBefore),"score_after":\#(e.scoreAfter),"fired":[\#(fired)],"holding":[\#(held)]}"#
+            let fired = e.fired.map { site(rules[$0]) + #","change":\#(e.scoreChange(of: $0))}"# }.joined(separator: ",")
+            // The trail's records (docs/TRACE.md), without what the event
+            // itself says: the rule, the time when time alone made it, the
+            // effect and its fields.
+            let changes = e.changes.map { r -> String in
+                let rule = r.rule.map { #""rule":\#(q("\(rules[$0].file):\(rules[$0].line)")),"# } ?? ""
+                let time = r.line == nil ? #""time":\#(q(Timestamp.format(r.time))),"# : ""
+                return "{" + rule + time + TraceRecord.JSON.fields(r.change) + "}"
+            }.joined(separator: ",")
+            return #"{"event":\#(q(e.origin)),"input":\#(q(e.text)),"time":\#(q(Timestamp.format(e.time))),"score_before":\#(e.scoreBefore),"score_after":\#(e.scoreAfter),"fired":[\#(fired)],"changes":[\#(changes)]}"#
         }.joined(separator: ",")
         return #"{"citizen":\#(q(person)),"as_of":\#(q(Timestamp.format(asOf))),"score":\#(score),"state":[\#(list)],"events":[\#(evs)]}"#
     }
@@ -141,7 +152,8 @@ package enum Explanation {
                                   values: values, since: since))
             }
         }
-        return PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries, rules: rules)
+        return PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries,
+                                 later: engine.pendingChanges(of: person).filter { $0.line == nil }, rules: rules)
     }
 
     /// Why `name` is set: the `while` rules holding it now, and the event
@@ -175,7 +187,7 @@ package enum Explanation {
         var end: Int64 = Int64.min
         var lift: (entry: Timeline.Entry, rule: Int)? = nil
         for entry in entries {
-            for (rule, _) in entry.fired {
+            for rule in entry.fired {
                 for effect in program.policy.eventRules[rule].effects {
                     switch effect {
                     case .set(let k, let n, let d) where k == kind && n == id:
@@ -232,7 +244,7 @@ package enum Explanation {
             var a = WhyNot.Answer(kind: kind, held: held, beatenByDenial: !held && kind == .grant && state.denied.contains(name), rules: [])
             if held || a.beatenByDenial { answer.answers.append(a); continue }
             for index in setters {
-                let fired = entries.filter { $0.fired.contains { $0.rule == index } }
+                let fired = entries.filter { $0.fired.contains(index) }
                 var status = "never fired for \(person)"
                 if let last = fired.last {
                     let (_, end, lift) = eventRuleHistory(kind, id, program: program, entries: entries)

@@ -1,6 +1,7 @@
-/// What each applied event did, per person: which rules fired and what they
-/// changed, and which `while` rules held afterwards. `rules test` failure
-/// reports, the REPL and explanations all read it.
+/// What each applied event did, per person: which rules fired, and every
+/// change the engine made to the person's state (its typed trace records,
+/// `TraceRecord`). `rules test` failure reports, the REPL, `rules explain`
+/// and its JSON all read it; the text is rendered here, once.
 public struct Timeline: Sendable {
     /// One applied event and what it did.
     public struct Entry: Sendable {
@@ -14,10 +15,51 @@ public struct Timeline: Sendable {
         public var scoreBefore: Int64
         /// The score after it.
         public var scoreAfter: Int64
-        /// Global rule indices with their rounded score change.
-        public var fired: [(rule: Int, change: Int64)]
-        /// `while` rules holding for this person right after the event.
-        public var held: [Int]
+        /// Global indices of the event rules that fired, in source order
+        /// (a rule fires even when it changes nothing).
+        public var fired: [Int]
+        /// What changed, in the engine's order: what time alone changed
+        /// since the person's previous event (records without a line), then
+        /// what this event's rules and the `while` rules did.
+        package var changes: [TraceRecord]
+
+        /// A fired rule's score change (its `±EXPR`s, each rounded, summed).
+        public func scoreChange(of rule: Int) -> Int64 {
+            for r in changes where r.rule == rule && r.line != nil {
+                if case .score(let change, _, _) = r.change { return change }
+            }
+            return 0
+        }
+
+        /// The lines under the event's own: each fired rule with its score
+        /// change and what it set or lifted, a clamp, and each `while` rule
+        /// that started or stopped holding:
+        ///
+        ///     fired rules/citizen.rules:45  unpaid debt → -10, flag debtor   (-10)
+        ///         flag debtor
+        ///     starts holding rules/citizen.rules:51  while low trust and debtor → deny rail
+        public func lines(rules: [RuleSite]) -> [String] {
+            var lines: [String] = []
+            func site(_ rule: Int?) -> String { rule.map { "\(rules[$0].file):\(rules[$0].line)  \(rules[$0].text)" } ?? "" }
+            for r in changes where r.line == nil { lines.append(r.timePassedText(rules: rules)) }
+            for rule in fired {
+                let change = scoreChange(of: rule)
+                lines.append("fired \(site(rule))\(change == 0 ? "" : "   (\(change > 0 ? "+" : "")\(change))")")
+                let effects = changes.filter { $0.rule == rule && $0.line != nil }.compactMap(\.effectText)
+                if !effects.isEmpty { lines.append("    " + effects.joined(separator: "; ")) }
+            }
+            for r in changes where r.line != nil {
+                switch r.change {
+                case .clamp(let before, let after):
+                    let summed = before - scoreBefore
+                    lines.append("clamped: \(scoreBefore) \(summed < 0 ? "-" : "+") \(abs(summed)) = \(before), kept within the score's bounds at \(after)")
+                case .start, .stop:
+                    lines.append(r.holdingText + site(r.rule))
+                default: break
+                }
+            }
+            return lines
+        }
     }
 
     /// Each person's events, in order.
@@ -33,33 +75,44 @@ public struct Timeline: Sendable {
         entries[person, default: []].append(entry)
     }
 
-    /// Every rule that fired (or held) on any event.
-    var rulesInvolved: Set<Int> {
-        var all = Set<Int>()
-        for list in entries.values { for e in list { all.formUnion(e.fired.map(\.rule)); all.formUnion(e.held) } }
-        return all
-    }
-
-    /// The person's events, each followed by what fired and what held:
+    /// The person's events, each followed by what it did:
     ///
     ///     rules/citizen.test.rules:14  2026-01-05 alice: speeding { … }   score 1000 → 995
     ///         fired rules/citizen.rules:34  speeding → -5   (-5)
     package func render(_ person: String, rules: [RuleSite]) -> [String] {
         (entries[person] ?? []).map { e in
-            var lines = ["\(e.origin)  \(e.text)   score \(e.scoreBefore) → \(e.scoreAfter)"]
-            for (rule, change) in e.fired {
-                let site = rules[rule]
-                let delta = change == 0 ? "" : "   (\(change > 0 ? "+" : "")\(change))"
-                lines.append("    fired \(site.file):\(site.line)  \(site.text)\(delta)")
-            }
-            let summed = e.fired.reduce(Int64(0)) { $0 + $1.change }
-            if e.scoreBefore + summed != e.scoreAfter {
-                lines.append("    clamped: \(e.scoreBefore) \(summed < 0 ? "-" : "+") \(abs(summed)) = \(e.scoreBefore + summed), kept within the score's bounds at \(e.scoreAfter)")
-            }
-            for rule in e.held {
-                lines.append("    holds \(rules[rule].file):\(rules[rule].line)  \(rules[rule].text)")
-            }
-            return lines.joined(separator: "\n")
+            (["\(e.origin)  \(e.text)   score \(e.scoreBefore) → \(e.scoreAfter)"] + e.lines(rules: rules).map { "    " + $0 })
+                .joined(separator: "\n")
+        }
+    }
+}
+
+extension TraceRecord {
+    /// `flag debtor`, `deny travel until 2026-07-03T00:00:00Z`, `clear
+    /// debtor`: what a set or lift record did, in the language's words.
+    var effectText: String? {
+        switch change {
+        case .set(let kind, let name, let until):
+            return "\(kind.setVerb) \(name)" + (until.map { " until \(Timestamp.format($0))" } ?? "")
+        case .lift(let kind, let name):
+            return "\(kind.liftVerb) \(name)"
+        default:
+            return nil
+        }
+    }
+
+    /// `as time passed, at T: stops holding RULE`: a change no event made.
+    func timePassedText(rules: [RuleSite]) -> String {
+        let site = rule.map { "\(rules[$0].file):\(rules[$0].line)  \(rules[$0].text)" } ?? ""
+        return "as time passed, at \(Timestamp.format(time)): \(holdingText)\(site)"
+    }
+
+    /// `starts holding `, `stops holding ` for a `while` rule's record.
+    var holdingText: String {
+        switch change {
+        case .start: return "starts holding "
+        case .stop: return "stops holding "
+        default: return ""
         }
     }
 }
@@ -79,6 +132,7 @@ package struct LiteralFeeder {
         self.sources = sources
         self.engine = engine
         self.allowUnknownEvents = allowUnknownEvents
+        engine.keepTraceChanges()
     }
 
     struct Applied {
@@ -114,8 +168,7 @@ package struct LiteralFeeder {
         let before = engine.scoreBefore
         let after = engine.state(of: e.person.text, at: e.time)!.score
         let entry = Timeline.Entry(origin: origin, text: text, time: e.time, scoreBefore: before, scoreAfter: after,
-                                   fired: engine.fired.map { ($0.rule.index, $0.amounts) },
-                                   held: engine.stateRulesHolding(e.person.text, at: e.time))
+                                   fired: engine.fired.map { $0.rule.index }, changes: engine.takeChanges(of: e.person.text))
         return .success(entry)
     }
 
@@ -135,9 +188,12 @@ package final class PersonWatch {
     private let origin: (Int) -> String
     public private(set) var timeline = Timeline()
 
-    public init(person: String?, origin: @escaping (Int) -> String = { "<stdin>:\($0)" }) {
+    /// Turns on `engine`'s trace (or its keeping of changes): each entry
+    /// lists what its event changed.
+    public init(person: String?, engine: Engine, origin: @escaping (Int) -> String = { "<stdin>:\($0)" }) {
         key = person.map { Array($0.utf8) }
         self.origin = origin
+        engine.keepTraceChanges(only: person)
     }
 
     @inline(__always)
@@ -153,8 +209,7 @@ package final class PersonWatch {
         let after = engine.state(of: name, at: time)!.score
         let entry = Timeline.Entry(origin: origin(line), text: text(), time: time,
                                    scoreBefore: engine.scoreBefore, scoreAfter: after,
-                                   fired: engine.fired.map { ($0.rule.index, $0.amounts) },
-                                   held: engine.stateRulesHolding(name, at: time))
+                                   fired: engine.fired.map { $0.rule.index }, changes: engine.takeChanges(of: name))
         timeline.record(name, entry)
     }
 }

@@ -26,11 +26,17 @@ final class Tracer: EngineObserver {
 
     /// Called when the trail ends (`finishTrace`): the JSON writer flushes.
     private let onFinish: () -> Void
+    /// Each person's records not yet taken (`takeChanges`), when a timeline
+    /// files them under the events that made them; nil otherwise (a trail of
+    /// a whole stream is not kept in memory).
+    private var kept: [String: [TraceRecord]]?
 
-    init(program: Program, only: String? = nil, emit: @escaping (TraceRecord) -> Void, onFinish: @escaping () -> Void = {}) {
+    init(program: Program, only: String? = nil, keepingChanges: Bool = false,
+         emit: @escaping (TraceRecord) -> Void, onFinish: @escaping () -> Void = {}) {
         self.program = program
         self.emit = emit
         self.onFinish = onFinish
+        kept = keepingChanges ? [:] : nil
         self.only = only.map { Array($0.utf8) }
         var windows = Set<[Int64]>()
         for rule in program.policy.stateRules { Self.windows(rule.condition, into: &windows) }
@@ -159,7 +165,21 @@ final class Tracer: EngineObserver {
     }
 
     private func record(_ engine: Engine, _ person: Int, line: Int?, time: Int64, rule: Int?, _ change: TraceRecord.Change) {
-        emit(TraceRecord(line: line, time: time, person: engine.people.keyString(person), rule: rule, change: change))
+        let r = TraceRecord(line: line, time: time, person: engine.people.keyString(person), rule: rule, change: change)
+        kept?[r.person, default: []].append(r)
+        emit(r)
+    }
+
+    var keepsChanges: Bool { kept != nil }
+
+    /// The person's records not yet taken, left where they are.
+    func pending(_ person: String) -> [TraceRecord] { kept?[person] ?? [] }
+
+    func startKeeping() { if kept == nil { kept = [:] } }
+
+    /// The person's records since the last take.
+    func take(_ person: String) -> [TraceRecord] {
+        kept?.removeValue(forKey: person) ?? []
     }
 }
 
@@ -167,13 +187,50 @@ extension Engine {
     /// Turns the audit trail on; `write` receives NDJSON bytes in order
     /// (docs/TRACE.md).
     public func enableTrace(only person: String? = nil, write: @escaping ([UInt8]) -> Void) {
-        let json = TraceRecord.JSON(sites: RuleSite.all(in: program), write: write)
-        observer = Tracer(program: program, only: person, emit: json.append, onFinish: json.flush)
+        enableTrace(only: person, write: write, records: nil)
     }
 
-    /// The same, as typed records (the explanation page draws them).
-    package func enableTrace(only person: String? = nil, records: @escaping (TraceRecord) -> Void) {
-        observer = Tracer(program: program, only: person, emit: records)
+    /// The trail as NDJSON (`write`), as typed records (`records`: the
+    /// explanation page draws them), or both. `keepingChanges`: each
+    /// person's records are also kept until `takeChanges(of:)`, so that a
+    /// timeline files them under the event that made them.
+    package func enableTrace(only person: String? = nil, write: (([UInt8]) -> Void)? = nil,
+                             records: ((TraceRecord) -> Void)? = nil, keepingChanges: Bool = false) {
+        let json = write.map { TraceRecord.JSON(sites: RuleSite.all(in: program), write: $0) }
+        let emit: (TraceRecord) -> Void = switch (json, records) {
+        case (let json?, let records?): { json.append($0); records($0) }
+        case (let json?, nil): json.append
+        case (nil, let records?): records
+        case (nil, nil): { _ in }
+        }
+        // A trail turned on after a timeline began keeps feeding it.
+        let keep = keepingChanges || (observer as? Tracer)?.keepsChanges == true
+        observer = Tracer(program: program, only: person, keepingChanges: keep, emit: emit, onFinish: { json?.flush() })
+    }
+
+    /// What time alone has changed for the person since their latest
+    /// event (after `finishTrace(asOf:)`), not taken: their next event's
+    /// entry will still list it.
+    package func pendingChanges(of person: String) -> [TraceRecord] {
+        (observer as? Tracer)?.pending(person) ?? []
+    }
+
+    /// Makes sure the trace keeps each person's changes for a timeline
+    /// (`PersonWatch`, `LiteralFeeder`): turns it on, or on to keeping.
+    package func keepTraceChanges(only person: String? = nil) {
+        if let tracer = observer as? Tracer { tracer.startKeeping() } else { enableTrace(only: person, keepingChanges: true) }
+    }
+
+    /// What the person's state went through since the last take: the
+    /// records of their latest event, after any that time alone made
+    /// before it. Empty unless the trace keeps changes.
+    package func takeChanges(of person: String) -> [TraceRecord] {
+        guard let tracer = observer as? Tracer, tracer.keepsChanges else {
+            // A timeline would show what fired but not what it changed.
+            assertionFailure("a timeline reads an engine whose trace does not keep changes (enableTrace(keepingChanges: true))")
+            return []
+        }
+        return tracer.take(person)
     }
 
     /// Records what time alone changes up to the report's clock, and writes

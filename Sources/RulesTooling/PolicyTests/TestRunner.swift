@@ -116,8 +116,8 @@ private struct SingleTest {
             problems.append("\(at(error.span)): \(error.message)")
         case .success(let entry):
             clock = max(clock ?? e.time, e.time)
-            fired.formUnion(entry.fired.map(\.rule))
-            fired.formUnion(entry.held)
+            fired.formUnion(entry.fired)
+            fired.formUnion(engine.stateRulesHolding(e.person.text, at: e.time))
             timeline.record(e.person.text, entry)
         }
     }

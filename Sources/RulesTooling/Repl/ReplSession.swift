@@ -38,7 +38,7 @@ package final class ReplSession {
         self.write = write
         result = PolicyCompiler.compile(SourceSet())
         engine = Engine(program: result.program!)
-        engine.enableTrace(records: { _ in })
+        engine.enableTrace(keepingChanges: true)
     }
 
     // MARK: - Input
@@ -254,18 +254,16 @@ package final class ReplSession {
         let rules = RuleSite.all(in: engine.program)
         var out = ""
         if entry.fired.isEmpty { out += "  nothing fired\n" }
-        for (rule, change) in entry.fired {
-            let delta = change == 0 ? "" : "   (\(change > 0 ? "+" : "")\(change))"
-            out += "  fired \(rules[rule].file):\(rules[rule].line)  \(rules[rule].text)\(delta)\n"
-        }
+        for line in entry.lines(rules: rules) { out += "  \(line)\n" }
         return out + stateLine(person) + "\n"
     }
 
     /// Fresh engine, same events: the state follows from the current rules.
     private func replay(_ program: Program, _ reply: inout Reply) {
         engine = Engine(program: program)
-        // The trail (kept in memory only) says since when `while` rules hold.
-        engine.enableTrace(records: { _ in })
+        // The trail (kept in memory only) says since when `while` rules
+        // hold, and what each event changed.
+        engine.enableTrace(keepingChanges: true)
         timeline = Timeline()
         let keptClock = clock
         lastEventTime = nil
