@@ -109,9 +109,6 @@ public final class RulesEngine {
         sequence += 1
         var person = event.person
         guard !person.isEmpty else { return .rejected(reason: "\(engine.personKey.quoted) must not be empty") }
-        // With no look-ahead, the person's state (row, window entries) is
-        // asked for first, so that it loads while the fields are set.
-        person.withUTF8 { engine.prefetchState($0) }
         let time = event.time.ticks
         guard time >= Timestamp.earliest && time <= Timestamp.latest else {
             return .rejected(reason: "invalid \"time\" \(event.time): the years 0001–9999 (UTC) only")
