@@ -195,9 +195,9 @@ struct PersonKeyAPITests {
             #"{"account":"a-\#(i % 4)","type":"speeding","time":"2026-03-\#(i < 10 ? "0" : "")\#(i)","speed":\#(40 + i)}"#
         }
         let whole = try RulesEngine(policy: Self.policy, personKey: "account")
-        whole.apply(ndjson: lines.joined(separator: "\n"))
+        _ = whole.apply(ndjson: lines.joined(separator: "\n"))
         let first = try RulesEngine(policy: Self.policy, personKey: "account")
-        first.apply(ndjson: lines[..<13].joined(separator: "\n"))
+        _ = first.apply(ndjson: lines[..<13].joined(separator: "\n"))
         let second = try RulesEngine(policy: Self.policy, personKey: "account", resumingFrom: first.checkpoint())
         let (summary, _) = second.apply(ndjson: lines[13...].joined(separator: "\n"))
         #expect(summary.applied == 17)

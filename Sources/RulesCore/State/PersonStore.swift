@@ -98,9 +98,11 @@ final class PersonStore {
 /// buffer are dropped; a counted rule's buffer keeps at most N-1 entries.
 ///
 /// Small caps (`3 speeding within 30 days` keeps 2) live inline in plain
-/// memory, `cap` entries per person, so a push or a count touches one place
-/// and no array is retained; other buffers keep an array per person.
-/// A class: the engine mutates it in place.
+/// memory, `cap` entries per person, so a push or a count touches one place;
+/// other buffers keep a growable list per person, also in plain memory
+/// (`ListHeader`): no Swift array is retained on the way, and where a list
+/// is can be read (and prefetched) as a plain field. A class: the engine
+/// mutates it in place.
 final class WindowBuffer {
     struct Entry {
         var time: Int64
@@ -117,7 +119,13 @@ final class WindowBuffer {
     @exclusivity(unchecked) private var flat: UnsafeMutablePointer<Entry>    // inline: `width` per person
     @exclusivity(unchecked) private var counts: UnsafeMutablePointer<UInt8>  // inline: entries in use per person
     @exclusivity(unchecked) private var people = 0, capacity = 0
-    @exclusivity(unchecked) private var lists: [[Entry]] = []                // otherwise
+    /// Otherwise: where each person's entries are, oldest first.
+    struct ListHeader {
+        var entries: UnsafeMutablePointer<Entry>? = nil
+        var count = 0
+        var capacity = 0
+    }
+    @exclusivity(unchecked) private var lists: UnsafeMutablePointer<ListHeader>
 
     init(longestWindow: Int64, cap: Int?) {
         self.longestWindow = longestWindow
@@ -126,11 +134,14 @@ final class WindowBuffer {
         width = inline ? cap! : 0
         flat = .allocate(capacity: 1)
         counts = .allocate(capacity: 1)
+        lists = .allocate(capacity: 1)
     }
 
     deinit {
         flat.deallocate()
         counts.deallocate()
+        for p in 0..<(inline ? 0 : people) { lists[p].entries?.deallocate() }
+        lists.deallocate()
     }
 
     @inline(__always)
@@ -138,45 +149,69 @@ final class WindowBuffer {
         if width > 0 { rules_prefetch(flat + person &* width) }
     }
 
-    /// For a list buffer, the entries of a person whose list reference was
+    /// For a list buffer, the entries of a person whose list header was
     /// prefetched earlier (the report reads people in id order, not in the
     /// order they were added, so each person's state is a cache miss).
-    ///
-    /// The list's storage address is read as plain bits, not as an array:
-    /// taking the array would retain it, and the retain would wait for the
-    /// very cache miss the prefetch is meant to hide (it was a third of the
-    /// report's time). Its entries start after the array header (two words
-    /// of object header, count and capacity); a prefetch is only a hint, so
-    /// a different layout would cost speed, never correctness.
     @inline(__always)
     func prefetchList(_ person: Int) {
-        if inline { return }
-        lists.withUnsafeBufferPointer { outer in
-            let storage = UnsafeRawPointer(outer.baseAddress! + person).load(as: UnsafeRawPointer.self)
-            rules_prefetch(storage + 4 * MemoryLayout<Int>.size)
-        }
+        if !inline, let entries = lists[person].entries { rules_prefetch(entries) }
     }
 
     @inline(__always)
     func prefetchListReference(_ person: Int) {
-        if !inline { lists.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + person) } }
+        if !inline { rules_prefetch(lists + person) }
     }
 
     func addPerson() {
-        guard inline else { lists.append([]); return }
         if people == capacity {
             capacity = max(1024, capacity * 2)
-            let biggerFlat = UnsafeMutablePointer<Entry>.allocate(capacity: max(1, capacity * width))
-            biggerFlat.update(from: flat, count: people * width)
-            flat.deallocate()
-            flat = biggerFlat
-            let biggerCounts = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
-            biggerCounts.update(from: counts, count: people)
-            counts.deallocate()
-            counts = biggerCounts
+            if inline {
+                let biggerFlat = UnsafeMutablePointer<Entry>.allocate(capacity: max(1, capacity * width))
+                biggerFlat.update(from: flat, count: people * width)
+                flat.deallocate()
+                flat = biggerFlat
+                let biggerCounts = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+                biggerCounts.update(from: counts, count: people)
+                counts.deallocate()
+                counts = biggerCounts
+            } else {
+                let bigger = UnsafeMutablePointer<ListHeader>.allocate(capacity: capacity)
+                bigger.moveInitialize(from: lists, count: people)
+                lists.deallocate()
+                lists = bigger
+            }
         }
-        counts[people] = 0
+        if inline { counts[people] = 0 } else { (lists + people).initialize(to: ListHeader()) }
         people += 1
+    }
+
+    /// A person's list entries, oldest first.
+    @inline(__always)
+    private func list(_ person: Int) -> UnsafeBufferPointer<Entry> {
+        let h = lists[person]
+        return UnsafeBufferPointer(start: h.entries, count: h.count)
+    }
+
+    /// Replaces a person's list entries (room for at least `count`).
+    private func setList(_ person: Int, _ entries: some Collection<Entry>) {
+        ensureRoom(person, entries.count)
+        var k = 0
+        for e in entries { lists[person].entries![k] = e; k += 1 }
+        lists[person].count = entries.count
+    }
+
+    /// Room for `count` entries in the person's list, kept in place.
+    private func ensureRoom(_ person: Int, _ count: Int) {
+        let h = lists[person]
+        if count <= h.capacity { return }
+        let room = max(4, count, h.capacity * 2)
+        let bigger = UnsafeMutablePointer<Entry>.allocate(capacity: room)
+        if let old = h.entries {
+            bigger.update(from: old, count: h.count)
+            old.deallocate()
+        }
+        lists[person].entries = bigger
+        lists[person].capacity = room
     }
 
     /// Matching events in `(now − window, now]`, and the sum of their values.
@@ -186,7 +221,7 @@ final class WindowBuffer {
             return Self.aggregate(UnsafeBufferPointer(start: flat + person &* width, count: Int(counts[person])),
                                   now: now, window: window)
         }
-        return lists[person].withUnsafeBufferPointer { Self.aggregate($0, now: now, window: window) }
+        return Self.aggregate(list(person), now: now, window: window)
     }
 
     /// The values are added oldest first, as the language defines `sum`:
@@ -210,7 +245,7 @@ final class WindowBuffer {
     /// The entries kept for a person, oldest first (checkpoints).
     func entries(person: Int) -> [Entry] {
         if inline { return Array(UnsafeBufferPointer(start: flat + person * width, count: Int(counts[person]))) }
-        return lists[person]
+        return Array(list(person))
     }
 
     /// Puts back a person's entries from a checkpoint (the person was just
@@ -221,7 +256,7 @@ final class WindowBuffer {
             for (k, e) in list.enumerated() { flat[person * width + k] = e }
             counts[person] = UInt8(list.count)
         } else {
-            lists[person] = list
+            setList(person, list)
         }
         return true
     }
@@ -231,19 +266,28 @@ final class WindowBuffer {
         if inline {
             return UnsafeBufferPointer(start: flat + person * width, count: Int(counts[person])).map(\.time)
         }
-        return lists[person].map(\.time)
+        return list(person).map(\.time)
     }
 
     func push(person: Int, time: Int64, value: Double) {
         if inline { pushInline(person: person, time: time, value: value); return }
         let from = time &- longestWindow
+        let old = list(person)
+        let n = old.count
         var drop = 0
-        let n = lists[person].count
-        while drop < n && lists[person][drop].time <= from { drop += 1 }
+        while drop < n && old[drop].time <= from { drop += 1 }
         if let cap, n - drop >= cap { drop = n - cap + 1 }
-        if drop > 0 { lists[person].removeFirst(min(drop, n)) }
+        drop = min(drop, n)
+        if drop > 0, let entries = lists[person].entries {
+            // Oldest first: what is kept moves to the front.
+            entries.update(from: entries + drop, count: n - drop)
+            lists[person].count = n - drop
+        }
         if cap == 0 { return }
-        lists[person].append(Entry(time: time, value: value))
+        let kept = lists[person].count
+        ensureRoom(person, kept + 1)
+        lists[person].entries![kept] = Entry(time: time, value: value)
+        lists[person].count = kept + 1
     }
 
     @inline(__always)
