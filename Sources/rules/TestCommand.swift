@@ -86,7 +86,7 @@ enum TestCommand {
         let share = all.isEmpty ? 100 : (all.count - uncovered.count) * 100 / all.count
         Terminal.writeOut("coverage: \(all.count - uncovered.count) of \(all.count) rules fired in some test (\(share)%)\n")
         for (_, site) in uncovered {
-            Terminal.writeOut("  not covered: \(site.file):\(site.line)  \(site.text)\n")
+            Terminal.writeOut("  not covered: \(site.shown)\n")
         }
     }
 

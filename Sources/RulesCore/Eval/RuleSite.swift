@@ -9,6 +9,9 @@ public struct RuleSite: Sendable, Hashable {
     public var offset: Int
     /// The rule's text.
     public var text: String
+
+    /// `FILE:LINE  TEXT`, as explanations, test reports and coverage show a rule.
+    public var shown: String { "\(file):\(line)  \(text)" }
 }
 
 extension RuleSite {

@@ -67,14 +67,14 @@ public struct PersonExplanation: Sendable {
             for item in mine {
                 lines.append("    \(item.name)")
                 for h in item.heldBy {
-                    lines.append("      held by \(h.rule.file):\(h.rule.line)  \(h.rule.text)")
+                    lines.append("      held by \(h.rule.shown)")
                     lines.append("        because \(h.because)")
                     if let since = h.since {
                         lines.append("        since \(Timestamp.format(since)), for as long as that holds")
                     }
                 }
                 for s in item.setBy {
-                    lines.append("      set by \(s.rule.file):\(s.rule.line)  \(s.rule.text)")
+                    lines.append("      set by \(s.rule.shown)")
                     lines.append("        on \(s.origin)  \(s.event)")
                 }
                 if let since = item.since {
@@ -295,7 +295,7 @@ package struct WhyNot: Sendable {
             if a.beatenByDenial { lines.append("\(person) is not granted \(name): it is denied, and a denial beats a grant"); continue }
             lines.append("\(person) is not \(verb) \(name) as of \(at); the rules that could do it:")
             for (site, status) in a.rules {
-                lines.append("  \(site.file):\(site.line)  \(site.text)")
+                lines.append("  \(site.shown)")
                 lines.append("    \(status)")
             }
         }

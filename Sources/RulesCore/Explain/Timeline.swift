@@ -40,7 +40,7 @@ public struct Timeline: Sendable {
         ///     starts holding rules/citizen.rules:51  while low trust and debtor → deny rail
         public func lines(rules: [RuleSite]) -> [String] {
             var lines: [String] = []
-            func site(_ rule: Int?) -> String { rule.map { "\(rules[$0].file):\(rules[$0].line)  \(rules[$0].text)" } ?? "" }
+            func site(_ rule: Int?) -> String { rule.map { rules[$0].shown } ?? "" }
             for r in changes where r.line == nil { lines.append(r.timePassedText(rules: rules)) }
             for rule in fired {
                 let change = scoreChange(of: rule)
@@ -103,7 +103,7 @@ extension TraceRecord {
 
     /// `as time passed, at T: stops holding RULE`: a change no event made.
     func timePassedText(rules: [RuleSite]) -> String {
-        let site = rule.map { "\(rules[$0].file):\(rules[$0].line)  \(rules[$0].text)" } ?? ""
+        let site = rule.map { rules[$0].shown } ?? ""
         return "as time passed, at \(Timestamp.format(time)): \(holdingText)\(site)"
     }
 

@@ -202,7 +202,7 @@ private struct SingleTest {
             return
         }
         guard chosen.count == 1 else {
-            let list = chosen.map { "\n    \(rules[$0].file):\(rules[$0].line)  \(rules[$0].text)" }.joined()
+            let list = chosen.map { "\n    \(rules[$0].shown)" }.joined()
             problems.append("\(at(span)): \"\(query)\" matches \(chosen.count) rules; quote more of the one you mean:\(list)")
             return
         }
