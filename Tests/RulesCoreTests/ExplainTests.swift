@@ -340,6 +340,13 @@ struct TimelineTraceTests {
                     clear naughty
                 stops holding policy.rules:5  while score < 900 → flag low
             """#)
+        // The JSON of the same event, as docs/LANGUAGE.md shows it.
+        let json = try #require(Explanation.explain("a", engine: engine, timeline: watch.timeline, at: engine.clock!)).json
+        #expect(json.contains(#""fired":[{"rule":"policy.rules:4","source":"good → +300, clear naughty","change":300}],"#
+            + #""changes":[{"rule":"policy.rules:6","time":"2026-01-06T00:00:00Z","effect":"stop","holds":["deny calm"]},"#
+            + #"{"rule":"policy.rules:4","effect":"score","change":300,"score_before":700,"score_after":1000},"#
+            + #"{"rule":"policy.rules:4","effect":"clear","name":"naughty"},"#
+            + #"{"rule":"policy.rules:5","effect":"stop","holds":["flag low"]}]}]}"#), "\(json)")
     }
 }
 

@@ -217,6 +217,9 @@ extension Engine {
 
     /// Makes sure the trace keeps each person's changes for a timeline
     /// (`PersonWatch`, `LiteralFeeder`): turns it on, or on to keeping.
+    /// A trace already on keeps whom it traces: records of people no
+    /// timeline takes stay until the engine goes, so a one-person watch
+    /// wants a one-person trace (`rules explain` makes one).
     package func keepTraceChanges(only person: String? = nil) {
         if let tracer = observer as? Tracer { tracer.startKeeping() } else { enableTrace(only: person, keepingChanges: true) }
     }
