@@ -80,6 +80,28 @@ struct Arguments {
         return .success(t)
     }
 
+    /// `--retain DURATION` and `--lateness DURATION` (docs/LANGUAGE.md,
+    /// "Corrections"): nil when neither is given. Lateness alone keeps as
+    /// much history as it reaches back; lateness beyond the kept history
+    /// is a usage error.
+    func corrections(command: String) -> Result<Corrections?, UsageExit> {
+        func duration(_ option: String) -> Result<Int64?, UsageExit> {
+            guard let text = values[option] else { return .success(nil) }
+            guard let d = DurationText.parse(text) else {
+                return .failure(UsageExit(code: Main.usageError("\(option) takes a duration like \"365 days\" or \"12 hours\" (at most 1000 years), not \(text)", command: command)))
+            }
+            return .success(d)
+        }
+        let retain: Int64?, lateness: Int64?
+        switch duration("--retain") { case .success(let d): retain = d; case .failure(let e): return .failure(e) }
+        switch duration("--lateness") { case .success(let d): lateness = d; case .failure(let e): return .failure(e) }
+        if retain == nil && lateness == nil { return .success(nil) }
+        if let retain, let lateness, lateness > retain {
+            return .failure(UsageExit(code: Main.usageError("--lateness (\(DurationText.describe(lateness))) reaches further back than the history --retain keeps (\(DurationText.describe(retain)))", command: command)))
+        }
+        return .success(Corrections(retain: retain ?? lateness!, lateness: lateness ?? 0))
+    }
+
     /// `--person-key NAME` (default `citizen`): a usage error for a name
     /// that cannot be one, or that the policy reads as an event field.
     func personKey(command: String, program: Program) -> Result<PersonKey, UsageExit> {

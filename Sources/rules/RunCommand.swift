@@ -9,6 +9,7 @@ enum RunCommand {
     usage: rules run POLICY.rules... [--events FILE|-] [--as-of TIME] [--rejects FILE]
                      [--max-rejects N] [--state FILE [--checkpoint-every N]] [--resume FILE]
                      [--trace FILE] [--jobs N] [--person-key NAME]
+                     [--retain DURATION] [--lateness DURATION]
 
     Applies a stream of events (NDJSON, one object per line) to the policy
     and prints each person's final state, one compact JSON line per person,
@@ -37,6 +38,15 @@ enum RunCommand {
       --person-key NAME the key that names the person in each line and in
                         the report (default: citizen), for streams that say
                         "user", "account" or "driver"
+      --retain DURATION keep each person's events for DURATION after their
+                        time ("365 days"), so that a retraction
+                        ({"type":"retract","target":ID,...}) can take one
+                        back; without it retractions are rejected
+      --lateness DURATION
+                        apply an event up to DURATION earlier than the
+                        person's previous one in time order, as if it had
+                        arrived in time (at most --retain; alone, it keeps
+                        that much history)
       -h, --help        show this help
 
     A summary (read / applied / rejected) goes to stderr; when stderr is a
@@ -50,12 +60,18 @@ enum RunCommand {
 
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("run", args, spec: .init(options: ["--events", "--as-of", "--rejects", "--trace", "--jobs", "--max-rejects",
-                                                                                               "--state", "--checkpoint-every", "--resume", "--person-key"]), help: help)
+                                                                                               "--state", "--checkpoint-every", "--resume", "--person-key",
+                                                                                               "--retain", "--lateness"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "run") }
         let asOf: Int64?
         switch parsed.asOf(command: "run") {
         case .success(let t): asOf = t
+        case .failure(let e): return e.code
+        }
+        let corrections: Corrections?
+        switch parsed.corrections(command: "run") {
+        case .success(let c): corrections = c
         case .failure(let e): return e.code
         }
         let jobsText = parsed.values["--jobs"] ?? "1"
@@ -84,6 +100,9 @@ enum RunCommand {
         }
         if asOf != nil && (statePath != nil || resumePath != nil) {
             return Main.usageError("--as-of reports a past state; a saved state holds every line read, so they do not go together", command: "run")
+        }
+        if corrections != nil && (statePath != nil || resumePath != nil) {
+            return Main.usageError("a saved state does not hold kept history yet; --retain and --lateness run without --state and --resume", command: "run")
         }
         if resumePath != nil && parsed.values["--trace"] != nil {
             return Main.usageError("--trace records a whole run from its first event; it cannot start from --resume", command: "run")
@@ -152,7 +171,8 @@ enum RunCommand {
             let showProgress = Terminal.isTerminal(2)
             let tell: @Sendable (Int) -> Void = { lines in Terminal.writeErr("\rrules: \(lines) lines read…") }
             let progress = showProgress ? tell : nil
-            let outcome = ParallelStream.run(program: program, personKey: personKey, fd: fd, jobs: jobs, asOf: asOf, resume: resumeBytes,
+            let outcome = ParallelStream.run(program: program, personKey: personKey, fd: fd, jobs: jobs, asOf: asOf,
+                                             corrections: corrections, resume: resumeBytes,
                                              maxRejects: maxRejects, onProgress: progress) { rejection, line in
                 line.withUnsafeBufferPointer { rejects?.write(rejection, $0) }
                 if showProgress && shown < 10 { Terminal.writeErr("\r\u{1B}[K") }
@@ -173,6 +193,7 @@ enum RunCommand {
         }
 
         let engine = Engine(program: program, personKey: personKey)
+        if let corrections { engine.enableCorrections(corrections) }
         keepUntilExit([engine])
         if let resumeBytes {
             switch Checkpoint.restore(resumeBytes, into: [engine]) {

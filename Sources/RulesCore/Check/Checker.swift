@@ -137,8 +137,18 @@ struct Checker {
     /// "Event streams" and "Corrections"): no declaration may use them.
     static let reservedKeys = ["citizen", "type", "time", "id"]
 
+    /// The type of a retraction line (docs/LANGUAGE.md, "Corrections"): it
+    /// fires no rule, so no rule or declaration may name it.
+    static let retractType = "retract"
+
+    private mutating func reportReservedType(_ name: Name) {
+        report(.reservedEventType, "`retract` is the type of a retraction line, which takes an event back and fires no rule",
+               at: name.span, help: "name the event type otherwise; a retraction is `{\"type\":\"retract\",\"target\":ID,...}`")
+    }
+
     private mutating func declare(_ decl: EventDecl) {
         policy.hasDeclarations = true
+        if decl.name.text == Self.retractType { return reportReservedType(decl.name) }
         if let first = eventDeclSpans[decl.name.text] {
             report(.duplicateDeclaration, "event `\(decl.name.text)` is declared twice", at: decl.name.span,
                    help: "keep one declaration with all the fields", notes: [(first, "first declared here")])
@@ -364,6 +374,10 @@ struct Checker {
     }
 
     private mutating func resolveEvent(_ name: Name, isRule: Bool) -> Int? {
+        if name.text == Self.retractType {
+            reportReservedType(name)
+            return nil
+        }
         if policy.hasDeclarations, eventDeclSpans[name.text] == nil {
             if isRule && flagSetNames.contains(name.text) {
                 report(.missingWhile, "`\(name.text)` is a flag, not an event; a rule on a flag needs `while`", at: name.span,

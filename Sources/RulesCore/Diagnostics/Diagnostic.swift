@@ -60,6 +60,8 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case fieldShadowsName = "E0313"
     /// Reserved field (E0314; docs/LANGUAGE.md has an example).
     case reservedField = "E0314"
+    /// Reserved event type (E0315; docs/LANGUAGE.md has an example).
+    case reservedEventType = "E0315"
     // Rules and the rule graph
     /// State rule changes score (E0401; docs/LANGUAGE.md has an example).
     case stateRuleChangesScore = "E0401"

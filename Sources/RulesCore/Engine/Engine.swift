@@ -27,6 +27,13 @@ package final class Engine {
     }
     @exclusivity(unchecked) private var observing = false
 
+    /// Each person's kept events, when corrections may reach back
+    /// (`enableCorrections`); nil keeps nothing (the default).
+    private(set) var history: History? = nil
+
+    /// The person of the last event applied (the engine's index).
+    @exclusivity(unchecked) private(set) var lastPerson = 0
+
     // Scratch space for one event, sized once for the largest event type
     // (plain memory: no reference counting on the per-event path).
     private let firedSteps: UnsafeMutableBufferPointer<(step: Int, amount: Int64)>
@@ -121,6 +128,37 @@ package final class Engine {
         return true
     }
 
+    // MARK: - Corrections
+
+    /// Keeps each person's events for `limits.retain`, so that retractions
+    /// and late events can reach them (docs/LANGUAGE.md, "Corrections").
+    /// Before the first event: what came before would not be kept.
+    package func enableCorrections(_ limits: Corrections) {
+        precondition(people.count == 0, "corrections are enabled before the first event")
+        history = History(limits)
+    }
+
+    /// Puts a person back to where they were before their first event, to be
+    /// rebuilt from their kept events; nothing is told to the observer, and
+    /// notes on failed expressions are not counted twice.
+    func beginRebuilding(_ person: Int) -> [EvalContext.FailureKey: (count: Int, firstLine: Int)] {
+        observing = false
+        store.setScore(person, program.policy.startScore)
+        store.setLastTime(person, Int64.min)
+        for slot in 0..<store.slotCount { store.setEnd(person, slot, PersonStore.none) }
+        for buffer in store.buffers { _ = buffer.restore(person: person, []) }
+        return context.failures
+    }
+
+    /// Ends a rebuild: the person's clock is at least `time` (what they
+    /// had, or the correction's time), as is the engine's.
+    func endRebuilding(_ person: Int, time: Int64, failures: [EvalContext.FailureKey: (count: Int, firstLine: Int)]) {
+        context.failures = failures
+        store.setLastTime(person, max(store.lastTime(person), time))
+        clock = max(clock ?? time, time)
+        observing = observer != nil
+    }
+
     /// The latest event time a checkpoint recorded.
     func restoreClock(_ time: Int64) { clock = max(clock ?? time, time) }
 
@@ -157,6 +195,7 @@ package final class Engine {
         if let event, let reason = validateDeclaredFields(event) { return reason }
         let (person, isNew) = hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
         if isNew { store.addPerson(score: program.policy.startScore) }
+        lastPerson = person
         // The row and the window entries at once, not one miss after the
         // other (free when the reader asked for them ahead, as it does).
         store.prefetch(person)
@@ -301,7 +340,7 @@ package final class Engine {
         return s
     }
 
-    private func validateDeclaredFields(_ event: Int) -> String? {
+    func validateDeclaredFields(_ event: Int) -> String? {
         let steps = program.steps
         guard steps.isDeclared[event] else { return nil }
         for d in steps.declaredOfEvent[event] {

@@ -14,10 +14,10 @@ import Darwin
 /// through it, and the drivers' `RunSummary.count` counts what it says.
 struct EventApplier {
     let engine: Engine
-    private var parser: EventParser
+    var parser: EventParser
     /// The engine's evaluation context, unretained (the engine keeps it):
     /// the parser writes the fields there, with no reference counting.
-    private let context: Unmanaged<EvalContext>
+    let context: Unmanaged<EvalContext>
     /// Lines of events after it are read and counted, not applied.
     let asOf: Int64?
 
@@ -53,6 +53,10 @@ struct EventApplier {
             return .rejected(reason)
         case .event(let e):
             if let asOf, e.time > asOf { return .afterAsOf }
+            if let history = engine.history { return applyKeeping(e, line: line, number: number, history: history) }
+            if let r = e.retraction {
+                return .rejected("cannot retract \(JSONWriter.quoted(String(decoding: r.target, as: UTF8.self))): no history is kept (run with --retain DURATION)", e)
+            }
             // The hash is of the id at the start of the line; the parser's
             // id is those same bytes unless it had to unescape them.
             let known = hash != nil && e.person.baseAddress == line.baseAddress! + parser.personKey.leadingCount
@@ -78,6 +82,9 @@ struct EventApplier {
         person.utf8.withContiguousStorageIfAvailable { engine.prefetchSlot($0) }
         engine.beginEvent(line: number)
         let event = find(type, in: program.eventTable)
+        if event == nil && type == Checker.retractType {
+            return "a retraction is a stream line ({\"type\":\"retract\",\"target\":ID,...}), not a typed event"
+        }
         // One pass over the fields; in the rare event whose strings do not
         // fit the engine's memory for them, a second after it has grown.
         while true {

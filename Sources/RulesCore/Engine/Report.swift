@@ -18,7 +18,14 @@ package struct PersonReport: Sendable, Equatable {
 
 extension Engine {
     /// People in byte order of their ids.
-    func sortedPeople() -> [Int] { people.sortedIds() }
+    /// People all of whose events were retracted are not among them.
+    func sortedPeople() -> [Int] {
+        guard let absent = history?.absent, !absent.isEmpty else { return people.sortedIds() }
+        return people.sortedIds().filter { !absent.contains($0) }
+    }
+
+    /// Whether the person has an applied event that was not retracted.
+    func isPresent(_ person: Int) -> Bool { !(history?.absent.contains(person) ?? false) }
 
     /// Whether `kind` of name `name` shows in the person's report line (the
     /// context focused on them, state rules evaluated): an event rule's
@@ -62,7 +69,7 @@ extension Engine {
     /// One person's state as of `time`, or nil when they had no applied event.
     public func state(of citizen: String, at time: Int64) -> PersonReport? {
         var key = citizen
-        guard let p = key.withUTF8({ people.find($0) }) else { return nil }
+        guard let p = key.withUTF8({ people.find($0) }), isPresent(p) else { return nil }
         return personReport(p, citizen: citizen, at: time)
     }
 

@@ -47,7 +47,7 @@ extension RunSummary {
         switch outcome {
         case .applied(let e):
             applied += 1
-            if e.event == nil { countUnknown(e.type) }
+            if e.event == nil && e.retraction == nil { countUnknown(e.type) }
         case .rejected: rejected += 1
         case .afterAsOf: ignoredAfterAsOf += 1
         }

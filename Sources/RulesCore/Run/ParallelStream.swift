@@ -36,13 +36,13 @@ package enum ParallelStream {
     /// `onProgress` is called with the number of lines applied so far, each
     /// time it passes a multiple of `progressInterval`, from a worker thread.
     public static func run(program: Program, personKey: PersonKey = .citizen, fd: Int32, jobs: Int, asOf: Int64? = nil,
-                           resume: [UInt8]? = nil, maxRejects: Int? = nil,
+                           corrections: Corrections? = nil, resume: [UInt8]? = nil, maxRejects: Int? = nil,
                            progressInterval: Int = 1 << 20, onProgress: (@Sendable (Int) -> Void)? = nil,
                            onReject: (Rejection, [UInt8]) -> Void) -> Swift.Result<ParallelStream.Result, Checkpoint.Failure> {
         let count = max(1, jobs)
         let rejected = RejectCount()
         let workers = (0..<count).map {
-            Worker(program: program, personKey: personKey, asOf: asOf, index: $0, of: count, rejected: rejected,
+            Worker(program: program, personKey: personKey, asOf: asOf, corrections: corrections, index: $0, of: count, rejected: rejected,
                    progress: $0 == 0 ? onProgress.map { (progressInterval, $0) } : nil)
         }
         if let resume {
@@ -365,7 +365,7 @@ package enum ParallelStream {
 
         private let personKey: PersonKey
 
-        init(program shared: Program, personKey: PersonKey, asOf: Int64?, index: Int, of count: Int, rejected: RejectCount,
+        init(program shared: Program, personKey: PersonKey, asOf: Int64?, corrections: Corrections?, index: Int, of count: Int, rejected: RejectCount,
              progress: (interval: Int, report: @Sendable (Int) -> Void)?) {
             self.rejected = rejected
             self.progress = progress
@@ -373,6 +373,7 @@ package enum ParallelStream {
             // workers, so their reference counts never contend.
             let program = shared.copyForThread()
             engine = Engine(program: program, personKey: personKey)
+            if let corrections { engine.enableCorrections(corrections) }
             applier = EventApplier(engine: engine, asOf: asOf)
             router = Router(program: program, personKey: personKey, count: count)
             self.personKey = personKey

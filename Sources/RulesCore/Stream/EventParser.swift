@@ -10,7 +10,21 @@ struct EventParser {
         var event: Int?
         var time: Int64
         var type: UnsafeBufferPointer<UInt8>
+        /// The line's `"id"`, when it has one (docs/LANGUAGE.md, "Corrections").
+        var id: UnsafeBufferPointer<UInt8>? = nil
+        /// Set when the line is a retraction (`"type":"retract"`).
+        var retraction: Retraction? = nil
     }
+
+    /// What a retraction line names: the id of the event it takes back, and
+    /// why (optional).
+    struct Retraction {
+        var target: UnsafeBufferPointer<UInt8>
+        var reason: UnsafeBufferPointer<UInt8>?
+    }
+
+    /// The reserved type of a retraction line.
+    static let retractType: [UInt8] = Array("retract".utf8)
 
     enum Outcome {
         case event(Parsed)
@@ -75,6 +89,11 @@ struct EventParser {
         var person: UnsafeBufferPointer<UInt8>? = nil
         var type: UnsafeBufferPointer<UInt8>? = nil
         var time: Int64? = nil
+        var id: UnsafeBufferPointer<UInt8>? = nil
+        // Read for every line, used only by a retraction: `target` and
+        // `reason` are ordinary fields of any other event.
+        var target: Value? = nil, reason: Value? = nil
+        var otherKey: Int? = nil
         let keyIsCitizen = self.keyIsCitizen
         i = skipSpace(b, i)
         if i < b.count && b[i] == UInt8(ascii: "}") {
@@ -109,7 +128,13 @@ struct EventParser {
                         throw Reject(reason: "invalid \"time\" \(JSONWriter.quoted(String(decoding: UnsafeBufferPointer(start: s.base, count: s.count), as: UTF8.self))): expected an ISO-8601 date-time with Z or an offset, or a date, like \"2026-01-05T08:00:00Z\", in the years 0001–9999 (UTC)")
                     }
                     time = t
+                case .id:
+                    guard id == nil else { throw Reject(reason: "duplicate key \"id\"") }
+                    guard case .string(let s) = value else { throw Reject(reason: "\"id\" must be a string") }
+                    guard s.count > 0 else { throw Reject(reason: "\"id\" must not be empty") }
+                    id = UnsafeBufferPointer(start: s.base, count: s.count)
                 case .field:
+                    if key.count == 6 && Self.isTarget(key) { target = value } else if key.count == 6 && Self.isReason(key) { reason = value } else if otherKey == nil { otherKey = keyStart }
                     if case .failed = value {
                         let what = b[valueStart] == UInt8(ascii: "{") ? "an object" : b[valueStart] == UInt8(ascii: "[") ? "an array" : "null"
                         throw Reject(reason: "field \(describeKey(b, keyStart)) is \(what); event fields are numbers, strings or booleans")
@@ -138,10 +163,40 @@ struct EventParser {
         guard let person else { throw Reject(reason: "missing \(personKey.quoted)") }
         guard let type else { throw Reject(reason: "missing \"type\"") }
         guard let time else { throw Reject(reason: "missing \"time\"") }
-        return Parsed(person: person, event: eventTable._withUnsafeGuaranteedRef { $0.find(type) }, time: time, type: type)
+        var parsed = Parsed(person: person, event: eventTable._withUnsafeGuaranteedRef { $0.find(type) }, time: time, type: type, id: id)
+        if parsed.event == nil && type.elementsEqual(Self.retractType) {
+            parsed.retraction = try retraction(b, target: target, reason: reason, otherKey: otherKey)
+        }
+        return parsed
     }
 
-    private enum KeyKind { case person, type, time, field }
+    /// A retraction's own keys, checked: it names its target and nothing
+    /// else but a reason; a field on it would be lost, so it is refused.
+    private func retraction(_ b: UnsafeBufferPointer<UInt8>, target: Value?, reason: Value?, otherKey: Int?) throws -> Retraction {
+        guard let target else { throw Reject(reason: "a retraction needs \"target\": the id of the event it takes back") }
+        guard case .string(let t) = target, t.count > 0 else { throw Reject(reason: "\"target\" of a retraction must be a non-empty string") }
+        var why: UnsafeBufferPointer<UInt8>? = nil
+        if let reason {
+            guard case .string(let r) = reason else { throw Reject(reason: "\"reason\" of a retraction must be a string") }
+            why = UnsafeBufferPointer(start: r.base, count: r.count)
+        }
+        if let otherKey {
+            throw Reject(reason: "a retraction has only \"target\" and \"reason\" besides the reserved keys, not \(describeKey(b, otherKey))")
+        }
+        return Retraction(target: UnsafeBufferPointer(start: t.base, count: t.count), reason: why)
+    }
+
+    @inline(__always)
+    private static func isTarget(_ k: UnsafeBufferPointer<UInt8>) -> Bool {
+        k[0] == 0x74 && k[1] == 0x61 && k[2] == 0x72 && k[3] == 0x67 && k[4] == 0x65 && k[5] == 0x74
+    }
+
+    @inline(__always)
+    private static func isReason(_ k: UnsafeBufferPointer<UInt8>) -> Bool {
+        k[0] == 0x72 && k[1] == 0x65 && k[2] == 0x61 && k[3] == 0x73 && k[4] == 0x6F && k[5] == 0x6E
+    }
+
+    private enum KeyKind { case person, type, time, id, field }
 
     /// Compares bytes directly: this runs for every key of every line.
     /// The contract's key is compared in place: through `PersonKey`'s
@@ -156,6 +211,8 @@ struct EventParser {
             return k[1] == 0x69 ? .time : .field  // "time"
         case 4 where k[0] == 0x74 && k[1] == 0x79 && k[2] == 0x70 && k[3] == 0x65:
             return .type  // "type"
+        case 2 where k[0] == 0x69 && k[1] == 0x64:
+            return .id  // "id"
         default: return .field
         }
     }

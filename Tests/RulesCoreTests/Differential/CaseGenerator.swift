@@ -25,6 +25,22 @@ struct GeneratedCase {
     var files: [String]
     var lines: [String]
     var asOf: String?
+    /// `--retain` and `--lateness` (docs/LANGUAGE.md, "Corrections"), as
+    /// the command line takes them; nil keeps no history.
+    var retain: String? = nil
+    var lateness: String? = nil
+
+    /// The same in ticks, for the engine and the reference.
+    var corrections: Corrections? {
+        guard retain != nil || lateness != nil else { return nil }
+        let r = retain.flatMap(DurationText.parse), l = lateness.flatMap(DurationText.parse) ?? 0
+        return Corrections(retain: r ?? l, lateness: l)
+    }
+
+    /// The command line's options for them.
+    var correctionOptions: [String] {
+        (retain.map { ["--retain", $0] } ?? []) + (lateness.map { ["--lateness", $0] } ?? [])
+    }
 
     var stream: String { lines.map { $0 + "\n" }.joined() }
 
@@ -34,6 +50,7 @@ struct GeneratedCase {
         for (k, f) in files.enumerated() { s += "== policy\(k + 1).rules\n\(f)" }
         s += "== events\n\(stream)"
         if let asOf { s += "== as of \(asOf)\n" }
+        if !correctionOptions.isEmpty { s += "== \(correctionOptions.joined(separator: " "))\n" }
         return s
     }
 }
@@ -105,7 +122,17 @@ struct CaseGenerator {
             if files.count < 3 && rng.chance(10) { files.append("") }
             files[files.count - 1] += s + "\n"
         }
-        return GeneratedCase(seed: seed, files: files, lines: stream(), asOf: rng.chance(15) ? time(base: 20_454 * 86_400 + rng.below(60) * 86_400) : nil)
+        var c = GeneratedCase(seed: seed, files: files, lines: stream(), asOf: rng.chance(15) ? time(base: 20_454 * 86_400 + rng.below(60) * 86_400) : nil)
+        if rng.chance(40) {
+            switch rng.below(4) {
+            case 0: c.retain = rng.pick(["2 days", "30 days", "1000 years"])
+            case 1: c.lateness = rng.pick(["1 day", "2 days"])
+            default:
+                c.retain = rng.pick(["2 days", "30 days", "1000 years"])
+                c.lateness = rng.pick(["1 hour", "1 day", "2 days"])
+            }
+        }
+        return c
     }
 
     // MARK: - Policies
@@ -222,10 +249,17 @@ struct CaseGenerator {
         var lines: [String] = []
         var t = 20_454 * 86_400  // 2026-01-01
         let people = rng.chance(10) ? ["p", "q", "a\\\"b", "é"] : ["p", "q", "r"]
-        for _ in 0..<rng.below(40) {
+        var ids: [(person: String, id: String)] = []
+        var times: [Int] = []
+        for k in 0..<rng.below(40) {
+            if rng.chance(12) {
+                lines.append(retraction(ids: ids, people: people, time: t))
+                continue
+            }
             switch rng.below(10) {
             case 0: t += 0  // a tie
-            case 1: t -= rng.below(3 * 86_400)  // out of order, for someone
+            case 1:  // out of order, for someone; half the time tying with an earlier line
+                if rng.chance(50), !times.isEmpty { t = rng.pick(times) } else { t -= rng.below(3 * 86_400) }
             case 2: t += rng.below(40) * 86_400
             default: t += rng.below(20) * 3600 + rng.below(3) * 60
             }
@@ -238,7 +272,15 @@ struct CaseGenerator {
             if rng.chance(declared ? 92 : 50) { fields.append("\"ok\":\(rng.pick(["true", "false"]))") }
             if rng.chance(5) { fields.append("\"f\":\(rng.pick(["true", "false"]))") }  // a key named like a flag
             if rng.chance(3) { fields.append("\"x\":1") }  // a duplicate of a read field
-            var line = "{\"citizen\":\"\(rng.pick(people))\",\"type\":\"\(type)\",\"time\":\"\(time(base: t))\""
+            let person = rng.pick(people)
+            times.append(t)
+            var line = "{\"citizen\":\"\(person)\",\"type\":\"\(type)\",\"time\":\"\(time(base: t))\""
+            if rng.chance(60) {
+                // Ids, now and then one used before (by anyone).
+                let id = rng.chance(6) && !ids.isEmpty ? rng.pick(ids).id : "e\(k)"
+                line += ",\"id\":\"\(id)\""
+                ids.append((person, id))
+            }
             for f in fields { line += "," + f }
             line += "}"
             if rng.chance(4) { line = rng.pick(["{", "[]", "null", "{\"citizen\":\"\",\"type\":\"a\",\"time\":\"2026-01-01\"}",
@@ -251,6 +293,26 @@ struct CaseGenerator {
             lines.append(line)
         }
         return lines
+    }
+
+    /// A retraction line: mostly of an id its person has, else of someone
+    /// else's or an unknown one, now and then malformed.
+    private mutating func retraction(ids: [(person: String, id: String)], people: [String], time t: Int) -> String {
+        var person = rng.pick(people), target = "zz"
+        if !ids.isEmpty && rng.chance(85) {
+            let pick = rng.pick(ids)
+            target = pick.id
+            if rng.chance(85) { person = pick.person }
+        }
+        var line = "{\"citizen\":\"\(person)\",\"type\":\"retract\",\"time\":\"\(time(base: t - (rng.chance(15) ? rng.below(2 * 86_400) : 0)))\""
+        switch rng.below(20) {
+        case 0: break                                           // no target
+        case 1: line += ",\"target\":\"\(target)\",\"x\":1"       // a field a retraction cannot have
+        case 2: line += ",\"target\":7"                          // not a string
+        default: line += ",\"target\":\"\(target)\""
+        }
+        if rng.chance(40) { line += ",\"reason\":\"court ruling 55/2026\"" }
+        return line + "}"
     }
 
     /// An ISO-8601 time for seconds since 1970, in one of the shapes the

@@ -41,6 +41,19 @@ struct ReferenceModel {
     }
 
     private(set) var people: [[UInt8]: [Applied]] = [:]
+    /// With kept history: every applied event of each person, in time
+    /// order, with its id and whether it was retracted. A correction
+    /// applies the person's events that stand again, from the start.
+    struct Kept {
+        var event: Event
+        var id: [UInt8]?
+        var retracted = false
+    }
+    private(set) var kept: [[UInt8]: [Kept]] = [:]
+    /// The order rule's clock per person: their latest applied line.
+    private(set) var lastTime: [[UInt8]: Int64] = [:]
+    /// `--retain` and `--lateness`, in ticks; nil keeps nothing.
+    let corrections: (retain: Int64, lateness: Int64)?
     private(set) var rejectedLines: [Int] = []
     private(set) var ignoredLines: [Int] = []
     private(set) var clock: Int64? = nil
@@ -49,9 +62,10 @@ struct ReferenceModel {
     static let forever = Int64.max
     static let scoreLimit: Int64 = 9_000_000_000_000_000
 
-    init(policy: CheckedPolicy, asOf: Int64? = nil) {
+    init(policy: CheckedPolicy, asOf: Int64? = nil, corrections: (retain: Int64, lateness: Int64)? = nil) {
         self.policy = policy
         self.asOf = asOf
+        self.corrections = corrections
     }
 
     // MARK: - Feeding the stream
@@ -77,6 +91,14 @@ struct ReferenceModel {
                 }
             }
         }
+        if let corrections {
+            if !correct(parsed, event, corrections) { rejectedLines.append(number) }
+            return
+        }
+        if parsed.target != nil {  // a retraction, with nothing kept
+            rejectedLines.append(number)
+            return
+        }
         let history = people[parsed.person] ?? []
         if let last = history.last, event.time < last.event.time {
             rejectedLines.append(number)
@@ -84,6 +106,35 @@ struct ReferenceModel {
         }
         people[parsed.person] = history + [apply(event, after: history)]
         clock = max(clock ?? event.time, event.time)
+    }
+
+    /// A line with history kept, as "Corrections" says: a retraction takes
+    /// its target out, a late event goes in at its time (after ties), and
+    /// the person's events that stand are applied again from the start.
+    /// False when the line is rejected.
+    private mutating func correct(_ line: ReferenceStream.Line, _ event: Event, _ limits: (retain: Int64, lateness: Int64)) -> Bool {
+        let person = line.person
+        var events = kept[person] ?? []
+        let last = lastTime[person]
+        func reachable(_ k: Kept) -> Bool { Self.addTime(k.event.time, limits.retain) >= event.time }
+        func inOrder() -> Bool { last.map { event.time >= $0 || $0 - event.time <= limits.lateness } ?? true }
+        if let target = line.target {
+            guard let k = events.lastIndex(where: { $0.id == target }), !events[k].retracted, reachable(events[k]),
+                  event.time >= events[k].event.time, inOrder() else { return false }
+            events[k].retracted = true
+        } else {
+            if let id = line.id, events.contains(where: { $0.id == id && reachable($0) }) { return false }
+            guard inOrder() else { return false }
+            let at = events.lastIndex { $0.event.time <= event.time }.map { $0 + 1 } ?? 0
+            events.insert(Kept(event: event, id: line.id), at: at)
+        }
+        kept[person] = events
+        var history: [Applied] = []
+        for k in events where !k.retracted { history.append(apply(k.event, after: history)) }
+        people[person] = history.isEmpty ? nil : history
+        lastTime[person] = max(last ?? event.time, event.time)
+        clock = max(clock ?? event.time, event.time)
+        return true
     }
 
     static func type(of v: Value) -> ValueType {

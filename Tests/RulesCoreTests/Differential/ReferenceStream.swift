@@ -9,6 +9,10 @@ enum ReferenceStream {
         var type: String
         var time: Int64
         var fields: [String: ReferenceModel.Value]
+        /// `"id"`, reserved (docs/LANGUAGE.md, "Corrections").
+        var id: [UInt8]? = nil
+        /// A retraction line's target (its type is `retract`).
+        var target: [UInt8]? = nil
     }
 
     /// nil when the line is rejected. `readFields`: the fields the policy
@@ -21,9 +25,13 @@ enum ReferenceStream {
         var person: [UInt8]? = nil, type: String? = nil, time: Int64? = nil
         var fields: [String: ReferenceModel.Value] = [:]
         var seen: Set<String> = []
+        var id: [UInt8]? = nil
         for (rawKey, value) in members {
             let key = name(rawKey)
             switch rawKey {
+            case "id":
+                guard seen.insert(rawKey).inserted, case .string(let s) = value, !s.isEmpty else { return nil }
+                id = s
             case "citizen", "type", "time":
                 guard seen.insert(rawKey).inserted, case .string(let s) = value else { return nil }
                 if rawKey == "citizen" { guard !s.isEmpty else { return nil }; person = s }
@@ -40,7 +48,16 @@ enum ReferenceStream {
             }
         }
         guard let person, let type, let time else { return nil }
-        return Line(person: person, type: type, time: time, fields: fields)
+        var line = Line(person: person, type: type, time: time, fields: fields, id: id)
+        if type == "retract" {
+            // A target, perhaps a reason, nothing else.
+            guard case .string(let target)? = fields["target"], !target.isEmpty else { return nil }
+            if let reason = fields["reason"], case .string = reason {} else if fields["reason"] != nil { return nil }
+            guard Set(fields.keys).isSubset(of: ["target", "reason"]) else { return nil }
+            line.target = target
+            line.fields = [:]
+        }
+        return line
     }
 
     /// A run of spaces is one `_`, as in policy names.

@@ -1,0 +1,94 @@
+/// Retractions and late events (docs/LANGUAGE.md, "Corrections"): with kept
+/// history (`Engine.enableCorrections`), a line that takes an event back or
+/// arrives late rebuilds its person from their kept events, replayed through
+/// the same parser and `Engine.apply` as every line — so a corrected person
+/// is, by construction, what the stream without the retracted event (or in
+/// time order) makes of them. Only the person concerned is replayed: a
+/// correction costs their kept history, never the stream's.
+extension EventApplier {
+    /// A parsed line, with history kept: an event in order is applied and
+    /// kept; a late one or a retraction rebuilds its person.
+    mutating func applyKeeping(_ e: EventParser.Parsed, line: UnsafeBufferPointer<UInt8>, number: Int,
+                               history: History) -> Outcome {
+        let at = engine.lineBase + number
+        if let r = e.retraction { return retract(e, r, line: line, at: at, history: history) }
+        let known = engine.people.find(e.person)
+        if let id = e.id, let p = known, let k = history.find(person: p, id: id),
+           history.reaches(history.events(of: p)[k].time, from: e.time) {
+            return .rejected("duplicate id \(quoted(id)): this \(engine.personKey.name)'s event on line \(history.events(of: p)[k].line) has it", e)
+        }
+        if let p = known, e.time < engine.store.lastTime(p), engine.store.lastTime(p) - e.time <= history.limits.lateness {
+            return applyLate(e, person: p, line: line, at: at, history: history)
+        }
+        if let reason = engine.apply(person: e.person, event: e.event, time: e.time) { return .rejected(reason, e) }
+        history.append(person: engine.lastPerson, record(e, line: line, at: at))
+        return .applied(e)
+    }
+
+    private func record(_ e: EventParser.Parsed, line: UnsafeBufferPointer<UInt8>, at: Int) -> History.Record {
+        History.Record(time: e.time, line: at, id: e.id.map(Array.init), bytes: Array(line))
+    }
+
+    private func quoted(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        JSONWriter.quoted(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// An event earlier than the person's latest, within `--lateness`: kept
+    /// in time order (after events of the same time), then the person is
+    /// rebuilt. Its declared fields are checked first, as `Engine.apply`
+    /// would: a rejected late event changes nothing.
+    private mutating func applyLate(_ e: EventParser.Parsed, person p: Int, line: UnsafeBufferPointer<UInt8>, at: Int,
+                                    history: History) -> Outcome {
+        if let event = e.event, let reason = engine.validateDeclaredFields(event) { return .rejected(reason, e) }
+        history.insert(person: p, record(e, line: line, at: at))
+        return rebuilt(p, line: line, time: e.time, history: history)
+    }
+
+    /// A retraction: its target must be a kept, not yet retracted event of
+    /// the same person, no older than `--retain` before the retraction, and
+    /// the retraction's time keeps the order rule (late within
+    /// `--lateness`, but never before its target).
+    private mutating func retract(_ e: EventParser.Parsed, _ r: EventParser.Retraction, line: UnsafeBufferPointer<UInt8>,
+                                  at: Int, history: History) -> Outcome {
+        let cannot = "cannot retract \(quoted(r.target))"
+        guard let p = engine.people.find(e.person), let k = history.find(person: p, id: r.target) else {
+            return .rejected("\(cannot): no event of this \(engine.personKey.name) has that id", e)
+        }
+        let target = history.events(of: p)[k]
+        if let line = target.retractedAt { return .rejected("\(cannot): already retracted on line \(line)", e) }
+        if !history.reaches(target.time, from: e.time) {
+            return .rejected("\(cannot): no longer retained (its event at \(Timestamp.format(target.time)) is more than \(DurationText.describe(history.limits.retain)) before the retraction)", e)
+        }
+        if e.time < target.time {
+            return .rejected("\(cannot): the retraction's time \(Timestamp.format(e.time)) is earlier than its event's, \(Timestamp.format(target.time))", e)
+        }
+        let last = engine.store.lastTime(p)
+        if e.time < last && last - e.time > history.limits.lateness {
+            return .rejected("time \(Timestamp.format(e.time)) is earlier than this \(engine.personKey.name)'s previous event at \(Timestamp.format(last))", e)
+        }
+        history.markRetracted(person: p, at: k, line: at)
+        return rebuilt(p, line: line, time: e.time, history: history)
+    }
+
+    /// Rebuilds person `p` from their kept events that are not retracted,
+    /// then moves their clock to `time` if it is later than theirs (a
+    /// retraction counts as an applied line); the line is parsed again for the outcome, since the replay
+    /// reused the parser's memory.
+    private mutating func rebuilt(_ p: Int, line: UnsafeBufferPointer<UInt8>, time: Int64, history: History) -> Outcome {
+        let before = engine.store.lastTime(p)
+        let failures = engine.beginRebuilding(p)
+        for kept in history.events(of: p) where kept.retractedAt == nil {
+            kept.bytes.withUnsafeBufferPointer { bytes in
+                engine.beginEvent(line: 0)
+                engine.context.line = kept.line
+                guard case .event(let e) = parser.parse(bytes, into: context),
+                      engine.apply(person: e.person, event: e.event, time: e.time) == nil else {
+                    preconditionFailure("a kept event is applied again as it was the first time")
+                }
+            }
+        }
+        engine.endRebuilding(p, time: max(before, time), failures: failures)
+        guard case .event(let again) = parser.parse(line, into: nil) else { preconditionFailure("the line parsed a moment ago") }
+        return .applied(again)
+    }
+}
