@@ -181,6 +181,43 @@ struct CLITests {
         #expect(lines[1].hasPrefix(#"{"line":4,"reason":"time 2025-01-01T00:00:00Z is earlier"#))
     }
 
+    @Test("rules run --retain and --lateness: a retraction and a late event through the binary; their usage errors")
+    func corrections() throws {
+        let dir = try Self.tempDir()
+        let policy = dir.appendingPathComponent("p.rules")
+        try "speeding → -5\n3 speeding within 30 days → deny driving for 90 days\n".write(to: policy, atomically: true, encoding: .utf8)
+        let input = """
+        {"citizen":"dave","type":"speeding","time":"2026-03-01","id":"t-1"}
+        {"citizen":"dave","type":"speeding","time":"2026-03-03","id":"t-3"}
+        {"citizen":"dave","type":"speeding","time":"2026-03-02","id":"t-2"}
+        {"citizen":"dave","type":"retract","target":"t-2","time":"2026-03-04","reason":"court ruling 55/2026"}
+
+        """
+        let r = try Self.rules(["run", policy.path, "--retain", "365 days", "--lateness", "2 days"], stdin: input)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == #"{"citizen":"dave","score":-10,"flags":[],"denied":[],"granted":[]}"# + "\n")
+        #expect(r.stderr.contains("rules: 4 events read: 4 applied, 0 rejected"), "\(r.stderr)")
+        // The late event alone, before the retraction, denied driving.
+        let before = try Self.rules(["run", policy.path, "--lateness", "2 days"], stdin: input.split(separator: "\n").prefix(3).joined(separator: "\n"))
+        #expect(before.stdout == #"{"citizen":"dave","score":-15,"flags":[],"denied":["driving"],"granted":[]}"# + "\n")
+        // Without them: the late line and the retraction are refused.
+        let plain = try Self.rules(["run", policy.path], stdin: input)
+        #expect(plain.stderr.contains("<stdin>:3: rejected: time 2026-03-02T00:00:00Z is earlier than this citizen's previous event"))
+        #expect(plain.stderr.contains("<stdin>:4: rejected: cannot retract \"t-2\": no history is kept (run with --retain DURATION)"))
+        for (args, message) in [
+            (["--retain", "a year"], "--retain takes a duration like \"365 days\""),
+            (["--retain", "1001 years"], "--retain takes a duration"),
+            (["--lateness", "-1 day"], "--lateness takes a duration"),
+            (["--retain", "1 day", "--lateness", "2 days"], "--lateness (2 days) reaches further back than the history --retain keeps (1 day)"),
+            (["--retain", "1 day", "--state", dir.appendingPathComponent("s").path], "a saved state does not hold kept history yet"),
+        ] {
+            let e = try Self.rules(["run", policy.path] + args, stdin: input)
+            #expect(e.status == 2, "\(args)")
+            #expect(e.stderr.contains(message), "\(args): \(e.stderr)")
+        }
+        #expect(try Self.rules(["run", "--help"]).stdout.contains("--retain DURATION"))
+    }
+
     @Test("a policy error stops the run before any event, with exit 1")
     func policyError() throws {
         let dir = try Self.tempDir()
