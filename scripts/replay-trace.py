@@ -31,8 +31,14 @@ def main():
         for line in trace:
             r = json.loads(line)
             assert r["v"] == 1, "unknown trace version"
-            p = people.setdefault(r["citizen"], {"score": 0, "ends": {}, "holds": {}})
+            p = people.setdefault(r["citizen"], {"score": 0, "ends": {}, "holds": {}, "present": True})
             effect = r["effect"]
+            # A retraction that leaves none of a person's events standing
+            # takes them out of the report; their next event brings them back.
+            if effect == "retract":
+                p["present"] = r["remaining"] > 0
+            elif r["line"] is not None:
+                p["present"] = True
             if "score_after" in r:
                 p["score"] = r["score_after"]
             if effect in ("flag", "deny", "grant"):
@@ -52,6 +58,8 @@ def main():
     out = sys.stdout
     for who in sorted(people, key=lambda s: s.encode("utf-8")):
         p = people[who]
+        if not p["present"]:
+            continue
         held = {tuple(h.split(" ", 1)) for hs in p["holds"].values() for h in hs}
         held |= {k for k, end in p["ends"].items() if end is None or end > clock}
         names = lambda kind: sorted((n for k, n in held if k == kind), key=lambda s: s.encode("utf-8"))

@@ -8,7 +8,7 @@ import Glibc
 enum ExplainCommand {
     static let help = """
     usage: rules explain POLICY.rules... --events FILE|- --person ID [--as-of TIME] [--why-not NAME]
-                         [--person-key NAME]
+                         [--person-key NAME] [--retain DURATION] [--lateness DURATION]
 
     Runs the stream like `rules run` and gives a readable account of one
     person: their score; for every flag, denial and grant, the rule that
@@ -29,6 +29,10 @@ enum ExplainCommand {
                         that fails (with values), or what ended or lifted it
       --person-key NAME the key that names the person in each line
                         (default: citizen)
+      --retain DURATION, --lateness DURATION
+                        keep history for retractions, apply late events in
+                        time order, as `rules run` does; the account shows
+                        each retraction and late event and what it changed
       -h, --help        show this help
 
     exit status: 0 explained, 1 a policy error, unreadable input, or no
@@ -36,7 +40,8 @@ enum ExplainCommand {
     """
 
     static func run(_ args: [String]) -> Int32 {
-        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not", "--format", "--html", "--person-key"]), help: help)
+        let (arguments, code) = Arguments.forCommand("explain", args, spec: .init(options: ["--events", "--person", "--as-of", "--why-not", "--format", "--html", "--person-key",
+                                                                                                            "--retain", "--lateness"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "explain") }
         guard ["text", "json"].contains(parsed.values["--format"] ?? "text") else {
@@ -46,6 +51,11 @@ enum ExplainCommand {
         let asOf: Int64?
         switch parsed.asOf(command: "explain") {
         case .success(let t): asOf = t
+        case .failure(let e): return e.code
+        }
+        let corrections: Corrections?
+        switch parsed.corrections(command: "explain") {
+        case .success(let c): corrections = c
         case .failure(let e): return e.code
         }
         guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
@@ -61,6 +71,7 @@ enum ExplainCommand {
         guard let (fd, streamName) = Terminal.openEvents(parsed.values["--events"] ?? "-") else { return ExitCode.failure }
         defer { if fd != 0 { close(fd) } }
         let engine = Engine(program: program, personKey: personKey)
+        if let corrections { engine.enableCorrections(corrections) }
         var trail: [TraceRecord] = []
         // The person's trail: since when `while` rules hold, what each
         // event changed, and the page.

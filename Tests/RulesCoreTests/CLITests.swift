@@ -216,6 +216,13 @@ struct CLITests {
             #expect(e.stderr.contains(message), "\(args): \(e.stderr)")
         }
         #expect(try Self.rules(["run", "--help"]).stdout.contains("--retain DURATION"))
+        // docs/LANGUAGE.md's worked example, as the binary prints it.
+        let example = dir.appendingPathComponent("ex.rules")
+        try "score starts at 1000\nspeeding → -5\n3 speeding within 30 days → deny driving for 90 days\n".write(to: example, atomically: true, encoding: .utf8)
+        let explained = try Self.rules(["explain", example.path, "--retain", "365 days", "--lateness", "2 days", "--person", "dave"], stdin: input)
+        let docs = try String(contentsOf: Repo.root.appendingPathComponent("docs/LANGUAGE.md"), encoding: .utf8)
+        #expect(explained.status == 0)
+        #expect(docs.contains(explained.stdout.replacingOccurrences(of: dir.path + "/", with: "")), "\(explained.stdout)")
     }
 
     @Test("a policy error stops the run before any event, with exit 1")

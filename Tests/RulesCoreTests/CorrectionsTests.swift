@@ -146,6 +146,55 @@ struct CorrectionsTests {
         #expect(moved > 500)
     }
 
+    @Test("the audit trail of corrected streams replays to their report; scripts/replay-trace.py agrees")
+    func trailReplays() throws {
+        var retracts = 0, lates = 0
+        for seed in UInt64(1)...40 {
+            var rng = SeededRandom(seed: seed * 7)
+            let events = Self.stream(seed: seed, count: 60, distinct: false)
+            // Now and then an event a little late: after its person's next.
+            var order = Array(events.indices)
+            for k in events.indices where rng.chance(15) {
+                guard let j = events.indices.first(where: { $0 > k && events[$0].person == events[k].person }),
+                      events[j].time - events[k].time <= Self.day else { continue }
+                let from = order.firstIndex(of: k)!
+                order.remove(at: from)
+                order.insert(k, at: order.firstIndex(of: j)! + 1)
+            }
+            var lines: [String] = []
+            var clock = events[0].time
+            for (n, k) in order.enumerated() {
+                lines.append(events[k].text)
+                clock = max(clock, events[k].time)
+                if rng.chance(20) {
+                    let target = order[rng.below(n + 1)]
+                    lines.append(Self.retraction(events[target], id: "e\(target)", at: clock))
+                }
+            }
+            let engine = Engine(program: Self.program)
+            engine.enableCorrections(Corrections(retain: 10 * Self.day, lateness: Self.day))
+            var trace: [UInt8] = []
+            engine.enableTrace(write: { trace += $0 })
+            _ = EventStream.run(engine, text: lines.map { $0 + "\n" }.joined())
+            engine.finishTrace()
+            var report: [UInt8] = []
+            engine.writeReport { report += $0 }
+            let text = String(decoding: trace, as: UTF8.self)
+            #expect(try TraceReplay.report(text, clock: engine.clock!) == String(decoding: report, as: UTF8.self), "seed \(seed)")
+            retracts += text.components(separatedBy: #""effect":"retract""#).count - 1
+            lates += text.components(separatedBy: #""effect":"late""#).count - 1
+            if seed == 1, FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") {
+                let path = FileManager.default.temporaryDirectory.appendingPathComponent("trail-\(UUID().uuidString)").path
+                _ = FileManager.default.createFile(atPath: path, contents: Data(trace))
+                defer { try? FileManager.default.removeItem(atPath: path) }
+                let script = Repo.root.appendingPathComponent("scripts/replay-trace.py").path
+                let r = try runProcess(URL(fileURLWithPath: "/usr/bin/python3"), [script, path, Timestamp.format(engine.clock!)])
+                #expect(r.stdout == String(decoding: report, as: UTF8.self), "\(r.stderr)")
+            }
+        }
+        #expect(retracts > 100 && lates > 50, "\(retracts) retractions, \(lates) late events")
+    }
+
     @Test("a late event that ties with applied events goes after them")
     func tiesGoAfter() {
         let policy = "a → flag f\nb → clear f\nc → +1\n"

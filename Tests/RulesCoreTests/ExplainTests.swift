@@ -97,6 +97,8 @@ enum TraceReplay {
         var score: Int64 = 0
         var ends: [String: Int64?] = [:]       // "deny travel" → end (nil: until lifted)
         var holding: [String: [String]] = [:]  // rule → its effects
+        /// False after a retraction that left none of their events standing.
+        var present = true
     }
 
     static func report(_ trace: String, clock: Int64) throws -> String {
@@ -107,8 +109,9 @@ enum TraceReplay {
             let who = r["citizen"] as! String
             var p = people[who] ?? Person()
             let effect = r["effect"] as! String
+            if effect == "retract" { p.present = (r["remaining"] as! Int) > 0 } else if !(r["line"] is NSNull) { p.present = true }
             switch effect {
-            case "new", "score", "clamp": p.score = Int64(r["score_after"] as! Int)
+            case "new", "score", "clamp", "retract", "late": p.score = Int64(r["score_after"] as! Int)
             case "flag", "deny", "grant":
                 let key = "\(effect) \(r["name"] as! String)"
                 let until = (r["until"] as? String).flatMap(Timestamp.parse)
@@ -131,7 +134,7 @@ enum TraceReplay {
             people[who] = p
         }
         var out = ""
-        for who in people.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
+        for who in people.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where people[who]!.present {
             let p = people[who]!
             var held = Set(p.holding.values.flatMap { $0 })
             for (key, end) in p.ends where end == nil || end! > clock { held.insert(key) }

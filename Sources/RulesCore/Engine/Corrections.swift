@@ -1,3 +1,20 @@
+/// How far back corrections may reach (`--retain`, `--lateness`; the
+/// contract's "Corrections: ids, retractions, late events").
+public struct Corrections: Sendable, Equatable {
+    /// How long after its time an event is kept, so that a retraction or a
+    /// late event can still reach it (ticks).
+    public var retain: Int64
+    /// How much earlier than a person's previous event an event may be and
+    /// still be applied in time order (ticks); at most `retain`.
+    public var lateness: Int64
+
+    public init(retain: Int64, lateness: Int64 = 0) {
+        precondition(retain >= 0 && lateness >= 0 && lateness <= retain, "lateness must lie within the retained history")
+        self.retain = retain
+        self.lateness = lateness
+    }
+}
+
 /// Retractions and late events (docs/LANGUAGE.md, "Corrections"): with kept
 /// history (`Engine.enableCorrections`), a line that takes an event back or
 /// arrives late rebuilds its person from their kept events, replayed through
@@ -17,7 +34,7 @@ extension EventApplier {
            history.reaches(history.events(of: p)[k].time, from: e.time) {
             return .rejected("duplicate id \(quoted(id)): this \(engine.personKey.name)'s event on line \(history.events(of: p)[k].line) has it", e)
         }
-        if let p = known, e.time < engine.store.lastTime(p), engine.store.lastTime(p) - e.time <= history.limits.lateness {
+        if let p = known, e.time < engine.store.lastTime(p), engine.store.lastTime(p) - e.time <= history.lateness {
             return applyLate(e, person: p, line: line, at: at, history: history)
         }
         if let reason = engine.apply(person: e.person, event: e.event, time: e.time) { return .rejected(reason, e) }
@@ -41,7 +58,7 @@ extension EventApplier {
                                     history: History) -> Outcome {
         if let event = e.event, let reason = engine.validateDeclaredFields(event) { return .rejected(reason, e) }
         history.insert(person: p, record(e, line: line, at: at))
-        return rebuilt(p, line: line, time: e.time, history: history)
+        return rebuilt(p, line: line, time: e.time, history: history) { _ in .late(line: at, time: e.time) }
     }
 
     /// A retraction: its target must be a kept, not yet retracted event of
@@ -57,27 +74,33 @@ extension EventApplier {
         let target = history.events(of: p)[k]
         if let line = target.retractedAt { return .rejected("\(cannot): already retracted on line \(line)", e) }
         if !history.reaches(target.time, from: e.time) {
-            return .rejected("\(cannot): no longer retained (its event at \(Timestamp.format(target.time)) is more than \(DurationText.describe(history.limits.retain)) before the retraction)", e)
+            return .rejected("\(cannot): no longer retained (its event at \(Timestamp.format(target.time)) is more than \(DurationText.describe(history.retain)) before the retraction)", e)
         }
         if e.time < target.time {
             return .rejected("\(cannot): the retraction's time \(Timestamp.format(e.time)) is earlier than its event's, \(Timestamp.format(target.time))", e)
         }
         let last = engine.store.lastTime(p)
-        if e.time < last && last - e.time > history.limits.lateness {
+        if e.time < last && last - e.time > history.lateness {
             return .rejected("time \(Timestamp.format(e.time)) is earlier than this \(engine.personKey.name)'s previous event at \(Timestamp.format(last))", e)
         }
         history.markRetracted(person: p, at: k, line: at)
-        return rebuilt(p, line: line, time: e.time, history: history)
+        let id = String(decoding: r.target, as: UTF8.self), reason = r.reason.map { String(decoding: $0, as: UTF8.self) }
+        return rebuilt(p, line: line, time: e.time, history: history) {
+            .retraction(line: at, time: e.time, target: id, reason: reason, remaining: $0)
+        }
     }
 
     /// Rebuilds person `p` from their kept events that are not retracted,
     /// then moves their clock to `time` if it is later than theirs (a
     /// retraction counts as an applied line); the line is parsed again for the outcome, since the replay
     /// reused the parser's memory.
-    private mutating func rebuilt(_ p: Int, line: UnsafeBufferPointer<UInt8>, time: Int64, history: History) -> Outcome {
-        let before = engine.store.lastTime(p)
-        let failures = engine.beginRebuilding(p)
+    private mutating func rebuilt(_ p: Int, line: UnsafeBufferPointer<UInt8>, time: Int64, history: History,
+                                  _ correction: (_ remaining: Int) -> Correction) -> Outcome {
+        let now = max(engine.store.lastTime(p), time)
+        let failures = engine.beginRebuilding(p, now: now)
+        var remaining = 0
         for kept in history.events(of: p) where kept.retractedAt == nil {
+            remaining += 1
             kept.bytes.withUnsafeBufferPointer { bytes in
                 engine.beginEvent(line: 0)
                 engine.context.line = kept.line
@@ -87,7 +110,7 @@ extension EventApplier {
                 }
             }
         }
-        engine.endRebuilding(p, time: max(before, time), failures: failures)
+        engine.endRebuilding(p, now: now, failures: failures, correction(remaining))
         guard case .event(let again) = parser.parse(line, into: nil) else { preconditionFailure("the line parsed a moment ago") }
         return .applied(again)
     }

@@ -4,6 +4,17 @@
 protocol EngineObserver: AnyObject {
     func before(person: Int, isNew: Bool, time: Int64, engine: Engine)
     func after(person: Int, time: Int64, engine: Engine)
+    /// After a correction rebuilt the person (`before` was told, with the
+    /// time the correction takes effect, `now`); what it changed.
+    func corrected(person: Int, _ correction: Correction, now: Int64, engine: Engine)
+}
+
+/// What rebuilt a person (docs/LANGUAGE.md, "Corrections"): line `line`,
+/// a retraction of the event with id `target` at `time`, or an event of
+/// `time` that arrived late.
+enum Correction {
+    case retraction(line: Int, time: Int64, target: String, reason: String?, remaining: Int)
+    case late(line: Int, time: Int64)
 }
 
 /// Applies events to per-person state, exactly as the contract's "semantics
@@ -30,6 +41,9 @@ package final class Engine {
     /// Each person's kept events, when corrections may reach back
     /// (`enableCorrections`); nil keeps nothing (the default).
     private(set) var history: History? = nil
+
+    /// The score of the person being rebuilt, before the correction.
+    @exclusivity(unchecked) private var rebuildingFrom: Int64 = 0
 
     /// The person of the last event applied (the engine's index).
     @exclusivity(unchecked) private(set) var lastPerson = 0
@@ -135,13 +149,16 @@ package final class Engine {
     /// Before the first event: what came before would not be kept.
     package func enableCorrections(_ limits: Corrections) {
         precondition(people.count == 0, "corrections are enabled before the first event")
-        history = History(limits)
+        history = History(retain: limits.retain, lateness: limits.lateness)
     }
 
     /// Puts a person back to where they were before their first event, to be
-    /// rebuilt from their kept events; nothing is told to the observer, and
-    /// notes on failed expressions are not counted twice.
-    func beginRebuilding(_ person: Int) -> [EvalContext.FailureKey: (count: Int, firstLine: Int)] {
+    /// rebuilt from their kept events; the observer hears of the rebuild as
+    /// one change at `now` (when the correction takes effect), not of each
+    /// event replayed, and notes on failed expressions are not counted twice.
+    func beginRebuilding(_ person: Int, now: Int64) -> [EvalContext.FailureKey: (count: Int, firstLine: Int)] {
+        if observing { observer!.before(person: person, isNew: false, time: now, engine: self) }
+        rebuildingFrom = store.score(person)
         observing = false
         store.setScore(person, program.policy.startScore)
         store.setLastTime(person, Int64.min)
@@ -152,11 +169,15 @@ package final class Engine {
 
     /// Ends a rebuild: the person's clock is at least `time` (what they
     /// had, or the correction's time), as is the engine's.
-    func endRebuilding(_ person: Int, time: Int64, failures: [EvalContext.FailureKey: (count: Int, firstLine: Int)]) {
+    func endRebuilding(_ person: Int, now: Int64, failures: [EvalContext.FailureKey: (count: Int, firstLine: Int)],
+                       _ correction: Correction) {
         context.failures = failures
-        store.setLastTime(person, max(store.lastTime(person), time))
-        clock = max(clock ?? time, time)
+        store.setLastTime(person, max(store.lastTime(person), now))
+        clock = max(clock ?? now, now)
+        firedCount = 0
+        scoreBefore = rebuildingFrom
         observing = observer != nil
+        if observing { observer!.corrected(person: person, correction, now: now, engine: self) }
     }
 
     /// The latest event time a checkpoint recorded.

@@ -55,10 +55,30 @@ public struct Timeline: Sendable {
                     lines.append("clamped: \(scoreBefore) \(summed < 0 ? "-" : "+") \(abs(summed)) = \(before), kept within the score's bounds at \(after)")
                 case .start, .stop:
                     lines.append(r.holdingText + site(r.rule))
+                case .retract(let target, let reason, let before, let after, let remaining):
+                    lines.append("score \(before) → \(after) after event \(target) was retracted\(reason.map { ": \($0)" } ?? "")"
+                                 + (remaining == 0 ? "; none of their events stands" : ""))
+                    lines += correctedEffects
+                case .late(let before, let after):
+                    lines.append("score \(before) → \(after) with this event applied in time order (it arrived after later ones)")
+                    lines += correctedEffects
                 default: break
                 }
             }
             return lines
+        }
+
+        /// What a correction changed of event rules' effects (records with
+        /// no rule): `no longer deny driving; now deny driving until …`.
+        private var correctedEffects: [String] {
+            let texts = changes.filter { $0.rule == nil && $0.line != nil }.compactMap { r -> String? in
+                switch r.change {
+                case .lift(let kind, let name): return "no longer \(kind.setVerb) \(name)"
+                case .set: return r.effectText.map { "now " + $0 }
+                default: return nil
+                }
+            }
+            return texts.isEmpty ? [] : ["    " + texts.joined(separator: "; ")]
         }
     }
 
@@ -206,7 +226,7 @@ package final class PersonWatch {
     /// stream, `text`.
     func record(_ engine: Engine, person: UnsafeBufferPointer<UInt8>, text: @autoclosure () -> String, line: Int, time: Int64) {
         let name = String(decoding: person, as: UTF8.self)
-        let after = engine.state(of: name, at: time)!.score
+        let after = engine.score(of: person)!  // a person all of whose events were retracted has one too
         let entry = Timeline.Entry(origin: origin(line), text: text(), time: time,
                                    scoreBefore: engine.scoreBefore, scoreAfter: after,
                                    fired: engine.fired.map { $0.rule.index }, changes: engine.takeChanges(of: name))

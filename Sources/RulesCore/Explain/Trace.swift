@@ -108,6 +108,40 @@ final class Tracer: EngineObserver {
         checkedUntil[person] = time
     }
 
+    /// After a correction: the `retract` or `late` record with the score
+    /// before and after, then what event rules' effects now are where they
+    /// differ as of `now` (a lift, then the new end if any: a reader that
+    /// keeps the latest end since the last lift gets the rebuilt one), then
+    /// the `while` rules that started or stopped holding.
+    func corrected(person: Int, _ correction: Correction, now: Int64, engine: Engine) {
+        if let only, !engine.people.key(person).elementsEqual(only) { return }
+        let after = engine.store.score(person)
+        let line: Int
+        switch correction {
+        case .retraction(let at, let time, let target, let reason, let remaining):
+            line = at
+            record(engine, person, line: at, time: time, rule: nil,
+                   .retract(target: target, reason: reason, before: before, after: after, remaining: remaining))
+        case .late(let at, let time):
+            line = at
+            record(engine, person, line: at, time: time, rule: nil, .late(before: before, after: after))
+        }
+        for slot in 0..<engine.store.slotCount {
+            let was = endsBefore[slot] > now ? endsBefore[slot] : PersonStore.none
+            let end = engine.store.end(person, slot)
+            let isNow = end > now ? end : PersonStore.none
+            guard was != isNow else { continue }
+            let (kind, name) = describe(slot: slot)
+            if was != PersonStore.none { record(engine, person, line: line, time: now, rule: nil, .lift(kind, name: name)) }
+            if isNow != PersonStore.none {
+                record(engine, person, line: line, time: now, rule: nil,
+                       .set(kind, name: name, until: isNow == PersonStore.forever ? nil : isNow))
+            }
+        }
+        transitions(person, at: now, line: line, engine: engine)
+        checkedUntil[person] = now
+    }
+
     /// At the end: time-driven changes up to the report's clock, for
     /// everyone, in the report's order.
     func finish(at clock: Int64?, engine: Engine) {

@@ -18,6 +18,13 @@ package struct TraceRecord: Sendable {
         /// A `while` rule started or stopped holding these effects.
         case start(holds: [(kind: TargetKind, name: String)])
         case stop(holds: [(kind: TargetKind, name: String)])
+        /// A retraction took the event with id `target` back; the person was
+        /// rebuilt without it. `remaining`: their events that still stand
+        /// (none: they leave the report).
+        case retract(target: String, reason: String?, before: Int64, after: Int64, remaining: Int)
+        /// An event arrived late and was applied in time order; the person
+        /// was rebuilt with it in its place.
+        case late(before: Int64, after: Int64)
     }
 
     /// The stream line of the event behind it; nil when time alone caused it.
@@ -73,6 +80,11 @@ package struct TraceRecord: Sendable {
                 let effect = if case .start = change { "start" } else { "stop" }
                 let list = holds.map { JSONWriter.quoted("\($0.kind.setVerb) \($0.name)") }.joined(separator: ",")
                 return #""effect":"\#(effect)","holds":[\#(list)]"#
+            case .retract(let target, let reason, let before, let after, let remaining):
+                let why = reason.map(JSONWriter.quoted) ?? "null"
+                return #""effect":"retract","target":\#(JSONWriter.quoted(target)),"reason":\#(why),"score_before":\#(before),"score_after":\#(after),"remaining":\#(remaining)"#
+            case .late(let before, let after):
+                return #""effect":"late","score_before":\#(before),"score_after":\#(after)"#
             }
         }
     }

@@ -1,20 +1,3 @@
-/// How far back corrections may reach (`--retain`, `--lateness`; the
-/// contract's "Corrections: ids, retractions, late events").
-public struct Corrections: Sendable, Equatable {
-    /// How long after its time an event is kept, so that a retraction or a
-    /// late event can still reach it (ticks).
-    public var retain: Int64
-    /// How much earlier than a person's previous event an event may be and
-    /// still be applied in time order (ticks); at most `retain`.
-    public var lateness: Int64
-
-    public init(retain: Int64, lateness: Int64 = 0) {
-        precondition(retain >= 0 && lateness >= 0 && lateness <= retain, "lateness must lie within the retained history")
-        self.retain = retain
-        self.lateness = lateness
-    }
-}
-
 /// Each person's applied events, kept while a correction can still reach
 /// them: the event's line (replayed through the same parser and engine as
 /// any line), its time, its line number and its id. A correction rebuilds
@@ -36,13 +19,20 @@ final class History {
         var retractedAt: Int? = nil
     }
 
-    let limits: Corrections
+    /// How long after its time an event stays within reach (ticks).
+    let retain: Int64
+    /// How much earlier than a person's previous event an event may be and
+    /// still be applied in time order (ticks).
+    let lateness: Int64
     /// Per person (the engine's index), oldest first.
     private(set) var records: [[Record]] = []
     /// People all of whose events were retracted: not in the report.
     private(set) var absent: Set<Int> = []
 
-    init(_ limits: Corrections) { self.limits = limits }
+    init(retain: Int64, lateness: Int64) {
+        self.retain = retain
+        self.lateness = lateness
+    }
 
     /// Makes room for people up to `person`.
     @inline(__always)
@@ -84,6 +74,6 @@ final class History {
 
     /// Whether an event at `time` is still within reach of a correction at `now`.
     func reaches(_ time: Int64, from now: Int64) -> Bool {
-        Timestamp.adding(time, limits.retain) >= now
+        Timestamp.adding(time, retain) >= now
     }
 }
