@@ -30,20 +30,15 @@ extension EventApplier {
         let at = engine.lineBase + number
         if let r = e.retraction { return retract(e, r, line: line, at: at, history: history) }
         let known = engine.people.find(e.person)
-        if let id = e.id, let p = known, let k = history.find(person: p, id: id),
-           history.reaches(history.events(of: p)[k].time, from: e.time) {
-            return .rejected("duplicate id \(quoted(id)): this \(engine.personKey.name)'s event on line \(history.events(of: p)[k].line) has it", e)
+        if let id = e.id, let p = known, let same = history.find(person: p, id: id), history.reaches(same.time, from: e.time) {
+            return .rejected("duplicate id \(quoted(id)): this \(engine.personKey.name)'s event on line \(same.line) has it", e)
         }
         if let p = known, e.time < engine.store.lastTime(p), engine.store.lastTime(p) - e.time <= history.lateness {
             return applyLate(e, person: p, line: line, at: at, history: history)
         }
         if let reason = engine.apply(person: e.person, event: e.event, time: e.time) { return .rejected(reason, e) }
-        history.append(person: engine.lastPerson, record(e, line: line, at: at))
+        history.keep(person: engine.lastPerson, time: e.time, line: at, id: e.id, bytes: line)
         return .applied(e)
-    }
-
-    private func record(_ e: EventParser.Parsed, line: UnsafeBufferPointer<UInt8>, at: Int) -> History.Record {
-        History.Record(time: e.time, line: at, id: e.id.map(Array.init), bytes: Array(line))
     }
 
     private func quoted(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
@@ -57,7 +52,7 @@ extension EventApplier {
     private mutating func applyLate(_ e: EventParser.Parsed, person p: Int, line: UnsafeBufferPointer<UInt8>, at: Int,
                                     history: History) -> Outcome {
         if let event = e.event, let reason = engine.validateDeclaredFields(event) { return .rejected(reason, e) }
-        history.insert(person: p, record(e, line: line, at: at))
+        history.keep(person: p, time: e.time, line: at, id: e.id, bytes: line)
         return rebuilt(p, line: line, time: e.time, history: history) { _ in .late(line: at, time: e.time) }
     }
 
@@ -68,10 +63,9 @@ extension EventApplier {
     private mutating func retract(_ e: EventParser.Parsed, _ r: EventParser.Retraction, line: UnsafeBufferPointer<UInt8>,
                                   at: Int, history: History) -> Outcome {
         let cannot = "cannot retract \(quoted(r.target))"
-        guard let p = engine.people.find(e.person), let k = history.find(person: p, id: r.target) else {
+        guard let p = engine.people.find(e.person), let target = history.find(person: p, id: r.target) else {
             return .rejected("\(cannot): no event of this \(engine.personKey.name) has that id", e)
         }
-        let target = history.events(of: p)[k]
         if let line = target.retractedAt { return .rejected("\(cannot): already retracted on line \(line)", e) }
         if !history.reaches(target.time, from: e.time) {
             return .rejected("\(cannot): no longer retained (its event at \(Timestamp.format(target.time)) is more than \(DurationText.describe(history.retain)) before the retraction)", e)
@@ -83,7 +77,7 @@ extension EventApplier {
         if e.time < last && last - e.time > history.lateness {
             return .rejected("time \(Timestamp.format(e.time)) is earlier than this \(engine.personKey.name)'s previous event at \(Timestamp.format(last))", e)
         }
-        history.markRetracted(person: p, at: k, line: at)
+        history.markRetracted(person: p, target, line: at)
         let id = String(decoding: r.target, as: UTF8.self), reason = r.reason.map { String(decoding: $0, as: UTF8.self) }
         return rebuilt(p, line: line, time: e.time, history: history) {
             .retraction(line: at, time: e.time, target: id, reason: reason, remaining: $0)
@@ -101,13 +95,11 @@ extension EventApplier {
         var remaining = 0
         for kept in history.events(of: p) where kept.retractedAt == nil {
             remaining += 1
-            kept.bytes.withUnsafeBufferPointer { bytes in
-                engine.beginEvent(line: 0)
-                engine.context.line = kept.line
-                guard case .event(let e) = parser.parse(bytes, into: context),
-                      engine.apply(person: e.person, event: e.event, time: e.time) == nil else {
-                    preconditionFailure("a kept event is applied again as it was the first time")
-                }
+            engine.beginEvent(line: 0)
+            engine.context.line = kept.line
+            guard case .event(let e) = parser.parse(kept.bytes, into: context),
+                  engine.apply(person: e.person, event: e.event, time: e.time) == nil else {
+                preconditionFailure("a kept event is applied again as it was the first time")
             }
         }
         engine.endRebuilding(p, now: now, failures: failures, correction(remaining))

@@ -20,12 +20,12 @@ extension Engine {
     /// People in byte order of their ids.
     /// People all of whose events were retracted are not among them.
     func sortedPeople() -> [Int] {
-        guard let absent = history?.absent, !absent.isEmpty else { return people.sortedIds() }
-        return people.sortedIds().filter { !absent.contains($0) }
+        guard let history, history.emptied > 0 else { return people.sortedIds() }
+        return people.sortedIds().filter { !history.isEmptied($0) }
     }
 
     /// Whether the person has an applied event that was not retracted.
-    func isPresent(_ person: Int) -> Bool { !(history?.absent.contains(person) ?? false) }
+    func isPresent(_ person: Int) -> Bool { !(history?.isEmptied(person) ?? false) }
 
     /// Whether `kind` of name `name` shows in the person's report line (the
     /// context focused on them, state rules evaluated): an event rule's

@@ -1,79 +1,194 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Each person's applied events, kept while a correction can still reach
 /// them: the event's line (replayed through the same parser and engine as
 /// any line), its time, its line number and its id. A correction rebuilds
-/// the person from their first kept event (`EventApplier.recompute`); the
+/// the person from their first kept event (`EventApplier.rebuilt`); the
 /// plain reference model in the tests rebuilds them from the whole stream,
 /// and the two are compared.
 ///
 /// Only with `--retain`: without it nothing is kept beyond what windows
 /// need, and the engine has no history at all.
+///
+/// Keeping an event must cost little more than copying its line: records
+/// go one after another into one block of plain memory, each pointing back
+/// to the same person's previous record, and each person has only the
+/// offset of their latest (one word, no array per person: appending to an
+/// array per person cost a cache miss on its header per event — 17 % of
+/// the run). A person's records are gathered on a correction, which costs
+/// their history, never the stream's. Their order is (time, arrival): a
+/// late event takes its place by time, after events of the same time that
+/// arrived before it, as the contract says.
 final class History {
-    struct Record {
-        var time: Int64
-        /// The line of the stream it came from (for notes and the trail).
-        var line: Int
-        var id: [UInt8]?
-        /// The line as read, replayed on a correction.
-        var bytes: [UInt8]
-        /// Set by a retraction: the line of the retraction and its reason.
-        var retractedAt: Int? = nil
-    }
-
     /// How long after its time an event stays within reach (ticks).
     let retain: Int64
     /// How much earlier than a person's previous event an event may be and
     /// still be applied in time order (ticks).
     let lateness: Int64
-    /// Per person (the engine's index), oldest first.
-    private(set) var records: [[Record]] = []
-    /// People all of whose events were retracted: not in the report.
-    private(set) var absent: Set<Int> = []
+
+    /// One kept event, read from the block (its bytes are valid until the
+    /// next event is kept).
+    struct Record {
+        /// Where it is in the block.
+        let offset: Int
+        let time: Int64
+        /// Arrival order: ties in time keep it.
+        let arrival: Int64
+        /// The line of the stream it came from (for notes and the trail).
+        let line: Int
+        /// The line of the retraction that took it back, if one did.
+        let retractedAt: Int?
+        let id: UnsafeBufferPointer<UInt8>?
+        /// The line as read, replayed on a correction.
+        let bytes: UnsafeBufferPointer<UInt8>
+    }
+
+    // A record: time, arrival, line, previous record (offset + 1, or 0),
+    // retracted at (line, or 0), id length (-1: none) and line length as
+    // two Int32, then the id's bytes and the line's, padded to 8.
+    private static let header = 48
+
+    @exclusivity(unchecked) private var block: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private var used = 0
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private var arrivals: Int64 = 0
+    /// Per person: their latest record's offset + 1 (0: none), and how many
+    /// of their records were not retracted.
+    @exclusivity(unchecked) private var latest: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) private var standing: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) private var people = 0
 
     init(retain: Int64, lateness: Int64) {
         self.retain = retain
         self.lateness = lateness
+        capacity = 1 << 16
+        block = malloc(capacity)!
+        latest = .allocate(capacity: 1)
+        standing = .allocate(capacity: 1)
     }
 
-    /// Makes room for people up to `person`.
+    deinit {
+        free(block)
+        latest.deallocate()
+        standing.deallocate()
+    }
+
+    /// Room for people up to `person`.
     @inline(__always)
     private func ensure(_ person: Int) {
-        while records.count <= person { records.append([]) }
+        guard person >= people else { return }
+        let count = max(1024, (person + 1) * 2)
+        let newLatest = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        let newStanding = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        newLatest.update(from: latest, count: people)
+        newStanding.update(from: standing, count: people)
+        (newLatest + people).initialize(repeating: 0, count: count - people)
+        (newStanding + people).initialize(repeating: 0, count: count - people)
+        latest.deallocate()
+        standing.deallocate()
+        latest = newLatest
+        standing = newStanding
+        people = count
     }
 
-    /// The person's kept events, oldest first.
+    /// Keeps an applied event of `person` (in order or late: the order is
+    /// by time, then arrival).
+    func keep(person: Int, time: Int64, line: Int, id: UnsafeBufferPointer<UInt8>?, bytes: UnsafeBufferPointer<UInt8>) {
+        ensure(person)
+        let idCount = id?.count ?? 0
+        let size = (Self.header + idCount + bytes.count + 7) & ~7
+        if used + size > capacity {
+            // realloc moves large blocks by remapping pages, not copying.
+            capacity = max(capacity * 2, used + size)
+            block = realloc(block, capacity)!
+        }
+        let r = block + used
+        r.storeBytes(of: time, as: Int64.self)
+        r.storeBytes(of: arrivals, toByteOffset: 8, as: Int64.self)
+        r.storeBytes(of: Int64(line), toByteOffset: 16, as: Int64.self)
+        r.storeBytes(of: Int64(latest[person]), toByteOffset: 24, as: Int64.self)
+        r.storeBytes(of: Int64(0), toByteOffset: 32, as: Int64.self)
+        r.storeBytes(of: Int32(id == nil ? -1 : idCount), toByteOffset: 40, as: Int32.self)
+        r.storeBytes(of: Int32(bytes.count), toByteOffset: 44, as: Int32.self)
+        if let id, idCount > 0 { (r + Self.header).copyMemory(from: id.baseAddress!, byteCount: idCount) }
+        if bytes.count > 0 { (r + Self.header + idCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        arrivals += 1
+        if latest[person] != 0 && standing[person] == 0 { emptied -= 1 }
+        latest[person] = used + 1
+        standing[person] += 1
+        used += size
+    }
+
+    private func record(at offset: Int) -> Record {
+        let r = UnsafeRawPointer(block + offset)
+        let idCount = Int(r.load(fromByteOffset: 40, as: Int32.self))
+        let count = Int(r.load(fromByteOffset: 44, as: Int32.self))
+        let bytes = (r + Self.header).assumingMemoryBound(to: UInt8.self)
+        let retracted = r.load(fromByteOffset: 32, as: Int64.self)
+        return Record(offset: offset, time: r.load(as: Int64.self), arrival: r.load(fromByteOffset: 8, as: Int64.self),
+                      line: Int(r.load(fromByteOffset: 16, as: Int64.self)), retractedAt: retracted == 0 ? nil : Int(retracted),
+                      id: idCount < 0 ? nil : UnsafeBufferPointer(start: bytes, count: idCount),
+                      bytes: UnsafeBufferPointer(start: bytes + max(0, idCount), count: count))
+    }
+
+    /// Calls `body` with the person's records, newest first (by arrival),
+    /// until it returns false.
+    private func walk(_ person: Int, _ body: (Record) -> Bool) {
+        guard person < people else { return }
+        var next = latest[person]
+        while next != 0 {
+            let r = record(at: next - 1)
+            if !body(r) { return }
+            next = Int(UnsafeRawPointer(block + next - 1).load(fromByteOffset: 24, as: Int64.self))
+        }
+    }
+
+    /// The person's kept events in the order they are applied: by time,
+    /// then arrival.
     func events(of person: Int) -> [Record] {
-        person < records.count ? records[person] : []
+        var all: [Record] = []
+        walk(person) { all.append($0); return true }
+        return all.sorted { ($0.time, $0.arrival) < ($1.time, $1.arrival) }
     }
 
-    /// Keeps an event applied in order (its time is the person's latest).
-    func append(person: Int, _ record: Record) {
-        ensure(person)
-        records[person].append(record)
-        absent.remove(person)
+    /// The person's latest-arrived kept event with this id, or nil.
+    func find(person: Int, id: UnsafeBufferPointer<UInt8>) -> Record? {
+        var found: Record? = nil
+        walk(person) { r in
+            if let rid = r.id, rid.count == id.count, memcmp(rid.baseAddress!, id.baseAddress!, id.count) == 0 { found = r; return false }
+            return true
+        }
+        return found
     }
 
-    /// Keeps a late event in time order: after every kept event of the same
-    /// time or earlier (a tie goes after what is already applied).
-    func insert(person: Int, _ record: Record) {
-        ensure(person)
-        let at = records[person].lastIndex { $0.time <= record.time }.map { $0 + 1 } ?? 0
-        records[person].insert(record, at: at)
-        absent.remove(person)
+    func markRetracted(person: Int, _ r: Record, line: Int) {
+        (block + r.offset).storeBytes(of: Int64(line), toByteOffset: 32, as: Int64.self)
+        standing[person] -= 1
+        if standing[person] == 0 { emptied += 1 }
     }
 
-    /// The kept event of `person` with this id, or nil.
-    func find(person: Int, id: UnsafeBufferPointer<UInt8>) -> Int? {
-        guard person < records.count else { return nil }
-        return records[person].lastIndex { $0.id.map { $0.elementsEqual(id) } ?? false }
+    /// How many people have no event standing (`isEmptied`).
+    @exclusivity(unchecked) private(set) var emptied = 0
+
+    /// Whether none of the person's events stands (all retracted): they are
+    /// not in the report.
+    @inline(__always)
+    func isEmptied(_ person: Int) -> Bool {
+        person < people && latest[person] != 0 && standing[person] == 0
     }
 
-    func markRetracted(person: Int, at index: Int, line: Int) {
-        records[person][index].retractedAt = line
-        if !records[person].contains(where: { $0.retractedAt == nil }) { absent.insert(person) }
-    }
+    /// How many of the person's kept events stand.
+    func standingCount(_ person: Int) -> Int { person < people ? standing[person] : 0 }
 
     /// Whether an event at `time` is still within reach of a correction at `now`.
     func reaches(_ time: Int64, from now: Int64) -> Bool {
         Timestamp.adding(time, retain) >= now
     }
+
+    /// Bytes held for the kept events (docs/PERFORMANCE.md).
+    var bytes: Int { used + people * 16 }
 }
