@@ -3,7 +3,12 @@
 // (../shared/bench/gen_events.py stays the yardstick outside checks use),
 // with our own deterministic random numbers.
 //
-//   generate EVENTS PEOPLE [SEED] > events.ndjson
+//   generate EVENTS PEOPLE [SEED] [--ids] [--retractions N] > events.ndjson
+//
+// `--ids` gives every event an id (`"id":"e<line>"`); `--retractions N`
+// (with ids) adds about N retraction lines, each taking back a random event
+// of the last 30 days of the stream, at the time of the line before it
+// (docs/LANGUAGE.md, "Corrections"; scripts/bench-corrections.sh).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,10 +29,14 @@ struct SplitMix {
 
 let args = CommandLine.arguments
 guard args.count >= 3, let events = Int(args[1]), let people = Int(args[2]) else {
-    fputs("usage: generate EVENTS PEOPLE [SEED]\n", stderr)
+    fputs("usage: generate EVENTS PEOPLE [SEED] [--ids] [--retractions N]\n", stderr)
     exit(2)
 }
 var rng = SplitMix(state: UInt64(args.count > 3 ? Int(args[3]) ?? 1 : 1))
+let withIds = args.contains("--ids") || args.contains("--retractions")
+let retractions = args.firstIndex(of: "--retractions").flatMap { $0 + 1 < args.count ? Int(args[$0 + 1]) : nil } ?? 0
+/// Each event's person, for retractions (which name the target's person).
+var personOf: [Int] = []
 
 // (type, weight): the mix of the reference stream.
 let kinds: [(String, Int)] = [
@@ -74,8 +83,21 @@ for i in 0..<events {
         if r < weight { kind = name; break }
         r -= weight
     }
-    let citizen = "c" + String(rng.below(people)).leftPadded(7)
-    out += "{\"citizen\":\"\(citizen)\",\"type\":\"\(kind)\",\"time\":\"\(stamp(start + Int(Double(i) * step)))\"\(fields(kind))}\n"
+    let person = rng.below(people)
+    let citizen = "c" + String(person).leftPadded(7)
+    let time = stamp(start + Int(Double(i) * step))
+    let id = withIds ? ",\"id\":\"e\(i)\"" : ""
+    out += "{\"citizen\":\"\(citizen)\",\"type\":\"\(kind)\",\"time\":\"\(time)\"\(id)\(fields(kind))}\n"
+    if retractions > 0 {
+        personOf.append(person)
+        if rng.below(events) < retractions {
+            // An event of the last 30 days (the stream's own pace).
+            let back = max(1, Int(Double(30 * 86_400) / step))
+            let target = max(0, i - rng.below(min(back, i + 1)))
+            let whose = "c" + String(personOf[target]).leftPadded(7)
+            out += "{\"citizen\":\"\(whose)\",\"type\":\"retract\",\"target\":\"e\(target)\",\"time\":\"\(time)\",\"reason\":\"benchmark\"}\n"
+        }
+    }
     if out.utf8.count > 1 << 20 {
         fputs(out, stdout)
         out.removeAll(keepingCapacity: true)

@@ -190,7 +190,10 @@ package final class Engine {
 
     @inline(__always)
     func prefetchState(_ person: UnsafeBufferPointer<UInt8>) {
-        if let p = people.find(person) { store.prefetch(p) }
+        if let p = people.find(person) {
+            store.prefetch(p)
+            history?.prefetch(p)
+        }
     }
 
     /// The same hints given the id's hash (`ByteTable.hash`), which the
@@ -200,7 +203,10 @@ package final class Engine {
 
     @inline(__always)
     func prefetchState(_ person: UnsafeBufferPointer<UInt8>, hash: UInt32) {
-        if let p = people.find(person, hash: hash) { store.prefetch(p) }
+        if let p = people.find(person, hash: hash) {
+            store.prefetch(p)
+            history?.prefetch(p)
+        }
     }
 
     /// Sets a field of the event being read; false on a duplicate key.

@@ -1,3 +1,4 @@
+import MemoryHints
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -56,10 +57,20 @@ final class History {
     @exclusivity(unchecked) private var used = 0
     @exclusivity(unchecked) private var capacity: Int
     @exclusivity(unchecked) private var arrivals: Int64 = 0
-    /// Per person: their latest record's offset + 1 (0: none), and how many
-    /// of their records were not retracted.
-    @exclusivity(unchecked) private var latest: UnsafeMutablePointer<Int>
-    @exclusivity(unchecked) private var standing: UnsafeMutablePointer<Int>
+    /// What each person has here, in one place (one cache line to load,
+    /// asked for with their state: `prefetch`).
+    struct Person {
+        /// Their latest record's offset + 1 (0: none).
+        var latest = 0
+        /// How many of their records were not retracted.
+        var standing = 0
+        /// Two bits of each kept id's hash in 128 (a Bloom filter): an id
+        /// whose bits are not all set is new, with no walk through their
+        /// records — a walk per event with an id cost 3× the run (a cache
+        /// miss per record). Never cleared; a false "maybe" costs the walk.
+        var idBits: (UInt64, UInt64) = (0, 0)
+    }
+    @exclusivity(unchecked) private var byPerson: UnsafeMutablePointer<Person>
     @exclusivity(unchecked) private var people = 0
 
     init(retain: Int64, lateness: Int64) {
@@ -67,14 +78,19 @@ final class History {
         self.lateness = lateness
         capacity = 1 << 16
         block = malloc(capacity)!
-        latest = .allocate(capacity: 1)
-        standing = .allocate(capacity: 1)
+        byPerson = .allocate(capacity: 1)
     }
 
     deinit {
         free(block)
-        latest.deallocate()
-        standing.deallocate()
+        byPerson.deallocate()
+    }
+
+    /// Starts loading what the person has here (with their state, a few
+    /// lines ahead of the reader).
+    @inline(__always)
+    func prefetch(_ person: Int) {
+        if person < people { rules_prefetch(byPerson + person) }
     }
 
     /// Room for people up to `person`.
@@ -82,16 +98,11 @@ final class History {
     private func ensure(_ person: Int) {
         guard person >= people else { return }
         let count = max(1024, (person + 1) * 2)
-        let newLatest = UnsafeMutablePointer<Int>.allocate(capacity: count)
-        let newStanding = UnsafeMutablePointer<Int>.allocate(capacity: count)
-        newLatest.update(from: latest, count: people)
-        newStanding.update(from: standing, count: people)
-        (newLatest + people).initialize(repeating: 0, count: count - people)
-        (newStanding + people).initialize(repeating: 0, count: count - people)
-        latest.deallocate()
-        standing.deallocate()
-        latest = newLatest
-        standing = newStanding
+        let bigger = UnsafeMutablePointer<Person>.allocate(capacity: count)
+        bigger.update(from: byPerson, count: people)
+        (bigger + people).initialize(repeating: Person(), count: count - people)
+        byPerson.deallocate()
+        byPerson = bigger
         people = count
     }
 
@@ -110,16 +121,21 @@ final class History {
         r.storeBytes(of: time, as: Int64.self)
         r.storeBytes(of: arrivals, toByteOffset: 8, as: Int64.self)
         r.storeBytes(of: Int64(line), toByteOffset: 16, as: Int64.self)
-        r.storeBytes(of: Int64(latest[person]), toByteOffset: 24, as: Int64.self)
+        r.storeBytes(of: Int64(byPerson[person].latest), toByteOffset: 24, as: Int64.self)
         r.storeBytes(of: Int64(0), toByteOffset: 32, as: Int64.self)
         r.storeBytes(of: Int32(id == nil ? -1 : idCount), toByteOffset: 40, as: Int32.self)
         r.storeBytes(of: Int32(bytes.count), toByteOffset: 44, as: Int32.self)
-        if let id, idCount > 0 { (r + Self.header).copyMemory(from: id.baseAddress!, byteCount: idCount) }
+        if let id, idCount > 0 {
+            (r + Self.header).copyMemory(from: id.baseAddress!, byteCount: idCount)
+            let (low, high) = Self.bits(id)
+            byPerson[person].idBits.0 |= low
+            byPerson[person].idBits.1 |= high
+        }
         if bytes.count > 0 { (r + Self.header + idCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         arrivals += 1
-        if latest[person] != 0 && standing[person] == 0 { emptied -= 1 }
-        latest[person] = used + 1
-        standing[person] += 1
+        if byPerson[person].latest != 0 && byPerson[person].standing == 0 { emptied -= 1 }
+        byPerson[person].latest = used + 1
+        byPerson[person].standing += 1
         used += size
     }
 
@@ -139,7 +155,7 @@ final class History {
     /// until it returns false.
     private func walk(_ person: Int, _ body: (Record) -> Bool) {
         guard person < people else { return }
-        var next = latest[person]
+        var next = byPerson[person].latest
         while next != 0 {
             let r = record(at: next - 1)
             if !body(r) { return }
@@ -155,8 +171,21 @@ final class History {
         return all.sorted { ($0.time, $0.arrival) < ($1.time, $1.arrival) }
     }
 
+    /// Two of 128 bits for an id, from its hash.
+    @inline(__always)
+    private static func bits(_ id: UnsafeBufferPointer<UInt8>) -> (UInt64, UInt64) {
+        let h = UInt64(ByteTable.hash(id)) &* 0x9E37_79B9_7F4A_7C15
+        let a = h >> 57, b = (h >> 50) & 127
+        @inline(__always) func low(_ bit: UInt64) -> UInt64 { bit < 64 ? 1 << bit : 0 }
+        @inline(__always) func high(_ bit: UInt64) -> UInt64 { bit >= 64 ? 1 << (bit - 64) : 0 }
+        return (low(a) | low(b), high(a) | high(b))
+    }
+
     /// The person's latest-arrived kept event with this id, or nil.
     func find(person: Int, id: UnsafeBufferPointer<UInt8>) -> Record? {
+        guard person < people, id.count > 0 else { return nil }
+        let (low, high) = Self.bits(id)
+        guard byPerson[person].idBits.0 & low == low && byPerson[person].idBits.1 & high == high else { return nil }
         var found: Record? = nil
         walk(person) { r in
             if let rid = r.id, rid.count == id.count, memcmp(rid.baseAddress!, id.baseAddress!, id.count) == 0 { found = r; return false }
@@ -167,8 +196,8 @@ final class History {
 
     func markRetracted(person: Int, _ r: Record, line: Int) {
         (block + r.offset).storeBytes(of: Int64(line), toByteOffset: 32, as: Int64.self)
-        standing[person] -= 1
-        if standing[person] == 0 { emptied += 1 }
+        byPerson[person].standing -= 1
+        if byPerson[person].standing == 0 { emptied += 1 }
     }
 
     /// How many people have no event standing (`isEmptied`).
@@ -178,11 +207,11 @@ final class History {
     /// not in the report.
     @inline(__always)
     func isEmptied(_ person: Int) -> Bool {
-        person < people && latest[person] != 0 && standing[person] == 0
+        person < people && byPerson[person].latest != 0 && byPerson[person].standing == 0
     }
 
     /// How many of the person's kept events stand.
-    func standingCount(_ person: Int) -> Int { person < people ? standing[person] : 0 }
+    func standingCount(_ person: Int) -> Int { person < people ? byPerson[person].standing : 0 }
 
     /// Whether an event at `time` is still within reach of a correction at `now`.
     func reaches(_ time: Int64, from now: Int64) -> Bool {
@@ -190,5 +219,5 @@ final class History {
     }
 
     /// Bytes held for the kept events (docs/PERFORMANCE.md).
-    var bytes: Int { used + people * 16 }
+    var bytes: Int { used + people * MemoryLayout<Person>.stride }
 }
