@@ -6,11 +6,16 @@ struct Arguments {
     struct Spec {
         var options: Set<String> = []   // take a value
         var flags: Set<String> = []     // take none
+        /// Take one or more values: the arguments after them up to the
+        /// next option (`--old a.rules b.rules --new c.rules`); repeating
+        /// the option adds more.
+        var lists: Set<String> = []
     }
 
     var positionals: [String] = []
     var values: [String: String] = [:]
     var flags: Set<String> = []
+    var lists: [String: [String]] = [:]
 
     struct UsageError: Error {
         var message: String
@@ -37,6 +42,14 @@ struct Arguments {
             if spec.flags.contains(name) || name == "--help" {
                 if inline != nil { throw UsageError(message: "\(name) takes no value") }
                 flags.insert(name)
+            } else if spec.lists.contains(name) {
+                var taken: [String] = inline.map { [$0] } ?? []
+                while inline == nil && i < args.count && !(args[i].hasPrefix("-") && args[i] != "-") {
+                    taken.append(args[i])
+                    i += 1
+                }
+                guard !taken.isEmpty else { throw UsageError(message: "\(name) needs at least one value") }
+                lists[name, default: []] += taken
             } else if spec.options.contains(name) {
                 if let inline {
                     values[name] = inline
@@ -46,7 +59,7 @@ struct Arguments {
                     i += 1
                 }
             } else {
-                let known = spec.options.union(spec.flags).union(["--help"])
+                let known = spec.options.union(spec.flags).union(spec.lists).union(["--help"])
                 let hint = Self.closest(name, known).map { " (did you mean \($0)?)" } ?? ""
                 throw UsageError(message: "unknown option \(name)\(hint)")
             }

@@ -93,7 +93,9 @@ enum ExplainCommand {
             return json ? [e.json] : e.lines
         }
         guard let time = asOf ?? engine.clock, let lines = explain(time) else {
-            Terminal.writeErr("rules: no applied event for `\(person)` in \(streamName)\n")
+            Terminal.writeErr(engine.wasRetracted(person)
+                ? "rules: every event of `\(person)` in \(streamName) was retracted; they are not in the report\n"
+                : "rules: no applied event for `\(person)` in \(streamName)\n")
             return ExitCode.failure
         }
         Terminal.writeOut(lines.joined(separator: "\n") + "\n")

@@ -20,6 +20,7 @@ enum Main {
       test     run the policies' test blocks
       repl     try rules and events interactively
       explain  why one person's state is what it is
+      diff     two policies over the same stream: who would change, and why
       graph    print the rule graph (Graphviz DOT or Mermaid)
       help     show help for a command: rules help run
 
@@ -41,6 +42,7 @@ enum Main {
         "repl": (ReplCommand.help, ReplCommand.run),
         "graph": (GraphCommand.help, GraphCommand.run),
         "explain": (ExplainCommand.help, ExplainCommand.run),
+        "diff": (DiffCommand.help, DiffCommand.run),
     ]
 
     static func usageError(_ message: String, command: String?) -> Int32 {

@@ -36,6 +36,20 @@ struct ShippedPolicyTests {
         #expect(lines[3] == #"{"citizen":"dave","score":994,"flags":[],"denied":[],"granted":[]}"#)
     }
 
+    @Test("the corrections example: the reviewed report, and the README shows it")
+    func corrections() throws {
+        let engine = Engine(program: try compileOrFail(try Self.text("rules/citizen.rules")))
+        let day: Int64 = 86_400 * Timestamp.perSecond
+        engine.enableCorrections(Corrections(retain: 365 * day, lateness: 7 * day))
+        let (_, rejections) = EventStream.run(engine, text: try Self.text("examples/corrections.ndjson"))
+        var bytes: [UInt8] = []
+        engine.writeReport { bytes += $0 }
+        let expected = try Self.text("examples/corrections.expected.ndjson")
+        #expect(String(decoding: bytes, as: UTF8.self) == expected)
+        #expect(rejections.map(\.line) == [13, 14])
+        #expect(try Self.text("README.md").contains("```\n" + expected + "```"))
+    }
+
     @Test("the README's tour policy checks without errors")
     func readmeTour() throws {
         let readme = try Self.text("README.md")

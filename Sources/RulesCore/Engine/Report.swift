@@ -24,6 +24,12 @@ extension Engine {
         return people.sortedIds().filter { !history.isEmptied($0) }
     }
 
+    /// Whether every event of the person was retracted (so they are not in
+    /// the report, though the stream named them).
+    package func wasRetracted(_ citizen: String) -> Bool {
+        personIndex(citizen).map { !isPresent($0) } ?? false
+    }
+
     /// Whether the person has an applied event that was not retracted.
     func isPresent(_ person: Int) -> Bool { !(history?.isEmptied(person) ?? false) }
 
