@@ -38,6 +38,34 @@ struct PublicAPITests {
         #expect(engine.state(of: "nobody") == nil)
     }
 
+    @Test("corrections: an event taken back with retract, a late one in time order; without them both are refused")
+    func corrections() throws {
+        let policy = try Policy.compile(Self.policyText)
+        let keep = try #require(Corrections(retain: .seconds(365 * 86_400), lateness: .seconds(2 * 86_400)))
+        let engine = RulesEngine(policy: policy, corrections: keep)
+        func speeding(_ day: String, _ id: String) -> Event {
+            Event(person: "dave", type: "speeding", at: day, id: id, fields: ["speed": 70, "limit": 60])!
+        }
+        engine.apply(speeding("2026-03-01", "t-1"))
+        engine.apply(speeding("2026-03-03", "t-3"))
+        // A day late: applied in time order, the third within 30 days.
+        guard case .applied = engine.apply(speeding("2026-03-02", "t-2")) else { Issue.record("the late event was refused"); return }
+        #expect(engine.state(of: "dave")?.denied == ["driving"])
+        #expect(engine.state(of: "dave")?.score == 985)
+        let at = try #require(Event(person: "dave", type: "x", at: "2026-03-04")?.time)
+        #expect(engine.retract(person: "dave", target: "t-2", at: at, reason: "court ruling 55/2026") == .applied(fired: []))
+        #expect(engine.state(of: "dave")?.denied == [])
+        #expect(engine.state(of: "dave")?.score == 990)
+        #expect(engine.retract(person: "dave", target: "t-2", at: at) == .rejected(reason: #"cannot retract "t-2": already retracted on line 4"#))
+        // Lateness beyond the kept history is not a correction setting.
+        #expect(Corrections(retain: .seconds(60), lateness: .seconds(61)) == nil)
+        let plain = RulesEngine(policy: policy)
+        plain.apply(speeding("2026-03-03", "t-3"))
+        #expect(plain.retract(person: "dave", target: "t-3", at: at)
+                == .rejected(reason: #"cannot retract "t-3": no history is kept (run with --retain DURATION)"#))
+        guard case .rejected = plain.apply(speeding("2026-03-02", "t-2")) else { Issue.record("a late event without lateness"); return }
+    }
+
     @Test("errors come back with every diagnostic and its position")
     func errors() {
         do {

@@ -48,6 +48,28 @@ struct PolicyTestRunnerTests {
         #expect(run.outcomes[0].location == "policy.rules:6")
     }
 
+    @Test("a test takes an event back: events with ids, a retraction step, expectations after it; a bad one fails with its reason")
+    func retraction() {
+        let run = Self.run("""
+        test "a retracted ticket no longer counts" {
+          2026-03-01 dave: speeding { id: "t-1" }
+          2026-03-02 dave: speeding { id: "t-2" }
+          2026-03-03 dave: speeding { id: "t-3" }
+          expect dave denied [driving]
+          2026-03-04 dave: retract { target: "t-2", reason: "court ruling 55/2026" }
+          expect dave denied []
+          expect dave score == 90
+        }
+        test "a retraction of an unknown id" {
+          2026-03-01 erin: speeding { id: "t-1" }
+          2026-03-02 erin: retract { target: "t-9" }
+        }
+        """)
+        #expect(run.outcomes.map(\.passed) == [true, false])
+        #expect(run.outcomes[1].details.contains { $0.contains(#"this retraction was rejected: cannot retract "t-9": no event of this citizen has that id"#) },
+                "\(run.outcomes[1].details)")
+    }
+
     @Test("a failure shows the expectation, the actual value and what each event fired")
     func failureReport() {
         let run = Self.run("""

@@ -34,6 +34,21 @@ struct ReplSessionTests {
         #expect(s.handle(":state x").out.contains("score 1"))
     }
 
+    @Test(":retract takes an event back at the clock, and stays taken back when the rules change")
+    func retract() {
+        let session = ReplSession(loader: PolicyLoader(read: { _ in .failure(PolicyLoader.ReadError("none")) }), write: { _, _ in nil })
+        _ = session.handle("speeding → -5")
+        _ = session.handle(#"2026-03-01 dave: speeding { id: "t-1" }"#)
+        _ = session.handle(#"2026-03-02 dave: speeding { id: "t-2" }"#)
+        let reply = session.handle(":retract dave t-2 court ruling 55/2026")
+        #expect(reply.out.contains("score -10 → -5 after event t-2 was retracted: court ruling 55/2026"), "\(reply)")
+        #expect(session.handle(":retract dave t-2").err == #"this retraction was rejected: cannot retract "t-2": already retracted on line 1"# + "\n")
+        #expect(session.handle(":retract dave").err == "usage: :retract PERSON ID [REASON]\n")
+        // A new rule replays the events, the retraction among them.
+        _ = session.handle("speeding → -1")
+        #expect(session.handle(":state dave").out == "dave  score -6  flags []  denied []  granted []\n")
+    }
+
     @Test("a command on its own line ends an unfinished statement instead of being swallowed")
     func commandEndsOpenInput() {
         #expect(!ReplSession.needsMore("test \"t\" {\n:quit"))

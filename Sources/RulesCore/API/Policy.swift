@@ -91,20 +91,24 @@ public struct Event: Sendable, Equatable {
     public var time: Date
     /// The event's fields by name.
     public var fields: [String: FieldValue]
+    /// Its id (the stream's `"id"`), unique per person: what a retraction
+    /// names (``RulesEngine/retract(person:target:at:reason:)``).
+    public var id: String?
 
     /// An event at `time`.
-    public init(person: String, type: String, time: Date, fields: [String: FieldValue] = [:]) {
+    public init(person: String, type: String, time: Date, id: String? = nil, fields: [String: FieldValue] = [:]) {
         self.person = person
         self.type = type
         self.time = time
+        self.id = id
         self.fields = fields
     }
 
     /// An event at an ISO-8601 time (`2026-01-05T08:00:00Z`, or a date);
     /// nil when the time does not parse.
-    public init?(person: String, type: String, at time: String, fields: [String: FieldValue] = [:]) {
+    public init?(person: String, type: String, at time: String, id: String? = nil, fields: [String: FieldValue] = [:]) {
         guard let ticks = Timestamp.parse(time) else { return nil }
-        self.init(person: person, type: type, time: Date(ticks: ticks), fields: fields)
+        self.init(person: person, type: type, time: Date(ticks: ticks), id: id, fields: fields)
     }
 
     /// The NDJSON line `rules run` would read for this event.
@@ -112,16 +116,8 @@ public struct Event: Sendable, Equatable {
 
     /// The same, naming the person by `personKey`.
     func line(personKey: PersonKey) -> String {
-        var line = #"{\#(personKey.quoted):\#(JSONWriter.quoted(person)),"type":\#(JSONWriter.quoted(type)),"time":\#(JSONWriter.quoted(Timestamp.format(time.ticks)))"#
-        for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
-            line += ",\(JSONWriter.quoted(name)):"
-            switch value {
-            case .number(let n): line += n.isFinite ? JSONValue.number(n).text : "null"
-            case .string(let s): line += JSONWriter.quoted(s)
-            case .bool(let b): line += b ? "true" : "false"
-            }
-        }
-        return line + "}"
+        StreamLine.make(personKey: personKey, person: person, type: type, time: time.ticks, id: id,
+                        fields: fields.map { (key: $0.key, value: $0.value) })
     }
 }
 

@@ -39,8 +39,15 @@ public final class RulesEngine {
     /// (docs/TRACE.md): NDJSON records, one per state change, with the rule
     /// and the event behind it, in bytes as they are made. Call
     /// ``finishTrace(at:)`` when done, for the changes time alone makes.
-    public convenience init(policy: Policy, explaining: Bool = false, trace: (([UInt8]) -> Void)? = nil) {
-        self.init(policy: policy, key: .citizen, explaining: explaining, trace: trace)
+    ///
+    /// `corrections` keeps each person's events for a while, so that
+    /// ``retract(person:target:at:reason:)`` can take one back and late
+    /// events are applied in time order (docs/LANGUAGE.md, "Corrections";
+    /// `rules run --retain --lateness`). Typed events then go through their
+    /// NDJSON line, which is what is kept.
+    public convenience init(policy: Policy, explaining: Bool = false, trace: (([UInt8]) -> Void)? = nil,
+                            corrections: Corrections? = nil) {
+        self.init(policy: policy, key: .citizen, explaining: explaining, trace: trace, corrections: corrections)
     }
 
     /// The same, for streams that name the person by another key
@@ -48,14 +55,15 @@ public final class RulesEngine {
     /// report is written with it. Throws for a key that cannot be one
     /// (empty, `type`, `time`, `id`) or that the policy reads as a field.
     public convenience init(policy: Policy, personKey: String, explaining: Bool = false,
-                            trace: (([UInt8]) -> Void)? = nil) throws(PersonKeyError) {
+                            trace: (([UInt8]) -> Void)? = nil, corrections: Corrections? = nil) throws(PersonKeyError) {
         let key = try PersonKey.named(personKey, for: policy.program).get()
-        self.init(policy: policy, key: key, explaining: explaining, trace: trace)
+        self.init(policy: policy, key: key, explaining: explaining, trace: trace, corrections: corrections)
     }
 
-    private init(policy: Policy, key: PersonKey, explaining: Bool, trace: (([UInt8]) -> Void)?) {
+    private init(policy: Policy, key: PersonKey, explaining: Bool, trace: (([UInt8]) -> Void)?, corrections: Corrections?) {
         self.policy = policy
         engine = Engine(program: policy.program, personKey: key)
+        if let corrections { engine.enableCorrections(corrections) }
         applier = EventApplier(engine: engine)
         onlyFired = Array(repeating: nil, count: policy.rules.count)
         if let trace { engine.enableTrace(write: trace) }
@@ -106,6 +114,8 @@ public final class RulesEngine {
     /// goes through ``apply(line:)``.
     @discardableResult
     public func apply(_ event: Event) -> Outcome {
+        // With kept history the line is what is kept and replayed.
+        if engine.history != nil { return apply(line: event.line(personKey: engine.personKey)).outcome }
         sequence += 1
         var person = event.person
         guard !person.isEmpty else { return .rejected(reason: "\(engine.personKey.quoted) must not be empty") }
@@ -118,6 +128,17 @@ public final class RulesEngine {
             return .rejected(reason: reason)
         }
         return person.withUTF8 { applied(person: $0, time: time, text: event.line(personKey: engine.personKey)) }
+    }
+
+    /// Takes back `person`'s event with id `target` at `time`, as a
+    /// retraction line does: their state becomes what it would be had that
+    /// event never been applied. Rejected (with the reason) without
+    /// `corrections`, for an unknown or already retracted id, or one older
+    /// than the kept history.
+    @discardableResult
+    public func retract(person: String, target: String, at time: Date, reason: String? = nil) -> Outcome {
+        apply(line: StreamLine.retraction(personKey: engine.personKey, person: person, target: target,
+                                          time: time.ticks, reason: reason)).outcome
     }
 
     /// Applies one NDJSON line (one event, as `rules run` reads it); also

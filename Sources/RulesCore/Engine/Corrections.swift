@@ -3,15 +3,33 @@
 public struct Corrections: Sendable, Equatable {
     /// How long after its time an event is kept, so that a retraction or a
     /// late event can still reach it (ticks).
-    public var retain: Int64
+    public let retain: Int64
     /// How much earlier than a person's previous event an event may be and
     /// still be applied in time order (ticks); at most `retain`.
-    public var lateness: Int64
+    public let lateness: Int64
 
-    public init(retain: Int64, lateness: Int64 = 0) {
+    /// Ticks (microseconds).
+    package init(retain: Int64, lateness: Int64 = 0) {
         precondition(retain >= 0 && lateness >= 0 && lateness <= retain, "lateness must lie within the retained history")
         self.retain = retain
         self.lateness = lateness
+    }
+
+    /// Everything kept (1000 years, the language's longest duration), no
+    /// lateness: tests and the REPL, whose streams are short.
+    package static let keepingEverything = Corrections(retain: 1000 * 365 * 86_400 * Timestamp.perSecond, lateness: 0)
+
+    /// Keeps each person's events for `retain` after their time, and
+    /// applies events up to `lateness` late in time order; nil when
+    /// `lateness` exceeds `retain` or either is negative.
+    public init?(retain: Duration, lateness: Duration = .zero) {
+        func ticks(_ d: Duration) -> Int64? {
+            let (seconds, atto) = d.components
+            guard seconds >= 0, atto >= 0, seconds <= 1000 * 31_536_000 else { return nil }
+            return seconds * Timestamp.perSecond + atto / 1_000_000_000_000
+        }
+        guard let r = ticks(retain), let l = ticks(lateness), l <= r else { return nil }
+        self.init(retain: r, lateness: l)
     }
 }
 

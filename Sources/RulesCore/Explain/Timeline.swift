@@ -164,13 +164,16 @@ package struct LiteralFeeder {
     package func apply(_ e: EventLiteral, origin: String, text: String) -> Result<Timeline.Entry, LiteralError> {
         var eventName = e.event.text
         let event = eventName.withUTF8({ program.eventTable.find($0) })
-        if event == nil && !allowUnknownEvents {
+        // With kept history a literal may carry an id and be a retraction
+        // (`retract { target: "t-1", reason: "…" }`), as a line may.
+        let isRetraction = engine.history != nil && e.event.text == Checker.retractType
+        if event == nil && !allowUnknownEvents && !isRetraction {
             let help = Suggest.help(for: e.event.text, among: program.policy.events.map(\.name)) ?? "no rule or declaration names it"
             return .failure(LiteralError(span: e.event.span, message: "unknown event `\(e.event.text)`; \(help)"))
         }
         if let event, let declared = program.policy.events[event].declared {
             let names = declared.map { program.policy.fields[$0.field] }
-            for (field, _) in e.fields where !names.contains(field.text) {
+            for (field, _) in e.fields where !names.contains(field.text) && !(engine.history != nil && field.text == "id") {
                 let help = Suggest.help(for: field.text, among: names) ?? "its fields: \(names.isEmpty ? "none" : names.joined(separator: ", "))"
                 return .failure(LiteralError(span: field.span, message: "event `\(e.event.text)` has no field `\(field.text)`; \(help)"))
             }
@@ -180,13 +183,17 @@ package struct LiteralFeeder {
             return .failure(LiteralError(span: e.span, message: "this event was rejected: field `\(field.name.text)` is given twice"))
         }
         let (_, line, _) = sources.location(e.span)
-        if let rejection = EventApplier.apply(person: e.person.text, type: e.event.text, time: e.time,
-                                              fields: e.fields.map { (key: $0.name.text, value: FieldValue($0.value)) },
-                                              number: line, to: engine) {
-            return .failure(LiteralError(span: e.span, message: "this event was rejected: \(rejection)"))
+        let fields = e.fields.map { (key: $0.name.text, value: FieldValue($0.value)) }
+        let rejection = engine.history == nil
+            ? EventApplier.apply(person: e.person.text, type: e.event.text, time: e.time, fields: fields, number: line, to: engine)
+            : engine.apply(line: StreamLine.make(personKey: engine.personKey, person: e.person.text, type: e.event.text,
+                                                 time: e.time, fields: fields), number: line)
+        if let rejection {
+            return .failure(LiteralError(span: e.span, message: "this \(isRetraction ? "retraction" : "event") was rejected: \(rejection)"))
         }
         let before = engine.scoreBefore
-        let after = engine.state(of: e.person.text, at: e.time)!.score
+        var person = e.person.text
+        let after = person.withUTF8 { engine.score(of: $0) }!
         let entry = Timeline.Entry(origin: origin, text: text, time: e.time, scoreBefore: before, scoreAfter: after,
                                    fired: engine.fired.map { $0.rule.index }, changes: engine.takeChanges(of: e.person.text))
         return .success(entry)

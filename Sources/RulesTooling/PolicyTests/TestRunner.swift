@@ -86,6 +86,9 @@ private struct SingleTest {
         self.sources = sources
         self.rules = rules
         engine = Engine(program: program)
+        // Tests may take an event back (`retract { target: … }`): the
+        // whole of a test's history is kept (its events are few).
+        engine.enableCorrections(.keepingEverything)
     }
 
     mutating func run(_ test: TestBlock) -> TestOutcome {

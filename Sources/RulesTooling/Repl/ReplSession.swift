@@ -38,6 +38,7 @@ package final class ReplSession {
         self.write = write
         result = PolicyCompiler.compile(SourceSet())
         engine = Engine(program: result.program!)
+        engine.enableCorrections(.keepingEverything)
         engine.enableTrace(keepingChanges: true)
     }
 
@@ -261,6 +262,7 @@ package final class ReplSession {
     /// Fresh engine, same events: the state follows from the current rules.
     private func replay(_ program: Program, _ reply: inout Reply) {
         engine = Engine(program: program)
+        engine.enableCorrections(.keepingEverything)
         // The trail (kept in memory only) says since when `while` rules
         // hold, and what each event changed.
         engine.enableTrace(keepingChanges: true)
@@ -279,7 +281,7 @@ package final class ReplSession {
 
     // MARK: - Commands
 
-    public static let commands = [":help", ":load", ":rules", ":drop", ":state", ":explain", ":at", ":advance", ":reset", ":save", ":quit"]
+    public static let commands = [":help", ":load", ":rules", ":drop", ":state", ":explain", ":retract", ":at", ":advance", ":reset", ":save", ":quit"]
 
     public static let help = """
     Type a rule to add it:          speeding where speed > limit + 30 → -20
@@ -291,6 +293,10 @@ package final class ReplSession {
       :drop N             remove statement N (the events are replayed without it)
       :state [PERSON]     everyone's state, or one person's, as of the clock
       :explain PERSON     why a person's state is what it is
+      :retract PERSON ID [REASON]
+                          take back the person's event with that id, at the
+                          clock: as if it had never happened (give events an
+                          id: 2026-01-05 alice: speeding { id: "t-1", … })
       :at TIME            move the clock to TIME (2026-06-01 or 2026-06-01T12:00:00Z)
       :advance DURATION   move the clock on (30 days, 12 hours …); expiries happen
       :reset              forget all events and the clock; keep the rules
@@ -312,6 +318,7 @@ package final class ReplSession {
         case ":drop": return drop(arg)
         case ":state": return state(arg)
         case ":explain": return explain(arg)
+        case ":retract": return retract(arg)
         case ":at": return moveClock(to: arg)
         case ":advance": return advance(arg)
         case ":reset": return reset()
@@ -323,6 +330,16 @@ package final class ReplSession {
     }
 
     private func usage(_ form: String) -> Reply { Reply(err: "usage: \(form)\n") }
+
+    /// `:retract PERSON ID [REASON]`: the retraction literal at the clock,
+    /// applied (and kept, for replays) like any typed event.
+    private func retract(_ arg: String) -> Reply {
+        let words = arg.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true).map(String.init)
+        guard words.count >= 2 else { return usage(":retract PERSON ID [REASON]") }
+        guard let time = clock else { return Reply(err: "no events yet: nothing to retract\n") }
+        let reason = words.count > 2 ? ", reason: \(JSONText.quoted(words[2]))" : ""
+        return handle("\(Timestamp.format(time)) \(JSONText.quoted(words[0])): retract { target: \(JSONText.quoted(words[1]))\(reason) }")
+    }
 
     private func listRules() -> Reply {
         let all = numbered

@@ -123,10 +123,14 @@ enum Differential {
             ("--person-key subject", { withPersonKey(program, c, asOf: asOf, jobs: 1) }),
             ("--person-key subject, --jobs 2", { withPersonKey(program, c, asOf: asOf, jobs: 2) }),
         ]
-        // Kept history is not yet in checkpoints, the library, tests or
-        // the REPL (issue 15's later parts): those ways run the cases
-        // without it.
+        // Kept history is not yet in checkpoints: that way runs the cases
+        // without it. (Tests and the REPL keep everything and have no
+        // lateness; their own tests cover them.)
         if corrections != nil {
+            if c.files.count == 1 && asOf == nil {
+                ways.append(("library API", { library(c, asOf: asOf) }))
+                ways.append(("library API, typed events", { typedEvents(c) }))
+            }
             if ProcessInfo.processInfo.environment["DIFFTEST_BINARY"] != nil, c.seed % 10 == 0, let binary = Repo.binary {
                 ways += binaryWays(c, binary: binary)
             }
@@ -256,7 +260,7 @@ enum Differential {
 
     static func library(_ c: GeneratedCase, asOf: Int64?) -> (String, [Int]?) {
         guard let policy = try? Policy.compile(c.files[0]) else { return ("(the library did not compile the policy)", nil) }
-        let engine = RulesEngine(policy: policy)
+        let engine = RulesEngine(policy: policy, corrections: c.corrections)
         let (_, rejections) = engine.apply(ndjson: c.stream)
         return (engine.reportNDJSON(), rejections.map(\.line))
     }
@@ -359,7 +363,7 @@ enum Differential {
         var sub = c
         sub.lines = c.lines.filter { ReferenceStream.parse(Array($0.utf8), readFields: Set(policy.program.policy.fields)) != nil }
         guard let model = reference(sub) else { return ("(no reference)", nil) }
-        let engine = RulesEngine(policy: policy)
+        let engine = RulesEngine(policy: policy, corrections: c.corrections)
         var events: [Event] = []
         for line in sub.lines {
             let parsed = ReferenceStream.parse(Array(line.utf8), readFields: [])!
@@ -371,8 +375,9 @@ enum Differential {
                 case .string(let s): fields[key] = .string(String(decoding: s, as: UTF8.self))
                 }
             }
+            if let target = parsed.target { fields = ["target": .string(String(decoding: target, as: UTF8.self))] }
             let event = Event(person: String(decoding: parsed.person, as: UTF8.self), type: parsed.type,
-                              time: Date(ticks: parsed.time), fields: fields)
+                              time: Date(ticks: parsed.time), id: parsed.id.map { String(decoding: $0, as: UTF8.self) }, fields: fields)
             events.append(event)
         }
         // One at a time, or all at once (which looks ahead), by the seed.
