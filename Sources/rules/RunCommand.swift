@@ -101,9 +101,6 @@ enum RunCommand {
         if asOf != nil && (statePath != nil || resumePath != nil) {
             return Main.usageError("--as-of reports a past state; a saved state holds every line read, so they do not go together", command: "run")
         }
-        if corrections != nil && (statePath != nil || resumePath != nil) {
-            return Main.usageError("a saved state does not hold kept history yet; --retain and --lateness run without --state and --resume", command: "run")
-        }
         if resumePath != nil && parsed.values["--trace"] != nil {
             return Main.usageError("--trace records a whole run from its first event; it cannot start from --resume", command: "run")
         }
@@ -144,7 +141,9 @@ enum RunCommand {
         var linesBefore = 0
         func resumed(_ info: Checkpoint.Info) {
             linesBefore = info.lines
-            Terminal.writeErr("rules: resumed from \(resumePath!): \(info.lines) lines already applied, \(info.people) people\n")
+            Terminal.writeErr("rules: resumed from \(resumePath!): \(info.lines) lines already applied, \(info.people) people"
+                              + (info.policyChanged ? ", saved under another policy: what people have carries over by name\n" : "\n"))
+            for note in info.notes { Terminal.writeErr("rules: \(note)\n") }
         }
         func saveState(_ engines: [Engine], lines: Int) -> String? {
             guard let statePath else { return nil }

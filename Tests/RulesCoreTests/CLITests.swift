@@ -209,13 +209,21 @@ struct CLITests {
             (["--retain", "1001 years"], "--retain takes a duration"),
             (["--lateness", "-1 day"], "--lateness takes a duration"),
             (["--retain", "1 day", "--lateness", "2 days"], "--lateness (2 days) reaches further back than the history --retain keeps (1 day)"),
-            (["--retain", "1 day", "--state", dir.appendingPathComponent("s").path], "a saved state does not hold kept history yet"),
         ] {
             let e = try Self.rules(["run", policy.path] + args, stdin: input)
             #expect(e.status == 2, "\(args)")
             #expect(e.stderr.contains(message), "\(args): \(e.stderr)")
         }
         #expect(try Self.rules(["run", "--help"]).stdout.contains("--retain DURATION"))
+        // A saved state keeps the history: the retraction reaches an event
+        // applied before the resume.
+        let state = dir.appendingPathComponent("state").path
+        let lines = input.split(separator: "\n").map { $0 + "\n" }
+        let saved = try Self.rules(["run", policy.path, "--retain", "365 days", "--lateness", "2 days", "--state", state],
+                                   stdin: lines[..<3].joined())
+        #expect(saved.status == 0)
+        let resumed = try Self.rules(["run", policy.path, "--resume", state], stdin: lines[3...].joined())
+        #expect(resumed.status == 0 && resumed.stdout == r.stdout, "\(resumed.stderr)")
         // docs/LANGUAGE.md's worked example, as the binary prints it.
         let example = dir.appendingPathComponent("ex.rules")
         try "score starts at 1000\nspeeding → -5\n3 speeding within 30 days → deny driving for 90 days\n".write(to: example, atomically: true, encoding: .utf8)

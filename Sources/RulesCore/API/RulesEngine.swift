@@ -82,10 +82,21 @@ public final class RulesEngine {
     /// An engine that continues from ``checkpoint()``'s bytes. Throws
     /// ``Checkpoint/Failure`` for a checkpoint of another policy, another
     /// version, or a damaged one.
+    ///
+    /// A checkpoint saved under another policy resumes too (docs/LANGUAGE.md,
+    /// "Changing the policy"): what people have carries over by name, and
+    /// ``resumeNotes`` says what did not.
     public convenience init(policy: Policy, resumingFrom checkpoint: [UInt8]) throws(Checkpoint.Failure) {
         self.init(policy: policy)
-        if case .failure(let f) = Checkpoint.restore(checkpoint, into: [engine]) { throw f }
+        switch Checkpoint.restore(checkpoint, into: [engine]) {
+        case .success(let info): resumeNotes = info.notes
+        case .failure(let f): throw f
+        }
     }
+
+    /// What did not carry over when this engine resumed from a checkpoint
+    /// saved under another policy, one line each; empty otherwise.
+    public private(set) var resumeNotes: [String] = []
 
     /// The same, for an engine reading streams by another person key
     /// (``init(policy:personKey:explaining:trace:)``). A checkpoint holds
@@ -94,7 +105,10 @@ public final class RulesEngine {
     /// be one, ``Checkpoint/Failure`` for a checkpoint that does not fit.
     public convenience init(policy: Policy, personKey: String, resumingFrom checkpoint: [UInt8]) throws {
         try self.init(policy: policy, personKey: personKey)
-        if case .failure(let f) = Checkpoint.restore(checkpoint, into: [engine]) { throw f }
+        switch Checkpoint.restore(checkpoint, into: [engine]) {
+        case .success(let info): resumeNotes = info.notes
+        case .failure(let f): throw f
+        }
     }
 
     deinit { applier.deallocate() }

@@ -34,6 +34,15 @@ enum Fingerprint {
         return Hashing.fnv1a(e.bytes)
     }
 
+    /// A window buffer by what it holds — the event, its condition, the
+    /// field it sums, in names — not by index or cap: how a checkpoint
+    /// finds the same buffer in a changed policy.
+    package static func identity(of spec: WindowBufferSpec, in policy: CheckedPolicy) -> String {
+        let e = Encoder(policy: policy)
+        return "\(e.quoted(policy.events[spec.event].name))\(spec.condition.map { " where " + e.ir($0) } ?? "")"
+            + (spec.field.map { " summing \(e.quoted(policy.fields[$0]))" } ?? "")
+    }
+
     private struct Encoder {
         let policy: CheckedPolicy
         var bytes: [UInt8] = []

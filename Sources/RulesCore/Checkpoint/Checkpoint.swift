@@ -8,9 +8,10 @@ import Darwin
 /// (`rules run --state FILE`, `--resume FILE`), and the crash-safe file it
 /// lives in.
 ///
-/// Layout (little-endian), version 3 (the fingerprint from `Fingerprint`'s
-/// explicit encoding; version 2 hashed Swift's descriptions of the rules,
-/// version 1 counted nanoseconds):
+/// Layout (little-endian), version 4 (what event rules set and the window
+/// buffers are saved by name, so that a changed policy can resume; kept
+/// history; version 3 saved them by index, and read back only into the
+/// same policy):
 ///
 ///     "RULESCK\0"  magic, 8 bytes
 ///     UInt32       format version
@@ -20,12 +21,17 @@ import Darwin
 ///     body         see `encode`
 ///     UInt64       FNV-1a checksum of everything before it
 ///
-/// A checkpoint is only read back into an engine of the same policy; any
-/// mismatch — another policy, another version, a damaged or cut file — is an
-/// error with a reason, never a wrong state.
+/// Into the same policy a checkpoint is read back exactly. Into another
+/// (`--resume` with a changed policy; the service's policy change) what
+/// people have carries over by name — the score (within the new bounds),
+/// each flag, denial and grant set by event rules with its end, the window
+/// buffers the new policy has too, kept history (sealed: it is part of the
+/// state carried over) — and `Info.notes` says what did not. A damaged or
+/// cut file, or another format version, is an error with a reason, never a
+/// wrong state.
 public enum Checkpoint {
     /// The format version this build writes and reads.
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
     static let magic = Array("RULESCK\0".utf8)
 
     /// Why a checkpoint cannot be saved or loaded, in words.
@@ -42,12 +48,24 @@ public enum Checkpoint {
         public var people: Int
         /// The latest event time in the state (microseconds since 1970, `Timestamp.perSecond`).
         public var clock: Int64?
+        /// Written under another policy than the one it is read into.
+        public var policyChanged = false
+        /// What did not carry over to a changed policy, one line each
+        /// (`rules run --resume` prints them).
+        public var notes: [String] = []
     }
 
     // MARK: - Writing
 
     /// The state of `engines` (one, or a parallel run's), which together
     /// have read `lines` lines.
+    ///
+    /// Body: lines; the clock; the slots (kind and name of what each holds);
+    /// the buffers (identity and longest window); whether history is kept,
+    /// and its limits; each person (id, score, last time, the end in each
+    /// slot, each buffer's entries), in byte order of ids; with history, per
+    /// person their base if any and their records in arrival order; the
+    /// notes on failed expressions.
     package static func encode(_ engines: [Engine], lines: Int) -> [UInt8] {
         var w = ByteWriter()
         w.bytes(magic)
@@ -60,25 +78,52 @@ public enum Checkpoint {
         body.i64(clock ?? 0)
         let program = engines[0].program
         body.int(program.slotCount)
+        for slot in 0..<program.slotCount {
+            let (kind, name) = program.target(ofSlot: slot)
+            body.string(kind.rawValue)
+            body.string(program.policy.names(of: kind)[name])
+        }
         body.int(program.policy.buffers.count)
-        // People in byte order of their ids, whichever engine holds them, so
-        // the file does not depend on how many threads wrote it.
+        for (b, spec) in program.policy.buffers.enumerated() {
+            body.string(Fingerprint.identity(of: spec, in: program.policy))
+            body.int(spec.cap.map { $0 + 1 } ?? 0)
+            body.i64(program.policy.bufferWindows[b])
+        }
+        let history = engines[0].history
+        body.int(history == nil ? 0 : 1)
+        body.i64(history?.retain ?? 0)
+        body.i64(history?.lateness ?? 0)
+        // Everyone the engines know, in byte order of their ids, whichever
+        // engine holds them, so the file does not depend on how many
+        // threads wrote it (people all of whose events were retracted too:
+        // their history still answers for them).
         var order: [(engine: Int, person: Int)] = []
-        for (e, engine) in engines.enumerated() { order += engine.sortedPeople().map { (e, $0) } }
+        for (e, engine) in engines.enumerated() { order += engine.people.sortedIds().map { (e, $0) } }
         if engines.count > 1 {
             order.sort { engines[$0.engine].people.precedes($0.person, engines[$1.engine].people, $1.person) }
         }
         body.int(order.count)
         for (e, p) in order {
-            let engine = engines[e], store = engine.store
+            let engine = engines[e]
             engine.people.withKey(p) { body.int($0.count); body.bytes($0) }
-            body.i64(store.score(p))
-            body.i64(store.lastTime(p))
-            for slot in 0..<store.slotCount { body.i64(store.end(p, slot)) }
-            for b in store.buffers {
-                let entries = b.entries(person: p)
-                body.int(entries.count)
-                for entry in entries { body.i64(entry.time); body.f64(entry.value) }
+            body.base(engine.base(of: p))
+        }
+        if history != nil {
+            for (e, p) in order {
+                let h = engines[e].history!
+                if let base = h.bases[p] { body.int(1); body.base(base) } else { body.int(0) }
+                let records = h.arrived(of: p)
+                body.int(records.count)
+                for r in records {
+                    body.i64(r.time)
+                    body.int(r.line)
+                    body.int(r.sealed ? 2 : r.retractedAt == nil ? 0 : 1)
+                    body.int(r.retractedAt ?? 0)
+                    body.int(r.id == nil ? 0 : 1)
+                    if let id = r.id { body.int(id.count); body.bytes(id) }
+                    body.int(r.bytes.count)
+                    body.bytes(r.bytes)
+                }
             }
         }
         // The notes on expressions that failed, so the summary at the end
@@ -144,13 +189,15 @@ public enum Checkpoint {
     /// Checks a checkpoint against `program` and says what it holds.
     package static func inspect(_ bytes: [UInt8], program: Program) -> Result<Info, Failure> {
         do {
-            var r = try body(of: bytes, program: program)
+            var (r, same) = try body(of: bytes, program: program)
             let lines = try r.int()
             let hasClock = try r.int() != 0
             let clock = try r.i64()
-            _ = try r.int(); _ = try r.int()
+            let layout = try Layout(&r)
+            _ = try r.int(); _ = try r.i64(); _ = try r.i64()
             let people = try r.int()
-            return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil))
+            return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil, policyChanged: !same,
+                                 notes: same ? [] : layout.map(to: program).notes))
         } catch let f as Failure {
             return .failure(f)
         } catch {
@@ -158,48 +205,139 @@ public enum Checkpoint {
         }
     }
 
+    /// The slots and buffers a checkpoint was written with, by name.
+    private struct Layout {
+        var slots: [(kind: TargetKind, name: String)] = []
+        var buffers: [(identity: String, cap: Int?, window: Int64)] = []
+
+        init(_ r: inout ByteReader) throws {
+            for _ in 0..<(try r.int()) {
+                guard let kind = TargetKind(rawValue: try r.string()) else { throw Failure(description: "a slot of an unknown kind") }
+                slots.append((kind, try r.string()))
+            }
+            for _ in 0..<(try r.int()) {
+                let identity = try r.string(), cap = try r.int()
+                buffers.append((identity, cap == 0 ? nil : cap - 1, try r.i64()))
+            }
+        }
+
+        /// Where each saved slot and buffer goes in `program` (nil: nowhere),
+        /// with what does not carry over said in words.
+        func map(to program: Program) -> (slots: [Int?], buffers: [Int?], notes: [String]) {
+            var notes: [String] = []
+            let slots = self.slots.map { (kind, name) -> Int? in
+                if let id = program.policy.names(of: kind).firstIndex(of: name), program.slot(kind, id) >= 0 { return program.slot(kind, id) }
+                notes.append("`\(kind.setVerb) \(name)` set by event rules is not in the new policy: dropped")
+                return nil
+            }
+            // Each new buffer takes a saved one that holds the same events
+            // (the same cap first: a counted rule's and a `count()`'s buffer
+            // of one event type hold different spans of it).
+            var buffers = [Int?](repeating: nil, count: self.buffers.count)
+            for (b, spec) in program.policy.buffers.enumerated() {
+                let identity = Fingerprint.identity(of: spec, in: program.policy)
+                let free = self.buffers.indices.filter { buffers[$0] == nil && self.buffers[$0].identity == identity }
+                if let old = free.first(where: { self.buffers[$0].cap == spec.cap }) ?? free.first {
+                    buffers[old] = b
+                } else {
+                    notes.append("a window new in this policy starts empty: \(identity)")
+                }
+            }
+            return (slots, buffers, notes)
+        }
+    }
+
     /// Loads a checkpoint into fresh engines of `program`: person `key`
-    /// goes to `engines[owner(key)]` (one engine: all of them).
+    /// goes to `engines[owner(key)]` (one engine: all of them). Written
+    /// under another policy, what people have carries over by name (see
+    /// the type's comment) and the notes say what did not.
     package static func restore(_ bytes: [UInt8], into engines: [Engine],
                                owner: (UnsafeBufferPointer<UInt8>) -> Int = { _ in 0 }) -> Result<Info, Failure> {
         do {
             let program = engines[0].program
-            var r = try body(of: bytes, program: program)
+            var (r, same) = try body(of: bytes, program: program)
             let lines = try r.int()
             let hasClock = try r.int() != 0
             let clock = try r.i64()
-            guard try r.int() == program.slotCount, try r.int() == program.policy.buffers.count else {
+            let layout = try Layout(&r)
+            let kept = try r.int() == 1, retain = try r.i64(), lateness = try r.i64()
+            if kept {
+                guard retain >= 0, lateness >= 0, lateness <= retain else { throw Failure(description: "impossible correction limits") }
+                // An engine given limits of its own (`--retain` on the
+                // resume) keeps them.
+                for engine in engines where engine.history == nil { engine.enableCorrections(Corrections(retain: retain, lateness: lateness)) }
+            }
+            if same && (layout.slots.count != program.slotCount || layout.buffers.count != program.policy.buffers.count) {
                 throw Failure(description: "the checkpoint's state does not fit this policy")
             }
+            let (slotMap, bufferMap, notes) = same
+                ? (Array(0..<program.slotCount).map(Optional.some), Array(0..<program.policy.buffers.count).map(Optional.some), [])
+                : layout.map(to: program)
+            /// A saved base, in this program's slots and buffers.
+            func carried(_ saved: History.Base) -> History.Base {
+                var ends = [Int64](repeating: PersonStore.none, count: program.slotCount)
+                for (old, new) in slotMap.enumerated() { if let new { ends[new] = saved.ends[old] } }
+                var entries = [[WindowBuffer.Entry]](repeating: [], count: program.policy.buffers.count)
+                for (old, new) in bufferMap.enumerated() {
+                    guard let new else { continue }
+                    let cap = program.policy.buffers[new].cap ?? Int.max
+                    entries[new] = Array(saved.entries[old].suffix(cap))
+                }
+                var score = saved.score
+                if let lo = program.minScore, score < lo { score = lo }
+                if let hi = program.maxScore, score > hi { score = hi }
+                return History.Base(score: score, lastTime: saved.lastTime, ends: ends, entries: entries)
+            }
             let people = try r.int()
+            var placed: [(engine: Engine, person: Int)] = []
             for _ in 0..<people {
-                let n = try r.int()
-                let key = try r.take(n)
+                let key = try r.take(try r.int())
                 let engine = try key.withUnsafeBufferPointer { k -> Engine in
                     let e = owner(k)
                     guard e >= 0 && e < engines.count else { throw Failure(description: "no engine for a person") }
                     return engines[e]
                 }
-                let score = try r.i64(), last = try r.i64()
-                var ends: [Int64] = []
-                for _ in 0..<program.slotCount { ends.append(try r.i64()) }
-                var entries: [[WindowBuffer.Entry]] = []
-                for _ in 0..<program.policy.buffers.count {
-                    let count = try r.int()
-                    var list: [WindowBuffer.Entry] = []
-                    for _ in 0..<count { list.append(WindowBuffer.Entry(time: try r.i64(), value: try r.f64())) }
-                    entries.append(list)
+                let state = carried(try r.base(slots: layout.slots.count, buffers: layout.buffers.count))
+                guard let p = key.withUnsafeBufferPointer({ engine.restorePerson(key: $0, score: state.score, lastTime: state.lastTime,
+                                                                                 ends: state.ends, entries: state.entries) }) else {
+                    throw Failure(description: "the checkpoint names a person twice, or a state that does not fit")
                 }
-                guard key.withUnsafeBufferPointer({ engine.restorePerson(key: $0, score: score, lastTime: last,
-                                                                         ends: ends, entries: entries) }) else {
-                    throw Failure(description: "the checkpoint names a person twice")
+                placed.append((engine, p))
+            }
+            if kept {
+                for (engine, p) in placed {
+                    let history = engine.history!
+                    if try r.int() == 1 { history.setBase(p, carried(try r.base(slots: layout.slots.count, buffers: layout.buffers.count))) }
+                    for _ in 0..<(try r.int()) {
+                        let time = try r.i64(), line = try r.int(), state = try r.int(), at = try r.int()
+                        let id: [UInt8]? = try r.int() == 1 ? try r.take(try r.int()) : nil
+                        let line_ = try r.take(try r.int())
+                        guard (0...2).contains(state) else { throw Failure(description: "a kept event in an unknown state") }
+                        id.withUnsafeBufferPointerIfAny { idBytes in
+                            line_.withUnsafeBufferPointer {
+                                history.restore(person: p, time: time, line: line, id: idBytes, bytes: $0,
+                                                retractedAt: state == 1 ? at : nil, sealed: state == 2)
+                            }
+                        }
+                    }
+                    // Under another policy, what came before is in the state
+                    // carried over: it is the base a correction starts from.
+                    if !same {
+                        history.setBase(p, engine.base(of: p))
+                    }
                 }
+                if !same { for engine in engines { engine.history?.sealAll() } }
+            } else {
+                // No history saved: a correction starts from what was.
+                for (engine, p) in placed { engine.history?.setBase(p, engine.base(of: p)) }
             }
             if hasClock { for engine in engines { engine.restoreClock(clock) } }
             for engine in engines { engine.lineBase = lines }
             let failures = try r.int()
             for _ in 0..<failures {
                 let rule = try r.int(), kind = try r.int(), field = try r.int(), count = try r.int(), first = try r.int()
+                // Notes name the old policy's rules: only the same policy keeps them.
+                guard same else { continue }
                 guard rule < program.aggregateNote(program.policy.buffers.count) else {
                     throw Failure(description: "a note names an unknown rule")
                 }
@@ -216,7 +354,7 @@ public enum Checkpoint {
                 engines[0].context.failures[.init(rule: rule, failure: failure)] = (count, first)
             }
             guard r.atEnd else { throw Failure(description: "unexpected bytes after the state") }
-            return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil))
+            return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil, policyChanged: !same, notes: notes))
         } catch let f as Failure {
             return .failure(f)
         } catch {
@@ -224,8 +362,9 @@ public enum Checkpoint {
         }
     }
 
-    /// Checks the envelope; a reader positioned at the body.
-    private static func body(of bytes: [UInt8], program: Program) throws -> ByteReader {
+    /// Checks the envelope; a reader positioned at the body, and whether the
+    /// checkpoint was written under this very policy.
+    private static func body(of bytes: [UInt8], program: Program) throws -> (ByteReader, Bool) {
         guard bytes.count >= 36, Array(bytes[0..<8]) == magic else {
             throw Failure(description: "not a rules checkpoint (it does not start with the checkpoint's magic bytes)")
         }
@@ -239,14 +378,12 @@ public enum Checkpoint {
         guard try tail.u64() == stored else {
             throw Failure(description: "the checkpoint is damaged (its checksum does not match)")
         }
-        guard try r.u64() == program.fingerprint else {
-            throw Failure(description: "the checkpoint was made with a different policy")
-        }
+        let same = try r.u64() == program.fingerprint
         let length = try r.u64()
         guard length == UInt64(bytes.count - r.position - 8) else {
             throw Failure(description: "the checkpoint is cut short or padded (its length does not match)")
         }
-        return ByteReader(bytes: Array(bytes[r.position..<(bytes.count - 8)]), position: 0)
+        return (ByteReader(bytes: Array(bytes[r.position..<(bytes.count - 8)]), position: 0), same)
     }
 }
 
@@ -259,6 +396,19 @@ struct ByteWriter {
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func int(_ v: Int) { i64(Int64(v)) }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }
+    mutating func string(_ s: String) { int(s.utf8.count); bytes(s.utf8) }
+
+    /// A person's state: score, last time, the end in each slot, each
+    /// buffer's entries.
+    mutating func base(_ b: History.Base) {
+        i64(b.score)
+        i64(b.lastTime)
+        for end in b.ends { i64(end) }
+        for list in b.entries {
+            int(list.count)
+            for entry in list { i64(entry.time); f64(entry.value) }
+        }
+    }
 }
 
 struct ByteReader {
@@ -289,6 +439,20 @@ struct ByteReader {
     }
 
     mutating func i64() throws -> Int64 { Int64(bitPattern: try u64()) }
+    mutating func string() throws -> String { String(decoding: try take(try int()), as: UTF8.self) }
+
+    mutating func base(slots: Int, buffers: Int) throws -> History.Base {
+        let score = try i64(), last = try i64()
+        var ends: [Int64] = []
+        for _ in 0..<slots { ends.append(try i64()) }
+        var entries: [[WindowBuffer.Entry]] = []
+        for _ in 0..<buffers {
+            var list: [WindowBuffer.Entry] = []
+            for _ in 0..<(try int()) { list.append(WindowBuffer.Entry(time: try i64(), value: try f64())) }
+            entries.append(list)
+        }
+        return History.Base(score: score, lastTime: last, ends: ends, entries: entries)
+    }
     mutating func f64() throws -> Double { Double(bitPattern: try u64()) }
 
     /// A count or index: never negative, never more than the bytes left
@@ -299,5 +463,14 @@ struct ByteReader {
             throw Checkpoint.Failure(description: "the checkpoint holds an impossible number at byte \(position - 8)")
         }
         return Int(v)
+    }
+}
+
+extension Optional where Wrapped == [UInt8] {
+    func withUnsafeBufferPointerIfAny<R>(_ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
+        switch self {
+        case .some(let bytes): return bytes.withUnsafeBufferPointer { body($0) }
+        case .none: return body(nil)
+        }
     }
 }

@@ -70,6 +70,9 @@ extension EventApplier {
     private mutating func applyLate(_ e: EventParser.Parsed, person p: Int, line: UnsafeBufferPointer<UInt8>, at: Int,
                                     history: History) -> Outcome {
         if let event = e.event, let reason = engine.validateDeclaredFields(event) { return .rejected(reason, e) }
+        if let base = history.bases[p], e.time < base.lastTime {
+            return .rejected("time \(Timestamp.format(e.time)) is earlier than this \(engine.personKey.name)'s state carried over from the previous policy (at \(Timestamp.format(base.lastTime)))", e)
+        }
         history.keep(person: p, time: e.time, line: at, id: e.id, bytes: line)
         return rebuilt(p, line: line, time: e.time, history: history) { _ in .late(line: at, time: e.time) }
     }
@@ -85,6 +88,9 @@ extension EventApplier {
             return .rejected("\(cannot): no event of this \(engine.personKey.name) has that id", e)
         }
         if let line = target.retractedAt { return .rejected("\(cannot): already retracted on line \(line)", e) }
+        if target.sealed {
+            return .rejected("\(cannot): it was applied under the policy in force before the resume; its effects are part of the state carried over", e)
+        }
         if !history.reaches(target.time, from: e.time) {
             return .rejected("\(cannot): no longer retained (its event at \(Timestamp.format(target.time)) is more than \(DurationText.describe(history.retain)) before the retraction)", e)
         }
@@ -110,9 +116,8 @@ extension EventApplier {
                                   _ correction: (_ remaining: Int) -> Correction) -> Outcome {
         let now = max(engine.store.lastTime(p), time)
         let failures = engine.beginRebuilding(p, now: now)
-        var remaining = 0
-        for kept in history.events(of: p) where kept.retractedAt == nil {
-            remaining += 1
+        let remaining = history.standingCount(p)
+        for kept in history.events(of: p) where kept.retractedAt == nil && !kept.sealed {
             engine.beginEvent(line: 0)
             engine.context.line = kept.line
             guard case .event(let e) = parser.parse(kept.bytes, into: context),

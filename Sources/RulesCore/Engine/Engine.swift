@@ -128,18 +128,18 @@ package final class Engine {
     /// the notes on failed expressions count lines of the whole stream.
     @exclusivity(unchecked) var lineBase = 0
 
-    /// Adds a person with the state a checkpoint recorded; false when the
-    /// person exists already or the state does not fit.
+    /// Adds a person with the state a checkpoint recorded; their index, or
+    /// nil when the person exists already or the state does not fit.
     func restorePerson(key: UnsafeBufferPointer<UInt8>, score: Int64, lastTime: Int64, ends: [Int64],
-                       entries: [[WindowBuffer.Entry]]) -> Bool {
-        guard key.count > 0, ends.count == store.slotCount, entries.count == store.buffers.count else { return false }
+                       entries: [[WindowBuffer.Entry]]) -> Int? {
+        guard key.count > 0, ends.count == store.slotCount, entries.count == store.buffers.count else { return nil }
         let (person, isNew) = people.intern(key)
-        guard isNew else { return false }
+        guard isNew else { return nil }
         store.addPerson(score: score)
         store.setLastTime(person, lastTime)
         for (slot, end) in ends.enumerated() { store.setEnd(person, slot, end) }
-        for (b, list) in entries.enumerated() where !store.buffers[b].restore(person: person, list) { return false }
-        return true
+        for (b, list) in entries.enumerated() where !store.buffers[b].restore(person: person, list) { return nil }
+        return person
     }
 
     // MARK: - Corrections
@@ -160,10 +160,17 @@ package final class Engine {
         if observing { observer!.before(person: person, isNew: false, time: now, engine: self) }
         rebuildingFrom = store.score(person)
         observing = false
-        store.setScore(person, program.policy.startScore)
-        store.setLastTime(person, Int64.min)
-        for slot in 0..<store.slotCount { store.setEnd(person, slot, PersonStore.none) }
-        for buffer in store.buffers { _ = buffer.restore(person: person, []) }
+        if let base = history?.bases[person] {
+            store.setScore(person, base.score)
+            store.setLastTime(person, base.lastTime)
+            for (slot, end) in base.ends.enumerated() { store.setEnd(person, slot, end) }
+            for (b, buffer) in store.buffers.enumerated() { _ = buffer.restore(person: person, base.entries[b]) }
+        } else {
+            store.setScore(person, program.policy.startScore)
+            store.setLastTime(person, Int64.min)
+            for slot in 0..<store.slotCount { store.setEnd(person, slot, PersonStore.none) }
+            for buffer in store.buffers { _ = buffer.restore(person: person, []) }
+        }
         return context.failures
     }
 
@@ -178,6 +185,13 @@ package final class Engine {
         scoreBefore = rebuildingFrom
         observing = observer != nil
         if observing { observer!.corrected(person: person, correction, now: now, engine: self) }
+    }
+
+    /// A person's whole state, as a base to rebuild from (`History.Base`).
+    func base(of person: Int) -> History.Base {
+        History.Base(score: store.score(person), lastTime: store.lastTime(person),
+                     ends: (0..<store.slotCount).map { store.end(person, $0) },
+                     entries: store.buffers.map { $0.entries(person: person) })
     }
 
     /// The latest event time a checkpoint recorded.

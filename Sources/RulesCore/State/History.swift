@@ -43,14 +43,19 @@ final class History {
         let line: Int
         /// The line of the retraction that took it back, if one did.
         let retractedAt: Int?
+        /// Applied under an earlier policy, before a resume that changed it:
+        /// its effects are in the person's base state (`base(of:)`), and it
+        /// is neither replayed nor retracted.
+        let sealed: Bool
         let id: UnsafeBufferPointer<UInt8>?
         /// The line as read, replayed on a correction.
         let bytes: UnsafeBufferPointer<UInt8>
     }
 
     // A record: time, arrival, line, previous record (offset + 1, or 0),
-    // retracted at (line, or 0), id length (-1: none) and line length as
-    // two Int32, then the id's bytes and the line's, padded to 8.
+    // retracted at (line, 0: not, -1: sealed), id length (-1: none) and
+    // line length as two Int32, then the id's bytes and the line's, padded
+    // to 8.
     private static let header = 48
 
     @exclusivity(unchecked) private var block: UnsafeMutableRawPointer
@@ -146,7 +151,8 @@ final class History {
         let bytes = (r + Self.header).assumingMemoryBound(to: UInt8.self)
         let retracted = r.load(fromByteOffset: 32, as: Int64.self)
         return Record(offset: offset, time: r.load(as: Int64.self), arrival: r.load(fromByteOffset: 8, as: Int64.self),
-                      line: Int(r.load(fromByteOffset: 16, as: Int64.self)), retractedAt: retracted == 0 ? nil : Int(retracted),
+                      line: Int(r.load(fromByteOffset: 16, as: Int64.self)), retractedAt: retracted > 0 ? Int(retracted) : nil,
+                      sealed: retracted < 0,
                       id: idCount < 0 ? nil : UnsafeBufferPointer(start: bytes, count: idCount),
                       bytes: UnsafeBufferPointer(start: bytes + max(0, idCount), count: count))
     }
@@ -181,7 +187,51 @@ final class History {
         return (low(a) | low(b), high(a) | high(b))
     }
 
-    /// The person's latest-arrived kept event with this id, or nil.
+    /// The person's kept events in the order they arrived (checkpoints).
+    func arrived(of person: Int) -> [Record] {
+        var all: [Record] = []
+        walk(person) { all.append($0); return true }
+        return all.reversed()
+    }
+
+    /// Puts back a record a checkpoint held (in arrival order): retracted
+    /// on line `retractedAt`, or sealed.
+    func restore(person: Int, time: Int64, line: Int, id: UnsafeBufferPointer<UInt8>?, bytes: UnsafeBufferPointer<UInt8>,
+                 retractedAt: Int?, sealed: Bool) {
+        keep(person: person, time: time, line: line, id: id, bytes: bytes)
+        if sealed { (block + byPerson[person].latest - 1).storeBytes(of: Int64(-1), toByteOffset: 32, as: Int64.self) }
+        if let retractedAt { markRetracted(person: person, record(at: byPerson[person].latest - 1), line: retractedAt) }
+    }
+
+    /// Seals every kept record: a resume under a changed policy starts the
+    /// person from a base state (`setBase`), and what came before is in it.
+    func sealAll() {
+        for person in 0..<people {
+            var next = byPerson[person].latest
+            while next != 0 {
+                let r = block + next - 1
+                if r.load(fromByteOffset: 32, as: Int64.self) == 0 { r.storeBytes(of: Int64(-1), toByteOffset: 32, as: Int64.self) }
+                next = Int(UnsafeRawPointer(r).load(fromByteOffset: 24, as: Int64.self))
+            }
+        }
+    }
+
+    /// A person's state to rebuild from, instead of a fresh one: what they
+    /// had when a resume changed the policy. Score, last time, the end of
+    /// each effect slot, and each window buffer's entries.
+    struct Base {
+        var score: Int64
+        var lastTime: Int64
+        var ends: [Int64]
+        var entries: [[WindowBuffer.Entry]]
+    }
+
+    /// Bases, by person (few: only people carried over a policy change).
+    private(set) var bases: [Int: Base] = [:]
+
+    func setBase(_ person: Int, _ base: Base) { bases[person] = base }
+
+    /// The person's kept event with this id that arrived last, or nil.
     func find(person: Int, id: UnsafeBufferPointer<UInt8>) -> Record? {
         guard person < people, id.count > 0 else { return nil }
         let (low, high) = Self.bits(id)

@@ -123,9 +123,9 @@ enum Differential {
             ("--person-key subject", { withPersonKey(program, c, asOf: asOf, jobs: 1) }),
             ("--person-key subject, --jobs 2", { withPersonKey(program, c, asOf: asOf, jobs: 2) }),
         ]
-        // Kept history is not yet in checkpoints: that way runs the cases
-        // without it. (Tests and the REPL keep everything and have no
-        // lateness; their own tests cover them.)
+        ways.append(("--state/--resume", { resumed(program, c, asOf: asOf) }))
+        // Tests and the REPL keep everything and have no lateness: cases
+        // with corrections are left to their own tests.
         if corrections != nil {
             if c.files.count == 1 && asOf == nil {
                 ways.append(("library API", { library(c, asOf: asOf) }))
@@ -136,7 +136,6 @@ enum Differential {
             }
             return ways
         }
-        ways.append(("--state/--resume", { resumed(program, c, asOf: asOf) }))
         // The library has no `--as-of` for a stream (`report(at:)` moves the
         // clock; it does not ignore later events), and compiles one text.
         if c.files.count == 1 && asOf == nil {
@@ -179,7 +178,7 @@ enum Differential {
             ("binary: rules run --jobs 2", { run(["--jobs", "2"], c.stream) }),
         ]
         // A saved state holds every line read, so `--as-of` is refused with it.
-        if c.asOf == nil && c.corrections == nil { ways += [
+        if c.asOf == nil { ways += [
             ("binary: --state, then --resume", {
                 _ = run(["--state", state], first)
                 return run(["--resume", state], rest)
@@ -250,6 +249,7 @@ enum Differential {
     static func resumed(_ program: Program, _ c: GeneratedCase, asOf: Int64?) -> (String, [Int]?) {
         let cut = c.lines.isEmpty ? 0 : Int(c.seed % UInt64(c.lines.count + 1))
         let first = Engine(program: program)
+        if let corrections = c.corrections { first.enableCorrections(corrections) }
         let (_, early) = EventStream.run(first, text: c.lines[..<cut].map { $0 + "\n" }.joined(), asOf: asOf)
         let checkpoint = Checkpoint.encode([first], lines: cut)
         let second = Engine(program: program)
