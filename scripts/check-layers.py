@@ -26,7 +26,7 @@ LAYERS = {
     "Stream":      ["Base", "Syntax", "Check", "Eval"],
     "Engine":      ["Base", "Syntax", "Check", "State", "Eval", "Stream"],
     "Explain":     ["Base", "Source", "Diagnostics", "Syntax", "Check", "State", "Eval", "Stream", "Engine"],
-    "Checkpoint":  ["Base", "Check", "State", "Eval", "Stream", "Engine"],
+    "Checkpoint":  ["Base", "Syntax", "Check", "State", "Eval", "Stream", "Engine"],
     "Run":         ["Base", "Check", "Eval", "Stream", "Engine", "Explain", "Checkpoint"],
     "API":         ["Base", "Source", "Diagnostics", "Syntax", "Check", "Eval", "Compile", "Stream", "Engine",
                     "Explain", "Checkpoint", "Run"],

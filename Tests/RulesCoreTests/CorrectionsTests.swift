@@ -139,7 +139,10 @@ struct CorrectionsTests {
                 while to + 1 < order.count && events[order[to + 1]].time - events[k].time <= lateness && rng.chance(70) { to += 1 }
                 if to > from { order.remove(at: from); order.insert(k, at: to); moved += 1 }
             }
-            let late = Self.run(order.map { events[$0].text }, corrections: Corrections(retain: lateness, lateness: lateness))
+            // Compacting before every line (every other seed) or not.
+            var limits = Corrections(retain: lateness, lateness: lateness)
+            if seed % 2 == 0 { limits.sweepFloor = 0 }
+            let late = Self.run(order.map { events[$0].text }, corrections: limits)
             #expect(late.rejections.isEmpty, "seed \(seed): \(late.rejections.map(\.reason))")
             #expect(late.report == Self.run(events.map(\.text)).report, "seed \(seed)")
         }
@@ -172,7 +175,9 @@ struct CorrectionsTests {
                 }
             }
             let engine = Engine(program: Self.program)
-            engine.enableCorrections(Corrections(retain: 10 * Self.day, lateness: Self.day))
+            var limits = Corrections(retain: 10 * Self.day, lateness: Self.day)
+            if seed % 2 == 0 { limits.sweepFloor = 0 }
+            engine.enableCorrections(limits)
             var trace: [UInt8] = []
             engine.enableTrace(write: { trace += $0 })
             _ = EventStream.run(engine, text: lines.map { $0 + "\n" }.joined())
@@ -242,10 +247,13 @@ struct CorrectionsTests {
             {"citizen":"dave","type":"speeding","speed":60,"time":"2026-03-05T00:00:00Z","id":7}
             {"citizen":"dave","type":"speeding","speed":60,"time":"2026-03-01T00:00:00Z","id":"t-3"}
             """
-        #expect(Self.reasons(stream, corrections: Corrections(retain: 30 * Self.day)) == [
-            #"3: cannot retract "t-9": no event of this citizen has that id"#,
+        var compacting = Corrections(retain: 30 * Self.day)
+        compacting.sweepFloor = 0  // compacts before every line
+        #expect(Self.reasons(stream, corrections: compacting) == [
+            // dave's history was compacted before line 3 (t-1 is out of reach).
+            #"3: cannot retract "t-9": no kept event of this citizen has that id (events are kept for 30 days)"#,
             #"4: cannot retract "t-2": no event of this citizen has that id"#,
-            #"5: cannot retract "t-1": no longer retained (its event at 2026-01-01T00:00:00Z is more than 30 days before the retraction)"#,
+            #"5: cannot retract "t-1": no kept event of this citizen has that id (events are kept for 30 days)"#,
             #"7: cannot retract "t-2": already retracted on line 6"#,
             #"8: duplicate id "t-2": this citizen's event on line 2 has it"#,
             #"9: a retraction needs "target": the id of the event it takes back"#,
@@ -261,6 +269,13 @@ struct CorrectionsTests {
             #"5: cannot retract "t-1": no history is kept (run with --retain DURATION)"#,
             #"6: cannot retract "t-2": no history is kept (run with --retain DURATION)"#,
             #"7: cannot retract "t-2": no history is kept (run with --retain DURATION)"#,
+        ])
+        // Out of reach but not yet compacted: said as such.
+        #expect(Self.reasons("""
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-01T00:00:00Z","id":"t-1"}
+            {"citizen":"dave","type":"retract","target":"t-1","time":"2026-02-05T00:00:00Z"}
+            """, corrections: Corrections(retain: 30 * Self.day)) == [
+            #"2: cannot retract "t-1": no longer retained (its event at 2026-01-01T00:00:00Z is more than 30 days before the retraction)"#,
         ])
         // A retraction (late, within the lateness) before its own event.
         #expect(Self.reasons("""

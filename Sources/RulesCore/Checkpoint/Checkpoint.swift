@@ -112,6 +112,8 @@ public enum Checkpoint {
             for (e, p) in order {
                 let h = engines[e].history!
                 if let base = h.bases[p] { body.int(1); body.base(base) } else { body.int(0) }
+                body.int(h.standingCount(p))
+                body.int(h.wasSeen(p) ? 1 : 0)
                 let records = h.arrived(of: p)
                 body.int(records.count)
                 for r in records {
@@ -308,6 +310,7 @@ public enum Checkpoint {
                 for (engine, p) in placed {
                     let history = engine.history!
                     if try r.int() == 1 { history.setBase(p, carried(try r.base(slots: layout.slots.count, buffers: layout.buffers.count))) }
+                    let standing = try r.int(), seen = try r.int() == 1
                     for _ in 0..<(try r.int()) {
                         let time = try r.i64(), line = try r.int(), state = try r.int(), at = try r.int()
                         let id: [UInt8]? = try r.int() == 1 ? try r.take(try r.int()) : nil
@@ -320,6 +323,7 @@ public enum Checkpoint {
                             }
                         }
                     }
+                    history.restoreCounts(person: p, standing: standing, seen: seen)
                     // Under another policy, what came before is in the state
                     // carried over: it is the base a correction starts from.
                     if !same {

@@ -7,6 +7,10 @@ public struct Corrections: Sendable, Equatable {
     /// How much earlier than a person's previous event an event may be and
     /// still be applied in time order (ticks); at most `retain`.
     public let lateness: Int64
+    /// Kept bytes before the first compaction of what is out of reach
+    /// (`History`); 0 compacts before every line, so that tests exercise
+    /// it on short streams.
+    package var sweepFloor = 64 << 20
 
     /// Ticks (microseconds).
     package init(retain: Int64, lateness: Int64 = 0) {
@@ -56,7 +60,37 @@ extension EventApplier {
         }
         if let reason = engine.apply(person: e.person, event: e.event, time: e.time) { return .rejected(reason, e) }
         history.keep(person: engine.lastPerson, time: e.time, line: at, id: e.id, bytes: line)
+        if history.isOverBudget { sweepPending = true }
         return .applied(e)
+    }
+
+    /// Compacts everyone with kept events out of reach, then lets the
+    /// forgotten bytes go: kept history stays within twice what the
+    /// retention needs (or the sweep's floor, 64 MiB), however long the
+    /// stream, and a sweep costs in proportion to what it folds.
+    mutating func sweep() {
+        sweepPending = false
+        guard let history = engine.history else { return }
+        for p in 0..<engine.people.count where history.isDue(p, lastTime: engine.store.lastTime(p)) { compact(p, history) }
+        history.endSweep()
+    }
+
+    /// Folds the person's kept events that no correction can reach any more
+    /// into their base state, and forgets them. The state the person shows
+    /// does not change.
+    private mutating func compact(_ p: Int, _ history: History) {
+        let reach = history.reach(lastTime: engine.store.lastTime(p))
+        let (live, failures) = engine.beginCompacting(p)
+        for kept in history.events(of: p) where kept.time < reach && kept.retractedAt == nil && !kept.sealed {
+            engine.beginEvent(line: 0)
+            engine.context.line = kept.line
+            guard case .event(let e) = parser.parse(kept.bytes, into: context),
+                  engine.apply(person: e.person, event: e.event, time: e.time) == nil else {
+                preconditionFailure("a kept event is applied again as it was the first time")
+            }
+        }
+        engine.endCompacting(p, live: live, failures: failures)
+        history.drop(person: p, before: reach)
     }
 
     private func quoted(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
@@ -85,7 +119,10 @@ extension EventApplier {
                                   at: Int, history: History) -> Outcome {
         let cannot = "cannot retract \(quoted(r.target))"
         guard let p = engine.people.find(e.person), let target = history.find(person: p, id: r.target) else {
-            return .rejected("\(cannot): no event of this \(engine.personKey.name) has that id", e)
+            let forgotten = engine.people.find(e.person).map { history.bases[$0] != nil } ?? false
+            return .rejected(forgotten
+                ? "\(cannot): no kept event of this \(engine.personKey.name) has that id (events are kept for \(DurationText.describe(history.retain)))"
+                : "\(cannot): no event of this \(engine.personKey.name) has that id", e)
         }
         if let line = target.retractedAt { return .rejected("\(cannot): already retracted on line \(line)", e) }
         if target.sealed {

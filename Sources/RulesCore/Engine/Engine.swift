@@ -149,7 +149,7 @@ package final class Engine {
     /// Before the first event: what came before would not be kept.
     package func enableCorrections(_ limits: Corrections) {
         precondition(people.count == 0, "corrections are enabled before the first event")
-        history = History(retain: limits.retain, lateness: limits.lateness)
+        history = History(retain: limits.retain, lateness: limits.lateness, sweepFloor: limits.sweepFloor)
     }
 
     /// Puts a person back to where they were before their first event, to be
@@ -160,6 +160,13 @@ package final class Engine {
         if observing { observer!.before(person: person, isNew: false, time: now, engine: self) }
         rebuildingFrom = store.score(person)
         observing = false
+        resetToBase(person)
+        return context.failures
+    }
+
+    /// The person back at their base (`History.bases`), or as before their
+    /// first event.
+    private func resetToBase(_ person: Int) {
         if let base = history?.bases[person] {
             store.setScore(person, base.score)
             store.setLastTime(person, base.lastTime)
@@ -171,7 +178,29 @@ package final class Engine {
             for slot in 0..<store.slotCount { store.setEnd(person, slot, PersonStore.none) }
             for buffer in store.buffers { _ = buffer.restore(person: person, []) }
         }
-        return context.failures
+    }
+
+    /// Starts folding a person's out-of-reach events into their base: their
+    /// state as it is (to put back), and the notes so far; the person is at
+    /// their base, and nobody is told (the state a reader sees does not
+    /// change).
+    func beginCompacting(_ person: Int) -> (live: History.Base, failures: [EvalContext.FailureKey: (count: Int, firstLine: Int)]) {
+        let live = base(of: person)
+        observing = false
+        resetToBase(person)
+        return (live, context.failures)
+    }
+
+    /// Ends it: the folded state becomes the person's base, and their state
+    /// is put back as it was.
+    func endCompacting(_ person: Int, live: History.Base, failures: [EvalContext.FailureKey: (count: Int, firstLine: Int)]) {
+        history!.setBase(person, base(of: person))
+        store.setScore(person, live.score)
+        store.setLastTime(person, live.lastTime)
+        for (slot, end) in live.ends.enumerated() { store.setEnd(person, slot, end) }
+        for (b, buffer) in store.buffers.enumerated() { _ = buffer.restore(person: person, live.entries[b]) }
+        context.failures = failures
+        observing = observer != nil
     }
 
     /// Ends a rebuild: the person's clock is at least `time` (what they

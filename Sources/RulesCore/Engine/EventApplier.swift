@@ -20,6 +20,10 @@ struct EventApplier {
     let context: Unmanaged<EvalContext>
     /// Lines of events after it are read and counted, not applied.
     let asOf: Int64?
+    /// Kept history outgrew its budget: compact everyone with events out of
+    /// reach before the next line (`Corrections.swift`) — not at once, since
+    /// the caller still reads what the line just did.
+    var sweepPending = false
 
     init(engine: Engine, asOf: Int64? = nil) {
         self.engine = engine
@@ -47,6 +51,7 @@ struct EventApplier {
     /// caller computed it.
     @inline(__always)
     mutating func apply(line: UnsafeBufferPointer<UInt8>, number: Int, hash: UInt32? = nil) -> Outcome {
+        if sweepPending { sweep() }
         engine.beginEvent(line: number)
         switch parser.parse(line, into: context) {
         case .rejected(let reason):

@@ -67,8 +67,14 @@ final class History {
     struct Person {
         /// Their latest record's offset + 1 (0: none).
         var latest = 0
-        /// How many of their records were not retracted.
+        /// How many of their events were not retracted, the ones folded into
+        /// their base (`compact`) among them.
         var standing = 0
+        /// Whether any event of theirs was ever kept.
+        var seen = false
+        /// The earliest time among their kept records (`Int64.max`: none):
+        /// when it falls out of reach, their history is compacted.
+        var oldest = Int64.max
         /// Two bits of each kept id's hash in 128 (a Bloom filter): an id
         /// whose bits are not all set is new, with no walk through their
         /// records — a walk per event with an id cost 3× the run (a cache
@@ -78,9 +84,17 @@ final class History {
     @exclusivity(unchecked) private var byPerson: UnsafeMutablePointer<Person>
     @exclusivity(unchecked) private var people = 0
 
-    init(retain: Int64, lateness: Int64) {
+    /// Kept bytes beyond which a sweep (`EventApplier.sweep`) compacts
+    /// everyone with events out of reach; after it, twice what is left, and
+    /// never less than `sweepFloor`. 0: a sweep before every line (tests).
+    private let sweepFloor: Int
+    @exclusivity(unchecked) private var budget: Int
+
+    init(retain: Int64, lateness: Int64, sweepFloor: Int = 64 << 20) {
         self.retain = retain
         self.lateness = lateness
+        self.sweepFloor = sweepFloor
+        budget = sweepFloor
         capacity = 1 << 16
         block = malloc(capacity)!
         byPerson = .allocate(capacity: 1)
@@ -138,9 +152,11 @@ final class History {
         }
         if bytes.count > 0 { (r + Self.header + idCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         arrivals += 1
-        if byPerson[person].latest != 0 && byPerson[person].standing == 0 { emptied -= 1 }
+        if byPerson[person].seen && byPerson[person].standing == 0 { emptied -= 1 }
         byPerson[person].latest = used + 1
         byPerson[person].standing += 1
+        byPerson[person].seen = true
+        byPerson[person].oldest = min(byPerson[person].oldest, time)
         used += size
     }
 
@@ -257,11 +273,98 @@ final class History {
     /// not in the report.
     @inline(__always)
     func isEmptied(_ person: Int) -> Bool {
-        person < people && byPerson[person].latest != 0 && byPerson[person].standing == 0
+        person < people && byPerson[person].seen && byPerson[person].standing == 0
     }
 
     /// How many of the person's kept events stand.
     func standingCount(_ person: Int) -> Int { person < people ? byPerson[person].standing : 0 }
+
+    /// Whether any event of the person was ever kept.
+    func wasSeen(_ person: Int) -> Bool { person < people && byPerson[person].seen }
+
+    /// Puts back what a checkpoint said of the person's events: how many
+    /// stand (those folded into their base among them) and whether any was
+    /// ever kept.
+    func restoreCounts(person: Int, standing: Int, seen: Bool) {
+        ensure(person)
+        let was = isEmptied(person)
+        byPerson[person].standing = standing
+        byPerson[person].seen = seen
+        emptied += (isEmptied(person) ? 1 : 0) - (was ? 1 : 0)
+    }
+
+    // MARK: - Compaction
+
+    /// Whether kept history has outgrown its budget: time for a sweep.
+    @inline(__always)
+    var isOverBudget: Bool { used > budget || sweepFloor == 0 }
+
+    /// Whether the person has kept events no correction can reach any more:
+    /// older than `retain` before the earliest time a correction may still
+    /// come at (their last event's, less `lateness`).
+    @inline(__always)
+    func isDue(_ person: Int, lastTime: Int64) -> Bool {
+        guard person < people else { return false }
+        let oldest = byPerson[person].oldest
+        return oldest != Int64.max && Timestamp.adding(oldest, retain &+ lateness) < lastTime
+    }
+
+    /// After a sweep: the forgotten records let go, and the next budget.
+    func endSweep() {
+        if garbage > 0 { collect() }
+        budget = max(sweepFloor, 2 * used)
+    }
+
+    /// The time before which the person's kept events are out of reach.
+    func reach(lastTime: Int64) -> Int64 { lastTime &- lateness &- retain }
+
+    /// Forgets the person's records older than `reach` (their effects are
+    /// in the base now), relinking the rest; `endSweep` lets the bytes go.
+    func drop(person: Int, before reach: Int64) {
+        var kept: [Record] = [], dropped = 0
+        walk(person) { r in
+            if r.time < reach { dropped += Self.size(r) } else { kept.append(r) }
+            return true
+        }
+        var previous = 0, oldest = Int64.max
+        for r in kept.reversed() {
+            (block + r.offset).storeBytes(of: Int64(previous), toByteOffset: 24, as: Int64.self)
+            previous = r.offset + 1
+            oldest = min(oldest, r.time)
+        }
+        byPerson[person].latest = previous
+        byPerson[person].oldest = oldest
+        garbage += dropped
+    }
+
+    /// Bytes of forgotten records still in the block.
+    @exclusivity(unchecked) private var garbage = 0
+
+    private static func size(_ r: Record) -> Int { (header + (r.id?.count ?? 0) + r.bytes.count + 7) & ~7 }
+
+    /// Copies every person's records to a new block, in arrival order,
+    /// leaving the forgotten ones behind.
+    private func collect() {
+        let old = block
+        let fresh = malloc(max(1 << 16, used - garbage))!
+        var at = 0
+        for person in 0..<people where byPerson[person].latest != 0 {
+            var previous = 0
+            for r in arrived(of: person) {
+                let size = Self.size(r)
+                (fresh + at).copyMemory(from: old + r.offset, byteCount: size)
+                (fresh + at).storeBytes(of: Int64(previous), toByteOffset: 24, as: Int64.self)
+                previous = at + 1
+                at += size
+            }
+            byPerson[person].latest = previous
+        }
+        free(old)
+        block = fresh
+        capacity = max(1 << 16, used - garbage)
+        used = at
+        garbage = 0
+    }
 
     /// Whether an event at `time` is still within reach of a correction at `now`.
     func reaches(_ time: Int64, from now: Int64) -> Bool {
