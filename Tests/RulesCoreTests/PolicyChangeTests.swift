@@ -18,31 +18,43 @@ struct PolicyChangeTests {
 
     /// A while rule that reads the score and flags the policy sets, and
     /// sets a new flag no rule reads: it changes nothing before the resume.
-    static func addedWhileRule(_ rng: inout SeededRandom) -> String {
-        let condition = rng.pick(["score < 95", "score >= 100", "reckless", "score < 90 and debtor", "not debtor or score > 80"])
+    /// With kept history, also windows the old policy did not have (kept
+    /// history fills them at the resume).
+    static func addedWhileRule(_ rng: inout SeededRandom, history: Bool) -> String {
+        var conditions = ["score < 95", "score >= 100", "reckless", "score < 90 and debtor", "not debtor or score > 80"]
+        if history {
+            conditions += ["count(volunteer within 30 days) >= 1", "sum(volunteer.hours within 60 days) > 10",
+                           "count(debt where amount > 100 within 20 days) >= 1 and score < 100", "count(speeding within 7 days) >= 2"]
+        }
+        let condition = rng.pick(conditions)
         return "while \(condition) → flag \(rng.pick(["on notice", "under review"]))\n"
     }
 
-    @Test("a policy with an added while rule, resumed from a checkpoint, gives what one whole run of it gives")
+    @Test("a policy with an added while rule, resumed from a checkpoint, gives what one whole run of it gives (new windows too, with kept history)")
     func addedWhileRule() throws {
-        for seed in UInt64(1)...60 {
+        var filled = 0
+        for seed in UInt64(1)...80 {
             var rng = SeededRandom(seed: seed)
+            let history = seed % 2 == 0
             let old = CorrectionsTests.policy
-            let new = old + "\n" + Self.addedWhileRule(&rng)
+            let new = old + "\n" + Self.addedWhileRule(&rng, history: history)
             let lines = CorrectionsTests.stream(seed: seed, count: 60, distinct: false).map(\.text)
             let cut = rng.below(lines.count + 1)
             let first = Engine(program: try Self.program(old))
+            if history { first.enableCorrections(Corrections(retain: 1000 * 365 * CorrectionsTests.day)) }
             _ = EventStream.run(first, text: lines[..<cut].map { $0 + "\n" }.joined())
             let second = Engine(program: try Self.program(new))
             guard case .success(let info) = Checkpoint.restore(Checkpoint.encode([first], lines: cut), into: [second]) else {
                 Issue.record("seed \(seed): the checkpoint did not restore"); continue
             }
-            #expect(info.policyChanged && info.notes.isEmpty, "seed \(seed): \(info.notes)")
+            #expect(info.policyChanged && info.notes.allSatisfy { $0.contains("is filled from the kept history") }, "seed \(seed): \(info.notes)")
+            filled += info.notes.count
             _ = EventStream.run(second, text: lines[cut...].map { $0 + "\n" }.joined())
             let whole = Engine(program: try Self.program(new))
             _ = EventStream.run(whole, text: lines.map { $0 + "\n" }.joined())
             #expect(Self.report(second) == Self.report(whole), "seed \(seed), cut \(cut)")
         }
+        #expect(filled > 10)
     }
 
     @Test("what carries over by name, what is dropped and said, the score within the new bounds; never retroactive")
@@ -79,17 +91,23 @@ struct PolicyChangeTests {
         #expect(info.policyChanged)
         #expect(info.notes == [
             "`flag debtor` set by event rules is not in the new policy: dropped",
-            #"a window new in this policy starts empty: "debt""#,
+            "a window new in this policy is filled from the kept history (30 days): `count(debt within 30 days)`",
         ])
         // dave: 80 clamped to the new minimum 90; his denial (until 05-30)
         // and ann's grant (until 03-14) carry over with their ends; the new
-        // `while` rule holds at once where it can tell (it cannot for ann:
-        // her debt is before the resume, in no window the old policy kept).
+        // `while` rule holds at once: ann's debt is in the kept history.
         #expect(Self.report(second) == """
-            {"citizen":"ann","score":100,"flags":[],"denied":[],"granted":["fast_lane"]}
+            {"citizen":"ann","score":100,"flags":["recent_debt"],"denied":[],"granted":["fast_lane"]}
             {"citizen":"dave","score":90,"flags":[],"denied":["driving"],"granted":[]}
 
             """)
+        // A window whose condition reads the state cannot be filled from
+        // past lines (the state before each is gone): it starts empty.
+        let third = Engine(program: try Self.program("debt → -1\nwhile count(debt where score < 50 within 30 days) >= 1 → flag x\n"))
+        guard case .success(let other) = Checkpoint.restore(Checkpoint.encode([first], lines: 6), into: [third]) else {
+            Issue.record("the checkpoint did not restore"); return
+        }
+        #expect(other.notes.contains("a window new in this policy starts empty: `count(debt where score < 50 within 30 days)`"), "\(other.notes)")
         // History carries over sealed: an old event cannot be taken back
         // (its effects are in the state carried over); a new one can, and
         // dave is rebuilt from the state carried over, not from scratch.

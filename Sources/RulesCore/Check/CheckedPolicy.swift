@@ -51,6 +51,20 @@ package indirect enum IR: Sendable, Hashable {
         }
     }
 
+    /// Whether it reads nothing of a person's state — no score, flag or
+    /// window — only the event's fields: it can be evaluated again for a
+    /// past event, from its line alone.
+    package var readsOnlyTheEvent: Bool {
+        switch self {
+        case .number, .bool, .string, .field: return true
+        case .flag, .score, .aggregate: return false
+        case .unary(_, let a): return a.readsOnlyTheEvent
+        case .binary(_, let a, let b): return a.readsOnlyTheEvent && b.readsOnlyTheEvent
+        case .inList(let a, let items): return a.readsOnlyTheEvent && items.allSatisfy(\.readsOnlyTheEvent)
+        case .call(_, let args): return args.allSatisfy(\.readsOnlyTheEvent)
+        }
+    }
+
     /// Flags this expression reads (for the rule graph).
     package func flagsRead(into set: inout Set<Int>) {
         switch self {

@@ -196,10 +196,13 @@ public enum Checkpoint {
             let hasClock = try r.int() != 0
             let clock = try r.i64()
             let layout = try Layout(&r)
-            _ = try r.int(); _ = try r.i64(); _ = try r.i64()
+            let kept = try r.int() == 1, retain = try r.i64()
+            _ = try r.i64()
             let people = try r.int()
+            let mapped = layout.map(to: program)
+            let filled = kept ? EventApplier.fillable(mapped.fresh, in: program) : []
             return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil, policyChanged: !same,
-                                 notes: same ? [] : layout.map(to: program).notes))
+                                 notes: same ? [] : mapped.notes + Layout.notes(fresh: mapped.fresh, filled: filled, retain: retain, program: program)))
         } catch let f as Failure {
             return .failure(f)
         } catch {
@@ -224,8 +227,8 @@ public enum Checkpoint {
         }
 
         /// Where each saved slot and buffer goes in `program` (nil: nowhere),
-        /// with what does not carry over said in words.
-        func map(to program: Program) -> (slots: [Int?], buffers: [Int?], notes: [String]) {
+        /// the buffers new in it, and the names that do not carry over.
+        func map(to program: Program) -> (slots: [Int?], buffers: [Int?], fresh: [Int], notes: [String]) {
             var notes: [String] = []
             let slots = self.slots.map { (kind, name) -> Int? in
                 if let id = program.policy.names(of: kind).firstIndex(of: name), program.slot(kind, id) >= 0 { return program.slot(kind, id) }
@@ -236,16 +239,30 @@ public enum Checkpoint {
             // (the same cap first: a counted rule's and a `count()`'s buffer
             // of one event type hold different spans of it).
             var buffers = [Int?](repeating: nil, count: self.buffers.count)
+            var fresh: [Int] = []
             for (b, spec) in program.policy.buffers.enumerated() {
                 let identity = Fingerprint.identity(of: spec, in: program.policy)
                 let free = self.buffers.indices.filter { buffers[$0] == nil && self.buffers[$0].identity == identity }
                 if let old = free.first(where: { self.buffers[$0].cap == spec.cap }) ?? free.first {
                     buffers[old] = b
                 } else {
-                    notes.append("a window new in this policy starts empty: \(identity)")
+                    fresh.append(b)
                 }
             }
-            return (slots, buffers, notes)
+            return (slots, buffers, fresh, notes)
+        }
+
+        /// What is said of the new buffers: filled from kept history, or
+        /// starting empty.
+        static func notes(fresh: [Int], filled: [Int], retain: Int64, program: Program) -> [String] {
+            fresh.map { b in
+                // As the policy writes it: `count(debt within 30 days)`.
+                let span = program.policy.bufferSpans[b]
+                let text = "`" + program.policy.sources.files[span.file].text(span) + "`"
+                return filled.contains(b)
+                    ? "a window new in this policy is filled from the kept history (\(DurationText.describe(retain))): \(text)"
+                    : "a window new in this policy starts empty: \(text)"
+            }
         }
     }
 
@@ -272,9 +289,10 @@ public enum Checkpoint {
             if same && (layout.slots.count != program.slotCount || layout.buffers.count != program.policy.buffers.count) {
                 throw Failure(description: "the checkpoint's state does not fit this policy")
             }
-            let (slotMap, bufferMap, notes) = same
-                ? (Array(0..<program.slotCount).map(Optional.some), Array(0..<program.policy.buffers.count).map(Optional.some), [])
+            let (slotMap, bufferMap, fresh, slotNotes) = same
+                ? (Array(0..<program.slotCount).map(Optional.some), Array(0..<program.policy.buffers.count).map(Optional.some), [], [])
                 : layout.map(to: program)
+            var filled: [Int] = []
             /// A saved base, in this program's slots and buffers.
             func carried(_ saved: History.Base) -> History.Base {
                 var ends = [Int64](repeating: PersonStore.none, count: program.slotCount)
@@ -324,13 +342,19 @@ public enum Checkpoint {
                         }
                     }
                     history.restoreCounts(person: p, standing: standing, seen: seen)
-                    // Under another policy, what came before is in the state
-                    // carried over: it is the base a correction starts from.
-                    if !same {
-                        history.setBase(p, engine.base(of: p))
-                    }
                 }
-                if !same { for engine in engines { engine.history?.sealAll() } }
+                if !same {
+                    // Windows the new policy adds, from the kept events;
+                    // then what came before is in the state carried over:
+                    // the base a correction starts from.
+                    for engine in engines {
+                        var applier = EventApplier(engine: engine)
+                        filled = applier.fillFromHistory(fresh)
+                        applier.deallocate()
+                    }
+                    for (engine, p) in placed { engine.history!.setBase(p, engine.base(of: p)) }
+                    for engine in engines { engine.history?.sealAll() }
+                }
             } else {
                 // No history saved: a correction starts from what was.
                 for (engine, p) in placed { engine.history?.setBase(p, engine.base(of: p)) }
@@ -358,6 +382,7 @@ public enum Checkpoint {
                 engines[0].context.failures[.init(rule: rule, failure: failure)] = (count, first)
             }
             guard r.atEnd else { throw Failure(description: "unexpected bytes after the state") }
+            let notes = slotNotes + Layout.notes(fresh: fresh, filled: filled, retain: retain, program: program)
             return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil, policyChanged: !same, notes: notes))
         } catch let f as Failure {
             return .failure(f)

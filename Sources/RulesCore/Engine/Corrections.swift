@@ -75,6 +75,38 @@ extension EventApplier {
         history.endSweep()
     }
 
+    /// Fills window buffers a changed policy added (a resume under it) from
+    /// the kept history: each kept event of the buffer's type that stands,
+    /// in time order, its condition evaluated on its own line — only for
+    /// buffers whose condition reads nothing but the event (a condition on
+    /// the score or a flag would need the state before each past event).
+    /// Returns the buffers filled.
+    mutating func fillFromHistory(_ buffers: [Int]) -> [Int] {
+        guard let history = engine.history else { return [] }
+        let program = engine.program
+        let fillable = Self.fillable(buffers, in: program)
+        guard !fillable.isEmpty else { return [] }
+        for p in 0..<engine.people.count {
+            for kept in history.events(of: p) where kept.retractedAt == nil {
+                engine.beginEvent(line: 0)
+                guard case .event(let e) = parser.parse(kept.bytes, into: context), let event = e.event else { continue }
+                for b in fillable where program.policy.buffers[b].event == event {
+                    engine.feed(buffer: b, person: p, time: e.time)
+                }
+            }
+        }
+        return fillable
+    }
+
+    /// Of `buffers`, those kept history can fill: a `count()` or `sum()`
+    /// window (not a counted rule's) whose condition reads only the event.
+    static func fillable(_ buffers: [Int], in program: Program) -> [Int] {
+        buffers.filter { b in
+            let spec = program.policy.buffers[b]
+            return spec.cap == nil && (spec.condition?.readsOnlyTheEvent ?? true)
+        }
+    }
+
     /// Folds the person's kept events that no correction can reach any more
     /// into their base state, and forgets them. The state the person shows
     /// does not change.

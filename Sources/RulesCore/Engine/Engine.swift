@@ -223,6 +223,23 @@ package final class Engine {
                      entries: store.buffers.map { $0.entries(person: person) })
     }
 
+    /// Records the event just parsed (its fields in the context) in buffer
+    /// `b` for `person`, if its condition holds and its summed field is a
+    /// number, as `feedBuffers` does for an event being applied.
+    func feed(buffer b: Int, person: Int, time: Int64) {
+        context.focus(person: person, now: time)
+        if let condition = program.bufferConditions[b] {
+            guard case .bool(true) = condition.eval(context) else { return }
+        }
+        var value = 1.0
+        let field = program.bufferField[b]
+        if field >= 0 {
+            guard case .number(let x)? = context.fields.value(field) else { return }
+            value = x
+        }
+        store.buffer(b) { $0.push(person: person, time: time, value: value) }
+    }
+
     /// The latest event time a checkpoint recorded.
     func restoreClock(_ time: Int64) { clock = max(clock ?? time, time) }
 
