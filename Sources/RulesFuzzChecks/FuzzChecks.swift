@@ -121,6 +121,47 @@ package enum FuzzChecks {
         }
         run(lines[cut...], into: after)
         if report([after]) != expected { return "a run cut by a checkpoint disagrees with a whole run" }
+
+        // Retractions (docs/LANGUAGE.md, "Corrections"): with ids, and a
+        // retraction of every event whose byte is odd, one line later (at
+        // that line's time, when within the 30 days kept) or at once, the
+        // stream gives the stream without those events as of the same time
+        // — compacting before every line, so that folding and rebuilding
+        // meet.
+        let keep = 30 * 86_400 * Timestamp.perSecond
+        var corrected: [String] = [], without: [String] = []
+        var pending: (line: String, time: Int64)? = nil
+        func retraction(_ n: Int, at t: Int64) -> String {
+            #"{"citizen":"p\#(bytes[2 + 4 * n] % 7)","type":"retract","target":"e\#(n)","time":"\#(Timestamp.format(t))"}"#
+        }
+        var times: [Int64] = []
+        var t: Int64 = 1_767_225_600
+        for n in lines.indices {
+            t += Int64(bytes[3 + 4 * n]) * Int64(bytes[3 + 4 * n]) * 97
+            times.append(t * Timestamp.perSecond)
+        }
+        for (n, line) in lines.enumerated() {
+            corrected.append(String(line.dropLast()) + #","id":"e\#(n)"}"#)
+            if let p = pending { corrected.append(p.line); pending = nil }
+            guard bytes[1 + 4 * n] & 1 == 1 else { without.append(line); continue }
+            if n + 1 < lines.count && times[n + 1] - times[n] <= keep {
+                pending = (retraction(n, at: times[n + 1]), times[n + 1])
+            } else {
+                corrected.append(retraction(n, at: times[n]))
+            }
+        }
+        var limits = Corrections(retain: keep)
+        limits.sweepFloor = 0
+        let withRetractions = Engine(program: program)
+        withRetractions.enableCorrections(limits)
+        run(corrected[...], into: withRetractions)
+        let plain = Engine(program: program)
+        run(without[...], into: plain)
+        var a: [UInt8] = [], b: [UInt8] = []
+        let clock = times.last ?? 0
+        Engine.writeReport([withRetractions], asOf: clock) { a += $0 }
+        Engine.writeReport([plain], asOf: clock) { b += $0 }
+        if a != b { return "a stream with retractions disagrees with the stream without those events" }
         return nil
     }
 }
