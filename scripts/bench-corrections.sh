@@ -35,6 +35,8 @@ lines=$(grep -c '"type":"retract"' "$retracted")
 "$rules" run "$policy" --events "$plain" > "$work/plain.out" 2>/dev/null
 "$rules" run "$policy" --events "$plain" --retain "365 days" > "$work/retain.out" 2>/dev/null
 cmp -s "$work/plain.out" "$work/retain.out" || { echo "--retain changed the report of a stream without corrections" >&2; exit 1; }
+"$rules" run "$policy" --events "$plain" --retain "30 days" > "$work/short.out" 2>/dev/null
+cmp -s "$work/plain.out" "$work/short.out" || { echo "--retain 30 days (compacting) changed the report" >&2; exit 1; }
 "$rules" run "$policy" --events "$retracted" --retain "365 days" > "$work/retracted.out" 2> "$work/retracted.err"
 applied=$(sed -n 's/.*read: \([0-9]*\) applied.*/\1/p' "$work/retracted.err")
 
@@ -47,10 +49,11 @@ measure() {  # prints "seconds peak_kb"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-for f in plain retain ids retracted; do : > "$work/c-$f.times"; done
+for f in plain retain short ids retracted; do : > "$work/c-$f.times"; done
 for _ in $(seq "$runs"); do
     measure "$rules" run "$policy" --events "$plain" >> "$work/c-plain.times"
     measure "$rules" run "$policy" --events "$plain" --retain "365 days" >> "$work/c-retain.times"
+    measure "$rules" run "$policy" --events "$plain" --retain "30 days" >> "$work/c-short.times"
     measure "$rules" run "$policy" --events "$ids" --retain "365 days" >> "$work/c-ids.times"
     measure "$rules" run "$policy" --events "$retracted" --retain "365 days" >> "$work/c-retracted.times"
 done
@@ -60,6 +63,7 @@ python3 - <<PY
 events, people, lines, applied = $events, $people, $lines, "$applied"
 rows = [("rules run", $(col plain 1), $(col plain 2)),
         ("--retain 365 days", $(col retain 1), $(col retain 2)),
+        ("--retain 30 days (compacting)", $(col short 1), $(col short 2)),
         ("--retain 365 days, an id on every event", $(col ids 1), $(col ids 2)),
         (f"--retain 365 days, ids, {lines:,} retractions", $(col retracted 1), $(col retracted 2))]
 plain_s, plain_kb = rows[0][1], rows[0][2]
@@ -69,6 +73,6 @@ print("|---|---|---|---|---|---|")
 for name, s, kb in rows:
     kept = "" if name == "rules run" else f"{(kb - plain_kb) * 1024 / people:,.0f}"
     print(f"| {name} | {s:.3f} | {events / s:,.0f} | {plain_s / s:.0%} | {kb / 1024:.1f} MiB | {kept} |")
-per = (rows[3][1] - rows[2][1]) / max(lines, 1) * 1e6
+per = (rows[4][1] - rows[3][1]) / max(lines, 1) * 1e6
 print(f"\none retraction: {per:.1f} µs ({lines:,} retraction lines; the run applied {applied} of {events + lines:,} lines)")
 PY
