@@ -286,6 +286,16 @@ struct CorrectionsTests {
         ])
     }
 
+    @Test("`retract` cannot be an event type, nor `id` a field a rule reads; `citizen` can (another person key)")
+    func reservedNames() {
+        for (text, code) in [("retract → -5", "E0315"), ("event retract { }", "E0315"),
+                             ("speeding where id == \"x\" → -5", "E0314"), ("speeding where time > 3 → -5", "E0314")] {
+            let result = PolicyCompiler.compile(SourceSet([SourceFile(name: "p.rules", text: text)]))
+            #expect(result.errors.map(\.code.rawValue) == [code], "\(text)")
+        }
+        #expect(PolicyCompiler.compile(SourceSet([SourceFile(name: "p.rules", text: "speeding where citizen == \"x\" → -5")])).errors.isEmpty)
+    }
+
     @Test("a person all of whose events were retracted leaves the report; a retraction moves the clock")
     func emptiedAndClock() {
         let lines = """

@@ -136,6 +136,7 @@ struct Checker {
     /// The keys of a stream line that are not event fields (the contract's
     /// "Event streams" and "Corrections"): no declaration may use them.
     static let reservedKeys = ["citizen", "type", "time", "id"]
+    static let neverFields: Set<String> = ["type", "time", "id"]
 
     /// The type of a retraction line (docs/LANGUAGE.md, "Corrections"): it
     /// fires no rule, so no rule or declaration may name it.
@@ -638,6 +639,14 @@ struct Checker {
             // never change what a name means.
             if let c = asConstant { return c }
             if flagSetNames.contains(n), let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
+            if Self.neverFields.contains(n) {
+                // Never fields, whatever the stream: the condition could
+                // only fail. (`citizen` is a field of a stream whose person
+                // key is another: `--person-key`.)
+                report(.reservedField, "`\(n)` is a reserved key of every stream line, not a field", at: span,
+                       help: "a rule cannot read it: the line's `type`, `time` and `id` are never event fields")
+                return nil
+            }
             return (.field(fieldId(n), name: n), .any)
         case .state:
             if let c = asConstant { return c }
