@@ -8,9 +8,13 @@ import Darwin
 /// Each person's applied events, kept while a correction can still reach
 /// them: the event's line (replayed through the same parser and engine as
 /// any line), its time, its line number and its id. A correction rebuilds
-/// the person from their first kept event (`EventApplier.rebuilt`); the
-/// plain reference model in the tests rebuilds them from the whole stream,
-/// and the two are compared.
+/// the person from their base state — fresh, or what a compaction or a
+/// policy change left (`bases`) — and their kept events
+/// (`EventApplier.rebuilt`); the plain reference model in the tests
+/// rebuilds them from the whole stream, and the two are compared. Events no
+/// correction can reach any more are folded into the base by a sweep and
+/// forgotten (`drop`, `collect`), so what is kept stays within the
+/// retention.
 ///
 /// Only with `--retain`: without it nothing is kept beyond what windows
 /// need, and the engine has no history at all.
@@ -371,6 +375,4 @@ final class History {
         Timestamp.adding(time, retain) >= now
     }
 
-    /// Bytes held for the kept events (docs/PERFORMANCE.md).
-    var bytes: Int { used + people * MemoryLayout<Person>.stride }
 }
