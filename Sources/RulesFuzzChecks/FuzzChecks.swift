@@ -164,4 +164,40 @@ package enum FuzzChecks {
         if a != b { return "a stream with retractions disagrees with the stream without those events" }
         return nil
     }
+
+    /// `rules serve`'s request parser (RFC 9112): any bytes, whole or cut
+    /// into pieces (their size from the first byte), give the same requests
+    /// and the same refusal; nothing crashes; a refusal is a 4xx or 5xx
+    /// with a reason and stays the answer.
+    package static func http(_ bytes: [UInt8]) -> String? {
+        var limits = HTTPRequestParser.Limits()
+        limits.maxBody = 4096
+        limits.maxHeader = 2048
+        limits.maxTarget = 1024
+        func run(_ piece: Int) -> [String] {
+            var parser = HTTPRequestParser(limits: limits)
+            var out: [String] = []
+            var at = 0
+            while at < bytes.count {
+                parser.append(bytes[at..<min(bytes.count, at + piece)])
+                at += piece
+                while let r = parser.next() {
+                    switch r {
+                    case .success(let q):
+                        out.append("\(q.method) \(q.segments) \(q.query.map { "\($0.name)=\($0.value)" }) \(q.minorVersion) \(q.headers.map { "\($0.name):\($0.value)" }) \(q.body)")
+                    case .failure(let e):
+                        out.append("error \(e.status)")
+                        if e.status < 400 || e.status > 599 || e.message.isEmpty { out.append("a refusal without a status or reason") }
+                        if parser.next() != .failure(e) { out.append("a refusal that did not stay") }
+                        return out
+                    }
+                }
+            }
+            return out
+        }
+        let whole = run(max(1, bytes.count))
+        let cut = run(1 + Int(bytes.first ?? 0) % 17)
+        if whole.contains(where: { $0.hasPrefix("a refusal") }) { return whole.first { $0.hasPrefix("a refusal") } }
+        return whole == cut ? nil : "the same bytes in pieces gave other requests: \(whole) / \(cut)"
+    }
 }

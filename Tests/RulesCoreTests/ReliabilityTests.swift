@@ -272,13 +272,14 @@ struct FuzzRegressionTests {
 
     static let shipped = ["citizen", "moderation", "telematics"].compactMap { try? ExplainTests.text("rules/\($0).rules") }
 
-    @Test("every saved input passes the fuzz targets' checks", arguments: inputs("policy") + inputs("stream") + inputs("engine"))
+    @Test("every saved input passes the fuzz targets' checks", arguments: inputs("policy") + inputs("stream") + inputs("engine") + inputs("http"))
     func replay(_ name: String) throws {
         let bytes = Array(try Data(contentsOf: Repo.root.appendingPathComponent("Tests/Fixtures/fuzz/\(name)")))
         let broken: String?
         switch name.split(separator: "/")[0] {
         case "policy": broken = FuzzChecks.policy(bytes)
         case "stream": broken = FuzzChecks.stream(bytes, program: try compileOrFail(Self.shipped[0]))
+        case "http": broken = FuzzChecks.http(bytes)
         default: broken = FuzzChecks.engine(bytes, policies: Self.shipped)
         }
         #expect(broken == nil)
@@ -286,6 +287,6 @@ struct FuzzRegressionTests {
 
     @Test("there are saved inputs for every target")
     func present() {
-        for target in ["policy", "stream", "engine"] { #expect(!Self.inputs(target).isEmpty) }
+        for target in ["policy", "stream", "engine", "http"] { #expect(!Self.inputs(target).isEmpty) }
     }
 }
