@@ -21,6 +21,7 @@ enum Main {
       repl     try rules and events interactively
       explain  why one person's state is what it is
       diff     two policies over the same stream: who would change, and why
+      serve    keep the engine running and answer over HTTP
       graph    print the rule graph (Graphviz DOT or Mermaid)
       help     show help for a command: rules help run
 
@@ -43,6 +44,7 @@ enum Main {
         "graph": (GraphCommand.help, GraphCommand.run),
         "explain": (ExplainCommand.help, ExplainCommand.run),
         "diff": (DiffCommand.help, DiffCommand.run),
+        "serve": (ServeCommand.help, ServeCommand.run),
     ]
 
     static func usageError(_ message: String, command: String?) -> Int32 {

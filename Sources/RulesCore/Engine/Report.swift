@@ -24,6 +24,15 @@ extension Engine {
         return people.sortedIds().filter { !history.isEmptied($0) }
     }
 
+    /// One person's report line as `rules run` prints it (no newline), as
+    /// of `time`; nil when they are not in the report.
+    package func reportLine(of citizen: String, at time: Int64) -> String? {
+        guard let p = personIndex(citizen), isPresent(p) else { return nil }
+        let writer = ReportWriter(program: program, personKey: personKey, capacity: 256)
+        writer.append(self, person: p, at: time)
+        return String(decoding: writer.bytes, as: UTF8.self).trimmingCharacters(in: "\n")
+    }
+
     /// Whether every event of the person was retracted (so they are not in
     /// the report, though the stream named them).
     package func wasRetracted(_ citizen: String) -> Bool {

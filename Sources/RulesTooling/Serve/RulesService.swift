@@ -1,0 +1,137 @@
+import RulesCore
+
+/// The engine as a live service (`rules serve`; docs/SERVICE.md): one
+/// engine owns the state; each request is answered under one lock, so a
+/// read never sees half an applied body. A body of events is written to
+/// the durable log and synced before it is applied and answered.
+///
+/// The invariant (the contract's "The service"): at any moment the served
+/// state is what `rules run` prints over every acknowledged line, in the
+/// order acknowledged — on start the log is replayed into a fresh engine.
+package final class RulesService: @unchecked Sendable {
+    let engine: Engine
+    let log: EventLog
+    private let program: Program
+    private let personKey: PersonKey
+    private let corrections: Corrections?
+    private let lock = ServiceLock()
+    /// Lines taken so far, over every acknowledged body.
+    private var lines = 0
+    /// What the start found: bodies replayed, and bytes of a cut record dropped.
+    package let replayed: (bodies: Int, dropped: Int)
+
+    package init(program: Program, personKey: PersonKey = .citizen, corrections: Corrections? = nil, data directory: String) throws {
+        self.program = program
+        self.personKey = personKey
+        self.corrections = corrections
+        engine = Engine(program: program, personKey: personKey)
+        if let corrections { engine.enableCorrections(corrections) }
+        var bodies = 0, lines = 0
+        let engine = self.engine
+        let (log, dropped) = try EventLog.open(in: directory) { body in
+            lines += Self.apply(body, to: engine).summary.lines
+            bodies += 1
+        }
+        self.log = log
+        self.lines = lines
+        replayed = (bodies, dropped)
+    }
+
+    private static func apply(_ body: [UInt8], to engine: Engine, asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
+        var rejections: [Rejection] = []
+        let summary = EventStream.run(engine, reader: LineReader(bytes: body), asOf: asOf) { r, _ in rejections.append(r) }
+        return (summary, rejections)
+    }
+
+    /// The answer to one request.
+    package func handle(_ request: HTTPRequest) -> HTTPResponse {
+        lock.locked { route(request) }
+    }
+
+    private func route(_ request: HTTPRequest) -> HTTPResponse {
+        let path = request.segments
+        guard path.first == "v1", path.count >= 2 else {
+            return .error(404, "no such endpoint: \(request.method) \(request.target)")
+        }
+        let method = request.method
+        func only(_ allowed: String, _ answer: () -> HTTPResponse) -> HTTPResponse {
+            method == allowed ? answer() : .error(405, "\(method) is not allowed on \(request.target); use \(allowed)")
+        }
+        switch (path[1], path.count) {
+        case ("events", 2): return only("POST") { postEvents(request.body) }
+        case ("people", 3): return only("GET") { person(path[2]) }
+        case ("report", 2): return only("GET") { report(request) }
+        case ("health", 2): return only("GET") { health() }
+        default: return .error(404, "no such endpoint: \(request.method) \(request.target)")
+        }
+    }
+
+    /// `POST /v1/events`: durable first, then applied, then answered.
+    private func postEvents(_ body: [UInt8]) -> HTTPResponse {
+        do {
+            try log.append(body)
+        } catch {
+            return .error(503, "the body was not stored, so not applied: \(error)")
+        }
+        let (summary, rejections) = Self.apply(body, to: engine)
+        lines += summary.lines
+        let list = rejections.map { #"{"line":\#($0.line),"reason":\#(JSONText.quoted($0.reason))}"# }.joined(separator: ",")
+        return .json(200, #"{"read":\#(summary.read),"applied":\#(summary.applied),"rejected":\#(summary.rejected),"rejections":[\#(list)]}"#)
+    }
+
+    /// `GET /v1/people/ID`: the report line `rules run` would print now.
+    private func person(_ id: String) -> HTTPResponse {
+        guard let clock = engine.clock, let line = engine.reportLine(of: id, at: clock) else {
+            return .error(404, "no applied event for \(JSONText.quoted(id))")
+        }
+        return .json(200, line)
+    }
+
+    /// `GET /v1/report[?as_of=TIME]`: what `rules run` prints, byte for byte.
+    private func report(_ request: HTTPRequest) -> HTTPResponse {
+        var asOf: Int64? = nil
+        if let text = request.query.first(where: { $0.name == "as_of" })?.value {
+            guard let t = Timestamp.parse(text) else { return .error(400, "as_of takes a date or date-time like 2026-06-01, not \(text)") }
+            asOf = t
+        }
+        var bytes: [UInt8] = []
+        if let asOf {
+            // As `rules run --as-of` does: the lines after it are not
+            // applied, so the past state is made again from the log.
+            let past = Engine(program: program, personKey: personKey)
+            if let corrections { past.enableCorrections(corrections) }
+            do { try log.bodies { _ = Self.apply($0, to: past, asOf: asOf) } } catch {
+                return .error(500, "the log could not be read again: \(error)")
+            }
+            past.writeReport(asOf: asOf) { bytes += $0 }
+        } else {
+            engine.writeReport { bytes += $0 }
+        }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-ndjson")], body: bytes)
+    }
+
+    /// `GET /v1/health`.
+    private func health() -> HTTPResponse {
+        let clock = engine.clock.map { JSONText.quoted(Timestamp.format($0)) } ?? "null"
+        return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(engine.report().count),"lines":\#(lines)}"#)
+    }
+}
+
+/// A mutex for the service (its requests come from one thread per
+/// connection).
+final class ServiceLock: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func locked<R>(_ body: () -> R) -> R {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body()
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

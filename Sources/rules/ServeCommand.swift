@@ -1,0 +1,206 @@
+import RulesCore
+import RulesTooling
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT]`
+enum ServeCommand {
+    static let help = """
+    usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
+                       [--person-key NAME] [--retain DURATION] [--lateness DURATION]
+
+    Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
+      POST /v1/events        a body of NDJSON lines; answered once applied
+                             and synced to disk: {"read":N,"applied":A,
+                             "rejected":R,"rejections":[{"line":K,"reason":…}]}
+      GET  /v1/people/ID     that person's report line, as `rules run` prints it
+      GET  /v1/report        the whole report (?as_of=TIME)
+      GET  /v1/health        {"status":"ok","clock":…,"people":N,"lines":N}
+    Every acknowledged body is in DIR/events.log before it is answered; a
+    restart with the same --data replays it.
+
+    options:
+      --data DIR        where the log lives (default: rules-data)
+      --listen HOST:PORT
+                        where to listen (default: 127.0.0.1:8080; port 0
+                        picks a free one); prints `listening on
+                        http://HOST:PORT` on stderr when ready
+      --max-body BYTES  the largest body accepted (default 67108864: 64 MiB)
+      --person-key NAME, --retain DURATION, --lateness DURATION
+                        as for `rules run`
+      -h, --help        show this help
+
+    exit status: 1 a policy error or a data directory that cannot be used,
+    2 usage error. The service runs until it is stopped.
+    """
+
+    static func run(_ args: [String]) -> Int32 {
+        let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
+                                                                                         "--retain", "--lateness"]), help: help)
+        guard let parsed = arguments else { return code }
+        guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
+        let listen = parsed.values["--listen"] ?? "127.0.0.1:8080"
+        guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
+            return Main.usageError("--listen takes HOST:PORT, like 127.0.0.1:8080, not \(listen)", command: "serve")
+        }
+        let host = String(listen[..<colon])
+        var limits = HTTPRequestParser.Limits()
+        if let text = parsed.values["--max-body"] {
+            guard let n = Int(text), n >= 0 else { return Main.usageError("--max-body takes a number of bytes, not \(text)", command: "serve") }
+            limits.maxBody = n
+        }
+        let corrections: Corrections?
+        switch parsed.corrections(command: "serve") {
+        case .success(let c): corrections = c
+        case .failure(let e): return e.code
+        }
+        guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
+        PolicyLoading.printDiagnostics(result)
+        guard let program = result.program else {
+            Terminal.writeErr("rules: the policy has \(PolicyLoading.summary(result)); not serving\n")
+            return ExitCode.failure
+        }
+        let personKey: PersonKey
+        switch parsed.personKey(command: "serve", program: program) {
+        case .success(let key): personKey = key
+        case .failure(let e): return e.code
+        }
+        let data = parsed.values["--data"] ?? "rules-data"
+        let service: RulesService
+        do {
+            service = try RulesService(program: program, personKey: personKey, corrections: corrections, data: data)
+        } catch {
+            Terminal.writeErr("rules: \(error)\n")
+            return ExitCode.failure
+        }
+        if service.replayed.bodies > 0 || service.replayed.dropped > 0 {
+            Terminal.writeErr("rules: resumed from \(data): \(service.replayed.bodies) bodies replayed"
+                              + (service.replayed.dropped > 0 ? "; \(service.replayed.dropped) bytes of an interrupted, unacknowledged write dropped" : "") + "\n")
+        }
+        guard let (fd, bound) = listenSocket(host: host, port: port) else { return ExitCode.failure }
+        signal(SIGPIPE, SIG_IGN)
+        Terminal.writeErr("listening on http://\(host):\(bound)\n")
+        while true {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE { continue }
+                Terminal.writeErr("rules: accept failed: \(String(cString: strerror(errno)))\n")
+                return ExitCode.failure
+            }
+            Connection.start(client, service: service, limits: limits)
+        }
+    }
+
+    /// A listening TCP socket on `host:port` (an IPv4 address) and the port
+    /// it got.
+    private static func listenSocket(host: String, port: UInt16) -> (Int32, UInt16)? {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &address.sin_addr) == 1 else {
+            Terminal.writeErr("rules: --listen needs an IPv4 address, like 127.0.0.1, not \(host)\n")
+            return nil
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { Terminal.writeErr("rules: cannot open a socket: \(String(cString: strerror(errno)))\n"); return nil }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, 512) == 0 else {
+            Terminal.writeErr("rules: cannot listen on \(host):\(port): \(String(cString: strerror(errno)))\n")
+            close(fd)
+            return nil
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, UInt16(bigEndian: actual.sin_port))
+    }
+}
+
+/// One client connection, on a thread of its own: a slow client holds up
+/// only its own thread. Requests are read as they arrive, answered in
+/// order; an idle connection is closed after 60 s.
+enum Connection {
+    static let idleSeconds = 60
+
+    static func start(_ fd: Int32, service: RulesService, limits: HTTPRequestParser.Limits) {
+        var timeout = timeval(tv_sec: idleSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let box = ConnectionBox(fd: fd, service: service, limits: limits)
+        var thread = pthread_t()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        pthread_attr_setstacksize(&attributes, 1 << 20)
+        let started = pthread_create(&thread, &attributes, { raw in
+            let box = Unmanaged<ConnectionBox>.fromOpaque(raw!).takeRetainedValue()
+            Connection.serve(box.fd, box.service, box.limits)
+            return nil
+        }, Unmanaged.passRetained(box).toOpaque())
+        pthread_attr_destroy(&attributes)
+        if started != 0 {
+            send(fd, HTTPResponse.error(503, "too many connections").bytes(close: true))
+            close(fd)
+        }
+    }
+
+    static func serve(_ fd: Int32, _ service: RulesService, _ limits: HTTPRequestParser.Limits) {
+        defer { close(fd) }
+        var parser = HTTPRequestParser(limits: limits)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var continued = false
+        while true {
+            while let result = parser.next() {
+                switch result {
+                case .success(let request):
+                    continued = false
+                    let answer = service.handle(request)
+                    guard send(fd, answer.bytes(close: !request.keepAlive)), request.keepAlive else { return }
+                case .failure(let e):
+                    _ = send(fd, HTTPResponse.error(e.status, e.message).bytes(close: true))
+                    return
+                }
+            }
+            if parser.expectsContinue && !continued {
+                continued = true
+                guard send(fd, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) else { return }
+            }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                // Idle too long: a request begun and not finished is told so.
+                if parser.isInside { _ = send(fd, HTTPResponse.error(408, "the request did not arrive whole in \(idleSeconds) s").bytes(close: true)) }
+                return
+            }
+            if n <= 0 { return }
+            parser.append(chunk[0..<n])
+        }
+    }
+
+    /// Sends all of `bytes`; false when the client is gone.
+    static func send(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            sent += n
+        }
+        return true
+    }
+}
+
+private final class ConnectionBox {
+    let fd: Int32
+    let service: RulesService
+    let limits: HTTPRequestParser.Limits
+    init(fd: Int32, service: RulesService, limits: HTTPRequestParser.Limits) {
+        self.fd = fd
+        self.service = service
+        self.limits = limits
+    }
+}
