@@ -15,6 +15,8 @@ enum ServeCommand {
                              and synced to disk: {"read":N,"applied":A,
                              "rejected":R,"rejections":[{"line":K,"reason":…}]}
       GET  /v1/people/ID     that person's report line, as `rules run` prints it
+      GET  /v1/people/ID/explain
+                             the JSON of `rules explain --format json`
       GET  /v1/report        the whole report (?as_of=TIME)
       GET  /v1/health        {"status":"ok","clock":…,"people":N,"lines":N}
     Every acknowledged body is in DIR/events.log before it is answered; a
@@ -31,8 +33,9 @@ enum ServeCommand {
                         as for `rules run`
       -h, --help        show this help
 
-    exit status: 1 a policy error or a data directory that cannot be used,
-    2 usage error. The service runs until it is stopped.
+    exit status: 0 stopped by SIGTERM or SIGINT (what is in flight is
+    answered first), 1 a policy error or a data directory that cannot be
+    used, 2 usage error.
     """
 
     static func run(_ args: [String]) -> Int32 {
@@ -80,6 +83,7 @@ enum ServeCommand {
         }
         guard let (fd, bound) = listenSocket(host: host, port: port) else { return ExitCode.failure }
         signal(SIGPIPE, SIG_IGN)
+        stopOnSignals(service, data: data)
         Terminal.writeErr("listening on http://\(host):\(bound)\n")
         while true {
             let client = accept(fd, nil, nil)
@@ -90,6 +94,28 @@ enum ServeCommand {
             }
             Connection.start(client, service: service, limits: limits)
         }
+    }
+
+    /// SIGTERM and SIGINT end the service between two requests, exit 0:
+    /// they are blocked in every thread (the connections' threads inherit
+    /// the mask) and awaited by one thread of their own.
+    private static func stopOnSignals(_ service: RulesService, data: String) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let box = Unmanaged.passRetained(StopBox(service: service, data: data, set: set)).toOpaque()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<StopBox>.fromOpaque(raw!).takeRetainedValue()
+            var set = box.set, signal: Int32 = 0
+            sigwait(&set, &signal)
+            box.service.stop {
+                Terminal.writeErr("rules: stopped; every acknowledged body is in \(box.data)/events.log\n")
+                exit(0)
+            }
+        }, box)
     }
 
     /// A listening TCP socket on `host:port` (an IPv4 address) and the port
@@ -143,7 +169,7 @@ enum Connection {
         }, Unmanaged.passRetained(box).toOpaque())
         pthread_attr_destroy(&attributes)
         if started != 0 {
-            send(fd, HTTPResponse.error(503, "too many connections").bytes(close: true))
+            _ = send(fd, HTTPResponse.error(503, "too many connections").bytes(close: true))
             close(fd)
         }
     }
@@ -191,6 +217,17 @@ enum Connection {
             sent += n
         }
         return true
+    }
+}
+
+private final class StopBox {
+    let service: RulesService
+    let data: String
+    let set: sigset_t
+    init(service: RulesService, data: String, set: sigset_t) {
+        self.service = service
+        self.data = data
+        self.set = set
     }
 }
 

@@ -87,6 +87,14 @@ struct ServeTests {
             return String(decoding: out, as: UTF8.self)
         }
 
+        /// SIGTERM, then its exit status.
+        func terminate() -> Int32 {
+            kill(pid, SIGTERM)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        }
+
         deinit { kill9() }
     }
 
@@ -130,6 +138,41 @@ struct ServeTests {
         #expect(again.stderr.contains("resumed from \(data): 2 bodies replayed"))
         #expect(try again.curl("/v1/health").body == #"{"status":"ok","clock":"2026-06-02T00:00:00Z","people":6,"lines":26}"#)
         #expect(try again.curl("/v1/people/zoe").body == #"{"citizen":"zoe","score":1002,"flags":[],"denied":[],"granted":[]}"#)
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
+    @Test("explain is rules explain's JSON over every acknowledged line; SIGTERM stops it with 0 and loses nothing; Python's http.client is served")
+    func explainStopPython() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let events = Repo.root.appendingPathComponent("examples/citizen.ndjson").path
+        let server = try Server([policy, "--data", data])
+        _ = try server.curl("/v1/events", ["-X", "POST", "--data-binary", "@" + events])
+        let explained = try server.curl("/v1/people/carol/explain")
+        let cli = try CLITests.rules(["explain", policy, "--events", events, "--person", "carol", "--format", "json"])
+        // The same account; events are named by their line among all lines.
+        #expect(explained.status == 200)
+        #expect(explained.body == cli.stdout.replacingOccurrences(of: "\"event\":\"\(events):", with: "\"event\":\"line ")
+                                            .trimmingCharacters(in: "\n"))
+        // Python's http.client: a post and a read on one connection.
+        let script = """
+            import http.client, json, sys
+            c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+            c.request("POST", "/v1/events", body=b'{"citizen":"ivy","type":"blood donation","time":"2026-06-03"}\\n')
+            r = c.getresponse(); print(r.status, r.read().decode().strip())
+            c.request("GET", "/v1/people/ivy")
+            r = c.getresponse(); print(r.status, r.read().decode().strip())
+            """
+        let python = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, String(server.port)])
+        #expect(python.stdout == """
+            200 {"read":1,"applied":1,"rejected":0,"rejections":[]}
+            200 {"citizen":"ivy","score":1015,"flags":[],"denied":[],"granted":[]}
+
+            """, "\(python.stderr)")
+        #expect(server.terminate() == 0)
+        #expect(server.stderr.contains("rules: stopped; every acknowledged body is in \(data)/events.log"))
+        let again = try Server([policy, "--data", data])
+        #expect(try again.curl("/v1/health").body == #"{"status":"ok","clock":"2026-06-03T00:00:00Z","people":6,"lines":26}"#)
         try? FileManager.default.removeItem(atPath: data)
     }
 

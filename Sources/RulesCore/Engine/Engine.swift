@@ -126,7 +126,7 @@ package final class Engine {
 
     /// Lines of the stream applied before this engine's run (a resumed run):
     /// the notes on failed expressions count lines of the whole stream.
-    @exclusivity(unchecked) var lineBase = 0
+    @exclusivity(unchecked) package var lineBase = 0
 
     /// Adds a person with the state a checkpoint recorded; their index, or
     /// nil when the person exists already or the state does not fit.

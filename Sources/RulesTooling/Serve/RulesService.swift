@@ -60,6 +60,7 @@ package final class RulesService: @unchecked Sendable {
         switch (path[1], path.count) {
         case ("events", 2): return only("POST") { postEvents(request.body) }
         case ("people", 3): return only("GET") { person(path[2]) }
+        case ("people", 4) where path[3] == "explain": return only("GET") { explain(path[2]) }
         case ("report", 2): return only("GET") { report(request) }
         case ("health", 2): return only("GET") { health() }
         default: return .error(404, "no such endpoint: \(request.method) \(request.target)")
@@ -85,6 +86,36 @@ package final class RulesService: @unchecked Sendable {
             return .error(404, "no applied event for \(JSONText.quoted(id))")
         }
         return .json(200, line)
+    }
+
+    /// `GET /v1/people/ID/explain`: the JSON of `rules explain --format
+    /// json` over every acknowledged line (made again from the log, with
+    /// that person's trail: it costs a replay). Events are named by their
+    /// line among all acknowledged lines: `line 12`.
+    private func explain(_ id: String) -> HTTPResponse {
+        let past = Engine(program: program, personKey: personKey)
+        if let corrections { past.enableCorrections(corrections) }
+        past.enableTrace(only: id, records: { _ in })
+        let watch = PersonWatch(person: id, engine: past, origin: { "line \($0)" })
+        var lines = 0
+        do {
+            try log.bodies { body in
+                past.lineBase = lines
+                lines += EventStream.run(past, reader: LineReader(bytes: body), asOf: nil, watch: watch) { _, _ in }.lines
+            }
+        } catch {
+            return .error(500, "the log could not be read again: \(error)")
+        }
+        guard let clock = past.clock, let e = Explanation.explain(id, engine: past, timeline: watch.timeline, at: clock) else {
+            return .error(404, "no applied event for \(JSONText.quoted(id))")
+        }
+        return .json(200, e.json)
+    }
+
+    /// Stops the service between two requests (SIGTERM): what is in flight
+    /// is answered first; every acknowledged body is already on disk.
+    package func stop(_ then: () -> Never) -> Never {
+        lock.locked { then() }
     }
 
     /// `GET /v1/report[?as_of=TIME]`: what `rules run` prints, byte for byte.
