@@ -58,7 +58,10 @@ enum DiffCommand {
         case .success(let c): corrections = c
         case .failure(let e): return e.code
         }
-        guard let old = program(oldFiles, side: "old"), let new = program(newFiles, side: "new") else { return ExitCode.failure }
+        guard let old = PolicyLoading.program(oldFiles, policy: "the old policy", refusal: "nothing was compared"),
+              let new = PolicyLoading.program(newFiles, policy: "the new policy", refusal: "nothing was compared") else {
+            return ExitCode.failure
+        }
         var personKey = PersonKey.citizen
         for p in [old, new] {
             switch parsed.personKey(command: "diff", program: p) {
@@ -89,16 +92,5 @@ enum DiffCommand {
                               + (s.ignoredAfterAsOf > 0 ? ", \(s.ignoredAfterAsOf) ignored (after --as-of)" : "") + "\n")
         }
         return ExitCode.ok
-    }
-
-    /// One side's policy compiled, its diagnostics shown; nil on an error.
-    private static func program(_ files: [String], side: String) -> Program? {
-        guard case .compiled(let result) = PolicyLoading.compile(files) else { return nil }
-        PolicyLoading.printDiagnostics(result)
-        guard let program = result.program else {
-            Terminal.writeErr("rules: the \(side) policy has \(PolicyLoading.summary(result)); nothing was compared\n")
-            return nil
-        }
-        return program
     }
 }

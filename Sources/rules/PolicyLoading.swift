@@ -29,6 +29,19 @@ enum PolicyLoading {
         }
     }
 
+    /// The program of the named files, every diagnostic printed; nil, once
+    /// it has said so (`the policy has 1 error, 0 warnings; REFUSAL`), when
+    /// a file cannot be read or the policy has errors.
+    static func program(_ paths: [String], policy: String = "the policy", refusal: String) -> Program? {
+        guard case .compiled(let result) = compile(paths) else { return nil }
+        printDiagnostics(result)
+        guard let program = result.program else {
+            Terminal.writeErr("rules: \(policy) has \(summary(result)); \(refusal)\n")
+            return nil
+        }
+        return program
+    }
+
     static func printDiagnostics(_ result: CompileResult, json: Bool = false) {
         printDiagnostics(result.diagnostics, sources: result.sources, json: json)
     }

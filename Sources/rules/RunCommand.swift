@@ -105,12 +105,7 @@ enum RunCommand {
             return Main.usageError("--trace records a whole run from its first event; it cannot start from --resume", command: "run")
         }
 
-        guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
-        PolicyLoading.printDiagnostics(result)
-        guard let program = result.program else {
-            Terminal.writeErr("rules: the policy has \(PolicyLoading.summary(result)); nothing was run\n")
-            return ExitCode.failure
-        }
+        guard let program = PolicyLoading.program(parsed.positionals, refusal: "nothing was run") else { return ExitCode.failure }
 
         let personKey: PersonKey
         switch parsed.personKey(command: "run", program: program) {

@@ -58,12 +58,7 @@ enum ServeCommand {
         case .success(let c): corrections = c
         case .failure(let e): return e.code
         }
-        guard case .compiled(let result) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
-        PolicyLoading.printDiagnostics(result)
-        guard let program = result.program else {
-            Terminal.writeErr("rules: the policy has \(PolicyLoading.summary(result)); not serving\n")
-            return ExitCode.failure
-        }
+        guard let program = PolicyLoading.program(parsed.positionals, refusal: "not serving") else { return ExitCode.failure }
         let personKey: PersonKey
         switch parsed.personKey(command: "serve", program: program) {
         case .success(let key): personKey = key
@@ -88,7 +83,9 @@ enum ServeCommand {
         while true {
             let client = accept(fd, nil, nil)
             if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE { continue }
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                // Out of descriptors: wait for connections to close.
+                if errno == EMFILE || errno == ENFILE { usleep(10_000); continue }
                 Terminal.writeErr("rules: accept failed: \(String(cString: strerror(errno)))\n")
                 return ExitCode.failure
             }
@@ -105,17 +102,15 @@ enum ServeCommand {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        let box = Unmanaged.passRetained(StopBox(service: service, data: data, set: set)).toOpaque()
-        var thread = pthread_t()
-        pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<StopBox>.fromOpaque(raw!).takeRetainedValue()
-            var set = box.set, signal: Int32 = 0
+        let awaited = set
+        startThread {
+            var set = awaited, signal: Int32 = 0
             sigwait(&set, &signal)
-            box.service.stop {
-                Terminal.writeErr("rules: stopped; every acknowledged body is in \(box.data)/events.log\n")
+            service.stop {
+                Terminal.writeErr("rules: stopped; every acknowledged body is in \(data)/events.log\n")
                 exit(0)
             }
-        }, box)
+        }
     }
 
     /// A listening TCP socket on `host:port` (an IPv4 address) and the port
@@ -156,21 +151,11 @@ enum Connection {
     static func start(_ fd: Int32, service: RulesService, limits: HTTPRequestParser.Limits) {
         var timeout = timeval(tv_sec: idleSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let box = ConnectionBox(fd: fd, service: service, limits: limits)
-        var thread = pthread_t()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attributes, 1 << 20)
-        let started = pthread_create(&thread, &attributes, { raw in
-            let box = Unmanaged<ConnectionBox>.fromOpaque(raw!).takeRetainedValue()
-            Connection.serve(box.fd, box.service, box.limits)
-            return nil
-        }, Unmanaged.passRetained(box).toOpaque())
-        pthread_attr_destroy(&attributes)
-        if started != 0 {
+        startThread(stackSize: 1 << 20, orElse: {
             _ = send(fd, HTTPResponse.error(503, "too many connections").bytes(close: true))
             close(fd)
+        }) {
+            serve(fd, service, limits)
         }
     }
 
@@ -220,24 +205,3 @@ enum Connection {
     }
 }
 
-private final class StopBox {
-    let service: RulesService
-    let data: String
-    let set: sigset_t
-    init(service: RulesService, data: String, set: sigset_t) {
-        self.service = service
-        self.data = data
-        self.set = set
-    }
-}
-
-private final class ConnectionBox {
-    let fd: Int32
-    let service: RulesService
-    let limits: HTTPRequestParser.Limits
-    init(fd: Int32, service: RulesService, limits: HTTPRequestParser.Limits) {
-        self.fd = fd
-        self.service = service
-        self.limits = limits
-    }
-}

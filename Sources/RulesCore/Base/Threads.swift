@@ -10,23 +10,32 @@ import Darwin
 /// FoundationEssentials.
 
 /// A mutual-exclusion lock.
-final class Lock: @unchecked Sendable {
+package final class Lock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
-    init() { pthread_mutex_init(mutex, nil) }
+    package init() { pthread_mutex_init(mutex, nil) }
 
     deinit {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
+    package func lock() { pthread_mutex_lock(mutex) }
+    package func unlock() { pthread_mutex_unlock(mutex) }
+
+    /// `body`, holding the lock.
+    package func locked<R>(_ body: () -> R) -> R {
+        lock()
+        defer { unlock() }
+        return body()
+    }
 }
 
 /// Runs `body` on a new thread with a stack of `stackSize` bytes. The
 /// thread is detached: callers wait for it with a semaphore of their own.
-func startThread(stackSize: Int = 1 << 22, _ body: @escaping @Sendable () -> Void) {
+/// `orElse`: what to do when no thread can be started (by default the run
+/// cannot go on: it stops); a service refuses the one connection instead.
+package func startThread(stackSize: Int = 1 << 22, orElse: (() -> Void)? = nil, _ body: @escaping @Sendable () -> Void) {
     let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)
@@ -47,6 +56,10 @@ func startThread(stackSize: Int = 1 << 22, _ body: @escaping @Sendable () -> Voi
         box.body()
         return nil
     }, box)
+    if started != 0, let orElse {
+        Unmanaged<ThreadBody>.fromOpaque(box).release()
+        return orElse()
+    }
     // Without a thread the run cannot go on; there is nothing to fall back to.
     precondition(started == 0, "cannot start a thread: \(String(cString: strerror(started)))")
 }

@@ -148,7 +148,7 @@ package struct PolicyDiff {
             }
             let before = c.old?.score, after = c.new?.score
             if let before, let after, before != after {
-                parts.append("score \(before) → \(after) (\(after > before ? "+" : "")\(after - before))")
+                parts.append("score \(before) → \(after) (\(Self.signed(after - before)))")
             } else if before == nil, let after {
                 parts.append("score \(after)")
             } else if after == nil, let before {
@@ -158,7 +158,7 @@ package struct PolicyDiff {
                 let was = Set(c.old?.names(of: kind) ?? []), now = Set(c.new?.names(of: kind) ?? [])
                 let added = now.subtracting(was).sorted(), removed = was.subtracting(now).sorted()
                 if added.isEmpty && removed.isEmpty { continue }
-                parts.append("\(Self.listName(kind)) " + (added.map { "+ \($0)" } + removed.map { "- \($0)" }).joined(separator: ", "))
+                parts.append("\(kind.reportKey) " + (added.map { "+ \($0)" } + removed.map { "- \($0)" }).joined(separator: ", "))
             }
             out.append("\(c.person): " + parts.joined(separator: "; "))
             for r in c.rules {
@@ -169,14 +169,6 @@ package struct PolicyDiff {
             }
         }
         return out
-    }
-
-    private static func listName(_ kind: TargetKind) -> String {
-        switch kind {
-        case .flag: return "flags"
-        case .deny: return "denied"
-        case .grant: return "granted"
-        }
     }
 
     /// The summary: people changed; per name, newly and no longer flagged,
@@ -195,7 +187,7 @@ package struct PolicyDiff {
             func list(_ counts: [String: Int]) -> String {
                 counts.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             }
-            let verb = Self.verb(kind)
+            let verb = kind.stateWord
             if !gained.isEmpty { out.append("newly \(verb): \(list(gained))") }
             if !lost.isEmpty { out.append("no longer \(verb): \(list(lost))") }
         }
@@ -206,21 +198,15 @@ package struct PolicyDiff {
         let up = deltas.filter { $0 > 0 }, down = deltas.filter { $0 < 0 }
         func range(_ xs: [Int64]) -> String {
             guard let lo = xs.min(), let hi = xs.max() else { return "" }
-            func signed(_ v: Int64) -> String { v > 0 ? "+\(v)" : "\(v)" }
-            return lo == hi ? " (by \(signed(lo)))" : " (by \(signed(lo)) to \(signed(hi)))"
+            return lo == hi ? " (by \(Self.signed(lo)))" : " (by \(Self.signed(lo)) to \(Self.signed(hi)))"
         }
         out.append("score: \(up.count) up\(range(up)), \(down.count) down\(range(down))")
         if histogram && !deltas.isEmpty { out += Self.histogram(deltas) }
         return out
     }
 
-    private static func verb(_ kind: TargetKind) -> String {
-        switch kind {
-        case .flag: return "flagged"
-        case .deny: return "denied"
-        case .grant: return "granted"
-        }
-    }
+    /// `+5`, `-3`, `0`: a score change.
+    static func signed(_ v: Int64) -> String { v > 0 ? "+\(v)" : "\(v)" }
 
     /// Score changes in up to 8 bins of equal width, one bar each:
     ///
@@ -233,7 +219,6 @@ package struct PolicyDiff {
         var counts: [Int64: Int] = [:]
         for d in deltas { counts[(d - lo) / width, default: 0] += 1 }
         let most = counts.values.max()!
-        func signed(_ v: Int64) -> String { v > 0 ? "+\(v)" : "\(v)" }
         let labels = counts.keys.sorted().map { b -> (String, Int) in
             let from = lo + b * width, to = min(hi, from + width - 1)
             return (from == to ? signed(from) : "\(signed(from)) … \(signed(to))", counts[b]!)

@@ -14,7 +14,7 @@ package final class RulesService: @unchecked Sendable {
     private let program: Program
     private let personKey: PersonKey
     private let corrections: Corrections?
-    private let lock = ServiceLock()
+    private let lock = Lock()
     /// Lines taken so far, over every acknowledged body.
     private var lines = 0
     /// What the start found: bodies replayed, and bytes of a cut record dropped.
@@ -29,6 +29,7 @@ package final class RulesService: @unchecked Sendable {
         var bodies = 0, lines = 0
         let engine = self.engine
         let (log, dropped) = try EventLog.open(in: directory) { body in
+            engine.lineBase = lines
             lines += Self.apply(body, to: engine).summary.lines
             bodies += 1
         }
@@ -37,9 +38,9 @@ package final class RulesService: @unchecked Sendable {
         replayed = (bodies, dropped)
     }
 
-    private static func apply(_ body: [UInt8], to engine: Engine, asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
+    private static func apply(_ body: [UInt8], to engine: Engine) -> (summary: RunSummary, rejections: [Rejection]) {
         var rejections: [Rejection] = []
-        let summary = EventStream.run(engine, reader: LineReader(bytes: body), asOf: asOf) { r, _ in rejections.append(r) }
+        let summary = EventStream.run(engine, reader: LineReader(bytes: body), asOf: nil) { r, _ in rejections.append(r) }
         return (summary, rejections)
     }
 
@@ -74,6 +75,8 @@ package final class RulesService: @unchecked Sendable {
         } catch {
             return .error(503, "the body was not stored, so not applied: \(error)")
         }
+        // Lines numbered across bodies, as the log replays them.
+        engine.lineBase = lines
         let (summary, rejections) = Self.apply(body, to: engine)
         lines += summary.lines
         let list = rejections.map { #"{"line":\#($0.line),"reason":\#(JSONText.quoted($0.reason))}"# }.joined(separator: ",")
@@ -93,23 +96,36 @@ package final class RulesService: @unchecked Sendable {
     /// that person's trail: it costs a replay). Events are named by their
     /// line among all acknowledged lines: `line 12`.
     private func explain(_ id: String) -> HTTPResponse {
-        let past = Engine(program: program, personKey: personKey)
-        if let corrections { past.enableCorrections(corrections) }
-        past.enableTrace(only: id, records: { _ in })
-        let watch = PersonWatch(person: id, engine: past, origin: { "line \($0)" })
-        var lines = 0
+        var watch: PersonWatch? = nil
+        let past: Engine
         do {
-            try log.bodies { body in
-                past.lineBase = lines
-                lines += EventStream.run(past, reader: LineReader(bytes: body), asOf: nil, watch: watch) { _, _ in }.lines
+            past = try replay(asOf: nil) { engine in
+                engine.enableTrace(only: id, records: { _ in })
+                watch = PersonWatch(person: id, engine: engine, origin: { "line \($0)" })
+                return watch
             }
         } catch {
             return .error(500, "the log could not be read again: \(error)")
         }
-        guard let clock = past.clock, let e = Explanation.explain(id, engine: past, timeline: watch.timeline, at: clock) else {
+        guard let watch, let clock = past.clock, let e = Explanation.explain(id, engine: past, timeline: watch.timeline, at: clock) else {
             return .error(404, "no applied event for \(JSONText.quoted(id))")
         }
         return .json(200, e.json)
+    }
+
+    /// A fresh engine fed every acknowledged body again from the log, as
+    /// `rules run` over them would be (`--as-of`; a watch, made by
+    /// `prepare` on the fresh engine, with lines numbered across bodies).
+    private func replay(asOf: Int64?, prepare: (Engine) -> PersonWatch? = { _ in nil }) throws -> Engine {
+        let past = Engine(program: program, personKey: personKey)
+        if let corrections { past.enableCorrections(corrections) }
+        let watch = prepare(past)
+        var lines = 0
+        try log.bodies { body in
+            past.lineBase = lines
+            lines += EventStream.run(past, reader: LineReader(bytes: body), asOf: asOf, watch: watch) { _, _ in }.lines
+        }
+        return past
     }
 
     /// Stops the service between two requests (SIGTERM): what is in flight
@@ -129,12 +145,9 @@ package final class RulesService: @unchecked Sendable {
         if let asOf {
             // As `rules run --as-of` does: the lines after it are not
             // applied, so the past state is made again from the log.
-            let past = Engine(program: program, personKey: personKey)
-            if let corrections { past.enableCorrections(corrections) }
-            do { try log.bodies { _ = Self.apply($0, to: past, asOf: asOf) } } catch {
+            do { try replay(asOf: asOf).writeReport(asOf: asOf) { bytes += $0 } } catch {
                 return .error(500, "the log could not be read again: \(error)")
             }
-            past.writeReport(asOf: asOf) { bytes += $0 }
         } else {
             engine.writeReport { bytes += $0 }
         }
@@ -145,19 +158,6 @@ package final class RulesService: @unchecked Sendable {
     private func health() -> HTTPResponse {
         let clock = engine.clock.map { JSONText.quoted(Timestamp.format($0)) } ?? "null"
         return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(engine.report().count),"lines":\#(lines)}"#)
-    }
-}
-
-/// A mutex for the service (its requests come from one thread per
-/// connection).
-final class ServiceLock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func locked<R>(_ body: () -> R) -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
     }
 }
 
