@@ -207,6 +207,7 @@ struct CLITests {
         for (args, message) in [
             (["--retain", "a year"], "--retain takes a duration like \"365 days\""),
             (["--retain", "1001 years"], "--retain takes a duration"),
+            (["--retain", "1000 years", "--lateness", "1000.0001 years"], "--lateness takes a duration"),
             (["--lateness", "-1 day"], "--lateness takes a duration"),
             (["--retain", "1 day", "--lateness", "2 days"], "--lateness (2 days) reaches further back than the history --retain keeps (1 day)"),
         ] {
@@ -215,6 +216,8 @@ struct CLITests {
             #expect(e.stderr.contains(message), "\(args): \(e.stderr)")
         }
         #expect(try Self.rules(["run", "--help"]).stdout.contains("--retain DURATION"))
+        // The longest retention a policy's durations allow is accepted.
+        #expect(try Self.rules(["run", policy.path, "--retain", "1000 years", "--lateness", "1000 years"], stdin: input).status == 0)
         // A saved state keeps the history: the retraction reaches an event
         // applied before the resume.
         let state = dir.appendingPathComponent("state").path

@@ -200,6 +200,28 @@ struct CorrectionsTests {
         #expect(retracts > 100 && lates > 50, "\(retracts) retractions, \(lates) late events")
     }
 
+    @Test("the edges: a retraction exactly --retain after its event reaches it, one second more does not; an event exactly --lateness early is applied in order, one second more is rejected")
+    func edges() {
+        let day = Self.day
+        let retain = """
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-01T00:00:00Z","id":"a"}
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-01T00:00:01Z","id":"b"}
+            {"citizen":"dave","type":"retract","target":"a","time":"2026-01-31T00:00:00Z"}
+            {"citizen":"dave","type":"retract","target":"b","time":"2026-01-31T00:00:02Z"}
+            """
+        #expect(Self.reasons(retain, corrections: Corrections(retain: 30 * day)) == [
+            #"4: cannot retract "b": no longer retained (its event at 2026-01-01T00:00:01Z is more than 30 days before the retraction)"#,
+        ])
+        let late = """
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-02T00:00:00Z"}
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-01T00:00:00Z"}
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-00T23:59:59Z"}
+            """.replacingOccurrences(of: "2026-01-00T23:59:59Z", with: "2025-12-31T23:59:59Z")
+        #expect(Self.reasons(late, corrections: Corrections(retain: day, lateness: day)) == [
+            "3: time 2025-12-31T23:59:59Z is earlier than this citizen's previous event at 2026-01-02T00:00:00Z",
+        ])
+    }
+
     @Test("a late event that ties with applied events goes after them")
     func tiesGoAfter() {
         let policy = "a → flag f\nb → clear f\nc → +1\n"

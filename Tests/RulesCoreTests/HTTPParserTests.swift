@@ -102,6 +102,12 @@ struct HTTPParserTests {
             #expect(e.status == status, "\(text.debugDescription): \(e.message)")
             #expect(!e.message.isEmpty)
         }
+        // At the limits exactly: accepted.
+        let body = String(repeating: "b", count: 10)
+        #expect(try Self.parse(Array("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n\(body)".utf8), limits: small).first?.get().body.count == 10)
+        let target = "/" + String(repeating: "a", count: 100 - "GET  HTTP/1.1".count - 1)
+        #expect((try? Self.parse(Array("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n".utf8), limits: small).first?.get()) != nil)
+        #expect(Self.parse(Array("GET \(target)a HTTP/1.1\r\nHost: h\r\n\r\n".utf8), limits: small).first.map { if case .failure(let e) = $0 { return e.status }; return 0 } == 414)
         // A same Content-Length twice is one length.
         #expect(try Self.one("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab")?.get().body == Array("ab".utf8))
     }

@@ -98,11 +98,12 @@ package struct HTTPRequestParser {
         while start < buffer.count && (buffer[start] == 0x0A || (buffer[start] == 0x0D && start + 1 < buffer.count && buffer[start + 1] == 0x0A)) {
             start += buffer[start] == 0x0D ? 2 : 1
         }
+        // The limit is on the line itself, its CR and LF aside.
         guard let firstEnd = lineEnd(from: start) else {
-            if buffer.count - start > limits.maxTarget { throw HTTPError(status: 414, message: "the request line is longer than \(limits.maxTarget) bytes") }
+            if buffer.count - start > limits.maxTarget + 1 { throw HTTPError(status: 414, message: "the request line is longer than \(limits.maxTarget) bytes") }
             return nil
         }
-        if firstEnd - start > limits.maxTarget { throw HTTPError(status: 414, message: "the request line is longer than \(limits.maxTarget) bytes") }
+        if line(start, firstEnd).count > limits.maxTarget { throw HTTPError(status: 414, message: "the request line is longer than \(limits.maxTarget) bytes") }
         // The whole header section first: nothing is taken before it is here.
         var fields: [(Int, Int)] = []
         var at = firstEnd + 1
