@@ -38,6 +38,38 @@ struct PublicAPITests {
         #expect(engine.state(of: "nobody") == nil)
     }
 
+    @Test("each outcome names its own event's rules and changes, also when outcomes are shared between events")
+    func outcomesPerEvent() throws {
+        let policy = try Policy.compile("""
+        score starts at 1000, min 0, max 1300
+        event speeding { speed: number, limit: number }
+        event volunteer { hours: number }
+        speeding → -5
+        speeding where speed > limit + 30 → -20
+        volunteer → +min(hours, 8)
+        volunteer where hours > 4 → +1, flag helper
+        """)
+        let engine = RulesEngine(policy: policy)
+        var random = SystemRandomNumberGenerator()
+        for k in 0..<2_000 {
+            let at = Date(timeIntervalSince1970: 1_767_225_600 + Double(k) * 60)
+            let expected: [(line: Int, change: Int64)]
+            let event: Event
+            if Bool.random(using: &random) {
+                let speed = Double(Int.random(in: 40...120, using: &random))
+                event = Event(person: "p\(k % 7)", type: "speeding", time: at, fields: ["speed": .number(speed), "limit": 60])
+                expected = speed > 90 ? [(4, -5), (5, -20)] : [(4, -5)]
+            } else {
+                let hours = Int.random(in: 0...12, using: &random)
+                event = Event(person: "p\(k % 7)", type: "volunteer", time: at, fields: ["hours": .number(Double(hours))])
+                expected = hours > 4 ? [(6, Int64(min(hours, 8))), (7, 1)] : [(6, Int64(hours))]
+            }
+            guard case .applied(let fired) = engine.apply(event) else { Issue.record("rejected: \(event)"); return }
+            #expect(fired.map(\.rule.line) == expected.map(\.line), "event \(k)")
+            #expect(fired.map(\.scoreChange) == expected.map(\.change), "event \(k)")
+        }
+    }
+
     @Test("corrections: an event taken back with retract, a late one in time order; without them both are refused")
     func corrections() throws {
         let policy = try Policy.compile(Self.policyText)

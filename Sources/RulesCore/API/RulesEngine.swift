@@ -25,10 +25,20 @@ public final class RulesEngine {
     /// Every applied event per person, kept only when explaining.
     private let watch: PersonWatch?
     /// Events and lines taken so far (the next is numbered one more).
-    private var sequence = 0
-    /// By rule: the outcome of an event on which that rule alone fired,
-    /// the last time it did.
-    private var onlyFired: [[FiredRule]?]
+    @exclusivity(unchecked) private var sequence = 0
+    /// By the first rule that fired and whether one or two did: the outcome
+    /// of the last such event, and which rules with which score changes.
+    /// Most events fire what an earlier event fired, with the same changes:
+    /// their outcome is shared, not allocated per event.
+    @exclusivity(unchecked) private var sharedOutcomes: [[FiredRule]?]
+    @exclusivity(unchecked) private var sharedKeys: [FiredKey]
+
+    private struct FiredKey: Equatable {
+        var second: Int         // the second rule that fired; -1 for none
+        var amount: Int64
+        var secondAmount: Int64
+        static let none = FiredKey(second: -2, amount: 0, secondAmount: 0)
+    }
 
     /// `explaining: true` keeps each person's applied events, so that
     /// ``explanation(of:at:)`` can say which rule and which events hold
@@ -65,7 +75,8 @@ public final class RulesEngine {
         engine = Engine(program: policy.program, personKey: key)
         if let corrections { engine.enableCorrections(corrections) }
         applier = EventApplier(engine: engine)
-        onlyFired = Array(repeating: nil, count: policy.rules.count)
+        sharedOutcomes = Array(repeating: nil, count: 2 * policy.rules.count)
+        sharedKeys = Array(repeating: .none, count: 2 * policy.rules.count)
         if let trace { engine.enableTrace(write: trace) }
         // Explaining keeps since-when for `while` rules and what each event
         // changed (the watch turns the trace on for it).
@@ -141,7 +152,10 @@ public final class RulesEngine {
                                            number: sequence, to: engine) {
             return .rejected(reason: reason)
         }
-        return person.withUTF8 { applied(person: $0, time: time, text: event.line(personKey: engine.personKey)) }
+        // The line is written only for an explaining engine; a closure that
+        // wrote it would copy the whole event on every call.
+        let text = watch == nil ? "" : event.line(personKey: engine.personKey)
+        return person.withUTF8 { applied(person: $0, time: time, text: text) }
     }
 
     /// Takes back `person`'s event with id `target` at `time`, as a
@@ -209,27 +223,29 @@ public final class RulesEngine {
     }
 
     /// What fired on the event just applied; recorded when explaining.
-    private func applied(person: UnsafeBufferPointer<UInt8>, time: Int64, text: @autoclosure () -> String) -> Outcome {
-        watch?.record(engine, person: person, text: text(), line: sequence, time: time)
+    private func applied(person: UnsafeBufferPointer<UInt8>, time: Int64, text: String) -> Outcome {
+        watch?.record(engine, person: person, text: text, line: sequence, time: time)
         let count = engine.firedRuleCount
         if count == 0 { return .applied(fired: []) }
+        guard count <= 2 else { return .applied(fired: firedRules(count)) }
+        let (first, amount) = engine.firedRule(0)
+        let (second, secondAmount) = count == 2 ? engine.firedRule(1) : (-1, 0)
+        let key = FiredKey(second: second, amount: amount, secondAmount: secondAmount)
+        let place = 2 * first + count - 1
+        if sharedKeys[place] == key, let shared = sharedOutcomes[place] { return .applied(fired: shared) }
+        let made = firedRules(count)
+        sharedOutcomes[place] = made
+        sharedKeys[place] = key
+        return .applied(fired: made)
+    }
+
+    /// The rules that fired on the event just applied, in source order.
+    private func firedRules(_ count: Int) -> [FiredRule] {
         let sites = policy.rules
-        if count == 1 {
-            // Most events fire one rule, most rules change the score by a
-            // constant: their outcome is shared, not allocated per event.
-            let (index, amount) = engine.firedRule(0)
-            if let shared = onlyFired[index], shared[0].scoreChange == amount { return .applied(fired: shared) }
-            let made = [FiredRule(rule: sites[index], scoreChange: amount)]
-            onlyFired[index] = made
-            return .applied(fired: made)
-        }
-        var fired: [FiredRule] = []
-        fired.reserveCapacity(count)
-        for k in 0..<count {
+        return (0..<count).map { k in
             let (index, amount) = engine.firedRule(k)
-            fired.append(FiredRule(rule: sites[index], scoreChange: amount))
+            return FiredRule(rule: sites[index], scoreChange: amount)
         }
-        return .applied(fired: fired)
     }
 
     /// The latest event time applied so far.

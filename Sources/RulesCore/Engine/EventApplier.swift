@@ -84,7 +84,9 @@ struct EventApplier {
         // The person's table slot is asked for first, so that it arrives
         // while the type and fields are looked up (one at a time, nothing
         // further ahead is known).
-        person.utf8.withContiguousStorageIfAvailable { engine.prefetchSlot($0) }
+        var person = person
+        let hash = person.withUTF8 { ByteTable.hash($0) }
+        engine.prefetchSlot(hash: hash)
         engine.beginEvent(line: number)
         let event = find(type, in: program.eventTable)
         if event == nil && type == Checker.retractType {
@@ -114,16 +116,17 @@ struct EventApplier {
             engine.growTypedStrings(fields.reduce(0) { if case .string(let s) = $1.value { $0 + s.utf8.count } else { $0 } })
             engine.beginEvent(line: number)
         }
-        var person = person
-        return person.withUTF8 { engine.apply(person: $0, event: event, time: time) }
+        return person.withUTF8 { engine.apply(person: $0, hash: hash, event: event, time: time) }
     }
 
     /// A name as a line's key or type is found: a run of spaces is one `_`.
+    /// The table's names have no spaces, so a name found as it is needs no
+    /// joining, and only one not found is searched for spaces.
     @inline(__always)
     private static func find(_ name: String, in table: ByteTable) -> Int? {
         var name = name
-        let plain: Int?? = name.withUTF8 { b in b.isEmpty || memchr(b.baseAddress!, 0x20, b.count) == nil ? .some(table.find(b)) : nil }
-        if let plain { return plain }
+        if let id = name.withUTF8({ table.find($0) }) { return id }
+        guard name.utf8.contains(0x20) else { return nil }
         var joined = EventParser.joinedName(name)
         return joined.withUTF8 { table.find($0) }
     }
