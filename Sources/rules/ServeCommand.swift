@@ -18,6 +18,8 @@ enum ServeCommand {
       GET  /v1/people/ID/explain
                              the JSON of `rules explain --format json`
       GET  /v1/report        the whole report (?as_of=TIME)
+      GET  /v1/changes       Server-Sent Events: each changed report line
+                             after each body; Last-Event-ID resumes
       GET  /v1/health        {"status":"ok","clock":…,"people":N,"lines":N}
     Every acknowledged body is in DIR/events.log before it is answered; a
     restart with the same --data replays it.
@@ -169,8 +171,17 @@ enum Connection {
                 switch result {
                 case .success(let request):
                     continued = false
-                    let answer = service.handle(request)
-                    guard send(fd, answer.bytes(close: !request.keepAlive)), request.keepAlive else { return }
+                    switch service.handle(request) {
+                    case .response(let answer):
+                        guard send(fd, answer.bytes(close: !request.keepAlive)), request.keepAlive else { return }
+                    case .changes(let after):
+                        // Server-Sent Events until the client goes: the
+                        // body ends when the connection does.
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+                        guard send(fd, Array(head.utf8)) else { return }
+                        service.feed.stream(after: after) { send(fd, $0) }
+                        return
+                    }
                 case .failure(let e):
                     _ = send(fd, HTTPResponse.error(e.status, e.message).bytes(close: true))
                     return

@@ -176,6 +176,127 @@ struct ServeTests {
         try? FileManager.default.removeItem(atPath: data)
     }
 
+    /// A stream for rules/citizen.rules over two years, where timed
+    /// denials end and littering leaves its window between other people's
+    /// events (changes that time alone makes).
+    static func citizenStream(events: Int, people: Int, seed: UInt64) -> [String] {
+        var rng = SeededRandom(seed: seed)
+        var time = 1_767_225_600  // 2026-01-01
+        return (0..<events).map { _ in
+            time += 3600 * (1 + rng.below(48))
+            let who = "p\(rng.below(people))", at = Timestamp.format(Int64(time) * Timestamp.perSecond)
+            let head = #"{"citizen":"\#(who)","time":"\#(at)","type":"#
+            switch rng.below(6) {
+            case 0, 1: return head + #""speeding","speed":\#(60 + rng.below(60)),"limit":60}"#
+            case 2: return head + #""littering"}"#
+            case 3: return head + #""unpaid debt","amount":\#(rng.below(20_000))}"#
+            case 4: return head + #""debt paid","amount":100}"#
+            default: return head + #""volunteer","hours":\#(rng.below(10))}"#
+            }
+        }
+    }
+
+    /// The change feed's events read from a socket until it is quiet for
+    /// `quiet` seconds: (id, event type, data), the `retry` line skipped.
+    static func feed(port: Int, lastEventId: Int? = nil, quiet: Double = 1.0) -> [(id: Int?, event: String?, data: String)] {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var timeout = timeval(tv_sec: Int(quiet), tv_usec: Int((quiet - quiet.rounded(.down)) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let request = "GET /v1/changes HTTP/1.1\r\nHost: h\r\n" + (lastEventId.map { "Last-Event-ID: \($0)\r\n" } ?? "") + "\r\n"
+        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) }
+        var out: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n <= 0 { break }
+            out += chunk[0..<n]
+        }
+        let text = String(decoding: out, as: UTF8.self)
+        guard let start = text.range(of: "\r\n\r\n") else { return [] }
+        return text[start.upperBound...].components(separatedBy: "\n\n").compactMap { block in
+            var id: Int? = nil, event: String? = nil, data: String? = nil
+            for line in block.split(separator: "\n") {
+                if line.hasPrefix("id: ") { id = Int(line.dropFirst(4)) }
+                if line.hasPrefix("event: ") { event = String(line.dropFirst(7)) }
+                if line.hasPrefix("data: ") { data = String(line.dropFirst(6)) }
+            }
+            return data.map { (id, event, $0) }
+        }
+    }
+
+    @Test("the change feed: after each body, exactly the lines of GET /v1/report that differ from the one before; Last-Event-ID resumes, also after kill -9")
+    func changeFeed() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        var server: Server? = try Server([policy, "--data", data])
+        let port = server!.port
+        // A client that stays connected through every body.
+        var live: [(id: Int?, event: String?, data: String)] = []
+        let listening = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var got: [(id: Int?, event: String?, data: String)] = []
+        Thread.detachNewThread {
+            listening.signal()
+            got = Self.feed(port: port, quiet: 3)
+            done.signal()
+        }
+        listening.wait()
+        usleep(300_000)
+        // The model: the whole report after each body against the one before.
+        func report() throws -> [String: String] {
+            var lines: [String: String] = [:]
+            for line in try server!.curl("/v1/report").body.split(separator: "\n") {
+                lines[String(line.split(separator: "\"")[3])] = String(line)
+            }
+            return lines
+        }
+        var expected: [String] = [], before: [String: String] = [:], timeAlone = 0
+        let stream = Self.citizenStream(events: 600, people: 25, seed: 5)
+        var k = 0, rng = SeededRandom(seed: 9)
+        while k < stream.count {
+            let end = min(stream.count, k + 1 + rng.below(40))
+            let body = stream[k..<end].joined(separator: "\n") + "\n"
+            #expect(try server!.curl("/v1/events", ["-X", "POST", "--data-binary", body]).status == 200)
+            let after = try report()
+            let named = Set(stream[k..<end].map { String($0.split(separator: "\"")[3]) })
+            for person in after.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) where after[person] != before[person] {
+                expected.append(after[person]!)
+                if !named.contains(person) { timeAlone += 1 }
+            }
+            before = after
+            k = end
+        }
+        done.wait()
+        live = got
+        #expect(timeAlone > 5, "changes by time alone: \(timeAlone)")
+        #expect(live.map(\.data) == expected)
+        #expect(live.map(\.id) == (1...expected.count).map { $0 })
+        // Resumed half-way: the rest, with the same numbers.
+        let half = expected.count / 2
+        let resumed = Self.feed(port: port, lastEventId: half)
+        #expect(resumed.map(\.data) == Array(expected[half...]))
+        #expect(resumed.first?.id == half + 1)
+        // After kill -9 the numbers are the same, and the feed goes on.
+        server!.kill9()
+        server = nil
+        let again = try Server([policy, "--data", data])
+        let afterRestart = Self.feed(port: again.port, lastEventId: half)
+        #expect(afterRestart.map(\.data) == Array(expected[half...]))
+        #expect(afterRestart.last?.id == expected.count)
+        // A number the service never gave: told of the gap.
+        let future = Self.feed(port: again.port, lastEventId: expected.count + 10)
+        #expect(future.first?.event == "gap")
+        #expect(try again.curl("/v1/changes", ["-H", "Last-Event-ID: soon"]).status == 400)
+        #expect(try again.curl("/v1/changes", ["-X", "POST"]).status == 405)
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
     @Test("malformed requests get a 4xx or 5xx with a JSON reason and a closed connection; the service goes on")
     func malformed() throws {
         let data = Self.dataDirectory()

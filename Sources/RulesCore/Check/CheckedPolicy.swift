@@ -143,6 +143,10 @@ package struct CheckedPolicy: Sendable {
     package var stateRules: [CheckedStateRule] = []
     package var buffers: [WindowBufferSpec] = []
     var bufferWindows: [Int64] = []
+    /// Every window that reads each buffer, shortest first: where a
+    /// person's entry leaves a window, their report can change with no
+    /// event of theirs (the service's change feed wakes them then).
+    package var bufferReadWindows: [[Int64]] = []
     /// Where each buffer was first asked for: a `count(…)`/`sum(…)`, or a
     /// counted rule (notes about values a buffer skipped point here).
     var bufferSpans: [Span] = []

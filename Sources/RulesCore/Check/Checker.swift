@@ -469,11 +469,16 @@ struct Checker {
     private mutating func buffer(_ spec: WindowBufferSpec, window: Int64, at span: Span) -> Int {
         if let id = bufferIds[spec] {
             policy.bufferWindows[id] = max(policy.bufferWindows[id], window)
+            if !policy.bufferReadWindows[id].contains(window) {
+                policy.bufferReadWindows[id].append(window)
+                policy.bufferReadWindows[id].sort()
+            }
             return id
         }
         bufferIds[spec] = policy.buffers.count
         policy.buffers.append(spec)
         policy.bufferWindows.append(window)
+        policy.bufferReadWindows.append([window])
         policy.bufferSpans.append(span)
         return policy.buffers.count - 1
     }

@@ -19,6 +19,9 @@ package final class RulesService: @unchecked Sendable {
     private var lines = 0
     /// What the start found: bodies replayed, and bytes of a cut record dropped.
     package let replayed: (bodies: Int, dropped: Int)
+    /// Whose report line each body changed (`GET /v1/changes`).
+    private let changes: ReportChanges
+    package let feed: ChangeFeed
 
     package init(program: Program, personKey: PersonKey = .citizen, corrections: Corrections? = nil, data directory: String) throws {
         self.program = program
@@ -28,11 +31,16 @@ package final class RulesService: @unchecked Sendable {
         if let corrections { engine.enableCorrections(corrections) }
         var bodies = 0, lines = 0
         let engine = self.engine
+        // The feed's events are numbered again as they were first.
+        let changes = ReportChanges(engine: engine)
+        let feed = ChangeFeed(personKey: personKey.name)
         let (log, dropped) = try EventLog.open(in: directory) { body in
             engine.lineBase = lines
-            lines += Self.apply(body, to: engine).summary.lines
+            feed.publish(changes.applying(body) { lines += Self.apply(body, to: engine).summary.lines })
             bodies += 1
         }
+        self.changes = changes
+        self.feed = feed
         self.log = log
         self.lines = lines
         replayed = (bodies, dropped)
@@ -44,9 +52,25 @@ package final class RulesService: @unchecked Sendable {
         return (summary, rejections)
     }
 
+    /// What a request gets: an answer, or the change feed (which the
+    /// connection streams, outside the engine's lock).
+    package enum Answer {
+        case response(HTTPResponse)
+        /// Events after this number (nil: from now on).
+        case changes(after: Int?)
+    }
+
     /// The answer to one request.
-    package func handle(_ request: HTTPRequest) -> HTTPResponse {
-        lock.locked { route(request) }
+    package func handle(_ request: HTTPRequest) -> Answer {
+        if request.segments == ["v1", "changes"] {
+            guard request.method == "GET" else { return .response(.error(405, "\(request.method) is not allowed on \(request.target); use GET")) }
+            guard let text = request.header("Last-Event-ID")?.trimmingCharacters(in: " \t") else { return .changes(after: nil) }
+            guard let seen = Int(text), seen >= 0 else {
+                return .response(.error(400, "Last-Event-ID takes the number of the last event seen, not \(JSONText.quoted(text))"))
+            }
+            return .changes(after: seen)
+        }
+        return .response(lock.locked { route(request) })
     }
 
     private func route(_ request: HTTPRequest) -> HTTPResponse {
@@ -77,7 +101,9 @@ package final class RulesService: @unchecked Sendable {
         }
         // Lines numbered across bodies, as the log replays them.
         engine.lineBase = lines
-        let (summary, rejections) = Self.apply(body, to: engine)
+        var result: (summary: RunSummary, rejections: [Rejection])? = nil
+        feed.publish(changes.applying(body) { result = Self.apply(body, to: engine) })
+        let (summary, rejections) = result!
         lines += summary.lines
         let list = rejections.map { #"{"line":\#($0.line),"reason":\#(JSONText.quoted($0.reason))}"# }.joined(separator: ",")
         return .json(200, #"{"read":\#(summary.read),"applied":\#(summary.applied),"rejected":\#(summary.rejected),"rejections":[\#(list)]}"#)

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import RulesCore
+
+/// The service's change feed (`GET /v1/changes`, Server-Sent Events): after
+/// each acknowledged body, one event per person whose report line changed,
+/// numbered from 1 across the service's life. The numbers are made again
+/// the same on a restart (the log is replayed through the same
+/// `ReportChanges`), so `Last-Event-ID` resumes across restarts too.
+///
+/// The latest events are kept in memory, at most `keptBytes` of them; a
+/// client asking to resume before the oldest kept is told of the gap
+/// (`event: gap`) and should read `GET /v1/report` again.
+package final class ChangeFeed: @unchecked Sendable {
+    package static let keptBytes = 32 << 20
+
+    /// One event as it goes on the wire.
+    private struct Entry {
+        var id: Int
+        var text: [UInt8]
+    }
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let arrived = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var entries: [Entry] = []
+    /// Where the oldest kept entry is in `entries` (older ones are dropped
+    /// in batches, not one by one).
+    private var first = 0
+    private var bytes = 0
+    private let limit: Int
+    private let personKey: String
+    /// The number of the latest event.
+    package private(set) var lastId = 0
+
+    package init(personKey: String, keptBytes: Int = ChangeFeed.keptBytes) {
+        self.personKey = personKey
+        limit = keptBytes
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(arrived, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(arrived)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        arrived.deallocate()
+    }
+
+    private func locked<R>(_ body: () -> R) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    /// Numbers and keeps one body's changes, and wakes the streams.
+    package func publish(_ changes: [ReportChanges.Change]) {
+        guard !changes.isEmpty else { return }
+        locked {
+            for change in changes {
+                lastId += 1
+                let text: String
+                if let line = change.line {
+                    text = "id: \(lastId)\ndata: \(line)\n\n"
+                } else {
+                    // Every event of theirs was retracted: they left the report.
+                    text = "id: \(lastId)\nevent: removed\ndata: {\(JSONText.quoted(personKey)):\(JSONText.quoted(change.person))}\n\n"
+                }
+                entries.append(Entry(id: lastId, text: Array(text.utf8)))
+                bytes += text.utf8.count
+            }
+            while bytes > limit && first < entries.count - 1 {
+                bytes -= entries[first].text.count
+                first += 1
+            }
+            if first > entries.count / 2 {
+                entries.removeFirst(first)
+                first = 0
+            }
+            pthread_cond_broadcast(arrived)
+        }
+    }
+
+    /// The first bytes of a stream for a client that saw up to `lastSeen`
+    /// (nil: a new client, who gets what comes from now on).
+    private func catchUp(after lastSeen: Int?) -> (text: [UInt8], next: Int) {
+        locked {
+            guard let seen = lastSeen else { return ([], lastId) }
+            let oldest = first < entries.count ? entries[first].id : lastId + 1
+            if seen > lastId || seen < oldest - 1 {
+                let reason = seen > lastId
+                    ? "event \(seen) is later than the latest (\(lastId)): the service's data is not what this client saw"
+                    : "events after \(seen) up to \(oldest - 1) are no longer kept"
+                let gap = "event: gap\ndata: {\"reason\":\(JSONText.quoted(reason + "; read GET /v1/report again")),\"latest\":\(lastId)}\n\n"
+                return (Array(gap.utf8) + texts(from: first), lastId)
+            }
+            return (texts(from: first + (seen - oldest + 1)), lastId)
+        }
+    }
+
+    private func texts(from index: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for k in index..<entries.count { out += entries[k].text }
+        return out
+    }
+
+    /// Waits up to `seconds` for events after `seen`; their bytes (empty
+    /// when none came), and the latest number.
+    private func wait(after seen: Int, seconds: Int) -> (text: [UInt8], next: Int) {
+        locked {
+            if lastId == seen {
+                var deadline = timespec()
+                clock_gettime(CLOCK_REALTIME, &deadline)
+                deadline.tv_sec += seconds
+                while lastId == seen {
+                    if pthread_cond_timedwait(arrived, mutex, &deadline) == ETIMEDOUT { break }
+                }
+            }
+            guard lastId > seen else { return ([], seen) }
+            let oldest = first < entries.count ? entries[first].id : lastId + 1
+            // A client so slow that what it had not read was dropped.
+            if seen < oldest - 1 {
+                let gap = "event: gap\ndata: {\"reason\":\"this client fell behind by more than the kept events; read GET /v1/report again\",\"latest\":\(lastId)}\n\n"
+                return (Array(gap.utf8) + texts(from: first), lastId)
+            }
+            return (texts(from: first + (seen - oldest + 1)), lastId)
+        }
+    }
+
+    /// Streams events to one client until it goes away: what it missed
+    /// after `lastSeen`, then each body's changes as they come, and a
+    /// comment every `heartbeat` seconds so that a client gone is noticed.
+    /// `send` returns false when the client is gone.
+    package func stream(after lastSeen: Int?, heartbeat: Int = 15, send: ([UInt8]) -> Bool) {
+        var (text, seen) = catchUp(after: lastSeen)
+        // `retry` tells EventSource clients how soon to come back.
+        guard send(Array("retry: 1000\n\n".utf8) + text) else { return }
+        while true {
+            let next = wait(after: seen, seconds: heartbeat)
+            text = next.text.isEmpty ? Array(": still here\n\n".utf8) : next.text
+            seen = next.next
+            guard send(text) else { return }
+        }
+    }
+}

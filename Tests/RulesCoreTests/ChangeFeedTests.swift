@@ -1,0 +1,58 @@
+import Foundation
+@testable import RulesCore
+import Testing
+
+/// The service's change feed (`GET /v1/changes`) against a plain model:
+/// after each body, the whole report written again and compared with the
+/// one before it, person by person.
+@Suite("Change feed")
+struct ChangeFeedTests {
+    /// The report as person → line, as of the engine's clock.
+    static func lines(_ engine: Engine) -> [String: String] {
+        var bytes: [UInt8] = []
+        engine.writeReport { bytes += $0 }
+        var byPerson: [String: String] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let person = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            byPerson[person["citizen"] as! String] = String(line)
+        }
+        return byPerson
+    }
+
+    @Test("after each body: exactly the people whose report line differs from the whole report before it, with their new line")
+    func feedIsTheReportsDifference() {
+        var timeAlone = 0, compared = 0
+        for seed in UInt64(1)...1000 {
+            var generator = CaseGenerator(seed: seed)
+            let c = generator.generate()
+            guard let program = Differential.compile(c).program else { continue }
+            compared += 1
+            let engine = Engine(program: program)
+            if let corrections = c.corrections { engine.enableCorrections(corrections) }
+            let feed = ReportChanges(engine: engine)
+            var rng = SeededRandom(seed: seed &* 7)
+            var before = Self.lines(engine), k = 0
+            while k < c.lines.count {
+                let end = min(c.lines.count, k + 1 + rng.below(6))
+                let body = Array(c.lines[k..<end].map { $0 + "\n" }.joined().utf8)
+                var named = Set<String>()
+                for line in c.lines[k..<end] {
+                    if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let p = o["citizen"] as? String { named.insert(p) }
+                }
+                let changes = feed.applying(body) { _ = EventStream.run(engine, reader: LineReader(bytes: body), asOf: nil) { _, _ in } }
+                let after = Self.lines(engine)
+                let expected = Set(before.keys).union(after.keys).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                    .filter { before[$0] != after[$0] }
+                    .map { ReportChanges.Change(person: $0, line: after[$0]) }
+                #expect(changes == expected, "seed \(seed), lines \(k + 1)...\(end)\n\(c.repro)")
+                timeAlone += expected.filter { !named.contains($0.person) }.count
+                before = after
+                k = end
+            }
+        }
+        #expect(compared > 700)
+        // The cases reach changes that time alone makes, or the test would
+        // not be testing the queue.
+        #expect(timeAlone > 150, "changes by time alone: \(timeAlone)")
+    }
+}
