@@ -1,3 +1,4 @@
+import Foundation
 import RulesCore
 import RulesTooling
 #if canImport(Glibc)
@@ -8,6 +9,7 @@ import Glibc
 enum ServeCommand {
     static let help = """
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
+                       [--token-file F] [--read-token-file F]
                        [--person-key NAME] [--retain DURATION] [--lateness DURATION]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
@@ -31,6 +33,12 @@ enum ServeCommand {
                         picks a free one); prints `listening on
                         http://HOST:PORT` on stderr when ready
       --max-body BYTES  the largest body accepted (default 67108864: 64 MiB)
+      --token-file F    posts (and every other write) need
+                        `Authorization: Bearer TOKEN`, TOKEN the first line
+                        of F; 401 otherwise
+      --read-token-file F
+                        reads need a bearer token too: the one in F, or
+                        the write token
       --person-key NAME, --retain DURATION, --lateness DURATION
                         as for `rules run`
       -h, --help        show this help
@@ -42,7 +50,8 @@ enum ServeCommand {
 
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
-                                                                                         "--retain", "--lateness"]), help: help)
+                                                                                         "--retain", "--lateness", "--token-file",
+                                                                                         "--read-token-file"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
         let listen = parsed.values["--listen"] ?? "127.0.0.1:8080"
@@ -54,6 +63,18 @@ enum ServeCommand {
         if let text = parsed.values["--max-body"] {
             guard let n = Int(text), n >= 0 else { return Main.usageError("--max-body takes a number of bytes, not \(text)", command: "serve") }
             limits.maxBody = n
+        }
+        var tokens = RulesService.Tokens()
+        for (option, path) in [("--token-file", parsed.values["--token-file"]), ("--read-token-file", parsed.values["--read-token-file"])] {
+            guard let path else { continue }
+            guard let token = readToken(path) else {
+                Terminal.writeErr("rules: \(option) \(path): the file cannot be read, or its first line is empty; not serving\n")
+                return ExitCode.failure
+            }
+            if option == "--token-file" { tokens.write = token } else { tokens.read = token }
+        }
+        if tokens.read != nil && tokens.write == nil {
+            Terminal.writeErr("rules: warning: --read-token-file without --token-file: reads need a token, writes do not\n")
         }
         let corrections: Corrections?
         switch parsed.corrections(command: "serve") {
@@ -74,6 +95,7 @@ enum ServeCommand {
             Terminal.writeErr("rules: \(error)\n")
             return ExitCode.failure
         }
+        service.tokens = tokens
         if service.replayed.bodies > 0 || service.replayed.dropped > 0 {
             Terminal.writeErr("rules: resumed from \(data): \(service.replayed.bodies) bodies replayed"
                               + (service.replayed.dropped > 0 ? "; \(service.replayed.dropped) bytes of an interrupted, unacknowledged write dropped" : "") + "\n")
@@ -93,6 +115,15 @@ enum ServeCommand {
             }
             Connection.start(client, service: service, limits: limits)
         }
+    }
+
+    /// A token file's first line, without its line end and surrounding
+    /// blanks; nil when unreadable or empty.
+    private static func readToken(_ path: String) -> [UInt8]? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let first = data.split(separator: 0x0A, maxSplits: 1, omittingEmptySubsequences: false).first ?? Data()
+        let token = String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return token.isEmpty ? nil : Array(token.utf8)
     }
 
     /// SIGTERM and SIGINT end the service between two requests, exit 0:

@@ -297,6 +297,36 @@ struct ServeTests {
         try? FileManager.default.removeItem(atPath: data)
     }
 
+    @Test("--token-file guards writes and --read-token-file reads, with 401 and WWW-Authenticate; an unreadable token file stops the start")
+    func tokens() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let dir = FileManager.default.temporaryDirectory.path
+        let write = dir + "/write-\(UUID().uuidString).token", read = dir + "/read-\(UUID().uuidString).token"
+        try "s3cret\n".write(toFile: write, atomically: true, encoding: .utf8)
+        try "  reader  \nignored\n".write(toFile: read, atomically: true, encoding: .utf8)
+        let server = try Server([policy, "--data", data, "--token-file", write, "--read-token-file", read])
+        let body = #"{"citizen":"ann","type":"blood donation","time":"2026-01-02"}"#
+        let refused = try runProcess(URL(fileURLWithPath: "/usr/bin/curl"), ["-s", "-i", "-X", "POST", "--data-binary", body,
+                                                                             "http://127.0.0.1:\(server.port)/v1/events"])
+        #expect(refused.stdout.hasPrefix("HTTP/1.1 401 Unauthorized\r\n") && refused.stdout.contains("WWW-Authenticate: Bearer\r\n"))
+        #expect(try server.curl("/v1/events", ["-X", "POST", "-H", "Authorization: Bearer reader", "--data-binary", body]).status == 401)
+        #expect(try server.curl("/v1/events", ["-X", "POST", "-H", "Authorization: Bearer s3cre", "--data-binary", body]).status == 401)
+        #expect(try server.curl("/v1/events", ["-X", "POST", "-H", "Authorization: Bearer s3cret", "--data-binary", body]).status == 200)
+        #expect(try server.curl("/v1/people/ann").status == 401)
+        #expect(try server.curl("/v1/people/ann", ["-H", "Authorization: Bearer nope"]).status == 401)
+        #expect(try server.curl("/v1/people/ann", ["-H", "Authorization: Bearer reader"]).body == #"{"citizen":"ann","score":1015,"flags":[],"denied":[],"granted":[]}"#)
+        #expect(try server.curl("/v1/health", ["-H", "Authorization: Bearer s3cret"]).status == 200)
+        #expect(try server.curl("/v1/changes", ["-m", "1"]).status == 401)
+        #expect(RulesService.Tokens.same(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!RulesService.Tokens.same(Array("abc".utf8), Array("abd".utf8)))
+        #expect(!RulesService.Tokens.same(Array("abc".utf8), Array("abc\0".utf8)))
+        #expect(!RulesService.Tokens.same([], Array("a".utf8)))
+        let missing = try CLITests.rules(["serve", policy, "--data", data, "--token-file", dir + "/no-such.token", "--listen", "127.0.0.1:0"])
+        #expect(missing.status == 1 && missing.stderr.contains("--token-file \(dir)/no-such.token: the file cannot be read"))
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
     @Test("malformed requests get a 4xx or 5xx with a JSON reason and a closed connection; the service goes on")
     func malformed() throws {
         let data = Self.dataDirectory()

@@ -60,8 +60,52 @@ package final class RulesService: @unchecked Sendable {
         case changes(after: Int?)
     }
 
+    /// Bearer tokens (`--token-file`, `--read-token-file`): writes need
+    /// `write`; with `read` set, reads need `read` or `write`.
+    package var tokens = Tokens()
+
+    package struct Tokens: Sendable {
+        package var write: [UInt8]? = nil
+        package var read: [UInt8]? = nil
+        package init(write: [UInt8]? = nil, read: [UInt8]? = nil) {
+            self.write = write
+            self.read = read
+        }
+
+        /// nil when the request may go on; otherwise the 401 it gets.
+        func refusal(_ request: HTTPRequest) -> HTTPResponse? {
+            let writes = request.method != "GET" && request.method != "HEAD"
+            let accepted = writes ? [write] : (read == nil ? [] : [read, write])
+            let needed = accepted.compactMap { $0 }
+            if needed.isEmpty { return nil }
+            let header = request.header("Authorization") ?? ""
+            if header.lowercased().hasPrefix("bearer ") {
+                let given = Array(header.utf8.dropFirst(7))
+                // Every token compared in full, found or not: the time taken
+                // says nothing about how much of a token was right.
+                var found = false
+                for token in needed { found = Self.same(given, token) || found }
+                if found { return nil }
+            }
+            var refused = HTTPResponse.error(401, header.isEmpty ? "\(writes ? "writing" : "reading") needs Authorization: Bearer TOKEN"
+                                                                 : "the bearer token is not one this service accepts for \(writes ? "writing" : "reading")")
+            refused.headers.append(("WWW-Authenticate", "Bearer"))
+            return refused
+        }
+
+        /// Equal bytes, in time that depends only on the lengths.
+        static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+            var difference = UInt8(truncatingIfNeeded: a.count ^ b.count) | (a.count == b.count ? 0 : 1)
+            for k in 0..<max(a.count, b.count) {
+                difference |= (k < a.count ? a[k] : 0) ^ (k < b.count ? b[k] : 0)
+            }
+            return difference == 0
+        }
+    }
+
     /// The answer to one request.
     package func handle(_ request: HTTPRequest) -> Answer {
+        if let refused = tokens.refusal(request) { return .response(refused) }
         if request.segments == ["v1", "changes"] {
             guard request.method == "GET" else { return .response(.error(405, "\(request.method) is not allowed on \(request.target); use GET")) }
             guard let text = request.header("Last-Event-ID")?.trimmingCharacters(in: " \t") else { return .changes(after: nil) }
