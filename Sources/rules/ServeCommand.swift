@@ -23,6 +23,8 @@ enum ServeCommand {
       GET  /v1/changes       Server-Sent Events: each changed report line
                              after each body; Last-Event-ID resumes
       GET  /v1/health        {"status":"ok","clock":…,"people":N,"lines":N}
+      GET  /metrics          Prometheus text: lines, people, requests and
+                             their latencies by route
     Every acknowledged body is in DIR/events.log before it is answered; a
     restart with the same --data replays it.
 
@@ -193,7 +195,11 @@ enum Connection {
     }
 
     static func serve(_ fd: Int32, _ service: RulesService, _ limits: HTTPRequestParser.Limits) {
-        defer { close(fd) }
+        service.metrics.connectionOpened()
+        defer {
+            close(fd)
+            service.metrics.connectionClosed()
+        }
         var parser = HTTPRequestParser(limits: limits)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var continued = false
@@ -202,10 +208,16 @@ enum Connection {
                 switch result {
                 case .success(let request):
                     continued = false
+                    let start = seconds()
+                    let route = ServiceMetrics.route(request)
                     switch service.handle(request) {
                     case .response(let answer):
+                        // Counted before it is sent: a client that has its
+                        // answer finds it counted.
+                        service.metrics.record(method: request.method, route: route, status: answer.status, seconds: seconds() - start)
                         guard send(fd, answer.bytes(close: !request.keepAlive)), request.keepAlive else { return }
                     case .changes(let after):
+                        service.metrics.record(method: request.method, route: route, status: 200, seconds: seconds() - start)
                         // Server-Sent Events until the client goes: the
                         // body ends when the connection does.
                         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
@@ -214,6 +226,7 @@ enum Connection {
                         return
                     }
                 case .failure(let e):
+                    service.metrics.record(method: "other", route: "malformed", status: e.status, seconds: 0)
                     _ = send(fd, HTTPResponse.error(e.status, e.message).bytes(close: true))
                     return
                 }
@@ -232,6 +245,13 @@ enum Connection {
             if n <= 0 { return }
             parser.append(chunk[0..<n])
         }
+    }
+
+    /// A monotonic clock, in seconds.
+    static func seconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
     }
 
     /// Sends all of `bytes`; false when the client is gone.

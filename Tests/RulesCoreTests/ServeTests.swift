@@ -345,6 +345,19 @@ struct ServeTests {
         // Pipelined on one connection, the last asking to close.
         let two = server.raw("GET /v1/health HTTP/1.1\r\nHost: h\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         #expect(two.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "\(two)")
+        // Every request counted by route and status, malformed ones too, in
+        // the Prometheus text format.
+        let metrics = try server.curl("/metrics").body
+        #expect(metrics.contains(#"rules_http_requests_total{method="other",route="malformed",status="400"} 2"#), "\(metrics)")
+        #expect(metrics.contains(#"rules_http_requests_total{method="other",route="malformed",status="413"} 1"#))
+        #expect(metrics.contains(#"rules_http_requests_total{method="GET",route="/v1/health",status="200"} 3"#))
+        #expect(metrics.contains(#"rules_http_request_duration_seconds_count{method="GET",route="/v1/health"} 3"#))
+        #expect(metrics.contains("rules_lines_read_total 0\n") && metrics.contains("rules_people 0\n"))
+        let sample = try NSRegularExpression(pattern: #"^[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? [0-9.e+-]+$"#)
+        for line in metrics.split(separator: "\n") where !line.hasPrefix("# HELP ") && !line.hasPrefix("# TYPE ") {
+            let text = String(line)
+            #expect(sample.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil, "not a sample line: \(text)")
+        }
         try? FileManager.default.removeItem(atPath: data)
     }
 }

@@ -19,6 +19,9 @@ package final class RulesService: @unchecked Sendable {
     private var lines = 0
     /// What the start found: bodies replayed, and bytes of a cut record dropped.
     package let replayed: (bodies: Int, dropped: Int)
+    /// Over every acknowledged body (`GET /metrics`).
+    private var totals = (bodies: 0, read: 0, applied: 0, rejected: 0)
+    package let metrics = ServiceMetrics()
     /// Whose report line each body changed (`GET /v1/changes`).
     private let changes: ReportChanges
     package let feed: ChangeFeed
@@ -30,15 +33,21 @@ package final class RulesService: @unchecked Sendable {
         engine = Engine(program: program, personKey: personKey)
         if let corrections { engine.enableCorrections(corrections) }
         var bodies = 0, lines = 0
+        var totals = (bodies: 0, read: 0, applied: 0, rejected: 0)
         let engine = self.engine
         // The feed's events are numbered again as they were first.
         let changes = ReportChanges(engine: engine)
         let feed = ChangeFeed(personKey: personKey.name)
         let (log, dropped) = try EventLog.open(in: directory) { body in
             engine.lineBase = lines
-            feed.publish(changes.applying(body) { lines += Self.apply(body, to: engine).summary.lines })
+            feed.publish(changes.applying(body) {
+                let summary = Self.apply(body, to: engine).summary
+                lines += summary.lines
+                totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
+            })
             bodies += 1
         }
+        self.totals = totals
         self.changes = changes
         self.feed = feed
         self.log = log
@@ -119,6 +128,10 @@ package final class RulesService: @unchecked Sendable {
 
     private func route(_ request: HTTPRequest) -> HTTPResponse {
         let path = request.segments
+        if path == ["metrics"] {
+            guard request.method == "GET" else { return .error(405, "\(request.method) is not allowed on \(request.target); use GET") }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(metricsText().utf8))
+        }
         guard path.first == "v1", path.count >= 2 else {
             return .error(404, "no such endpoint: \(request.method) \(request.target)")
         }
@@ -149,6 +162,7 @@ package final class RulesService: @unchecked Sendable {
         feed.publish(changes.applying(body) { result = Self.apply(body, to: engine) })
         let (summary, rejections) = result!
         lines += summary.lines
+        totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
         let list = rejections.map { #"{"line":\#($0.line),"reason":\#(JSONText.quoted($0.reason))}"# }.joined(separator: ",")
         return .json(200, #"{"read":\#(summary.read),"applied":\#(summary.applied),"rejected":\#(summary.rejected),"rejections":[\#(list)]}"#)
     }
@@ -222,6 +236,20 @@ package final class RulesService: @unchecked Sendable {
             engine.writeReport { bytes += $0 }
         }
         return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-ndjson")], body: bytes)
+    }
+
+    /// `GET /metrics`: the service's figures, then the requests'.
+    private func metricsText() -> String {
+        metrics.text(state: [
+            ("rules_bodies_total", "Bodies acknowledged (over the whole log, replayed ones included).", "counter", totals.bodies),
+            ("rules_lines_read_total", "Lines read from acknowledged bodies (blank lines not counted).", "counter", totals.read),
+            ("rules_lines_applied_total", "Lines applied.", "counter", totals.applied),
+            ("rules_lines_rejected_total", "Lines rejected, each with a reason in its answer.", "counter", totals.rejected),
+            ("rules_people", "People in the report.", "gauge", engine.report().count),
+            ("rules_changes_total", "Events of the change feed (GET /v1/changes).", "counter", feed.lastId),
+            ("rules_clock_seconds", "The latest event time, in seconds since 1970 (0 before the first).", "gauge",
+             Int((engine.clock ?? 0) / Timestamp.perSecond)),
+        ])
     }
 
     /// `GET /v1/health`.
