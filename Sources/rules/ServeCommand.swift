@@ -9,7 +9,7 @@ import Glibc
 enum ServeCommand {
     static let help = """
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
-                       [--token-file F] [--read-token-file F]
+                       [--max-connections N] [--token-file F] [--read-token-file F]
                        [--person-key NAME] [--retain DURATION] [--lateness DURATION]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
@@ -35,6 +35,9 @@ enum ServeCommand {
                         picks a free one); prints `listening on
                         http://HOST:PORT` on stderr when ready
       --max-body BYTES  the largest body accepted (default 67108864: 64 MiB)
+      --max-connections N
+                        connections open at once (default 1024); one more
+                        is answered 503 and closed
       --token-file F    posts (and every other write) need
                         `Authorization: Bearer TOKEN`, TOKEN the first line
                         of F; 401 otherwise
@@ -52,7 +55,7 @@ enum ServeCommand {
 
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
-                                                                                         "--retain", "--lateness", "--token-file",
+                                                                                         "--retain", "--lateness", "--token-file", "--max-connections",
                                                                                          "--read-token-file"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
@@ -61,6 +64,11 @@ enum ServeCommand {
             return Main.usageError("--listen takes HOST:PORT, like 127.0.0.1:8080, not \(listen)", command: "serve")
         }
         let host = String(listen[..<colon])
+        var maxConnections = 1024
+        if let text = parsed.values["--max-connections"] {
+            guard let n = Int(text), n >= 1 else { return Main.usageError("--max-connections takes a number from 1, not \(text)", command: "serve") }
+            maxConnections = n
+        }
         var limits = HTTPRequestParser.Limits()
         if let text = parsed.values["--max-body"] {
             guard let n = Int(text), n >= 0 else { return Main.usageError("--max-body takes a number of bytes, not \(text)", command: "serve") }
@@ -115,7 +123,7 @@ enum ServeCommand {
                 Terminal.writeErr("rules: accept failed: \(String(cString: strerror(errno)))\n")
                 return ExitCode.failure
             }
-            Connection.start(client, service: service, limits: limits)
+            Connection.start(client, service: service, limits: limits, maxConnections: maxConnections)
         }
     }
 
@@ -183,23 +191,33 @@ enum ServeCommand {
 enum Connection {
     static let idleSeconds = 60
 
-    static func start(_ fd: Int32, service: RulesService, limits: HTTPRequestParser.Limits) {
+    static func start(_ fd: Int32, service: RulesService, limits: HTTPRequestParser.Limits, maxConnections: Int) {
         var timeout = timeval(tv_sec: idleSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        startThread(stackSize: 1 << 20, orElse: {
-            _ = send(fd, HTTPResponse.error(503, "too many connections").bytes(close: true))
+        func refuse(_ why: String) {
+            service.metrics.record(method: "other", route: "refused", status: 503, seconds: 0)
+            _ = send(fd, HTTPResponse.error(503, why).bytes(close: true))
             close(fd)
+        }
+        guard service.metrics.connectionOpened(limit: maxConnections) else {
+            return refuse("too many connections: \(maxConnections) are open (--max-connections); try again shortly")
+        }
+        startThread(stackSize: 1 << 20, orElse: {
+            service.metrics.connectionClosed()
+            refuse("too many connections: no thread can be started for another")
         }) {
             serve(fd, service, limits)
         }
     }
 
     static func serve(_ fd: Int32, _ service: RulesService, _ limits: HTTPRequestParser.Limits) {
-        service.metrics.connectionOpened()
         defer {
             close(fd)
             service.metrics.connectionClosed()
         }
+        // When the request being read began: it must arrive whole within
+        // `idleSeconds`, however slowly its bytes trickle in.
+        var begun: Double? = nil
         var parser = HTTPRequestParser(limits: limits)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var continued = false
@@ -244,6 +262,11 @@ enum Connection {
             }
             if n <= 0 { return }
             parser.append(chunk[0..<n])
+            if !parser.isInside { begun = nil } else if begun == nil { begun = seconds() }
+            if let begun, seconds() - begun > Double(idleSeconds), parser.isInside {
+                _ = send(fd, HTTPResponse.error(408, "the request did not arrive whole in \(idleSeconds) s").bytes(close: true))
+                return
+            }
         }
     }
 

@@ -327,6 +327,57 @@ struct ServeTests {
         try? FileManager.default.removeItem(atPath: data)
     }
 
+    /// A socket connected to the server (no request sent yet).
+    static func connected(_ port: Int) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return fd
+    }
+
+    @Test("200 slow clients hold half-sent requests while others are answered at once; past --max-connections a client gets 503")
+    func slowClients() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let server = try Server([policy, "--data", data])
+        let slow = (0..<200).map { _ in Self.connected(server.port) }
+        defer { slow.forEach { close($0) } }
+        for fd in slow { _ = Array("POST /v1/events HTTP/1.1\r\nHost: h\r\nContent-Le".utf8).withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) } }
+        usleep(200_000)
+        let body = #"{"citizen":"ann","type":"blood donation","time":"2026-01-02"}"#
+        for k in 0..<20 {
+            let start = Date()
+            let answer = k % 2 == 0 ? try server.curl("/v1/events", ["-X", "POST", "--data-binary", body]) : try server.curl("/v1/people/ann")
+            #expect(answer.status == 200)
+            #expect(Date().timeIntervalSince(start) < 2, "request \(k) waited \(Date().timeIntervalSince(start)) s behind the slow clients")
+        }
+        let metrics = try server.curl("/metrics").body
+        let open = metrics.split(separator: "\n").first { $0.hasPrefix("rules_connections_open ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        #expect(open >= 201, "\(metrics)")
+        // A slow client that finishes is answered like any other.
+        _ = Array("ngth: \(body.utf8.count)\r\n\r\n\(body)".utf8).withUnsafeBytes { send(slow[0], $0.baseAddress!, $0.count, 0) }
+        var reply = [UInt8](repeating: 0, count: 512)
+        let n = reply.withUnsafeMutableBytes { recv(slow[0], $0.baseAddress!, $0.count, 0) }
+        #expect(String(decoding: reply[0..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200 OK"))
+
+        let small = try Server([policy, "--data", data + "-small", "--max-connections", "20"])
+        let held = (0..<20).map { _ in Self.connected(small.port) }
+        defer { held.dropFirst().forEach { close($0) } }
+        usleep(300_000)
+        let refused = small.raw("GET /v1/health HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(refused.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n") && refused.contains("--max-connections"), "\(refused)")
+        close(held[0])
+        usleep(300_000)
+        #expect(small.raw("GET /v1/health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200 OK"))
+        try? FileManager.default.removeItem(atPath: data)
+        try? FileManager.default.removeItem(atPath: data + "-small")
+    }
+
     @Test("malformed requests get a 4xx or 5xx with a JSON reason and a closed connection; the service goes on")
     func malformed() throws {
         let data = Self.dataDirectory()

@@ -52,7 +52,14 @@ package final class ServiceMetrics: @unchecked Sendable {
         }
     }
 
-    package func connectionOpened() { lock.locked { open += 1 } }
+    /// Counts a connection in unless `limit` are open already.
+    package func connectionOpened(limit: Int) -> Bool {
+        lock.locked {
+            guard open < limit else { return false }
+            open += 1
+            return true
+        }
+    }
     package func connectionClosed() { lock.locked { open -= 1 } }
 
     /// The exposition, with the service's own figures (`state`) first.
