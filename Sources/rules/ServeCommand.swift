@@ -91,7 +91,12 @@ enum ServeCommand {
         case .success(let c): corrections = c
         case .failure(let e): return e.code
         }
-        guard let program = PolicyLoading.program(parsed.positionals, refusal: "not serving") else { return ExitCode.failure }
+        guard case .compiled(let compiled) = PolicyLoading.compile(parsed.positionals) else { return ExitCode.failure }
+        PolicyLoading.printDiagnostics(compiled)
+        guard let program = compiled.program else {
+            Terminal.writeErr("rules: the policy has \(PolicyLoading.summary(compiled)); not serving\n")
+            return ExitCode.failure
+        }
         let personKey: PersonKey
         switch parsed.personKey(command: "serve", program: program) {
         case .success(let key): personKey = key
@@ -100,15 +105,24 @@ enum ServeCommand {
         let data = parsed.values["--data"] ?? "rules-data"
         let service: RulesService
         do {
-            service = try RulesService(program: program, personKey: personKey, corrections: corrections, data: data)
+            service = try RulesService(policy: ServedPolicy(compiled, paths: parsed.positionals), program: program,
+                                       personKey: personKey, corrections: corrections, data: data)
         } catch {
             Terminal.writeErr("rules: \(error)\n")
             return ExitCode.failure
         }
         service.tokens = tokens
-        if service.replayed.bodies > 0 || service.replayed.dropped > 0 {
-            Terminal.writeErr("rules: resumed from \(data): \(service.replayed.bodies) bodies replayed"
-                              + (service.replayed.dropped > 0 ? "; \(service.replayed.dropped) bytes of an interrupted, unacknowledged write dropped" : "") + "\n")
+        let replayed = service.replayed
+        if replayed.bodies > 0 || replayed.dropped > 0 || replayed.policies > 1 {
+            Terminal.writeErr("rules: resumed from \(data): \(replayed.bodies) bodies replayed"
+                              + (replayed.policies > 1 ? " across \(replayed.policies - 1) policy change\(replayed.policies == 2 ? "" : "s")" : "")
+                              + (replayed.dropped > 0 ? "; \(replayed.dropped) bytes of an interrupted, unacknowledged write dropped" : "") + "\n")
+        }
+        if replayed.upgraded {
+            Terminal.writeErr("rules: \(data)/events.log was rewritten in this version's format (version 2)\n")
+        }
+        if service.servesLoggedPolicy {
+            Terminal.writeErr("rules: serving the policy recorded in \(data)/events.log (the latest it was given), not the files named here, which differ; PUT /v1/policy changes it\n")
         }
         guard let (fd, bound) = listenSocket(host: host, port: port) else { return ExitCode.failure }
         signal(SIGPIPE, SIG_IGN)

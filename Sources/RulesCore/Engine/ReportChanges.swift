@@ -70,6 +70,31 @@ package final class ReportChanges {
         return changes.sorted { $0.person.utf8.lexicographicallyPrecedes($1.person.utf8) }
     }
 
+    /// Every person's line now, by id: a policy change compares them all.
+    package func everyone() -> [[UInt8]: [UInt8]] {
+        var lines: [[UInt8]: [UInt8]] = [:]
+        for p in 0..<engine.people.count {
+            let key = Array(engine.people.key(p))
+            if let line = line(of: key, at: engine.clock) { lines[key] = line }
+        }
+        return lines
+    }
+
+    /// Who differs between two `everyone()`s, in byte order of ids.
+    package static func difference(_ before: [[UInt8]: [UInt8]], _ after: [[UInt8]: [UInt8]]) -> [Change] {
+        Set(before.keys).union(after.keys)
+            .filter { before[$0] != after[$0] }
+            .sorted { $0.lexicographicallyPrecedes($1) }
+            .map { Change(person: String(decoding: $0, as: UTF8.self), line: after[$0].map { String(decoding: $0, as: UTF8.self) }) }
+    }
+
+    /// Queues everyone for the next change time alone makes to their line
+    /// (a tracker made for an engine that has people already).
+    package func watchEveryone() {
+        guard let now = engine.clock else { return }
+        for p in 0..<engine.people.count { reschedule(Array(engine.people.key(p)), after: now) }
+    }
+
     /// Each person a line of the body names, once (lines that name nobody
     /// are rejected and change nothing).
     private func people(namedBy body: [UInt8]) -> [[UInt8]] {

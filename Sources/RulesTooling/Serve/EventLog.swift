@@ -5,22 +5,51 @@ import Darwin
 #endif
 import RulesCore
 
-/// The service's append-only log of acknowledged bodies (`--data DIR`,
-/// `DIR/events.log`): a body is written and synced to disk before it is
-/// applied and answered, so that after `kill -9` at any moment every
+/// The service's append-only log (`--data DIR`, `DIR/events.log`): each
+/// acknowledged body, and each policy the service was given, in the order
+/// they were acknowledged. A record is written and synced to disk before
+/// it is applied and answered, so that after `kill -9` at any moment every
 /// acknowledged body is there, and a body whose answer was lost is there
 /// whole or not at all.
 ///
-/// File: `RULESLOG` and a version (4 bytes), then records: the body's length
-/// (4 bytes) and FNV-1a checksum (8 bytes, both little-endian), then the
-/// body. On open, records are read back until the first that is cut short
-/// or does not match its checksum — a write a crash interrupted, never
-/// acknowledged — and the file is cut there.
+/// File: `RULESLOG` and a version (4 bytes), then records: the length of
+/// what follows the checksum (4 bytes) and its FNV-1a checksum (8 bytes,
+/// both little-endian), then — version 2 — a kind byte (1 a body, 2 a
+/// policy) and the payload. Version 1 (bodies only, no kind byte) is
+/// rewritten as version 2 when opened. On open, records are read back
+/// until the first that is cut short or does not match its checksum — a
+/// write a crash interrupted, never acknowledged — and the file is cut
+/// there.
 package final class EventLog {
     static let magic = Array("RULESLOG".utf8)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
 
-    private let fd: Int32
+    /// One record.
+    package enum Record: Equatable {
+        /// A body of NDJSON lines, as posted.
+        case body([UInt8])
+        /// A policy, as `ServedPolicy.json`: it applies from the next
+        /// record on.
+        case policy(String)
+
+        var encoded: [UInt8] {
+            switch self {
+            case .body(let bytes): return [1] + bytes
+            case .policy(let json): return [2] + Array(json.utf8)
+            }
+        }
+
+        init?(_ bytes: ArraySlice<UInt8>, version: UInt32) {
+            if version == 1 { self = .body(Array(bytes)); return }
+            switch bytes.first {
+            case 1: self = .body(Array(bytes.dropFirst()))
+            case 2: self = .policy(String(decoding: bytes.dropFirst(), as: UTF8.self))
+            default: return nil
+            }
+        }
+    }
+
+    private var fd: Int32
     package let path: String
     /// Where the last whole record ends: a failed append is cut back to it,
     /// so that no garbage sits before the next record.
@@ -34,9 +63,12 @@ package final class EventLog {
     }
 
     /// Opens (or creates) the log in `directory`, creating the directory;
-    /// `replay` receives each intact body in order. Returns the log and how
-    /// many bytes of a cut record were dropped from its end.
-    package static func open(in directory: String, replay: ([UInt8]) -> Void) throws -> (EventLog, dropped: Int) {
+    /// `replay` receives each intact record in order. A new log starts
+    /// with `first` (the policy named on the command line). Returns the
+    /// log, how many bytes of a cut record were dropped from its end, and
+    /// whether a version 1 log was rewritten.
+    package static func open(in directory: String, first: Record,
+                             replay: (Record) throws -> Void) throws -> (EventLog, dropped: Int, upgraded: Bool) {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw Failure(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
         }
@@ -47,33 +79,81 @@ package final class EventLog {
         do { bytes = try readAll(fd, path) } catch { close(fd); throw error }
         let log = EventLog(fd: fd, path: path)
         if bytes.isEmpty {
-            var header = magic
-            withUnsafeBytes(of: version.littleEndian) { header += $0 }
-            try log.write(header)
+            try log.write(header(2))
             try log.sync()
-            log.size = header.count
-            return (log, 0)
+            log.size = 12
+            try log.append(first)
+            try replay(first)
+            return (log, 0, false)
         }
         guard bytes.count >= 12, Array(bytes[0..<8]) == magic else {
-            close(fd)
             throw Failure(description: "\(path) is not a rules event log")
         }
+        let version = UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self) })
+        guard version == 1 || version == 2 else {
+            throw Failure(description: "\(path) is a rules event log of version \(version); this rules reads versions 1 and 2")
+        }
+        var records: [Record] = version == 1 ? [first] : []
+        let end = try scan(bytes, version: version) { records.append($0) }
+        for record in records { try replay(record) }
+        let dropped = bytes.count - end
+        if version == 1 {
+            try log.rewrite(records, directory: directory)
+            return (log, dropped, true)
+        }
+        if dropped > 0 && ftruncate(fd, off_t(end)) != 0 {
+            throw Failure(description: "cannot cut the interrupted record off \(path): \(String(cString: strerror(errno)))")
+        }
+        log.size = end
+        return (log, dropped, false)
+    }
+
+    private static func header(_ version: UInt32) -> [UInt8] {
+        var header = magic
+        withUnsafeBytes(of: version.littleEndian) { header += $0 }
+        return header
+    }
+
+    /// Each intact record of the file's bytes, in order; where they end.
+    private static func scan(_ bytes: [UInt8], version: UInt32, _ each: (Record) throws -> Void) throws -> Int {
         var at = 12
         while at + 12 <= bytes.count {
             let length = Int(UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) }))
             let sum = UInt64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self) })
             guard at + 12 + length <= bytes.count else { break }
-            let body = Array(bytes[(at + 12)..<(at + 12 + length)])
-            guard Hashing.fnv1a(body) == sum else { break }
-            replay(body)
+            let payload = bytes[(at + 12)..<(at + 12 + length)]
+            guard Hashing.fnv1a(Array(payload)) == sum, let record = Record(payload, version: version) else { break }
+            try each(record)
             at += 12 + length
         }
-        let dropped = bytes.count - at
-        if dropped > 0 && ftruncate(fd, off_t(at)) != 0 {
-            throw Failure(description: "cannot cut the interrupted record off \(path): \(String(cString: strerror(errno)))")
-        }
-        log.size = at
-        return (log, dropped)
+        return at
+    }
+
+    /// Replaces a version 1 file by the same records in version 2, the
+    /// policy first: written beside it, synced, then renamed over it.
+    private func rewrite(_ records: [Record], directory: String) throws {
+        let temporary = path + ".upgrading"
+        let out = Glibc.open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+        guard out >= 0 else { throw Failure(description: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        close(fd)
+        fd = out
+        try write(Self.header(2))
+        size = 12
+        for record in records { try write(Self.framed(record)) }
+        try sync()
+        guard rename(temporary, path) == 0 else { throw Failure(description: "cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))") }
+        let dir = Glibc.open(directory, O_RDONLY | O_CLOEXEC)
+        if dir >= 0 { fsync(dir); close(dir) }
+        size = Int(lseek(fd, 0, SEEK_END))
+    }
+
+    private static func framed(_ record: Record) -> [UInt8] {
+        let payload = record.encoded
+        var framed: [UInt8] = []
+        framed.reserveCapacity(payload.count + 12)
+        withUnsafeBytes(of: UInt32(payload.count).littleEndian) { framed += $0 }
+        withUnsafeBytes(of: Hashing.fnv1a(payload).littleEndian) { framed += $0 }
+        return framed + payload
     }
 
     private static func readAll(_ fd: Int32, _ path: String) throws -> [UInt8] {
@@ -90,17 +170,11 @@ package final class EventLog {
         }
     }
 
-    /// Every acknowledged body, in order, read again from the file (a past
-    /// state: `GET /v1/report?as_of=`).
-    package func bodies(_ body: ([UInt8]) -> Void) throws {
+    /// Every record, in order, read again from the file (a past state:
+    /// `GET /v1/report?as_of=`, explanations).
+    package func records(_ each: (Record) throws -> Void) throws {
         let bytes = Array(try Self.readAll(fd, path).prefix(size))
-        var at = 12
-        while at + 12 <= bytes.count {
-            let length = Int(UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) }))
-            guard at + 12 + length <= bytes.count else { return }
-            body(Array(bytes[(at + 12)..<(at + 12 + length)]))
-            at += 12 + length
-        }
+        _ = try Self.scan(bytes, version: Self.version, each)
     }
 
     private init(fd: Int32, path: String) {
@@ -110,20 +184,16 @@ package final class EventLog {
 
     deinit { close(fd) }
 
-    /// Appends a body and syncs it to disk: when this returns, the body
-    /// survives a crash. Throws (the body is then not acknowledged) when the
-    /// disk is full or the file cannot be written.
-    package func append(_ body: [UInt8]) throws {
+    /// Appends a record and syncs it to disk: when this returns, the record
+    /// survives a crash. Throws (the record is then not acknowledged) when
+    /// the disk is full or the file cannot be written.
+    package func append(_ record: Record) throws {
         if let broken { throw Failure(description: broken) }
-        var record: [UInt8] = []
-        record.reserveCapacity(body.count + 12)
-        withUnsafeBytes(of: UInt32(body.count).littleEndian) { record += $0 }
-        withUnsafeBytes(of: Hashing.fnv1a(body).littleEndian) { record += $0 }
-        record += body
+        let framed = Self.framed(record)
         do {
-            try write(record)
+            try write(framed)
             try sync()
-            size += record.count
+            size += framed.count
         } catch {
             if ftruncate(fd, off_t(size)) != 0 || fsync(fd) != 0 {
                 broken = "\(path) could not be cut back after a failed write; nothing more is accepted"

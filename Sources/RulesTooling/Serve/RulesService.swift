@@ -9,56 +9,47 @@ import RulesCore
 /// state is what `rules run` prints over every acknowledged line, in the
 /// order acknowledged — on start the log is replayed into a fresh engine.
 package final class RulesService: @unchecked Sendable {
-    let engine: Engine
     let log: EventLog
-    private let program: Program
+    /// The engine, the policy and the counts the log's records made.
+    private let state: ServedState
+    private var engine: Engine { state.engine }
     private let personKey: PersonKey
     private let corrections: Corrections?
     private let lock = Lock()
-    /// Lines taken so far, over every acknowledged body.
-    private var lines = 0
-    /// What the start found: bodies replayed, and bytes of a cut record dropped.
-    package let replayed: (bodies: Int, dropped: Int)
-    /// Over every acknowledged body (`GET /metrics`).
-    private var totals = (bodies: 0, read: 0, applied: 0, rejected: 0)
+    /// What the start found: records replayed (bodies and policies), bytes
+    /// of a cut record dropped, whether a version 1 log was rewritten.
+    package let replayed: (bodies: Int, policies: Int, dropped: Int, upgraded: Bool)
+    /// Set when the log's policy is not the one named on the command line
+    /// (a `PUT /v1/policy` changed it): the log's is served.
+    package let servesLoggedPolicy: Bool
     package let metrics = ServiceMetrics()
-    /// Whose report line each body changed (`GET /v1/changes`).
-    private let changes: ReportChanges
     package let feed: ChangeFeed
 
-    package init(program: Program, personKey: PersonKey = .citizen, corrections: Corrections? = nil, data directory: String) throws {
-        self.program = program
+    /// `named`: the policy named on the command line, compiled to
+    /// `program`; a new data directory's log starts with it. An existing
+    /// log's records are replayed, policies included.
+    package init(policy named: ServedPolicy, program: Program, personKey: PersonKey = .citizen, corrections: Corrections? = nil,
+                 data directory: String) throws {
         self.personKey = personKey
         self.corrections = corrections
-        engine = Engine(program: program, personKey: personKey)
-        if let corrections { engine.enableCorrections(corrections) }
-        var bodies = 0, lines = 0
-        var totals = (bodies: 0, read: 0, applied: 0, rejected: 0)
-        let engine = self.engine
-        // The feed's events are numbered again as they were first.
-        let changes = ReportChanges(engine: engine)
         let feed = ChangeFeed(personKey: personKey.name)
-        let (log, dropped) = try EventLog.open(in: directory) { body in
-            engine.lineBase = lines
-            feed.publish(changes.applying(body) {
-                let summary = Self.apply(body, to: engine).summary
-                lines += summary.lines
-                totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
-            })
-            bodies += 1
+        let state = ServedState(personKey: personKey.name, corrections: corrections, feed: feed)
+        var policies = 0, first = true
+        let (log, dropped, upgraded) = try EventLog.open(in: directory, first: .policy(named.json)) { record in
+            // The policy just compiled from the command line is not
+            // compiled again when the log starts with it.
+            if case .policy(let json) = record {
+                policies += 1
+                if first, json == named.json { try state.take(policy: named, program: program); first = false; return }
+            }
+            first = false
+            try state.take(record)
         }
-        self.totals = totals
-        self.changes = changes
-        self.feed = feed
         self.log = log
-        self.lines = lines
-        replayed = (bodies, dropped)
-    }
-
-    private static func apply(_ body: [UInt8], to engine: Engine) -> (summary: RunSummary, rejections: [Rejection]) {
-        var rejections: [Rejection] = []
-        let summary = EventStream.run(engine, reader: LineReader(bytes: body), asOf: nil) { r, _ in rejections.append(r) }
-        return (summary, rejections)
+        self.state = state
+        self.feed = feed
+        replayed = (state.totals.bodies, policies, dropped, upgraded)
+        servesLoggedPolicy = state.policy != named
     }
 
     /// What a request gets: an answer, or the change feed (which the
@@ -145,6 +136,7 @@ package final class RulesService: @unchecked Sendable {
         case ("people", 4) where path[3] == "explain": return only("GET") { explain(path[2]) }
         case ("report", 2): return only("GET") { report(request) }
         case ("health", 2): return only("GET") { health() }
+        case ("policy", 2): return only("PUT") { putPolicy(request.body) }
         default: return .error(404, "no such endpoint: \(request.method) \(request.target)")
         }
     }
@@ -152,19 +144,50 @@ package final class RulesService: @unchecked Sendable {
     /// `POST /v1/events`: durable first, then applied, then answered.
     private func postEvents(_ body: [UInt8]) -> HTTPResponse {
         do {
-            try log.append(body)
+            try log.append(.body(body))
         } catch {
             return .error(503, "the body was not stored, so not applied: \(error)")
         }
-        // Lines numbered across bodies, as the log replays them.
-        engine.lineBase = lines
-        var result: (summary: RunSummary, rejections: [Rejection])? = nil
-        feed.publish(changes.applying(body) { result = Self.apply(body, to: engine) })
-        let (summary, rejections) = result!
-        lines += summary.lines
-        totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
+        let (summary, rejections) = state.take(body: body)
         let list = rejections.map { #"{"line":\#($0.line),"reason":\#(JSONText.quoted($0.reason))}"# }.joined(separator: ",")
         return .json(200, #"{"read":\#(summary.read),"applied":\#(summary.applied),"rejected":\#(summary.rejected),"rejections":[\#(list)]}"#)
+    }
+
+    /// `PUT /v1/policy`: checked first (422 with the diagnostics, nothing
+    /// changed); then durable, then in force from the next line on, people
+    /// carried over by name.
+    private func putPolicy(_ body: [UInt8]) -> HTTPResponse {
+        let policy: ServedPolicy
+        do { policy = try ServedPolicy(json: String(decoding: body, as: UTF8.self)) } catch {
+            return .error(400, "\(error)")
+        }
+        let result: CompileResult
+        switch policy.compile() {
+        case .failure(let e):
+            return .json(422, #"{"error":\#(JSONText.quoted("cannot read \(e.path): \(e.reason); nothing changed")),"diagnostics":[]}"#)
+        case .success(let compiled): result = compiled
+        }
+        let renderer = DiagnosticRenderer(sources: result.sources, color: false)
+        let diagnostics = result.diagnostics.map(renderer.json).joined(separator: ",")
+        guard let program = result.program else {
+            let errors = result.diagnostics.filter { $0.severity == .error }.count
+            return .json(422, #"{"error":\#(JSONText.quoted("the policy has \(errors) error\(errors == 1 ? "" : "s"); nothing changed")),"diagnostics":[\#(diagnostics)]}"#)
+        }
+        if case .failure(let e) = PersonKey.named(personKey.name, for: program) {
+            return .json(422, #"{"error":\#(JSONText.quoted("\(e); nothing changed")),"diagnostics":[\#(diagnostics)]}"#)
+        }
+        do {
+            try log.append(.policy(policy.json))
+        } catch {
+            return .error(503, "the policy was not stored, so not put in force: \(error)")
+        }
+        let taken: (notes: [String], changes: [ReportChanges.Change])
+        do { taken = try state.take(policy: policy, program: program) } catch {
+            // Logged but not taken: a restart would fail on it the same way.
+            return .error(500, "the policy was stored but could not be put in force: \(error)")
+        }
+        let notes = taken.notes.map(JSONText.quoted).joined(separator: ",")
+        return .json(200, #"{"people":\#(engine.report().count),"changed":\#(taken.changes.count),"notes":[\#(notes)],"diagnostics":[\#(diagnostics)]}"#)
     }
 
     /// `GET /v1/people/ID`: the report line `rules run` would print now.
@@ -178,37 +201,32 @@ package final class RulesService: @unchecked Sendable {
     /// `GET /v1/people/ID/explain`: the JSON of `rules explain --format
     /// json` over every acknowledged line (made again from the log, with
     /// that person's trail: it costs a replay). Events are named by their
-    /// line among all acknowledged lines: `line 12`.
+    /// line among all acknowledged lines: `line 12`. After a policy change
+    /// the account starts at the latest change, from the state carried
+    /// over (docs/SERVICE.md).
     private func explain(_ id: String) -> HTTPResponse {
-        var watch: PersonWatch? = nil
-        let past: Engine
+        let past: ServedState
         do {
             past = try replay(asOf: nil) { engine in
                 engine.enableTrace(only: id, records: { _ in })
-                watch = PersonWatch(person: id, engine: engine, origin: { "line \($0)" })
-                return watch
+                return PersonWatch(person: id, engine: engine, origin: { "line \($0)" })
             }
         } catch {
             return .error(500, "the log could not be read again: \(error)")
         }
-        guard let watch, let clock = past.clock, let e = Explanation.explain(id, engine: past, timeline: watch.timeline, at: clock) else {
+        guard let watch = past.currentWatch, let clock = past.engine.clock,
+              let e = Explanation.explain(id, engine: past.engine, timeline: watch.timeline, at: clock) else {
             return .error(404, "no applied event for \(JSONText.quoted(id))")
         }
         return .json(200, e.json)
     }
 
-    /// A fresh engine fed every acknowledged body again from the log, as
-    /// `rules run` over them would be (`--as-of`; a watch, made by
-    /// `prepare` on the fresh engine, with lines numbered across bodies).
-    private func replay(asOf: Int64?, prepare: (Engine) -> PersonWatch? = { _ in nil }) throws -> Engine {
-        let past = Engine(program: program, personKey: personKey)
-        if let corrections { past.enableCorrections(corrections) }
-        let watch = prepare(past)
-        var lines = 0
-        try log.bodies { body in
-            past.lineBase = lines
-            lines += EventStream.run(past, reader: LineReader(bytes: body), asOf: asOf, watch: watch) { _, _ in }.lines
-        }
+    /// A state made again from every record of the log, as `rules run`
+    /// over them would be (`--as-of`; `prepare` makes a watch on each
+    /// engine).
+    private func replay(asOf: Int64?, prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) throws -> ServedState {
+        let past = ServedState(personKey: personKey.name, corrections: corrections, feed: nil, prepare: prepare)
+        try log.records { try past.take($0, asOf: asOf) }
         return past
     }
 
@@ -229,7 +247,7 @@ package final class RulesService: @unchecked Sendable {
         if let asOf {
             // As `rules run --as-of` does: the lines after it are not
             // applied, so the past state is made again from the log.
-            do { try replay(asOf: asOf).writeReport(asOf: asOf) { bytes += $0 } } catch {
+            do { try replay(asOf: asOf).engine.writeReport(asOf: asOf) { bytes += $0 } } catch {
                 return .error(500, "the log could not be read again: \(error)")
             }
         } else {
@@ -241,10 +259,10 @@ package final class RulesService: @unchecked Sendable {
     /// `GET /metrics`: the service's figures, then the requests'.
     private func metricsText() -> String {
         metrics.text(state: [
-            ("rules_bodies_total", "Bodies acknowledged (over the whole log, replayed ones included).", "counter", totals.bodies),
-            ("rules_lines_read_total", "Lines read from acknowledged bodies (blank lines not counted).", "counter", totals.read),
-            ("rules_lines_applied_total", "Lines applied.", "counter", totals.applied),
-            ("rules_lines_rejected_total", "Lines rejected, each with a reason in its answer.", "counter", totals.rejected),
+            ("rules_bodies_total", "Bodies acknowledged (over the whole log, replayed ones included).", "counter", state.totals.bodies),
+            ("rules_lines_read_total", "Lines read from acknowledged bodies (blank lines not counted).", "counter", state.totals.read),
+            ("rules_lines_applied_total", "Lines applied.", "counter", state.totals.applied),
+            ("rules_lines_rejected_total", "Lines rejected, each with a reason in its answer.", "counter", state.totals.rejected),
             ("rules_people", "People in the report.", "gauge", engine.report().count),
             ("rules_changes_total", "Events of the change feed (GET /v1/changes).", "counter", feed.lastId),
             ("rules_clock_seconds", "The latest event time, in seconds since 1970 (0 before the first).", "gauge",
@@ -255,7 +273,7 @@ package final class RulesService: @unchecked Sendable {
     /// `GET /v1/health`.
     private func health() -> HTTPResponse {
         let clock = engine.clock.map { JSONText.quoted(Timestamp.format($0)) } ?? "null"
-        return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(engine.report().count),"lines":\#(lines)}"#)
+        return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(engine.report().count),"lines":\#(state.lines)}"#)
     }
 }
 

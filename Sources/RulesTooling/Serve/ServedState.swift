@@ -1,0 +1,110 @@
+import RulesCore
+
+/// What the log's records make, one record at a time — the live service's
+/// state, and the past states that `as_of` and explanations replay: a body
+/// is applied; a policy record makes the engine (the first) or replaces
+/// its policy (later ones), carrying people over by name as `rules run
+/// --resume` does under another policy. Live and replayed, a record goes
+/// through the same code, so a restart makes the same state and numbers
+/// the change feed's events the same.
+final class ServedState {
+    private(set) var engine: Engine! = nil
+    private(set) var policy: ServedPolicy! = nil
+    /// Lines of every body so far (lines are numbered across bodies).
+    private(set) var lines = 0
+    private(set) var totals = (bodies: 0, read: 0, applied: 0, rejected: 0)
+    /// Events of the change feed, when this state feeds one.
+    private let feed: ChangeFeed?
+    private var changes: ReportChanges? = nil
+    private let personKey: String
+    private let corrections: Corrections?
+    /// Called with each new engine (a watch for an explanation).
+    private let prepare: (Engine) -> PersonWatch?
+    private var watch: PersonWatch? = nil
+
+    init(personKey: String, corrections: Corrections?, feed: ChangeFeed?, prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) {
+        self.personKey = personKey
+        self.corrections = corrections
+        self.feed = feed
+        self.prepare = prepare
+    }
+
+    struct Refused: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// A policy's program, or why it cannot be one for this service (it
+    /// does not compile, or it reads the person key as a field).
+    func compile(_ policy: ServedPolicy) -> Result<(Program, CompileResult), Refused> {
+        switch policy.compile() {
+        case .failure(let e): return .failure(Refused(description: "cannot read \(e.path): \(e.reason)"))
+        case .success(let result):
+            guard let program = result.program else { return .failure(Refused(description: "the policy has errors")) }
+            if case .failure(let e) = PersonKey.named(personKey, for: program) { return .failure(Refused(description: "\(e)")) }
+            return .success((program, result))
+        }
+    }
+
+    /// Takes a policy record. Returns the notes on what did not carry over
+    /// and who changed (nobody for the first policy).
+    @discardableResult
+    func take(policy: ServedPolicy, program: Program) throws -> (notes: [String], changes: [ReportChanges.Change]) {
+        let key = try PersonKey.named(personKey, for: program).get()
+        let fresh = Engine(program: program, personKey: key)
+        if let corrections { fresh.enableCorrections(corrections) }
+        var notes: [String] = [], changed: [ReportChanges.Change] = []
+        if let old = engine {
+            let before = changes?.everyone()
+            switch Checkpoint.restore(Checkpoint.encode([old], lines: lines), into: [fresh]) {
+            case .success(let info): notes = info.notes
+            case .failure(let f): throw Refused(description: "people could not be carried over to the new policy: \(f)")
+            }
+            if let before { changed = ReportChanges.difference(before, ReportChanges(engine: fresh).everyone()) }
+        }
+        engine = fresh
+        self.policy = policy
+        if feed != nil {
+            changes = ReportChanges(engine: fresh)
+            changes!.watchEveryone()
+            feed!.publish(changed)
+        }
+        watch = prepare(fresh)
+        return (notes, changed)
+    }
+
+    /// Takes a policy record as the log holds it.
+    func take(policy json: String) throws {
+        let policy = try ServedPolicy(json: json)
+        switch compile(policy) {
+        case .success(let (program, _)): try take(policy: policy, program: program)
+        case .failure(let refused): throw Refused(description: "a policy in the log no longer compiles (\(refused)); run the rules that wrote it")
+        }
+    }
+
+    /// Takes a body: applies its lines (those after `asOf` not), numbered
+    /// after every earlier body's.
+    @discardableResult
+    func take(body: [UInt8], asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
+        engine.lineBase = lines
+        var rejections: [Rejection] = []
+        var summary: RunSummary? = nil
+        let apply = {
+            summary = EventStream.run(self.engine, reader: LineReader(bytes: body), asOf: asOf, watch: self.watch) { r, _ in rejections.append(r) }
+        }
+        if let changes { feed!.publish(changes.applying(body, apply)) } else { apply() }
+        let s = summary!
+        lines += s.lines
+        totals = (totals.bodies + 1, totals.read + s.read, totals.applied + s.applied, totals.rejected + s.rejected)
+        return (s, rejections)
+    }
+
+    func take(_ record: EventLog.Record, asOf: Int64? = nil) throws {
+        switch record {
+        case .policy(let json): try take(policy: json)
+        case .body(let body): take(body: body, asOf: asOf)
+        }
+    }
+
+    /// The watch of the latest engine (explanations).
+    var currentWatch: PersonWatch? { watch }
+}
