@@ -22,11 +22,15 @@ enum ServeCommand {
       GET  /v1/report        the whole report (?as_of=TIME)
       GET  /v1/changes       Server-Sent Events: each changed report line
                              after each body; Last-Event-ID resumes
+      PUT  /v1/policy        {"files":{"NAME.rules":"TEXT",…}}: checked (422
+                             with the diagnostics), then in force from the
+                             next line, people carried over by name
       GET  /v1/health        {"status":"ok","clock":…,"people":N,"lines":N}
       GET  /metrics          Prometheus text: lines, people, requests and
                              their latencies by route
-    Every acknowledged body is in DIR/events.log before it is answered; a
-    restart with the same --data replays it.
+    Every acknowledged body and policy is in DIR/events.log before it is
+    answered; a restart with the same --data replays it (and serves the
+    latest policy it recorded).
 
     options:
       --data DIR        where the log lives (default: rules-data)
@@ -114,7 +118,7 @@ enum ServeCommand {
         service.tokens = tokens
         let replayed = service.replayed
         if replayed.bodies > 0 || replayed.dropped > 0 || replayed.policies > 1 {
-            Terminal.writeErr("rules: resumed from \(data): \(replayed.bodies) bodies replayed"
+            Terminal.writeErr("rules: resumed from \(data): \(replayed.bodies) bod\(replayed.bodies == 1 ? "y" : "ies") replayed"
                               + (replayed.policies > 1 ? " across \(replayed.policies - 1) policy change\(replayed.policies == 2 ? "" : "s")" : "")
                               + (replayed.dropped > 0 ? "; \(replayed.dropped) bytes of an interrupted, unacknowledged write dropped" : "") + "\n")
         }

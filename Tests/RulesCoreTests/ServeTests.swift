@@ -430,6 +430,29 @@ struct ServeTests {
         for f in [state, firstFile, secondFile, data] { try? FileManager.default.removeItem(atPath: f) }
     }
 
+    @Test("a version 1 log (bodies only) is rewritten as version 2, the named policy first, and served the same")
+    func upgradesVersion1Log() throws {
+        let data = Self.dataDirectory()
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let body = Array(#"{"citizen":"ann","type":"blood donation","time":"2026-01-02"}"#.utf8) + [0x0A]
+        var file = Array("RULESLOG".utf8) + [1, 0, 0, 0]
+        withUnsafeBytes(of: UInt32(body.count).littleEndian) { file += $0 }
+        withUnsafeBytes(of: Hashing.fnv1a(body).littleEndian) { file += $0 }
+        file += body
+        try Data(file).write(to: URL(fileURLWithPath: data + "/events.log"))
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let server = try Server([policy, "--data", data])
+        #expect(server.stderr.contains("events.log was rewritten in this version's format (version 2)"), "\(server.stderr)")
+        #expect(try server.curl("/v1/people/ann").body == #"{"citizen":"ann","score":1015,"flags":[],"denied":[],"granted":[]}"#)
+        let rewritten = try Data(contentsOf: URL(fileURLWithPath: data + "/events.log"))
+        #expect(Array(rewritten.prefix(12)) == Array("RULESLOG".utf8) + [2, 0, 0, 0])
+        server.kill9()
+        let again = try Server([policy, "--data", data])
+        #expect(!again.stderr.contains("rewritten") && again.stderr.contains("1 body replayed"), "\(again.stderr)")
+        #expect(!again.stderr.contains("serving the policy recorded"))
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
     @Test("malformed requests get a 4xx or 5xx with a JSON reason and a closed connection; the service goes on")
     func malformed() throws {
         let data = Self.dataDirectory()
