@@ -8,4 +8,28 @@ package enum Hashing {
         for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
         return h
     }
+
+    /// A checksum of many bytes (the service's log records): eight bytes
+    /// per multiply, where FNV-1a takes one, so that a 100 KB body costs
+    /// microseconds. Any change of the bytes, their order or their length
+    /// changes it but for a chance of 2⁻⁶⁴; it is not a defence against
+    /// someone who wants a collision.
+    package static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        let m: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var h: UInt64 = 0x243F_6A88_85A3_08D3 ^ UInt64(bytes.count)
+        var at = 0
+        while at + 8 <= bytes.count {
+            h = (h ^ bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian) &* m
+            h ^= h >> 29
+            at += 8
+        }
+        var last: UInt64 = 0
+        for k in at..<bytes.count { last |= UInt64(bytes[k]) << (8 * UInt64(k - at)) }
+        h = (h ^ last) &* m
+        h ^= h >> 32
+        h = h &* 0xC4CE_B9FE_1A85_EC53
+        return h ^ (h >> 29)
+    }
+
+    package static func checksum(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { checksum($0) } }
 }

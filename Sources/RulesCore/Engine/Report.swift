@@ -241,6 +241,9 @@ final class ReportWriter {
 
     func removeAll() { count = 0 }
 
+    /// Takes back the last byte written (a line's newline).
+    func dropLast() { if count > 0 { count -= 1 } }
+
     @inline(__always)
     private func reserve(_ n: Int) {
         if count + n <= capacity { return }

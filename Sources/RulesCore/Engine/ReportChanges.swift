@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Whose report line a body of stream lines changes, and to what: the
 /// service's change feed (`GET /v1/changes`, docs/SERVICE.md).
 ///
@@ -15,8 +21,17 @@ package final class ReportChanges {
     /// One changed line: the person's id and their new report line (no
     /// newline), or nil when they left the report (every event retracted).
     package struct Change: Equatable {
-        package var person: String
-        package var line: String?
+        package var person: [UInt8]
+        package var line: [UInt8]?
+
+        package init(person: [UInt8], line: [UInt8]?) {
+            self.person = person
+            self.line = line
+        }
+
+        package init(person: String, line: String?) {
+            self.init(person: Array(person.utf8), line: line.map { Array($0.utf8) })
+        }
     }
 
     private let engine: Engine
@@ -29,6 +44,16 @@ package final class ReportChanges {
     private var due = WakeQueue()
     /// By person: the time of their live entry in `due`, or `Int64.max`.
     private var wake: [Int64] = []
+    /// By person: a checksum of the line last published for them (0: none,
+    /// not in the report). A body compares each line it may have changed
+    /// with it — one line written per person, not the line before and the
+    /// line after; two lines that differ have the same checksum by a chance
+    /// of 2⁻⁶⁴.
+    private var shown: [UInt64] = []
+    /// By person: the number of the last body that looked at them (each
+    /// person's line is looked at once per body).
+    private var lookedIn: [UInt32] = []
+    private var bodies: UInt32 = 0
 
     package init(engine: Engine) {
         self.engine = engine
@@ -42,99 +67,127 @@ package final class ReportChanges {
     /// Applies a body (`apply` runs it through the engine) and returns the
     /// people whose line changed, in byte order of their ids.
     package func applying(_ body: [UInt8], _ apply: () -> Void) -> [Change] {
-        let before = engine.clock
-        let named = people(namedBy: body)
-        var old: [[UInt8]: [UInt8]?] = [:]
-        for key in named { old[key] = line(of: key, at: before) }
+        bodies &+= 1
+        if bodies == 0 {  // wrapped: every stamp is old again
+            for k in lookedIn.indices { lookedIn[k] = 0 }
+            bodies = 1
+        }
+        // Whom the body names: known people now, new ones once they exist.
+        var look: [Int] = [], newcomers: [[UInt8]] = []
+        body.withUnsafeBufferPointer { all in
+            forEachPerson(in: all) { key in
+                if let p = engine.people.find(key) { mark(p, &look) } else { newcomers.append(Array(key)) }
+            }
+        }
         apply()
         guard let now = engine.clock else { return [] }
-        var changes: [Change] = []
-        // Those whom time alone reached (their lines are compared below
-        // when the body names them).
-        var woken: [[UInt8]] = []
+        for key in newcomers {
+            if let p = key.withUnsafeBufferPointer({ engine.people.find($0) }) { mark(p, &look) }
+        }
+        // And those whom time alone reached.
         while let (time, p) = due.peek(), time <= now {
             due.pop()
             guard wake[p] == time else { continue }
             wake[p] = .max
-            let key = Array(engine.people.key(p))
-            if old[key] != nil { continue }
-            let (was, new) = (line(of: key, at: before), line(of: key, at: now))
-            if was != new { changes.append(change(key, new)) }
-            woken.append(key)
+            mark(p, &look)
         }
-        for key in named {
-            let new = line(of: key, at: now)
-            if new != old[key]! { changes.append(change(key, new)) }
+        var changes: [Change] = []
+        for p in look {
+            if let line = compare(p, at: now) { changes.append(line) }
+            reschedule(p, after: now)
         }
-        for key in named + woken { reschedule(key, after: now) }
-        return changes.sorted { $0.person.utf8.lexicographicallyPrecedes($1.person.utf8) }
-    }
-
-    /// Every person's line now, by id: a policy change compares them all.
-    package func everyone() -> [[UInt8]: [UInt8]] {
-        var lines: [[UInt8]: [UInt8]] = [:]
-        for p in 0..<engine.people.count {
-            let key = Array(engine.people.key(p))
-            if let line = line(of: key, at: engine.clock) { lines[key] = line }
-        }
-        return lines
-    }
-
-    /// Who differs between two `everyone()`s, in byte order of ids.
-    package static func difference(_ before: [[UInt8]: [UInt8]], _ after: [[UInt8]: [UInt8]]) -> [Change] {
-        Set(before.keys).union(after.keys)
-            .filter { before[$0] != after[$0] }
-            .sorted { $0.lexicographicallyPrecedes($1) }
-            .map { Change(person: String(decoding: $0, as: UTF8.self), line: after[$0].map { String(decoding: $0, as: UTF8.self) }) }
-    }
-
-    /// Queues everyone for the next change time alone makes to their line
-    /// (a tracker made for an engine that has people already).
-    package func watchEveryone() {
-        guard let now = engine.clock else { return }
-        for p in 0..<engine.people.count { reschedule(Array(engine.people.key(p)), after: now) }
-    }
-
-    /// Each person a line of the body names, once (lines that name nobody
-    /// are rejected and change nothing).
-    private func people(namedBy body: [UInt8]) -> [[UInt8]] {
-        var seen = Set<[UInt8]>(), order: [[UInt8]] = []
-        body.withUnsafeBufferPointer { all in
-            var start = 0
-            while start < all.count {
-                var end = start
-                while end < all.count && all[end] != 0x0A { end += 1 }
-                var stop = end
-                if stop > start && all[stop - 1] == 0x0D { stop -= 1 }
-                if case .event(let e) = parser.parse(UnsafeBufferPointer(rebasing: all[start..<stop]), into: nil) {
-                    let key = Array(e.person)
-                    if seen.insert(key).inserted { order.append(key) }
+        changes.sort { a, b in
+            a.person.withUnsafeBufferPointer { x in
+                b.person.withUnsafeBufferPointer { y in
+                    let c = memcmp(x.baseAddress ?? UnsafePointer(bitPattern: 1)!, y.baseAddress ?? UnsafePointer(bitPattern: 1)!, min(x.count, y.count))
+                    return c != 0 ? c < 0 : x.count < y.count
                 }
-                start = end + 1
             }
         }
-        return order
+        return changes
     }
 
-    /// The person's report line as of `time`, without its newline; nil when
-    /// they are not in the report.
-    private func line(of key: [UInt8], at time: Int64?) -> [UInt8]? {
-        guard let time, let p = key.withUnsafeBufferPointer({ engine.people.find($0) }), engine.isPresent(p) else { return nil }
+    /// Adds person `p` to this body's look, once.
+    private func mark(_ p: Int, _ look: inout [Int]) {
+        grow(p)
+        guard lookedIn[p] != bodies else { return }
+        lookedIn[p] = bodies
+        look.append(p)
+    }
+
+    /// Person `p`'s line as of `time` against the one last published: the
+    /// change, or nil when it is the same.
+    private func compare(_ p: Int, at time: Int64) -> Change? {
+        var sum: UInt64 = 0
+        if engine.isPresent(p) {
+            write(p, at: time)
+            sum = max(1, Hashing.checksum(writer.bytes))
+        }
+        guard sum != shown[p] else { return nil }
+        shown[p] = sum
+        return Change(person: Array(engine.people.key(p)), line: sum == 0 ? nil : Array(writer.bytes))
+    }
+
+    /// Calls `each` with the id of each line of the body that names one
+    /// (a line that names nobody is rejected and changes nothing): read at
+    /// the start of the line where it is, else by the full parse.
+    private func forEachPerson(in all: UnsafeBufferPointer<UInt8>, _ each: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var start = 0
+        while start < all.count {
+            let rest = UnsafeBufferPointer(rebasing: all[start...])
+            let end = rest.firstIndex(of: 0x0A).map { start + $0 } ?? all.count
+            var stop = end
+            if stop > start && all[stop - 1] == 0x0D { stop -= 1 }
+            let line = UnsafeBufferPointer(rebasing: all[start..<stop])
+            if let key = engine.personKey.leadingPerson(line) {
+                each(key)
+            } else if case .event(let e) = parser.parse(line, into: nil) {
+                each(e.person)
+            }
+            start = end + 1
+        }
+    }
+
+    /// Writes person `p`'s report line as of `time`, without its newline,
+    /// into `writer`.
+    private func write(_ p: Int, at time: Int64) {
         writer.removeAll()
         writer.append(engine, person: p, at: time)
-        return Array(writer.bytes.dropLast())
+        writer.dropLast()
     }
 
-    private func change(_ key: [UInt8], _ line: [UInt8]?) -> Change {
-        Change(person: String(decoding: key, as: UTF8.self), line: line.map { String(decoding: $0, as: UTF8.self) })
+    private func grow(_ p: Int) {
+        if wake.count <= p {
+            let size = max(p + 1, 2 * wake.count)
+            wake += repeatElement(.max, count: size - wake.count)
+            shown += repeatElement(0, count: size - shown.count)
+            lookedIn += repeatElement(0, count: size - lookedIn.count)
+        }
+    }
+
+    /// Takes over from the tracker of the engine this one's replaced (a
+    /// policy change): what was published for each person, by id. Returns
+    /// whose line the change changed, and queues everyone for the next
+    /// change time alone makes.
+    package func adopt(_ old: ReportChanges?) -> [Change] {
+        guard let now = engine.clock else { return [] }
+        var changes: [Change] = []
+        for p in 0..<engine.people.count {
+            grow(p)
+            if let old {
+                let known = engine.people.withKey(p) { old.engine.people.find($0) }
+                shown[p] = known.map { $0 < old.shown.count ? old.shown[$0] : 0 } ?? 0
+            }
+            if let change = compare(p, at: now) { changes.append(change) }
+            reschedule(p, after: now)
+        }
+        return changes
     }
 
     /// Queues the person for the next time after `time` at which their line
     /// can change by time alone, unless an earlier wake is queued already
     /// (it looks again then, and queues the next).
-    private func reschedule(_ key: [UInt8], after time: Int64) {
-        guard let p = key.withUnsafeBufferPointer({ engine.people.find($0) }) else { return }
-        if wake.count <= p { wake += repeatElement(.max, count: max(p + 1, 2 * wake.count) - wake.count) }
+    private func reschedule(_ p: Int, after time: Int64) {
         guard let next = nextChange(of: p, after: time), next < wake[p] else { return }
         wake[p] = next
         due.push(next, p)

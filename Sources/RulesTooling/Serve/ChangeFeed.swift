@@ -61,15 +61,16 @@ package final class ChangeFeed: @unchecked Sendable {
         locked {
             for change in changes {
                 lastId += 1
-                let text: String
+                var text = Array("id: \(lastId)\n".utf8)
                 if let line = change.line {
-                    text = "id: \(lastId)\ndata: \(line)\n\n"
+                    text += Array("data: ".utf8) + line + [0x0A, 0x0A]
                 } else {
                     // Every event of theirs was retracted: they left the report.
-                    text = "id: \(lastId)\nevent: removed\ndata: {\(JSONText.quoted(personKey)):\(JSONText.quoted(change.person))}\n\n"
+                    let person = JSONText.quoted(String(decoding: change.person, as: UTF8.self))
+                    text += Array("event: removed\ndata: {\(JSONText.quoted(personKey)):\(person)}\n\n".utf8)
                 }
-                entries.append(Entry(id: lastId, text: Array(text.utf8)))
-                bytes += text.utf8.count
+                entries.append(Entry(id: lastId, text: text))
+                bytes += text.count
             }
             while bytes > limit && first < entries.count - 1 {
                 bytes -= entries[first].text.count

@@ -13,9 +13,9 @@ import RulesCore
 /// whole or not at all.
 ///
 /// File: `RULESLOG` and a version (4 bytes), then records: the length of
-/// what follows the checksum (4 bytes) and its FNV-1a checksum (8 bytes,
-/// both little-endian), then — version 2 — a kind byte (1 a body, 2 a
-/// policy) and the payload. Version 1 (bodies only, no kind byte) is
+/// what follows the checksum (4 bytes) and its checksum (8 bytes, both
+/// little-endian; version 2 `Hashing.checksum`, version 1 FNV-1a), then —
+/// version 2 — a kind byte (1 a body, 2 a policy) and the payload. Version 1 (bodies only, no kind byte) is
 /// rewritten as version 2 when opened. On open, records are read back
 /// until the first that is cut short or does not match its checksum — a
 /// write a crash interrupted, never acknowledged — and the file is cut
@@ -122,7 +122,8 @@ package final class EventLog {
             let sum = UInt64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self) })
             guard at + 12 + length <= bytes.count else { break }
             let payload = bytes[(at + 12)..<(at + 12 + length)]
-            guard Hashing.fnv1a(Array(payload)) == sum, let record = Record(payload, version: version) else { break }
+            let intact = version == 1 ? Hashing.fnv1a(payload) == sum : payload.withUnsafeBytes { Hashing.checksum($0) } == sum
+            guard intact, let record = Record(payload, version: version) else { break }
             try each(record)
             at += 12 + length
         }
@@ -152,7 +153,7 @@ package final class EventLog {
         var framed: [UInt8] = []
         framed.reserveCapacity(payload.count + 12)
         withUnsafeBytes(of: UInt32(payload.count).littleEndian) { framed += $0 }
-        withUnsafeBytes(of: Hashing.fnv1a(payload).littleEndian) { framed += $0 }
+        withUnsafeBytes(of: Hashing.checksum(payload).littleEndian) { framed += $0 }
         return framed + payload
     }
 

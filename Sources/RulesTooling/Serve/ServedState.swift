@@ -52,21 +52,21 @@ final class ServedState {
         let key = try PersonKey.named(personKey, for: program).get()
         let fresh = Engine(program: program, personKey: key)
         if let corrections { fresh.enableCorrections(corrections) }
-        var notes: [String] = [], changed: [ReportChanges.Change] = []
+        var notes: [String] = []
         if let old = engine {
-            let before = changes?.everyone()
             switch Checkpoint.restore(Checkpoint.encode([old], lines: lines), into: [fresh]) {
             case .success(let info): notes = info.notes
             case .failure(let f): throw Refused(description: "people could not be carried over to the new policy: \(f)")
             }
-            if let before { changed = ReportChanges.difference(before, ReportChanges(engine: fresh).everyone()) }
         }
         engine = fresh
         self.policy = policy
-        if feed != nil {
-            changes = ReportChanges(engine: fresh)
-            changes!.watchEveryone()
-            feed!.publish(changed)
+        var changed: [ReportChanges.Change] = []
+        if let feed {
+            let tracker = ReportChanges(engine: fresh)
+            changed = tracker.adopt(changes)
+            changes = tracker
+            feed.publish(changed)
         }
         watch = prepare(fresh)
         return (notes, changed)
