@@ -107,6 +107,9 @@ enum ServeCommand {
         case .failure(let e): return e.code
         }
         let data = parsed.values["--data"] ?? "rules-data"
+        // A log past a file size limit fails its write (EFBIG) and the post
+        // is answered 503, instead of the signal killing the service.
+        signal(SIGXFSZ, SIG_IGN)
         let service: RulesService
         do {
             service = try RulesService(policy: ServedPolicy(compiled, paths: parsed.positionals), program: program,

@@ -14,7 +14,9 @@ struct ServeTests {
         let port: Int
         let errPath: String
 
-        init(_ args: [String]) throws {
+        /// `fileSizeLimit`: the shell's `ulimit -f` for it (a disk that
+        /// fills up, without filling one).
+        init(_ args: [String], fileSizeLimit: Int? = nil) throws {
             guard let binary = Repo.binary else { throw TestFailure("the rules binary was not built") }
             errPath = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString).err").path
             var actions = posix_spawn_file_actions_t()
@@ -23,10 +25,12 @@ struct ServeTests {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-            let argv = ([binary.path, "serve"] + args + ["--listen", "127.0.0.1:0"]).map { strdup($0) } + [nil]
+            var command = [binary.path, "serve"] + args + ["--listen", "127.0.0.1:0"]
+            if let fileSizeLimit { command = ["/bin/sh", "-c", "ulimit -f \(fileSizeLimit) && exec \"$0\" \"$@\""] + command }
+            let argv = command.map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
             var pid: pid_t = 0
-            guard posix_spawn(&pid, binary.path, &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start rules serve") }
+            guard posix_spawn(&pid, command[0], &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start rules serve") }
             self.pid = pid
             // Ready when it says where it listens.
             var found: Int? = nil
@@ -534,6 +538,38 @@ struct ServeTests {
         }
         #expect(logged > 0)
         try? FileManager.default.removeItem(atPath: dir)
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
+    @Test("a full disk: the post that does not fit is answered 503 and not applied, reads go on, and a restart serves exactly what was acknowledged; an unusable --data stops the start")
+    func fullDisk() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let stream = Self.citizenStream(events: 4000, people: 40, seed: 3)
+        let bodies = stride(from: 0, to: stream.count, by: 100).map { stream[$0..<min(stream.count, $0 + 100)].joined(separator: "\n") + "\n" }
+        // `ulimit -f 200`: the log may not grow past 200 blocks (100 or
+        // 200 KiB, as the shell counts them).
+        let server = try Server([policy, "--data", data], fileSizeLimit: 200)
+        var acknowledged = 0, refused: (status: Int, body: String)? = nil
+        for body in bodies {
+            let answer = try server.curl("/v1/events", ["-X", "POST", "--data-binary", body])
+            if answer.status != 200 { refused = answer; break }
+            acknowledged += 1
+        }
+        #expect(acknowledged > 0 && acknowledged < bodies.count, "\(acknowledged) of \(bodies.count) bodies fit")
+        #expect(refused?.status == 503 && refused!.body.contains("the body was not stored, so not applied"), "\(String(describing: refused))")
+        let file = FileManager.default.temporaryDirectory.path + "/full-\(UUID().uuidString).ndjson"
+        try bodies[..<acknowledged].joined().write(toFile: file, atomically: true, encoding: .utf8)
+        let expected = try CLITests.rules(["run", policy, "--events", file]).stdout
+        #expect(try server.curl("/v1/report").body + "\n" == expected)
+        #expect(try server.curl("/v1/events", ["-X", "POST", "--data-binary", bodies[acknowledged]]).status == 503)
+        server.kill9()
+        let again = try Server([policy, "--data", data])
+        #expect(try again.curl("/v1/report").body + "\n" == expected)
+        #expect(try again.curl("/v1/events", ["-X", "POST", "--data-binary", bodies[acknowledged]]).status == 200)
+        let unusable = try CLITests.rules(["serve", policy, "--data", "/proc/rules-data", "--listen", "127.0.0.1:0"])
+        #expect(unusable.status == 1 && unusable.stderr.contains("rules: cannot create /proc/rules-data"), "\(unusable.stderr)")
+        try? FileManager.default.removeItem(atPath: file)
         try? FileManager.default.removeItem(atPath: data)
     }
 
