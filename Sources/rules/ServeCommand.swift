@@ -9,7 +9,7 @@ import Glibc
 enum ServeCommand {
     static let help = """
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
-                       [--max-connections N] [--token-file F] [--read-token-file F]
+                       [--checkpoint-every LINES] [--max-connections N] [--token-file F] [--read-token-file F]
                        [--person-key NAME] [--retain DURATION] [--lateness DURATION]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
@@ -39,6 +39,10 @@ enum ServeCommand {
                         picks a free one); prints `listening on
                         http://HOST:PORT` on stderr when ready
       --max-body BYTES  the largest body accepted (default 67108864: 64 MiB)
+      --checkpoint-every LINES
+                        write DIR/checkpoint every LINES lines (default
+                        1000000; 0: only on stopping); a start restores it
+                        and replays only the log after it
       --max-connections N
                         connections open at once (default 1024); one more
                         is answered 503 and closed
@@ -53,13 +57,13 @@ enum ServeCommand {
       -h, --help        show this help
 
     exit status: 0 stopped by SIGTERM or SIGINT (what is in flight is
-    answered first), 1 a policy error or a data directory that cannot be
-    used, 2 usage error.
+    answered first, then a checkpoint is written), 1 a policy error or a
+    data directory that cannot be used, 2 usage error.
     """
 
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
-                                                                                         "--retain", "--lateness", "--token-file", "--max-connections",
+                                                                                         "--retain", "--lateness", "--token-file", "--max-connections", "--checkpoint-every",
                                                                                          "--read-token-file"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
@@ -72,6 +76,11 @@ enum ServeCommand {
         if let text = parsed.values["--max-connections"] {
             guard let n = Int(text), n >= 1 else { return Main.usageError("--max-connections takes a number from 1, not \(text)", command: "serve") }
             maxConnections = n
+        }
+        var checkpointEvery = 1_000_000
+        if let text = parsed.values["--checkpoint-every"] {
+            guard let n = Int(text), n >= 0 else { return Main.usageError("--checkpoint-every takes a number of lines (0: only on stopping), not \(text)", command: "serve") }
+            checkpointEvery = n
         }
         var limits = HTTPRequestParser.Limits()
         if let text = parsed.values["--max-body"] {
@@ -119,10 +128,13 @@ enum ServeCommand {
             return ExitCode.failure
         }
         service.tokens = tokens
+        service.checkpointEvery = checkpointEvery
+        service.warn = { Terminal.writeErr("rules: warning: \($0)\n") }
+        if let note = service.checkpointNote { Terminal.writeErr("rules: \(note)\n") }
         let replayed = service.replayed
-        if replayed.bodies > 0 || replayed.dropped > 0 || replayed.policies > 1 {
+        if replayed.bodies > 0 || replayed.dropped > 0 || replayed.policyChanges > 0 {
             Terminal.writeErr("rules: resumed from \(data): \(replayed.bodies) bod\(replayed.bodies == 1 ? "y" : "ies") replayed"
-                              + (replayed.policies > 1 ? " across \(replayed.policies - 1) policy change\(replayed.policies == 2 ? "" : "s")" : "")
+                              + (replayed.policyChanges > 0 ? " across \(replayed.policyChanges) policy change\(replayed.policyChanges == 1 ? "" : "s")" : "")
                               + (replayed.dropped > 0 ? "; \(replayed.dropped) bytes of an interrupted, unacknowledged write dropped" : "") + "\n")
         }
         if replayed.upgraded {
@@ -170,8 +182,12 @@ enum ServeCommand {
         startThread {
             var set = awaited, signal: Int32 = 0
             sigwait(&set, &signal)
-            service.stop {
-                Terminal.writeErr("rules: stopped; every acknowledged body is in \(data)/events.log\n")
+            service.stop { failure in
+                if let failure {
+                    Terminal.writeErr("rules: warning: no checkpoint written (\(failure)); the next start replays the log\n")
+                }
+                Terminal.writeErr("rules: stopped; every acknowledged body is in \(data)/events.log"
+                                  + (failure == nil ? ", the state in \(data)/checkpoint" : "") + "\n")
                 exit(0)
             }
         }

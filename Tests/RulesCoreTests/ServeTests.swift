@@ -488,7 +488,7 @@ struct ServeTests {
         return acknowledged
     }
 
-    @Test("kill -9 while bodies are being posted, three times: each restart serves rules run over the acknowledged bodies, and the one in flight whole or not at all")
+    @Test("kill -9 while bodies are being posted and checkpoints written, three times: each restart serves rules run over the acknowledged bodies, and the one in flight whole or not at all")
     func killDuringPosts() throws {
         let data = Self.dataDirectory()
         let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
@@ -510,7 +510,9 @@ struct ServeTests {
         }
         var logged = 0
         for round in 0..<3 {
-            let server = try Server([policy, "--data", data])
+            // Checkpoints often, so that a kill lands before, during and
+            // after them, and a start restores one and replays the rest.
+            let server = try Server([policy, "--data", data, "--checkpoint-every", "700"])
             let port = server.port, from = logged, all = bodies
             nonisolated(unsafe) var acknowledged = 0
             let done = DispatchSemaphore(value: 0)
@@ -523,6 +525,8 @@ struct ServeTests {
             done.wait()
             #expect(from + acknowledged < bodies.count, "round \(round): every body was posted before the kill; the test proves nothing")
             let again = try Server([policy, "--data", data])
+            #expect(FileManager.default.fileExists(atPath: data + "/checkpoint") == again.stderr.contains("started from \(data)/checkpoint"),
+                    "\(again.stderr)")
             let report = try again.curl("/v1/report").body + "\n"
             let acked = from + acknowledged
             // Whole or not at all: the body in flight may have been logged.
@@ -569,6 +573,56 @@ struct ServeTests {
         #expect(try again.curl("/v1/events", ["-X", "POST", "--data-binary", bodies[acknowledged]]).status == 200)
         let unusable = try CLITests.rules(["serve", policy, "--data", "/proc/rules-data", "--listen", "127.0.0.1:0"])
         #expect(unusable.status == 1 && unusable.stderr.contains("rules: cannot create /proc/rules-data"), "\(unusable.stderr)")
+        try? FileManager.default.removeItem(atPath: file)
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
+    @Test("checkpoints: written every --checkpoint-every lines and on SIGTERM; a start restores one and replays only the log after it; a damaged one is ignored; the feed resumes across it")
+    func checkpoints() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let stream = Self.citizenStream(events: 3000, people: 40, seed: 8)
+        let bodies = stride(from: 0, to: stream.count, by: 250).map { stream[$0..<min(stream.count, $0 + 250)].joined(separator: "\n") + "\n" }
+        let file = FileManager.default.temporaryDirectory.path + "/checkpoints-\(UUID().uuidString).ndjson"
+        try stream.joined(separator: "\n").appending("\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let expected = try CLITests.rules(["run", policy, "--events", file]).stdout
+        var server: Server? = try Server([policy, "--data", data, "--checkpoint-every", "1000"])
+        for body in bodies { #expect(try server!.curl("/v1/events", ["-X", "POST", "--data-binary", body]).status == 200) }
+        let feed = Self.feed(port: server!.port, lastEventId: 0, quiet: 0.5)
+        #expect(FileManager.default.fileExists(atPath: data + "/checkpoint"))
+        server!.kill9()
+        server = nil
+        // The last checkpoint was after 3,000 lines (every 1,000): nothing
+        // to replay.
+        var again = try Server([policy, "--data", data])
+        #expect(again.stderr.contains("started from \(data)/checkpoint (3000 lines), then the log after it"), "\(again.stderr)")
+        #expect(!again.stderr.contains("replayed"))
+        #expect(try again.curl("/v1/report").body + "\n" == expected)
+        #expect(try again.curl("/v1/health").body.hasSuffix(#""people":40,"lines":3000}"#))
+        #expect(try again.curl("/metrics").body.contains("rules_lines_read_total 3000\n"))
+        // The feed's events came through the checkpoint with their numbers.
+        #expect(Self.feed(port: again.port, lastEventId: 10, quiet: 0.5).map(\.data) == Array(feed.map(\.data).dropFirst(10)))
+        // A body after it, then kill -9: the checkpoint plus one body.
+        let extra = #"{"citizen":"p1","type":"volunteer","time":"2030-01-01","hours":3}"# + "\n"
+        #expect(try again.curl("/v1/events", ["-X", "POST", "--data-binary", extra]).status == 200)
+        let withExtra = try again.curl("/v1/report").body
+        again.kill9()
+        again = try Server([policy, "--data", data])
+        #expect(again.stderr.contains("started from \(data)/checkpoint (3000 lines)") && again.stderr.contains("1 body replayed"), "\(again.stderr)")
+        #expect(try again.curl("/v1/report").body == withExtra)
+        // SIGTERM writes one: the next start replays nothing.
+        #expect(again.terminate() == 0)
+        #expect(again.stderr.contains("the state in \(data)/checkpoint"))
+        again = try Server([policy, "--data", data])
+        #expect(again.stderr.contains("(3001 lines)") && !again.stderr.contains("replayed"), "\(again.stderr)")
+        again.kill9()
+        // A damaged checkpoint is ignored, and the whole log replayed.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: data + "/checkpoint"))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: data + "/checkpoint"))
+        again = try Server([policy, "--data", data])
+        #expect(again.stderr.contains("checkpoint is ignored (its checksum does not match): the whole log is replayed"), "\(again.stderr)")
+        #expect(try again.curl("/v1/report").body == withExtra)
         try? FileManager.default.removeItem(atPath: file)
         try? FileManager.default.removeItem(atPath: data)
     }

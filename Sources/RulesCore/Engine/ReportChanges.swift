@@ -165,6 +165,19 @@ package final class ReportChanges {
         }
     }
 
+    /// Starts on an engine restored from a checkpoint: what was published
+    /// for each person is their line now (after each body, every line that
+    /// changed was published), and everyone is queued for their next
+    /// change by time.
+    package func resume() {
+        guard let now = engine.clock else { return }
+        for p in 0..<engine.people.count {
+            grow(p)
+            shown[p] = engine.isPresent(p) ? { write(p, at: now); return max(1, Hashing.checksum(writer.bytes)) }() : 0
+            reschedule(p, after: now)
+        }
+    }
+
     /// Takes over from the tracker of the engine this one's replaced (a
     /// policy change): what was published for each person, by id. Returns
     /// whose line the change changed, and queues everyone for the next

@@ -84,6 +84,21 @@ package final class ChangeFeed: @unchecked Sendable {
         }
     }
 
+    /// The kept events and the latest number (a checkpoint).
+    package func kept() -> (lastId: Int, events: [(id: Int, text: [UInt8])]) {
+        locked { (lastId, entries[first...].map { ($0.id, $0.text) }) }
+    }
+
+    /// Puts back what a checkpoint kept.
+    package func restore(lastId: Int, events: [(id: Int, text: [UInt8])]) {
+        locked {
+            self.lastId = lastId
+            entries = events.map { Entry(id: $0.id, text: $0.text) }
+            first = 0
+            bytes = entries.reduce(0) { $0 + $1.text.count }
+        }
+    }
+
     /// The first bytes of a stream for a client that saw up to `lastSeen`
     /// (nil: a new client, who gets what comes from now on).
     private func catchUp(after lastSeen: Int?) -> (text: [UInt8], next: Int) {

@@ -67,7 +67,12 @@ package final class EventLog {
     /// with `first` (the policy named on the command line). Returns the
     /// log, how many bytes of a cut record were dropped from its end, and
     /// whether a version 1 log was rewritten.
-    package static func open(in directory: String, first: Record,
+    ///
+    /// `resumeAt`: where a checkpoint's records end. When a record starts
+    /// there (or the log ends there), `start(true)` is called — the caller
+    /// restores the checkpoint — and only the records from there on are
+    /// replayed; otherwise `start(false)` and every record.
+    package static func open(in directory: String, first: Record, resumeAt: Int? = nil, start: (Bool) throws -> Void = { _ in },
                              replay: (Record) throws -> Void) throws -> (EventLog, dropped: Int, upgraded: Bool) {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw Failure(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
@@ -83,6 +88,7 @@ package final class EventLog {
             try log.sync()
             log.size = 12
             try log.append(first)
+            try start(false)
             try replay(first)
             return (log, 0, false)
         }
@@ -93,12 +99,14 @@ package final class EventLog {
         guard version == 1 || version == 2 else {
             throw Failure(description: "\(path) is a rules event log of version \(version); this rules reads versions 1 and 2")
         }
-        var records: [Record] = version == 1 ? [first] : []
-        let end = try scan(bytes, version: version) { records.append($0) }
-        for record in records { try replay(record) }
+        var records: [(at: Int, record: Record)] = version == 1 ? [(0, first)] : []
+        let end = try scan(bytes, version: version) { records.append(($0, $1)) }
+        let resuming = version == 2 && resumeAt.map { at in at == end || records.contains { $0.at == at } } == true
+        try start(resuming)
+        for (at, record) in records where !resuming || at >= resumeAt! { try replay(record) }
         let dropped = bytes.count - end
         if version == 1 {
-            try log.rewrite(records, directory: directory)
+            try log.rewrite(records.map(\.record), directory: directory)
             return (log, dropped, true)
         }
         if dropped > 0 && ftruncate(fd, off_t(end)) != 0 {
@@ -115,7 +123,7 @@ package final class EventLog {
     }
 
     /// Each intact record of the file's bytes, in order; where they end.
-    private static func scan(_ bytes: [UInt8], version: UInt32, _ each: (Record) throws -> Void) throws -> Int {
+    private static func scan(_ bytes: [UInt8], version: UInt32, _ each: (_ at: Int, Record) throws -> Void) throws -> Int {
         var at = 12
         while at + 12 <= bytes.count {
             let length = Int(UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) }))
@@ -124,7 +132,7 @@ package final class EventLog {
             let payload = bytes[(at + 12)..<(at + 12 + length)]
             let intact = version == 1 ? Hashing.fnv1a(payload) == sum : payload.withUnsafeBytes { Hashing.checksum($0) } == sum
             guard intact, let record = Record(payload, version: version) else { break }
-            try each(record)
+            try each(at, record)
             at += 12 + length
         }
         return at
@@ -175,8 +183,11 @@ package final class EventLog {
     /// `GET /v1/report?as_of=`, explanations).
     package func records(_ each: (Record) throws -> Void) throws {
         let bytes = Array(try Self.readAll(fd, path).prefix(size))
-        _ = try Self.scan(bytes, version: Self.version, each)
+        _ = try Self.scan(bytes, version: Self.version) { try each($1) }
     }
+
+    /// Where the last whole record ends (a checkpoint's `logEnd`).
+    package var end: Int { size }
 
     private init(fd: Int32, path: String) {
         self.fd = fd

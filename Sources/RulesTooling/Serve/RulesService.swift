@@ -1,3 +1,4 @@
+import Foundation
 import RulesCore
 
 /// The engine as a live service (`rules serve`; docs/SERVICE.md): one
@@ -16,14 +17,24 @@ package final class RulesService: @unchecked Sendable {
     private let personKey: PersonKey
     private let corrections: Corrections?
     private let lock = Lock()
-    /// What the start found: records replayed (bodies and policies), bytes
-    /// of a cut record dropped, whether a version 1 log was rewritten.
-    package let replayed: (bodies: Int, policies: Int, dropped: Int, upgraded: Bool)
+    /// What the start found: bodies and policy changes replayed from the
+    /// log, bytes of a cut record dropped, whether a version 1 log was
+    /// rewritten.
+    package let replayed: (bodies: Int, policyChanges: Int, dropped: Int, upgraded: Bool)
     /// Set when the log's policy is not the one named on the command line
     /// (a `PUT /v1/policy` changed it): the log's is served.
     package let servesLoggedPolicy: Bool
     package let metrics = ServiceMetrics()
     package let feed: ChangeFeed
+    /// `DIR/checkpoint`, written every `checkpointEvery` lines (0: only on
+    /// stopping) and when the service stops.
+    private let checkpointPath: String
+    package var checkpointEvery = 1_000_000
+    /// Where warnings go (stderr, for the command).
+    package var warn: (String) -> Void = { _ in }
+    private var checkpointedLines = 0
+    /// What the start did with a checkpoint: nil when there was none.
+    package let checkpointNote: String?
 
     /// `named`: the policy named on the command line, compiled to
     /// `program`; a new data directory's log starts with it. An existing
@@ -34,13 +45,35 @@ package final class RulesService: @unchecked Sendable {
         self.corrections = corrections
         let feed = ChangeFeed(personKey: personKey.name)
         let state = ServedState(personKey: personKey.name, corrections: corrections, feed: feed)
-        var policies = 0, first = true
-        let (log, dropped, upgraded) = try EventLog.open(in: directory, first: .policy(named.json)) { record in
-            // The policy just compiled from the command line is not
-            // compiled again when the log starts with it.
-            if case .policy(let json) = record {
-                policies += 1
+        var bodies = 0, changes = 0, first = true
+        // A checkpoint, when there is one that reads back: the log's tail
+        // is replayed after it.
+        let checkpointPath = directory + "/checkpoint"
+        var saved: ServiceCheckpoint? = nil, note: String? = nil
+        if let bytes = FileManager.default.contents(atPath: checkpointPath) {
+            do { saved = try ServiceCheckpoint(decoding: Array(bytes)) } catch {
+                note = "\(checkpointPath) is ignored (\(error)): the whole log is replayed"
+            }
+        }
+        let (log, dropped, upgraded) = try EventLog.open(in: directory, first: .policy(named.json), resumeAt: saved?.logEnd, start: { resuming in
+            guard resuming, let saved else {
+                if saved != nil { note = "\(checkpointPath) does not fit the log (it ends elsewhere): the whole log is replayed" }
+                return
+            }
+            do { try state.restore(saved) } catch {
+                throw ServedState.Refused(description: "\(checkpointPath) cannot be used: \(error); move it away to replay the whole log")
+            }
+            first = false
+            note = "started from \(checkpointPath) (\(saved.lines) lines), then the log after it"
+        }) { record in
+            switch record {
+            case .policy(let json):
+                // The log's first record is the policy it was created with:
+                // not a change; not compiled again when it is the one just
+                // compiled from the command line.
                 if first, json == named.json { try state.take(policy: named, program: program); first = false; return }
+                if !first { changes += 1 }
+            case .body: bodies += 1
             }
             first = false
             try state.take(record)
@@ -48,8 +81,29 @@ package final class RulesService: @unchecked Sendable {
         self.log = log
         self.state = state
         self.feed = feed
-        replayed = (state.totals.bodies, policies, dropped, upgraded)
+        replayed = (bodies, changes, dropped, upgraded)
         servesLoggedPolicy = state.policy != named
+        self.checkpointPath = checkpointPath
+        checkpointNote = note
+        checkpointedLines = saved.map { $0.lines } ?? 0
+    }
+
+    /// Writes the checkpoint now: the state after every record logged.
+    /// Called holding the lock.
+    private func writeCheckpoint() -> String? {
+        let failure = Checkpoint.writeFile(state.checkpoint(logEnd: log.end).encoded, to: checkpointPath)
+        if failure == nil { checkpointedLines = state.lines }
+        return failure.map { "\($0)" }
+    }
+
+    /// After a body: a checkpoint when `checkpointEvery` lines came since
+    /// the last. A failure is only reported: the log holds everything.
+    private func checkpointIfDue() {
+        guard checkpointEvery > 0, state.lines - checkpointedLines >= checkpointEvery else { return }
+        if let failure = writeCheckpoint() {
+            checkpointedLines = state.lines  // tried again after as many lines
+            warn("no checkpoint written (\(failure)); the log holds every body, a start replays more of it")
+        }
     }
 
     /// What a request gets: an answer, or the change feed (which the
@@ -149,6 +203,7 @@ package final class RulesService: @unchecked Sendable {
             return .error(503, "the body was not stored, so not applied: \(error)")
         }
         let (summary, rejections) = state.take(body: body)
+        checkpointIfDue()
         let list = rejections.map { #"{"line":\#($0.line),"reason":\#(JSONText.quoted($0.reason))}"# }.joined(separator: ",")
         return .json(200, #"{"read":\#(summary.read),"applied":\#(summary.applied),"rejected":\#(summary.rejected),"rejections":[\#(list)]}"#)
     }
@@ -231,9 +286,10 @@ package final class RulesService: @unchecked Sendable {
     }
 
     /// Stops the service between two requests (SIGTERM): what is in flight
-    /// is answered first; every acknowledged body is already on disk.
-    package func stop(_ then: () -> Never) -> Never {
-        lock.locked { then() }
+    /// is answered first; every acknowledged body is already on disk, and a
+    /// checkpoint is written so that the next start replays nothing.
+    package func stop(_ then: (_ checkpointFailure: String?) -> Never) -> Never {
+        lock.locked { then(writeCheckpoint()) }
     }
 
     /// `GET /v1/report[?as_of=TIME]`: what `rules run` prints, byte for byte.

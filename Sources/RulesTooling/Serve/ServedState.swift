@@ -105,6 +105,38 @@ final class ServedState {
         }
     }
 
+    /// The state as a checkpoint, after the log's records up to `logEnd`.
+    func checkpoint(logEnd: Int) -> ServiceCheckpoint {
+        let (lastId, events) = feed?.kept() ?? (0, [])
+        return ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, lastId: lastId, feed: events,
+                                 engine: Checkpoint.encode([engine], lines: lines))
+    }
+
+    /// Starts from a checkpoint instead of the log's first records.
+    func restore(_ saved: ServiceCheckpoint) throws {
+        let program: Program
+        switch compile(saved.policy) {
+        case .success(let (compiled, _)): program = compiled
+        case .failure(let refused): throw Refused(description: "the checkpoint's policy no longer compiles (\(refused))")
+        }
+        let key = try PersonKey.named(personKey, for: program).get()
+        let fresh = Engine(program: program, personKey: key)
+        if let corrections { fresh.enableCorrections(corrections) }
+        if case .failure(let f) = Checkpoint.restore(saved.engine, into: [fresh]) {
+            throw Refused(description: "the checkpoint's engine does not read back: \(f)")
+        }
+        engine = fresh
+        policy = saved.policy
+        lines = saved.lines
+        totals = saved.totals
+        if let feed {
+            feed.restore(lastId: saved.lastId, events: saved.feed)
+            changes = ReportChanges(engine: fresh)
+            changes!.resume()
+        }
+        watch = prepare(fresh)
+    }
+
     /// The watch of the latest engine (explanations).
     var currentWatch: PersonWatch? { watch }
 }

@@ -1,0 +1,93 @@
+import RulesCore
+
+/// The service's checkpoint (`DIR/checkpoint`): its state after the log's
+/// records up to `logEnd`, so that a start restores it and replays only the
+/// log's tail. Written whole or not at all (`Checkpoint.writeFile`: a file
+/// beside it, synced, renamed over it); a checkpoint that does not read back
+/// is ignored and the whole log replayed.
+///
+/// File: `RULESSRV`, a version (4 bytes), then each part as its length (8
+/// bytes) and its bytes — a JSON header (`log_end`, `lines`, the totals,
+/// `last_id`, the policy in force), the change feed's kept events (each an
+/// id and its text), the engine's `Checkpoint` — and a checksum of all that
+/// (8 bytes; integers little-endian).
+struct ServiceCheckpoint {
+    static let magic = Array("RULESSRV".utf8)
+    static let version: UInt32 = 1
+
+    var logEnd: Int
+    var lines: Int
+    var totals: (bodies: Int, read: Int, applied: Int, rejected: Int)
+    var policy: ServedPolicy
+    var lastId: Int
+    var feed: [(id: Int, text: [UInt8])]
+    var engine: [UInt8]
+
+    struct Unreadable: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    var encoded: [UInt8] {
+        var out = Self.magic
+        withUnsafeBytes(of: Self.version.littleEndian) { out += $0 }
+        func part(_ bytes: [UInt8]) {
+            withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { out += $0 }
+            out += bytes
+        }
+        let header = #"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)}"#
+        part(Array(header.utf8))
+        var events: [UInt8] = []
+        for (id, text) in feed {
+            withUnsafeBytes(of: UInt64(id).littleEndian) { events += $0 }
+            withUnsafeBytes(of: UInt64(text.count).littleEndian) { events += $0 }
+            events += text
+        }
+        part(events)
+        part(engine)
+        withUnsafeBytes(of: Hashing.checksum(out).littleEndian) { out += $0 }
+        return out
+    }
+
+    init(logEnd: Int, lines: Int, totals: (bodies: Int, read: Int, applied: Int, rejected: Int), policy: ServedPolicy,
+         lastId: Int, feed: [(id: Int, text: [UInt8])], engine: [UInt8]) {
+        (self.logEnd, self.lines, self.totals, self.policy, self.lastId, self.feed, self.engine) = (logEnd, lines, totals, policy, lastId, feed, engine)
+    }
+
+    init(decoding bytes: [UInt8]) throws(Unreadable) {
+        guard bytes.count >= 20, Array(bytes[0..<8]) == Self.magic else { throw Unreadable(description: "not a rules service checkpoint") }
+        func word(_ at: Int) -> UInt64 { bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) } }
+        let version = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        guard version == Self.version else { throw Unreadable(description: "a checkpoint of version \(version); this rules reads version \(Self.version)") }
+        guard word(bytes.count - 8) == bytes.withUnsafeBytes({ Hashing.checksum(UnsafeRawBufferPointer(rebasing: $0[..<(bytes.count - 8)])) }) else {
+            throw Unreadable(description: "its checksum does not match")
+        }
+        var at = 12
+        func part() throws(Unreadable) -> ArraySlice<UInt8> {
+            guard at + 8 <= bytes.count - 8 else { throw Unreadable(description: "cut short") }
+            let n = Int(word(at))
+            guard n >= 0, at + 8 + n <= bytes.count - 8 else { throw Unreadable(description: "cut short") }
+            defer { at += 8 + n }
+            return bytes[(at + 8)..<(at + 8 + n)]
+        }
+        let headerText = String(decoding: try part(), as: UTF8.self)
+        guard let header = try? JSONValue.parse(headerText),
+              let logEnd = header["log_end"]?.int, let lines = header["lines"]?.int, let bodies = header["bodies"]?.int,
+              let read = header["read"]?.int, let applied = header["applied"]?.int, let rejected = header["rejected"]?.int,
+              let lastId = header["last_id"]?.int, let policyValue = header["policy"] else {
+            throw Unreadable(description: "its header is not what this rules writes")
+        }
+        let policy: ServedPolicy
+        do { policy = try ServedPolicy(json: policyValue.text) } catch { throw Unreadable(description: "its policy: \(error)") }
+        let events = Array(try part())
+        var feed: [(id: Int, text: [UInt8])] = [], k = 0
+        while k + 16 <= events.count {
+            let (id, n) = events.withUnsafeBytes { (Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: k, as: UInt64.self))),
+                                                    Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: k + 8, as: UInt64.self)))) }
+            guard n >= 0, k + 16 + n <= events.count else { throw Unreadable(description: "its change feed is cut short") }
+            feed.append((id, Array(events[(k + 16)..<(k + 16 + n)])))
+            k += 16 + n
+        }
+        self.init(logEnd: logEnd, lines: lines, totals: (bodies, read, applied, rejected), policy: policy, lastId: lastId,
+                  feed: feed, engine: Array(try part()))
+    }
+}
