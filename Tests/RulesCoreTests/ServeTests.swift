@@ -180,6 +180,18 @@ struct ServeTests {
         try? FileManager.default.removeItem(atPath: data)
     }
 
+    /// Every person of the report asked for with GET /v1/people/ID: each
+    /// answer must be their report line.
+    static func expectLookupsMatchReport(_ server: Server, _ context: String) throws {
+        let report = try server.curl("/v1/report").body.split(separator: "\n")
+        #expect(!report.isEmpty)
+        for line in report {
+            let id = String(line.split(separator: "\"")[3])
+            let answer = try server.curl("/v1/people/\(id)")
+            #expect(answer.status == 200 && answer.body == String(line), "\(context): \(id)")
+        }
+    }
+
     /// A stream for rules/citizen.rules over two years, where timed
     /// denials end and littering leaves its window between other people's
     /// events (changes that time alone makes).
@@ -281,6 +293,7 @@ struct ServeTests {
         #expect(timeAlone > 5, "changes by time alone: \(timeAlone)")
         #expect(live.map(\.data) == expected)
         #expect(live.map(\.id) == (1...expected.count).map { $0 })
+        try Self.expectLookupsMatchReport(server!, "after the stream")
         // Resumed half-way: the rest, with the same numbers.
         let half = expected.count / 2
         let resumed = Self.feed(port: port, lastEventId: half)
@@ -417,6 +430,7 @@ struct ServeTests {
         _ = try CLITests.rules(["run", citizen, "--events", firstFile, "--state", state])
         let expected = try CLITests.rules(["run", citizen, stricter, "--resume", state, "--events", secondFile]).stdout
         #expect(try server!.curl("/v1/report").body + "\n" == expected)
+        try Self.expectLookupsMatchReport(server!, "after a policy change")
         #expect(try server!.curl("/v1/people/p3/explain").status == 200)
         // The feed has the swap's changes: its last line per person is the report's.
         var last: [String: String] = [:]
@@ -596,6 +610,7 @@ struct ServeTests {
         // to replay.
         var again = try Server([policy, "--data", data])
         #expect(again.stderr.contains("started from \(data)/checkpoint (3000 lines), then the log after it"), "\(again.stderr)")
+        try Self.expectLookupsMatchReport(again, "started from a checkpoint")
         #expect(!again.stderr.contains("replayed"))
         #expect(try again.curl("/v1/report").body + "\n" == expected)
         #expect(try again.curl("/v1/health").body.hasSuffix(#""people":40,"lines":3000}"#))

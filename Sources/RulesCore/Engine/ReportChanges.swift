@@ -169,13 +169,16 @@ package final class ReportChanges {
     /// for each person is their line now (after each body, every line that
     /// changed was published), and everyone is queued for their next
     /// change by time.
-    package func resume() {
-        guard let now = engine.clock else { return }
+    /// Returns everyone's line (to publish; not changes of the feed).
+    package func resume() -> [Change] {
+        guard let now = engine.clock else { return [] }
+        var lines: [Change] = []
         for p in 0..<engine.people.count {
             grow(p)
-            shown[p] = engine.isPresent(p) ? { write(p, at: now); return max(1, Hashing.checksum(writer.bytes)) }() : 0
+            if let line = compare(p, at: now) { lines.append(line) }
             reschedule(p, after: now)
         }
+        return lines
     }
 
     /// Takes over from the tracker of the engine this one's replaced (a

@@ -26,6 +26,8 @@ package final class RulesService: @unchecked Sendable {
     package let servesLoggedPolicy: Bool
     package let metrics = ServiceMetrics()
     package let feed: ChangeFeed
+    /// What `GET /v1/people/ID` answers, without the engine's lock.
+    private let published: PublishedLines
     /// `DIR/checkpoint`, written every `checkpointEvery` lines (0: only on
     /// stopping) and when the service stops.
     private let checkpointPath: String
@@ -44,7 +46,8 @@ package final class RulesService: @unchecked Sendable {
         self.personKey = personKey
         self.corrections = corrections
         let feed = ChangeFeed(personKey: personKey.name)
-        let state = ServedState(personKey: personKey.name, corrections: corrections, feed: feed)
+        let published = PublishedLines()
+        let state = ServedState(personKey: personKey.name, corrections: corrections, feed: feed, published: published)
         var bodies = 0, changes = 0, first = true
         // A checkpoint, when there is one that reads back: the log's tail
         // is replayed after it.
@@ -81,6 +84,7 @@ package final class RulesService: @unchecked Sendable {
         self.log = log
         self.state = state
         self.feed = feed
+        self.published = published
         replayed = (bodies, changes, dropped, upgraded)
         servesLoggedPolicy = state.policy != named
         self.checkpointPath = checkpointPath
@@ -168,6 +172,11 @@ package final class RulesService: @unchecked Sendable {
             }
             return .changes(after: seen)
         }
+        // A person's line is read from what the last body published: it
+        // does not wait for a body being applied.
+        if request.method == "GET", request.segments.count == 3, request.segments[0] == "v1", request.segments[1] == "people" {
+            return .response(person(request.segments[2]))
+        }
         return .response(lock.locked { route(request) })
     }
 
@@ -245,12 +254,11 @@ package final class RulesService: @unchecked Sendable {
         return .json(200, #"{"people":\#(engine.report().count),"changed":\#(taken.changes.count),"notes":[\#(notes)],"diagnostics":[\#(diagnostics)]}"#)
     }
 
-    /// `GET /v1/people/ID`: the report line `rules run` would print now.
+    /// `GET /v1/people/ID`: the report line `rules run` would print now
+    /// (as the last acknowledged body left it).
     private func person(_ id: String) -> HTTPResponse {
-        guard let clock = engine.clock, let line = engine.reportLine(of: id, at: clock) else {
-            return .error(404, "no applied event for \(JSONText.quoted(id))")
-        }
-        return .json(200, line)
+        guard let line = published.line(of: id) else { return .error(404, "no applied event for \(JSONText.quoted(id))") }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: line + [0x0A])
     }
 
     /// `GET /v1/people/ID/explain`: the JSON of `rules explain --format

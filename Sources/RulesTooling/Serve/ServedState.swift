@@ -13,8 +13,10 @@ final class ServedState {
     /// Lines of every body so far (lines are numbered across bodies).
     private(set) var lines = 0
     private(set) var totals = (bodies: 0, read: 0, applied: 0, rejected: 0)
-    /// Events of the change feed, when this state feeds one.
+    /// Events of the change feed, when this state feeds one, and the lines
+    /// they leave (the live service's; a replay has neither).
     private let feed: ChangeFeed?
+    private let published: PublishedLines?
     private var changes: ReportChanges? = nil
     private let personKey: String
     private let corrections: Corrections?
@@ -22,10 +24,12 @@ final class ServedState {
     private let prepare: (Engine) -> PersonWatch?
     private var watch: PersonWatch? = nil
 
-    init(personKey: String, corrections: Corrections?, feed: ChangeFeed?, prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) {
+    init(personKey: String, corrections: Corrections?, feed: ChangeFeed?, published: PublishedLines? = nil,
+         prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) {
         self.personKey = personKey
         self.corrections = corrections
         self.feed = feed
+        self.published = published
         self.prepare = prepare
     }
 
@@ -66,7 +70,7 @@ final class ServedState {
             let tracker = ReportChanges(engine: fresh)
             changed = tracker.adopt(changes)
             changes = tracker
-            feed.publish(changed)
+            publish(changed)
         }
         watch = prepare(fresh)
         return (notes, changed)
@@ -91,7 +95,7 @@ final class ServedState {
         let apply = {
             summary = EventStream.run(self.engine, reader: LineReader(bytes: body), asOf: asOf, watch: self.watch) { r, _ in rejections.append(r) }
         }
-        if let changes { feed!.publish(changes.applying(body, apply)) } else { apply() }
+        if let changes { publish(changes.applying(body, apply)) } else { apply() }
         let s = summary!
         lines += s.lines
         totals = (totals.bodies + 1, totals.read + s.read, totals.applied + s.applied, totals.rejected + s.rejected)
@@ -132,9 +136,16 @@ final class ServedState {
         if let feed {
             feed.restore(lastId: saved.lastId, events: saved.feed)
             changes = ReportChanges(engine: fresh)
-            changes!.resume()
+            published?.replaceAll(changes!.resume())
         }
         watch = prepare(fresh)
+    }
+
+    /// One body's (or policy's) changes: to the lines reads get, then to
+    /// the feed.
+    private func publish(_ changed: [ReportChanges.Change]) {
+        published?.update(changed)
+        feed?.publish(changed)
     }
 
     /// The watch of the latest engine (explanations).
