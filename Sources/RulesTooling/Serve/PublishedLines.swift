@@ -8,7 +8,9 @@ import RulesCore
 /// alone reached them — is set here before the body is answered.
 package final class PublishedLines: @unchecked Sendable {
     private let lock = Lock()
-    private var lines: [[UInt8]: [UInt8]] = [:]
+    /// Strings, not byte arrays: an id of up to 15 bytes is stored inside
+    /// its `String`, with no allocation of its own.
+    private var lines: [String: String] = [:]
 
     package init() {}
 
@@ -16,7 +18,7 @@ package final class PublishedLines: @unchecked Sendable {
     package func update(_ changes: [ReportChanges.Change]) {
         guard !changes.isEmpty else { return }
         lock.locked {
-            for change in changes { lines[change.person] = change.line }
+            for change in changes { lines[String(decoding: change.person, as: UTF8.self)] = change.line.map { String(decoding: $0, as: UTF8.self) } }
         }
     }
 
@@ -24,12 +26,11 @@ package final class PublishedLines: @unchecked Sendable {
     package func replaceAll(_ changes: [ReportChanges.Change]) {
         lock.locked {
             lines = [:]
-            for change in changes { lines[change.person] = change.line }
+            for change in changes { lines[String(decoding: change.person, as: UTF8.self)] = change.line.map { String(decoding: $0, as: UTF8.self) } }
         }
     }
 
     package func line(of person: String) -> [UInt8]? {
-        let key = Array(person.utf8)
-        return lock.locked { lines[key] }
+        lock.locked { lines[person] }.map { Array($0.utf8) }
     }
 }
