@@ -642,6 +642,44 @@ struct ServeTests {
         try? FileManager.default.removeItem(atPath: data)
     }
 
+    @Test("group commit: bodies posted at once from 8 connections share syncs, and the report is rules run's over the whole stream")
+    func groupCommit() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let stream = Self.citizenStream(events: 8000, people: 64, seed: 13)
+        // Each person in one part, in order: people are independent, so
+        // however the parts interleave the report is the whole stream's.
+        var parts = [[String]](repeating: [], count: 8)
+        for line in stream { parts[Int(line.split(separator: "\"")[3].dropFirst())! % 8].append(line) }
+        let bodies = parts.map { part in stride(from: 0, to: part.count, by: 40).map { part[$0..<min(part.count, $0 + 40)].joined(separator: "\n") + "\n" } }
+        let server = try Server([policy, "--data", data])
+        let port = server.port
+        let group = DispatchGroup()
+        nonisolated(unsafe) var acknowledged = [Int](repeating: 0, count: 8)
+        let lock = NSLock()
+        for k in 0..<8 {
+            group.enter()
+            Thread.detachNewThread {
+                let n = Self.postUntilGone(port: port, bodies[k], from: 0)
+                lock.lock(); acknowledged[k] = n; lock.unlock()
+                group.leave()
+            }
+        }
+        group.wait()
+        #expect(acknowledged == bodies.map(\.count))
+        let file = FileManager.default.temporaryDirectory.path + "/group-\(UUID().uuidString).ndjson"
+        try (stream.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try server.curl("/v1/report").body + "\n" == (try CLITests.rules(["run", policy, "--events", file]).stdout))
+        let metrics = try server.curl("/metrics").body
+        func value(_ name: String) -> Int { metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? -1 }
+        // The log's first record (the policy) was written at the start, not
+        // by a commit.
+        #expect(value("rules_log_records_total") == bodies.map(\.count).reduce(0, +))
+        #expect(value("rules_log_syncs_total") < value("rules_log_records_total"), "\(metrics)")
+        try? FileManager.default.removeItem(atPath: file)
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
     @Test("malformed requests get a 4xx or 5xx with a JSON reason and a closed connection; the service goes on")
     func malformed() throws {
         let data = Self.dataDirectory()

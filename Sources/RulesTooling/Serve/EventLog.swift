@@ -199,13 +199,24 @@ package final class EventLog {
     /// Appends a record and syncs it to disk: when this returns, the record
     /// survives a crash. Throws (the record is then not acknowledged) when
     /// the disk is full or the file cannot be written.
-    package func append(_ record: Record) throws {
+    package func append(_ record: Record) throws { _ = try append([record]) }
+
+    /// Appends records together, with one sync (group commit): all of them
+    /// survive a crash once this returns, or, when it throws, none was
+    /// acknowledged and the log is as it was. Returns where each ends.
+    @discardableResult
+    package func append(_ records: [Record]) throws -> [Int] {
         if let broken { throw Failure(description: broken) }
-        let framed = Self.framed(record)
+        var framed: [UInt8] = [], ends: [Int] = []
+        for record in records {
+            framed += Self.framed(record)
+            ends.append(size + framed.count)
+        }
         do {
             try write(framed)
             try sync()
             size += framed.count
+            return ends
         } catch {
             if ftruncate(fd, off_t(size)) != 0 || fsync(fd) != 0 {
                 broken = "\(path) could not be cut back after a failed write; nothing more is accepted"

@@ -28,6 +28,12 @@ package final class RulesService: @unchecked Sendable {
     package let feed: ChangeFeed
     /// What `GET /v1/people/ID` answers, without the engine's lock.
     private let published: PublishedLines
+    /// Bodies and policies arriving together share one sync.
+    private var commits: GroupCommit! = nil
+    /// Where the last record applied ends in the log: a checkpoint is of
+    /// the state after it (a record synced but not yet applied is replayed
+    /// after the checkpoint).
+    private var appliedEnd = 0
     /// `DIR/checkpoint`, written every `checkpointEvery` lines (0: only on
     /// stopping) and when the service stops.
     private let checkpointPath: String
@@ -90,12 +96,19 @@ package final class RulesService: @unchecked Sendable {
         self.checkpointPath = checkpointPath
         checkpointNote = note
         checkpointedLines = saved.map { $0.lines } ?? 0
+        appliedEnd = log.end
+        commits = GroupCommit(log: log) { [unowned self] apply, end in
+            lock.locked {
+                appliedEnd = end
+                return apply()
+            }
+        }
     }
 
     /// Writes the checkpoint now: the state after every record logged.
     /// Called holding the lock.
     private func writeCheckpoint() -> String? {
-        let failure = Checkpoint.writeFile(state.checkpoint(logEnd: log.end).encoded, to: checkpointPath)
+        let failure = Checkpoint.writeFile(state.checkpoint(logEnd: appliedEnd).encoded, to: checkpointPath)
         if failure == nil { checkpointedLines = state.lines }
         return failure.map { "\($0)" }
     }
@@ -177,6 +190,10 @@ package final class RulesService: @unchecked Sendable {
         if request.method == "GET", request.segments.count == 3, request.segments[0] == "v1", request.segments[1] == "people" {
             return .response(person(request.segments[2]))
         }
+        // Writes go through the group commit, which takes the engine's lock
+        // only to apply (the sync is outside it).
+        if request.segments == ["v1", "events"] && request.method == "POST" { return .response(postEvents(request.body)) }
+        if request.segments == ["v1", "policy"] && request.method == "PUT" { return .response(putPolicy(request.body)) }
         return .response(lock.locked { route(request) })
     }
 
@@ -206,13 +223,14 @@ package final class RulesService: @unchecked Sendable {
 
     /// `POST /v1/events`: durable first, then applied, then answered.
     private func postEvents(_ body: [UInt8]) -> HTTPResponse {
-        do {
-            try log.append(.body(body))
-        } catch {
-            return .error(503, "the body was not stored, so not applied: \(error)")
+        commits.commit(.body(body), refusal: "the body was not stored, so not applied") { [self] in
+            let (summary, rejections) = state.take(body: body)
+            checkpointIfDue()
+            return Self.answer(summary, rejections)
         }
-        let (summary, rejections) = state.take(body: body)
-        checkpointIfDue()
+    }
+
+    private static func answer(_ summary: RunSummary, _ rejections: [Rejection]) -> HTTPResponse {
         let list = rejections.map { #"{"line":\#($0.line),"reason":\#(JSONText.quoted($0.reason))}"# }.joined(separator: ",")
         return .json(200, #"{"read":\#(summary.read),"applied":\#(summary.applied),"rejected":\#(summary.rejected),"rejections":[\#(list)]}"#)
     }
@@ -240,18 +258,15 @@ package final class RulesService: @unchecked Sendable {
         if case .failure(let e) = PersonKey.named(personKey.name, for: program) {
             return .json(422, #"{"error":\#(JSONText.quoted("\(e); nothing changed")),"diagnostics":[\#(diagnostics)]}"#)
         }
-        do {
-            try log.append(.policy(policy.json))
-        } catch {
-            return .error(503, "the policy was not stored, so not put in force: \(error)")
+        return commits.commit(.policy(policy.json), refusal: "the policy was not stored, so not put in force") { [self] in
+            let taken: (notes: [String], changes: [ReportChanges.Change])
+            do { taken = try state.take(policy: policy, program: program) } catch {
+                // Logged but not taken: a restart would fail on it the same way.
+                return .error(500, "the policy was stored but could not be put in force: \(error)")
+            }
+            let notes = taken.notes.map(JSONText.quoted).joined(separator: ",")
+            return .json(200, #"{"people":\#(engine.report().count),"changed":\#(taken.changes.count),"notes":[\#(notes)],"diagnostics":[\#(diagnostics)]}"#)
         }
-        let taken: (notes: [String], changes: [ReportChanges.Change])
-        do { taken = try state.take(policy: policy, program: program) } catch {
-            // Logged but not taken: a restart would fail on it the same way.
-            return .error(500, "the policy was stored but could not be put in force: \(error)")
-        }
-        let notes = taken.notes.map(JSONText.quoted).joined(separator: ",")
-        return .json(200, #"{"people":\#(engine.report().count),"changed":\#(taken.changes.count),"notes":[\#(notes)],"diagnostics":[\#(diagnostics)]}"#)
     }
 
     /// `GET /v1/people/ID`: the report line `rules run` would print now
@@ -329,6 +344,8 @@ package final class RulesService: @unchecked Sendable {
             ("rules_lines_rejected_total", "Lines rejected, each with a reason in its answer.", "counter", state.totals.rejected),
             ("rules_people", "People in the report.", "gauge", engine.report().count),
             ("rules_changes_total", "Events of the change feed (GET /v1/changes).", "counter", feed.lastId),
+            ("rules_log_syncs_total", "Syncs of the log since the start (bodies arriving together share one).", "counter", commits.written.syncs),
+            ("rules_log_records_total", "Records those syncs made durable.", "counter", commits.written.records),
             ("rules_clock_seconds", "The latest event time, in seconds since 1970 (0 before the first).", "gauge",
              Int((engine.clock ?? 0) / Timestamp.perSecond)),
         ])
