@@ -1,5 +1,6 @@
 import Foundation
 @testable import RulesCore
+@testable import RulesTooling
 import Testing
 
 /// The service's change feed (`GET /v1/changes`) against a plain model:
@@ -54,5 +55,38 @@ struct ChangeFeedTests {
         // The cases reach changes that time alone makes, or the test would
         // not be testing the queue.
         #expect(timeAlone > 150, "changes by time alone: \(timeAlone)")
+    }
+}
+
+/// The feed's memory at its edge: what is kept, and a resume just inside
+/// and just outside it.
+@Suite("Change feed: what is kept")
+struct ChangeFeedKeptTests {
+    /// What a client resuming after `seen` is sent first.
+    static func catchUp(_ feed: ChangeFeed, after seen: Int?) -> String {
+        var sent: [UInt8] = []
+        feed.stream(after: seen) { sent = $0; return false }
+        return String(decoding: sent, as: UTF8.self)
+    }
+
+    @Test("a resume from the event before the oldest kept gets everything kept and no gap; one event earlier is told of the gap")
+    func resumeAtTheEdge() {
+        let line = #"{"citizen":"p","score":1000,"flags":[],"denied":[],"granted":[]}"#
+        // Each event is 8 + 6 + the line + 2 bytes: 80 here; 250 bytes keep three.
+        let feed = ChangeFeed(personKey: "citizen", keptBytes: 250)
+        for k in 1...10 { feed.publish([ReportChanges.Change(person: "p\(k)", line: line)]) }
+        #expect(feed.lastId == 10)
+        #expect(feed.kept().events.map(\.id) == [8, 9, 10])
+        let inside = Self.catchUp(feed, after: 7)
+        #expect(!inside.contains("event: gap") && inside.contains("id: 8\n") && inside.contains("id: 10\n"))
+        let outside = Self.catchUp(feed, after: 6)
+        #expect(outside.contains("event: gap") && outside.contains("events after 6 up to 7 are no longer kept") && outside.contains("id: 8\n"))
+        #expect(!Self.catchUp(feed, after: 10).contains("id: "))
+        #expect(Self.catchUp(feed, after: 11).contains("event: gap"))
+        // A new client gets what comes from now on.
+        #expect(!Self.catchUp(feed, after: nil).contains("id: "))
+        // Removed people: an event of their own kind.
+        feed.publish([ReportChanges.Change(person: "p1", line: nil)])
+        #expect(Self.catchUp(feed, after: 10).contains("id: 11\nevent: removed\ndata: {\"citizen\":\"p1\"}\n\n"))
     }
 }

@@ -212,6 +212,21 @@ struct ServeTests {
         }
     }
 
+    /// `lines` cut into bodies of `size` lines, each ending in a newline.
+    static func bodies(_ lines: some Collection<String>, of size: Int) -> [String] {
+        let lines = Array(lines)
+        return stride(from: 0, to: lines.count, by: size).map { lines[$0..<min(lines.count, $0 + size)].joined(separator: "\n") + "\n" }
+    }
+
+    /// What `rules run POLICY...` prints over `text` (the plain model the
+    /// service is held to).
+    static func rulesRun(_ policy: [String], over text: String) throws -> String {
+        let file = FileManager.default.temporaryDirectory.path + "/serve-model-\(UUID().uuidString).ndjson"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        return try CLITests.rules(["run"] + policy + ["--events", file]).stdout
+    }
+
     /// The change feed's events read from a socket until it is quiet for
     /// `quiet` seconds: (id, event type, data), the `retry` line skipped.
     static func feed(port: Int, lastEventId: Int? = nil, quiet: Double = 1.0) -> [(id: Int?, event: String?, data: String)] {
@@ -514,14 +529,7 @@ struct ServeTests {
             bodies.append(stream[k..<end].joined(separator: "\n") + "\n")
             k = end
         }
-        // rules run over the first n bodies.
-        let dir = FileManager.default.temporaryDirectory.path + "/kill-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        func expected(_ n: Int) throws -> String {
-            let file = dir + "/first-\(n).ndjson"
-            try bodies[..<n].joined().write(toFile: file, atomically: true, encoding: .utf8)
-            return try CLITests.rules(["run", policy, "--events", file]).stdout
-        }
+        func expected(_ n: Int) throws -> String { try Self.rulesRun([policy], over: bodies[..<n].joined()) }
         var logged = 0
         for round in 0..<3 {
             // Checkpoints often, so that a kill lands before, during and
@@ -555,7 +563,6 @@ struct ServeTests {
             again.kill9()
         }
         #expect(logged > 0)
-        try? FileManager.default.removeItem(atPath: dir)
         try? FileManager.default.removeItem(atPath: data)
     }
 
@@ -564,7 +571,7 @@ struct ServeTests {
         let data = Self.dataDirectory()
         let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
         let stream = Self.citizenStream(events: 4000, people: 40, seed: 3)
-        let bodies = stride(from: 0, to: stream.count, by: 100).map { stream[$0..<min(stream.count, $0 + 100)].joined(separator: "\n") + "\n" }
+        let bodies = Self.bodies(stream, of: 100)
         // `ulimit -f 200`: the log may not grow past 200 blocks (100 or
         // 200 KiB, as the shell counts them).
         let server = try Server([policy, "--data", data], fileSizeLimit: 200)
@@ -576,9 +583,7 @@ struct ServeTests {
         }
         #expect(acknowledged > 0 && acknowledged < bodies.count, "\(acknowledged) of \(bodies.count) bodies fit")
         #expect(refused?.status == 503 && refused!.body.contains("the body was not stored, so not applied"), "\(String(describing: refused))")
-        let file = FileManager.default.temporaryDirectory.path + "/full-\(UUID().uuidString).ndjson"
-        try bodies[..<acknowledged].joined().write(toFile: file, atomically: true, encoding: .utf8)
-        let expected = try CLITests.rules(["run", policy, "--events", file]).stdout
+        let expected = try Self.rulesRun([policy], over: bodies[..<acknowledged].joined())
         #expect(try server.curl("/v1/report").body + "\n" == expected)
         #expect(try server.curl("/v1/events", ["-X", "POST", "--data-binary", bodies[acknowledged]]).status == 503)
         server.kill9()
@@ -587,7 +592,6 @@ struct ServeTests {
         #expect(try again.curl("/v1/events", ["-X", "POST", "--data-binary", bodies[acknowledged]]).status == 200)
         let unusable = try CLITests.rules(["serve", policy, "--data", "/proc/rules-data", "--listen", "127.0.0.1:0"])
         #expect(unusable.status == 1 && unusable.stderr.contains("rules: cannot create /proc/rules-data"), "\(unusable.stderr)")
-        try? FileManager.default.removeItem(atPath: file)
         try? FileManager.default.removeItem(atPath: data)
     }
 
@@ -596,10 +600,8 @@ struct ServeTests {
         let data = Self.dataDirectory()
         let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
         let stream = Self.citizenStream(events: 3000, people: 40, seed: 8)
-        let bodies = stride(from: 0, to: stream.count, by: 250).map { stream[$0..<min(stream.count, $0 + 250)].joined(separator: "\n") + "\n" }
-        let file = FileManager.default.temporaryDirectory.path + "/checkpoints-\(UUID().uuidString).ndjson"
-        try stream.joined(separator: "\n").appending("\n").write(toFile: file, atomically: true, encoding: .utf8)
-        let expected = try CLITests.rules(["run", policy, "--events", file]).stdout
+        let bodies = Self.bodies(stream, of: 250)
+        let expected = try Self.rulesRun([policy], over: bodies.joined())
         var server: Server? = try Server([policy, "--data", data, "--checkpoint-every", "1000"])
         for body in bodies { #expect(try server!.curl("/v1/events", ["-X", "POST", "--data-binary", body]).status == 200) }
         let feed = Self.feed(port: server!.port, lastEventId: 0, quiet: 0.5)
@@ -638,7 +640,6 @@ struct ServeTests {
         again = try Server([policy, "--data", data])
         #expect(again.stderr.contains("checkpoint is ignored (its checksum does not match): the whole log is replayed"), "\(again.stderr)")
         #expect(try again.curl("/v1/report").body == withExtra)
-        try? FileManager.default.removeItem(atPath: file)
         try? FileManager.default.removeItem(atPath: data)
     }
 
@@ -651,7 +652,7 @@ struct ServeTests {
         // however the parts interleave the report is the whole stream's.
         var parts = [[String]](repeating: [], count: 8)
         for line in stream { parts[Int(line.split(separator: "\"")[3].dropFirst())! % 8].append(line) }
-        let bodies = parts.map { part in stride(from: 0, to: part.count, by: 40).map { part[$0..<min(part.count, $0 + 40)].joined(separator: "\n") + "\n" } }
+        let bodies = parts.map { Self.bodies($0, of: 40) }
         let server = try Server([policy, "--data", data])
         let port = server.port
         let group = DispatchGroup()
@@ -667,16 +668,13 @@ struct ServeTests {
         }
         group.wait()
         #expect(acknowledged == bodies.map(\.count))
-        let file = FileManager.default.temporaryDirectory.path + "/group-\(UUID().uuidString).ndjson"
-        try (stream.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
-        #expect(try server.curl("/v1/report").body + "\n" == (try CLITests.rules(["run", policy, "--events", file]).stdout))
+        #expect(try server.curl("/v1/report").body + "\n" == (try Self.rulesRun([policy], over: Self.bodies(stream, of: 40).joined())))
         let metrics = try server.curl("/metrics").body
         func value(_ name: String) -> Int { metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? -1 }
         // The log's first record (the policy) was written at the start, not
         // by a commit.
         #expect(value("rules_log_records_total") == bodies.map(\.count).reduce(0, +))
         #expect(value("rules_log_syncs_total") < value("rules_log_records_total"), "\(metrics)")
-        try? FileManager.default.removeItem(atPath: file)
         try? FileManager.default.removeItem(atPath: data)
     }
 

@@ -211,12 +211,14 @@ package final class RulesService: @unchecked Sendable {
             method == allowed ? answer() : .error(405, "\(method) is not allowed on \(request.target); use \(allowed)")
         }
         switch (path[1], path.count) {
-        case ("events", 2): return only("POST") { postEvents(request.body) }
+        // POST and PUT went to the group commit (`handle`); any other
+        // method is answered here.
+        case ("events", 2): return only("POST") { preconditionFailure("a post is committed, not routed") }
         case ("people", 3): return only("GET") { person(path[2]) }
         case ("people", 4) where path[3] == "explain": return only("GET") { explain(path[2]) }
         case ("report", 2): return only("GET") { report(request) }
         case ("health", 2): return only("GET") { health() }
-        case ("policy", 2): return only("PUT") { putPolicy(request.body) }
+        case ("policy", 2): return only("PUT") { preconditionFailure("a policy is committed, not routed") }
         default: return .error(404, "no such endpoint: \(request.method) \(request.target)")
         }
     }
