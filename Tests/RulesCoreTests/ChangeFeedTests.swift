@@ -31,6 +31,9 @@ struct ChangeFeedTests {
             let engine = Engine(program: program)
             if let corrections = c.corrections { engine.enableCorrections(corrections) }
             let feed = ReportChanges(engine: engine)
+            // What lookups answer, kept from the changes as the service does.
+            let published = PublishedLines()
+            published.replaceAll(program: program, personKey: engine.personKey, from: feed)
             var rng = SeededRandom(seed: seed &* 7)
             var before = Self.lines(engine), k = 0
             while k < c.lines.count {
@@ -40,12 +43,17 @@ struct ChangeFeedTests {
                 for line in c.lines[k..<end] {
                     if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let p = o["citizen"] as? String { named.insert(p) }
                 }
-                let changes = feed.applying(body) { _ = EventStream.run(engine, reader: LineReader(bytes: body), asOf: nil) { _, _ in } }
+                let changes = feed.applying { _ = EventStream.run(engine, reader: LineReader(bytes: body), asOf: nil) { _, _ in } }
                 let after = Self.lines(engine)
                 let people = Set(before.keys).union(after.keys).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
                     .filter { before[$0] != after[$0] }
                 let expected = people.map { ReportChanges.Change(person: $0, line: after[$0]) }
                 #expect(changes == expected, "seed \(seed), lines \(k + 1)...\(end)\n\(c.repro)")
+                published.update(changes)
+                for person in people {
+                    let line = published.line(of: person).map { String(decoding: $0, as: UTF8.self) }
+                    #expect(line == after[person], "lookup of \(person), seed \(seed)\n\(c.repro)")
+                }
                 timeAlone += people.filter { !named.contains($0) }.count
                 before = after
                 k = end
@@ -88,5 +96,29 @@ struct ChangeFeedKeptTests {
         // Removed people: an event of their own kind.
         feed.publish([ReportChanges.Change(person: "p1", line: nil)])
         #expect(Self.catchUp(feed, after: 10).contains("id: 11\nevent: removed\ndata: {\"citizen\":\"p1\"}\n\n"))
+    }
+
+    @Test("a line kept as its line state reads back as the report's line, past 64 names too")
+    func lineStatesPastOneWord() throws {
+        let flags = (0..<70).map { "f\($0)" }
+        let source = "score starts at 0\nevent e { n: number }\n"
+            + flags.enumerated().map { k, f in "e where n == \(k) → +\(k), flag \(f)" }.joined(separator: "\n")
+            + "\nwhile score > 100 → deny travel\n"
+        let program = try compileOrFail(source)
+        let engine = Engine(program: program)
+        let tracker = ReportChanges(engine: engine)
+        let published = PublishedLines()
+        published.replaceAll(program: program, personKey: engine.personKey, from: tracker)
+        let body = [0, 63, 64, 69].map { #"{"citizen":"a","time":"2026-01-01","type":"e","n":\#($0)}"# }
+            + [#"{"citizen":"b","time":"2026-01-02","type":"e","n":65}"#]
+        let changes = tracker.applying { _ = EventStream.run(engine, reader: LineReader(bytes: Array(body.map { $0 + "\n" }.joined().utf8)), asOf: nil) { _, _ in } }
+        published.update(changes)
+        let report = ChangeFeedTests.lines(engine)
+        #expect(report["a"]?.contains(#""flags":["f0","f63","f64","f69"]"#) == true, "\(report)")
+        #expect(report["a"]?.contains(#""denied":["travel"]"#) == true)
+        for person in ["a", "b"] {
+            #expect(published.line(of: person).map { String(decoding: $0, as: UTF8.self) } == report[person])
+        }
+        #expect(published.line(of: "c") == nil)
     }
 }

@@ -172,7 +172,7 @@ final class ByteTable: @unchecked Sendable {
 
     /// The first eight of `count` bytes at `p` as a big-endian word.
     @inline(__always)
-    private static func sortWord(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
+    static func sortWord(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
         var w: UInt64 = 0
         for k in 0..<min(8, count) { w |= UInt64(p[k]) << (56 - 8 * UInt64(k)) }
         return w

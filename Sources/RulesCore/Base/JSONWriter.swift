@@ -1,8 +1,23 @@
 /// Compact JSON output as the contract wants it: raw UTF-8, `/` not escaped,
 /// control characters escaped.
-enum JSONWriter {
+package enum JSONWriter {
     /// Bytes that need no escape (the usual case: ids, names) are copied
     /// in one go.
+    /// A whole number's digits, with no `String` made on the way.
+    package static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
+        if n < 0 { out.append(UInt8(ascii: "-")) }
+        var m = n.magnitude, digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var k = 24
+            repeat {
+                k -= 1
+                buffer[k] = UInt8(truncatingIfNeeded: 48 + m % 10)
+                m /= 10
+            } while m > 0
+            out.append(contentsOf: buffer[k...])
+        }
+    }
+
     static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         if !bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
             out.append(UInt8(ascii: "\""))

@@ -48,6 +48,12 @@ package final class Engine {
     /// The person of the last event applied (the engine's index).
     @exclusivity(unchecked) private(set) var lastPerson = 0
 
+    /// Every person an applied event or a correction reached since it was
+    /// last emptied, repeats and all, when someone keeps it (the service's
+    /// change feed, `ReportChanges`); nil keeps nothing. Cheaper than
+    /// reading the ids out of the lines again.
+    @exclusivity(unchecked) package var touched: [Int]? = nil
+
     // Scratch space for one event, sized once for the largest event type
     // (plain memory: no reference counting on the per-event path).
     private let firedSteps: UnsafeMutableBufferPointer<(step: Int, amount: Int64)>
@@ -158,6 +164,7 @@ package final class Engine {
     /// event replayed, and notes on failed expressions are not counted twice.
     func beginRebuilding(_ person: Int, now: Int64) -> [EvalContext.FailureKey: (count: Int, firstLine: Int)] {
         if observing { observer!.before(person: person, isNew: false, time: now, engine: self) }
+        touched?.append(person)  // a rebuild that replays nothing changes them too
         rebuildingFrom = store.score(person)
         observing = false
         resetToBase(person)
@@ -283,6 +290,7 @@ package final class Engine {
         let (person, isNew) = hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
         if isNew { store.addPerson(score: program.policy.startScore) }
         lastPerson = person
+        touched?.append(person)
         // The row and the window entries at once, not one miss after the
         // other (free when the reader asked for them ahead, as it does).
         store.prefetch(person)

@@ -183,6 +183,8 @@ final class ReportWriter {
     private let kinds: UnsafeMutableBufferPointer<KindTable>
     private let slotTable: UnsafeMutableBufferPointer<Int>
     private let nameRanges: UnsafeMutableBufferPointer<Range<Int>>
+    /// One line state, while `append` writes its line.
+    private let scratch: UnsafeMutableBufferPointer<UInt64>
 
     /// `{"citizen":`, how every line starts (the person key), as two
     /// overlapping words when it is 8 to 16 bytes long (most keys): two
@@ -226,6 +228,8 @@ final class ReportWriter {
         _ = nameRanges.initialize(from: ranges)
         self.capacity = max(capacity, 1 << 12)
         storage = .allocate(capacity: self.capacity)
+        stateWords = 1 + (ranges.count + 63) / 64
+        scratch = .allocate(capacity: stateWords)
     }
 
     deinit {
@@ -234,6 +238,7 @@ final class ReportWriter {
         kinds.deallocate()
         slotTable.deallocate()
         nameRanges.deallocate()
+        scratch.deallocate()
     }
 
     /// The bytes written so far.
@@ -290,33 +295,58 @@ final class ReportWriter {
 
     /// The same decisions as `Engine.visit` (which `state(of:)` uses; the
     /// report tests compare the two), written straight into the buffer with
-    /// no list built per person.
+    /// no list built per person: the person's line state, then the line.
     func append(_ engine: Engine, person p: Int, at time: Int64) {
-        putLineStart()
-        engine.people.withKey(p) { key in
-            if key.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
-                var quoted: [UInt8] = []
-                JSONWriter.appendQuoted(key[...], to: &quoted)
-                quoted.withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
-            } else {
-                put(UInt8(ascii: "\""))
-                if let base = key.baseAddress { put(base, key.count) }
-                put(UInt8(ascii: "\""))
-            }
-        }
-        put(#","score":"#)
-        appendDecimal(engine.store.score(p))
+        lineState(engine, person: p, at: time, into: scratch.baseAddress!)
+        engine.people.withKey(p) { appendLine(id: $0, state: UnsafePointer(scratch.baseAddress!)) }
+    }
+
+    /// Words in a line state: the score, then one bit per name of the
+    /// report (flags, denied, granted, in the report's order) that shows.
+    let stateWords: Int
+
+    /// A person's line state as of `time`: everything their report line
+    /// says but their id, in `stateWords` words — what the service keeps
+    /// per person instead of the line (`PublishedLines`, `ReportChanges`).
+    func lineState(_ engine: Engine, person p: Int, at time: Int64, into words: UnsafeMutablePointer<UInt64>) {
+        words[0] = UInt64(bitPattern: engine.store.score(p))
+        for w in 1..<stateWords { words[w] = 0 }
         let context = engine.context
         context.focus(person: p, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line
         context.evaluateStateRules()
         for k in kinds.indices {
             let table = kinds[k]
-            putWords(table.keyHead, table.keyTail, table.key.count)
-            var first = true
             for n in 0..<table.count where holds(table, n, context) {
                 if table.hider >= 0 && holds(kinds[table.hider], n, context) { continue }
-                name(nameRanges[table.base + n], &first)
+                let bit = table.base + n
+                words[1 + bit >> 6] |= 1 << UInt64(bit & 63)
+            }
+        }
+    }
+
+    /// The report line (with its newline) of the person `key` whose line
+    /// state is `words`.
+    func appendLine(id key: UnsafeBufferPointer<UInt8>, state words: UnsafePointer<UInt64>) {
+        putLineStart()
+        if key.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            var quoted: [UInt8] = []
+            JSONWriter.appendQuoted(key[...], to: &quoted)
+            quoted.withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
+        } else {
+            put(UInt8(ascii: "\""))
+            if let base = key.baseAddress { put(base, key.count) }
+            put(UInt8(ascii: "\""))
+        }
+        put(#","score":"#)
+        appendDecimal(Int64(bitPattern: words[0]))
+        for k in kinds.indices {
+            let table = kinds[k]
+            putWords(table.keyHead, table.keyTail, table.key.count)
+            var first = true
+            for n in 0..<table.count {
+                let bit = table.base + n
+                if words[1 + bit >> 6] & (1 << UInt64(bit & 63)) != 0 { name(nameRanges[bit], &first) }
             }
             put(UInt8(ascii: "]"))
         }

@@ -20,22 +20,30 @@ import Darwin
 package final class ReportChanges {
     /// One changed line: the person's id and their new report line (no
     /// newline), or nil when they left the report (every event retracted).
+    /// `state` is the new line's line state (`ReportWriter.lineState`), for
+    /// `PublishedLines`. All are slices of buffers shared by a body's
+    /// changes: a body's changes cost a few allocations, not a few each.
     package struct Change: Equatable {
-        package var person: [UInt8]
-        package var line: [UInt8]?
+        package var person: ArraySlice<UInt8>
+        package var line: ArraySlice<UInt8>?
+        package var state: ArraySlice<UInt64>? = nil
 
-        package init(person: [UInt8], line: [UInt8]?) {
+        package init(person: ArraySlice<UInt8>, line: ArraySlice<UInt8>?, state: ArraySlice<UInt64>? = nil) {
             self.person = person
             self.line = line
+            self.state = state
         }
 
+        /// The same change: the same person and line (the state is how the
+        /// line is kept, not more of it).
+        package static func == (a: Change, b: Change) -> Bool { a.person == b.person && a.line == b.line }
+
         package init(person: String, line: String?) {
-            self.init(person: Array(person.utf8), line: line.map { Array($0.utf8) })
+            self.init(person: Array(person.utf8)[...], line: line.map { Array($0.utf8)[...] })
         }
     }
 
     private let engine: Engine
-    private var parser: EventParser
     private let writer: ReportWriter
     /// By buffer: the windows that read it, shortest first.
     private let windows: [[Int64]]
@@ -44,123 +52,123 @@ package final class ReportChanges {
     private var due = WakeQueue()
     /// By person: the time of their live entry in `due`, or `Int64.max`.
     private var wake: [Int64] = []
-    /// By person: a checksum of the line last published for them (0: none,
-    /// not in the report). A body compares each line it may have changed
-    /// with it — one line written per person, not the line before and the
-    /// line after; two lines that differ have the same checksum by a chance
-    /// of 2⁻⁶⁴.
+    /// By person, `stride` words: 1 when they are in the report as last
+    /// published (0: not), then the line state published for them. A body
+    /// compares each line state it may have changed with it, exactly, and
+    /// writes a line only when it changed.
     private var shown: [UInt64] = []
+    private let stride: Int
+    /// One person's line state as of now, while it is compared.
+    private var now: [UInt64]
     /// By person: the number of the last body that looked at them (each
     /// person's line is looked at once per body).
     private var lookedIn: [UInt32] = []
     private var bodies: UInt32 = 0
+    /// Scratch, kept between bodies: whom this body looks at; the changed
+    /// ids and lines, one after the other, and where each is.
+    private var look: [Int] = []
+    private var found: Found
 
     package init(engine: Engine) {
         self.engine = engine
-        parser = EventParser(program: engine.program, personKey: engine.personKey)
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         windows = engine.program.policy.bufferReadWindows
+        stride = 1 + writer.stateWords
+        now = Array(repeating: 0, count: stride)
+        found = Found(stateWords: writer.stateWords)
+        engine.touched = []
     }
-
-    deinit { parser.deallocate() }
 
     /// Applies a body (`apply` runs it through the engine) and returns the
     /// people whose line changed, in byte order of their ids.
-    package func applying(_ body: [UInt8], _ apply: () -> Void) -> [Change] {
+    package func applying(_ apply: () -> Void) -> [Change] {
         bodies &+= 1
         if bodies == 0 {  // wrapped: every stamp is old again
             for k in lookedIn.indices { lookedIn[k] = 0 }
             bodies = 1
         }
-        // Whom the body names: known people now, new ones once they exist.
-        var look: [Int] = [], newcomers: [[UInt8]] = []
-        body.withUnsafeBufferPointer { all in
-            forEachPerson(in: all) { key in
-                if let p = engine.people.find(key) { mark(p, &look) } else { newcomers.append(Array(key)) }
-            }
-        }
         apply()
         guard let now = engine.clock else { return [] }
-        for key in newcomers {
-            if let p = key.withUnsafeBufferPointer({ engine.people.find($0) }) { mark(p, &look) }
-        }
-        // And those whom time alone reached.
+        // Whom the body's lines reached (the engine kept them as it went)…
+        var touched = engine.touched ?? []
+        engine.touched = nil
+        for p in touched { mark(p) }
+        touched.removeAll(keepingCapacity: true)
+        engine.touched = touched
+        // …and those whom time alone reached.
         while let (time, p) = due.peek(), time <= now {
             due.pop()
             guard wake[p] == time else { continue }
             wake[p] = .max
-            mark(p, &look)
+            mark(p)
         }
-        var changes: [Change] = []
+        found.removeAll()
         for p in look {
-            if let line = compare(p, at: now) { changes.append(line) }
+            compare(p, at: now)
             reschedule(p, after: now)
         }
-        changes.sort { a, b in
-            a.person.withUnsafeBufferPointer { x in
-                b.person.withUnsafeBufferPointer { y in
-                    let c = memcmp(x.baseAddress ?? UnsafePointer(bitPattern: 1)!, y.baseAddress ?? UnsafePointer(bitPattern: 1)!, min(x.count, y.count))
-                    return c != 0 ? c < 0 : x.count < y.count
-                }
-            }
-        }
-        return changes
+        look.removeAll(keepingCapacity: true)
+        return found.sortedChanges()
     }
 
     /// Adds person `p` to this body's look, once.
-    private func mark(_ p: Int, _ look: inout [Int]) {
+    private func mark(_ p: Int) {
         grow(p)
         guard lookedIn[p] != bodies else { return }
         lookedIn[p] = bodies
         look.append(p)
     }
 
-    /// Person `p`'s line as of `time` against the one last published: the
-    /// change, or nil when it is the same.
-    private func compare(_ p: Int, at time: Int64) -> Change? {
-        var sum: UInt64 = 0
-        if engine.isPresent(p) {
-            write(p, at: time)
-            sum = max(1, Hashing.checksum(writer.bytes))
+    /// Person `p`'s line as of `time` against the one last published: kept
+    /// in `found` when it differs.
+    private func compare(_ p: Int, at time: Int64) {
+        let present = engine.isPresent(p)
+        now.withUnsafeMutableBufferPointer { state in
+            state[0] = present ? 1 : 0
+            if present { writer.lineState(engine, person: p, at: time, into: state.baseAddress! + 1) }
+            else { for w in 1..<stride { state[w] = 0 } }
         }
-        guard sum != shown[p] else { return nil }
-        shown[p] = sum
-        return Change(person: Array(engine.people.key(p)), line: sum == 0 ? nil : Array(writer.bytes))
+        let at = p * stride
+        let same = shown.withUnsafeBufferPointer { all in now.withUnsafeBufferPointer { memcmp(all.baseAddress! + at, $0.baseAddress!, 8 * stride) == 0 } }
+        if same { return }
+        shown.withUnsafeMutableBufferPointer { all in now.withUnsafeBufferPointer { (all.baseAddress! + at).update(from: $0.baseAddress!, count: stride) } }
+        engine.people.withKey(p) { id in
+            if !present { return found.append(id, line: nil, state: nil) }
+            writer.removeAll()
+            now.withUnsafeBufferPointer { writer.appendLine(id: id, state: $0.baseAddress! + 1) }
+            writer.dropLast()
+            now.withUnsafeBufferPointer { found.append(id, line: writer.bytes, state: UnsafeBufferPointer(rebasing: $0[1...])) }
+        }
     }
 
-    /// Calls `each` with the id of each line of the body that names one
-    /// (a line that names nobody is rejected and changes nothing): read at
-    /// the start of the line where it is, else by the full parse.
-    private func forEachPerson(in all: UnsafeBufferPointer<UInt8>, _ each: (UnsafeBufferPointer<UInt8>) -> Void) {
-        var start = 0
-        while start < all.count {
-            let rest = UnsafeBufferPointer(rebasing: all[start...])
-            let end = rest.firstIndex(of: 0x0A).map { start + $0 } ?? all.count
-            var stop = end
-            if stop > start && all[stop - 1] == 0x0D { stop -= 1 }
-            let line = UnsafeBufferPointer(rebasing: all[start..<stop])
-            if let key = engine.personKey.leadingPerson(line) {
-                each(key)
-            } else if case .event(let e) = parser.parse(line, into: nil) {
-                each(e.person)
+    /// Calls `each` with the id and line state of everyone in the report as
+    /// last published (to publish them all: a start from a checkpoint, a
+    /// policy change).
+    package func forEachShown(_ each: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt64>) -> Void) {
+        shown.withUnsafeBufferPointer { all in
+            for p in 0..<min(engine.people.count, all.count / stride) where all[p * stride] != 0 {
+                engine.people.withKey(p) { each($0, UnsafeBufferPointer(rebasing: all[(p * stride + 1)..<((p + 1) * stride)])) }
             }
-            start = end + 1
         }
     }
 
-    /// Writes person `p`'s report line as of `time`, without its newline,
-    /// into `writer`.
-    private func write(_ p: Int, at time: Int64) {
+    /// The report line (no newline) last published for person `p`, nil when
+    /// none: what a policy change compares with the new policy's line.
+    private func shownLine(_ p: Int) -> [UInt8]? {
+        guard p * stride < shown.count, shown[p * stride] != 0 else { return nil }
         writer.removeAll()
-        writer.append(engine, person: p, at: time)
+        shown.withUnsafeBufferPointer { all in
+            engine.people.withKey(p) { writer.appendLine(id: $0, state: all.baseAddress! + p * stride + 1) }
+        }
         writer.dropLast()
+        return Array(UnsafeRawBufferPointer(writer.bytes))
     }
 
     private func grow(_ p: Int) {
         if wake.count <= p {
             let size = max(p + 1, 2 * wake.count)
             wake += repeatElement(.max, count: size - wake.count)
-            shown += repeatElement(0, count: size - shown.count)
+            shown += repeatElement(0, count: size * stride - shown.count)
             lookedIn += repeatElement(0, count: size - lookedIn.count)
         }
     }
@@ -168,36 +176,33 @@ package final class ReportChanges {
     /// Starts on an engine restored from a checkpoint: what was published
     /// for each person is their line now (after each body, every line that
     /// changed was published), and everyone is queued for their next
-    /// change by time.
-    /// Returns everyone's line (to publish; not changes of the feed).
-    package func resume() -> [Change] {
-        guard let now = engine.clock else { return [] }
-        var lines: [Change] = []
+    /// change by time. `forEachShown` then gives everyone's line state.
+    package func resume() {
+        guard let now = engine.clock else { return }
         for p in 0..<engine.people.count {
             grow(p)
-            if let line = compare(p, at: now) { lines.append(line) }
+            compare(p, at: now)
             reschedule(p, after: now)
         }
-        return lines
+        found.removeAll()
     }
 
     /// Takes over from the tracker of the engine this one's replaced (a
     /// policy change): what was published for each person, by id. Returns
-    /// whose line the change changed, and queues everyone for the next
-    /// change time alone makes.
+    /// whose line the change changed (their lines compared as text: the two
+    /// policies' line states do not mean the same), and queues everyone for
+    /// the next change time alone makes.
     package func adopt(_ old: ReportChanges?) -> [Change] {
         guard let now = engine.clock else { return [] }
-        var changes: [Change] = []
+        found.removeAll()
         for p in 0..<engine.people.count {
             grow(p)
-            if let old {
-                let known = engine.people.withKey(p) { old.engine.people.find($0) }
-                shown[p] = known.map { $0 < old.shown.count ? old.shown[$0] : 0 } ?? 0
-            }
-            if let change = compare(p, at: now) { changes.append(change) }
+            let before = old.flatMap { old in engine.people.withKey(p) { old.engine.people.find($0) }.flatMap { old.shownLine($0) } }
+            compare(p, at: now)  // publishes everyone present anew…
+            found.dropLast(ifSameLineAs: before)  // …but a line that reads the same is no change
             reschedule(p, after: now)
         }
-        return changes
+        return found.sortedChanges()
     }
 
     /// Queues the person for the next time after `time` at which their line
@@ -229,6 +234,77 @@ package final class ReportChanges {
             }
         }
         return next == .max ? nil : next
+    }
+}
+
+/// The changed lines of one body as they are found: ids and lines in one
+/// buffer, then handed out sorted by id, as slices of it.
+private struct Found {
+    private var bytes: [UInt8] = []
+    /// Where each id starts and ends, and its line's end (the line follows
+    /// the id; -1: no line, the person left the report).
+    private var items: [(start: Int, idEnd: Int, lineEnd: Int, state: Int)] = []
+
+    mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        items.removeAll(keepingCapacity: true)
+        states.removeAll(keepingCapacity: true)
+    }
+
+    /// The changed people's line states, `stateWords` each.
+    private var states: [UInt64] = []
+    let stateWords: Int
+
+    init(stateWords: Int) { self.stateWords = stateWords }
+
+    mutating func append(_ id: UnsafeBufferPointer<UInt8>, line: UnsafeRawBufferPointer?, state: UnsafeBufferPointer<UInt64>?) {
+        let start = bytes.count
+        bytes.append(contentsOf: id)
+        let idEnd = bytes.count
+        if let line { bytes.append(contentsOf: line) }
+        items.append((start, idEnd, line == nil ? -1 : bytes.count, states.count))
+        if let state { states.append(contentsOf: state) }
+    }
+
+    /// Takes back the last change appended when its line is `line`.
+    mutating func dropLast(ifSameLineAs line: [UInt8]?) {
+        guard let last = items.last else { return }
+        let mine: ArraySlice<UInt8>? = last.lineEnd < 0 ? nil : bytes[last.idEnd..<last.lineEnd]
+        guard mine.map(Array.init) == line else { return }
+        items.removeLast()
+        bytes.removeLast(bytes.count - last.start)
+        states.removeLast(states.count - last.state)
+    }
+
+    /// The changes in byte order of their ids. The buffer is handed over
+    /// (the slices share it) and a new one starts.
+    mutating func sortedChanges() -> [ReportChanges.Change] {
+        if items.isEmpty { return [] }
+        bytes.withUnsafeBufferPointer { all in
+            let base = all.baseAddress!
+            // By the ids' first eight bytes as one number, then the rest:
+            // most ids differ there.
+            var order = items.indices.map { k in (key: ByteTable.sortWord(base + items[k].start, items[k].idEnd - items[k].start), k: k) }
+            order.sort { a, b in
+                if a.key != b.key { return a.key < b.key }
+                let x = items[a.k], y = items[b.k]
+                let n = min(x.idEnd - x.start, y.idEnd - y.start)
+                let c = memcmp(base + x.start, base + y.start, n)
+                return c != 0 ? c < 0 : x.idEnd - x.start < y.idEnd - y.start
+            }
+            items = order.map { items[$0.k] }
+        }
+        let all = bytes, words = states
+        let changes = items.map { item in
+            ReportChanges.Change(person: all[item.start..<item.idEnd], line: item.lineEnd < 0 ? nil : all[item.idEnd..<item.lineEnd],
+                                 state: item.lineEnd < 0 ? nil : words[item.state..<(item.state + stateWords)])
+        }
+        bytes = []
+        bytes.reserveCapacity(all.count)
+        states = []
+        states.reserveCapacity(words.count)
+        items.removeAll(keepingCapacity: true)
+        return changes
     }
 }
 

@@ -17,19 +17,18 @@ import RulesCore
 package final class ChangeFeed: @unchecked Sendable {
     package static let keptBytes = 32 << 20
 
-    /// One event as it goes on the wire.
-    private struct Entry {
-        var id: Int
-        var text: [UInt8]
-    }
-
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let arrived = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var entries: [Entry] = []
-    /// Where the oldest kept entry is in `entries` (older ones are dropped
-    /// in batches, not one by one).
+    /// The kept events as they go on the wire, one after the other: event
+    /// `firstId + k` is `text[starts[first + k]..<starts[first + k + 1]]`
+    /// (the last ends at the end). One buffer, not one array per event:
+    /// publishing a body costs no allocation per change. The dropped events
+    /// before `first` go once they are half of what is held.
+    private var text: [UInt8] = []
+    private var starts: [Int] = []
     private var first = 0
-    private var bytes = 0
+    /// The number of the oldest kept event.
+    private var firstId = 1
     private let limit: Int
     private let personKey: String
     /// The number of the latest event.
@@ -61,41 +60,66 @@ package final class ChangeFeed: @unchecked Sendable {
         locked {
             for change in changes {
                 lastId += 1
-                var text = Array("id: \(lastId)\n".utf8)
+                starts.append(text.count)
+                text.append(contentsOf: "id: ".utf8)
+                JSONWriter.appendDecimal(lastId, to: &text)
                 if let line = change.line {
-                    text += Array("data: ".utf8) + line + [0x0A, 0x0A]
+                    text.append(contentsOf: "\ndata: ".utf8)
+                    text.append(contentsOf: line)
+                    text.append(contentsOf: "\n\n".utf8)
                 } else {
                     // Every event of theirs was retracted: they left the report.
                     let person = JSONText.quoted(String(decoding: change.person, as: UTF8.self))
-                    text += Array("event: removed\ndata: {\(JSONText.quoted(personKey)):\(person)}\n\n".utf8)
+                    text.append(contentsOf: "\nevent: removed\ndata: {\(JSONText.quoted(personKey)):\(person)}\n\n".utf8)
                 }
-                entries.append(Entry(id: lastId, text: text))
-                bytes += text.count
             }
-            while bytes > limit && first < entries.count - 1 {
-                bytes -= entries[first].text.count
-                first += 1
-            }
-            if first > entries.count / 2 {
-                entries.removeFirst(first)
-                first = 0
-            }
+            dropOldest()
             pthread_cond_broadcast(arrived)
         }
     }
 
+    /// Keeps at most `limit` bytes of events (always the latest event):
+    /// the oldest go, and their bytes once they are half the buffer.
+    private func dropOldest() {
+        let before = first
+        while text.count - starts[first] > limit && first < starts.count - 1 { first += 1 }
+        firstId += first - before
+        if starts[first] > text.count / 2 {
+            let gone = starts[first]
+            text.removeFirst(gone)
+            starts.removeFirst(first)
+            first = 0
+            for k in starts.indices { starts[k] -= gone }
+        }
+    }
+
+    /// The bytes of the kept events from number `id` on.
+    private func texts(from id: Int) -> [UInt8] {
+        let k = first + id - firstId
+        return k < starts.count ? Array(text[starts[k]...]) : []
+    }
+
     /// The kept events and the latest number (a checkpoint).
     package func kept() -> (lastId: Int, events: [(id: Int, text: [UInt8])]) {
-        locked { (lastId, entries[first...].map { ($0.id, $0.text) }) }
+        locked {
+            (lastId, (first..<starts.count).map { k in
+                (firstId + k - first, Array(text[starts[k]..<(k + 1 < starts.count ? starts[k + 1] : text.count)]))
+            })
+        }
     }
 
     /// Puts back what a checkpoint kept.
     package func restore(lastId: Int, events: [(id: Int, text: [UInt8])]) {
         locked {
             self.lastId = lastId
-            entries = events.map { Entry(id: $0.id, text: $0.text) }
+            text = []
+            starts = []
             first = 0
-            bytes = entries.reduce(0) { $0 + $1.text.count }
+            for event in events {
+                starts.append(text.count)
+                text += event.text
+            }
+            firstId = events.first?.id ?? lastId + 1
         }
     }
 
@@ -104,22 +128,16 @@ package final class ChangeFeed: @unchecked Sendable {
     private func catchUp(after lastSeen: Int?) -> (text: [UInt8], next: Int) {
         locked {
             guard let seen = lastSeen else { return ([], lastId) }
-            let oldest = first < entries.count ? entries[first].id : lastId + 1
+            let oldest = firstId
             if seen > lastId || seen < oldest - 1 {
                 let reason = seen > lastId
                     ? "event \(seen) is later than the latest (\(lastId)): the service's data is not what this client saw"
                     : "events after \(seen) up to \(oldest - 1) are no longer kept"
                 let gap = "event: gap\ndata: {\"reason\":\(JSONText.quoted(reason + "; read GET /v1/report again")),\"latest\":\(lastId)}\n\n"
-                return (Array(gap.utf8) + texts(from: first), lastId)
+                return (Array(gap.utf8) + texts(from: oldest), lastId)
             }
-            return (texts(from: first + (seen - oldest + 1)), lastId)
+            return (texts(from: seen + 1), lastId)
         }
-    }
-
-    private func texts(from index: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        for k in index..<entries.count { out += entries[k].text }
-        return out
     }
 
     /// Waits up to `seconds` for events after `seen`; their bytes (empty
@@ -135,13 +153,12 @@ package final class ChangeFeed: @unchecked Sendable {
                 }
             }
             guard lastId > seen else { return ([], seen) }
-            let oldest = first < entries.count ? entries[first].id : lastId + 1
             // A client so slow that what it had not read was dropped.
-            if seen < oldest - 1 {
+            if seen < firstId - 1 {
                 let gap = "event: gap\ndata: {\"reason\":\"this client fell behind by more than the kept events; read GET /v1/report again\",\"latest\":\(lastId)}\n\n"
-                return (Array(gap.utf8) + texts(from: first), lastId)
+                return (Array(gap.utf8) + texts(from: firstId), lastId)
             }
-            return (texts(from: first + (seen - oldest + 1)), lastId)
+            return (texts(from: seen + 1), lastId)
         }
     }
 

@@ -70,7 +70,9 @@ final class ServedState {
             let tracker = ReportChanges(engine: fresh)
             changed = tracker.adopt(changes)
             changes = tracker
-            publish(changed)
+            // Line states mean what the new policy's names are: everyone's anew.
+            published?.replaceAll(program: program, personKey: key, from: tracker)
+            feed.publish(changed)
         }
         watch = prepare(fresh)
         return (notes, changed)
@@ -95,7 +97,7 @@ final class ServedState {
         let apply = {
             summary = EventStream.run(self.engine, reader: LineReader(bytes: body), asOf: asOf, watch: self.watch) { r, _ in rejections.append(r) }
         }
-        if let changes { publish(changes.applying(body, apply)) } else { apply() }
+        if let changes { publish(changes.applying(apply)) } else { apply() }
         let s = summary!
         lines += s.lines
         totals = (totals.bodies + 1, totals.read + s.read, totals.applied + s.applied, totals.rejected + s.rejected)
@@ -135,8 +137,10 @@ final class ServedState {
         totals = saved.totals
         if let feed {
             feed.restore(lastId: saved.lastId, events: saved.feed)
-            changes = ReportChanges(engine: fresh)
-            published?.replaceAll(changes!.resume())
+            let tracker = ReportChanges(engine: fresh)
+            tracker.resume()
+            changes = tracker
+            published?.replaceAll(program: program, personKey: key, from: tracker)
         }
         watch = prepare(fresh)
     }

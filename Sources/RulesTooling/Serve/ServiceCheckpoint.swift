@@ -28,7 +28,12 @@ struct ServiceCheckpoint {
     }
 
     var encoded: [UInt8] {
-        var out = Self.magic
+        // Sized once: a checkpoint is as big as the engine's state, and
+        // growing it by doubling would touch twice the memory.
+        let feedBytes = feed.reduce(0) { $0 + 16 + $1.text.count }
+        var out: [UInt8] = []
+        out.reserveCapacity(12 + 3 * 8 + 4096 + policy.json.utf8.count + feedBytes + engine.count + 8)
+        out += Self.magic
         withUnsafeBytes(of: Self.version.littleEndian) { out += $0 }
         func part(_ bytes: [UInt8]) {
             withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { out += $0 }
@@ -36,13 +41,12 @@ struct ServiceCheckpoint {
         }
         let header = #"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)}"#
         part(Array(header.utf8))
-        var events: [UInt8] = []
+        withUnsafeBytes(of: UInt64(feedBytes).littleEndian) { out += $0 }
         for (id, text) in feed {
-            withUnsafeBytes(of: UInt64(id).littleEndian) { events += $0 }
-            withUnsafeBytes(of: UInt64(text.count).littleEndian) { events += $0 }
-            events += text
+            withUnsafeBytes(of: UInt64(id).littleEndian) { out += $0 }
+            withUnsafeBytes(of: UInt64(text.count).littleEndian) { out += $0 }
+            out += text
         }
-        part(events)
         part(engine)
         withUnsafeBytes(of: Hashing.checksum(out).littleEndian) { out += $0 }
         return out
