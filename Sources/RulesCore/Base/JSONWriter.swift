@@ -1,23 +1,31 @@
 /// Compact JSON output as the contract wants it: raw UTF-8, `/` not escaped,
 /// control characters escaped.
 package enum JSONWriter {
-    /// Bytes that need no escape (the usual case: ids, names) are copied
-    /// in one go.
     /// A whole number's digits, with no `String` made on the way.
     package static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
         if n < 0 { out.append(UInt8(ascii: "-")) }
-        var m = n.magnitude, digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { buffer in
+        withDigits(of: UInt64(n.magnitude)) { out.append(contentsOf: $0) }
+    }
+
+    /// The decimal digits of `m`, written from the last one into a small
+    /// buffer on the stack (a division by the constant 10 compiles to a
+    /// multiplication), for `body` to copy.
+    @inline(__always)
+    static func withDigits<R>(of m: UInt64, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        var m = m, digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return withUnsafeMutableBytes(of: &digits) { buffer in
             var k = 24
             repeat {
                 k -= 1
                 buffer[k] = UInt8(truncatingIfNeeded: 48 + m % 10)
                 m /= 10
             } while m > 0
-            out.append(contentsOf: buffer[k...])
+            return body(UnsafeBufferPointer(rebasing: buffer.bindMemory(to: UInt8.self)[k...]))
         }
     }
 
+    /// Bytes that need no escape (the usual case: ids, names) are copied
+    /// in one go.
     static func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         if !bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
             out.append(UInt8(ascii: "\""))

@@ -367,20 +367,9 @@ final class ReportWriter {
         first = false
     }
 
-    /// Digits from the last one, into a small buffer, then copied: a
-    /// division by the constant 10 compiles to a multiplication.
     private func appendDecimal(_ n: Int64) {
         if n < 0 { put(UInt8(ascii: "-")) }
-        var m = n.magnitude
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var k = 20
-            repeat {
-                k -= 1
-                digits[k] = UInt8(truncatingIfNeeded: 48 + m % 10)
-                m /= 10
-            } while m > 0
-            put(digits.baseAddress! + k, 20 - k)
-        }
+        JSONWriter.withDigits(of: n.magnitude) { put($0.baseAddress!, $0.count) }
     }
 }
 

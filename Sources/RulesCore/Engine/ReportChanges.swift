@@ -59,7 +59,7 @@ package final class ReportChanges {
     private var shown: [UInt64] = []
     private let stride: Int
     /// One person's line state as of now, while it is compared.
-    private var now: [UInt64]
+    private var current: [UInt64]
     /// By person: the number of the last body that looked at them (each
     /// person's line is looked at once per body).
     private var lookedIn: [UInt32] = []
@@ -74,7 +74,7 @@ package final class ReportChanges {
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         windows = engine.program.policy.bufferReadWindows
         stride = 1 + writer.stateWords
-        now = Array(repeating: 0, count: stride)
+        current = Array(repeating: 0, count: stride)
         found = Found(stateWords: writer.stateWords)
         engine.touched = []
     }
@@ -120,25 +120,27 @@ package final class ReportChanges {
     }
 
     /// Person `p`'s line as of `time` against the one last published: kept
-    /// in `found` when it differs.
-    private func compare(_ p: Int, at time: Int64) {
+    /// in `found` when it differs (and then true).
+    @discardableResult
+    private func compare(_ p: Int, at time: Int64) -> Bool {
         let present = engine.isPresent(p)
-        now.withUnsafeMutableBufferPointer { state in
+        current.withUnsafeMutableBufferPointer { state in
             state[0] = present ? 1 : 0
             if present { writer.lineState(engine, person: p, at: time, into: state.baseAddress! + 1) }
             else { for w in 1..<stride { state[w] = 0 } }
         }
         let at = p * stride
-        let same = shown.withUnsafeBufferPointer { all in now.withUnsafeBufferPointer { memcmp(all.baseAddress! + at, $0.baseAddress!, 8 * stride) == 0 } }
-        if same { return }
-        shown.withUnsafeMutableBufferPointer { all in now.withUnsafeBufferPointer { (all.baseAddress! + at).update(from: $0.baseAddress!, count: stride) } }
+        let same = shown.withUnsafeBufferPointer { all in current.withUnsafeBufferPointer { memcmp(all.baseAddress! + at, $0.baseAddress!, 8 * stride) == 0 } }
+        if same { return false }
+        shown.withUnsafeMutableBufferPointer { all in current.withUnsafeBufferPointer { (all.baseAddress! + at).update(from: $0.baseAddress!, count: stride) } }
         engine.people.withKey(p) { id in
             if !present { return found.append(id, line: nil, state: nil) }
             writer.removeAll()
-            now.withUnsafeBufferPointer { writer.appendLine(id: id, state: $0.baseAddress! + 1) }
+            current.withUnsafeBufferPointer { writer.appendLine(id: id, state: $0.baseAddress! + 1) }
             writer.dropLast()
-            now.withUnsafeBufferPointer { found.append(id, line: writer.bytes, state: UnsafeBufferPointer(rebasing: $0[1...])) }
+            current.withUnsafeBufferPointer { found.append(id, line: writer.bytes, state: UnsafeBufferPointer(rebasing: $0[1...])) }
         }
+        return true
     }
 
     /// Calls `each` with the id and line state of everyone in the report as
@@ -198,8 +200,9 @@ package final class ReportChanges {
         for p in 0..<engine.people.count {
             grow(p)
             let before = old.flatMap { old in engine.people.withKey(p) { old.engine.people.find($0) }.flatMap { old.shownLine($0) } }
-            compare(p, at: now)  // publishes everyone present anew…
-            found.dropLast(ifSameLineAs: before)  // …but a line that reads the same is no change
+            // Everyone's line state anew; but a line that reads the same is
+            // no change for the feed.
+            if compare(p, at: now) { found.dropLast(ifSameLineAs: before) }
             reschedule(p, after: now)
         }
         return found.sortedChanges()
@@ -245,17 +248,17 @@ private struct Found {
     /// the id; -1: no line, the person left the report).
     private var items: [(start: Int, idEnd: Int, lineEnd: Int, state: Int)] = []
 
-    mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
-        items.removeAll(keepingCapacity: true)
-        states.removeAll(keepingCapacity: true)
-    }
-
     /// The changed people's line states, `stateWords` each.
     private var states: [UInt64] = []
     let stateWords: Int
 
     init(stateWords: Int) { self.stateWords = stateWords }
+
+    mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        items.removeAll(keepingCapacity: true)
+        states.removeAll(keepingCapacity: true)
+    }
 
     mutating func append(_ id: UnsafeBufferPointer<UInt8>, line: UnsafeRawBufferPointer?, state: UnsafeBufferPointer<UInt64>?) {
         let start = bytes.count
@@ -266,7 +269,7 @@ private struct Found {
         if let state { states.append(contentsOf: state) }
     }
 
-    /// Takes back the last change appended when its line is `line`.
+    /// Takes back the change just appended when its line is `line`.
     mutating func dropLast(ifSameLineAs line: [UInt8]?) {
         guard let last = items.last else { return }
         let mine: ArraySlice<UInt8>? = last.lineEnd < 0 ? nil : bytes[last.idEnd..<last.lineEnd]
