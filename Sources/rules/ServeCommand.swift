@@ -10,7 +10,7 @@ enum ServeCommand {
     static let help = """
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
                        [--checkpoint-every LINES] [--max-connections N] [--token-file F] [--read-token-file F]
-                       [--person-key NAME] [--retain DURATION] [--lateness DURATION]
+                       [--jobs N] [--person-key NAME] [--retain DURATION] [--lateness DURATION]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
       POST /v1/events        a body of NDJSON lines; answered once applied
@@ -52,6 +52,10 @@ enum ServeCommand {
       --read-token-file F
                         reads need a bearer token too: the one in F, or
                         the write token
+      --jobs N          split people over N engines (by a stable hash of
+                        their id, as `rules run --jobs`), each body applied
+                        by all at once on threads of their own (default 2);
+                        the same answers with any N
       --person-key NAME, --retain DURATION, --lateness DURATION
                         as for `rules run`
       -h, --help        show this help
@@ -64,7 +68,7 @@ enum ServeCommand {
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
                                                                                          "--retain", "--lateness", "--token-file", "--max-connections", "--checkpoint-every",
-                                                                                         "--read-token-file"]), help: help)
+                                                                                         "--read-token-file", "--jobs"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
         let listen = parsed.values["--listen"] ?? "127.0.0.1:8080"
@@ -81,6 +85,11 @@ enum ServeCommand {
         if let text = parsed.values["--checkpoint-every"] {
             guard let n = Int(text), n >= 0 else { return Main.usageError("--checkpoint-every takes a number of lines (0: only on stopping), not \(text)", command: "serve") }
             checkpointEvery = n
+        }
+        var jobs = RulesService.defaultJobs
+        if let text = parsed.values["--jobs"] {
+            guard let n = Int(text), n >= 1, n <= 64 else { return Main.usageError("--jobs takes a number of engines from 1 to 64, not \(text)", command: "serve") }
+            jobs = n
         }
         var limits = HTTPRequestParser.Limits()
         if let text = parsed.values["--max-body"] {
@@ -122,7 +131,7 @@ enum ServeCommand {
         let service: RulesService
         do {
             service = try RulesService(policy: ServedPolicy(compiled, paths: parsed.positionals), program: program,
-                                       personKey: personKey, corrections: corrections, data: data)
+                                       personKey: personKey, corrections: corrections, jobs: jobs, data: data)
         } catch {
             Terminal.writeErr("rules: \(error)\n")
             return ExitCode.failure

@@ -106,6 +106,30 @@ struct ServeTests {
         FileManager.default.temporaryDirectory.appendingPathComponent("serve-data-\(UUID().uuidString)").path
     }
 
+    @Test("--jobs at its edges: 1 and 64 engines answer as rules run does, a restart with another number too; 0, 65 or a word is a usage error")
+    func jobsEdges() throws {
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let stream = Self.citizenStream(events: 2000, people: 50, seed: 5)
+        let bodies = Self.bodies(stream, of: 200)
+        let expected = try Self.rulesRun([policy], over: bodies.joined())
+        for jobs in ["1", "64"] {
+            let data = Self.dataDirectory()
+            var server: Server? = try Server([policy, "--data", data, "--jobs", jobs])
+            for body in bodies { #expect(try server!.curl("/v1/events", ["-X", "POST", "--data-binary", body]).status == 200) }
+            #expect(try server!.curl("/v1/report").body + "\n" == expected, "--jobs \(jobs)")
+            try Self.expectLookupsMatchReport(server!, "--jobs \(jobs)")
+            server!.kill9()
+            server = try Server([policy, "--data", data, "--jobs", jobs == "1" ? "3" : "1"])
+            #expect(try server!.curl("/v1/report").body + "\n" == expected, "--jobs \(jobs), then another")
+            server = nil
+            try? FileManager.default.removeItem(atPath: data)
+        }
+        for bad in ["0", "65", "two"] {
+            let refused = try CLITests.rules(["serve", policy, "--jobs", bad, "--listen", "127.0.0.1:0"])
+            #expect(refused.status == 2 && refused.stderr.contains("--jobs takes a number of engines from 1 to 64, not \(bad)"), "\(refused.stderr)")
+        }
+    }
+
     @Test("the example stream posted, people and the report asked for, and after kill -9 the same answers")
     func postAskRestart() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw TestFailure("curl is not installed") }

@@ -29,14 +29,15 @@ package final class PublishedLines: @unchecked Sendable {
     }
 
     /// Everyone's line at once, under `program` (a start, a policy change):
-    /// `tracker` tells who is in the report and their line states.
-    package func replaceAll(program: Program, personKey: PersonKey, from tracker: ReportChanges) {
+    /// the trackers (one per share of the people) tell who is in the report
+    /// and their line states.
+    package func replaceAll(program: Program, personKey: PersonKey, from trackers: [ReportChanges]) {
         lock.locked {
             writer = ReportWriter(program: program, personKey: personKey, capacity: 4096)
             stride = 1 + writer!.stateWords
             ids = ByteTable(capacity: 1024)
             states = []
-            tracker.forEachShown { id, state in set(id, state) }
+            for tracker in trackers { tracker.forEachShown { id, state in set(id, state) } }
         }
     }
 

@@ -82,13 +82,20 @@ package final class ReportChanges {
     /// Applies a body (`apply` runs it through the engine) and returns the
     /// people whose line changed, in byte order of their ids.
     package func applying(_ apply: () -> Void) -> [Change] {
+        apply()
+        guard let now = engine.clock else { return [] }
+        return changes(now: now)
+    }
+
+    /// The people whose line changed since the last call, in byte order of
+    /// their ids, as of `now`: the engine's clock, or, when it holds one
+    /// share of the people (the service's shards), the latest of all theirs.
+    package func changes(now: Int64) -> [Change] {
         bodies &+= 1
         if bodies == 0 {  // wrapped: every stamp is old again
             for k in lookedIn.indices { lookedIn[k] = 0 }
             bodies = 1
         }
-        apply()
-        guard let now = engine.clock else { return [] }
         // Whom the body's lines reached (the engine kept them as it went)…
         var touched = engine.touched ?? []
         engine.touched = nil
@@ -178,9 +185,10 @@ package final class ReportChanges {
     /// Starts on an engine restored from a checkpoint: what was published
     /// for each person is their line now (after each body, every line that
     /// changed was published), and everyone is queued for their next
-    /// change by time. `forEachShown` then gives everyone's line state.
-    package func resume() {
-        guard let now = engine.clock else { return }
+    /// change by time, as of `now` (as `changes`). `forEachShown` then
+    /// gives everyone's line state.
+    package func resume(now: Int64?) {
+        guard let now else { return }
         for p in 0..<engine.people.count {
             grow(p)
             compare(p, at: now)
@@ -190,12 +198,13 @@ package final class ReportChanges {
     }
 
     /// Takes over from the tracker of the engine this one's replaced (a
-    /// policy change): what was published for each person, by id. Returns
+    /// policy change; the same share of the people): what was published
+    /// for each person, by id, as of `now` (as `changes`). Returns
     /// whose line the change changed (their lines compared as text: the two
     /// policies' line states do not mean the same), and queues everyone for
     /// the next change time alone makes.
-    package func adopt(_ old: ReportChanges?) -> [Change] {
-        guard let now = engine.clock else { return [] }
+    package func adopt(_ old: ReportChanges?, now: Int64?) -> [Change] {
+        guard let now else { return [] }
         found.removeAll()
         for p in 0..<engine.people.count {
             grow(p)

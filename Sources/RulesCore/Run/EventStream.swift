@@ -26,6 +26,19 @@ public struct RunSummary: Sendable {
     /// Lines taken from the stream, blank ones included.
     public var lines: Int { read + blank }
 
+    package init() {}
+
+    /// Adds the counts of another share of the same stream's lines (the
+    /// threads of `--jobs`, the service's shards).
+    package mutating func add(_ other: RunSummary) {
+        read += other.read
+        blank += other.blank
+        applied += other.applied
+        rejected += other.rejected
+        ignoredAfterAsOf += other.ignoredAfterAsOf
+        unknownTypes.merge(other.unknownTypes, uniquingKeysWith: +)
+    }
+
     mutating func countUnknown(_ type: UnsafeBufferPointer<UInt8>) {
         unknownTypes[String(decoding: type, as: UTF8.self), default: 0] += 1
     }
@@ -84,11 +97,15 @@ package enum EventStream {
             checkpointEvery: checkpointEvery, onCheckpoint: onCheckpoint, onReject: onReject)
     }
 
+    /// `shard`: the engine holds one share of the people (the service's
+    /// shards): only the lines whose person it owns are applied, and blank
+    /// and too-long lines are counted by share 0 only.
     package static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
                     progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
                     watch: PersonWatch? = nil,
                     maxRejects: Int? = nil,
                     checkpointEvery: Int = 0, onCheckpoint: ((Int) -> String?)? = nil,
+                    shard: (index: Int, router: ParallelStream.Router)? = nil,
                     onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         var applier = EventApplier(engine: engine, asOf: asOf)
         defer { applier.deallocate() }
@@ -98,6 +115,8 @@ package enum EventStream {
         // person's table slot, the near one (by then the slot is cached) for
         // their state, so the fetches overlap the lines in between.
         var far = LineReader.Lookahead(), near = LineReader.Lookahead()
+        var router = shard?.router
+        let countsUnowned = (shard?.index ?? 0) == 0
         loop: while let line = reader.next() {
             if checkpointEvery > 0, let onCheckpoint, reader.lineNumber > 1, (reader.lineNumber - 1) % checkpointEvery == 0 {
                 // Every line before this one is in the state; this one is not.
@@ -108,6 +127,7 @@ package enum EventStream {
             }
             far.lead -= 1; near.lead -= 1
             if let length = reader.skippedLength {
+                if !countsUnowned { continue }
                 let reason = LineReader.tooLong(length, limit: reader.maxLineBytes)
                 summary.count(.rejected(reason))
                 onReject(Rejection(line: reader.lineNumber, reason: reason), line)
@@ -120,7 +140,8 @@ package enum EventStream {
             while near.lead < Prefetch.stateDistance, let ahead = reader.advance(&near) {
                 if let key = personKey.leadingPerson(ahead) { engine.prefetchState(key) }
             }
-            if isBlank(line) { summary.blank += 1; continue }
+            if isBlank(line) { if countsUnowned { summary.blank += 1 }; continue }
+            if let index = shard?.index, router!.owner(of: line) != index { continue }
             let number = reader.lineNumber
             if number % progressInterval == 0, let onProgress { onProgress(number) }
             let outcome = applier.apply(line: line, number: number)

@@ -129,12 +129,7 @@ package enum ParallelStream {
         var rejections: [(Rejection, [UInt8])] = []
         for w in workers {
             w.wait()
-            summary.read += w.summary.read
-            summary.blank += w.summary.blank
-            summary.applied += w.summary.applied
-            summary.rejected += w.summary.rejected
-            summary.ignoredAfterAsOf += w.summary.ignoredAfterAsOf
-            summary.unknownTypes.merge(w.summary.unknownTypes, uniquingKeysWith: +)
+            summary.add(w.summary)
             rejections += w.rejections
         }
         rejections.sort { $0.0.line < $1.0.line }
@@ -302,14 +297,17 @@ package enum ParallelStream {
     /// streams usually do), else the id a full parse finds (keeping no
     /// field). A line that does not parse belongs to worker 0, which
     /// rejects it with the reason.
-    struct Router {
+    package struct Router {
         var parser: EventParser
         let count: Int
 
-        init(program: Program, personKey: PersonKey, count: Int) {
+        package init(program: Program, personKey: PersonKey, count: Int) {
             parser = EventParser(program: program, personKey: personKey)
             self.count = count
         }
+
+        /// Frees the parser's scratch memory (the router is a struct).
+        package func deallocate() { parser.deallocate() }
 
         mutating func owner(of line: UnsafeBufferPointer<UInt8>) -> Int {
             if count == 1 { return 0 }
@@ -324,7 +322,7 @@ package enum ParallelStream {
         /// division). Not its low bits: each worker's own table of people
         /// places keys by the low bits of the same hash, and a split by them
         /// would leave every worker only half of its slots to use.
-        static func bucket(_ key: UnsafeBufferPointer<UInt8>, _ count: Int) -> Int {
+        package static func bucket(_ key: UnsafeBufferPointer<UInt8>, _ count: Int) -> Int {
             bucket(hash: ByteTable.hash(key), count)
         }
 

@@ -13,7 +13,6 @@ package final class RulesService: @unchecked Sendable {
     let log: EventLog
     /// The engine, the policy and the counts the log's records made.
     private let state: ServedState
-    private var engine: Engine { state.engine }
     private let personKey: PersonKey
     private let corrections: Corrections?
     private let lock = Lock()
@@ -47,13 +46,17 @@ package final class RulesService: @unchecked Sendable {
     /// `named`: the policy named on the command line, compiled to
     /// `program`; a new data directory's log starts with it. An existing
     /// log's records are replayed, policies included.
+    /// Engines the people are split over when not told (`--jobs`): the
+    /// two cores of the machines this is measured on.
+    package static let defaultJobs = 2
+
     package init(policy named: ServedPolicy, program: Program, personKey: PersonKey = .citizen, corrections: Corrections? = nil,
-                 data directory: String) throws {
+                 jobs: Int = RulesService.defaultJobs, data directory: String) throws {
         self.personKey = personKey
         self.corrections = corrections
         let feed = ChangeFeed(personKey: personKey.name)
         let published = PublishedLines()
-        let state = ServedState(personKey: personKey.name, corrections: corrections, feed: feed, published: published)
+        let state = ServedState(personKey: personKey.name, corrections: corrections, feed: feed, published: published, shards: jobs)
         var bodies = 0, changes = 0, first = true
         // A checkpoint, when there is one that reads back: the log's tail
         // is replayed after it.
@@ -267,7 +270,7 @@ package final class RulesService: @unchecked Sendable {
                 return .error(500, "the policy was stored but could not be put in force: \(error)")
             }
             let notes = taken.notes.map(JSONText.quoted).joined(separator: ",")
-            return .json(200, #"{"people":\#(engine.report().count),"changed":\#(taken.changes.count),"notes":[\#(notes)],"diagnostics":[\#(diagnostics)]}"#)
+            return .json(200, #"{"people":\#(state.people),"changed":\#(taken.changes.count),"notes":[\#(notes)],"diagnostics":[\#(diagnostics)]}"#)
         }
     }
 
@@ -332,7 +335,7 @@ package final class RulesService: @unchecked Sendable {
                 return .error(500, "the log could not be read again: \(error)")
             }
         } else {
-            engine.writeReport { bytes += $0 }
+            state.writeReport { bytes += $0 }
         }
         return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-ndjson")], body: bytes)
     }
@@ -344,19 +347,19 @@ package final class RulesService: @unchecked Sendable {
             ("rules_lines_read_total", "Lines read from acknowledged bodies (blank lines not counted).", "counter", state.totals.read),
             ("rules_lines_applied_total", "Lines applied.", "counter", state.totals.applied),
             ("rules_lines_rejected_total", "Lines rejected, each with a reason in its answer.", "counter", state.totals.rejected),
-            ("rules_people", "People in the report.", "gauge", engine.report().count),
+            ("rules_people", "People in the report.", "gauge", state.people),
             ("rules_changes_total", "Events of the change feed (GET /v1/changes).", "counter", feed.lastId),
             ("rules_log_syncs_total", "Syncs of the log since the start (bodies arriving together share one).", "counter", commits.written.syncs),
             ("rules_log_records_total", "Records those syncs made durable.", "counter", commits.written.records),
             ("rules_clock_seconds", "The latest event time, in seconds since 1970 (0 before the first).", "gauge",
-             Int((engine.clock ?? 0) / Timestamp.perSecond)),
+             Int((state.clock ?? 0) / Timestamp.perSecond)),
         ])
     }
 
     /// `GET /v1/health`.
     private func health() -> HTTPResponse {
-        let clock = engine.clock.map { JSONText.quoted(Timestamp.format($0)) } ?? "null"
-        return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(engine.report().count),"lines":\#(state.lines)}"#)
+        let clock = state.clock.map { JSONText.quoted(Timestamp.format($0)) } ?? "null"
+        return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(state.people),"lines":\#(state.lines)}"#)
     }
 }
 

@@ -1,14 +1,22 @@
+import Dispatch
 import RulesCore
 
 /// What the log's records make, one record at a time — the live service's
 /// state, and the past states that `as_of` and explanations replay: a body
-/// is applied; a policy record makes the engine (the first) or replaces
-/// its policy (later ones), carrying people over by name as `rules run
+/// is applied; a policy record makes the engines (the first) or replaces
+/// their policy (later ones), carrying people over by name as `rules run
 /// --resume` does under another policy. Live and replayed, a record goes
 /// through the same code, so a restart makes the same state and numbers
 /// the change feed's events the same.
+///
+/// People are split over `shards` engines by a hash of their id, as
+/// `rules run --jobs` splits them: each body is applied by every shard at
+/// once, each taking its own people's lines, on threads of its own; then
+/// the clock is the latest of theirs, and each shard finds its changed
+/// lines as of it. A person's events all go to one engine in order, so
+/// every line is the one a single engine makes (a test diffs the two on
+/// random policies), and so are the change feed's events and numbers.
 final class ServedState {
-    private(set) var engine: Engine! = nil
     private(set) var policy: ServedPolicy! = nil
     /// Lines of every body so far (lines are numbered across bodies).
     private(set) var lines = 0
@@ -17,24 +25,66 @@ final class ServedState {
     /// they leave (the live service's; a replay has neither).
     private let feed: ChangeFeed?
     private let published: PublishedLines?
-    private var changes: ReportChanges? = nil
     private let personKey: String
     private let corrections: Corrections?
-    /// Called with each new engine (a watch for an explanation).
+    /// Called with each new engine (a watch for an explanation; one shard).
     private let prepare: (Engine) -> PersonWatch?
     private var watch: PersonWatch? = nil
+    private var shards: [Shard] = []
+    private let shardCount: Int
+    private let helpers: ShardThreads
 
-    init(personKey: String, corrections: Corrections?, feed: ChangeFeed?, published: PublishedLines? = nil,
+    /// One share of the people: its engine, the tracker of its changed
+    /// lines, and what the last body did in it (written by the thread that
+    /// applies it, read after).
+    private final class Shard {
+        let engine: Engine
+        var tracker: ReportChanges? = nil
+        var router: ParallelStream.Router?
+        var summary = RunSummary()
+        var rejections: [Rejection] = []
+        var changes: [ReportChanges.Change] = []
+
+        init(_ engine: Engine, router: ParallelStream.Router?) {
+            self.engine = engine
+            self.router = router
+        }
+
+        deinit { router?.deallocate() }
+    }
+
+    init(personKey: String, corrections: Corrections?, feed: ChangeFeed?, published: PublishedLines? = nil, shards: Int = 1,
          prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) {
         self.personKey = personKey
         self.corrections = corrections
         self.feed = feed
         self.published = published
         self.prepare = prepare
+        shardCount = max(1, shards)
+        helpers = ShardThreads(count: shardCount - 1)
     }
 
     struct Refused: Error, CustomStringConvertible {
         var description: String
+    }
+
+    /// The engines, one per shard.
+    var engines: [Engine] { shards.map(\.engine) }
+
+    /// The engine of a state of one shard (replays).
+    var engine: Engine {
+        precondition(shards.count == 1, "one engine is asked for, of a state in shards")
+        return shards[0].engine
+    }
+
+    /// The latest time of any applied event.
+    var clock: Int64? { shards.compactMap(\.engine.clock).max() }
+
+    /// People in the report.
+    var people: Int { shards.reduce(0) { $0 + $1.engine.report().count } }
+
+    func writeReport(to out: (UnsafeRawBufferPointer) -> Void) {
+        Engine.writeReport(engines, asOf: nil, to: out)
     }
 
     /// A policy's program, or why it cannot be one for this service (it
@@ -49,32 +99,47 @@ final class ServedState {
         }
     }
 
+    /// New empty shards for `program`.
+    private func freshShards(_ program: Program) throws -> [Shard] {
+        let key = try PersonKey.named(personKey, for: program).get()
+        return (0..<shardCount).map { _ in
+            let engine = Engine(program: program, personKey: key)
+            if let corrections { engine.enableCorrections(corrections) }
+            return Shard(engine, router: shardCount == 1 ? nil : ParallelStream.Router(program: program, personKey: key, count: shardCount))
+        }
+    }
+
+    private func owner(_ id: UnsafeBufferPointer<UInt8>) -> Int { ParallelStream.Router.bucket(id, shardCount) }
+
     /// Takes a policy record. Returns the notes on what did not carry over
     /// and who changed (nobody for the first policy).
     @discardableResult
     func take(policy: ServedPolicy, program: Program) throws -> (notes: [String], changes: [ReportChanges.Change]) {
-        let key = try PersonKey.named(personKey, for: program).get()
-        let fresh = Engine(program: program, personKey: key)
-        if let corrections { fresh.enableCorrections(corrections) }
+        let fresh = try freshShards(program)
         var notes: [String] = []
-        if let old = engine {
-            switch Checkpoint.restore(Checkpoint.encode([old], lines: lines), into: [fresh]) {
+        if !shards.isEmpty {
+            switch Checkpoint.restore(Checkpoint.encode(engines, lines: lines), into: fresh.map(\.engine), owner: owner) {
             case .success(let info): notes = info.notes
             case .failure(let f): throw Refused(description: "people could not be carried over to the new policy: \(f)")
             }
         }
-        engine = fresh
+        let old = shards
+        shards = fresh
         self.policy = policy
         var changed: [ReportChanges.Change] = []
         if let feed {
-            let tracker = ReportChanges(engine: fresh)
-            changed = tracker.adopt(changes)
-            changes = tracker
+            let now = clock
+            for (k, shard) in shards.enumerated() {
+                let tracker = ReportChanges(engine: shard.engine)
+                shard.changes = tracker.adopt(old.isEmpty ? nil : old[k].tracker, now: now)
+                shard.tracker = tracker
+            }
+            changed = mergedChanges()
             // Line states mean what the new policy's names are: everyone's anew.
-            published?.replaceAll(program: program, personKey: key, from: tracker)
+            published?.replaceAll(program: program, personKey: shards[0].engine.personKey, from: shards.compactMap(\.tracker))
             feed.publish(changed)
         }
-        watch = prepare(fresh)
+        watch = shardCount == 1 ? prepare(shards[0].engine) : nil
         return (notes, changed)
     }
 
@@ -88,20 +153,51 @@ final class ServedState {
     }
 
     /// Takes a body: applies its lines (those after `asOf` not), numbered
-    /// after every earlier body's.
+    /// after every earlier body's; every shard its own people's, at once.
     @discardableResult
     func take(body: [UInt8], asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
-        engine.lineBase = lines
-        var rejections: [Rejection] = []
-        var summary: RunSummary? = nil
-        let apply = {
-            summary = EventStream.run(self.engine, reader: LineReader(bytes: body), asOf: asOf, watch: self.watch) { r, _ in rejections.append(r) }
+        let base = lines, watch = self.watch
+        helpers.run { [shards] k in
+            let shard = shards[k]
+            shard.engine.lineBase = base
+            shard.rejections = []
+            shard.summary = EventStream.run(shard.engine, reader: LineReader(bytes: body), asOf: asOf, watch: watch,
+                                            shard: shard.router.map { (k, $0) }) { r, _ in shard.rejections.append(r) }
         }
-        if let changes { publish(changes.applying(apply)) } else { apply() }
-        let s = summary!
-        lines += s.lines
-        totals = (totals.bodies + 1, totals.read + s.read, totals.applied + s.applied, totals.rejected + s.rejected)
-        return (s, rejections)
+        var summary = RunSummary(), rejections: [Rejection] = []
+        for shard in shards {
+            summary.add(shard.summary)
+            rejections += shard.rejections
+        }
+        if shards.count > 1 { rejections.sort { $0.line < $1.line } }
+        if feed != nil, let now = clock {
+            helpers.run { [shards] k in shards[k].changes = shards[k].tracker!.changes(now: now) }
+            publish(mergedChanges())
+        }
+        lines += summary.lines
+        totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
+        return (summary, rejections)
+    }
+
+    /// The shards' changes, each in byte order of ids, as one list in that
+    /// order (the feed numbers them so, whatever the shards).
+    private func mergedChanges() -> [ReportChanges.Change] {
+        if shards.count == 1 { return shards[0].changes }
+        var merged = shards[0].changes
+        for shard in shards.dropFirst() {
+            let other = shard.changes
+            var out: [ReportChanges.Change] = []
+            out.reserveCapacity(merged.count + other.count)
+            var i = 0, j = 0
+            while i < merged.count && j < other.count {
+                if merged[i].person.lexicographicallyPrecedes(other[j].person) { out.append(merged[i]); i += 1 }
+                else { out.append(other[j]); j += 1 }
+            }
+            out += merged[i...]
+            out += other[j...]
+            merged = out
+        }
+        return merged
     }
 
     func take(_ record: EventLog.Record, asOf: Int64? = nil) throws {
@@ -115,7 +211,7 @@ final class ServedState {
     func checkpoint(logEnd: Int) -> ServiceCheckpoint {
         let (lastId, events) = feed?.kept() ?? (0, [])
         return ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, lastId: lastId, feed: events,
-                                 engine: Checkpoint.encode([engine], lines: lines))
+                                 engine: Checkpoint.encode(engines, lines: lines))
     }
 
     /// Starts from a checkpoint instead of the log's first records.
@@ -125,24 +221,25 @@ final class ServedState {
         case .success(let (compiled, _)): program = compiled
         case .failure(let refused): throw Refused(description: "the checkpoint's policy no longer compiles (\(refused))")
         }
-        let key = try PersonKey.named(personKey, for: program).get()
-        let fresh = Engine(program: program, personKey: key)
-        if let corrections { fresh.enableCorrections(corrections) }
-        if case .failure(let f) = Checkpoint.restore(saved.engine, into: [fresh]) {
+        let fresh = try freshShards(program)
+        if case .failure(let f) = Checkpoint.restore(saved.engine, into: fresh.map(\.engine), owner: owner) {
             throw Refused(description: "the checkpoint's engine does not read back: \(f)")
         }
-        engine = fresh
+        shards = fresh
         policy = saved.policy
         lines = saved.lines
         totals = saved.totals
         if let feed {
             feed.restore(lastId: saved.lastId, events: saved.feed)
-            let tracker = ReportChanges(engine: fresh)
-            tracker.resume()
-            changes = tracker
-            published?.replaceAll(program: program, personKey: key, from: tracker)
+            let now = clock
+            for shard in shards {
+                let tracker = ReportChanges(engine: shard.engine)
+                tracker.resume(now: now)
+                shard.tracker = tracker
+            }
+            published?.replaceAll(program: program, personKey: shards[0].engine.personKey, from: shards.compactMap(\.tracker))
         }
-        watch = prepare(fresh)
+        watch = shardCount == 1 ? prepare(shards[0].engine) : nil
     }
 
     /// One body's (or policy's) changes: to the lines reads get, then to
@@ -154,4 +251,50 @@ final class ServedState {
 
     /// The watch of the latest engine (explanations).
     var currentWatch: PersonWatch? { watch }
+}
+
+/// Threads that run one task per shard at once: shard 0's on the calling
+/// thread, each other shard's on a thread of its own, kept for the
+/// state's life (a body is too short to start threads for).
+private final class ShardThreads: @unchecked Sendable {
+    private final class Helper: @unchecked Sendable {
+        let start = DispatchSemaphore(value: 0)
+        let done = DispatchSemaphore(value: 0)
+        var task: ((Int) -> Void)? = nil
+        var stopping = false
+    }
+
+    private let helpers: [Helper]
+
+    init(count: Int) {
+        helpers = (0..<count).map { _ in Helper() }
+        for (k, helper) in helpers.enumerated() {
+            startThread {
+                while true {
+                    helper.start.wait()
+                    if helper.stopping { return }
+                    helper.task!(k + 1)
+                    helper.task = nil
+                    helper.done.signal()
+                }
+            }
+        }
+    }
+
+    deinit {
+        for helper in helpers {
+            helper.stopping = true
+            helper.start.signal()
+        }
+    }
+
+    /// `task(k)` for every shard k, at once; returns when all are done.
+    func run(_ task: @escaping (Int) -> Void) {
+        for helper in helpers {
+            helper.task = task
+            helper.start.signal()
+        }
+        task(0)
+        for helper in helpers { helper.done.wait() }
+    }
 }
