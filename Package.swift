@@ -37,7 +37,7 @@ let package = Package(
         // dependencies. Only FoundationEssentials is used, which keeps ICU's
         // data out of the binary.
         .executableTarget(
-            name: "rules", dependencies: ["RulesCore", "RulesTooling", "LineEditor"],
+            name: "rules", dependencies: ["RulesCore", "RulesTooling", "LineEditor", "MemoryHints"],
             swiftSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))],
             linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
         ),

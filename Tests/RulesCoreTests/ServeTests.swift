@@ -396,6 +396,35 @@ struct ServeTests {
         return fd
     }
 
+    @Test("a connection's thread runs on 0.1 ms slices after a read and on the default after a write (Linux's EEVDF custom slice)")
+    func readsRunOnShortSlices() throws {
+        let slices = { (pid: pid_t) -> [Int] in
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.compactMap { tid in
+                (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/sched", encoding: .utf8))?
+                    .split(separator: "\n").first { $0.hasPrefix("se.slice") }
+                    .flatMap { Int($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) }
+            }
+        }
+        guard slices(getpid()).first != nil else { return }  // a kernel that shows no slice: nothing to see
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let server = try Server([policy, "--data", data])
+        let fd = Self.connected(server.port)
+        defer { close(fd) }
+        func ask(_ request: String) {
+            _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) }
+            var reply = [UInt8](repeating: 0, count: 4096)
+            _ = recv(fd, &reply, reply.count, 0)
+        }
+        ask("GET /v1/health HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(slices(server.pid).filter { $0 == 100_000 }.count == 1, "\(slices(server.pid))")
+        let body = #"{"citizen":"ann","type":"blood donation","time":"2026-01-02"}"#
+        ask("POST /v1/events HTTP/1.1\r\nHost: h\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(slices(server.pid).filter { $0 == 100_000 }.isEmpty, "\(slices(server.pid))")
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
     @Test("200 slow clients hold half-sent requests while others are answered at once; past --max-connections a client gets 503")
     func slowClients() throws {
         let data = Self.dataDirectory()
