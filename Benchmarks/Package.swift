@@ -12,6 +12,7 @@ let package = Package(
         .executableTarget(name: "generate", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "Hints"),
         .executableTarget(name: "baseline", dependencies: ["Hints"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .executableTarget(name: "serve-load", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .executableTarget(name: "library", dependencies: [.product(name: "RulesCore", package: "rules")]),
     ]
 )

@@ -2,7 +2,7 @@
 # The service's benchmark (issue 16): on the reference workload (our own
 # generator, Benchmarks/), `rules run`'s events per second; then `rules
 # serve` ingesting the same stream in bodies of 1,000 lines, each durable
-# before its answer, from 4 client threads (scripts/serve-load.py), its
+# before its answer, from 4 client threads (Benchmarks/Sources/serve-load), its
 # report checked against `rules run`'s; then GET /v1/people/ID with wrk
 # (1 thread, 8 connections, random people) alone, and again while the
 # stream is ingested flat out. Client and server share this machine.
@@ -18,6 +18,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 echo "building release…" >&2
 swift build -c release >/dev/null
 (cd Benchmarks && { swift build -c release --product generate >/dev/null 2>&1 || { rm -f .build/release/description.json .build/*.yaml; swift build -c release --product generate >/dev/null; }; })
+(cd Benchmarks && swift build -c release --product serve-load >/dev/null)
 rules=.build/release/rules
 policy=Benchmarks/citizen.rules
 stream="$work/events-$events-$people.ndjson"
@@ -51,7 +52,7 @@ LUA
 
 # Ingest alone.
 serve
-ingest=$(python3 scripts/serve-load.py "$port" "$stream" 4 1000)
+ingest=$(Benchmarks/.build/release/serve-load "$port" "$stream" 4 1000)
 curl -s "http://127.0.0.1:$port/v1/report" | cmp -s - "$work/rules.out" || { echo "the served report differs from rules run's" >&2; kill $pid; exit 1; }
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 # Queries alone, on the loaded state.
@@ -63,7 +64,7 @@ serve
 wrk -t1 -c8 -d20s --latency -s "$work/people.lua" "http://127.0.0.1:$port" > "$work/wrk-during.txt" 2>&1 &
 wrk_pid=$!
 sleep 0.5
-during_ingest=$(python3 scripts/serve-load.py "$port" "$stream" 4 1000)
+during_ingest=$(Benchmarks/.build/release/serve-load "$port" "$stream" 4 1000)
 kill -INT $wrk_pid 2>/dev/null || true; wait $wrk_pid 2>/dev/null || true
 kill $pid; wait $pid 2>/dev/null || true
 

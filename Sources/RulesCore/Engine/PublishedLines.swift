@@ -9,46 +9,80 @@
 /// and a bit per name that shows, 16 bytes for most policies) and written
 /// when it is asked for: a copy of every line would cost more per person
 /// than the engine's own state.
+///
+/// People are kept by share, as the engines hold them (the service's
+/// shards): a read finds the share by the id's hash, as the engines were
+/// given their people; a change is set by the person's number in its
+/// engine, so a body's changes cost no hashing but for people new here.
 package final class PublishedLines: @unchecked Sendable {
     private let lock = Lock()
     private var writer: ReportWriter? = nil
-    private var ids = ByteTable(capacity: 1024)
-    /// By id (in `ids`): 1 when the person is in the report, then their
-    /// line state (`stride` words in all).
-    private var states: [UInt64] = []
+    private var shares: [Share] = [Share(stride: 1)]
     private var stride = 1
+
+    /// One engine's people.
+    private struct Share {
+        var ids = ByteTable(capacity: 1024)
+        /// By id (in `ids`): 1 when the person is in the report, then their
+        /// line state (`stride` words in all).
+        var states: [UInt64] = []
+        /// By the person's number in the engine: their id here, -1 when
+        /// none yet.
+        var byEngine: [Int32] = []
+        let stride: Int
+
+        init(stride: Int) { self.stride = stride }
+
+        mutating func set<S: Collection>(_ person: UnsafeBufferPointer<UInt8>, engineIndex p: Int, _ state: S?) where S.Element == UInt64 {
+            if byEngine.count <= p { byEngine += repeatElement(-1, count: max(p + 1, 2 * byEngine.count) - byEngine.count) }
+            var id = Int(byEngine[p])
+            if id < 0 {
+                id = ids.intern(person).id
+                if states.count < (id + 1) * stride { states += repeatElement(0, count: (id + 1) * stride - states.count) }
+                byEngine[p] = Int32(id)
+            }
+            let at = id * stride
+            guard let state else { states[at] = 0; return }
+            states[at] = 1
+            var k = at + 1
+            for word in state { states[k] = word; k += 1 }
+        }
+    }
 
     package init() {}
 
-    /// Sets the changed lines (a person who left the report is removed).
-    package func update(_ changes: [ReportChanges.Change]) {
-        guard !changes.isEmpty else { return }
+    /// Sets the changed lines of the people of share `share` (a person who
+    /// left the report is removed).
+    package func update(_ changes: [ReportChanges.Change], share: Int = 0) {
+        var all = Array(repeating: [ReportChanges.Change](), count: share + 1)
+        all[share] = changes
+        update(all)
+    }
+
+    /// Sets each share's changed lines (`changes[k]`: share k's), all at
+    /// once for reads.
+    package func update(_ changes: [[ReportChanges.Change]]) {
+        guard changes.contains(where: { !$0.isEmpty }) else { return }
         lock.locked {
-            for change in changes { change.person.withUnsafeBufferPointer { set($0, change.state) } }
+            for (k, list) in changes.enumerated() {
+                for change in list { change.person.withUnsafeBufferPointer { shares[k].set($0, engineIndex: change.index, change.state) } }
+            }
         }
     }
 
     /// Everyone's line at once, under `program` (a start, a policy change):
-    /// the trackers (one per share of the people) tell who is in the report
-    /// and their line states.
+    /// the trackers (one per share of the people, in the order of the
+    /// shares) tell who is in the report and their line states.
     package func replaceAll(program: Program, personKey: PersonKey, from trackers: [ReportChanges]) {
         lock.locked {
             writer = ReportWriter(program: program, personKey: personKey, capacity: 4096)
             stride = 1 + writer!.stateWords
-            ids = ByteTable(capacity: 1024)
-            states = []
-            for tracker in trackers { tracker.forEachShown { id, state in set(id, state) } }
+            shares = trackers.map { tracker in
+                var share = Share(stride: stride)
+                tracker.forEachShown { p, id, state in share.set(id, engineIndex: p, state) }
+                return share
+            }
         }
-    }
-
-    private func set<S: Collection>(_ person: UnsafeBufferPointer<UInt8>, _ state: S?) where S.Element == UInt64 {
-        let (id, isNew) = ids.intern(person)
-        if isNew { states += repeatElement(0, count: stride) }
-        let at = id * stride
-        guard let state else { states[at] = 0; return }
-        states[at] = 1
-        var k = at + 1
-        for word in state { states[k] = word; k += 1 }
     }
 
     /// The person's line (no newline), or nil when they are not in the
@@ -57,9 +91,10 @@ package final class PublishedLines: @unchecked Sendable {
         var key = person
         return key.withUTF8 { key in
             lock.locked { () -> [UInt8]? in
-                guard let writer, let id = ids.find(key), states[id * stride] != 0 else { return nil }
+                let share = shares[shares.count == 1 ? 0 : ParallelStream.Router.bucket(key, shares.count)]
+                guard let writer, let id = share.ids.find(key), share.states[id * stride] != 0 else { return nil }
                 writer.removeAll()
-                states.withUnsafeBufferPointer { writer.appendLine(id: key, state: $0.baseAddress! + id * stride + 1) }
+                share.states.withUnsafeBufferPointer { writer.appendLine(id: key, state: $0.baseAddress! + id * stride + 1) }
                 writer.dropLast()
                 return Array(writer.bytes)
             }

@@ -1,3 +1,4 @@
+import MemoryHints
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -21,17 +22,20 @@ package final class ReportChanges {
     /// One changed line: the person's id and their new report line (no
     /// newline), or nil when they left the report (every event retracted).
     /// `state` is the new line's line state (`ReportWriter.lineState`), for
-    /// `PublishedLines`. All are slices of buffers shared by a body's
+    /// `PublishedLines`, and `index` the person's number in the engine
+    /// (-1: not known). All are slices of buffers shared by a body's
     /// changes: a body's changes cost a few allocations, not a few each.
     package struct Change: Equatable {
         package var person: ArraySlice<UInt8>
         package var line: ArraySlice<UInt8>?
         package var state: ArraySlice<UInt64>? = nil
+        package var index = -1
 
-        package init(person: ArraySlice<UInt8>, line: ArraySlice<UInt8>?, state: ArraySlice<UInt64>? = nil) {
+        package init(person: ArraySlice<UInt8>, line: ArraySlice<UInt8>?, state: ArraySlice<UInt64>? = nil, index: Int = -1) {
             self.person = person
             self.line = line
             self.state = state
+            self.index = index
         }
 
         /// The same change: the same person and line (the state is how the
@@ -50,20 +54,22 @@ package final class ReportChanges {
     /// (time, person): the person's line may change by then. Stale entries
     /// (a person woken earlier since) are skipped when they come up.
     private var due = WakeQueue()
-    /// By person: the time of their live entry in `due`, or `Int64.max`.
-    private var wake: [Int64] = []
-    /// By person, `stride` words: 1 when they are in the report as last
-    /// published (0: not), then the line state published for them. A body
-    /// compares each line state it may have changed with it, exactly, and
-    /// writes a line only when it changed.
-    private var shown: [UInt64] = []
+    /// By person, one row of `stride` words, so that a person's look costs
+    /// one cache line of the tracker's: the number of the last body that
+    /// looked at them (each person's line is looked at once per body); the
+    /// time of their live entry in `due` (`Int64.max`: none); 1 when they
+    /// are in the report as last published (0: not); then the line state
+    /// published for them. A body compares each line state it may have
+    /// changed with it, exactly, and writes a line only when it changed.
+    private var rows: [UInt64] = []
     private let stride: Int
-    /// One person's line state as of now, while it is compared.
+    private static let lookedInWord = 0, wakeWord = 1, shownWord = 2, stateWord = 3
+    /// One person's line state as of now, while it is compared (the shown
+    /// flag and the state, as in a row).
     private var current: [UInt64]
-    /// By person: the number of the last body that looked at them (each
-    /// person's line is looked at once per body).
-    private var lookedIn: [UInt32] = []
-    private var bodies: UInt32 = 0
+    private var bodies: UInt64 = 0
+    /// People in `rows`.
+    private var people = 0
     /// Scratch, kept between bodies: whom this body looks at; the changed
     /// ids and lines, one after the other, and where each is.
     private var look: [Int] = []
@@ -73,8 +79,8 @@ package final class ReportChanges {
         self.engine = engine
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         windows = engine.program.policy.bufferReadWindows
-        stride = 1 + writer.stateWords
-        current = Array(repeating: 0, count: stride)
+        stride = Self.stateWord + writer.stateWords
+        current = Array(repeating: 0, count: 1 + writer.stateWords)
         found = Found(stateWords: writer.stateWords)
         engine.touched = []
     }
@@ -92,25 +98,31 @@ package final class ReportChanges {
     /// share of the people (the service's shards), the latest of all theirs.
     package func changes(now: Int64) -> [Change] {
         bodies &+= 1
-        if bodies == 0 {  // wrapped: every stamp is old again
-            for k in lookedIn.indices { lookedIn[k] = 0 }
-            bodies = 1
-        }
         // Whom the body's lines reached (the engine kept them as it went)…
         var touched = engine.touched ?? []
         engine.touched = nil
-        for p in touched { mark(p) }
+        grow(engine.people.count - 1)
+        for (k, p) in touched.enumerated() {
+            if k + Prefetch.stateDistance < touched.count { prefetchRow(touched[k + Prefetch.stateDistance]) }
+            mark(p)
+        }
         touched.removeAll(keepingCapacity: true)
         engine.touched = touched
         // …and those whom time alone reached.
         while let (time, p) = due.peek(), time <= now {
             due.pop()
-            guard wake[p] == time else { continue }
-            wake[p] = .max
+            guard wakeTime(p) == time else { continue }
+            setWake(p, .max)
             mark(p)
         }
         found.removeAll()
-        for p in look {
+        // Each person's state is a cache miss (they were applied a body
+        // ago, and their window entries maybe never): asked for ahead, as
+        // the report does.
+        for k in look.indices {
+            engine.prefetchForReport(look, k)
+            if k + Prefetch.reportSecondDistance < look.count { prefetchRow(look[k + Prefetch.reportSecondDistance]) }
+            let p = look[k]
             compare(p, at: now)
             reschedule(p, after: now)
         }
@@ -118,11 +130,23 @@ package final class ReportChanges {
         return found.sortedChanges()
     }
 
+    @inline(__always)
+    private func prefetchRow(_ p: Int) {
+        rows.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + p &* stride) }
+    }
+
+    @inline(__always)
+    private func wakeTime(_ p: Int) -> Int64 { Int64(bitPattern: rows[p &* stride &+ Self.wakeWord]) }
+
+    @inline(__always)
+    private func setWake(_ p: Int, _ time: Int64) { rows[p &* stride &+ Self.wakeWord] = UInt64(bitPattern: time) }
+
     /// Adds person `p` to this body's look, once.
+    @inline(__always)
     private func mark(_ p: Int) {
-        grow(p)
-        guard lookedIn[p] != bodies else { return }
-        lookedIn[p] = bodies
+        let at = p &* stride &+ Self.lookedInWord
+        guard rows[at] != bodies else { return }
+        rows[at] = bodies
         look.append(p)
     }
 
@@ -134,29 +158,31 @@ package final class ReportChanges {
         current.withUnsafeMutableBufferPointer { state in
             state[0] = present ? 1 : 0
             if present { writer.lineState(engine, person: p, at: time, into: state.baseAddress! + 1) }
-            else { for w in 1..<stride { state[w] = 0 } }
+            else { for w in 1..<state.count { state[w] = 0 } }
         }
-        let at = p * stride
-        let same = shown.withUnsafeBufferPointer { all in current.withUnsafeBufferPointer { memcmp(all.baseAddress! + at, $0.baseAddress!, 8 * stride) == 0 } }
+        let at = p &* stride &+ Self.shownWord, words = current.count
+        let same = rows.withUnsafeBufferPointer { all in current.withUnsafeBufferPointer { now in
+            (0..<words).allSatisfy { all[at &+ $0] == now[$0] }
+        } }
         if same { return false }
-        shown.withUnsafeMutableBufferPointer { all in current.withUnsafeBufferPointer { (all.baseAddress! + at).update(from: $0.baseAddress!, count: stride) } }
+        rows.withUnsafeMutableBufferPointer { all in current.withUnsafeBufferPointer { (all.baseAddress! + at).update(from: $0.baseAddress!, count: words) } }
         engine.people.withKey(p) { id in
-            if !present { return found.append(id, line: nil, state: nil) }
+            if !present { return found.append(id, person: p, line: nil, state: nil) }
             writer.removeAll()
             current.withUnsafeBufferPointer { writer.appendLine(id: id, state: $0.baseAddress! + 1) }
             writer.dropLast()
-            current.withUnsafeBufferPointer { found.append(id, line: writer.bytes, state: UnsafeBufferPointer(rebasing: $0[1...])) }
+            current.withUnsafeBufferPointer { found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(rebasing: $0[1...])) }
         }
         return true
     }
 
-    /// Calls `each` with the id and line state of everyone in the report as
+    /// Calls `each` with the number, id and line state of everyone in the report as
     /// last published (to publish them all: a start from a checkpoint, a
     /// policy change).
-    package func forEachShown(_ each: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt64>) -> Void) {
-        shown.withUnsafeBufferPointer { all in
-            for p in 0..<min(engine.people.count, all.count / stride) where all[p * stride] != 0 {
-                engine.people.withKey(p) { each($0, UnsafeBufferPointer(rebasing: all[(p * stride + 1)..<((p + 1) * stride)])) }
+    package func forEachShown(_ each: (_ person: Int, _ id: UnsafeBufferPointer<UInt8>, _ state: UnsafeBufferPointer<UInt64>) -> Void) {
+        rows.withUnsafeBufferPointer { all in
+            for p in 0..<min(engine.people.count, people) where all[p * stride + Self.shownWord] != 0 {
+                engine.people.withKey(p) { each(p, $0, UnsafeBufferPointer(rebasing: all[(p * stride + Self.stateWord)..<((p + 1) * stride)])) }
             }
         }
     }
@@ -164,22 +190,28 @@ package final class ReportChanges {
     /// The report line (no newline) last published for person `p`, nil when
     /// none: what a policy change compares with the new policy's line.
     private func shownLine(_ p: Int) -> [UInt8]? {
-        guard p * stride < shown.count, shown[p * stride] != 0 else { return nil }
+        guard p < people, rows[p * stride + Self.shownWord] != 0 else { return nil }
         writer.removeAll()
-        shown.withUnsafeBufferPointer { all in
-            engine.people.withKey(p) { writer.appendLine(id: $0, state: all.baseAddress! + p * stride + 1) }
+        rows.withUnsafeBufferPointer { all in
+            engine.people.withKey(p) { writer.appendLine(id: $0, state: all.baseAddress! + p * stride + Self.stateWord) }
         }
         writer.dropLast()
         return Array(UnsafeRawBufferPointer(writer.bytes))
     }
 
+    /// Rows for people up to `p` (new rows: not looked at, no wake, not
+    /// shown).
     private func grow(_ p: Int) {
-        if wake.count <= p {
-            let size = max(p + 1, 2 * wake.count)
-            wake += repeatElement(.max, count: size - wake.count)
-            shown += repeatElement(0, count: size * stride - shown.count)
-            lookedIn += repeatElement(0, count: size - lookedIn.count)
+        guard p >= people else { return }
+        if rows.capacity < (p + 1) * stride {
+            rows.reserveCapacity(max(p + 1, 2 * people) * stride)  // doubling: no copy per body
         }
+        for _ in people...p {
+            rows.append(0)
+            rows.append(UInt64(bitPattern: .max))
+            rows += repeatElement(0, count: stride - Self.shownWord)
+        }
+        people = p + 1
     }
 
     /// Starts on an engine restored from a checkpoint: what was published
@@ -221,8 +253,8 @@ package final class ReportChanges {
     /// can change by time alone, unless an earlier wake is queued already
     /// (it looks again then, and queues the next).
     private func reschedule(_ p: Int, after time: Int64) {
-        guard let next = nextChange(of: p, after: time), next < wake[p] else { return }
-        wake[p] = next
+        guard let next = nextChange(of: p, after: time), next < wakeTime(p) else { return }
+        setWake(p, next)
         due.push(next, p)
     }
 
@@ -255,7 +287,7 @@ private struct Found {
     private var bytes: [UInt8] = []
     /// Where each id starts and ends, and its line's end (the line follows
     /// the id; -1: no line, the person left the report).
-    private var items: [(start: Int, idEnd: Int, lineEnd: Int, state: Int)] = []
+    private var items: [(start: Int, idEnd: Int, lineEnd: Int, state: Int, person: Int)] = []
 
     /// The changed people's line states, `stateWords` each.
     private var states: [UInt64] = []
@@ -269,12 +301,12 @@ private struct Found {
         states.removeAll(keepingCapacity: true)
     }
 
-    mutating func append(_ id: UnsafeBufferPointer<UInt8>, line: UnsafeRawBufferPointer?, state: UnsafeBufferPointer<UInt64>?) {
+    mutating func append(_ id: UnsafeBufferPointer<UInt8>, person: Int, line: UnsafeRawBufferPointer?, state: UnsafeBufferPointer<UInt64>?) {
         let start = bytes.count
         bytes.append(contentsOf: id)
         let idEnd = bytes.count
         if let line { bytes.append(contentsOf: line) }
-        items.append((start, idEnd, line == nil ? -1 : bytes.count, states.count))
+        items.append((start, idEnd, line == nil ? -1 : bytes.count, states.count, person))
         if let state { states.append(contentsOf: state) }
     }
 
@@ -309,7 +341,7 @@ private struct Found {
         let all = bytes, words = states
         let changes = items.map { item in
             ReportChanges.Change(person: all[item.start..<item.idEnd], line: item.lineEnd < 0 ? nil : all[item.idEnd..<item.lineEnd],
-                                 state: item.lineEnd < 0 ? nil : words[item.state..<(item.state + stateWords)])
+                                 state: item.lineEnd < 0 ? nil : words[item.state..<(item.state + stateWords)], index: item.person)
         }
         bytes = []
         bytes.reserveCapacity(all.count)

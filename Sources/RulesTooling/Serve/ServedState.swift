@@ -172,7 +172,8 @@ final class ServedState {
         if shards.count > 1 { rejections.sort { $0.line < $1.line } }
         if feed != nil, let now = clock {
             helpers.run { [shards] k in shards[k].changes = shards[k].tracker!.changes(now: now) }
-            publish(mergedChanges())
+            published?.update(shards.map(\.changes))
+            feed?.publish(mergedChanges())
         }
         lines += summary.lines
         totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
@@ -240,13 +241,6 @@ final class ServedState {
             published?.replaceAll(program: program, personKey: shards[0].engine.personKey, from: shards.compactMap(\.tracker))
         }
         watch = shardCount == 1 ? prepare(shards[0].engine) : nil
-    }
-
-    /// One body's (or policy's) changes: to the lines reads get, then to
-    /// the feed.
-    private func publish(_ changed: [ReportChanges.Change]) {
-        published?.update(changed)
-        feed?.publish(changed)
     }
 
     /// The watch of the latest engine (explanations).
