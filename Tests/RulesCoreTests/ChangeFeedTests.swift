@@ -48,8 +48,8 @@ struct ChangeFeedTests {
                 let people = Set(before.keys).union(after.keys).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
                     .filter { before[$0] != after[$0] }
                 let expected = people.map { ReportChanges.Change(person: $0, line: after[$0]) }
-                #expect(changes == expected, "seed \(seed), lines \(k + 1)...\(end)\n\(c.repro)")
-                published.update(changes)
+                #expect(changes.changes == expected, "seed \(seed), lines \(k + 1)...\(end)\n\(c.repro)")
+                published.update([changes])
                 for person in people {
                     let line = published.line(of: person).map { String(decoding: $0, as: UTF8.self) }
                     #expect(line == after[person], "lookup of \(person), seed \(seed)\n\(c.repro)")
@@ -82,7 +82,7 @@ struct ChangeFeedKeptTests {
         let line = #"{"citizen":"p","score":1000,"flags":[],"denied":[],"granted":[]}"#
         // Each event is 8 + 6 + the line + 2 bytes: 80 here; 250 bytes keep three.
         let feed = ChangeFeed(personKey: "citizen", keptBytes: 250)
-        for k in 1...10 { feed.publish([ReportChanges.Change(person: "p\(k)", line: line)]) }
+        for k in 1...10 { feed.publish(MergedChanges([ReportChanges.Change(person: "p\(k)", line: line)])) }
         #expect(feed.lastId == 10)
         #expect(feed.kept().events.map(\.id) == [8, 9, 10])
         let inside = Self.catchUp(feed, after: 7)
@@ -94,7 +94,7 @@ struct ChangeFeedKeptTests {
         // A new client gets what comes from now on.
         #expect(!Self.catchUp(feed, after: nil).contains("id: "))
         // Removed people: an event of their own kind.
-        feed.publish([ReportChanges.Change(person: "p1", line: nil)])
+        feed.publish(MergedChanges([ReportChanges.Change(person: "p1", line: nil)]))
         #expect(Self.catchUp(feed, after: 10).contains("id: 11\nevent: removed\ndata: {\"citizen\":\"p1\"}\n\n"))
     }
 
@@ -112,7 +112,7 @@ struct ChangeFeedKeptTests {
         let body = [0, 63, 64, 69].map { #"{"citizen":"a","time":"2026-01-01","type":"e","n":\#($0)}"# }
             + [#"{"citizen":"b","time":"2026-01-02","type":"e","n":65}"#]
         let changes = tracker.applying { _ = EventStream.run(engine, reader: LineReader(bytes: Array(body.map { $0 + "\n" }.joined().utf8)), asOf: nil) { _, _ in } }
-        published.update(changes)
+        published.update([changes])
         let report = ChangeFeedTests.lines(engine)
         #expect(report["a"]?.contains(#""flags":["f0","f63","f64","f69"]"#) == true, "\(report)")
         #expect(report["a"]?.contains(#""denied":["travel"]"#) == true)

@@ -115,6 +115,38 @@ struct ReliabilityTests {
         }
     }
 
+    @Test("a checksum and a file given in pieces, however cut, are the checksum and the file given whole")
+    func piecesAreTheWhole() throws {
+        var rng = HotPathTests.Rng(state: 11)
+        let path = NSTemporaryDirectory() + "rules-pieces-\(getpid())"
+        defer { unlink(path) }
+        for n in [0, 1, 7, 8, 9, 63, 64, 1000, (1 << 20) + 13, 3 << 20] {
+            let bytes = (0..<n).map { _ in UInt8(rng.below(256)) }
+            // Cut at random places, pieces of 0 to 20 bytes and some of
+            // over a megabyte (written past the file's buffer).
+            var cuts: [Range<Int>] = [], at = 0
+            while at < n {
+                let size = rng.below(10) == 0 ? rng.below(2 << 20) : rng.below(21)
+                cuts.append(at..<min(n, at + size))
+                at = min(n, at + size)
+            }
+            var sum = Hashing.Checksum(count: n)
+            bytes.withUnsafeBytes { all in for cut in cuts { sum.add(UnsafeRawBufferPointer(rebasing: all[cut])) } }
+            #expect(sum.value == Hashing.checksum(bytes), "\(n) bytes in \(cuts.count) pieces")
+            #expect(Checkpoint.writeFile(to: path) { file in
+                bytes.withUnsafeBytes { all in for cut in cuts { file.write(UnsafeRawBufferPointer(rebasing: all[cut])) } }
+            } == nil)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(bytes), "\(n) bytes written in \(cuts.count) pieces")
+        }
+        // A byte that differs changes the checksum, wherever it is.
+        let bytes = (0..<100).map { UInt8($0) }
+        for k in [0, 7, 8, 50, 99] {
+            var other = bytes
+            other[k] ^= 1
+            #expect(Hashing.checksum(other) != Hashing.checksum(bytes))
+        }
+    }
+
     @Test("a parallel run saves the same checkpoint as one thread and resumes from it")
     func parallelCheckpoint() throws {
         let program = try compileOrFail(Self.policy)

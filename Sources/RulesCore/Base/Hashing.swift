@@ -15,20 +15,55 @@ package enum Hashing {
     /// changes it but for a chance of 2⁻⁶⁴; it is not a defence against
     /// someone who wants a collision.
     package static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        let m: UInt64 = 0x9E37_79B9_7F4A_7C15
-        var h: UInt64 = 0x243F_6A88_85A3_08D3 ^ UInt64(bytes.count)
-        var at = 0
-        while at + 8 <= bytes.count {
-            h = (h ^ bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian) &* m
+        var sum = Checksum(count: bytes.count)
+        sum.add(bytes)
+        return sum.value
+    }
+
+    /// `checksum` of bytes given in pieces (a checkpoint written as it is
+    /// made), whose total `count` is known at the start: the same value as
+    /// `checksum` of them all at once, however they are cut.
+    package struct Checksum {
+        private static let m: UInt64 = 0x9E37_79B9_7F4A_7C15
+        private var h: UInt64
+        /// Bytes of a word not yet whole, and how many (0 to 7).
+        private var pending: UInt64 = 0
+        private var pendingCount = 0
+
+        package init(count: Int) { h = 0x243F_6A88_85A3_08D3 ^ UInt64(count) }
+
+        @inline(__always)
+        private mutating func mix(_ word: UInt64) {
+            h = (h ^ word) &* Self.m
             h ^= h >> 29
-            at += 8
         }
-        var last: UInt64 = 0
-        for k in at..<bytes.count { last |= UInt64(bytes[k]) << (8 * UInt64(k - at)) }
-        h = (h ^ last) &* m
-        h ^= h >> 32
-        h = h &* 0xC4CE_B9FE_1A85_EC53
-        return h ^ (h >> 29)
+
+        package mutating func add(_ bytes: UnsafeRawBufferPointer) {
+            var at = 0
+            while pendingCount > 0 && at < bytes.count {
+                pending |= UInt64(bytes[at]) << (8 * UInt64(pendingCount))
+                pendingCount += 1
+                at += 1
+                if pendingCount == 8 { mix(pending); pending = 0; pendingCount = 0 }
+            }
+            while at + 8 <= bytes.count {
+                mix(bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian)
+                at += 8
+            }
+            while at < bytes.count {
+                pending |= UInt64(bytes[at]) << (8 * UInt64(pendingCount))
+                pendingCount += 1
+                at += 1
+            }
+        }
+
+        /// The checksum of every byte added (which must be `count` of them).
+        package var value: UInt64 {
+            var h = (self.h ^ pending) &* Self.m
+            h ^= h >> 32
+            h = h &* 0xC4CE_B9FE_1A85_EC53
+            return h ^ (h >> 29)
+        }
     }
 
     package static func checksum(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { checksum($0) } }

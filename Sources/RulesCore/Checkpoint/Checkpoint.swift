@@ -71,7 +71,12 @@ public enum Checkpoint {
         w.bytes(magic)
         w.u32(version)
         w.u64(engines[0].program.fingerprint)
-        var body = ByteWriter()
+        // The body's length goes before it: written once it is known, so
+        // that the body is made in place, not made and then copied.
+        let lengthAt = w.out.count
+        w.u64(0)
+        var body = w
+        w = ByteWriter()
         body.int(lines)
         let clock = engines.compactMap(\.clock).max()
         body.int(clock == nil ? 0 : 1)
@@ -145,8 +150,10 @@ public enum Checkpoint {
             body.int(stat.count)
             body.int(stat.firstLine)
         }
-        w.u64(UInt64(body.out.count))
-        w.bytes(body.out)
+        w = body
+        withUnsafeBytes(of: UInt64(w.out.count - lengthAt - 8).littleEndian) { length in
+            for k in 0..<8 { w.out[lengthAt + k] = length[k] }
+        }
         w.u64(Hashing.fnv1a(w.out))
         return w.out
     }
@@ -155,19 +162,21 @@ public enum Checkpoint {
     /// the previous file or the new one, whole: a temporary file next to it,
     /// flushed to disk, renamed over it, and the directory flushed.
     public static func writeFile(_ bytes: [UInt8], to path: String) -> Failure? {
+        writeFile(to: path) { file in bytes.withUnsafeBytes { file.write($0) } }
+    }
+
+    /// The same, the bytes given in pieces by `produce` as it makes them, so
+    /// that a file as big as the engine's state is never whole in memory.
+    package static func writeFile(to path: String, _ produce: (inout FileSink) -> Void) -> Failure? {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { return Failure(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 {
-                let reason = String(cString: strerror(errno))
-                close(fd); unlink(temporary)
-                return Failure(description: "cannot write \(temporary): \(reason)")
-            }
-            written += n
+        var file = FileSink(fd: fd)
+        produce(&file)
+        file.flush()
+        if let reason = file.failure {
+            close(fd); unlink(temporary)
+            return Failure(description: "cannot write \(temporary): \(reason)")
         }
         guard fsync(fd) == 0, close(fd) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -417,6 +426,46 @@ public enum Checkpoint {
 }
 
 /// Little-endian fixed-width encoding.
+/// A file written through a buffer of its own (`Checkpoint.writeFile`):
+/// pieces of any size, one `write` per megabyte. The first failure is kept
+/// and what follows it is dropped; the caller reports it.
+package struct FileSink {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private static let size = 1 << 20
+    private(set) var failure: String? = nil
+
+    init(fd: Int32) {
+        self.fd = fd
+        buffer.reserveCapacity(Self.size)
+    }
+
+    package mutating func write(_ bytes: UnsafeRawBufferPointer) {
+        if buffer.count + bytes.count > Self.size { flush() }
+        if bytes.count >= Self.size { return put(bytes) }
+        buffer.append(contentsOf: bytes)
+    }
+
+    package mutating func write(_ bytes: [UInt8]) { bytes.withUnsafeBytes { write($0) } }
+
+    mutating func flush() {
+        buffer.withUnsafeBytes { put($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        var written = 0
+        while failure == nil && written < bytes.count {
+            let n = systemWrite(fd, bytes.baseAddress! + written, bytes.count - written)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { failure = n == 0 ? "nothing was written" : String(cString: strerror(errno)) }
+            else { written += n }
+        }
+    }
+}
+
+private func systemWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int { write(fd, bytes, count) }
+
 struct ByteWriter {
     var out: [UInt8] = []
     mutating func bytes<C: Collection>(_ b: C) where C.Element == UInt8 { out.append(contentsOf: b) }

@@ -51,21 +51,16 @@ package final class PublishedLines: @unchecked Sendable {
 
     package init() {}
 
-    /// Sets the changed lines of the people of share `share` (a person who
-    /// left the report is removed).
-    package func update(_ changes: [ReportChanges.Change], share: Int = 0) {
-        var all = Array(repeating: [ReportChanges.Change](), count: share + 1)
-        all[share] = changes
-        update(all)
-    }
-
-    /// Sets each share's changed lines (`changes[k]`: share k's), all at
-    /// once for reads.
-    package func update(_ changes: [[ReportChanges.Change]]) {
+    /// Sets each share's changed lines (`changes[k]`: share k's, a person
+    /// who left the report removed), all at once for reads.
+    package func update(_ changes: [ChangeList]) {
         guard changes.contains(where: { !$0.isEmpty }) else { return }
         lock.locked {
             for (k, list) in changes.enumerated() {
-                for change in list { change.person.withUnsafeBufferPointer { shares[k].set($0, engineIndex: change.index, change.state) } }
+                for c in 0..<list.count {
+                    let change = list.view(c)
+                    shares[k].set(change.person, engineIndex: change.index, change.state)
+                }
             }
         }
     }

@@ -19,34 +19,6 @@ import Darwin
 /// as of the clock before and after the body: the change is exactly the
 /// difference between two `GET /v1/people/ID` answers.
 package final class ReportChanges {
-    /// One changed line: the person's id and their new report line (no
-    /// newline), or nil when they left the report (every event retracted).
-    /// `state` is the new line's line state (`ReportWriter.lineState`), for
-    /// `PublishedLines`, and `index` the person's number in the engine
-    /// (-1: not known). All are slices of buffers shared by a body's
-    /// changes: a body's changes cost a few allocations, not a few each.
-    package struct Change: Equatable {
-        package var person: ArraySlice<UInt8>
-        package var line: ArraySlice<UInt8>?
-        package var state: ArraySlice<UInt64>? = nil
-        package var index = -1
-
-        package init(person: ArraySlice<UInt8>, line: ArraySlice<UInt8>?, state: ArraySlice<UInt64>? = nil, index: Int = -1) {
-            self.person = person
-            self.line = line
-            self.state = state
-            self.index = index
-        }
-
-        /// The same change: the same person and line (the state is how the
-        /// line is kept, not more of it).
-        package static func == (a: Change, b: Change) -> Bool { a.person == b.person && a.line == b.line }
-
-        package init(person: String, line: String?) {
-            self.init(person: Array(person.utf8)[...], line: line.map { Array($0.utf8)[...] })
-        }
-    }
-
     private let engine: Engine
     private let writer: ReportWriter
     /// By buffer: the windows that read it, shortest first.
@@ -87,16 +59,16 @@ package final class ReportChanges {
 
     /// Applies a body (`apply` runs it through the engine) and returns the
     /// people whose line changed, in byte order of their ids.
-    package func applying(_ apply: () -> Void) -> [Change] {
+    package func applying(_ apply: () -> Void) -> ChangeList {
         apply()
-        guard let now = engine.clock else { return [] }
+        guard let now = engine.clock else { return ChangeList([]) }
         return changes(now: now)
     }
 
     /// The people whose line changed since the last call, in byte order of
     /// their ids, as of `now`: the engine's clock, or, when it holds one
     /// share of the people (the service's shards), the latest of all theirs.
-    package func changes(now: Int64) -> [Change] {
+    package func changes(now: Int64) -> ChangeList {
         bodies &+= 1
         // Whom the body's lines reached (the engine kept them as it went)…
         var touched = engine.touched ?? []
@@ -235,8 +207,8 @@ package final class ReportChanges {
     /// whose line the change changed (their lines compared as text: the two
     /// policies' line states do not mean the same), and queues everyone for
     /// the next change time alone makes.
-    package func adopt(_ old: ReportChanges?, now: Int64?) -> [Change] {
-        guard let now else { return [] }
+    package func adopt(_ old: ReportChanges?, now: Int64?) -> ChangeList {
+        guard let now else { return ChangeList([]) }
         found.removeAll()
         for p in 0..<engine.people.count {
             grow(p)
@@ -282,13 +254,10 @@ package final class ReportChanges {
 }
 
 /// The changed lines of one body as they are found: ids and lines in one
-/// buffer, then handed out sorted by id, as slices of it.
+/// buffer, then handed out sorted by id, as a `ChangeList`.
 private struct Found {
     private var bytes: [UInt8] = []
-    /// Where each id starts and ends, and its line's end (the line follows
-    /// the id; -1: no line, the person left the report).
-    private var items: [(start: Int, idEnd: Int, lineEnd: Int, state: Int, person: Int)] = []
-
+    private var items: [ChangeList.Item] = []
     /// The changed people's line states, `stateWords` each.
     private var states: [UInt64] = []
     let stateWords: Int
@@ -306,7 +275,7 @@ private struct Found {
         bytes.append(contentsOf: id)
         let idEnd = bytes.count
         if let line { bytes.append(contentsOf: line) }
-        items.append((start, idEnd, line == nil ? -1 : bytes.count, states.count, person))
+        items.append(ChangeList.Item(start: start, idEnd: idEnd, lineEnd: line == nil ? -1 : bytes.count, state: states.count, person: person))
         if let state { states.append(contentsOf: state) }
     }
 
@@ -320,35 +289,27 @@ private struct Found {
         states.removeLast(states.count - last.state)
     }
 
-    /// The changes in byte order of their ids. The buffer is handed over
-    /// (the slices share it) and a new one starts.
-    mutating func sortedChanges() -> [ReportChanges.Change] {
-        if items.isEmpty { return [] }
-        bytes.withUnsafeBufferPointer { all in
-            let base = all.baseAddress!
-            // By the ids' first eight bytes as one number, then the rest:
-            // most ids differ there.
-            var order = items.indices.map { k in (key: ByteTable.sortWord(base + items[k].start, items[k].idEnd - items[k].start), k: k) }
-            order.sort { a, b in
-                if a.key != b.key { return a.key < b.key }
-                let x = items[a.k], y = items[b.k]
-                let n = min(x.idEnd - x.start, y.idEnd - y.start)
-                let c = memcmp(base + x.start, base + y.start, n)
-                return c != 0 ? c < 0 : x.idEnd - x.start < y.idEnd - y.start
+    /// The changes in byte order of their ids.
+    mutating func sortedChanges() -> ChangeList {
+        if items.count > 1 {
+            bytes.withUnsafeBufferPointer { all in
+                let base = all.baseAddress!
+                // By the ids' first eight bytes as one number, then the rest:
+                // most ids differ there.
+                var order = items.indices.map { k in (key: ByteTable.sortWord(base + items[k].start, items[k].idEnd - items[k].start), k: k) }
+                order.sort { a, b in
+                    if a.key != b.key { return a.key < b.key }
+                    let x = items[a.k], y = items[b.k]
+                    let n = min(x.idEnd - x.start, y.idEnd - y.start)
+                    let c = memcmp(base + x.start, base + y.start, n)
+                    return c != 0 ? c < 0 : x.idEnd - x.start < y.idEnd - y.start
+                }
+                items = order.map { items[$0.k] }
             }
-            items = order.map { items[$0.k] }
         }
-        let all = bytes, words = states
-        let changes = items.map { item in
-            ReportChanges.Change(person: all[item.start..<item.idEnd], line: item.lineEnd < 0 ? nil : all[item.idEnd..<item.lineEnd],
-                                 state: item.lineEnd < 0 ? nil : words[item.state..<(item.state + stateWords)], index: item.person)
-        }
-        bytes = []
-        bytes.reserveCapacity(all.count)
-        states = []
-        states.reserveCapacity(words.count)
-        items.removeAll(keepingCapacity: true)
-        return changes
+        let list = ChangeList(bytes: bytes, states: states, items: items, stateWords: stateWords)
+        removeAll()
+        return list
     }
 }
 

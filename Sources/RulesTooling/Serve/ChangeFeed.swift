@@ -55,10 +55,11 @@ package final class ChangeFeed: @unchecked Sendable {
     }
 
     /// Numbers and keeps one body's changes, and wakes the streams.
-    package func publish(_ changes: [ReportChanges.Change]) {
+    package func publish(_ changes: MergedChanges) {
         guard !changes.isEmpty else { return }
         locked {
-            for change in changes {
+            for k in 0..<changes.count {
+                let change = changes.view(k)
                 lastId += 1
                 starts.append(text.count)
                 text.append(contentsOf: "id: ".utf8)
@@ -99,17 +100,21 @@ package final class ChangeFeed: @unchecked Sendable {
         return k < starts.count ? Array(text[starts[k]...]) : []
     }
 
-    /// The kept events and the latest number (a checkpoint).
-    package func kept() -> (lastId: Int, events: [(id: Int, text: [UInt8])]) {
+    /// The kept events and the latest number (a checkpoint): the events'
+    /// texts are slices of one copy of them.
+    package func kept() -> (lastId: Int, events: [(id: Int, text: ArraySlice<UInt8>)]) {
         locked {
-            (lastId, (first..<starts.count).map { k in
-                (firstId + k - first, Array(text[starts[k]..<(k + 1 < starts.count ? starts[k + 1] : text.count)]))
+            guard first < starts.count else { return (lastId, []) }
+            let base = starts[first]
+            let copy = Array(text[base...])
+            return (lastId, (first..<starts.count).map { k in
+                (firstId + k - first, copy[(starts[k] - base)..<((k + 1 < starts.count ? starts[k + 1] : text.count) - base)])
             })
         }
     }
 
     /// Puts back what a checkpoint kept.
-    package func restore(lastId: Int, events: [(id: Int, text: [UInt8])]) {
+    package func restore(lastId: Int, events: [(id: Int, text: ArraySlice<UInt8>)]) {
         locked {
             self.lastId = lastId
             text = []

@@ -111,7 +111,8 @@ package final class RulesService: @unchecked Sendable {
     /// Writes the checkpoint now: the state after every record logged.
     /// Called holding the lock.
     private func writeCheckpoint() -> String? {
-        let failure = Checkpoint.writeFile(state.checkpoint(logEnd: appliedEnd).encoded, to: checkpointPath)
+        let checkpoint = state.checkpoint(logEnd: appliedEnd)
+        let failure = Checkpoint.writeFile(to: checkpointPath) { file in checkpoint.write { file.write($0) } }
         if failure == nil { checkpointedLines = state.lines }
         return failure.map { "\($0)" }
     }

@@ -43,7 +43,7 @@ final class ServedState {
         var router: ParallelStream.Router?
         var summary = RunSummary()
         var rejections: [Rejection] = []
-        var changes: [ReportChanges.Change] = []
+        var changes = ChangeList([])
 
         init(_ engine: Engine, router: ParallelStream.Router?) {
             self.engine = engine
@@ -126,7 +126,7 @@ final class ServedState {
         let old = shards
         shards = fresh
         self.policy = policy
-        var changed: [ReportChanges.Change] = []
+        var changed = MergedChanges([ChangeList]())
         if let feed {
             let now = clock
             for (k, shard) in shards.enumerated() {
@@ -140,7 +140,7 @@ final class ServedState {
             feed.publish(changed)
         }
         watch = shardCount == 1 ? prepare(shards[0].engine) : nil
-        return (notes, changed)
+        return (notes, changed.changes)
     }
 
     /// Takes a policy record as the log holds it.
@@ -174,6 +174,7 @@ final class ServedState {
             helpers.run { [shards] k in shards[k].changes = shards[k].tracker!.changes(now: now) }
             published?.update(shards.map(\.changes))
             feed?.publish(mergedChanges())
+            for shard in shards { shard.changes = ChangeList([]) }
         }
         lines += summary.lines
         totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
@@ -182,24 +183,7 @@ final class ServedState {
 
     /// The shards' changes, each in byte order of ids, as one list in that
     /// order (the feed numbers them so, whatever the shards).
-    private func mergedChanges() -> [ReportChanges.Change] {
-        if shards.count == 1 { return shards[0].changes }
-        var merged = shards[0].changes
-        for shard in shards.dropFirst() {
-            let other = shard.changes
-            var out: [ReportChanges.Change] = []
-            out.reserveCapacity(merged.count + other.count)
-            var i = 0, j = 0
-            while i < merged.count && j < other.count {
-                if merged[i].person.lexicographicallyPrecedes(other[j].person) { out.append(merged[i]); i += 1 }
-                else { out.append(other[j]); j += 1 }
-            }
-            out += merged[i...]
-            out += other[j...]
-            merged = out
-        }
-        return merged
-    }
+    private func mergedChanges() -> MergedChanges { MergedChanges(shards.map(\.changes)) }
 
     func take(_ record: EventLog.Record, asOf: Int64? = nil) throws {
         switch record {

@@ -20,7 +20,7 @@ struct ServiceCheckpoint {
     var totals: (bodies: Int, read: Int, applied: Int, rejected: Int)
     var policy: ServedPolicy
     var lastId: Int
-    var feed: [(id: Int, text: [UInt8])]
+    var feed: [(id: Int, text: ArraySlice<UInt8>)]
     var engine: [UInt8]
 
     struct Unreadable: Error, CustomStringConvertible {
@@ -28,32 +28,41 @@ struct ServiceCheckpoint {
     }
 
     var encoded: [UInt8] {
-        // Sized once: a checkpoint is as big as the engine's state, and
-        // growing it by doubling would touch twice the memory.
-        let feedBytes = feed.reduce(0) { $0 + 16 + $1.text.count }
         var out: [UInt8] = []
-        out.reserveCapacity(12 + 3 * 8 + 4096 + policy.json.utf8.count + feedBytes + engine.count + 8)
-        out += Self.magic
-        withUnsafeBytes(of: Self.version.littleEndian) { out += $0 }
-        func part(_ bytes: [UInt8]) {
-            withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { out += $0 }
-            out += bytes
-        }
-        let header = #"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)}"#
-        part(Array(header.utf8))
-        withUnsafeBytes(of: UInt64(feedBytes).littleEndian) { out += $0 }
-        for (id, text) in feed {
-            withUnsafeBytes(of: UInt64(id).littleEndian) { out += $0 }
-            withUnsafeBytes(of: UInt64(text.count).littleEndian) { out += $0 }
-            out += text
-        }
-        part(engine)
-        withUnsafeBytes(of: Hashing.checksum(out).littleEndian) { out += $0 }
+        write { out.append(contentsOf: $0) }
         return out
     }
 
+    /// The file's bytes in order, in pieces (`Checkpoint.writeFile` puts
+    /// them straight into the file): the engine's state and the feed's
+    /// events are not copied into one buffer first.
+    func write(_ put: (UnsafeRawBufferPointer) -> Void) {
+        let header = Array(#"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)}"#.utf8)
+        let feedBytes = feed.reduce(0) { $0 + 16 + $1.text.count }
+        var sum = Hashing.Checksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engine.count)
+        func bytes(_ b: ArraySlice<UInt8>) {
+            b.withUnsafeBytes { sum.add($0); put($0) }
+        }
+        func word<T: FixedWidthInteger>(_ n: T) {
+            withUnsafeBytes(of: n.littleEndian) { sum.add($0); put($0) }
+        }
+        bytes(Self.magic[...])
+        word(Self.version)
+        word(UInt64(header.count))
+        bytes(header[...])
+        word(UInt64(feedBytes))
+        for (id, text) in feed {
+            word(UInt64(id))
+            word(UInt64(text.count))
+            bytes(text)
+        }
+        word(UInt64(engine.count))
+        bytes(engine[...])
+        word(sum.value)
+    }
+
     init(logEnd: Int, lines: Int, totals: (bodies: Int, read: Int, applied: Int, rejected: Int), policy: ServedPolicy,
-         lastId: Int, feed: [(id: Int, text: [UInt8])], engine: [UInt8]) {
+         lastId: Int, feed: [(id: Int, text: ArraySlice<UInt8>)], engine: [UInt8]) {
         (self.logEnd, self.lines, self.totals, self.policy, self.lastId, self.feed, self.engine) = (logEnd, lines, totals, policy, lastId, feed, engine)
     }
 
@@ -83,12 +92,12 @@ struct ServiceCheckpoint {
         let policy: ServedPolicy
         do { policy = try ServedPolicy(json: policyValue.text) } catch { throw Unreadable(description: "its policy: \(error)") }
         let events = Array(try part())
-        var feed: [(id: Int, text: [UInt8])] = [], k = 0
+        var feed: [(id: Int, text: ArraySlice<UInt8>)] = [], k = 0
         while k + 16 <= events.count {
             let (id, n) = events.withUnsafeBytes { (Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: k, as: UInt64.self))),
                                                     Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: k + 8, as: UInt64.self)))) }
             guard n >= 0, k + 16 + n <= events.count else { throw Unreadable(description: "its change feed is cut short") }
-            feed.append((id, Array(events[(k + 16)..<(k + 16 + n)])))
+            feed.append((id, events[(k + 16)..<(k + 16 + n)]))
             k += 16 + n
         }
         self.init(logEnd: logEnd, lines: lines, totals: (bodies, read, applied, rejected), policy: policy, lastId: lastId,

@@ -1,0 +1,151 @@
+/// One body's changed report lines in one engine, in byte order of the
+/// ids (`ReportChanges`): ids, lines and line states in buffers of the
+/// list's own, each change a view into them. The feed and the lookups read
+/// a body's changes through views, so that a change costs no reference
+/// counting on its way (a million changed lines made that a tenth of the
+/// service's time).
+package final class ChangeList {
+    struct Item {
+        var start: Int, idEnd: Int
+        /// -1: no line (the person left the report).
+        var lineEnd: Int
+        /// Where the line state starts in `states`.
+        var state: Int
+        /// The person's number in the engine; -1 when not known.
+        var person: Int
+    }
+
+    private let bytes: UnsafeMutableBufferPointer<UInt8>
+    private let states: UnsafeMutableBufferPointer<UInt64>
+    private let items: UnsafeMutableBufferPointer<Item>
+    private let stateWords: Int
+
+    /// Takes copies of the buffers; `items` are in the list's order.
+    init(bytes: [UInt8], states: [UInt64], items: [Item], stateWords: Int) {
+        self.bytes = .allocate(capacity: bytes.count)
+        _ = self.bytes.initialize(from: bytes)
+        self.states = .allocate(capacity: states.count)
+        _ = self.states.initialize(from: states)
+        self.items = .allocate(capacity: items.count)
+        _ = self.items.initialize(from: items)
+        self.stateWords = stateWords
+    }
+
+    /// A list of changes given as values (tests; a feed fed by hand), in
+    /// their order; they have no line states.
+    package convenience init(_ changes: [ReportChanges.Change]) {
+        var bytes: [UInt8] = [], items: [Item] = []
+        for change in changes {
+            let start = bytes.count
+            bytes += change.person
+            let idEnd = bytes.count
+            if let line = change.line { bytes += line }
+            items.append(Item(start: start, idEnd: idEnd, lineEnd: change.line == nil ? -1 : bytes.count, state: -1, person: change.index))
+        }
+        self.init(bytes: bytes, states: [], items: items, stateWords: 0)
+    }
+
+    deinit {
+        bytes.deallocate()
+        states.deallocate()
+        items.deallocate()
+    }
+
+    package var count: Int { items.count }
+    package var isEmpty: Bool { items.isEmpty }
+
+    /// Change `k`, valid while the list is.
+    @inline(__always)
+    package func view(_ k: Int) -> ChangeView {
+        let item = items[k]
+        let base = bytes.baseAddress!
+        return ChangeView(person: UnsafeBufferPointer(start: base + item.start, count: item.idEnd - item.start),
+                          line: item.lineEnd < 0 ? nil : UnsafeBufferPointer(start: base + item.idEnd, count: item.lineEnd - item.idEnd),
+                          state: item.lineEnd < 0 || item.state < 0 ? nil : UnsafeBufferPointer(start: states.baseAddress! + item.state, count: stateWords),
+                          index: item.person)
+    }
+
+    /// The changes as values (tests; a policy change's summary).
+    package var changes: [ReportChanges.Change] { (0..<count).map { view($0).value } }
+}
+
+/// One change of a `ChangeList`: the person's id and their new report line
+/// (no newline), or nil when they left the report (every event retracted);
+/// the line's line state (`ReportWriter.lineState`) for `PublishedLines`,
+/// and the person's number in their engine (-1: not known).
+package struct ChangeView {
+    package let person: UnsafeBufferPointer<UInt8>
+    package let line: UnsafeBufferPointer<UInt8>?
+    package let state: UnsafeBufferPointer<UInt64>?
+    package let index: Int
+
+    package var value: ReportChanges.Change { ReportChanges.Change(person: Array(person)[...], line: line.map { Array($0)[...] }) }
+}
+
+/// A body's changes across the engines of a state in shards: each
+/// engine's list, and the order of them all by id (the feed numbers them
+/// so, whatever the shards).
+package struct MergedChanges {
+    package let lists: [ChangeList]
+    /// (list, change) in id order; nil for one list, in its own order.
+    private let order: [(list: Int32, item: Int32)]?
+
+    package init(_ lists: [ChangeList]) {
+        self.lists = lists
+        guard lists.count > 1 else { order = nil; return }
+        // Merged two lists at a time, each already in order.
+        var merged = (0..<lists[0].count).map { (list: Int32(0), item: Int32($0)) }
+        for l in lists.indices.dropFirst() {
+            let other = lists[l]
+            var out: [(list: Int32, item: Int32)] = []
+            out.reserveCapacity(merged.count + other.count)
+            var i = 0, j = 0
+            while i < merged.count && j < other.count {
+                let a = lists[Int(merged[i].list)].view(Int(merged[i].item)).person
+                if a.lexicographicallyPrecedes(other.view(j).person) { out.append(merged[i]); i += 1 }
+                else { out.append((Int32(l), Int32(j))); j += 1 }
+            }
+            out += merged[i...]
+            while j < other.count { out.append((Int32(l), Int32(j))); j += 1 }
+            merged = out
+        }
+        order = merged
+    }
+
+    /// Changes given as values, in their order (tests; a feed fed by hand).
+    package init(_ changes: [ReportChanges.Change]) { self.init([ChangeList(changes)]) }
+
+    package var count: Int { order?.count ?? lists.first?.count ?? 0 }
+    package var isEmpty: Bool { count == 0 }
+
+    @inline(__always)
+    package func view(_ k: Int) -> ChangeView {
+        guard let order else { return lists[0].view(k) }
+        return lists[Int(order[k].list)].view(Int(order[k].item))
+    }
+
+    package var changes: [ReportChanges.Change] { (0..<count).map { view($0).value } }
+}
+
+extension ReportChanges {
+    /// A changed line as a value: what tests compare.
+    package struct Change: Equatable {
+        package var person: ArraySlice<UInt8>
+        package var line: ArraySlice<UInt8>?
+        package var index = -1
+
+        package init(person: ArraySlice<UInt8>, line: ArraySlice<UInt8>?, index: Int = -1) {
+            self.person = person
+            self.line = line
+            self.index = index
+        }
+
+        package init(person: String, line: String?) {
+            self.init(person: Array(person.utf8)[...], line: line.map { Array($0.utf8)[...] })
+        }
+
+        /// The same change: the same person and line.
+        package static func == (a: Change, b: Change) -> Bool { a.person == b.person && a.line == b.line }
+    }
+}
+
