@@ -98,6 +98,33 @@ struct ChangeFeedKeptTests {
         #expect(Self.catchUp(feed, after: 10).contains("id: 11\nevent: removed\ndata: {\"citizen\":\"p1\"}\n\n"))
     }
 
+    @Test("bodies of several events: the oldest bodies go whole, the latest stays even when it alone is over the limit; a resume inside a body starts at the next event")
+    func bodiesAreKeptWhole() {
+        func line(_ k: Int) -> String { #"{"citizen":"p\#(k)","score":1000,"flags":[],"denied":[],"granted":[]}"# }
+        func body(_ people: ClosedRange<Int>) -> MergedChanges { MergedChanges(people.map { ReportChanges.Change(person: "p\($0)", line: line($0)) }) }
+        // Events of 80 or 81 bytes; 500 bytes hold two bodies of three.
+        let feed = ChangeFeed(personKey: "citizen", keptBytes: 500)
+        feed.publish(body(1...3))
+        feed.publish(body(4...6))
+        #expect(feed.kept().events.map(\.id) == [1, 2, 3, 4, 5, 6])
+        feed.publish(body(7...9))
+        #expect(feed.kept().events.map(\.id) == [4, 5, 6, 7, 8, 9])
+        // Inside a body: from the next event on, then every later body.
+        let resumed = Self.catchUp(feed, after: 4)
+        #expect(!resumed.contains("event: gap") && !resumed.contains("id: 4\n"))
+        #expect(resumed.hasPrefix("retry: 1000\n\nid: 5\ndata: \(line(5))\n\nid: 6\n") && resumed.hasSuffix("id: 9\ndata: \(line(9))\n\n"), "\(resumed)")
+        #expect(Self.catchUp(feed, after: 2).contains("events after 2 up to 3 are no longer kept"))
+        // One body over the limit alone is kept, all of it.
+        feed.publish(body(10...19))
+        #expect(feed.kept().events.map(\.id) == Array(10...19))
+        // A checkpoint's copy reads back the same.
+        let restored = ChangeFeed(personKey: "citizen", keptBytes: 500)
+        let (lastId, events) = feed.kept()
+        restored.restore(lastId: lastId, events: events)
+        #expect(Self.catchUp(restored, after: 12) == Self.catchUp(feed, after: 12))
+        #expect(restored.lastId == 19)
+    }
+
     @Test("a line kept as its line state reads back as the report's line, past 64 names too")
     func lineStatesPastOneWord() throws {
         let flags = (0..<70).map { "f\($0)" }

@@ -111,7 +111,7 @@ public enum Checkpoint {
         for (e, p) in order {
             let engine = engines[e]
             engine.people.withKey(p) { body.int($0.count); body.bytes($0) }
-            body.base(engine.base(of: p))
+            body.state(of: p, in: engine.store)
         }
         if history != nil {
             for (e, p) in order {
@@ -470,11 +470,29 @@ struct ByteWriter {
     var out: [UInt8] = []
     mutating func bytes<C: Collection>(_ b: C) where C.Element == UInt8 { out.append(contentsOf: b) }
     mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    mutating func u64(_ v: UInt64) {
+        let at = out.count
+        out.append(contentsOf: repeatElement(0, count: 8))
+        out.withUnsafeMutableBytes { $0.storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt64.self) }
+    }
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func int(_ v: Int) { i64(Int64(v)) }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }
     mutating func string(_ s: String) { int(s.utf8.count); bytes(s.utf8) }
+
+    /// A person's state as the store holds it, written as `base` writes
+    /// it (`Engine.base(of:)` would make arrays for it).
+    mutating func state(of p: Int, in store: PersonStore) {
+        i64(store.score(p))
+        i64(store.lastTime(p))
+        for slot in 0..<store.slotCount { i64(store.end(p, slot)) }
+        for buffer in store.buffers {
+            buffer.withEntries(person: p) { list in
+                int(list.count)
+                for entry in list { i64(entry.time); f64(entry.value) }
+            }
+        }
+    }
 
     /// A person's state: score, last time, the end in each slot, each
     /// buffer's entries.

@@ -242,6 +242,13 @@ final class WindowBuffer {
         return (count, sum)
     }
 
+    /// The entries kept for a person, oldest first, for `body` to read
+    /// (a checkpoint: no array made per person).
+    @inline(__always)
+    func withEntries<R>(person: Int, _ body: (UnsafeBufferPointer<Entry>) -> R) -> R {
+        body(inline ? UnsafeBufferPointer(start: flat + person * width, count: Int(counts[person])) : list(person))
+    }
+
     /// The entries kept for a person, oldest first (checkpoints).
     func entries(person: Int) -> [Entry] {
         if inline { return Array(UnsafeBufferPointer(start: flat + person * width, count: Int(counts[person]))) }

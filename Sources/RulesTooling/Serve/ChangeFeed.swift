@@ -11,24 +11,34 @@ import RulesCore
 /// the same on a restart (the log is replayed through the same
 /// `ReportChanges`), so `Last-Event-ID` resumes across restarts too.
 ///
-/// The latest events are kept in memory, at most `keptBytes` of them; a
-/// client asking to resume before the oldest kept is told of the gap
+/// The latest events are kept in memory, at most `keptBytes` of them, a
+/// body's together (the latest body always); a client asking to resume before the oldest kept is told of the gap
 /// (`event: gap`) and should read `GET /v1/report` again.
 package final class ChangeFeed: @unchecked Sendable {
     package static let keptBytes = 32 << 20
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let arrived = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    /// The kept events as they go on the wire, one after the other: event
-    /// `firstId + k` is `text[starts[first + k]..<starts[first + k + 1]]`
-    /// (the last ends at the end). One buffer, not one array per event:
-    /// publishing a body costs no allocation per change. The dropped events
-    /// before `first` go once they are half of what is held.
-    private var text: [UInt8] = []
-    private var starts: [Int] = []
-    private var first = 0
+    /// The kept events as they go on the wire, a body's in one piece
+    /// (`Prepared`, kept as it was written: publishing copies nothing, and
+    /// old events go a body at a time with no bytes moved). Oldest first;
+    /// `head` is the first still kept.
+    private var pieces: [Piece] = []
+    private var head = 0
+    /// The bytes of the kept pieces.
+    private var keptBytes = 0
     /// The number of the oldest kept event.
-    private var firstId = 1
+    private var firstId: Int { head < pieces.count ? pieces[head].firstId : lastId + 1 }
+
+    private final class Piece {
+        let text: [UInt8]
+        /// Where each event starts in `text`.
+        let starts: [Int]
+        let firstId: Int
+        init(text: [UInt8], starts: [Int], firstId: Int) { (self.text, self.starts, self.firstId) = (text, starts, firstId) }
+        var lastId: Int { firstId + starts.count - 1 }
+        func end(_ k: Int) -> Int { k + 1 < starts.count ? starts[k + 1] : text.count }
+    }
     private let limit: Int
     private let personKey: String
     /// The number of the latest event.
@@ -56,75 +66,125 @@ package final class ChangeFeed: @unchecked Sendable {
 
     /// Numbers and keeps one body's changes, and wakes the streams.
     package func publish(_ changes: MergedChanges) {
-        guard !changes.isEmpty else { return }
-        locked {
-            for k in 0..<changes.count {
-                let change = changes.view(k)
-                lastId += 1
-                starts.append(text.count)
-                text.append(contentsOf: "id: ".utf8)
-                JSONWriter.appendDecimal(lastId, to: &text)
-                if let line = change.line {
-                    text.append(contentsOf: "\ndata: ".utf8)
-                    text.append(contentsOf: line)
-                    text.append(contentsOf: "\n\n".utf8)
-                } else {
-                    // Every event of theirs was retracted: they left the report.
-                    let person = JSONText.quoted(String(decoding: change.person, as: UTF8.self))
-                    text.append(contentsOf: "\nevent: removed\ndata: {\(JSONText.quoted(personKey)):\(person)}\n\n".utf8)
-                }
+        commit(prepare(changes))
+    }
+
+    /// One body's events as they go on the wire, numbered on from the
+    /// latest, not yet kept: made while the lookups are set (`commit`
+    /// then keeps them, so that no client sees an event before a lookup
+    /// answers with its line).
+    package struct Prepared {
+        fileprivate var text: [UInt8] = []
+        fileprivate var starts: [Int] = []
+        fileprivate let firstId: Int
+    }
+
+    /// Writes the events of `changes`. Bodies are prepared and committed
+    /// one at a time (the service's engine lock), so the numbers are the
+    /// ones `commit` gives.
+    package func prepare(_ changes: MergedChanges) -> Prepared {
+        var prepared = Prepared(firstId: locked { lastId } + 1)
+        guard !changes.isEmpty else { return prepared }
+        prepared.starts.reserveCapacity(changes.count)
+        prepared.text.reserveCapacity(changes.count * 96)
+        var id = prepared.firstId
+        for k in 0..<changes.count {
+            let change = changes.view(k)
+            prepared.starts.append(prepared.text.count)
+            Self.append("id: ", to: &prepared.text)
+            JSONWriter.appendDecimal(id, to: &prepared.text)
+            id += 1
+            if let line = change.line {
+                Self.append("\ndata: ", to: &prepared.text)
+                prepared.text.append(contentsOf: line)
+                Self.append("\n\n", to: &prepared.text)
+            } else {
+                // Every event of theirs was retracted: they left the report.
+                let person = JSONText.quoted(String(decoding: change.person, as: UTF8.self))
+                prepared.text.append(contentsOf: "\nevent: removed\ndata: {\(JSONText.quoted(personKey)):\(person)}\n\n".utf8)
             }
-            dropOldest()
+        }
+        return prepared
+    }
+
+    @inline(__always)
+    private static func append(_ s: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    /// Keeps the prepared events and wakes the streams.
+    package func commit(_ prepared: Prepared) {
+        guard !prepared.starts.isEmpty else { return }
+        locked {
+            precondition(prepared.firstId == lastId + 1, "a feed's bodies are prepared and committed one at a time")
+            keep(Piece(text: prepared.text, starts: prepared.starts, firstId: prepared.firstId))
             pthread_cond_broadcast(arrived)
         }
     }
 
-    /// Keeps at most `limit` bytes of events (always the latest event):
-    /// the oldest go, and their bytes once they are half the buffer.
-    private func dropOldest() {
-        let before = first
-        while text.count - starts[first] > limit && first < starts.count - 1 { first += 1 }
-        firstId += first - before
-        if starts[first] > text.count / 2 {
-            let gone = starts[first]
-            text.removeFirst(gone)
-            starts.removeFirst(first)
-            first = 0
-            for k in starts.indices { starts[k] -= gone }
+    /// Adds a piece; then keeps at most `limit` bytes of events, but always
+    /// the latest piece: the oldest pieces go.
+    private func keep(_ piece: Piece) {
+        pieces.append(piece)
+        keptBytes += piece.text.count
+        lastId = piece.lastId
+        while keptBytes > limit && head < pieces.count - 1 {
+            keptBytes -= pieces[head].text.count
+            head += 1
         }
+        if head > 64 && head > pieces.count / 2 {  // the list of pieces, not their bytes
+            pieces.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// The piece that holds event `id` (kept), by bisection.
+    private func piece(holding id: Int) -> Int {
+        var low = head, high = pieces.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if pieces[mid].firstId <= id { low = mid } else { high = mid - 1 }
+        }
+        return low
     }
 
     /// The bytes of the kept events from number `id` on.
     private func texts(from id: Int) -> [UInt8] {
-        let k = first + id - firstId
-        return k < starts.count ? Array(text[starts[k]...]) : []
+        guard id <= lastId, head < pieces.count else { return [] }
+        let p = piece(holding: max(id, firstId))
+        let first = pieces[p]
+        var out = Array(first.text[first.starts[max(id, firstId) - first.firstId]...])
+        for later in pieces[(p + 1)...] { out += later.text }
+        return out
     }
 
     /// The kept events and the latest number (a checkpoint): the events'
-    /// texts are slices of one copy of them.
+    /// texts are slices of the pieces, not copies.
     package func kept() -> (lastId: Int, events: [(id: Int, text: ArraySlice<UInt8>)]) {
         locked {
-            guard first < starts.count else { return (lastId, []) }
-            let base = starts[first]
-            let copy = Array(text[base...])
-            return (lastId, (first..<starts.count).map { k in
-                (firstId + k - first, copy[(starts[k] - base)..<((k + 1 < starts.count ? starts[k + 1] : text.count) - base)])
-            })
+            var events: [(id: Int, text: ArraySlice<UInt8>)] = []
+            for piece in pieces[head...] {
+                for k in piece.starts.indices { events.append((piece.firstId + k, piece.text[piece.starts[k]..<piece.end(k)])) }
+            }
+            return (lastId, events)
         }
     }
 
     /// Puts back what a checkpoint kept.
     package func restore(lastId: Int, events: [(id: Int, text: ArraySlice<UInt8>)]) {
         locked {
+            pieces = []
+            head = 0
+            keptBytes = 0
             self.lastId = lastId
-            text = []
-            starts = []
-            first = 0
+            guard let first = events.first else { return }
+            var text: [UInt8] = [], starts: [Int] = []
             for event in events {
                 starts.append(text.count)
                 text += event.text
             }
-            firstId = events.first?.id ?? lastId + 1
+            keep(Piece(text: text, starts: starts, firstId: first.id))
+            self.lastId = lastId
         }
     }
 

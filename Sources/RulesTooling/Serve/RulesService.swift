@@ -38,8 +38,9 @@ package final class RulesService: @unchecked Sendable {
     private let checkpointPath: String
     package var checkpointEvery = 1_000_000
     /// Where warnings go (stderr, for the command).
-    package var warn: (String) -> Void = { _ in }
+    package var warn: @Sendable (String) -> Void = { _ in }
     private var checkpointedLines = 0
+    private let backgroundCheckpoint = BackgroundWrite()
     /// What the start did with a checkpoint: nil when there was none.
     package let checkpointNote: String?
 
@@ -108,9 +109,11 @@ package final class RulesService: @unchecked Sendable {
         }
     }
 
-    /// Writes the checkpoint now: the state after every record logged.
+    /// Writes the checkpoint now: the state after every record logged,
+    /// once any checkpoint being written in the background is written.
     /// Called holding the lock.
     private func writeCheckpoint() -> String? {
+        backgroundCheckpoint.wait()
         let checkpoint = state.checkpoint(logEnd: appliedEnd)
         let failure = Checkpoint.writeFile(to: checkpointPath) { file in checkpoint.write { file.write($0) } }
         if failure == nil { checkpointedLines = state.lines }
@@ -118,12 +121,19 @@ package final class RulesService: @unchecked Sendable {
     }
 
     /// After a body: a checkpoint when `checkpointEvery` lines came since
-    /// the last. A failure is only reported: the log holds everything.
+    /// the last. The state is taken here, under the lock; the file is
+    /// written on a thread of its own while the next bodies are applied
+    /// (the next checkpoint waits for it, and one is not due while one is
+    /// being written). A failure is only reported: the log holds everything.
     private func checkpointIfDue() {
-        guard checkpointEvery > 0, state.lines - checkpointedLines >= checkpointEvery else { return }
-        if let failure = writeCheckpoint() {
-            checkpointedLines = state.lines  // tried again after as many lines
-            warn("no checkpoint written (\(failure)); the log holds every body, a start replays more of it")
+        guard checkpointEvery > 0, state.lines - checkpointedLines >= checkpointEvery, !backgroundCheckpoint.busy else { return }
+        let checkpoint = state.checkpoint(logEnd: appliedEnd)
+        checkpointedLines = state.lines  // on a failure, tried again after as many lines
+        let path = checkpointPath, warn = self.warn
+        backgroundCheckpoint.start {
+            if let failure = Checkpoint.writeFile(to: path, { file in checkpoint.write { file.write($0) } }) {
+                warn("no checkpoint written (\(failure)); the log holds every body, a start replays more of it")
+            }
         }
     }
 
@@ -369,3 +379,31 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// One write at a time on a thread of its own (the service's periodic
+/// checkpoint).
+final class BackgroundWrite: @unchecked Sendable {
+    private let mutex = Lock()
+    private let idle = DispatchSemaphore(value: 1)
+    private var writing = false
+
+    /// Whether a write is under way.
+    var busy: Bool { mutex.locked { writing } }
+
+    /// Starts `write` on a new thread (after the one under way, if any).
+    func start(_ write: @escaping @Sendable () -> Void) {
+        idle.wait()
+        mutex.locked { writing = true }
+        startThread { [self] in
+            write()
+            mutex.locked { writing = false }
+            idle.signal()
+        }
+    }
+
+    /// Waits for the write under way, if any.
+    func wait() {
+        idle.wait()
+        idle.signal()
+    }
+}

@@ -172,8 +172,14 @@ final class ServedState {
         if shards.count > 1 { rejections.sort { $0.line < $1.line } }
         if feed != nil, let now = clock {
             helpers.run { [shards] k in shards[k].changes = shards[k].tracker!.changes(now: now) }
-            published?.update(shards.map(\.changes))
-            feed?.publish(mergedChanges())
+            // The lookups set while the feed's events are written (two
+            // threads when there are), then the events kept.
+            var prepared: ChangeFeed.Prepared? = nil
+            let lists = shards.map(\.changes)
+            helpers.run(tasks: 2) { [self] k in
+                if k == 0 { published?.update(lists) } else { prepared = feed?.prepare(mergedChanges()) }
+            }
+            if let prepared { feed?.commit(prepared) }
             for shard in shards { shard.changes = ChangeList([]) }
         }
         lines += summary.lines
@@ -274,5 +280,17 @@ private final class ShardThreads: @unchecked Sendable {
         }
         task(0)
         for helper in helpers { helper.done.wait() }
+    }
+
+    /// `task(k)` for k in `0..<tasks`: at once on as many threads as there
+    /// are, the rest one after the other on the calling thread.
+    func run(tasks: Int, _ task: @escaping (Int) -> Void) {
+        let used = helpers.prefix(tasks - 1)
+        for helper in used {
+            helper.task = task
+            helper.start.signal()
+        }
+        for k in ([0] + Array((used.count + 1)..<max(used.count + 1, tasks))) { task(k) }
+        for helper in used { helper.done.wait() }
     }
 }
