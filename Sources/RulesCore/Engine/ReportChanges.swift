@@ -33,12 +33,17 @@ package final class ReportChanges {
     /// are in the report as last published (0: not); then the line state
     /// published for them. A body compares each line state it may have
     /// changed with it, exactly, and writes a line only when it changed.
-    private var rows: [UInt64] = []
+    ///
+    /// Raw memory the tracker owns (grown by doubling), as are `current`
+    /// and the windows: the loop over a body's people does no reference
+    /// counting.
+    @exclusivity(unchecked) private var rows = UnsafeMutablePointer<UInt64>.allocate(capacity: 0)
+    @exclusivity(unchecked) private var rowCapacity = 0
     private let stride: Int
     private static let lookedInWord = 0, wakeWord = 1, shownWord = 2, stateWord = 3
     /// One person's line state as of now, while it is compared (the shown
     /// flag and the state, as in a row).
-    private var current: [UInt64]
+    private let current: UnsafeMutableBufferPointer<UInt64>
     private var bodies: UInt64 = 0
     /// People in `rows`.
     private var people = 0
@@ -47,12 +52,27 @@ package final class ReportChanges {
     private var look: [Int] = []
     private var found: Found
 
+    /// The windows of `windows`, buffer after buffer, and where each
+    /// buffer's start.
+    private let flatWindows: UnsafeMutableBufferPointer<Int64>
+    private let windowStarts: [Int]
+
+    deinit {
+        rows.deallocate()
+        current.deallocate()
+        flatWindows.deallocate()
+    }
+
     package init(engine: Engine) {
         self.engine = engine
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         windows = engine.program.policy.bufferReadWindows
         stride = Self.stateWord + writer.stateWords
-        current = Array(repeating: 0, count: 1 + writer.stateWords)
+        current = .allocate(capacity: 1 + writer.stateWords)
+        current.initialize(repeating: 0)
+        windowStarts = [0] + windows.reduce(into: []) { $0.append(($0.last ?? 0) + $1.count) }
+        flatWindows = .allocate(capacity: max(1, windowStarts.last!))
+        _ = flatWindows.initialize(from: windows.joined())
         found = Found(stateWords: writer.stateWords)
         engine.touched = []
     }
@@ -91,21 +111,22 @@ package final class ReportChanges {
         // Each person's state is a cache miss (they were applied a body
         // ago, and their window entries maybe never): asked for ahead, as
         // the report does.
-        for k in look.indices {
-            engine.prefetchForReport(look, k)
-            if k + Prefetch.reportSecondDistance < look.count { prefetchRow(look[k + Prefetch.reportSecondDistance]) }
-            let p = look[k]
+        let order = look
+        look = []
+        for k in order.indices {
+            engine.prefetchForReport(order, k)
+            if k + Prefetch.reportSecondDistance < order.count { prefetchRow(order[k + Prefetch.reportSecondDistance]) }
+            let p = order[k]
             compare(p, at: now)
             reschedule(p, after: now)
         }
+        look = order
         look.removeAll(keepingCapacity: true)
         return found.sortedChanges()
     }
 
     @inline(__always)
-    private func prefetchRow(_ p: Int) {
-        rows.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + p &* stride) }
-    }
+    private func prefetchRow(_ p: Int) { rules_prefetch(rows + p &* stride) }
 
     @inline(__always)
     private func wakeTime(_ p: Int) -> Int64 { Int64(bitPattern: rows[p &* stride &+ Self.wakeWord]) }
@@ -127,23 +148,21 @@ package final class ReportChanges {
     @discardableResult
     private func compare(_ p: Int, at time: Int64) -> Bool {
         let present = engine.isPresent(p)
-        current.withUnsafeMutableBufferPointer { state in
-            state[0] = present ? 1 : 0
-            if present { writer.lineState(engine, person: p, at: time, into: state.baseAddress! + 1) }
-            else { for w in 1..<state.count { state[w] = 0 } }
-        }
-        let at = p &* stride &+ Self.shownWord, words = current.count
-        let same = rows.withUnsafeBufferPointer { all in current.withUnsafeBufferPointer { now in
-            (0..<words).allSatisfy { all[at &+ $0] == now[$0] }
-        } }
+        let state = current.baseAddress!, words = current.count
+        state[0] = present ? 1 : 0
+        if present { writer.lineState(engine, person: p, at: time, into: state + 1) }
+        else { for w in 1..<words { state[w] = 0 } }
+        let row = rows + (p &* stride &+ Self.shownWord)
+        var same = true
+        for w in 0..<words where row[w] != state[w] { same = false; break }
         if same { return false }
-        rows.withUnsafeMutableBufferPointer { all in current.withUnsafeBufferPointer { (all.baseAddress! + at).update(from: $0.baseAddress!, count: words) } }
+        row.update(from: state, count: words)
         engine.people.withKey(p) { id in
             if !present { return found.append(id, person: p, line: nil, state: nil) }
             writer.removeAll()
-            current.withUnsafeBufferPointer { writer.appendLine(id: id, state: $0.baseAddress! + 1) }
+            writer.appendLine(id: id, state: state + 1)
             writer.dropLast()
-            current.withUnsafeBufferPointer { found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(rebasing: $0[1...])) }
+            found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(start: state + 1, count: words - 1))
         }
         return true
     }
@@ -152,10 +171,8 @@ package final class ReportChanges {
     /// last published (to publish them all: a start from a checkpoint, a
     /// policy change).
     package func forEachShown(_ each: (_ person: Int, _ id: UnsafeBufferPointer<UInt8>, _ state: UnsafeBufferPointer<UInt64>) -> Void) {
-        rows.withUnsafeBufferPointer { all in
-            for p in 0..<min(engine.people.count, people) where all[p * stride + Self.shownWord] != 0 {
-                engine.people.withKey(p) { each(p, $0, UnsafeBufferPointer(rebasing: all[(p * stride + Self.stateWord)..<((p + 1) * stride)])) }
-            }
+        for p in 0..<min(engine.people.count, people) where rows[p * stride + Self.shownWord] != 0 {
+            engine.people.withKey(p) { each(p, $0, UnsafeBufferPointer(start: rows + p * stride + Self.stateWord, count: stride - Self.stateWord)) }
         }
     }
 
@@ -164,9 +181,7 @@ package final class ReportChanges {
     private func shownLine(_ p: Int) -> [UInt8]? {
         guard p < people, rows[p * stride + Self.shownWord] != 0 else { return nil }
         writer.removeAll()
-        rows.withUnsafeBufferPointer { all in
-            engine.people.withKey(p) { writer.appendLine(id: $0, state: all.baseAddress! + p * stride + Self.stateWord) }
-        }
+        engine.people.withKey(p) { writer.appendLine(id: $0, state: rows + p * stride + Self.stateWord) }
         writer.dropLast()
         return Array(UnsafeRawBufferPointer(writer.bytes))
     }
@@ -175,13 +190,17 @@ package final class ReportChanges {
     /// shown).
     private func grow(_ p: Int) {
         guard p >= people else { return }
-        if rows.capacity < (p + 1) * stride {
-            rows.reserveCapacity(max(p + 1, 2 * people) * stride)  // doubling: no copy per body
+        if rowCapacity <= p {
+            rowCapacity = max(p + 1, 2 * rowCapacity, 1024)  // doubling: no copy per body
+            let bigger = UnsafeMutablePointer<UInt64>.allocate(capacity: rowCapacity * stride)
+            bigger.update(from: rows, count: people * stride)
+            rows.deallocate()
+            rows = bigger
         }
-        for _ in people...p {
-            rows.append(0)
-            rows.append(UInt64(bitPattern: .max))
-            rows += repeatElement(0, count: stride - Self.shownWord)
+        for q in people...p {
+            let row = rows + q * stride
+            row.initialize(repeating: 0, count: stride)
+            row[Self.wakeWord] = UInt64(bitPattern: .max)
         }
         people = p + 1
     }
@@ -241,11 +260,17 @@ package final class ReportChanges {
             let end = store.end(p, slot)
             if end > time && end != PersonStore.forever { next = min(next, end) }
         }
-        for (b, buffer) in store.buffers.enumerated() {
-            for entry in buffer.entries(person: p) {
-                for w in windows[b] {
-                    let leaves = Timestamp.adding(entry.time, w)
-                    if leaves > time { next = min(next, leaves); break }
+        for b in 0..<windowStarts.count - 1 {
+            let from = windowStarts[b], to = windowStarts[b + 1]
+            if from == to { continue }
+            store.buffer(b) { buffer in
+                buffer.withEntries(person: p) { entries in
+                    for entry in entries {
+                        for w in from..<to {
+                            let leaves = Timestamp.adding(entry.time, flatWindows[w])
+                            if leaves > time { next = min(next, leaves); break }
+                        }
+                    }
                 }
             }
         }
