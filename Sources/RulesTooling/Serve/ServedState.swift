@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import RulesCore
 
 /// What the log's records make, one record at a time — the live service's
@@ -242,24 +243,27 @@ final class ServedState {
 /// state's life (a body is too short to start threads for).
 private final class ShardThreads: @unchecked Sendable {
     private final class Helper: @unchecked Sendable {
-        let start = DispatchSemaphore(value: 0)
-        let done = DispatchSemaphore(value: 0)
+        let start = Handoff()
+        let done = Handoff()
         var task: ((Int) -> Void)? = nil
         var stopping = false
     }
 
     private let helpers: [Helper]
+    /// Handoffs made to and by the helpers (each side counts its own).
+    private var given = 0
 
     init(count: Int) {
         helpers = (0..<count).map { _ in Helper() }
         for (k, helper) in helpers.enumerated() {
             startThread {
+                var started = 0
                 while true {
-                    helper.start.wait()
+                    started = helper.start.wait(after: started)
                     if helper.stopping { return }
                     helper.task!(k + 1)
                     helper.task = nil
-                    helper.done.signal()
+                    helper.done.post()
                 }
             }
         }
@@ -268,18 +272,13 @@ private final class ShardThreads: @unchecked Sendable {
     deinit {
         for helper in helpers {
             helper.stopping = true
-            helper.start.signal()
+            helper.start.post()
         }
     }
 
     /// `task(k)` for every shard k, at once; returns when all are done.
     func run(_ task: @escaping (Int) -> Void) {
-        for helper in helpers {
-            helper.task = task
-            helper.start.signal()
-        }
-        task(0)
-        for helper in helpers { helper.done.wait() }
+        run(tasks: helpers.count + 1, task)
     }
 
     /// `task(k)` for k in `0..<tasks`: at once on as many threads as there
@@ -288,9 +287,45 @@ private final class ShardThreads: @unchecked Sendable {
         let used = helpers.prefix(tasks - 1)
         for helper in used {
             helper.task = task
-            helper.start.signal()
+            helper.start.post()
         }
         for k in ([0] + Array((used.count + 1)..<max(used.count + 1, tasks))) { task(k) }
-        for helper in used { helper.done.wait() }
+        given += 1
+        for helper in used { _ = helper.done.wait(after: given - 1) }
+        // A helper not used this time did not count this run.
+        for helper in helpers.dropFirst(used.count) { helper.done.skip() }
+    }
+}
+
+/// One thread telling another that something is ready, many times over: a
+/// count that only grows. The waiter spins a few microseconds first — a
+/// body's stages hand work back and forth in less time than a thread
+/// takes to be woken — then sleeps on a semaphore.
+private final class Handoff: @unchecked Sendable {
+    private let posted = Atomic<Int>(0)
+    private let semaphore = DispatchSemaphore(value: 0)
+    private static let spins = 4000
+
+    func post() {
+        posted.add(1, ordering: .releasing)
+        semaphore.signal()
+    }
+
+    /// Counts a post that did not happen (so that counts stay in step).
+    func skip() {
+        posted.add(1, ordering: .releasing)
+    }
+
+    /// Waits until more than `seen` posts were made; their number.
+    func wait(after seen: Int) -> Int {
+        for _ in 0..<Self.spins {
+            let now = posted.load(ordering: .acquiring)
+            if now > seen { return now }
+        }
+        while true {
+            let now = posted.load(ordering: .acquiring)
+            if now > seen { return now }
+            semaphore.wait()  // a signal left from a post seen while spinning ends it at once: counted again above
+        }
     }
 }
