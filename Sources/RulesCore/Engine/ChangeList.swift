@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One body's changed report lines in one engine, in byte order of the
 /// ids (`ReportChanges`): ids, lines and line states in buffers of the
 /// list's own, each change a view into them. The feed and the lookups read
@@ -65,6 +71,16 @@ package final class ChangeList {
                           index: item.person)
     }
 
+    /// Whether change `k`'s id sorts before change `j`'s of `other`,
+    /// byte-wise (as `Found` sorts them).
+    @inline(__always)
+    func person(_ k: Int, precedes other: ChangeList, _ j: Int) -> Bool {
+        let x = items[k], y = other.items[j]
+        let xn = x.idEnd - x.start, yn = y.idEnd - y.start
+        let c = memcmp(bytes.baseAddress! + x.start, other.bytes.baseAddress! + y.start, min(xn, yn))
+        return c != 0 ? c < 0 : xn < yn
+    }
+
     /// The changes as values (tests; a policy change's summary).
     package var changes: [ReportChanges.Change] { (0..<count).map { view($0).value } }
 }
@@ -101,8 +117,7 @@ package struct MergedChanges {
             out.reserveCapacity(merged.count + other.count)
             var i = 0, j = 0
             while i < merged.count && j < other.count {
-                let a = lists[Int(merged[i].list)].view(Int(merged[i].item)).person
-                if a.lexicographicallyPrecedes(other.view(j).person) { out.append(merged[i]); i += 1 }
+                if lists[Int(merged[i].list)].person(Int(merged[i].item), precedes: other, j) { out.append(merged[i]); i += 1 }
                 else { out.append((Int32(l), Int32(j))); j += 1 }
             }
             out += merged[i...]

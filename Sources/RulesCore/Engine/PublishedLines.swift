@@ -1,3 +1,5 @@
+import MemoryHints
+
 /// Each person's report line as the last acknowledged body left it: what
 /// the service's `GET /v1/people/ID` answers, under a lock of its own, so
 /// that a read never waits for the engine to apply a body (and never sees
@@ -33,6 +35,16 @@ package final class PublishedLines: @unchecked Sendable {
 
         init(stride: Int) { self.stride = stride }
 
+        func prefetchNumber(_ p: Int) {
+            if p >= 0 && p < byEngine.count { byEngine.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + p) } }
+        }
+
+        func prefetchState(_ p: Int) {
+            guard p >= 0 && p < byEngine.count else { return }
+            let id = Int(byEngine[p])
+            if id >= 0 && id * stride < states.count { states.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + id * stride) } }
+        }
+
         mutating func set<S: Collection>(_ person: UnsafeBufferPointer<UInt8>, engineIndex p: Int, _ state: S?) where S.Element == UInt64 {
             if byEngine.count <= p { byEngine += repeatElement(-1, count: max(p + 1, 2 * byEngine.count) - byEngine.count) }
             var id = Int(byEngine[p])
@@ -57,7 +69,11 @@ package final class PublishedLines: @unchecked Sendable {
         guard changes.contains(where: { !$0.isEmpty }) else { return }
         lock.locked {
             for (k, list) in changes.enumerated() {
+                // Each change is a person's number, then their id here, then
+                // their state: asked for ahead, a step each.
                 for c in 0..<list.count {
+                    if c + 8 < list.count { shares[k].prefetchNumber(list.view(c + 8).index) }
+                    if c + 4 < list.count { shares[k].prefetchState(list.view(c + 4).index) }
                     let change = list.view(c)
                     shares[k].set(change.person, engineIndex: change.index, change.state)
                 }
