@@ -50,6 +50,7 @@ struct ChangeFeedTests {
                 let expected = people.map { ReportChanges.Change(person: $0, line: after[$0]) }
                 #expect(changes.changes == expected, "seed \(seed), lines \(k + 1)...\(end)\n\(c.repro)")
                 published.update([changes])
+                #expect(published.people == after.count, "people counted by the lookups, seed \(seed)\n\(c.repro)")
                 for person in people {
                     let line = published.line(of: person).map { String(decoding: $0, as: UTF8.self) }
                     #expect(line == after[person], "lookup of \(person), seed \(seed)\n\(c.repro)")

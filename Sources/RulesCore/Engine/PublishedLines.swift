@@ -31,6 +31,8 @@ package final class PublishedLines: @unchecked Sendable {
         /// By the person's number in the engine: their id here, -1 when
         /// none yet.
         var byEngine: [Int32] = []
+        /// People in the report.
+        var shown = 0
         let stride: Int
 
         init(stride: Int) { self.stride = stride }
@@ -54,8 +56,10 @@ package final class PublishedLines: @unchecked Sendable {
                 byEngine[p] = Int32(id)
             }
             let at = id * stride
+            shown -= Int(states[at])
             guard let state else { states[at] = 0; return }
             states[at] = 1
+            shown += 1
             var k = at + 1
             for word in state { states[k] = word; k += 1 }
         }
@@ -95,6 +99,10 @@ package final class PublishedLines: @unchecked Sendable {
             }
         }
     }
+
+    /// People in the report (`GET /v1/health`, `/metrics`): counted as
+    /// lines are set, not by going over everyone.
+    package var people: Int { lock.locked { shares.reduce(0) { $0 + $1.shown } } }
 
     /// The person's line (no newline), or nil when they are not in the
     /// report.

@@ -81,8 +81,9 @@ final class ServedState {
     /// The latest time of any applied event.
     var clock: Int64? { shards.compactMap(\.engine.clock).max() }
 
-    /// People in the report.
-    var people: Int { shards.reduce(0) { $0 + $1.engine.report().count } }
+    /// People in the report: as the lookups count them when this state
+    /// keeps them (the live service), else from the engines' report.
+    var people: Int { published?.people ?? shards.reduce(0) { $0 + $1.engine.report().count } }
 
     func writeReport(to out: (UnsafeRawBufferPointer) -> Void) {
         Engine.writeReport(engines, asOf: nil, to: out)
