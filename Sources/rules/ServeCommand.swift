@@ -10,7 +10,7 @@ import Glibc
 enum ServeCommand {
     static let help = """
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
-                       [--checkpoint-every LINES] [--max-connections N] [--token-file F] [--read-token-file F]
+                       [--checkpoint-every LINES] [--max-connections N] [--idle-timeout SECONDS] [--token-file F] [--read-token-file F]
                        [--jobs N] [--person-key NAME] [--retain DURATION] [--lateness DURATION]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
@@ -47,6 +47,10 @@ enum ServeCommand {
       --max-connections N
                         connections open at once (default 1024); one more
                         is answered 503 and closed
+      --idle-timeout SECONDS
+                        a connection idle this long is closed, and a
+                        request must arrive whole within it (408 otherwise;
+                        default 60)
       --token-file F    posts (and every other write) need
                         `Authorization: Bearer TOKEN`, TOKEN the first line
                         of F; 401 otherwise
@@ -69,7 +73,7 @@ enum ServeCommand {
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
                                                                                          "--retain", "--lateness", "--token-file", "--max-connections", "--checkpoint-every",
-                                                                                         "--read-token-file", "--jobs"]), help: help)
+                                                                                         "--read-token-file", "--jobs", "--idle-timeout"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
         let listen = parsed.values["--listen"] ?? "127.0.0.1:8080"
@@ -96,6 +100,10 @@ enum ServeCommand {
         if let text = parsed.values["--max-body"] {
             guard let n = Int(text), n >= 0 else { return Main.usageError("--max-body takes a number of bytes, not \(text)", command: "serve") }
             limits.maxBody = n
+        }
+        if let text = parsed.values["--idle-timeout"] {
+            guard let n = Int(text), n >= 1, n <= 86_400 else { return Main.usageError("--idle-timeout takes a number of seconds from 1 to 86400, not \(text)", command: "serve") }
+            limits.idleSeconds = n
         }
         var tokens = RulesService.Tokens()
         for (option, path) in [("--token-file", parsed.values["--token-file"]), ("--read-token-file", parsed.values["--read-token-file"])] {
@@ -234,13 +242,10 @@ enum ServeCommand {
 
 /// One client connection, on a thread of its own: a slow client holds up
 /// only its own thread. Requests are read as they arrive, answered in
-/// order; an idle connection is closed after 60 s.
+/// order; an idle connection is closed after `--idle-timeout` seconds, and
+/// a request must arrive whole within as long.
 enum Connection {
-    static let idleSeconds = 60
-
     static func start(_ fd: Int32, service: RulesService, limits: HTTPRequestParser.Limits, maxConnections: Int) {
-        var timeout = timeval(tv_sec: idleSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         func refuse(_ why: String) {
             service.metrics.record(method: "other", route: "refused", status: 503, seconds: 0)
             _ = send(fd, HTTPResponse.error(503, why).bytes(close: true))
@@ -257,14 +262,27 @@ enum Connection {
         }
     }
 
+    /// How long the next `recv` may wait: the idle time, or, inside a
+    /// request, what is left of its time to arrive whole.
+    private static func setReceiveTimeout(_ fd: Int32, _ seconds: Double) {
+        let s = max(seconds, 0.001)
+        var timeout = timeval(tv_sec: .init(s), tv_usec: .init((s - s.rounded(.down)) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     static func serve(_ fd: Int32, _ service: RulesService, _ limits: HTTPRequestParser.Limits) {
         defer {
             close(fd)
             service.metrics.connectionClosed()
         }
         // When the request being read began: it must arrive whole within
-        // `idleSeconds`, however slowly its bytes trickle in.
+        // `idleSeconds`, however slowly its bytes trickle in: each wait for
+        // bytes lasts at most what is left of that time.
+        let idle = Double(limits.idleSeconds)
         var begun: Double? = nil
+        var waitSet = idle
+        setReceiveTimeout(fd, idle)
+        let tooSlow = HTTPResponse.error(408, "the request did not arrive whole in \(limits.idleSeconds) s (--idle-timeout)")
         var parser = HTTPRequestParser(limits: limits)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var continued = false
@@ -302,18 +320,23 @@ enum Connection {
                 continued = true
                 guard send(fd, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) else { return }
             }
+            let wait = begun.map { idle - (seconds() - $0) } ?? idle
+            if wait != waitSet {
+                setReceiveTimeout(fd, wait)
+                waitSet = wait
+            }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 // Idle too long: a request begun and not finished is told so.
-                if parser.isInside { _ = send(fd, HTTPResponse.error(408, "the request did not arrive whole in \(idleSeconds) s").bytes(close: true)) }
+                if parser.isInside { _ = send(fd, tooSlow.bytes(close: true)) }
                 return
             }
             if n <= 0 { return }
             parser.append(chunk[0..<n])
             if !parser.isInside { begun = nil } else if begun == nil { begun = seconds() }
-            if let begun, seconds() - begun > Double(idleSeconds), parser.isInside {
-                _ = send(fd, HTTPResponse.error(408, "the request did not arrive whole in \(idleSeconds) s").bytes(close: true))
+            if let begun, seconds() - begun > idle, parser.isInside {
+                _ = send(fd, tooSlow.bytes(close: true))
                 return
             }
         }

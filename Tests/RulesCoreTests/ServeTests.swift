@@ -396,6 +396,65 @@ struct ServeTests {
         return fd
     }
 
+    @Test("--idle-timeout at its edge: an idle connection is closed then, a request trickling past it gets 408, one that ends just inside is answered; bad values are usage errors")
+    func idleTimeoutEdge() throws {
+        let data = Self.dataDirectory()
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let server = try Server([policy, "--data", data, "--idle-timeout", "2"])
+        func reply(_ fd: Int32) -> (text: String, after: Double) {
+            let start = Date()
+            var bytes = [UInt8](repeating: 0, count: 512)
+            let n = recv(fd, &bytes, bytes.count, 0)
+            return (String(decoding: bytes[0..<max(n, 0)], as: UTF8.self), Date().timeIntervalSince(start))
+        }
+        // Idle from the start: closed after 2 s, with nothing said.
+        let idle = Self.connected(server.port)
+        let quiet = reply(idle)
+        close(idle)
+        #expect(quiet.text.isEmpty && quiet.after > 1.8 && quiet.after < 3.5, "\(quiet)")
+        // A byte every 0.1 s of a request that never ends: 408 at 2 s from
+        // its first byte, not 2 s after its last.
+        let slow = Self.connected(server.port)
+        let begun = Date()
+        for byte in Array("GET /v1/health HTTP/1.1\r\nHost: h\r\nX-Pad: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 60) {
+            guard Date().timeIntervalSince(begun) < 3.5, withUnsafeBytes(of: byte, { send(slow, $0.baseAddress!, 1, Int32(MSG_NOSIGNAL)) }) == 1 else { break }
+            usleep(100_000)
+        }
+        let late = reply(slow)
+        let lateAfter = Date().timeIntervalSince(begun)
+        close(slow)
+        #expect(late.text.hasPrefix("HTTP/1.1 408 Request Timeout\r\n") && late.text.contains("did not arrive whole in 2 s (--idle-timeout)"), "\(late.text)")
+        #expect(lateAfter > 1.8 && lateAfter < 3.5, "408 after \(lateAfter) s")
+        // Half a request, a byte more at 1.5 s, then nothing: the wait after
+        // that byte is only what is left of the 2 s.
+        let pause = Self.connected(server.port)
+        let paused = Date()
+        _ = Array("GET /v1/health HTTP/1.1\r\n".utf8).withUnsafeBytes { send(pause, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        usleep(1_500_000)
+        _ = Array("H".utf8).withUnsafeBytes { send(pause, $0.baseAddress!, 1, Int32(MSG_NOSIGNAL)) }
+        let cut = reply(pause)
+        let cutAfter = Date().timeIntervalSince(paused)
+        close(pause)
+        #expect(cut.text.hasPrefix("HTTP/1.1 408 Request Timeout\r\n") && cutAfter > 1.8 && cutAfter < 2.8, "408 after \(cutAfter) s: \(cut.text)")
+        // The same trickle ending at 1.5 s: answered, and the connection
+        // kept for the next request.
+        let inside = Self.connected(server.port)
+        let request = Array("GET /v1/health HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+        for byte in request {
+            _ = withUnsafeBytes(of: byte) { send(inside, $0.baseAddress!, 1, Int32(MSG_NOSIGNAL)) }
+            usleep(UInt32(1_500_000 / request.count))
+        }
+        #expect(reply(inside).text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        _ = request.withUnsafeBytes { send(inside, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        #expect(reply(inside).text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        close(inside)
+        for bad in ["0", "86401", "soon"] {
+            let refused = try CLITests.rules(["serve", policy, "--data", data, "--idle-timeout", bad, "--listen", "127.0.0.1:0"])
+            #expect(refused.status == 2 && refused.stderr.contains("--idle-timeout takes a number of seconds from 1 to 86400, not \(bad)"), "\(refused.stderr)")
+        }
+        try? FileManager.default.removeItem(atPath: data)
+    }
+
     @Test("a connection's thread runs on 0.1 ms slices after a read and on the default after a write (Linux's EEVDF custom slice)")
     func readsRunOnShortSlices() throws {
         let slices = { (pid: pid_t) -> [Int] in

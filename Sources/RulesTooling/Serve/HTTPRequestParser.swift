@@ -18,6 +18,9 @@ package struct HTTPRequestParser {
         package var maxTarget = 8 << 10
         package var maxHeader = 64 << 10
         package var maxBody = 64 << 20
+        /// Seconds a connection may sit idle, and a request take to arrive
+        /// whole (`--idle-timeout`; the connection enforces it).
+        package var idleSeconds = 60
         package init() {}
     }
 
