@@ -33,7 +33,7 @@ struct ChangeFeedTests {
             let feed = ReportChanges(engine: engine)
             // What lookups answer, kept from the changes as the service does.
             let published = PublishedLines()
-            published.replaceAll(program: program, personKey: engine.personKey, from: [feed])
+            published.install(program: program, personKey: engine.personKey, shares: [feed.share])
             var rng = SeededRandom(seed: seed &* 7)
             var before = Self.lines(engine), k = 0
             while k < c.lines.count {
@@ -136,7 +136,7 @@ struct ChangeFeedKeptTests {
         let engine = Engine(program: program)
         let tracker = ReportChanges(engine: engine)
         let published = PublishedLines()
-        published.replaceAll(program: program, personKey: engine.personKey, from: [tracker])
+        published.install(program: program, personKey: engine.personKey, shares: [tracker.share])
         let body = [0, 63, 64, 69].map { #"{"citizen":"a","time":"2026-01-01","type":"e","n":\#($0)}"# }
             + [#"{"citizen":"b","time":"2026-01-02","type":"e","n":65}"#]
         let changes = tracker.applying { _ = EventStream.run(engine, reader: LineReader(bytes: Array(body.map { $0 + "\n" }.joined().utf8)), asOf: nil) { _, _ in } }

@@ -54,6 +54,31 @@ package final class Engine {
     /// reading the ids out of the lines again.
     @exclusivity(unchecked) package var touched: [Int]? = nil
 
+    /// Set when other threads look people up in this engine while it
+    /// applies events (the service's lookups, `findPerson`): a new person
+    /// is then added holding it, and they look holding it. Only this
+    /// engine's thread adds people, so its own lookups need no lock.
+    package var peopleLock: Lock? = nil
+
+    /// A person's number, from any thread (see `peopleLock`).
+    package func findPerson(_ key: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let peopleLock else { return people.find(key) }
+        return peopleLock.locked { people.find(key) }
+    }
+
+    /// The number of `key`, added when new (holding `peopleLock`, if set,
+    /// only then).
+    @inline(__always)
+    private func intern(_ key: UnsafeBufferPointer<UInt8>, hash: UInt32?) -> (Int, Bool) {
+        if let peopleLock {
+            if let p = hash.map({ people.find(key, hash: $0) }) ?? people.find(key) { return (p, false) }
+            peopleLock.lock()
+            defer { peopleLock.unlock() }
+            return hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
+        }
+        return hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
+    }
+
     // Scratch space for one event, sized once for the largest event type
     // (plain memory: no reference counting on the per-event path).
     private let firedSteps: UnsafeMutableBufferPointer<(step: Int, amount: Int64)>
@@ -139,7 +164,7 @@ package final class Engine {
     func restorePerson(key: UnsafeBufferPointer<UInt8>, score: Int64, lastTime: Int64, ends: [Int64],
                        entries: [[WindowBuffer.Entry]]) -> Int? {
         guard key.count > 0, ends.count == store.slotCount, entries.count == store.buffers.count else { return nil }
-        let (person, isNew) = people.intern(key)
+        let (person, isNew) = intern(key, hash: nil)
         guard isNew else { return nil }
         store.addPerson(score: score)
         store.setLastTime(person, lastTime)
@@ -287,7 +312,7 @@ package final class Engine {
     /// `hash`: the id's `ByteTable.hash`, when the caller has it.
     func apply(person key: UnsafeBufferPointer<UInt8>, hash: UInt32? = nil, event: Int?, time: Int64) -> String? {
         if let event, let reason = validateDeclaredFields(event) { return reason }
-        let (person, isNew) = hash.map { people.intern(key, hash: $0) } ?? people.intern(key)
+        let (person, isNew) = intern(key, hash: hash)
         if isNew { store.addPerson(score: program.policy.startScore) }
         lastPerson = person
         touched?.append(person)

@@ -9,94 +9,99 @@ import MemoryHints
 ///
 /// A line is kept as its line state (`ReportWriter.lineState`: the score
 /// and a bit per name that shows, 16 bytes for most policies) and written
-/// when it is asked for: a copy of every line would cost more per person
-/// than the engine's own state.
-///
-/// People are kept by share, as the engines hold them (the service's
-/// shards): a read finds the share by the id's hash, as the engines were
-/// given their people; a change is set by the person's number in its
-/// engine, so a body's changes cost no hashing but for people new here.
+/// when it is asked for. People are kept by share, as the engines hold
+/// them (the service's shards), each in a `Share` by their number in their
+/// engine: a read finds the share by the id's hash, as the engines were
+/// given their people, and the number in that engine's own table of
+/// people (`Engine.findPerson`). The change tracker of each engine compares
+/// its lines with its share, so what is published is kept once.
 package final class PublishedLines: @unchecked Sendable {
     private let lock = Lock()
     private var writer: ReportWriter? = nil
-    private var shares: [Share] = [Share(stride: 1)]
-    private var stride = 1
+    private var shares: [Share] = []
 
-    /// One engine's people.
-    private struct Share {
-        var ids = ByteTable(capacity: 1024)
-        /// By id (in `ids`): 1 when the person is in the report, then their
-        /// line state (`stride` words in all).
-        var states: [UInt64] = []
-        /// By the person's number in the engine: their id here, -1 when
-        /// none yet.
-        var byEngine: [Int32] = []
-        /// People in the report.
-        var shown = 0
+    /// One engine's people as last published: by their number in it, 1
+    /// when they are in the report (0: not, or never published), then
+    /// their line state. Written by `PublishedLines.update` under its lock
+    /// (or by its tracker alone, `ReportChanges.publish`, when there are
+    /// no lookups), read by lookups under that lock and by its tracker.
+    package final class Share: @unchecked Sendable {
+        let engine: Engine
+        /// Words per person: the flag, then the line state.
         let stride: Int
+        @exclusivity(unchecked) private var states = UnsafeMutablePointer<UInt64>.allocate(capacity: 0)
+        @exclusivity(unchecked) private var capacity = 0
+        /// People in the report.
+        @exclusivity(unchecked) private(set) var shown = 0
 
-        init(stride: Int) { self.stride = stride }
-
-        func prefetchNumber(_ p: Int) {
-            if p >= 0 && p < byEngine.count { byEngine.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + p) } }
+        init(engine: Engine, stateWords: Int) {
+            self.engine = engine
+            stride = 1 + stateWords
         }
 
-        func prefetchState(_ p: Int) {
-            guard p >= 0 && p < byEngine.count else { return }
-            let id = Int(byEngine[p])
-            if id >= 0 && id * stride < states.count { states.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + id * stride) } }
-        }
+        deinit { states.deallocate() }
 
-        mutating func set<S: Collection>(_ person: UnsafeBufferPointer<UInt8>, engineIndex p: Int, _ state: S?) where S.Element == UInt64 {
-            if byEngine.count <= p { byEngine += repeatElement(-1, count: max(p + 1, 2 * byEngine.count) - byEngine.count) }
-            var id = Int(byEngine[p])
-            if id < 0 {
-                id = ids.intern(person).id
-                if states.count < (id + 1) * stride { states += repeatElement(0, count: (id + 1) * stride - states.count) }
-                byEngine[p] = Int32(id)
+        /// Person `p`'s flag and line state, nil when never published.
+        @inline(__always)
+        func state(_ p: Int) -> UnsafePointer<UInt64>? { p < capacity ? UnsafePointer(states + p &* stride) : nil }
+
+        @inline(__always)
+        func prefetch(_ p: Int) { if p >= 0 && p < capacity { rules_prefetch(states + p &* stride) } }
+
+        /// Publishes person `p`'s line state (nil: not in the report).
+        func set(_ p: Int, _ state: UnsafeBufferPointer<UInt64>?) {
+            if p >= capacity { grow(to: p + 1) }
+            let row = states + p &* stride
+            shown -= Int(row[0])
+            guard let state else {
+                row.update(repeating: 0, count: stride)
+                return
             }
-            let at = id * stride
-            shown -= Int(states[at])
-            guard let state else { states[at] = 0; return }
-            states[at] = 1
+            row[0] = 1
+            (row + 1).update(from: state.baseAddress!, count: stride - 1)
             shown += 1
-            var k = at + 1
-            for word in state { states[k] = word; k += 1 }
+        }
+
+        /// Room for `people`, the new rows not published (doubling: no copy
+        /// per body).
+        private func grow(to people: Int) {
+            let bigger = max(people, 2 * capacity, 1024)
+            let more = UnsafeMutablePointer<UInt64>.allocate(capacity: bigger * stride)
+            more.update(from: states, count: capacity * stride)
+            (more + capacity * stride).initialize(repeating: 0, count: (bigger - capacity) * stride)
+            states.deallocate()
+            states = more
+            capacity = bigger
         }
     }
 
     package init() {}
 
-    /// Sets each share's changed lines (`changes[k]`: share k's, a person
-    /// who left the report removed), all at once for reads.
+    /// Publishes each share's changed lines (`changes[k]`: share k's, a
+    /// person who left the report removed), all at once for reads.
     package func update(_ changes: [ChangeList]) {
         guard changes.contains(where: { !$0.isEmpty }) else { return }
         lock.locked {
             for (k, list) in changes.enumerated() {
-                // Each change is a person's number, then their id here, then
-                // their state: asked for ahead, a step each.
+                let share = shares[k]
                 for c in 0..<list.count {
-                    if c + 8 < list.count { shares[k].prefetchNumber(list.view(c + 8).index) }
-                    if c + 4 < list.count { shares[k].prefetchState(list.view(c + 4).index) }
+                    if c + 4 < list.count { share.prefetch(list.view(c + 4).index) }
                     let change = list.view(c)
-                    shares[k].set(change.person, engineIndex: change.index, change.state)
+                    share.set(change.index, change.state)
                 }
             }
         }
     }
 
-    /// Everyone's line at once, under `program` (a start, a policy change):
-    /// the trackers (one per share of the people, in the order of the
-    /// shares) tell who is in the report and their line states.
-    package func replaceAll(program: Program, personKey: PersonKey, from trackers: [ReportChanges]) {
+    /// Puts new shares in force at once, under `program` (a start, a policy
+    /// change): their trackers filled them (`ReportChanges.resume`,
+    /// `adopt`), in the order of the engines.
+    package func install(program: Program, personKey: PersonKey, shares: [Share]) {
+        let writer = ReportWriter(program: program, personKey: personKey, capacity: 4096)
+        for share in shares { share.engine.peopleLock = share.engine.peopleLock ?? Lock() }
         lock.locked {
-            writer = ReportWriter(program: program, personKey: personKey, capacity: 4096)
-            stride = 1 + writer!.stateWords
-            shares = trackers.map { tracker in
-                var share = Share(stride: stride)
-                tracker.forEachShown { p, id, state in share.set(id, engineIndex: p, state) }
-                return share
-            }
+            self.writer = writer
+            self.shares = shares
         }
     }
 
@@ -110,10 +115,11 @@ package final class PublishedLines: @unchecked Sendable {
         var key = person
         return key.withUTF8 { key in
             lock.locked { () -> [UInt8]? in
+                guard let writer, !shares.isEmpty else { return nil }
                 let share = shares[shares.count == 1 ? 0 : ParallelStream.Router.bucket(key, shares.count)]
-                guard let writer, let id = share.ids.find(key), share.states[id * stride] != 0 else { return nil }
+                guard let p = share.engine.findPerson(key), let state = share.state(p), state[0] != 0 else { return nil }
                 writer.removeAll()
-                share.states.withUnsafeBufferPointer { writer.appendLine(id: key, state: $0.baseAddress! + id * stride + 1) }
+                writer.appendLine(id: key, state: state + 1)
                 writer.dropLast()
                 return Array(writer.bytes)
             }

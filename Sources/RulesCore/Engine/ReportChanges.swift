@@ -26,21 +26,20 @@ package final class ReportChanges {
     /// (time, person): the person's line may change by then. Stale entries
     /// (a person woken earlier since) are skipped when they come up.
     private var due = WakeQueue()
-    /// By person, one row of `stride` words, so that a person's look costs
-    /// one cache line of the tracker's: the number of the last body that
-    /// looked at them (each person's line is looked at once per body); the
-    /// time of their live entry in `due` (`Int64.max`: none); 1 when they
-    /// are in the report as last published (0: not); then the line state
-    /// published for them. A body compares each line state it may have
-    /// changed with it, exactly, and writes a line only when it changed.
-    ///
-    /// Raw memory the tracker owns (grown by doubling), as are `current`
-    /// and the windows: the loop over a body's people does no reference
+    /// By person, one row of two words: the number of the last body that
+    /// looked at them (each person's line is looked at once per body), and
+    /// the time of their live entry in `due` (`Int64.max`: none). Raw
+    /// memory the tracker owns (grown by doubling), as are `current` and
+    /// the windows: the loop over a body's people does no reference
     /// counting.
     @exclusivity(unchecked) private var rows = UnsafeMutablePointer<UInt64>.allocate(capacity: 0)
     @exclusivity(unchecked) private var rowCapacity = 0
-    private let stride: Int
-    private static let lookedInWord = 0, wakeWord = 1, shownWord = 2, stateWord = 3
+    private static let stride = 2, lookedInWord = 0, wakeWord = 1
+    /// What was published for each person, which a body's line states are
+    /// compared with, exactly: a line is written only when it changed.
+    /// Each body's changes are published into it (`PublishedLines.update`,
+    /// or `publish` when there are no lookups) before the next body.
+    package let share: PublishedLines.Share
     /// One person's line state as of now, while it is compared (the shown
     /// flag and the state, as in a row).
     private let current: UnsafeMutableBufferPointer<UInt64>
@@ -67,7 +66,7 @@ package final class ReportChanges {
         self.engine = engine
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         windows = engine.program.policy.bufferReadWindows
-        stride = Self.stateWord + writer.stateWords
+        share = PublishedLines.Share(engine: engine, stateWords: writer.stateWords)
         current = .allocate(capacity: 1 + writer.stateWords)
         current.initialize(repeating: 0)
         windowStarts = [0] + windows.reduce(into: []) { $0.append(($0.last ?? 0) + $1.count) }
@@ -126,18 +125,21 @@ package final class ReportChanges {
     }
 
     @inline(__always)
-    private func prefetchRow(_ p: Int) { rules_prefetch(rows + p &* stride) }
+    private func prefetchRow(_ p: Int) {
+        rules_prefetch(rows + p &* Self.stride)
+        share.prefetch(p)
+    }
 
     @inline(__always)
-    private func wakeTime(_ p: Int) -> Int64 { Int64(bitPattern: rows[p &* stride &+ Self.wakeWord]) }
+    private func wakeTime(_ p: Int) -> Int64 { Int64(bitPattern: rows[p &* Self.stride &+ Self.wakeWord]) }
 
     @inline(__always)
-    private func setWake(_ p: Int, _ time: Int64) { rows[p &* stride &+ Self.wakeWord] = UInt64(bitPattern: time) }
+    private func setWake(_ p: Int, _ time: Int64) { rows[p &* Self.stride &+ Self.wakeWord] = UInt64(bitPattern: time) }
 
     /// Adds person `p` to this body's look, once.
     @inline(__always)
     private func mark(_ p: Int) {
-        let at = p &* stride &+ Self.lookedInWord
+        let at = p &* Self.stride &+ Self.lookedInWord
         guard rows[at] != bodies else { return }
         rows[at] = bodies
         look.append(p)
@@ -147,16 +149,15 @@ package final class ReportChanges {
     /// in `found` when it differs (and then true).
     @discardableResult
     private func compare(_ p: Int, at time: Int64) -> Bool {
-        let present = engine.isPresent(p)
+        let present = evaluate(p, at: time)
         let state = current.baseAddress!, words = current.count
-        state[0] = present ? 1 : 0
-        if present { writer.lineState(engine, person: p, at: time, into: state + 1) }
-        else { for w in 1..<words { state[w] = 0 } }
-        let row = rows + (p &* stride &+ Self.shownWord)
         var same = true
-        for w in 0..<words where row[w] != state[w] { same = false; break }
+        if let published = share.state(p) {
+            for w in 0..<words where published[w] != state[w] { same = false; break }
+        } else {
+            same = !present  // never published: a change once they are in the report
+        }
         if same { return false }
-        row.update(from: state, count: words)
         engine.people.withKey(p) { id in
             if !present { return found.append(id, person: p, line: nil, state: nil) }
             writer.removeAll()
@@ -167,21 +168,39 @@ package final class ReportChanges {
         return true
     }
 
-    /// Calls `each` with the number, id and line state of everyone in the report as
-    /// last published (to publish them all: a start from a checkpoint, a
-    /// policy change).
-    package func forEachShown(_ each: (_ person: Int, _ id: UnsafeBufferPointer<UInt8>, _ state: UnsafeBufferPointer<UInt64>) -> Void) {
-        for p in 0..<min(engine.people.count, people) where rows[p * stride + Self.shownWord] != 0 {
-            engine.people.withKey(p) { each(p, $0, UnsafeBufferPointer(start: rows + p * stride + Self.stateWord, count: stride - Self.stateWord)) }
+    /// Person `p`'s flag (in the report or not) and line state as of
+    /// `time`, into `current`; whether they are in the report.
+    @inline(__always)
+    private func evaluate(_ p: Int, at time: Int64) -> Bool {
+        let present = engine.isPresent(p)
+        let state = current.baseAddress!
+        state[0] = present ? 1 : 0
+        if present { writer.lineState(engine, person: p, at: time, into: state + 1) }
+        else { for w in 1..<current.count { state[w] = 0 } }
+        return present
+    }
+
+    /// `current` published for person `p` at once (a start: nobody reads
+    /// the share yet).
+    private func publishCurrent(_ p: Int, present: Bool) {
+        share.set(p, present ? UnsafeBufferPointer(rebasing: current[1...]) : nil)
+    }
+
+    /// Publishes a body's changes into `share` when no `PublishedLines`
+    /// does (a tracker that only feeds: tests, tools).
+    package func publish(_ changes: ChangeList) {
+        for k in 0..<changes.count {
+            let change = changes.view(k)
+            share.set(change.index, change.state)
         }
     }
 
     /// The report line (no newline) last published for person `p`, nil when
     /// none: what a policy change compares with the new policy's line.
     private func shownLine(_ p: Int) -> [UInt8]? {
-        guard p < people, rows[p * stride + Self.shownWord] != 0 else { return nil }
+        guard let state = share.state(p), state[0] != 0 else { return nil }
         writer.removeAll()
-        engine.people.withKey(p) { writer.appendLine(id: $0, state: rows + p * stride + Self.stateWord) }
+        engine.people.withKey(p) { writer.appendLine(id: $0, state: state + 1) }
         writer.dropLast()
         return Array(UnsafeRawBufferPointer(writer.bytes))
     }
@@ -192,15 +211,14 @@ package final class ReportChanges {
         guard p >= people else { return }
         if rowCapacity <= p {
             rowCapacity = max(p + 1, 2 * rowCapacity, 1024)  // doubling: no copy per body
-            let bigger = UnsafeMutablePointer<UInt64>.allocate(capacity: rowCapacity * stride)
-            bigger.update(from: rows, count: people * stride)
+            let bigger = UnsafeMutablePointer<UInt64>.allocate(capacity: rowCapacity * Self.stride)
+            bigger.update(from: rows, count: people * Self.stride)
             rows.deallocate()
             rows = bigger
         }
         for q in people...p {
-            let row = rows + q * stride
-            row.initialize(repeating: 0, count: stride)
-            row[Self.wakeWord] = UInt64(bitPattern: .max)
+            rows[q * Self.stride + Self.lookedInWord] = 0
+            rows[q * Self.stride + Self.wakeWord] = UInt64(bitPattern: .max)
         }
         people = p + 1
     }
@@ -208,33 +226,44 @@ package final class ReportChanges {
     /// Starts on an engine restored from a checkpoint: what was published
     /// for each person is their line now (after each body, every line that
     /// changed was published), and everyone is queued for their next
-    /// change by time, as of `now` (as `changes`). `forEachShown` then
-    /// gives everyone's line state.
+    /// change by time, as of `now` (as `changes`). Fills `share`, which is
+    /// not read before it is put in force (`PublishedLines.install`).
     package func resume(now: Int64?) {
         guard let now else { return }
         for p in 0..<engine.people.count {
             grow(p)
-            compare(p, at: now)
+            publishCurrent(p, present: evaluate(p, at: now))
             reschedule(p, after: now)
         }
-        found.removeAll()
     }
 
     /// Takes over from the tracker of the engine this one's replaced (a
-    /// policy change; the same share of the people): what was published
-    /// for each person, by id, as of `now` (as `changes`). Returns
-    /// whose line the change changed (their lines compared as text: the two
-    /// policies' line states do not mean the same), and queues everyone for
-    /// the next change time alone makes.
+    /// policy change; the same share of the people): everyone's line as
+    /// of `now` (as `changes`) published in `share`, as `resume` does.
+    /// Returns whose line the change changed (their lines compared as
+    /// text: the two policies' line states do not mean the same), and
+    /// queues everyone for the next change time alone makes.
     package func adopt(_ old: ReportChanges?, now: Int64?) -> ChangeList {
         guard let now else { return ChangeList([]) }
         found.removeAll()
         for p in 0..<engine.people.count {
             grow(p)
             let before = old.flatMap { old in engine.people.withKey(p) { old.engine.people.find($0) }.flatMap { old.shownLine($0) } }
-            // Everyone's line state anew; but a line that reads the same is
-            // no change for the feed.
-            if compare(p, at: now) { found.dropLast(ifSameLineAs: before) }
+            let present = evaluate(p, at: now)
+            publishCurrent(p, present: present)
+            engine.people.withKey(p) { id in
+                guard present else {
+                    if before != nil { found.append(id, person: p, line: nil, state: nil) }
+                    return
+                }
+                writer.removeAll()
+                writer.appendLine(id: id, state: current.baseAddress! + 1)
+                writer.dropLast()
+                // A line that reads the same is no change for the feed.
+                if before.map({ $0.elementsEqual(UnsafeRawBufferPointer(writer.bytes)) }) != true {
+                    found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(rebasing: current[1...]))
+                }
+            }
             reschedule(p, after: now)
         }
         return found.sortedChanges()
@@ -302,16 +331,6 @@ private struct Found {
         if let line { bytes.append(contentsOf: line) }
         items.append(ChangeList.Item(start: start, idEnd: idEnd, lineEnd: line == nil ? -1 : bytes.count, state: states.count, person: person))
         if let state { states.append(contentsOf: state) }
-    }
-
-    /// Takes back the change just appended when its line is `line`.
-    mutating func dropLast(ifSameLineAs line: [UInt8]?) {
-        guard let last = items.last else { return }
-        let mine: ArraySlice<UInt8>? = last.lineEnd < 0 ? nil : bytes[last.idEnd..<last.lineEnd]
-        guard mine.map(Array.init) == line else { return }
-        items.removeLast()
-        bytes.removeLast(bytes.count - last.start)
-        states.removeLast(states.count - last.state)
     }
 
     /// The changes in byte order of their ids.

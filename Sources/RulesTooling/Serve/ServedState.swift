@@ -138,7 +138,7 @@ final class ServedState {
             }
             changed = mergedChanges()
             // Line states mean what the new policy's names are: everyone's anew.
-            published?.replaceAll(program: program, personKey: shards[0].engine.personKey, from: shards.compactMap(\.tracker))
+            published?.install(program: program, personKey: shards[0].engine.personKey, shares: shards.compactMap(\.tracker?.share))
             feed.publish(changed)
         }
         watch = shardCount == 1 ? prepare(shards[0].engine) : nil
@@ -179,7 +179,9 @@ final class ServedState {
             var prepared: ChangeFeed.Prepared? = nil
             let lists = shards.map(\.changes)
             helpers.run(tasks: 2) { [self] k in
-                if k == 0 { published?.update(lists) } else { prepared = feed?.prepare(mergedChanges()) }
+                if k == 1 { prepared = feed?.prepare(mergedChanges()) }
+                else if let published { published.update(lists) }
+                else { for shard in shards { shard.tracker!.publish(shard.changes) } }
             }
             if let prepared { feed?.commit(prepared) }
             for shard in shards { shard.changes = ChangeList([]) }
@@ -230,7 +232,7 @@ final class ServedState {
                 tracker.resume(now: now)
                 shard.tracker = tracker
             }
-            published?.replaceAll(program: program, personKey: shards[0].engine.personKey, from: shards.compactMap(\.tracker))
+            published?.install(program: program, personKey: shards[0].engine.personKey, shares: shards.compactMap(\.tracker?.share))
         }
         watch = shardCount == 1 ? prepare(shards[0].engine) : nil
     }
