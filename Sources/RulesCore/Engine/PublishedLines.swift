@@ -20,28 +20,30 @@ package final class PublishedLines: @unchecked Sendable {
     private var writer: ReportWriter? = nil
     private var shares: [Share] = []
 
-    /// One engine's people as last published: by their number in it, 1
-    /// when they are in the report (0: not, or never published), then
-    /// their line state. Written by `PublishedLines.update` under its lock
+    /// One engine's people as last published: by their number in it,
+    /// their line state (zeros: not in the report, or never published). Written by `PublishedLines.update` under its lock
     /// (or by its tracker alone, `ReportChanges.publish`, when there are
     /// no lookups), read by lookups under that lock and by its tracker.
     package final class Share: @unchecked Sendable {
         let engine: Engine
-        /// Words per person: the flag, then the line state.
+        /// Words per person: a line state.
         let stride: Int
+        private let writer: ReportWriter
         @exclusivity(unchecked) private var states = UnsafeMutablePointer<UInt64>.allocate(capacity: 0)
         @exclusivity(unchecked) private var capacity = 0
         /// People in the report.
         @exclusivity(unchecked) private(set) var shown = 0
 
-        init(engine: Engine, stateWords: Int) {
+        init(engine: Engine, writer: ReportWriter) {
             self.engine = engine
-            stride = 1 + stateWords
+            self.writer = writer
+            stride = writer.stateWords
         }
 
         deinit { states.deallocate() }
 
-        /// Person `p`'s flag and line state, nil when never published.
+        /// Person `p`'s line state as published (zeros: not in the report),
+        /// nil when never published.
         @inline(__always)
         func state(_ p: Int) -> UnsafePointer<UInt64>? { p < capacity ? UnsafePointer(states + p &* stride) : nil }
 
@@ -52,14 +54,13 @@ package final class PublishedLines: @unchecked Sendable {
         func set(_ p: Int, _ state: UnsafeBufferPointer<UInt64>?) {
             if p >= capacity { grow(to: p + 1) }
             let row = states + p &* stride
-            shown -= Int(row[0])
+            if writer.isInReport(row) { shown -= 1 }
             guard let state else {
                 row.update(repeating: 0, count: stride)
                 return
             }
-            row[0] = 1
-            (row + 1).update(from: state.baseAddress!, count: stride - 1)
-            shown += 1
+            row.update(from: state.baseAddress!, count: stride)
+            if writer.isInReport(row) { shown += 1 }
         }
 
         /// Room for `people`, the new rows not published (doubling: no copy
@@ -117,9 +118,9 @@ package final class PublishedLines: @unchecked Sendable {
             lock.locked { () -> [UInt8]? in
                 guard let writer, !shares.isEmpty else { return nil }
                 let share = shares[shares.count == 1 ? 0 : ParallelStream.Router.bucket(key, shares.count)]
-                guard let p = share.engine.findPerson(key), let state = share.state(p), state[0] != 0 else { return nil }
+                guard let p = share.engine.findPerson(key), let state = share.state(p), writer.isInReport(state) else { return nil }
                 writer.removeAll()
-                writer.appendLine(id: key, state: state + 1)
+                writer.appendLine(id: key, state: state)
                 writer.dropLast()
                 return Array(writer.bytes)
             }

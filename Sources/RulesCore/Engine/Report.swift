@@ -228,7 +228,8 @@ final class ReportWriter {
         _ = nameRanges.initialize(from: ranges)
         self.capacity = max(capacity, 1 << 12)
         storage = .allocate(capacity: self.capacity)
-        stateWords = 1 + (ranges.count + 63) / 64
+        inReportBit = ranges.count
+        stateWords = 1 + (ranges.count + 1 + 63) / 64
         scratch = .allocate(capacity: stateWords)
     }
 
@@ -302,8 +303,19 @@ final class ReportWriter {
     }
 
     /// Words in a line state: the score, then one bit per name of the
-    /// report (flags, denied, granted, in the report's order) that shows.
+    /// report (flags, denied, granted, in the report's order) that shows,
+    /// and one more bit, set: the person is in the report. A state of
+    /// zeros is nobody's line (what the service keeps for a person not in
+    /// the report, so that it needs no other word for it).
     let stateWords: Int
+    /// The bit after the names'.
+    private let inReportBit: Int
+
+    /// Whether `words` (a line state) is a line of the report.
+    @inline(__always)
+    func isInReport(_ words: UnsafePointer<UInt64>) -> Bool {
+        words[1 + inReportBit >> 6] & (1 << UInt64(inReportBit & 63)) != 0
+    }
 
     /// A person's line state as of `time`: everything their report line
     /// says but their id, in `stateWords` words — what the service keeps
@@ -311,6 +323,7 @@ final class ReportWriter {
     func lineState(_ engine: Engine, person p: Int, at time: Int64, into words: UnsafeMutablePointer<UInt64>) {
         words[0] = UInt64(bitPattern: engine.store.score(p))
         for w in 1..<stateWords { words[w] = 0 }
+        words[1 + inReportBit >> 6] = 1 << UInt64(inReportBit & 63)
         let context = engine.context
         context.focus(person: p, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line

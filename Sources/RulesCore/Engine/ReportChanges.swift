@@ -26,15 +26,17 @@ package final class ReportChanges {
     /// (time, person): the person's line may change by then. Stale entries
     /// (a person woken earlier since) are skipped when they come up.
     private var due = WakeQueue()
-    /// By person, one row of two words: the number of the last body that
-    /// looked at them (each person's line is looked at once per body), and
-    /// the time of their live entry in `due` (`Int64.max`: none). Raw
-    /// memory the tracker owns (grown by doubling), as are `current` and
-    /// the windows: the loop over a body's people does no reference
-    /// counting.
+    /// By person, the time of their live entry in `due` (`Int64.max`:
+    /// none). Raw memory the tracker owns (grown by doubling), as are
+    /// `current` and the windows: the loop over a body's people does no
+    /// reference counting.
     @exclusivity(unchecked) private var rows = UnsafeMutablePointer<UInt64>.allocate(capacity: 0)
     @exclusivity(unchecked) private var rowCapacity = 0
-    private static let stride = 2, lookedInWord = 0, wakeWord = 1
+    private static let stride = 1, wakeWord = 0
+    /// The people this body looks at, as a set (open addressing, -1
+    /// empty), so that each is looked at once: sized by the body, not by
+    /// everyone, and emptied slot by slot after it.
+    @exclusivity(unchecked) private var lookSet = UnsafeMutableBufferPointer<Int32>.allocate(capacity: 1024)
     /// What was published for each person, which a body's line states are
     /// compared with, exactly: a line is written only when it changed.
     /// Each body's changes are published into it (`PublishedLines.update`,
@@ -43,7 +45,6 @@ package final class ReportChanges {
     /// One person's line state as of now, while it is compared (the shown
     /// flag and the state, as in a row).
     private let current: UnsafeMutableBufferPointer<UInt64>
-    private var bodies: UInt64 = 0
     /// People in `rows`.
     private var people = 0
     /// Scratch, kept between bodies: whom this body looks at; the changed
@@ -58,16 +59,24 @@ package final class ReportChanges {
 
     deinit {
         rows.deallocate()
+        lookSet.deallocate()
         current.deallocate()
         flatWindows.deallocate()
     }
 
-    package init(engine: Engine) {
+    /// Stale entries `due` may hold beyond twice the live ones before it
+    /// is made again (tests give a large negative number: made again at
+    /// every push).
+    private let queueSlack: Int
+
+    package init(engine: Engine, queueSlack: Int = 4096) {
+        self.queueSlack = queueSlack
         self.engine = engine
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         windows = engine.program.policy.bufferReadWindows
-        share = PublishedLines.Share(engine: engine, stateWords: writer.stateWords)
-        current = .allocate(capacity: 1 + writer.stateWords)
+        lookSet.initialize(repeating: -1)
+        share = PublishedLines.Share(engine: engine, writer: ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 64))
+        current = .allocate(capacity: writer.stateWords)
         current.initialize(repeating: 0)
         windowStarts = [0] + windows.reduce(into: []) { $0.append(($0.last ?? 0) + $1.count) }
         flatWindows = .allocate(capacity: max(1, windowStarts.last!))
@@ -88,7 +97,6 @@ package final class ReportChanges {
     /// their ids, as of `now`: the engine's clock, or, when it holds one
     /// share of the people (the service's shards), the latest of all theirs.
     package func changes(now: Int64) -> ChangeList {
-        bodies &+= 1
         // Whom the body's lines reached (the engine kept them as it went)…
         var touched = engine.touched ?? []
         engine.touched = nil
@@ -120,6 +128,7 @@ package final class ReportChanges {
             reschedule(p, after: now)
         }
         look = order
+        clearLookSet()
         look.removeAll(keepingCapacity: true)
         return found.sortedChanges()
     }
@@ -134,15 +143,50 @@ package final class ReportChanges {
     private func wakeTime(_ p: Int) -> Int64 { Int64(bitPattern: rows[p &* Self.stride &+ Self.wakeWord]) }
 
     @inline(__always)
-    private func setWake(_ p: Int, _ time: Int64) { rows[p &* Self.stride &+ Self.wakeWord] = UInt64(bitPattern: time) }
+    private func setWake(_ p: Int, _ time: Int64) {
+        let at = p &* Self.stride &+ Self.wakeWord
+        if rows[at] == UInt64(bitPattern: .max) { liveWakes += 1 }
+        if time == .max { liveWakes -= 1 }
+        rows[at] = UInt64(bitPattern: time)
+    }
+
+    /// People with a live entry in `due`.
+    private var liveWakes = 0
 
     /// Adds person `p` to this body's look, once.
     @inline(__always)
     private func mark(_ p: Int) {
-        let at = p &* Self.stride &+ Self.lookedInWord
-        guard rows[at] != bodies else { return }
-        rows[at] = bodies
+        if 2 * (look.count + 1) > lookSet.count { growLookSet() }
+        let mask = lookSet.count - 1
+        var i = Int(UInt32(truncatingIfNeeded: p) &* 0x9E37_79B1) & mask
+        while lookSet[i] >= 0 {
+            if lookSet[i] == Int32(p) { return }
+            i = (i + 1) & mask
+        }
+        lookSet[i] = Int32(p)
         look.append(p)
+    }
+
+    private func growLookSet() {
+        lookSet.deallocate()
+        lookSet = .allocate(capacity: 2 * lookSet.count)
+        lookSet.initialize(repeating: -1)
+        let mask = lookSet.count - 1
+        for p in look {
+            var i = Int(UInt32(truncatingIfNeeded: p) &* 0x9E37_79B1) & mask
+            while lookSet[i] >= 0 { i = (i + 1) & mask }
+            lookSet[i] = Int32(p)
+        }
+    }
+
+    /// Empties the set of a body's look (only the slots it used).
+    private func clearLookSet() {
+        let mask = lookSet.count - 1
+        for p in look {
+            var i = Int(UInt32(truncatingIfNeeded: p) &* 0x9E37_79B1) & mask
+            while lookSet[i] != Int32(p) { i = (i + 1) & mask }
+            lookSet[i] = -1
+        }
     }
 
     /// Person `p`'s line as of `time` against the one last published: kept
@@ -161,29 +205,27 @@ package final class ReportChanges {
         engine.people.withKey(p) { id in
             if !present { return found.append(id, person: p, line: nil, state: nil) }
             writer.removeAll()
-            writer.appendLine(id: id, state: state + 1)
+            writer.appendLine(id: id, state: state)
             writer.dropLast()
-            found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(start: state + 1, count: words - 1))
+            found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(current))
         }
         return true
     }
 
-    /// Person `p`'s flag (in the report or not) and line state as of
-    /// `time`, into `current`; whether they are in the report.
+    /// Person `p`'s line state as of `time` (zeros when they are not in
+    /// the report), into `current`; whether they are in the report.
     @inline(__always)
     private func evaluate(_ p: Int, at time: Int64) -> Bool {
         let present = engine.isPresent(p)
-        let state = current.baseAddress!
-        state[0] = present ? 1 : 0
-        if present { writer.lineState(engine, person: p, at: time, into: state + 1) }
-        else { for w in 1..<current.count { state[w] = 0 } }
+        if present { writer.lineState(engine, person: p, at: time, into: current.baseAddress!) }
+        else { current.update(repeating: 0) }
         return present
     }
 
     /// `current` published for person `p` at once (a start: nobody reads
     /// the share yet).
     private func publishCurrent(_ p: Int, present: Bool) {
-        share.set(p, present ? UnsafeBufferPointer(rebasing: current[1...]) : nil)
+        share.set(p, present ? UnsafeBufferPointer(current) : nil)
     }
 
     /// Publishes a body's changes into `share` when no `PublishedLines`
@@ -198,9 +240,9 @@ package final class ReportChanges {
     /// The report line (no newline) last published for person `p`, nil when
     /// none: what a policy change compares with the new policy's line.
     private func shownLine(_ p: Int) -> [UInt8]? {
-        guard let state = share.state(p), state[0] != 0 else { return nil }
+        guard let state = share.state(p), writer.isInReport(state) else { return nil }
         writer.removeAll()
-        engine.people.withKey(p) { writer.appendLine(id: $0, state: state + 1) }
+        engine.people.withKey(p) { writer.appendLine(id: $0, state: state) }
         writer.dropLast()
         return Array(UnsafeRawBufferPointer(writer.bytes))
     }
@@ -216,10 +258,7 @@ package final class ReportChanges {
             rows.deallocate()
             rows = bigger
         }
-        for q in people...p {
-            rows[q * Self.stride + Self.lookedInWord] = 0
-            rows[q * Self.stride + Self.wakeWord] = UInt64(bitPattern: .max)
-        }
+        for q in people...p { rows[q * Self.stride + Self.wakeWord] = UInt64(bitPattern: .max) }
         people = p + 1
     }
 
@@ -257,11 +296,11 @@ package final class ReportChanges {
                     return
                 }
                 writer.removeAll()
-                writer.appendLine(id: id, state: current.baseAddress! + 1)
+                writer.appendLine(id: id, state: current.baseAddress!)
                 writer.dropLast()
                 // A line that reads the same is no change for the feed.
                 if before.map({ $0.elementsEqual(UnsafeRawBufferPointer(writer.bytes)) }) != true {
-                    found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(rebasing: current[1...]))
+                    found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(current))
                 }
             }
             reschedule(p, after: now)
@@ -276,6 +315,19 @@ package final class ReportChanges {
         guard let next = nextChange(of: p, after: time), next < wakeTime(p) else { return }
         setWake(p, next)
         due.push(next, p)
+        // A wake moved earlier leaves its old entry behind, to be skipped
+        // when it comes up, maybe a year on: when those are most of the
+        // queue, it is made again from the live ones (memory per person).
+        if due.count > 2 * liveWakes + queueSlack { rebuildDue() }
+    }
+
+    private func rebuildDue() {
+        var live: [(time: Int64, person: Int)] = []
+        live.reserveCapacity(liveWakes)
+        for p in 0..<people where rows[p &* Self.stride &+ Self.wakeWord] != UInt64(bitPattern: .max) {
+            live.append((Int64(bitPattern: rows[p &* Self.stride &+ Self.wakeWord]), p))
+        }
+        due = WakeQueue(live)
     }
 
     /// The earliest time after `time` at which the person's line can change
@@ -361,6 +413,20 @@ private struct Found {
 private struct WakeQueue {
     private var items: [(time: Int64, person: Int)] = []
 
+    init() {}
+
+    /// A queue of `items` (a heap made in place, bottom up).
+    init(_ items: [(time: Int64, person: Int)]) {
+        self.items = items
+        var k = items.count / 2
+        while k > 0 {
+            k -= 1
+            siftDown(k)
+        }
+    }
+
+    var count: Int { items.count }
+
     func peek() -> (Int64, Int)? { items.first.map { ($0.time, $0.person) } }
 
     mutating func push(_ time: Int64, _ person: Int) {
@@ -378,7 +444,11 @@ private struct WakeQueue {
         let last = items.removeLast()
         guard !items.isEmpty else { return }
         items[0] = last
-        var k = 0
+        siftDown(0)
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var k = start
         while true {
             let l = 2 * k + 1, r = l + 1
             var least = k
