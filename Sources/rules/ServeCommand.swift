@@ -163,6 +163,10 @@ enum ServeCommand {
         }
         guard let (fd, bound) = listenSocket(host: host, port: port) else { return ExitCode.failure }
         signal(SIGPIPE, SIG_IGN)
+        // Each connection's thread would get a malloc arena of its own, and
+        // keep the bodies it freed there: two arenas hold the service's
+        // memory per person to what `rules run` uses (docs/PERFORMANCE.md).
+        rules_limit_malloc_arenas(2)
         stopOnSignals(service, data: data)
         Terminal.writeErr("listening on http://\(host):\(bound)\n")
         while true {

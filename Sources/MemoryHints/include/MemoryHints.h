@@ -1,6 +1,6 @@
 // The few calls Swift cannot make itself. Cache hints for the engine's hot
-// path (below), and a scheduling slice for the service's threads (further
-// down; `syscall` is variadic). Swift has no prefetch, and the
+// path (below), a scheduling slice for the service's threads (further
+// down; `syscall` is variadic), and a cap on malloc's arenas. Swift has no prefetch, and the
 // engine's per-person state is far larger than the cache: the stream reader
 // asks for a person's slot and state a few lines before it applies their
 // event, so the memory fetch overlaps other work (docs/PERFORMANCE.md).
@@ -32,6 +32,15 @@ static inline int rules_thread_slice(uint64_t nanoseconds) {
 }
 #else
 static inline int rules_thread_slice(unsigned long long nanoseconds) { (void)nanoseconds; return -1; }
+#endif
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+/// Caps glibc's malloc arenas at `n` (the service: otherwise each
+/// connection's thread may get one and keep what it freed there).
+static inline void rules_limit_malloc_arenas(int n) { (void)mallopt(M_ARENA_MAX, n); }
+#else
+static inline void rules_limit_malloc_arenas(int n) { (void)n; }
 #endif
 
 #endif
