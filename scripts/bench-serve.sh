@@ -5,7 +5,9 @@
 # before its answer, from 4 client threads (Benchmarks/Sources/serve-load), its
 # report checked against `rules run`'s; then GET /v1/people/ID with wrk
 # (1 thread, 8 connections, random people) alone, and again while the
-# stream is ingested flat out. Client and server share this machine.
+# stream is ingested flat out; then the memory each person costs the
+# service and `rules run` (the growth from 2x to 4x the people). Client
+# and server share this machine.
 #
 #   bash scripts/bench-serve.sh [EVENTS] [PEOPLE]     (default 1000000 100000)
 set -euo pipefail
@@ -68,10 +70,33 @@ during_ingest=$(Benchmarks/.build/release/serve-load "$port" "$stream" 4 1000)
 kill -INT $wrk_pid 2>/dev/null || true; wait $wrk_pid 2>/dev/null || true
 kill $pid; wait $pid 2>/dev/null || true
 
-python3 - "$best" "$events" "$people" "$rss_kb" "$ingest" "$during_ingest" "$work/wrk-during.txt" <<'PY' "$alone"
+# Memory per person: the growth of the service's peak RSS, and of rules
+# run's, from 2x to 4x the people (the same events; only the people
+# differ), so that what does not grow with people (the feed's kept events,
+# buffers) cancels out. Each side measured three times; the medians.
+memory() {  # PEOPLE -> "SERVE_KB RUN_KB"
+    local file="$work/events-$events-$1.ndjson"
+    [ -s "$file" ] || Benchmarks/.build/release/generate "$events" "$1" 1 > "$file"
+    rm -rf "$work/serve-data"
+    "$rules" serve "$policy" --data "$work/serve-data" --listen 127.0.0.1:0 --checkpoint-every 0 2> "$work/serve.err" &
+    pid=$!
+    for _ in $(seq 100); do port=$(sed -n 's|^listening on http://127.0.0.1:||p' "$work/serve.err"); [ -n "$port" ] && break; sleep 0.1; done
+    Benchmarks/.build/release/serve-load "$port" "$file" 4 1000 > /dev/null
+    local served; served=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+    kill $pid; wait $pid 2>/dev/null || true
+    /usr/bin/time -f "%M" -o "$work/run-rss" "$rules" run "$policy" --events "$file" > /dev/null 2>&1
+    echo "$served $(tail -1 "$work/run-rss")"
+}
+few=$((2 * people)); many=$((4 * people))
+memory_figures=""
+for _ in 1 2 3; do memory_figures="$memory_figures $(memory $few) $(memory $many)"; done
+
+python3 - "$best" "$events" "$people" "$rss_kb" "$ingest" "$during_ingest" "$work/wrk-during.txt" "$alone" "$few" "$many" $memory_figures <<'PY'
 import re, sys
 best, events, people, rss_kb = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 ingest, during, during_path, alone = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8]
+few, many = int(sys.argv[9]), int(sys.argv[10])
+kb = [int(x) for x in sys.argv[11:]]  # per round: serve few, run few, serve many, run many
 def field(text, name): return float(re.search(name + r" ([0-9.]+)", text).group(1))
 def wrk(text):
     pct = dict(re.findall(r"^\s+(50|99)%\s+([0-9.]+\w+)", text, re.M))
@@ -89,4 +114,9 @@ p50, p99, r = wrk(alone)
 print(f"| GET /v1/people/ID alone (wrk, 8 connections) | {r:,.0f} requests/s, p50 {p50}, p99 {p99} |")
 p50, p99, r = wrk(open(during_path).read())
 print(f"| GET /v1/people/ID during ingest | {r:,.0f} requests/s, p50 {p50}, p99 {p99}; ingest meanwhile {field(during, 'per_second'):,.0f} lines/s |")
+def per_person(offset):
+    slopes = sorted((kb[k + offset + 2] - kb[k + offset]) * 1024 / (many - few) for k in range(0, len(kb), 4))
+    return slopes[len(slopes) // 2], slopes[0], slopes[-1]
+served, run = per_person(0), per_person(1)
+print(f"| memory per person, {few:,} to {many:,} people (median of 3; range) | the service {served[0]:.0f} B ({served[1]:.0f}-{served[2]:.0f}); rules run {run[0]:.0f} B ({run[1]:.0f}-{run[2]:.0f}) |")
 PY
