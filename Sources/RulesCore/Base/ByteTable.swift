@@ -206,6 +206,21 @@ final class ByteTable: @unchecked Sendable {
         }
     }
 
+    /// Which of `count` shares a key belongs to when people are split
+    /// over engines (`rules run --jobs`, the service's shards, its lookups):
+    /// the hash's high bits, scaled to `0..<count` (a multiply, not a
+    /// division). Not its low bits: each engine's own table of people
+    /// places keys by the low bits of the same hash, and a split by them
+    /// would leave every engine only half of its slots to use.
+    @inline(__always)
+    static func share(hash: UInt32, among count: Int) -> Int {
+        Int((UInt64(hash) &* UInt64(count)) >> 32)
+    }
+
+    static func share(of key: UnsafeBufferPointer<UInt8>, among count: Int) -> Int {
+        share(hash: hash(key), among: count)
+    }
+
     /// The id of `key`, or nil.
     @inline(__always)
     func find(_ key: UnsafeBufferPointer<UInt8>) -> Int? {

@@ -117,7 +117,7 @@ package final class PublishedLines: @unchecked Sendable {
         return key.withUTF8 { key in
             lock.locked { () -> [UInt8]? in
                 guard let writer, !shares.isEmpty else { return nil }
-                let share = shares[shares.count == 1 ? 0 : ParallelStream.Router.bucket(key, shares.count)]
+                let share = shares[shares.count == 1 ? 0 : ByteTable.share(of: key, among: shares.count)]
                 guard let p = share.engine.findPerson(key), let state = share.state(p), writer.isInReport(state) else { return nil }
                 writer.removeAll()
                 writer.appendLine(id: key, state: state)

@@ -318,18 +318,13 @@ package enum ParallelStream {
 
         private func bucket(_ key: UnsafeBufferPointer<UInt8>) -> Int { Self.bucket(key, count) }
 
-        /// The hash's high bits, scaled to `0..<count` (a multiply, not a
-        /// division). Not its low bits: each worker's own table of people
-        /// places keys by the low bits of the same hash, and a split by them
-        /// would leave every worker only half of its slots to use.
+        /// Which of `count` workers holds the person `key` (`ByteTable.share`).
         package static func bucket(_ key: UnsafeBufferPointer<UInt8>, _ count: Int) -> Int {
-            bucket(hash: ByteTable.hash(key), count)
+            ByteTable.share(of: key, among: count)
         }
 
         @inline(__always)
-        static func bucket(hash: UInt32, _ count: Int) -> Int {
-            Int((UInt64(hash) &* UInt64(count)) >> 32)
-        }
+        static func bucket(hash: UInt32, _ count: Int) -> Int { ByteTable.share(hash: hash, among: count) }
     }
 
     /// Rejections so far, across workers (for stopping early).

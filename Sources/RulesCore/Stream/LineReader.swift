@@ -32,7 +32,26 @@ package final class LineReader {
         atEOF = true
     }
 
-    deinit { buffer.deallocate() }
+    /// Lines of bytes someone else holds, read in place (a service body,
+    /// read by every shard at once): they must outlive the reader.
+    package init(borrowing bytes: UnsafeBufferPointer<UInt8>, maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
+        fd = -1
+        self.maxLineBytes = maxLineBytes
+        capacity = max(1, bytes.count)
+        if let base = bytes.baseAddress {
+            buffer = UnsafeMutablePointer(mutating: base)
+            owned = false
+        } else {
+            buffer = .allocate(capacity: 1)
+        }
+        end = bytes.count
+        atEOF = true
+    }
+
+    /// Whether `buffer` is this reader's to free (and grow).
+    private var owned = true
+
+    deinit { if owned { buffer.deallocate() } }
 
     /// The next line without its `\n` (and `\r`), or nil at the end.
     ///
@@ -125,6 +144,7 @@ package final class LineReader {
     /// Moves the partial line to the front, grows the buffer if a single
     /// line fills it, and reads more.
     private func fill() {
+        assert(owned, "a reader of borrowed bytes has them all")
         if start > 0 {
             memmove(buffer, buffer + start, end - start)
             discarded += start

@@ -32,10 +32,11 @@ package final class EventLog {
         /// record on.
         case policy(String)
 
-        var encoded: [UInt8] {
+        /// Bytes of `encoded`.
+        var payloadCount: Int {
             switch self {
-            case .body(let bytes): return [1] + bytes
-            case .policy(let json): return [2] + Array(json.utf8)
+            case .body(let bytes): return 1 + bytes.count
+            case .policy(let json): return 1 + json.utf8.count
             }
         }
 
@@ -157,12 +158,25 @@ package final class EventLog {
     }
 
     private static func framed(_ record: Record) -> [UInt8] {
-        let payload = record.encoded
         var framed: [UInt8] = []
-        framed.reserveCapacity(payload.count + 12)
-        withUnsafeBytes(of: UInt32(payload.count).littleEndian) { framed += $0 }
-        withUnsafeBytes(of: Hashing.checksum(payload).littleEndian) { framed += $0 }
-        return framed + payload
+        frame(record, into: &framed)
+        return framed
+    }
+
+    /// Appends `record` framed: its payload's length and checksum, then the
+    /// payload (its kind's byte, then its bytes).
+    private static func frame(_ record: Record, into out: inout [UInt8]) {
+        let (kind, bytes): (UInt8, [UInt8]) = switch record {
+        case .body(let body): (1, body)
+        case .policy(let json): (2, Array(json.utf8))
+        }
+        var sum = Hashing.Checksum(count: 1 + bytes.count)
+        withUnsafeBytes(of: kind) { sum.add($0) }
+        bytes.withUnsafeBytes { sum.add($0) }
+        withUnsafeBytes(of: UInt32(1 + bytes.count).littleEndian) { out += $0 }
+        withUnsafeBytes(of: sum.value.littleEndian) { out += $0 }
+        out.append(kind)
+        out += bytes
     }
 
     private static func readAll(_ fd: Int32, _ path: String) throws -> [UInt8] {
@@ -207,9 +221,11 @@ package final class EventLog {
     @discardableResult
     package func append(_ records: [Record]) throws -> [Int] {
         if let broken { throw Failure(description: broken) }
+        // One buffer for them all, each record copied into it once.
         var framed: [UInt8] = [], ends: [Int] = []
+        framed.reserveCapacity(records.reduce(0) { $0 + 13 + $1.payloadCount })
         for record in records {
-            framed += Self.framed(record)
+            Self.frame(record, into: &framed)
             ends.append(size + framed.count)
         }
         do {

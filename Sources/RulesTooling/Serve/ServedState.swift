@@ -159,12 +159,15 @@ final class ServedState {
     @discardableResult
     func take(body: [UInt8], asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
         let base = lines, watch = self.watch
-        helpers.run { [shards] k in
-            let shard = shards[k]
-            shard.engine.lineBase = base
-            shard.rejections = []
-            shard.summary = EventStream.run(shard.engine, reader: LineReader(bytes: body), asOf: asOf, watch: watch,
-                                            shard: shard.router.map { (k, $0) }) { r, _ in shard.rejections.append(r) }
+        // Every shard reads the body where it is (the call waits for them).
+        body.withUnsafeBufferPointer { bytes in
+            helpers.run { [shards] k in
+                let shard = shards[k]
+                shard.engine.lineBase = base
+                shard.rejections = []
+                shard.summary = EventStream.run(shard.engine, reader: LineReader(borrowing: bytes), asOf: asOf, watch: watch,
+                                                shard: shard.router.map { (k, $0) }) { r, _ in shard.rejections.append(r) }
+            }
         }
         var summary = RunSummary(), rejections: [Rejection] = []
         for shard in shards {
