@@ -21,8 +21,6 @@ import Darwin
 package final class ReportChanges {
     private let engine: Engine
     private let writer: ReportWriter
-    /// By buffer: the windows that read it, shortest first.
-    private let windows: [[Int64]]
     /// (time, person): the person's line may change by then. Stale entries
     /// (a person woken earlier since) are skipped when they come up.
     private var due = WakeQueue()
@@ -30,9 +28,8 @@ package final class ReportChanges {
     /// none). Raw memory the tracker owns (grown by doubling), as are
     /// `current` and the windows: the loop over a body's people does no
     /// reference counting.
-    @exclusivity(unchecked) private var rows = UnsafeMutablePointer<UInt64>.allocate(capacity: 0)
-    @exclusivity(unchecked) private var rowCapacity = 0
-    private static let stride = 1, wakeWord = 0
+    @exclusivity(unchecked) private var wakes = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
+    @exclusivity(unchecked) private var wakeCapacity = 0
     /// The people this body looks at, as a set (open addressing, -1
     /// empty), so that each is looked at once: sized by the body, not by
     /// everyone, and emptied slot by slot after it.
@@ -42,23 +39,22 @@ package final class ReportChanges {
     /// Each body's changes are published into it (`PublishedLines.update`,
     /// or `publish` when there are no lookups) before the next body.
     package let share: PublishedLines.Share
-    /// One person's line state as of now, while it is compared (the shown
-    /// flag and the state, as in a row).
+    /// One person's line state as of now, while it is compared.
     private let current: UnsafeMutableBufferPointer<UInt64>
-    /// People in `rows`.
+    /// People in `wakes`.
     private var people = 0
     /// Scratch, kept between bodies: whom this body looks at; the changed
     /// ids and lines, one after the other, and where each is.
     private var look: [Int] = []
     private var found: Found
 
-    /// The windows of `windows`, buffer after buffer, and where each
-    /// buffer's start.
+    /// By buffer, the windows that read it, shortest first: all of them one
+    /// buffer after another, and where each buffer's start.
     private let flatWindows: UnsafeMutableBufferPointer<Int64>
     private let windowStarts: [Int]
 
     deinit {
-        rows.deallocate()
+        wakes.deallocate()
         lookSet.deallocate()
         current.deallocate()
         flatWindows.deallocate()
@@ -73,7 +69,7 @@ package final class ReportChanges {
         self.queueSlack = queueSlack
         self.engine = engine
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
-        windows = engine.program.policy.bufferReadWindows
+        let windows = engine.program.policy.bufferReadWindows
         lookSet.initialize(repeating: -1)
         share = PublishedLines.Share(engine: engine, writer: ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 64))
         current = .allocate(capacity: writer.stateWords)
@@ -102,7 +98,7 @@ package final class ReportChanges {
         engine.touched = nil
         grow(engine.people.count - 1)
         for (k, p) in touched.enumerated() {
-            if k + Prefetch.stateDistance < touched.count { prefetchRow(touched[k + Prefetch.stateDistance]) }
+            if k + Prefetch.stateDistance < touched.count { prefetchTracked(touched[k + Prefetch.stateDistance]) }
             mark(p)
         }
         touched.removeAll(keepingCapacity: true)
@@ -122,7 +118,7 @@ package final class ReportChanges {
         look = []
         for k in order.indices {
             engine.prefetchForReport(order, k)
-            if k + Prefetch.reportSecondDistance < order.count { prefetchRow(order[k + Prefetch.reportSecondDistance]) }
+            if k + Prefetch.reportSecondDistance < order.count { prefetchTracked(order[k + Prefetch.reportSecondDistance]) }
             let p = order[k]
             compare(p, at: now)
             reschedule(p, after: now)
@@ -133,21 +129,21 @@ package final class ReportChanges {
         return found.sortedChanges()
     }
 
+    /// Asks for person `p`'s wake time and published line state.
     @inline(__always)
-    private func prefetchRow(_ p: Int) {
-        rules_prefetch(rows + p &* Self.stride)
+    private func prefetchTracked(_ p: Int) {
+        rules_prefetch(wakes + p)
         share.prefetch(p)
     }
 
     @inline(__always)
-    private func wakeTime(_ p: Int) -> Int64 { Int64(bitPattern: rows[p &* Self.stride &+ Self.wakeWord]) }
+    private func wakeTime(_ p: Int) -> Int64 { wakes[p] }
 
     @inline(__always)
     private func setWake(_ p: Int, _ time: Int64) {
-        let at = p &* Self.stride &+ Self.wakeWord
-        if rows[at] == UInt64(bitPattern: .max) { liveWakes += 1 }
+        if wakes[p] == .max { liveWakes += 1 }
         if time == .max { liveWakes -= 1 }
-        rows[at] = UInt64(bitPattern: time)
+        wakes[p] = time
     }
 
     /// People with a live entry in `due`.
@@ -247,18 +243,17 @@ package final class ReportChanges {
         return Array(UnsafeRawBufferPointer(writer.bytes))
     }
 
-    /// Rows for people up to `p` (new rows: not looked at, no wake, not
-    /// shown).
+    /// Wake times for people up to `p` (new ones: no wake).
     private func grow(_ p: Int) {
         guard p >= people else { return }
-        if rowCapacity <= p {
-            rowCapacity = max(p + 1, 2 * rowCapacity, 1024)  // doubling: no copy per body
-            let bigger = UnsafeMutablePointer<UInt64>.allocate(capacity: rowCapacity * Self.stride)
-            bigger.update(from: rows, count: people * Self.stride)
-            rows.deallocate()
-            rows = bigger
+        if wakeCapacity <= p {
+            wakeCapacity = max(p + 1, 2 * wakeCapacity, 1024)  // doubling: no copy per body
+            let bigger = UnsafeMutablePointer<Int64>.allocate(capacity: wakeCapacity)
+            bigger.update(from: wakes, count: people)
+            wakes.deallocate()
+            wakes = bigger
         }
-        for q in people...p { rows[q * Self.stride + Self.wakeWord] = UInt64(bitPattern: .max) }
+        (wakes + people).initialize(repeating: .max, count: p + 1 - people)
         people = p + 1
     }
 
@@ -324,9 +319,7 @@ package final class ReportChanges {
     private func rebuildDue() {
         var live: [(time: Int64, person: Int)] = []
         live.reserveCapacity(liveWakes)
-        for p in 0..<people where rows[p &* Self.stride &+ Self.wakeWord] != UInt64(bitPattern: .max) {
-            live.append((Int64(bitPattern: rows[p &* Self.stride &+ Self.wakeWord]), p))
-        }
+        for p in 0..<people where wakes[p] != .max { live.append((wakes[p], p)) }
         due = WakeQueue(live)
     }
 
