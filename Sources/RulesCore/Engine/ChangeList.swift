@@ -71,14 +71,11 @@ package final class ChangeList {
                           index: item.person)
     }
 
-    /// Whether change `k`'s id sorts before change `j`'s of `other`,
-    /// byte-wise (as `Found` sorts them).
+    /// Change `k`'s id, valid while the list is.
     @inline(__always)
-    func person(_ k: Int, precedes other: ChangeList, _ j: Int) -> Bool {
-        let x = items[k], y = other.items[j]
-        let xn = x.idEnd - x.start, yn = y.idEnd - y.start
-        let c = memcmp(bytes.baseAddress! + x.start, other.bytes.baseAddress! + y.start, min(xn, yn))
-        return c != 0 ? c < 0 : xn < yn
+    func id(_ k: Int) -> UnsafeBufferPointer<UInt8> {
+        let item = items[k]
+        return UnsafeBufferPointer(start: bytes.baseAddress! + item.start, count: item.idEnd - item.start)
     }
 
     /// The changes as values (tests; a policy change's summary).
@@ -109,21 +106,38 @@ package struct MergedChanges {
     package init(_ lists: [ChangeList]) {
         self.lists = lists
         guard lists.count > 1 else { order = nil; return }
-        // Merged two lists at a time, each already in order.
-        var merged = (0..<lists[0].count).map { (list: Int32(0), item: Int32($0)) }
-        for l in lists.indices.dropFirst() {
-            let other = lists[l]
-            var out: [(list: Int32, item: Int32)] = []
-            out.reserveCapacity(merged.count + other.count)
-            var i = 0, j = 0
-            while i < merged.count && j < other.count {
-                if lists[Int(merged[i].list)].person(Int(merged[i].item), precedes: other, j) { out.append(merged[i]); i += 1 }
-                else { out.append((Int32(l), Int32(j))); j += 1 }
+        // Merged two lists at a time, each already in order, by the ids'
+        // bytes where they lie (no list is touched in the loop).
+        struct Key {
+            let id: UnsafePointer<UInt8>
+            let count: Int
+            let list: Int32, item: Int32
+            @inline(__always)
+            func precedes(_ other: Key) -> Bool {
+                let c = memcmp(id, other.id, min(count, other.count))
+                return c != 0 ? c < 0 : count < other.count
             }
-            out += merged[i...]
-            while j < other.count { out.append((Int32(l), Int32(j))); j += 1 }
-            merged = out
         }
+        func keys(_ l: Int) -> [Key] {
+            (0..<lists[l].count).map { k in
+                let id = lists[l].id(k)
+                return Key(id: id.baseAddress!, count: id.count, list: Int32(l), item: Int32(k))
+            }
+        }
+        var all = keys(0)
+        for l in lists.indices.dropFirst() {
+            let other = keys(l)
+            var out: [Key] = []
+            out.reserveCapacity(all.count + other.count)
+            var i = 0, j = 0
+            while i < all.count && j < other.count {
+                if all[i].precedes(other[j]) { out.append(all[i]); i += 1 } else { out.append(other[j]); j += 1 }
+            }
+            out += all[i...]
+            out += other[j...]
+            all = out
+        }
+        let merged = all.map { (list: $0.list, item: $0.item) }
         order = merged
     }
 
