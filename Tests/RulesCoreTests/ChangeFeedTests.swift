@@ -128,6 +128,21 @@ struct ChangeFeedKeptTests {
         #expect(restored.lastId == 19)
     }
 
+    @Test("a body's changes come in byte order of the ids, also for ids alike in their first eight bytes and of other lengths")
+    func changesInIdOrder() throws {
+        let program = try compileOrFail("score starts at 0\nevent e {}\ne → +1\n")
+        let engine = Engine(program: program)
+        let tracker = ReportChanges(engine: engine)
+        var rng = SeededRandom(seed: 5)
+        let ids = (0..<300).map { k in
+            ["customer-\(k)", "customer", "customes\(k)", "c\(k)", "custome\u{e9}\(k)", "customer-\(k)x"][rng.below(6)]
+        }
+        let body = ids.map { #"{"citizen":"\#($0)","time":"2026-01-01","type":"e"}"# + "\n" }.joined()
+        let changes = tracker.applying { _ = EventStream.run(engine, reader: LineReader(bytes: Array(body.utf8)), asOf: nil) { _, _ in } }
+        let people = changes.changes.map { Array($0.person) }
+        #expect(people == Set(ids.map { Array($0.utf8) }).sorted { $0.lexicographicallyPrecedes($1) })
+    }
+
     @Test("a line kept as its line state reads back as the report's line, past 64 names too")
     func lineStatesPastOneWord() throws {
         let flags = (0..<70).map { "f\($0)" }
