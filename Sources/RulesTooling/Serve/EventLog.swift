@@ -215,14 +215,22 @@ package final class EventLog {
     /// the disk is full or the file cannot be written.
     package func append(_ record: Record) throws { _ = try append([record]) }
 
+    /// The buffer a batch of records is framed in, between batches.
+    private var batch: [UInt8] = []
+    private static let keptBatchBytes = 16 << 20
+
     /// Appends records together, with one sync (group commit): all of them
     /// survive a crash once this returns, or, when it throws, none was
     /// acknowledged and the log is as it was. Returns where each ends.
     @discardableResult
     package func append(_ records: [Record]) throws -> [Int] {
         if let broken { throw Failure(description: broken) }
-        // One buffer for them all, each record copied into it once.
-        var framed: [UInt8] = [], ends: [Int] = []
+        // One buffer for them all, each record copied into it once; kept
+        // for the next batch (a fresh one each time cost page faults).
+        var framed = batch
+        batch = []
+        defer { framed.removeAll(keepingCapacity: framed.capacity <= Self.keptBatchBytes); batch = framed }
+        var ends: [Int] = []
         framed.reserveCapacity(records.reduce(0) { $0 + 13 + $1.payloadCount })
         for record in records {
             Self.frame(record, into: &framed)
