@@ -745,11 +745,15 @@ struct ServeTests {
         again = try Server([policy, "--data", data])
         #expect(again.stderr.contains("(3001 lines)") && !again.stderr.contains("replayed"), "\(again.stderr)")
         again.kill9()
-        // A damaged checkpoint is ignored, and the whole log replayed.
+        // A damaged checkpoint is ignored, and the whole log replayed; a
+        // checkpoint cut off by kill -9 while it was written (its file
+        // beside the real one) is removed.
         var bytes = try Data(contentsOf: URL(fileURLWithPath: data + "/checkpoint"))
         bytes[bytes.count / 2] ^= 0xFF
         try bytes.write(to: URL(fileURLWithPath: data + "/checkpoint"))
+        try Data(bytes.prefix(100)).write(to: URL(fileURLWithPath: data + "/checkpoint.tmp-4242"))
         again = try Server([policy, "--data", data])
+        #expect(!FileManager.default.fileExists(atPath: data + "/checkpoint.tmp-4242"))
         #expect(again.stderr.contains("checkpoint is ignored (its checksum does not match): the whole log is replayed"), "\(again.stderr)")
         #expect(try again.curl("/v1/report").body == withExtra)
         try? FileManager.default.removeItem(atPath: data)

@@ -62,6 +62,11 @@ package final class RulesService: @unchecked Sendable {
         // A checkpoint, when there is one that reads back: the log's tail
         // is replayed after it.
         let checkpointPath = directory + "/checkpoint"
+        // A checkpoint being written when the service was killed left its
+        // file beside the real one: never read, only in the way.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("checkpoint.tmp-") {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
         var saved: ServiceCheckpoint? = nil, note: String? = nil
         if let bytes = FileManager.default.contents(atPath: checkpointPath) {
             do { saved = try ServiceCheckpoint(decoding: Array(bytes)) } catch {
