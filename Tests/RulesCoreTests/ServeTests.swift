@@ -448,6 +448,10 @@ struct ServeTests {
         _ = request.withUnsafeBytes { send(inside, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
         #expect(reply(inside).text.hasPrefix("HTTP/1.1 200 OK\r\n"))
         close(inside)
+        // The largest accepted: a day.
+        let patient = try Server([policy, "--data", data + "-day", "--idle-timeout", "86400"])
+        #expect(try patient.curl("/v1/health").status == 200)
+        try? FileManager.default.removeItem(atPath: data + "-day")
         for bad in ["0", "86401", "soon"] {
             let refused = try CLITests.rules(["serve", policy, "--data", data, "--idle-timeout", bad, "--listen", "127.0.0.1:0"])
             #expect(refused.status == 2 && refused.stderr.contains("--idle-timeout takes a number of seconds from 1 to 86400, not \(bad)"), "\(refused.stderr)")

@@ -75,29 +75,27 @@ public enum Checkpoint {
         // that the body is made in place, not made and then copied.
         let lengthAt = w.out.count
         w.u64(0)
-        var body = w
-        w = ByteWriter()
-        body.int(lines)
+        w.int(lines)
         let clock = engines.compactMap(\.clock).max()
-        body.int(clock == nil ? 0 : 1)
-        body.i64(clock ?? 0)
+        w.int(clock == nil ? 0 : 1)
+        w.i64(clock ?? 0)
         let program = engines[0].program
-        body.int(program.slotCount)
+        w.int(program.slotCount)
         for slot in 0..<program.slotCount {
             let (kind, name) = program.target(ofSlot: slot)
-            body.string(kind.rawValue)
-            body.string(program.policy.names(of: kind)[name])
+            w.string(kind.rawValue)
+            w.string(program.policy.names(of: kind)[name])
         }
-        body.int(program.policy.buffers.count)
+        w.int(program.policy.buffers.count)
         for (b, spec) in program.policy.buffers.enumerated() {
-            body.string(Fingerprint.identity(of: spec, in: program.policy))
-            body.int(spec.cap.map { $0 + 1 } ?? 0)
-            body.i64(program.policy.bufferWindows[b])
+            w.string(Fingerprint.identity(of: spec, in: program.policy))
+            w.int(spec.cap.map { $0 + 1 } ?? 0)
+            w.i64(program.policy.bufferWindows[b])
         }
         let history = engines[0].history
-        body.int(history == nil ? 0 : 1)
-        body.i64(history?.retain ?? 0)
-        body.i64(history?.lateness ?? 0)
+        w.int(history == nil ? 0 : 1)
+        w.i64(history?.retain ?? 0)
+        w.i64(history?.lateness ?? 0)
         // Everyone the engines know, in byte order of their ids, whichever
         // engine holds them, so the file does not depend on how many
         // threads wrote it (people all of whose events were retracted too:
@@ -107,29 +105,29 @@ public enum Checkpoint {
         if engines.count > 1 {
             order.sort { engines[$0.engine].people.precedes($0.person, engines[$1.engine].people, $1.person) }
         }
-        body.int(order.count)
+        w.int(order.count)
         for (e, p) in order {
             let engine = engines[e]
-            engine.people.withKey(p) { body.int($0.count); body.bytes($0) }
-            body.state(of: p, in: engine.store)
+            engine.people.withKey(p) { w.int($0.count); w.bytes($0) }
+            w.state(of: p, in: engine.store)
         }
         if history != nil {
             for (e, p) in order {
                 let h = engines[e].history!
-                if let base = h.bases[p] { body.int(1); body.base(base) } else { body.int(0) }
-                body.int(h.standingCount(p))
-                body.int(h.wasSeen(p) ? 1 : 0)
+                if let base = h.bases[p] { w.int(1); w.base(base) } else { w.int(0) }
+                w.int(h.standingCount(p))
+                w.int(h.wasSeen(p) ? 1 : 0)
                 let records = h.arrived(of: p)
-                body.int(records.count)
+                w.int(records.count)
                 for r in records {
-                    body.i64(r.time)
-                    body.int(r.line)
-                    body.int(r.sealed ? 2 : r.retractedAt == nil ? 0 : 1)
-                    body.int(r.retractedAt ?? 0)
-                    body.int(r.id == nil ? 0 : 1)
-                    if let id = r.id { body.int(id.count); body.bytes(id) }
-                    body.int(r.bytes.count)
-                    body.bytes(r.bytes)
+                    w.i64(r.time)
+                    w.int(r.line)
+                    w.int(r.sealed ? 2 : r.retractedAt == nil ? 0 : 1)
+                    w.int(r.retractedAt ?? 0)
+                    w.int(r.id == nil ? 0 : 1)
+                    if let id = r.id { w.int(id.count); w.bytes(id) }
+                    w.int(r.bytes.count)
+                    w.bytes(r.bytes)
                 }
             }
         }
@@ -138,19 +136,18 @@ public enum Checkpoint {
         var failures: [(EvalContext.FailureKey, (count: Int, firstLine: Int))] = []
         for engine in engines { failures += engine.context.failures.map { ($0.key, $0.value) } }
         failures.sort { ($0.0.rule, $0.1.firstLine) < ($1.0.rule, $1.1.firstLine) }
-        body.int(failures.count)
+        w.int(failures.count)
         for (key, stat) in failures {
-            body.int(key.rule)
+            w.int(key.rule)
             switch key.failure {
-            case .missingField(let f): body.int(0); body.int(f)
-            case .wrongType: body.int(1); body.int(0)
-            case .divisionByZero: body.int(2); body.int(0)
-            case .notFinite: body.int(3); body.int(0)
+            case .missingField(let f): w.int(0); w.int(f)
+            case .wrongType: w.int(1); w.int(0)
+            case .divisionByZero: w.int(2); w.int(0)
+            case .notFinite: w.int(3); w.int(0)
             }
-            body.int(stat.count)
-            body.int(stat.firstLine)
+            w.int(stat.count)
+            w.int(stat.firstLine)
         }
-        w = body
         withUnsafeBytes(of: UInt64(w.out.count - lengthAt - 8).littleEndian) { length in
             for k in 0..<8 { w.out[lengthAt + k] = length[k] }
         }
@@ -470,11 +467,7 @@ struct ByteWriter {
     var out: [UInt8] = []
     mutating func bytes<C: Collection>(_ b: C) where C.Element == UInt8 { out.append(contentsOf: b) }
     mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    mutating func u64(_ v: UInt64) {
-        let at = out.count
-        out.append(contentsOf: repeatElement(0, count: 8))
-        out.withUnsafeMutableBytes { $0.storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt64.self) }
-    }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func int(_ v: Int) { i64(Int64(v)) }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }

@@ -137,8 +137,7 @@ package struct MergedChanges {
             out += other[j...]
             all = out
         }
-        let merged = all.map { (list: $0.list, item: $0.item) }
-        order = merged
+        order = all.map { (list: $0.list, item: $0.item) }
     }
 
     /// Changes given as values, in their order (tests; a feed fed by hand).

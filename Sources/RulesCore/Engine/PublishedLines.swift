@@ -20,14 +20,17 @@ package final class PublishedLines: @unchecked Sendable {
     private var writer: ReportWriter? = nil
     private var shares: [Share] = []
 
-    /// One engine's people as last published: by their number in it,
-    /// their line state (zeros: not in the report, or never published). Written by `PublishedLines.update` under its lock
-    /// (or by its tracker alone, `ReportChanges.publish`, when there are
-    /// no lookups), read by lookups under that lock and by its tracker.
+    /// One engine's people as last published: by their number in it, their
+    /// line state (zeros: not in the report, or never published). Written
+    /// by `PublishedLines.update` under its lock (or by its tracker alone,
+    /// `ReportChanges.publish`, when there are no lookups), read by lookups
+    /// under that lock and by its tracker.
     package final class Share: @unchecked Sendable {
         let engine: Engine
         /// Words per person: a line state.
         let stride: Int
+        /// The tracker's writer, for the line state's layout only
+        /// (`isInReport`, which reads nothing that changes).
         private let writer: ReportWriter
         @exclusivity(unchecked) private var states = UnsafeMutablePointer<UInt64>.allocate(capacity: 0)
         @exclusivity(unchecked) private var capacity = 0
@@ -52,6 +55,7 @@ package final class PublishedLines: @unchecked Sendable {
 
         /// Publishes person `p`'s line state (nil: not in the report).
         func set(_ p: Int, _ state: UnsafeBufferPointer<UInt64>?) {
+            precondition(p >= 0, "a change published without its person's number")
             if p >= capacity { grow(to: p + 1) }
             let row = states + p &* stride
             if writer.isInReport(row) { shown -= 1 }

@@ -71,7 +71,7 @@ package final class ReportChanges {
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         let windows = engine.program.policy.bufferReadWindows
         lookSet.initialize(repeating: -1)
-        share = PublishedLines.Share(engine: engine, writer: ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 64))
+        share = PublishedLines.Share(engine: engine, writer: writer)
         current = .allocate(capacity: writer.stateWords)
         current.initialize(repeating: 0)
         windowStarts = [0] + windows.reduce(into: []) { $0.append(($0.last ?? 0) + $1.count) }

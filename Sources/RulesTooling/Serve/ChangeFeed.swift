@@ -12,7 +12,8 @@ import RulesCore
 /// `ReportChanges`), so `Last-Event-ID` resumes across restarts too.
 ///
 /// The latest events are kept in memory, at most `keptBytes` of them, a
-/// body's together (the latest body always); a client asking to resume before the oldest kept is told of the gap
+/// body's together (the latest body always); a client asking to resume
+/// before the oldest kept is told of the gap
 /// (`event: gap`) and should read `GET /v1/report` again.
 package final class ChangeFeed: @unchecked Sendable {
     package static let keptBytes = 32 << 20
