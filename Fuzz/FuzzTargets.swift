@@ -1,7 +1,7 @@
 // libFuzzer entry point for `scripts/fuzz.sh`, linked against the package's
 // library modules built with `-sanitize=fuzzer,address` (it reaches their
 // `package` declarations). `RULES_FUZZ_TARGET` says what the bytes are —
-// `policy`, `stream`, `engine` or `http` — and `FuzzChecks` (its own module, so the
+// `policy`, `stream`, `engine`, `http` or `resp` — and `FuzzChecks` (its own module, so the
 // unit tests replay every finding) says what must hold. A crash, a
 // sanitizer report or a broken promise stops the fuzzer with the input.
 import Foundation
@@ -29,7 +29,8 @@ public func rulesFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     case "stream": broken = FuzzChecks.stream(bytes, program: citizen)
     case "engine": broken = FuzzChecks.engine(bytes, policies: shipped)
     case "http": broken = FuzzChecks.http(bytes)
-    default: fatalError("RULES_FUZZ_TARGET is policy, stream, engine or http, not \(target)")
+    case "resp": broken = FuzzChecks.resp(bytes)
+    default: fatalError("RULES_FUZZ_TARGET is policy, stream, engine, http or resp, not \(target)")
     }
     if let broken { fatalError("broken promise: \(broken)") }
     return 0

@@ -3,7 +3,7 @@
 # Sources/RulesFuzzChecks/FuzzChecks.swift) for a fixed time each, seeded
 # from the repository's policies, fixtures and example streams.
 #
-#   bash scripts/fuzz.sh [SECONDS] [TARGET...]    (default 60 s; policy stream engine http)
+#   bash scripts/fuzz.sh [SECONDS] [TARGET...]    (default 60 s; policy stream engine http resp)
 #
 # FUZZ_SEED=N fixes libFuzzer's random seed: CI uses one, so that a red CI
 # run points at the change that made it, and whoever runs it again sees the
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(policy stream engine http)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(policy stream engine http resp)
 out=.build-fuzz
 mkdir -p "$out/findings"
 
@@ -73,6 +73,7 @@ for target in "${targets[@]}"; do
         policy) dict=(-dict=Fuzz/policy.dict) ;;
         stream|engine) dict=(-dict=Fuzz/stream.dict) ;;
         http) dict=(-dict=Fuzz/http.dict) ;;
+        resp) dict=(-dict=Fuzz/resp.dict) ;;
     esac
     seed_flag=()
     [ -n "${FUZZ_SEED:-}" ] && seed_flag=(-seed="$FUZZ_SEED")

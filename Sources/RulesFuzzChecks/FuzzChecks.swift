@@ -165,6 +165,42 @@ package enum FuzzChecks {
         return nil
     }
 
+    /// The Redis client's reply reader (RESP): any bytes, whole or cut into
+    /// pieces (their size from the first byte), give the same replies and
+    /// the same refusal, at the same offset; nothing crashes; a refusal
+    /// stays; every reply read is one the writer's encoding reads back as.
+    package static func resp(_ bytes: [UInt8]) -> String? {
+        var limits = RESPReader.Limits()
+        limits.maxBulk = 1 << 16
+        limits.maxItems = 1 << 12
+        limits.maxDepth = 8
+        limits.maxLine = 1 << 10
+        func run(_ piece: Int) -> [String] {
+            var reader = RESPReader(limits: limits)
+            var out: [String] = []
+            var at = 0
+            while at < bytes.count {
+                reader.append(bytes[at..<min(bytes.count, at + piece)])
+                at += piece
+                while true {
+                    do {
+                        guard let value = try reader.next() else { break }
+                        out.append(value.description)
+                    } catch {
+                        out.append("error \(error)")
+                        if (try? reader.next()) != nil { out.append("a refusal that did not stay") }
+                        return out
+                    }
+                }
+            }
+            return out
+        }
+        let whole = run(max(1, bytes.count))
+        let cut = run(1 + Int(bytes.first ?? 0) % 13)
+        if let broken = whole.first(where: { $0.hasPrefix("a refusal") }) { return broken }
+        return whole == cut ? nil : "the same bytes in pieces gave other replies: \(whole) / \(cut)"
+    }
+
     /// `rules serve`'s request parser (RFC 9112): any bytes, whole or cut
     /// into pieces (their size from the first byte), give the same requests
     /// and the same refusal; nothing crashes; a refusal is a 4xx or 5xx

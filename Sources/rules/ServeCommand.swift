@@ -108,7 +108,7 @@ enum ServeCommand {
         var tokens = RulesService.Tokens()
         for (option, path) in [("--token-file", parsed.values["--token-file"]), ("--read-token-file", parsed.values["--read-token-file"])] {
             guard let path else { continue }
-            guard let token = readToken(path) else {
+            guard let token = readSecret(path) else {
                 Terminal.writeErr("rules: \(option) \(path): the file cannot be read, or its first line is empty; not serving\n")
                 return ExitCode.failure
             }
@@ -184,7 +184,7 @@ enum ServeCommand {
 
     /// A token file's first line, without its line end and surrounding
     /// blanks; nil when unreadable or empty.
-    private static func readToken(_ path: String) -> [UInt8]? {
+    static func readSecret(_ path: String) -> [UInt8]? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         let first = data.split(separator: 0x0A, maxSplits: 1, omittingEmptySubsequences: false).first ?? Data()
         let token = String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -22,6 +22,7 @@ enum Main {
       explain  why one person's state is what it is
       diff     two policies over the same stream: who would change, and why
       serve    keep the engine running and answer over HTTP
+      publish  split an event stream into Redis streams, one per partition
       graph    print the rule graph (Graphviz DOT or Mermaid)
       help     show help for a command: rules help run
 
@@ -45,6 +46,7 @@ enum Main {
         "explain": (ExplainCommand.help, ExplainCommand.run),
         "diff": (DiffCommand.help, DiffCommand.run),
         "serve": (ServeCommand.help, ServeCommand.run),
+        "publish": (PublishCommand.help, PublishCommand.run),
     ]
 
     static func usageError(_ message: String, command: String?) -> Int32 {

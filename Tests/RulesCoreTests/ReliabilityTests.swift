@@ -304,7 +304,7 @@ struct FuzzRegressionTests {
 
     static let shipped = ["citizen", "moderation", "telematics"].compactMap { try? ExplainTests.text("rules/\($0).rules") }
 
-    @Test("every saved input passes the fuzz targets' checks", arguments: inputs("policy") + inputs("stream") + inputs("engine") + inputs("http"))
+    @Test("every saved input passes the fuzz targets' checks", arguments: inputs("policy") + inputs("stream") + inputs("engine") + inputs("http") + inputs("resp"))
     func replay(_ name: String) throws {
         let bytes = Array(try Data(contentsOf: Repo.root.appendingPathComponent("Tests/Fixtures/fuzz/\(name)")))
         let broken: String?
@@ -312,6 +312,7 @@ struct FuzzRegressionTests {
         case "policy": broken = FuzzChecks.policy(bytes)
         case "stream": broken = FuzzChecks.stream(bytes, program: try compileOrFail(Self.shipped[0]))
         case "http": broken = FuzzChecks.http(bytes)
+        case "resp": broken = FuzzChecks.resp(bytes)
         default: broken = FuzzChecks.engine(bytes, policies: Self.shipped)
         }
         #expect(broken == nil)
@@ -319,6 +320,6 @@ struct FuzzRegressionTests {
 
     @Test("there are saved inputs for every target")
     func present() {
-        for target in ["policy", "stream", "engine", "http"] { #expect(!Self.inputs(target).isEmpty) }
+        for target in ["policy", "stream", "engine", "http", "resp"] { #expect(!Self.inputs(target).isEmpty) }
     }
 }

@@ -10,9 +10,9 @@ package final class LineReader {
     /// Bytes moved out of the front of the buffer so far, so that positions
     /// ahead of the reader survive a refill: absolute = discarded + index.
     @exclusivity(unchecked) private var discarded = 0
-    @exclusivity(unchecked) private(set) var lineNumber = 0
+    @exclusivity(unchecked) package private(set) var lineNumber = 0
     /// Set when `read` failed; the text of `strerror`.
-    @exclusivity(unchecked) private(set) var readError: String? = nil
+    @exclusivity(unchecked) package private(set) var readError: String? = nil
 
     package init(fd: Int32, capacity: Int = 1 << 20, maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         self.fd = fd
@@ -58,7 +58,7 @@ package final class LineReader {
     /// A line longer than `maxLineBytes` is not kept: the reader skips to
     /// its end and returns an empty line with `skippedLength` set, so the
     /// caller can reject it by number without holding it in memory.
-    func next() -> UnsafeBufferPointer<UInt8>? {
+    package func next() -> UnsafeBufferPointer<UInt8>? {
         skippedLength = nil
         while true {
             if let nl = memchr(buffer + start, 0x0A, end - start) {
@@ -80,12 +80,12 @@ package final class LineReader {
     static let defaultMaxLineBytes = 16 << 20
     let maxLineBytes: Int
     /// The rejection of a line that was too long (both readers say it so).
-    static func tooLong(_ length: Int, limit: Int = defaultMaxLineBytes) -> String {
+    package static func tooLong(_ length: Int, limit: Int = defaultMaxLineBytes) -> String {
         "the line is \(length) bytes, longer than the limit of \(limit >> 20) MiB; it was skipped unread"
     }
 
     /// Set by `next()` when it skipped a line that was too long: its length.
-    private(set) var skippedLength: Int? = nil
+    package private(set) var skippedLength: Int? = nil
 
     /// Moves past the line at `start` (its end may not be read yet) and
     /// reports it as skipped.

@@ -101,7 +101,7 @@ public struct PersonKey: Sendable, Hashable, CustomStringConvertible {
     /// escapes, found without parsing; nil for any other layout (the full
     /// parse then decides).
     @inline(__always)
-    func leadingPerson(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+    package func leadingPerson(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
         let n = leading.pointer.count
         guard line.count > n, let base = line.baseAddress else { return nil }
         if n <= 16 {  // two overlapping words cover 8...16 bytes (a pattern has at least 6)
@@ -111,6 +111,23 @@ public struct PersonKey: Sendable, Hashable, CustomStringConvertible {
             guard Self.word(base, at: 0) == leadingHead, memcmp(base, leading.pointer.baseAddress!, n) == 0 else { return nil }
         }
         return id(line, from: n)
+    }
+
+    /// The id a stream line names (its bytes, unescaped), or why it names
+    /// none: what a line is partitioned by (`rules publish`), asked
+    /// without a policy. The usual layout is read without parsing.
+    package func person(in line: UnsafeBufferPointer<UInt8>) -> Result<[UInt8], PersonKeyError> {
+        if let id = leadingPerson(line) { return .success(Array(id)) }
+        let value: JSONValue
+        do { value = try JSONValue.parse(String(decoding: line, as: UTF8.self)) } catch {
+            return .failure(PersonKeyError(description: "not JSON (\(error))"))
+        }
+        guard case .object(let members) = value else { return .failure(PersonKeyError(description: "not a JSON object")) }
+        let named = members.filter { $0.0 == name }
+        guard let first = named.first else { return .failure(PersonKeyError(description: "no \(quoted) key")) }
+        guard named.count == 1 else { return .failure(PersonKeyError(description: "duplicate key \(quoted)")) }
+        guard case .string(let id) = first.1 else { return .failure(PersonKeyError(description: "\(quoted) is not a string")) }
+        return .success(Array(id.utf8))
     }
 
     @inline(__always)

@@ -1,0 +1,291 @@
+import RulesCore
+
+/// RESP, the Redis serialization protocol (version 2, which a server speaks
+/// until a client asks for another): commands go out as arrays of bulk
+/// strings, replies come back as one of five types, each announced by its
+/// first byte and ended by CRLF.
+///
+///     +OK\r\n                simple string      -ERR reason\r\n   error
+///     :42\r\n                integer            $5\r\nhello\r\n  bulk string
+///     $-1\r\n  *-1\r\n       null               *2\r\n…           array
+package enum RESPValue: Equatable, Sendable, CustomStringConvertible {
+    case simple(String)
+    case error(String)
+    case integer(Int64)
+    case bulk([UInt8])
+    case null
+    case array([RESPValue])
+
+    /// The bytes of a bulk or simple string.
+    package var bytes: [UInt8]? {
+        switch self {
+        case .bulk(let b): b
+        case .simple(let s): Array(s.utf8)
+        default: nil
+        }
+    }
+
+    package var text: String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
+
+    package var description: String {
+        switch self {
+        case .simple(let s): "+\(s)"
+        case .error(let e): "-\(e)"
+        case .integer(let n): ":\(n)"
+        case .bulk(let b): JSONText.quoted(String(decoding: b, as: UTF8.self))
+        case .null: "(nil)"
+        case .array(let items): "[" + items.map(\.description).joined(separator: ", ") + "]"
+        }
+    }
+}
+
+/// Encodes commands: `*N` then each argument as a bulk string, into one
+/// buffer that a pipeline sends with one write.
+package struct RESPWriter {
+    package private(set) var bytes: [UInt8] = []
+
+    package init() {}
+
+    package var isEmpty: Bool { bytes.isEmpty }
+
+    package mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+
+    /// A whole command of text arguments.
+    package mutating func command(_ arguments: [String]) {
+        header(arguments.count)
+        for a in arguments { argument(a) }
+    }
+
+    /// The start of a command of `count` arguments (each then given).
+    package mutating func header(_ count: Int) {
+        bytes.append(UInt8(ascii: "*"))
+        decimal(count)
+        crlf()
+    }
+
+    package mutating func argument(_ text: String) {
+        var text = text
+        text.withUTF8 { argument(UnsafeRawBufferPointer($0)) }
+    }
+
+    package mutating func argument(_ raw: UnsafeRawBufferPointer) {
+        bytes.append(UInt8(ascii: "$"))
+        decimal(raw.count)
+        crlf()
+        bytes.append(contentsOf: raw)
+        crlf()
+    }
+
+    package mutating func argument(_ array: [UInt8]) {
+        array.withUnsafeBytes { argument($0) }
+    }
+
+    private mutating func crlf() {
+        bytes.append(0x0D)
+        bytes.append(0x0A)
+    }
+
+    /// A non-negative decimal, without going through `String`.
+    private mutating func decimal(_ n: Int) {
+        if n < 10 { bytes.append(0x30 + UInt8(n)); return }
+        if n < 100 {
+            bytes.append(0x30 + UInt8(n / 10))
+            bytes.append(0x30 + UInt8(n % 10))
+            return
+        }
+        var digits = 1, power = 10
+        while digits < 19 && n >= power {
+            digits += 1
+            power = power &* 10
+        }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0x30, count: digits))
+        var rest = n
+        bytes.withUnsafeMutableBufferPointer { b in
+            for k in stride(from: start + digits - 1, through: start, by: -1) {
+                b[k] = 0x30 + UInt8(rest % 10)
+                rest /= 10
+            }
+        }
+    }
+}
+
+/// Reads replies from the bytes a connection received, as they arrive: a
+/// reply cut anywhere is taken up again where it stopped (an array of a
+/// million entries is not parsed again from its start for every chunk).
+/// Bytes that are not RESP stop the reader for good, with the offset in
+/// the connection's bytes and what was wrong.
+package struct RESPReader {
+    package struct Limits: Sendable {
+        /// The largest bulk string (Redis's own `proto-max-bulk-len`).
+        package var maxBulk = 512 << 20
+        /// The most items an array may announce.
+        package var maxItems = 1 << 24
+        /// Arrays within arrays (a stream read is four deep).
+        package var maxDepth = 32
+        /// The longest simple string, error or number line.
+        package var maxLine = 1 << 16
+        package init() {}
+    }
+
+    package struct Malformed: Error, Equatable, CustomStringConvertible {
+        /// Where in the connection's bytes (0 = its first).
+        package let offset: Int
+        package let reason: String
+        package var description: String { "the server's reply is not RESP at byte \(offset): \(reason)" }
+    }
+
+    private let limits: Limits
+    private var buffer: [UInt8] = []
+    /// Where the next element starts in `buffer`.
+    private var at = 0
+    /// Bytes dropped from the front of `buffer` so far.
+    private var dropped = 0
+    /// Arrays begun and not yet whole, innermost last.
+    private var open: [(remaining: Int, items: [RESPValue])] = []
+    private var failure: Malformed? = nil
+
+    package init(limits: Limits = Limits()) { self.limits = limits }
+
+    /// Bytes received and not yet read as a whole reply.
+    package var pending: Int { buffer.count - at }
+
+    package mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        // Read bytes are dropped once they are most of the buffer, so that
+        // it does not grow with the connection's life.
+        if at > 0 && at >= buffer.count / 2 {
+            buffer.removeSubrange(0..<at)
+            dropped += at
+            at = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next whole reply; nil when more bytes are needed.
+    package mutating func next() throws(Malformed) -> RESPValue? {
+        if let failure { throw failure }
+        do {
+            while true {
+                guard let element = try element() else { return nil }
+                guard let value = finish(element) else { continue }
+                return value
+            }
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
+    /// What one element read gives: a value, or the start of an array.
+    private enum Element {
+        case value(RESPValue)
+        case arrayStart(Int)
+    }
+
+    /// Puts `element` into the arrays open; the reply when it completes
+    /// the outermost (or is one on its own).
+    private mutating func finish(_ element: Element) -> RESPValue? {
+        var value: RESPValue
+        switch element {
+        case .arrayStart(let count):
+            open.append((count, []))
+            open[open.count - 1].items.reserveCapacity(min(count, 1024))
+            if count > 0 { return nil }
+            value = .array(open.removeLast().items)
+        case .value(let v): value = v
+        }
+        while !open.isEmpty {
+            open[open.count - 1].items.append(value)
+            open[open.count - 1].remaining -= 1
+            if open[open.count - 1].remaining > 0 { return nil }
+            value = .array(open.removeLast().items)
+        }
+        return value
+    }
+
+    /// One element at `at`, which then moves past it; nil (and `at` where
+    /// it was) when its bytes have not all arrived.
+    private mutating func element() throws(Malformed) -> Element? {
+        guard at < buffer.count else { return nil }
+        let start = at
+        let kind = buffer[at]
+        guard let line = try line(from: at + 1) else { return nil }
+        switch kind {
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            let text = String(decoding: buffer[line], as: UTF8.self)
+            at = line.upperBound + 2
+            return .value(kind == UInt8(ascii: "+") ? .simple(text) : .error(text))
+        case UInt8(ascii: ":"):
+            let n = try integer(line, at: start + 1)
+            at = line.upperBound + 2
+            return .value(.integer(n))
+        case UInt8(ascii: "$"):
+            let n = try integer(line, at: start + 1)
+            if n == -1 { at = line.upperBound + 2; return .value(.null) }
+            guard n >= 0, n <= Int64(limits.maxBulk) else { throw fail(start + 1, "a bulk string of \(n) bytes (at most \(limits.maxBulk))") }
+            let from = line.upperBound + 2, to = from + Int(n)
+            guard to + 2 <= buffer.count else { return nil }
+            guard buffer[to] == 0x0D, buffer[to + 1] == 0x0A else { throw fail(to, "a bulk string of \(n) bytes not followed by CRLF") }
+            at = to + 2
+            return .value(.bulk(Array(buffer[from..<to])))
+        case UInt8(ascii: "*"):
+            let n = try integer(line, at: start + 1)
+            if n == -1 { at = line.upperBound + 2; return .value(.null) }
+            guard n >= 0, n <= Int64(limits.maxItems) else { throw fail(start + 1, "an array of \(n) items (at most \(limits.maxItems))") }
+            guard open.count < limits.maxDepth else { throw fail(start, "arrays nested more than \(limits.maxDepth) deep") }
+            at = line.upperBound + 2
+            return .arrayStart(Int(n))
+        default:
+            throw fail(start, "a reply starts with \(Self.shown(kind)), not one of + - : $ *")
+        }
+    }
+
+    /// The bytes from `from` up to the next CRLF (not included); nil when
+    /// it has not arrived.
+    private func line(from: Int) throws(Malformed) -> Range<Int>? {
+        var i = from
+        while i < buffer.count {
+            if buffer[i] == 0x0D {
+                guard i + 1 < buffer.count else { return nil }
+                guard buffer[i + 1] == 0x0A else { throw fail(i + 1, "CR not followed by LF") }
+                return from..<i
+            }
+            if buffer[i] == 0x0A { throw fail(i, "a line ends with LF alone, not CRLF") }
+            i += 1
+            if i - from > limits.maxLine { throw fail(from, "a line longer than \(limits.maxLine) bytes") }
+        }
+        return nil
+    }
+
+    private func integer(_ range: Range<Int>, at offset: Int) throws(Malformed) -> Int64 {
+        var negative = false
+        var digits = range
+        if let first = digits.first, buffer[first] == UInt8(ascii: "-") {
+            negative = true
+            digits = digits.dropFirst()
+        }
+        guard !digits.isEmpty, digits.count <= 19 else { throw fail(offset, "expected a number, found \(Self.shown(range, in: buffer))") }
+        var n: Int64 = 0
+        for i in digits {
+            let d = buffer[i] &- 0x30
+            guard d < 10 else { throw fail(offset, "expected a number, found \(Self.shown(range, in: buffer))") }
+            let (times, o1) = n.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(Int64(d))
+            guard !o1, !o2 else { throw fail(offset, "a number too large: \(Self.shown(range, in: buffer))") }
+            n = sum
+        }
+        return negative ? -n : n
+    }
+
+    private func fail(_ index: Int, _ reason: String) -> Malformed {
+        Malformed(offset: dropped + index, reason: reason)
+    }
+
+    private static func shown(_ byte: UInt8) -> String {
+        (0x21...0x7E).contains(byte) ? "`\(Character(Unicode.Scalar(byte)))`" : "byte 0x" + String(byte, radix: 16, uppercase: true)
+    }
+
+    private static func shown(_ range: Range<Int>, in buffer: [UInt8]) -> String {
+        JSONText.quoted(String(decoding: buffer[range.prefix(40)], as: UTF8.self))
+    }
+}
