@@ -79,6 +79,8 @@ package final class RedisClient {
 
     package struct Failure: Error, CustomStringConvertible {
         package let description: String
+        /// Whether trying again may help (see `RedisConnection.Failure`).
+        package var retryable = true
     }
 
     private struct Node: Hashable {
@@ -134,6 +136,7 @@ package final class RedisClient {
             for (node, indices) in zip(order, groups) {
                 let replies: [RESPValue]
                 do { replies = try exchange(node, batch, indices, asking: asking) } catch {
+                    guard error.retryable else { throw Failure(description: error.description, retryable: false) }
                     trouble = error.description
                     continue
                 }
@@ -227,6 +230,7 @@ package final class RedisClient {
                 reply = try connection(node).exchange(w, replies: 1)[0]
             } catch {
                 connections[node] = nil
+                guard error.retryable else { throw Failure(description: error.description, retryable: false) }
                 last = error.description
                 continue
             }
@@ -234,6 +238,8 @@ package final class RedisClient {
             case .error(let e) where e.contains("cluster support disabled"):
                 isCluster = false
                 return
+            case .error(let e) where e.hasPrefix("NOAUTH"):
+                throw Failure(description: "\(node.name) needs a password: give it with --password-file (\(e))", retryable: false)
             case .error(let e):
                 last = "\(node.name): CLUSTER SLOTS: \(e)"
                 continue
@@ -243,7 +249,7 @@ package final class RedisClient {
                     guard case .array(let r) = range, r.count >= 3, case .integer(let from) = r[0], case .integer(let to) = r[1],
                           case .array(let master) = r[2], master.count >= 2, case .integer(let port) = master[1],
                           from >= 0, to < KeySlot.count, from <= to else {
-                        throw Failure(description: "\(node.name): CLUSTER SLOTS answered what is not a map of slots: \(range)")
+                        throw Failure(description: "\(node.name): CLUSTER SLOTS answered what is not a map of slots: \(range)", retryable: false)
                     }
                     // An empty host means "the address you reached me at".
                     let host = master[0].text.flatMap { $0.isEmpty || $0 == "?" ? nil : $0 } ?? node.host
@@ -253,7 +259,7 @@ package final class RedisClient {
                 slots = map
                 return
             default:
-                throw Failure(description: "\(node.name): CLUSTER SLOTS answered \(reply)")
+                throw Failure(description: "\(node.name): CLUSTER SLOTS answered \(reply)", retryable: false)
             }
         }
         throw Failure(description: last)
@@ -265,7 +271,10 @@ package final class RedisClient {
         let started = Self.now()
         while true {
             do { return try body() } catch {
-                if let limit = options.retryFor, Self.now() - started + delay > limit { throw error }
+                guard error.retryable else { throw error }
+                if let limit = options.retryFor, Self.now() - started + delay > limit {
+                    throw Failure(description: "\(error) (tried for \(Int(limit.rounded(.up))) s)")
+                }
                 options.onRetry?("\(error); trying again in \(Int(delay * 1000)) ms")
                 Self.sleep(delay)
                 delay = min(delay * 2, 2)

@@ -21,6 +21,9 @@ package final class RedisConnection {
     /// there, went away, stopped answering, or sent what is not RESP.
     package struct Failure: Error, CustomStringConvertible {
         package let description: String
+        /// Whether trying again may help (a server restarting), or not (a
+        /// wrong password, a server that does not speak RESP).
+        package var retryable = true
     }
 
     /// Connects, within `timeout` seconds, and authenticates with
@@ -39,7 +42,7 @@ package final class RedisConnection {
             let answer = try exchange(w, replies: 1)[0]
             if case .error(let e) = answer {
                 close()
-                throw Failure(description: "\(host):\(port) refused the password (--password-file): \(e)")
+                throw Failure(description: "\(host):\(port) refused the password (--password-file): \(e)", retryable: false)
             }
         }
     }
@@ -91,7 +94,7 @@ package final class RedisConnection {
                 if let value = try reader.next() { return value }
             } catch {
                 close()
-                throw Failure(description: "\(host):\(port): \(error)")
+                throw Failure(description: "\(host):\(port): \(error)", retryable: false)
             }
             guard fd >= 0 else { throw Failure(description: "the connection to \(host):\(port) is closed") }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
@@ -123,7 +126,7 @@ package final class RedisConnection {
         var list: UnsafeMutablePointer<addrinfo>? = nil
         let status = getaddrinfo(host, String(port), &hints, &list)
         guard status == 0, let first = list else {
-            throw Failure(description: "cannot find the host \(host): \(String(cString: gai_strerror(status)))")
+            throw Failure(description: "cannot find the host \(host): \(String(cString: gai_strerror(status)))", retryable: status == EAI_AGAIN)
         }
         defer { freeaddrinfo(list) }
         var reason = "no address"

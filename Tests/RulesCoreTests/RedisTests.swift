@@ -1,0 +1,391 @@
+import Foundation
+import Testing
+@testable import RulesCore
+@testable import RulesTooling
+
+/// A `redis-server` of a test's own: a free local port, a directory of its
+/// own, stopped when the test lets go of it.
+final class RedisProcess {
+    let port: Int
+    let directory: String
+    private let extra: [String]
+    private(set) var pid: pid_t = 0
+
+    static var available: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/redis-server") }
+
+    /// `extra`: more of redis-server's options (`--requirepass`, cluster…).
+    init(_ extra: [String] = [], port: Int? = nil) throws {
+        self.port = try port ?? Self.freePort()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        self.extra = extra
+        try start()
+    }
+
+    /// Starts (again, after `kill9`) on the same port and directory.
+    func start() throws {
+        let args = ["--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--daemonize", "no",
+                    "--logfile", directory + "/log", "--protected-mode", "no"] + extra
+        let argv = (["/usr/bin/redis-server"] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        guard posix_spawn(&pid, "/usr/bin/redis-server", &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start redis-server") }
+        for _ in 0..<200 {
+            if (try? RedisConnection(host: "127.0.0.1", port: port, timeout: 1)) != nil { return }
+            usleep(25_000)
+        }
+        throw TestFailure("redis-server did not start on \(port): \((try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? "")")
+    }
+
+    func kill9() {
+        guard pid > 0 else { return }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        pid = 0
+    }
+
+    deinit {
+        kill9()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// One command, answered (a test's own look at the server).
+    func command(_ arguments: [String]) throws -> RESPValue {
+        var w = RESPWriter()
+        w.command(arguments)
+        return try RedisConnection(host: "127.0.0.1", port: port, timeout: 5).exchange(w, replies: 1)[0]
+    }
+
+    /// A port free now, whose cluster bus port (10000 above) is free too.
+    static func freePort() throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000..<40_000)
+            if canBind(port) && canBind(port + 10_000) { return port }
+        }
+        throw TestFailure("no free port for redis-server")
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
+
+/// Three `redis-server`s made one Redis Cluster (no replicas).
+final class RedisCluster {
+    let nodes: [RedisProcess]
+
+    init() throws {
+        nodes = try (0..<3).map { _ in
+            try RedisProcess(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                              "--appendonly", "no"])
+        }
+        let create = try runProcess(URL(fileURLWithPath: "/usr/bin/redis-cli"),
+                                    ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "0", "--cluster-yes"])
+        guard create.status == 0 else { throw TestFailure("redis-cli --cluster create failed: \(create.stdout) \(create.stderr)") }
+        for _ in 0..<200 {
+            let states = nodes.map { node in (try? node.command(["CLUSTER", "INFO"]))?.text ?? "" }
+            if states.allSatisfy({ $0.contains("cluster_state:ok") }) { return }
+            usleep(50_000)
+        }
+        throw TestFailure("the cluster did not become ok")
+    }
+
+    /// The node id and port of the node that serves `slot`.
+    func owner(of slot: Int) throws -> (id: String, node: RedisProcess) {
+        for node in nodes {
+            let id = try node.command(["CLUSTER", "MYID"]).text!
+            guard case .array(let ranges) = try node.command(["CLUSTER", "SLOTS"]) else { continue }
+            for case .array(let r) in ranges {
+                if case .integer(let from) = r[0], case .integer(let to) = r[1], case .array(let master) = r[2],
+                   case .integer(let port) = master[1], from <= slot, slot <= to, port == node.port {
+                    return (id, node)
+                }
+            }
+        }
+        throw TestFailure("no node serves slot \(slot)")
+    }
+}
+
+@Suite("Redis", .serialized, .enabled(if: RedisProcess.available, "redis-server is not installed (apt-get install redis-server)"))
+struct RedisTests {
+    static let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+
+    /// What each partition's stream must hold: the stream's lines with a
+    /// person, split by the contract's hash, in order.
+    static func partitioned(_ lines: [String], among n: Int) -> [[String]] {
+        var out = [[String]](repeating: [], count: n)
+        for line in lines {
+            guard let data = line.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let id = object["citizen"] as? String else { continue }
+            out[Partitioning.partition(of: id, among: n)].append(line)
+        }
+        return out
+    }
+
+    /// Every entry of a stream: (id, line), through the client (a cluster
+    /// is followed).
+    static func entries(_ client: RedisClient, _ stream: String) throws -> [(id: String, line: String)] {
+        guard case .array(let all) = try client.run(RedisBatch([(stream, ["XRANGE", stream, "-", "+"])]))[0] else { return [] }
+        return all.map { entry in
+            guard case .array(let e) = entry, case .array(let fields) = e[1] else { return ("?", "?") }
+            #expect(fields.count == 2 && fields[0].text == "line")
+            return (e[0].text!, fields[1].text!)
+        }
+    }
+
+    static func publish(_ args: [String], stdin: String? = nil) throws -> ProcessResult {
+        try CLITests.rules(["publish"] + args, stdin: stdin)
+    }
+
+    static func write(_ lines: [String]) throws -> String {
+        let path = try CLITests.tempDir().appendingPathComponent("events.ndjson").path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("rules publish: each line to its person's partition, in order, ids rising across runs; lines with no person named by number; stdin too")
+    func publishOne() throws {
+        let redis = try RedisProcess()
+        let lines = ServeTests.citizenStream(events: 10_000, people: 300, seed: 41)
+        let file = try Self.write(lines)
+        let address = "redis://127.0.0.1:\(redis.port)/ev"
+        let first = try Self.publish(["--to", address, "--partitions", "4", file])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stderr.contains("rules: 10000 lines published to \(address) in 4 partitions in "), "\(first.stderr)")
+        let expected = Self.partitioned(lines, among: 4)
+        #expect(first.stderr.contains("rules: lines by partition: " + expected.enumerated().map { "{\($0.offset)}: \($0.element.count)" }.joined(separator: ", ")))
+        let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+        var lastIds: [String] = []
+        for k in 0..<4 {
+            let got = try Self.entries(client, "ev:{\(k)}")
+            #expect(got.map(\.line) == expected[k], "partition \(k)")
+            lastIds.append(got.last!.id)
+        }
+        // A second run appends after the first, from stdin, with bad lines.
+        let more = [#"{"citizen":"p1","type":"littering","time":"2027-01-01"}"#, "not json", "", #"{"type":"littering"}"#,
+                    #"{"time":"2027-01-02","type":"littering","citizen":"zo\u00e9"}"#, #"{"citizen":7}"#]
+        let second = try Self.publish(["--to", address, "--partitions", "4", "-"], stdin: more.joined(separator: "\n") + "\n")
+        #expect(second.status == 0)
+        #expect(second.stderr.contains("<stdin>:2: not JSON (JSON at byte 0: expected null): no person, so no partition"), "\(second.stderr)")
+        #expect(second.stderr.contains(#"<stdin>:4: no "citizen" key: no person, so no partition"#))
+        #expect(second.stderr.contains(#"<stdin>:6: "citizen" is not a string: no person, so no partition"#))
+        #expect(second.stderr.contains("rules: 2 lines published to \(address) in 4 partitions") && second.stderr.contains("; 3 rejected"), "\(second.stderr)")
+        for (line, id) in [(more[0], "p1"), (more[4], "zoé")] {
+            let k = Partitioning.partition(of: id, among: 4)
+            let got = try Self.entries(client, "ev:{\(k)}")
+            guard let entry = got.first(where: { $0.line == line }) else { Issue.record("\(line) is not in partition \(k)"); continue }
+            #expect(got.count == expected[k].count + (k == Partitioning.partition(of: "p1", among: 4) && k == Partitioning.partition(of: "zoé", among: 4) ? 2 : 1))
+            let (a, b) = (entry.id.split(separator: "-"), lastIds[k].split(separator: "-"))
+            #expect(UInt64(a[0])! > UInt64(b[0])!, "ids rise across runs: \(entry.id) after \(lastIds[k])")
+        }
+    }
+
+    @Test("replies lost with the connection: the lines are sent again, recognised as stored, and each stream holds every line once")
+    func lostReplies() throws {
+        let redis = try RedisProcess()
+        let proxy = try PythonProxy(script: "reply-cutting-proxy.py", [String(redis.port), "1000"])
+        let lines = ServeTests.citizenStream(events: 3000, people: 100, seed: 42)
+        let result = try Self.publish(["--to", "redis://127.0.0.1:\(proxy.port)/ev", "--partitions", "3", try Self.write(lines)])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("closed the connection; trying again"), "\(result.stderr)")
+        #expect(result.stderr.contains("sent again after a lost connection, found stored"), "\(result.stderr)")
+        let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+        let expected = Self.partitioned(lines, among: 3)
+        for k in 0..<3 { #expect(try Self.entries(client, "ev:{\(k)}").map(\.line) == expected[k], "partition \(k)") }
+    }
+
+    @Test("a server that goes away mid-stream and comes back: publish waits, then goes on; none there at all: it gives up after --timeout")
+    func serverRestart() throws {
+        let redis = try RedisProcess(["--appendonly", "yes", "--appendfsync", "always"])
+        let lines = ServeTests.citizenStream(events: 20_000, people: 500, seed: 43)
+        let feeder = try PipedPublish(["--to", "redis://127.0.0.1:\(redis.port)/ev", "--partitions", "4", "--timeout", "60", "-"])
+        try feeder.write(lines[..<10_000].joined(separator: "\n") + "\n")
+        usleep(500_000)
+        redis.kill9()
+        usleep(500_000)
+        try redis.start()
+        try feeder.write(lines[10_000...].joined(separator: "\n") + "\n")
+        let result = feeder.finish()
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("rules: 20000 lines published"), "\(result.stderr)")
+        let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+        let expected = Self.partitioned(lines, among: 4)
+        for k in 0..<4 { #expect(try Self.entries(client, "ev:{\(k)}").map(\.line) == expected[k], "partition \(k)") }
+        // Nobody there.
+        let port = try RedisProcess.freePort()
+        let started = Date()
+        let nobody = try Self.publish(["--to", "redis://127.0.0.1:\(port)/ev", "--partitions", "2", "--timeout", "1", "-"], stdin: lines[0] + "\n")
+        #expect(nobody.status == 1)
+        #expect(nobody.stderr.contains("rules: cannot publish to redis://127.0.0.1:\(port)/ev: cannot connect to 127.0.0.1:\(port): Connection refused"), "\(nobody.stderr)")
+        #expect(Date().timeIntervalSince(started) < 10)
+    }
+
+    @Test("a password from a file; none, or a wrong one, is a clear error; a key that is not a stream too; usage errors")
+    func passwordsAndMistakes() throws {
+        let redis = try RedisProcess(["--requirepass", "s3cret"])
+        let dir = try CLITests.tempDir()
+        let good = dir.appendingPathComponent("good").path, bad = dir.appendingPathComponent("bad").path
+        try "s3cret\n".write(toFile: good, atomically: true, encoding: .utf8)
+        try "nope\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let address = "redis://127.0.0.1:\(redis.port)/ev"
+        let line = #"{"citizen":"a","type":"littering","time":"2026-01-01"}"# + "\n"
+        #expect(try Self.publish(["--to", address, "--partitions", "2", "--password-file", good], stdin: line).status == 0)
+        let wrong = try Self.publish(["--to", address, "--partitions", "2", "--password-file", bad], stdin: line)
+        #expect(wrong.status == 1 && wrong.stderr.contains("refused the password (--password-file)"), "\(wrong.stderr)")
+        let none = try Self.publish(["--to", address, "--partitions", "2"], stdin: line)
+        #expect(none.status == 1 && none.stderr.contains("needs a password: give it with --password-file"), "\(none.stderr)")
+        let open = try RedisProcess()
+        _ = try open.command(["SET", "ev:{1}", "x"])
+        let taken = try Self.publish(["--to", "redis://127.0.0.1:\(open.port)/ev", "--partitions", "2"], stdin: line)
+        #expect(taken.status == 1 && taken.stderr.contains("ev:{1} exists and is not a stream: choose another NAME"), "\(taken.stderr)")
+        for (args, message) in [
+            (["--partitions", "2"], "say where to publish: --to redis://HOST:PORT/NAME"),
+            (["--to", "redis://127.0.0.1/ev"], "say how many partitions: --partitions N"),
+            (["--to", "redis://127.0.0.1/ev", "--partitions", "0"], "--partitions takes a number from 1 to 16384, not 0"),
+            (["--to", "redis://127.0.0.1/ev", "--partitions", "16385"], "--partitions takes a number from 1 to 16384, not 16385"),
+            (["--to", "redis://127.0.0.1/e{v}", "--partitions", "2"], "the stream name may hold letters"),
+            (["--to", "redis://127.0.0.1/ev", "--partitions", "2", "--timeout", "0"], "--timeout takes a number of seconds"),
+        ] {
+            let r = try Self.publish(args)
+            #expect(r.status == 2 && r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+    }
+
+    @Test("a three-node cluster: publish spreads partitions over the nodes; the client follows MOVED and ASK while a slot moves")
+    func cluster() throws {
+        let cluster = try RedisCluster()
+        let lines = ServeTests.citizenStream(events: 8000, people: 300, seed: 44)
+        let seed = cluster.nodes[1].port
+        let result = try Self.publish(["--to", "redis://127.0.0.1:\(seed)/ev", "--partitions", "8", try Self.write(lines)])
+        #expect(result.status == 0, "\(result.stderr)")
+        let client = try RedisClient(host: "127.0.0.1", port: seed)
+        #expect(client.isCluster && client.nodes.count == 3)
+        let expected = Self.partitioned(lines, among: 8)
+        for k in 0..<8 { #expect(try Self.entries(client, "ev:{\(k)}").map(\.line) == expected[k], "partition \(k)") }
+        // Partition 0's slot moves to another node, its stream with it,
+        // while the client's map still says the old node.
+        let slot = KeySlot.of("ev:{0}")
+        let (fromId, from) = try cluster.owner(of: slot)
+        let to = cluster.nodes.first { $0.port != from.port }!
+        let toId = try to.command(["CLUSTER", "MYID"]).text!
+        #expect(try to.command(["CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", fromId]) == .simple("OK"))
+        #expect(try from.command(["CLUSTER", "SETSLOT", "\(slot)", "MIGRATING", toId]) == .simple("OK"))
+        #expect(try from.command(["MIGRATE", "127.0.0.1", "\(to.port)", "", "0", "5000", "KEYS", "ev:{0}"]) == .simple("OK"))
+        // Mid-move: the old node answers ASK for a key it no longer has.
+        let asked = try client.run(RedisBatch([("ev:{0}", ["XADD", "ev:{0}", "*", "line", "during"])]))
+        guard case .bulk = asked[0] else { Issue.record("XADD during the move: \(asked[0])"); return }
+        for node in cluster.nodes { _ = try node.command(["CLUSTER", "SETSLOT", "\(slot)", "NODE", toId]) }
+        // Moved: the old node answers MOVED.
+        let moved = try client.run(RedisBatch([("ev:{0}", ["XADD", "ev:{0}", "*", "line", "after"])]))
+        guard case .bulk = moved[0] else { Issue.record("XADD after the move: \(moved[0])"); return }
+        #expect(try Self.entries(client, "ev:{0}").map(\.line) == expected[0] + ["during", "after"])
+        guard case .integer(let n) = try to.command(["XLEN", "ev:{0}"]) else { Issue.record("no stream on the new node"); return }
+        #expect(n == expected[0].count + 2)
+    }
+}
+
+/// A helper script of Tests/Fixtures/redis run with python3; it prints the
+/// port it listens on.
+final class PythonProxy {
+    let port: Int
+    private let pid: pid_t
+
+    init(script: String, _ args: [String]) throws {
+        let path = Repo.fixtures.appendingPathComponent("redis/\(script)").path
+        // Close-on-exec: no other child (a restarted server) may inherit
+        // the pipe, or its reader would never see its end.
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        let argv = (["/usr/bin/env", "python3", path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start \(script)") }
+        self.pid = pid
+        close(fds[1])
+        var text: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(fds[0], &byte, 1) == 1 && byte != 0x0A { text.append(byte) }
+        close(fds[0])
+        guard let port = Int(String(decoding: text, as: UTF8.self)) else { throw TestFailure("\(script) gave no port") }
+        self.port = port
+    }
+
+    deinit {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+}
+
+/// `rules publish` reading from a pipe the test writes into, bit by bit.
+final class PipedPublish {
+    private let pid: pid_t
+    private var input: Int32
+    private let errPath: String
+
+    init(_ args: [String]) throws {
+        guard let binary = Repo.binary else { throw TestFailure("the rules binary was not built") }
+        errPath = FileManager.default.temporaryDirectory.appendingPathComponent("publish-\(UUID().uuidString).err").path
+        // Close-on-exec: no other child (a restarted server) may inherit
+        // the pipe, or its reader would never see its end.
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv = ([binary.path, "publish"] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, binary.path, &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start rules publish") }
+        self.pid = pid
+        close(fds[0])
+        input = fds[1]
+    }
+
+    func write(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var at = 0
+        while at < bytes.count {
+            let n = bytes[at...].withUnsafeBytes { Glibc.write(input, $0.baseAddress!, $0.count) }
+            guard n > 0 else { throw TestFailure("rules publish stopped reading") }
+            at += n
+        }
+    }
+
+    /// Closes its input; waits for it to end.
+    func finish() -> ProcessResult {
+        close(input)
+        input = -1
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return ProcessResult(status: code, stdout: "", stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+
+    deinit { if input >= 0 { _ = finish() } }
+}
