@@ -12,6 +12,7 @@ enum ServeCommand {
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
                        [--checkpoint-every LINES] [--max-connections N] [--idle-timeout SECONDS] [--token-file F] [--read-token-file F]
                        [--jobs N] [--person-key NAME] [--retain DURATION] [--lateness DURATION]
+                       [--source redis://HOST:PORT/NAME --partitions A-B/N [--password-file F]]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
       POST /v1/events        a body of NDJSON lines; answered once applied
@@ -63,6 +64,15 @@ enum ServeCommand {
                         the same answers with any N
       --person-key NAME, --retain DURATION, --lateness DURATION
                         as for `rules run`
+      --source redis://HOST:PORT/NAME --partitions A-B/N
+                        a worker: read the events of partitions A to B of
+                        N from the Redis streams NAME:{A} … NAME:{B} (as
+                        `rules publish` wrote them) instead of POST (409),
+                        each in its order; write each changed report line
+                        to the hash NAME:state:{K}; resume exactly where
+                        it stood after a restart. HOST:PORT may be any
+                        node of a Redis Cluster (docs/SCALING.md)
+      --password-file F the Redis password (AUTH), the file's first line
       -h, --help        show this help
 
     exit status: 0 stopped by SIGTERM or SIGINT (what is in flight is
@@ -73,7 +83,8 @@ enum ServeCommand {
     static func run(_ args: [String]) -> Int32 {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
                                                                                          "--retain", "--lateness", "--token-file", "--max-connections", "--checkpoint-every",
-                                                                                         "--read-token-file", "--jobs", "--idle-timeout"]), help: help)
+                                                                                         "--read-token-file", "--jobs", "--idle-timeout",
+                                                                                         "--source", "--partitions", "--password-file"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
         let listen = parsed.values["--listen"] ?? "127.0.0.1:8080"
@@ -117,6 +128,25 @@ enum ServeCommand {
         if tokens.read != nil && tokens.write == nil {
             Terminal.writeErr("rules: warning: --read-token-file without --token-file: reads need a token, writes do not\n")
         }
+        var source: StreamSource? = nil
+        var redisOptions = RedisClient.Options()
+        switch (parsed.values["--source"], parsed.values["--partitions"]) {
+        case (nil, nil): break
+        case (nil, _?): return Main.usageError("--partitions goes with --source redis://HOST:PORT/NAME", command: "serve")
+        case (_?, nil): return Main.usageError("--source needs --partitions A-B/N: which partitions this worker reads", command: "serve")
+        case (let url?, let range?):
+            do { source = try StreamSource(address: try RedisAddress(parsing: url), partitions: range) } catch {
+                return Main.usageError("\(error)", command: "serve")
+            }
+        }
+        if let path = parsed.values["--password-file"] {
+            guard source != nil else { return Main.usageError("--password-file goes with --source", command: "serve") }
+            guard let password = readSecret(path) else {
+                Terminal.writeErr("rules: --password-file \(path): the file cannot be read, or its first line is empty; not serving\n")
+                return ExitCode.failure
+            }
+            redisOptions.password = String(decoding: password, as: UTF8.self)
+        }
         let corrections: Corrections?
         switch parsed.corrections(command: "serve") {
         case .success(let c): corrections = c
@@ -140,7 +170,7 @@ enum ServeCommand {
         let service: RulesService
         do {
             service = try RulesService(policy: ServedPolicy(compiled, paths: parsed.positionals), program: program,
-                                       personKey: personKey, corrections: corrections, jobs: jobs, data: data)
+                                       personKey: personKey, corrections: corrections, jobs: jobs, data: data, source: source)
         } catch {
             Terminal.writeErr("rules: \(error)\n")
             return ExitCode.failure
@@ -168,6 +198,10 @@ enum ServeCommand {
         // memory per person to what `rules run` uses (docs/PERFORMANCE.md).
         rules_limit_malloc_arenas(2)
         stopOnSignals(service, data: data)
+        if source != nil {
+            redisOptions.onRetry = { Terminal.writeErr("rules: warning: \($0)\n") }
+            SourceReader(service: service, options: redisOptions, warn: { Terminal.writeErr("rules: warning: \($0)\n") }).start()
+        }
         Terminal.writeErr("listening on http://\(host):\(bound)\n")
         while true {
             let client = accept(fd, nil, nil)

@@ -15,7 +15,8 @@ import RulesCore
 /// File: `RULESLOG` and a version (4 bytes), then records: the length of
 /// what follows the checksum (4 bytes) and its checksum (8 bytes, both
 /// little-endian; version 2 `Hashing.checksum`, version 1 FNV-1a), then —
-/// version 2 — a kind byte (1 a body, 2 a policy) and the payload. Version 1 (bodies only, no kind byte) is
+/// version 2 — a kind byte (1 a body, 2 a policy, 3 a batch a worker read
+/// from Redis streams, `SourcedBatch`) and the payload. Version 1 (bodies only, no kind byte) is
 /// rewritten as version 2 when opened. On open, records are read back
 /// until the first that is cut short or does not match its checksum — a
 /// write a crash interrupted, never acknowledged — and the file is cut
@@ -31,12 +32,15 @@ package final class EventLog {
         /// A policy, as `ServedPolicy.json`: it applies from the next
         /// record on.
         case policy(String)
+        /// Lines a worker read from its partitions, and where it stands.
+        case sourced(SourcedBatch)
 
         /// Bytes of `encoded`.
         var payloadCount: Int {
             switch self {
             case .body(let bytes): return 1 + bytes.count
             case .policy(let json): return 1 + json.utf8.count
+            case .sourced(let batch): return 1 + batch.encodedCount
             }
         }
 
@@ -45,6 +49,9 @@ package final class EventLog {
             switch bytes.first {
             case 1: self = .body(Array(bytes.dropFirst()))
             case 2: self = .policy(String(decoding: bytes.dropFirst(), as: UTF8.self))
+            case 3:
+                guard let batch = SourcedBatch(decoding: bytes.dropFirst()) else { return nil }
+                self = .sourced(batch)
             default: return nil
             }
         }
@@ -169,6 +176,7 @@ package final class EventLog {
         let (kind, bytes): (UInt8, [UInt8]) = switch record {
         case .body(let body): (1, body)
         case .policy(let json): (2, Array(json.utf8))
+        case .sourced(let batch): (3, { var out: [UInt8] = []; batch.encode(into: &out); return out }())
         }
         var sum = Hashing.Checksum(count: 1 + bytes.count)
         withUnsafeBytes(of: kind) { sum.add($0) }

@@ -43,6 +43,13 @@ package final class RulesService: @unchecked Sendable {
     private let backgroundCheckpoint = BackgroundWrite()
     /// What the start did with a checkpoint: nil when there was none.
     package let checkpointNote: String?
+    /// A worker's partitions (`--source`): its events come from them, not
+    /// from `POST /v1/events`.
+    package let source: StreamSource?
+    /// A worker's changed lines not yet written to Redis (`NAME:state:{K}`).
+    package let stateWrites: StateWrites?
+    /// A worker's partitions as `GET /v1/health` shows them.
+    package var sourceHealth: (@Sendable () -> String)? = nil
 
     /// `named`: the policy named on the command line, compiled to
     /// `program`; a new data directory's log starts with it. An existing
@@ -52,12 +59,18 @@ package final class RulesService: @unchecked Sendable {
     package static let defaultJobs = 2
 
     package init(policy named: ServedPolicy, program: Program, personKey: PersonKey = .citizen, corrections: Corrections? = nil,
-                 jobs: Int = RulesService.defaultJobs, data directory: String) throws {
+                 jobs: Int = RulesService.defaultJobs, data directory: String, source: StreamSource? = nil) throws {
         self.personKey = personKey
         self.corrections = corrections
+        self.source = source
         let feed = ChangeFeed(personKey: personKey.name)
         let published = PublishedLines()
         let state = ServedState(personKey: personKey.name, corrections: corrections, feed: feed, published: published, shards: jobs)
+        // A worker's lines changed by the replay below are written to Redis
+        // once it is reached, as every later body's are.
+        let stateWrites = source.map { StateWrites(source: $0) }
+        if let stateWrites { state.onChanges = { stateWrites.add($0) } }
+        try Self.claim(directory, for: source)
         var bodies = 0, changes = 0, first = true
         // A checkpoint, when there is one that reads back: the log's tail
         // is replayed after it.
@@ -91,13 +104,14 @@ package final class RulesService: @unchecked Sendable {
                 // compiled from the command line.
                 if first, json == named.json { try state.take(policy: named, program: program); first = false; return }
                 if !first { changes += 1 }
-            case .body: bodies += 1
+            case .body, .sourced: bodies += 1
             }
             first = false
             try state.take(record)
         }
         self.log = log
         self.state = state
+        self.stateWrites = stateWrites
         self.feed = feed
         self.published = published
         replayed = (bodies, changes, dropped, upgraded)
@@ -113,6 +127,54 @@ package final class RulesService: @unchecked Sendable {
             }
         }
     }
+
+    /// A data directory serves one kind of service for its life: a
+    /// worker's records where its events came from (`DIR/source`), and
+    /// another worker, other partitions or a service taking posts cannot
+    /// use it (their people's states are not in it; docs/SCALING.md on
+    /// moving partitions).
+    private static func claim(_ directory: String, for source: StreamSource?) throws {
+        let path = directory + "/source"
+        let recorded = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+        switch (recorded, source) {
+        case (nil, nil): return
+        case (let recorded?, nil):
+            throw ServedState.Refused(description: "\(directory) is a worker's, reading \(recorded); start it with --source and --partitions as that, or give another --data")
+        case (let recorded?, let source?) where recorded != source.description:
+            throw ServedState.Refused(description: "\(directory) holds the people of \(recorded), not of \(source); each worker needs the data directory it started with (docs/SCALING.md: moving partitions)")
+        case (_?, _?): return
+        case (nil, let source?):
+            if FileManager.default.fileExists(atPath: directory + "/events.log") {
+                throw ServedState.Refused(description: "\(directory) holds a service's posted events; a worker needs a data directory of its own")
+            }
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: path, contents: Data((source.description + "\n").utf8)) else {
+                throw ServedState.Refused(description: "cannot create \(path)")
+            }
+        }
+    }
+
+    /// Takes a worker's batch as a body is taken (durable, then applied);
+    /// its summary and rejections (line numbers within its body).
+    package func take(_ batch: SourcedBatch) throws -> (summary: RunSummary, rejections: [Rejection]) {
+        var result = (summary: RunSummary(), rejections: [Rejection]())
+        let answer = commits.commit(.sourced(batch), refusal: "the batch was not stored, so not applied") { [self] in
+            result = state.take(batch)
+            return .json(200, "{}")
+        }
+        guard answer.status == 200 else { throw ServedState.Refused(description: String(decoding: answer.body, as: UTF8.self)) }
+        return result
+    }
+
+    /// A worker's reading of its partitions, as of the last batch.
+    package var positions: [Int: StreamPosition] { lock.locked { state.positions } }
+
+    /// This service's own latest event time, and the one it evaluates at.
+    package var clocks: (own: Int64?, served: Int64?) { lock.locked { (state.ownClock, state.clock) } }
+
+    /// A checkpoint if one is due: a worker asks after its batch's lines
+    /// are in Redis, so that a checkpoint never covers a line not written.
+    package func checkpointIfDueNow() { lock.locked { checkpointIfDue() } }
 
     /// Writes the checkpoint now: the state after every record logged,
     /// once any checkpoint being written in the background is written.
@@ -244,7 +306,10 @@ package final class RulesService: @unchecked Sendable {
 
     /// `POST /v1/events`: durable first, then applied, then answered.
     private func postEvents(_ body: [UInt8]) -> HTTPResponse {
-        commits.commit(.body(body), refusal: "the body was not stored, so not applied") { [self] in
+        if let source {
+            return .error(409, "this service reads its events from \(source) (--source); publish them there: rules publish --to \(source.address) --partitions \(source.count)")
+        }
+        return commits.commit(.body(body), refusal: "the body was not stored, so not applied") { [self] in
             let (summary, rejections) = state.take(body: body)
             checkpointIfDue()
             return Self.answer(summary, rejections)
@@ -375,7 +440,8 @@ package final class RulesService: @unchecked Sendable {
     /// `GET /v1/health`.
     private func health() -> HTTPResponse {
         let clock = state.clock.map { JSONText.quoted(Timestamp.format($0)) } ?? "null"
-        return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(state.people),"lines":\#(state.lines)}"#)
+        let partitions = sourceHealth.map { #","source":\#($0())"# } ?? ""
+        return .json(200, #"{"status":"ok","clock":\#(clock),"people":\#(state.people),"lines":\#(state.lines)\#(partitions)}"#)
     }
 }
 

@@ -78,15 +78,28 @@ final class ServedState {
         return shards[0].engine
     }
 
-    /// The latest time of any applied event.
-    var clock: Int64? { shards.compactMap(\.engine.clock).max() }
+    /// The latest time of any applied event — for a worker, of any event
+    /// any worker applied (`outsideClock`): lines are evaluated as of it.
+    var clock: Int64? { (shards.compactMap(\.engine.clock) + [outsideClock].compactMap { $0 }).max() }
+
+    /// This state's own latest event time (a worker tells the others).
+    var ownClock: Int64? { shards.compactMap(\.engine.clock).max() }
+
+    /// A worker's: where the reading of each partition stands, and the
+    /// latest event time the other workers had reached, as of the last
+    /// batch taken (`SourcedBatch`).
+    private(set) var positions: [Int: StreamPosition] = [:]
+    private(set) var outsideClock: Int64? = nil
+
+    /// Told of each body's changed lines (a worker writes them to Redis).
+    var onChanges: ((MergedChanges) -> Void)? = nil
 
     /// People in the report: as the lookups count them when this state
     /// keeps them (the live service), else from the engines' report.
     var people: Int { published?.people ?? shards.reduce(0) { $0 + $1.engine.report().count } }
 
     func writeReport(to out: (UnsafeRawBufferPointer) -> Void) {
-        Engine.writeReport(engines, asOf: nil, to: out)
+        Engine.writeReport(engines, asOf: clock, to: out)
     }
 
     /// A policy's program, or why it cannot be one for this service (it
@@ -187,6 +200,7 @@ final class ServedState {
                 else { for shard in shards { shard.tracker!.publish(shard.changes) } }
             }
             if let prepared { feed?.commit(prepared) }
+            onChanges?(mergedChanges())
             for shard in shards { shard.changes = ChangeList([]) }
         }
         lines += summary.lines
@@ -202,14 +216,27 @@ final class ServedState {
         switch record {
         case .policy(let json): try take(policy: json)
         case .body(let body): take(body: body, asOf: asOf)
+        case .sourced(let batch): take(batch, asOf: asOf)
         }
+    }
+
+    /// Takes a worker's batch: its lines, as of the outside clock when that
+    /// is later than this state's own; then where each partition stands.
+    @discardableResult
+    func take(_ batch: SourcedBatch, asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
+        if let outside = batch.outsideClock, outside > (outsideClock ?? .min) { outsideClock = outside }
+        defer { positions.merge(batch.positions) { $1 } }
+        return take(body: batch.body, asOf: asOf)
     }
 
     /// The state as a checkpoint, after the log's records up to `logEnd`.
     func checkpoint(logEnd: Int) -> ServiceCheckpoint {
         let (lastId, events) = feed?.kept() ?? (0, [])
-        return ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, lastId: lastId, feed: events,
-                                 engine: Checkpoint.encode(engines, lines: lines))
+        var saved = ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, lastId: lastId, feed: events,
+                                      engine: Checkpoint.encode(engines, lines: lines))
+        saved.positions = positions
+        saved.outsideClock = outsideClock
+        return saved
     }
 
     /// Starts from a checkpoint instead of the log's first records.
@@ -227,6 +254,8 @@ final class ServedState {
         policy = saved.policy
         lines = saved.lines
         totals = saved.totals
+        positions = saved.positions
+        outsideClock = saved.outsideClock
         if let feed {
             feed.restore(lastId: saved.lastId, events: saved.feed)
             let now = clock

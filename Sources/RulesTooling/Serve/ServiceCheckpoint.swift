@@ -8,7 +8,8 @@ import RulesCore
 ///
 /// File: `RULESSRV`, a version (4 bytes), then each part as its length (8
 /// bytes) and its bytes — a JSON header (`log_end`, `lines`, the totals,
-/// `last_id`, the policy in force), the change feed's kept events (each an
+/// `last_id`, the policy in force; a worker's `positions` and
+/// `outside_clock`, `SourcedBatch`), the change feed's kept events (each an
 /// id and its text), the engine's `Checkpoint` — and a checksum of all that
 /// (8 bytes; integers little-endian).
 struct ServiceCheckpoint {
@@ -22,6 +23,9 @@ struct ServiceCheckpoint {
     var lastId: Int
     var feed: [(id: Int, text: ArraySlice<UInt8>)]
     var engine: [UInt8]
+    /// A worker's reading of its partitions, and the other workers' clock.
+    var positions: [Int: StreamPosition] = [:]
+    var outsideClock: Int64? = nil
 
     struct Unreadable: Error, CustomStringConvertible {
         var description: String
@@ -37,7 +41,13 @@ struct ServiceCheckpoint {
     /// them straight into the file): the engine's state and the feed's
     /// events are not copied into one buffer first.
     func write(_ put: (UnsafeRawBufferPointer) -> Void) {
-        let header = Array(#"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)}"#.utf8)
+        var source = ""
+        if !positions.isEmpty {
+            source += #","positions":{"# + positions.keys.sorted().map { #""\#($0)":["\#(positions[$0]!.last)",\#(positions[$0]!.applied)]"# }.joined(separator: ",") + "}"
+        }
+        // As text: microseconds past 2^53 do not survive a JSON number.
+        if let outsideClock { source += #","outside_clock":"\#(outsideClock)""# }
+        let header = Array(#"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)\#(source)}"#.utf8)
         let feedBytes = feed.reduce(0) { $0 + 16 + $1.text.count }
         var sum = Hashing.Checksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engine.count)
         func bytes(_ b: ArraySlice<UInt8>) {
@@ -102,5 +112,18 @@ struct ServiceCheckpoint {
         }
         self.init(logEnd: logEnd, lines: lines, totals: (bodies, read, applied, rejected), policy: policy, lastId: lastId,
                   feed: feed, engine: Array(try part()))
+        if case .object(let members)? = header["positions"] {
+            for (key, value) in members {
+                guard let k = Int(key), case .array(let pair) = value, pair.count == 2, case .string(let id) = pair[0],
+                      let last = EntryId(id), let applied = pair[1].int else {
+                    throw Unreadable(description: "its positions are not what this rules writes")
+                }
+                positions[k] = StreamPosition(last: last, applied: applied)
+            }
+        }
+        if let clock = header["outside_clock"] {
+            guard case .string(let text) = clock, let t = Int64(text) else { throw Unreadable(description: "its outside clock is not a time") }
+            outsideClock = t
+        }
     }
 }

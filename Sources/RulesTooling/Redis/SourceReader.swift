@@ -1,0 +1,293 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import RulesCore
+
+/// A worker's changed report lines on their way to Redis: each person's
+/// latest line, in their partition's hash `NAME:state:{K}` (a line gone
+/// from the report is deleted from it). Filled under the engine's lock as
+/// bodies are applied (replayed ones too), emptied by the reader.
+package final class StateWrites: @unchecked Sendable {
+    private let source: StreamSource
+    private let lock = Lock()
+    /// By partition, by id: the line to write (nil: to delete).
+    private var pending: [Int: [[UInt8]: [UInt8]?]] = [:]
+
+    package init(source: StreamSource) { self.source = source }
+
+    package func add(_ changes: MergedChanges) {
+        guard !changes.isEmpty else { return }
+        lock.locked {
+            for k in 0..<changes.count {
+                let change = changes.view(k)
+                let partition = Partitioning.partition(of: UnsafeRawBufferPointer(change.person), among: source.count)
+                pending[partition, default: [:]][Array(change.person)] = change.line.map { Array($0) }
+            }
+        }
+    }
+
+    /// The commands that write what is pending (then no longer pending):
+    /// per partition one `HSET` of every line and one `HDEL` of every gone.
+    package func take() -> RedisBatch? {
+        let taken = lock.locked { () -> [Int: [[UInt8]: [UInt8]?]] in
+            defer { pending = [:] }
+            return pending
+        }
+        guard !taken.isEmpty else { return nil }
+        var batch = RedisBatch()
+        for k in taken.keys.sorted() {
+            let key = Array(source.address.stateHash(k).utf8), slot = KeySlot.of(key)
+            let lines = taken[k]!
+            let set = lines.filter { $0.value != nil }, gone = lines.keys.filter { lines[$0]! == nil }
+            if !set.isEmpty {
+                batch.writer.header(2 + 2 * set.count)
+                batch.writer.argument("HSET")
+                batch.writer.argument(key)
+                for (id, line) in set {
+                    batch.writer.argument(id)
+                    batch.writer.argument(line!)
+                }
+                batch.endCommand(slot: slot)
+            }
+            if !gone.isEmpty {
+                batch.writer.header(2 + gone.count)
+                batch.writer.argument("HDEL")
+                batch.writer.argument(key)
+                for id in gone { batch.writer.argument(id) }
+                batch.endCommand(slot: slot)
+            }
+        }
+        return batch
+    }
+}
+
+/// A worker's loop (`rules serve … --source`): reads its partitions'
+/// streams in order, a batch at a time; each batch is logged, applied and
+/// acknowledged as a posted body is; then its changed lines go to the
+/// partitions' hashes, and this worker's clock to `NAME:clock`; then a
+/// checkpoint when one is due. Where each partition's reading stands is
+/// part of the durable state (each batch's record says it), so a restart
+/// after kill -9 reads on from exactly there.
+///
+/// The clock: lines are evaluated as of the latest event time any worker
+/// applied. Each worker writes its own to `NAME:clock` (a field per
+/// partition it reads) and reads the latest of all; when another's is
+/// later than its own, its next batch carries it — a batch with no lines
+/// when only the clock moved — and lines that end by time alone change.
+package final class SourceReader: @unchecked Sendable {
+    private let service: RulesService
+    private let source: StreamSource
+    private let options: RedisClient.Options
+    private let warn: @Sendable (String) -> Void
+    /// Entries read per partition per round trip.
+    package var perPartition: Int
+    private let health = Lock()
+    /// By partition: entries applied, the last one's id, and the lag (entries
+    /// in the stream not yet applied; nil until asked).
+    private var shown: [Int: (applied: Int, last: EntryId, lag: Int?)] = [:]
+    private var clockWritten: Int64? = nil
+
+    package init(service: RulesService, options: RedisClient.Options, warn: @escaping @Sendable (String) -> Void) {
+        precondition(service.source != nil, "a reader for a service with no --source")
+        self.service = service
+        source = service.source!
+        self.options = options
+        self.warn = warn
+        perPartition = max(100, 8192 / source.partitions.count)
+        for (k, p) in service.positions { shown[k] = (p.applied, p.last, nil) }
+        service.sourceHealth = { [self] in healthJSON() }
+    }
+
+    /// Runs the loop on a thread of its own.
+    package func start() {
+        startThread { [self] in run() }
+    }
+
+    private func run() {
+        var options = self.options
+        options.retryFor = nil  // a worker waits for Redis as long as it takes
+        let client: RedisClient
+        do { client = try RedisClient(host: source.address.host, port: source.address.port, options: options) } catch {
+            warn("cannot read \(source): \(error); no events will be applied")
+            return
+        }
+        var idle = 0.002
+        var lagAsked = 0.0
+        while true {
+            do {
+                try writeState(client)
+                let (entries, outside) = try fetch(client)
+                if entries.isEmpty {
+                    let (_, served) = service.clocks
+                    if let outside, outside > (served ?? .min) {
+                        _ = try service.take(SourcedBatch(positions: [:], outsideClock: outside, body: []))
+                        continue
+                    }
+                    if Self.now() - lagAsked > 1 {
+                        try askLag(client)
+                        lagAsked = Self.now()
+                    }
+                    usleep(UInt32(idle * 1_000_000))
+                    idle = min(idle * 2, 0.1)
+                    continue
+                }
+                idle = 0.002
+                try apply(entries, outside: outside)
+                try writeState(client)
+                service.checkpointIfDueNow()
+                if Self.now() - lagAsked > 1 {
+                    try askLag(client)
+                    lagAsked = Self.now()
+                }
+            } catch {
+                warn("reading \(source): \(error); trying again in 1 s")
+                sleep(1)
+            }
+        }
+    }
+
+    /// One entry read: its partition, id and line.
+    private struct Entry {
+        let partition: Int
+        let id: EntryId
+        let line: [UInt8]
+    }
+
+    /// The next entries of every partition, after where each stands, and
+    /// the latest clock any worker wrote.
+    private func fetch(_ client: RedisClient) throws -> (entries: [Entry], outside: Int64?) {
+        let positions = service.positions
+        var batch = RedisBatch()
+        let partitions = Array(source.partitions)
+        for k in partitions {
+            let stream = source.address.stream(k)
+            batch.add(key: stream, ["XREAD", "COUNT", "\(perPartition)", "STREAMS", stream, "\(positions[k]?.last ?? .zero)"])
+        }
+        let clockKey = source.address.name + ":clock"
+        batch.add(key: clockKey, ["HVALS", clockKey])
+        let replies = try client.run(batch)
+        var entries: [Entry] = []
+        for (k, reply) in zip(partitions, replies) {
+            switch reply {
+            case .null: continue
+            case .array(let streams):
+                guard streams.count == 1, case .array(let pair) = streams[0], pair.count == 2, case .array(let list) = pair[1] else {
+                    throw RedisClient.Failure(description: "\(source.address.stream(k)): XREAD answered \(reply)")
+                }
+                for item in list {
+                    guard case .array(let e) = item, e.count == 2, let text = e[0].text, let id = EntryId(text) else {
+                        throw RedisClient.Failure(description: "\(source.address.stream(k)): an entry that is not one: \(item)")
+                    }
+                    guard case .array(let fields) = e[1], let index = stride(from: 0, to: fields.count - 1, by: 2).first(where: { fields[$0].text == "line" }),
+                          let line = fields[index + 1].bytes else {
+                        warn("\(source.address.stream(k)) \(id): no field `line`; skipped (rules publish writes one)")
+                        entries.append(Entry(partition: k, id: id, line: []))
+                        continue
+                    }
+                    entries.append(Entry(partition: k, id: id, line: line))
+                }
+            case .error(let e) where e.hasPrefix("WRONGTYPE"):
+                throw RedisClient.Failure(description: "\(source.address.stream(k)) is not a stream")
+            default:
+                throw RedisClient.Failure(description: "\(source.address.stream(k)): XREAD answered \(reply)")
+            }
+        }
+        var outside: Int64? = nil
+        if case .array(let values) = replies.last! {
+            outside = values.compactMap { $0.text.flatMap { Int64($0) } }.max()
+        }
+        return (entries, outside)
+    }
+
+    /// The entries as one batch: logged, applied; rejected lines named by
+    /// their stream and entry.
+    private func apply(_ entries: [Entry], outside: Int64?) throws {
+        var body: [UInt8] = []
+        body.reserveCapacity(entries.reduce(0) { $0 + $1.line.count + 1 })
+        var positions = service.positions
+        var advanced: [Int: StreamPosition] = [:]
+        var byLine: [Int] = []  // body line number - 1 → entry
+        for (n, e) in entries.enumerated() {
+            // A line holding a newline would be two lines of the body: it
+            // is applied as its first line's rejection would say (never
+            // written so by rules publish, which publishes lines).
+            body.append(contentsOf: e.line.map { $0 == 0x0A ? 0x20 : $0 })
+            body.append(0x0A)
+            byLine.append(n)
+            var p = positions[e.partition] ?? StreamPosition(last: .zero, applied: 0)
+            p.last = e.id
+            p.applied += 1
+            positions[e.partition] = p
+            advanced[e.partition] = p
+        }
+        let (_, rejections) = try service.take(SourcedBatch(positions: advanced, outsideClock: outside, body: body))
+        for r in rejections where r.line >= 1 && r.line <= byLine.count {
+            let e = entries[byLine[r.line - 1]]
+            warn("\(source.address.stream(e.partition)) \(e.id): \(r.reason)")
+        }
+        health.locked {
+            for (k, p) in advanced { shown[k] = (p.applied, p.last, shown[k]?.lag.map { max(0, $0 - (p.applied - (shown[k]?.applied ?? 0))) }) }
+        }
+    }
+
+    /// Writes the changed lines waiting, and this worker's clock.
+    private func writeState(_ client: RedisClient) throws {
+        var batch = service.stateWrites?.take() ?? RedisBatch()
+        let own = service.clocks.own
+        if let own, own != clockWritten {
+            let key = source.address.name + ":clock"
+            var arguments = ["HSET", key]
+            for k in source.partitions { arguments += ["\(k)", "\(own)"] }
+            batch.add(key: key, arguments)
+        }
+        guard !batch.isEmpty else { return }
+        for reply in try client.run(batch) {
+            if case .error(let e) = reply { throw RedisClient.Failure(description: "writing the report lines: \(e)") }
+        }
+        clockWritten = own
+    }
+
+    /// Each partition's lag: entries added to its stream, less those applied.
+    private func askLag(_ client: RedisClient) throws {
+        var batch = RedisBatch()
+        for k in source.partitions { batch.add(key: source.address.stream(k), ["XINFO", "STREAM", source.address.stream(k)]) }
+        let replies = try client.run(batch)
+        let positions = service.positions
+        health.locked {
+            for (k, reply) in zip(source.partitions, replies) {
+                let applied = positions[k]?.applied ?? 0
+                var added = 0
+                if case .array(let fields) = reply {
+                    var i = 0
+                    while i + 1 < fields.count {
+                        if fields[i].text == "entries-added", case .integer(let n) = fields[i + 1] { added = Int(n) }
+                        else if fields[i].text == "length", case .integer(let n) = fields[i + 1], added == 0 { added = Int(n) }
+                        i += 2
+                    }
+                }
+                shown[k] = (applied, positions[k]?.last ?? .zero, max(0, added - applied))
+            }
+        }
+    }
+
+    /// `"source":{…}` of `GET /v1/health`: each partition's stream, entries
+    /// applied, the last one's id, and the lag.
+    private func healthJSON() -> String {
+        health.locked {
+            let items = source.partitions.map { k -> String in
+                let s = shown[k] ?? (0, .zero, nil)
+                let lag = s.lag.map(String.init) ?? "null"
+                return #"{"partition":\#(k),"stream":\#(JSONText.quoted(source.address.stream(k))),"applied":\#(s.applied),"last":"\#(s.last)","lag":\#(lag)}"#
+            }
+            return #"{"redis":\#(JSONText.quoted(source.address.description)),"partitions":[\#(items.joined(separator: ","))]}"#
+        }
+    }
+
+    private static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+}
