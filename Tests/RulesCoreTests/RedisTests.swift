@@ -389,3 +389,168 @@ final class PipedPublish {
 
     deinit { if input >= 0 { _ = finish() } }
 }
+
+/// Workers (`rules serve --source`) against real Redis.
+@Suite("Redis workers", .serialized, .enabled(if: RedisProcess.available, "redis-server is not installed (apt-get install redis-server)"))
+struct RedisWorkerTests {
+    static let policy = RedisTests.policy
+
+    /// A stream whose people get timed denials and windows, so that the
+    /// clock the report is evaluated at matters.
+    static func stream(_ events: Int, seed: UInt64) -> [String] {
+        ServeTests.citizenStream(events: events, people: 400, seed: seed)
+    }
+
+    static func worker(_ redis: Int, _ name: String, _ range: String, data: String, extra: [String] = []) throws -> ServeTests.Server {
+        try ServeTests.Server([policy, "--data", data, "--source", "redis://127.0.0.1:\(redis)/\(name)", "--partitions", range] + extra)
+    }
+
+    /// Waits until every worker has applied every entry of its partitions
+    /// and evaluates at `clock`.
+    static func settle(_ workers: [ServeTests.Server], clock: String, within seconds: Double = 60) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = ""
+        while Date() < deadline {
+            var done = true
+            for w in workers {
+                let health = try w.curl("/v1/health").body
+                last = health
+                guard let object = try JSONSerialization.jsonObject(with: Data(health.utf8)) as? [String: Any],
+                      let source = object["source"] as? [String: Any], let partitions = source["partitions"] as? [[String: Any]] else {
+                    throw TestFailure("health without its partitions: \(health)")
+                }
+                if object["clock"] as? String != clock || partitions.contains(where: { $0["lag"] as? Int != 0 }) { done = false }
+            }
+            if done { return }
+            usleep(100_000)
+        }
+        throw TestFailure("the workers did not settle at \(clock): \(last)")
+    }
+
+    /// The workers' reports merged, in the report's order (bytes of the ids).
+    static func merged(_ workers: [ServeTests.Server]) throws -> String {
+        var lines: [String] = []
+        for w in workers { lines += try w.curl("/v1/report").body.split(separator: "\n").map(String.init) }
+        return lines.sorted { Self.id($0).utf8.lexicographicallyPrecedes(Self.id($1).utf8) }.joined(separator: "\n") + "\n"
+    }
+
+    static func id(_ line: String) -> String { String(line.split(separator: "\"")[3]) }
+
+    /// Every line of the partitions' hashes, in the report's order.
+    static func hashes(_ client: RedisClient, _ name: String, partitions: Int) throws -> String {
+        var lines: [String] = []
+        for k in 0..<partitions {
+            let key = "\(name):state:{\(k)}"
+            guard case .array(let flat) = try client.run(RedisBatch([(key, ["HGETALL", key])]))[0] else { continue }
+            for i in stride(from: 0, to: flat.count, by: 2) {
+                let (id, line) = (flat[i].text!, flat[i + 1].text!)
+                #expect(Self.id(line) == id && Partitioning.partition(of: id, among: partitions) == k, "\(key) \(id)")
+                lines.append(line)
+            }
+        }
+        return lines.sorted { Self.id($0).utf8.lexicographicallyPrecedes(Self.id($1).utf8) }.joined(separator: "\n") + "\n"
+    }
+
+    static func finalClock(_ lines: [String]) -> String {
+        lines.compactMap { line in line.range(of: #""time":""#).map { String(line[$0.upperBound...].prefix(20)) } }.max()!
+    }
+
+    @Test("two and four workers with disjoint ranges: merged reports, lookups and the Redis hashes equal one rules run; each lag 0; a post is refused")
+    func disjointWorkers() throws {
+        let redis = try RedisProcess()
+        let lines = Self.stream(12_000, seed: 51)
+        let file = try RedisTests.write(lines)
+        let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
+        for (name, ranges) in [("two", ["0-1/4", "2-3/4"]), ("four", ["0/4", "1/4", "2/4", "3/4"])] {
+            let published = try RedisTests.publish(["--to", "redis://127.0.0.1:\(redis.port)/\(name)", "--partitions", "4", file])
+            #expect(published.status == 0, "\(published.stderr)")
+            let workers = try ranges.map { try Self.worker(redis.port, name, $0, data: ServeTests.dataDirectory()) }
+            try Self.settle(workers, clock: Self.finalClock(lines))
+            #expect(try Self.merged(workers) == expected, "\(name) workers")
+            let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+            #expect(try Self.hashes(client, name, partitions: 4) == expected, "\(name): the hashes")
+            for w in workers { try ServeTests.expectLookupsMatchReport(w, "\(name) workers") }
+            let post = try workers[0].curl("/v1/events", ["-X", "POST", "--data-binary", lines[0]])
+            #expect(post.status == 409 && post.body.contains("this service reads its events from redis://127.0.0.1:\(redis.port)/\(name)"), "\(post.body)")
+        }
+    }
+
+    @Test("a worker killed with -9 mid-stream resumes exactly where it stood: no line twice, none lost; then more lines, and a restart of Redis itself")
+    func killedWorker() throws {
+        let redis = try RedisProcess(["--appendonly", "yes", "--appendfsync", "always"])
+        let lines = Self.stream(40_000, seed: 52)
+        let (first, second) = (Array(lines[..<30_000]), Array(lines[30_000...]))
+        let address = "redis://127.0.0.1:\(redis.port)/ev"
+        #expect(try RedisTests.publish(["--to", address, "--partitions", "4", try RedisTests.write(first)]).status == 0)
+        let (dataA, dataB) = (ServeTests.dataDirectory(), ServeTests.dataDirectory())
+        var a: ServeTests.Server? = try Self.worker(redis.port, "ev", "0-1/4", data: dataA, extra: ["--checkpoint-every", "5000"])
+        let b = try Self.worker(redis.port, "ev", "2-3/4", data: dataB)
+        // Killed once it has applied some, not all.
+        var applied = 0
+        for _ in 0..<400 {
+            let health = try a!.curl("/v1/health").body
+            applied = Int(health.split(separator: "\"lines\":")[1].prefix { $0.isNumber }) ?? 0
+            if applied > 3000 { break }
+            usleep(10_000)
+        }
+        a!.kill9()
+        #expect(applied > 0 && applied < 15_000, "killed after \(applied) lines")
+        a = try Self.worker(redis.port, "ev", "0-1/4", data: dataA, extra: ["--checkpoint-every", "5000"])
+        try Self.settle([a!, b], clock: Self.finalClock(first))
+        let expectedFirst = try ServeTests.rulesRun([Self.policy], over: first.joined(separator: "\n") + "\n")
+        #expect(try Self.merged([a!, b]) == expectedFirst)
+        // Redis killed and started again; the second part published after.
+        redis.kill9()
+        try redis.start()
+        #expect(try RedisTests.publish(["--to", address, "--partitions", "4", try RedisTests.write(second)]).status == 0)
+        try Self.settle([a!, b], clock: Self.finalClock(lines))
+        let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
+        #expect(try Self.merged([a!, b]) == expected)
+        let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+        #expect(try Self.hashes(client, "ev", partitions: 4) == expected)
+        #expect(a!.stderr.contains("started from") || a!.stderr.contains("replayed"), "\(a!.stderr)")
+    }
+
+    @Test("a three-node cluster: two workers, one killed with -9 mid-stream and restarted; merged reports and hashes equal one rules run")
+    func clusterWorkers() throws {
+        let cluster = try RedisCluster()
+        let lines = Self.stream(20_000, seed: 53)
+        let seed = cluster.nodes[0].port
+        #expect(try RedisTests.publish(["--to", "redis://127.0.0.1:\(seed)/ev", "--partitions", "4", try RedisTests.write(lines)]).status == 0)
+        let data = ServeTests.dataDirectory()
+        var a: ServeTests.Server? = try Self.worker(seed, "ev", "0-1/4", data: data)
+        let b = try Self.worker(cluster.nodes[2].port, "ev", "2-3/4", data: ServeTests.dataDirectory())
+        usleep(300_000)
+        a!.kill9()
+        a = try Self.worker(seed, "ev", "0-1/4", data: data)
+        try Self.settle([a!, b], clock: Self.finalClock(lines))
+        let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
+        #expect(try Self.merged([a!, b]) == expected)
+        #expect(try Self.hashes(try RedisClient(host: "127.0.0.1", port: seed), "ev", partitions: 4) == expected)
+    }
+
+    @Test("a data directory keeps the partitions it started with; usage errors name what is wrong")
+    func claimsAndUsage() throws {
+        let redis = try RedisProcess()
+        let data = ServeTests.dataDirectory()
+        var w: ServeTests.Server? = try Self.worker(redis.port, "ev", "0-1/4", data: data)
+        w = nil
+        _ = w
+        let other = try CLITests.rules(["serve", Self.policy, "--data", data, "--listen", "127.0.0.1:0", "--source", "redis://127.0.0.1:\(redis.port)/ev", "--partitions", "2-3/4"])
+        #expect(other.status == 1 && other.stderr.contains("holds the people of redis://127.0.0.1:\(redis.port)/ev 0-1/4, not of redis://127.0.0.1:\(redis.port)/ev 2-3/4"), "\(other.stderr)")
+        let plain = try CLITests.rules(["serve", Self.policy, "--data", data, "--listen", "127.0.0.1:0"])
+        #expect(plain.status == 1 && plain.stderr.contains("is a worker's, reading redis://127.0.0.1:\(redis.port)/ev 0-1/4"), "\(plain.stderr)")
+        for (args, message) in [
+            (["--partitions", "0-1/4"], "--partitions goes with --source redis://HOST:PORT/NAME"),
+            (["--source", "redis://127.0.0.1/ev"], "--source needs --partitions A-B/N"),
+            (["--source", "redis://127.0.0.1/ev", "--partitions", "2-1/4"], "A and B must satisfy 0 ≤ A ≤ B < N"),
+            (["--source", "redis://127.0.0.1/ev", "--partitions", "0-4/4"], "A and B must satisfy 0 ≤ A ≤ B < N"),
+            (["--source", "redis://127.0.0.1/ev", "--partitions", "0-1"], "--partitions takes A-B/N"),
+            (["--source", "redis://127.0.0.1/ev", "--partitions", "0/0"], "N must be from 1 to 16384"),
+            (["--password-file", "/dev/null"], "--password-file goes with --source"),
+        ] {
+            let r = try CLITests.rules(["serve", Self.policy, "--data", ServeTests.dataDirectory(), "--listen", "127.0.0.1:0"] + args)
+            #expect(r.status == 2 && r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+    }
+}
