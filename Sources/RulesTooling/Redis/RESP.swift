@@ -76,6 +76,11 @@ package struct RESPWriter {
         crlf()
     }
 
+    /// Bytes already encoded (arguments written by another writer).
+    package mutating func raw(_ encoded: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: encoded)
+    }
+
     package mutating func argument(_ array: [UInt8]) {
         array.withUnsafeBytes { argument($0) }
     }

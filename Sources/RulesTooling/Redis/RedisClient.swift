@@ -31,6 +31,14 @@ package struct RedisBatch {
         slots.append(slot)
     }
 
+    /// Another batch's commands after this one's.
+    package mutating func append(_ other: RedisBatch) {
+        let base = writer.bytes.count
+        other.writer.bytes.withUnsafeBytes { writer.raw($0) }
+        ends += other.ends.map { $0 + base }
+        slots += other.slots
+    }
+
     package mutating func add(key: String, _ arguments: [String]) {
         writer.command(arguments)
         endCommand(slot: KeySlot.of(key))

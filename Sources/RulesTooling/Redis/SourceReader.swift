@@ -12,10 +12,27 @@ import RulesCore
 package final class StateWrites: @unchecked Sendable {
     private let source: StreamSource
     private let lock = Lock()
-    /// By partition, by id: the line to write (nil: to delete).
-    private var pending: [Int: [[UInt8]: [UInt8]?]] = [:]
+    /// By partition: its commands so far, a run of lines to set being
+    /// written as the arguments of one `HSET` (its header comes at `take`),
+    /// a line gone as an `HDEL` of its own. Later writes of a person win,
+    /// as Redis runs them in order.
+    /// (By the partition's place in the worker's range: each is changed
+    /// in place, never copied out and back.)
+    private var pending: [Commands]
+    private var anyPending = false
 
-    package init(source: StreamSource) { self.source = source }
+    private struct Commands {
+        var done = RedisBatch()
+        var setArguments = RESPWriter()
+        var setCount = 0
+    }
+
+    package init(source: StreamSource) {
+        self.source = source
+        pending = Array(repeating: Commands(), count: source.partitions.count)
+    }
+
+    private func key(_ k: Int) -> [UInt8] { Array(source.address.stateHash(k).utf8) }
 
     package func add(_ changes: MergedChanges) {
         guard !changes.isEmpty else { return }
@@ -23,43 +40,50 @@ package final class StateWrites: @unchecked Sendable {
             for k in 0..<changes.count {
                 let change = changes.view(k)
                 let partition = Partitioning.partition(of: UnsafeRawBufferPointer(change.person), among: source.count)
-                pending[partition, default: [:]][Array(change.person)] = change.line.map { Array($0) }
+                guard source.partitions.contains(partition) else { continue }  // not this worker's: never applied here
+                let i = partition - source.partitions.lowerBound
+                anyPending = true
+                if let line = change.line {
+                    pending[i].setArguments.argument(UnsafeRawBufferPointer(change.person))
+                    pending[i].setArguments.argument(UnsafeRawBufferPointer(line))
+                    pending[i].setCount += 1
+                } else {
+                    closeSets(&pending[i], partition)
+                    pending[i].done.writer.header(3)
+                    pending[i].done.writer.argument("HDEL")
+                    pending[i].done.writer.argument(key(partition))
+                    pending[i].done.writer.argument(UnsafeRawBufferPointer(change.person))
+                    pending[i].done.endCommand(slot: KeySlot.of(key(partition)))
+                }
             }
         }
     }
 
-    /// The commands that write what is pending (then no longer pending):
-    /// per partition one `HSET` of every line and one `HDEL` of every gone.
+    /// The run of lines to set so far, as one `HSET`.
+    private func closeSets(_ c: inout Commands, _ partition: Int) {
+        guard c.setCount > 0 else { return }
+        c.done.writer.header(2 + 2 * c.setCount)
+        c.done.writer.argument("HSET")
+        c.done.writer.argument(key(partition))
+        c.setArguments.bytes.withUnsafeBytes { c.done.writer.raw($0) }
+        c.done.endCommand(slot: KeySlot.of(key(partition)))
+        c.setArguments.removeAll()
+        c.setCount = 0
+    }
+
+    /// The commands that write what is pending (then no longer pending).
     package func take() -> RedisBatch? {
-        let taken = lock.locked { () -> [Int: [[UInt8]: [UInt8]?]] in
-            defer { pending = [:] }
-            return pending
-        }
-        guard !taken.isEmpty else { return nil }
-        var batch = RedisBatch()
-        for k in taken.keys.sorted() {
-            let key = Array(source.address.stateHash(k).utf8), slot = KeySlot.of(key)
-            let lines = taken[k]!
-            let set = lines.filter { $0.value != nil }, gone = lines.keys.filter { lines[$0]! == nil }
-            if !set.isEmpty {
-                batch.writer.header(2 + 2 * set.count)
-                batch.writer.argument("HSET")
-                batch.writer.argument(key)
-                for (id, line) in set {
-                    batch.writer.argument(id)
-                    batch.writer.argument(line!)
-                }
-                batch.endCommand(slot: slot)
+        lock.locked {
+            guard anyPending else { return nil }
+            var batch = RedisBatch()
+            for (i, partition) in source.partitions.enumerated() {
+                closeSets(&pending[i], partition)
+                batch.append(pending[i].done)
+                pending[i].done.removeAll()
             }
-            if !gone.isEmpty {
-                batch.writer.header(2 + gone.count)
-                batch.writer.argument("HDEL")
-                batch.writer.argument(key)
-                for id in gone { batch.writer.argument(id) }
-                batch.endCommand(slot: slot)
-            }
+            anyPending = false
+            return batch
         }
-        return batch
     }
 }
 
@@ -177,11 +201,12 @@ package final class SourceReader: @unchecked Sendable {
                     throw RedisClient.Failure(description: "\(source.address.stream(k)): XREAD answered \(reply)")
                 }
                 for item in list {
-                    guard case .array(let e) = item, e.count == 2, let text = e[0].text, let id = EntryId(text) else {
+                    guard case .array(let e) = item, e.count == 2, case .bulk(let idBytes) = e[0], let id = EntryId(bytes: idBytes) else {
                         throw RedisClient.Failure(description: "\(source.address.stream(k)): an entry that is not one: \(item)")
                     }
-                    guard case .array(let fields) = e[1], let index = stride(from: 0, to: fields.count - 1, by: 2).first(where: { fields[$0].text == "line" }),
-                          let line = fields[index + 1].bytes else {
+                    guard case .array(let fields) = e[1],
+                          let index = stride(from: 0, to: fields.count - 1, by: 2).first(where: { fields[$0] == Self.lineField }),
+                          case .bulk(let line) = fields[index + 1] else {
                         warn("\(source.address.stream(k)) \(id): no field `line`; skipped (rules publish writes one)")
                         entries.append(Entry(partition: k, id: id, line: []))
                         continue
@@ -201,30 +226,35 @@ package final class SourceReader: @unchecked Sendable {
         return (entries, outside)
     }
 
+    private static let lineField = RESPValue.bulk(Array("line".utf8))
+
     /// The entries as one batch: logged, applied; rejected lines named by
     /// their stream and entry.
     private func apply(_ entries: [Entry], outside: Int64?) throws {
         var body: [UInt8] = []
         body.reserveCapacity(entries.reduce(0) { $0 + $1.line.count + 1 })
-        var positions = service.positions
-        var advanced: [Int: StreamPosition] = [:]
-        var byLine: [Int] = []  // body line number - 1 → entry
-        for (n, e) in entries.enumerated() {
-            // A line holding a newline would be two lines of the body: it
-            // is applied as its first line's rejection would say (never
-            // written so by rules publish, which publishes lines).
-            body.append(contentsOf: e.line.map { $0 == 0x0A ? 0x20 : $0 })
+        // Where each partition of the range stands after these entries.
+        let first = source.partitions.lowerBound
+        let before = service.positions
+        var standing = source.partitions.map { before[$0] ?? StreamPosition(last: .zero, applied: 0) }
+        var moved = [Bool](repeating: false, count: standing.count)
+        for e in entries {
+            // Entry n is the body's line n + 1. A newline inside a line
+            // (never written by rules publish, which publishes lines) is
+            // JSON's whitespace: a space, so that the line stays one.
+            let at = body.count
+            body.append(contentsOf: e.line)
+            if e.line.contains(0x0A) { for i in at..<body.count where body[i] == 0x0A { body[i] = 0x20 } }
             body.append(0x0A)
-            byLine.append(n)
-            var p = positions[e.partition] ?? StreamPosition(last: .zero, applied: 0)
-            p.last = e.id
-            p.applied += 1
-            positions[e.partition] = p
-            advanced[e.partition] = p
+            standing[e.partition - first].last = e.id
+            standing[e.partition - first].applied += 1
+            moved[e.partition - first] = true
         }
+        var advanced: [Int: StreamPosition] = [:]
+        for (i, p) in standing.enumerated() where moved[i] { advanced[first + i] = p }
         let (_, rejections) = try service.take(SourcedBatch(positions: advanced, outsideClock: outside, body: body))
-        for r in rejections where r.line >= 1 && r.line <= byLine.count {
-            let e = entries[byLine[r.line - 1]]
+        for r in rejections where r.line >= 1 && r.line <= entries.count {
+            let e = entries[r.line - 1]
             warn("\(source.address.stream(e.partition)) \(e.id): \(r.reason)")
         }
         health.locked {

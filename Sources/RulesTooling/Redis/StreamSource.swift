@@ -47,8 +47,29 @@ package struct EntryId: Comparable, Hashable, Sendable, CustomStringConvertible 
     }
 
     package init?(_ text: some StringProtocol) {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 2, let ms = UInt64(parts[0]), let n = UInt64(parts[1]) else { return nil }
+        self.init(bytes: Array(text.utf8))
+    }
+
+    /// From its bytes, as a reply holds them (read once per entry: no
+    /// `String` on the way).
+    package init?(bytes: [UInt8]) {
+        var ms: UInt64 = 0, n: UInt64 = 0, seenDash = false, digits = 0
+        for b in bytes {
+            if b == UInt8(ascii: "-") {
+                guard !seenDash, digits > 0 else { return nil }
+                seenDash = true
+                digits = 0
+                continue
+            }
+            let d = b &- 0x30
+            guard d < 10 else { return nil }
+            let (times, o1) = (seenDash ? n : ms).multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(UInt64(d))
+            guard !o1, !o2 else { return nil }
+            if seenDash { n = sum } else { ms = sum }
+            digits += 1
+        }
+        guard seenDash, digits > 0 else { return nil }
         self.init(ms: ms, sequence: n)
     }
 

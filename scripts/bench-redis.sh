@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# rules publish and one worker against Redis's own rates (issue 17), on the
+# reference workload (our own generator, Benchmarks/):
+# 1. what `redis-benchmark -P 200` gets for XADD of a line of the stream's
+#    median length, into 4 streams and into one; then `rules publish` of
+#    the whole stream into 4 partitions; the ratio;
+# 2. what `redis-benchmark` gets for XREAD of those entries (COUNT 1000 per
+#    read, 2 connections), `rules run`'s events per second on the same
+#    lines, and one worker (`rules serve --source … --partitions 0-3/4`)
+#    from its start until every entry is applied and durable; its report
+#    checked against `rules run`'s; the ratio to the lower of the two.
+# A private redis-server on a free local port (no persistence), each
+# publish on an emptied server after one warm-up, best of three. Client,
+# worker and server share this machine.
+#
+#   bash scripts/bench-redis.sh [EVENTS] [PEOPLE]     (default 1000000 100000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events="${1:-1000000}"; people="${2:-100000}"
+work="${BENCH_DIR:-/tmp/rules-bench}"
+mkdir -p "$work"
+for tool in redis-server redis-cli redis-benchmark; do
+    command -v $tool >/dev/null || { echo "$tool is not installed (apt-get install redis-server redis-tools)" >&2; exit 1; }
+done
+
+echo "building release…" >&2
+swift build -c release >/dev/null
+(cd Benchmarks && { swift build -c release --product generate >/dev/null 2>&1 || { rm -f .build/release/description.json .build/*.yaml; swift build -c release --product generate >/dev/null; }; })
+rules=.build/release/rules
+stream="$work/events-$events-$people.ndjson"
+[ -s "$stream" ] || Benchmarks/.build/release/generate "$events" "$people" 1 > "$stream"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dir=$(mktemp -d)
+redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no --daemonize yes --logfile "$dir/log" >/dev/null
+trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+line=$(python3 -c "
+import sys
+lines = open('$stream', 'rb').read().split(b'\n')[:100000]
+lines = sorted((l for l in lines if l), key=len)
+sys.stdout.write(lines[len(lines) // 2].decode())")
+
+benchmark() {  # KEY [-r N]: XADD requests per second, best of three after a warm-up
+    local best=0
+    for round in 0 1 2 3; do
+        redis-cli -p "$port" flushall >/dev/null
+        rps=$(redis-benchmark -p "$port" -P 200 -n "$events" -q "${@:2}" XADD "$1" '*' line "$line" 2>/dev/null | tr '\r' '\n' \
+              | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+        [ "$round" -gt 0 ] && best=$(python3 -c "print(max($best, $rps))")
+    done
+    echo "$best"
+}
+four=$(benchmark 'bench:{__rand_int__}' -r 4)
+one=$(benchmark 'bench:{0}')
+
+published=0
+for round in 0 1 2 3; do
+    redis-cli -p "$port" flushall >/dev/null
+    start=$(date +%s%N)
+    "$rules" publish --to "redis://127.0.0.1:$port/ev" --partitions 4 "$stream" 2>/dev/null
+    end=$(date +%s%N)
+    [ "$round" -gt 0 ] && published=$(python3 -c "print(max($published, $events / (($end - $start) / 1e9)))")
+done
+memory=$(redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
+
+# Reading: Redis alone, then rules run, then one worker.
+xread=$(redis-benchmark -p "$port" -c 2 -P 1 -n 2000 -q XREAD COUNT 1000 STREAMS 'ev:{0}' 0 2>/dev/null | tr '\r' '\n' \
+        | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+xread=$(python3 -c "print($xread * 1000)")
+"$rules" run Benchmarks/citizen.rules --events "$stream" > "$work/rules.out" 2>/dev/null
+run=999
+for _ in 1 2 3; do
+    start=$(date +%s%N)
+    "$rules" run Benchmarks/citizen.rules --events "$stream" >/dev/null 2>&1
+    end=$(date +%s%N)
+    run=$(python3 -c "print(min($run, ($end - $start) / 1e9))")
+done
+rm -rf "$work/worker-data"
+start=$(date +%s%N)
+"$rules" serve Benchmarks/citizen.rules --data "$work/worker-data" --listen 127.0.0.1:0 \
+    --source "redis://127.0.0.1:$port/ev" --partitions 0-3/4 2> "$work/worker.err" &
+worker=$!
+trap 'kill $worker 2>/dev/null; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+wport=""
+for _ in $(seq 200); do
+    wport=$(sed -n 's|^listening on http://127.0.0.1:||p' "$work/worker.err")
+    [ -n "$wport" ] && break
+    sleep 0.05
+done
+until curl -s "http://127.0.0.1:$wport/v1/health" | grep -q "\"lines\":$events,"; do sleep 0.02; done
+end=$(date +%s%N)
+worker_seconds=$(python3 -c "print(($end - $start) / 1e9)")
+worker_rss=$(awk '/VmHWM/ {print $2}' /proc/$worker/status)
+curl -s "http://127.0.0.1:$wport/v1/report" | cmp -s - "$work/rules.out" || { echo "the worker's report differs from rules run's" >&2; exit 1; }
+state_memory=$(redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
+kill $worker
+
+python3 - <<PY
+four, one, published = $four, $one, $published
+xread, run, worker = $xread, $events / $run, $events / $worker_seconds
+print(f"| redis-benchmark -P 200, XADD of a ${#line}-byte line, 4 streams | {four:,.0f} per second |")
+print(f"| the same, 1 stream | {one:,.0f} per second |")
+print(f"| rules publish, {$events:,} lines, 4 partitions | {published:,.0f} lines per second = {published / four:.0%} of the first, {published / one:.0%} of the second |")
+print(f"| Redis memory after it | {$memory / $events:.0f} bytes per line |")
+print(f"| redis-benchmark, XREAD COUNT 1000, 2 connections | {xread:,.0f} entries per second |")
+print(f"| rules run over the same lines | {run:,.0f} events per second |")
+limit, name = min((xread, "Redis's XREAD"), (run, "rules run"))
+print(f"| one worker, 4 partitions, every entry applied and durable | {worker:,.0f} lines per second = {worker / limit:.0%} of the lower, {name}; peak RSS {$worker_rss / 1024:.0f} MiB |")
+print(f"| Redis memory with the report lines in NAME:state:{{K}} | {($state_memory - $memory) / $people:.0f} bytes per person |")
+PY
