@@ -88,10 +88,12 @@ final class RedisProcess {
 final class RedisCluster {
     let nodes: [RedisProcess]
 
-    init() throws {
+    /// `durable`: each node keeps an append-only file synced at every
+    /// write, so that a node killed and started again has its data.
+    init(durable: Bool = false) throws {
         nodes = try (0..<3).map { _ in
-            try RedisProcess(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-                              "--appendonly", "no"])
+            try RedisProcess(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+                             + (durable ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]))
         }
         let create = try runProcess(URL(fileURLWithPath: "/usr/bin/redis-cli"),
                                     ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "0", "--cluster-yes"])
@@ -102,6 +104,16 @@ final class RedisCluster {
             usleep(50_000)
         }
         throw TestFailure("the cluster did not become ok")
+    }
+
+    /// Waits until every node says the cluster is ok again.
+    func waitUntilOk() throws {
+        for _ in 0..<300 {
+            let states = nodes.map { node in (try? node.command(["CLUSTER", "INFO"]))?.text ?? "" }
+            if states.allSatisfy({ $0.contains("cluster_state:ok") }) { return }
+            usleep(50_000)
+        }
+        throw TestFailure("the cluster did not become ok again")
     }
 
     /// The node id and port of the node that serves `slot`.
@@ -511,10 +523,11 @@ struct RedisWorkerTests {
         #expect(a!.stderr.contains("started from") || a!.stderr.contains("replayed"), "\(a!.stderr)")
     }
 
-    @Test("a three-node cluster: two workers, one killed with -9 mid-stream and restarted; merged reports and hashes equal one rules run")
+    @Test("a three-node cluster: two workers, one killed with -9 mid-stream and restarted, then a node of the cluster killed and restarted; merged reports and hashes equal one rules run")
     func clusterWorkers() throws {
-        let cluster = try RedisCluster()
-        let lines = Self.stream(20_000, seed: 53)
+        let cluster = try RedisCluster(durable: true)
+        let all = Self.stream(24_000, seed: 53)
+        let lines = Array(all[..<20_000])
         let seed = cluster.nodes[0].port
         #expect(try RedisTests.publish(["--to", "redis://127.0.0.1:\(seed)/ev", "--partitions", "4", try RedisTests.write(lines)]).status == 0)
         let data = ServeTests.dataDirectory()
@@ -527,6 +540,19 @@ struct RedisWorkerTests {
         let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
         #expect(try Self.merged([a!, b]) == expected)
         #expect(try Self.hashes(try RedisClient(host: "127.0.0.1", port: seed), "ev", partitions: 4) == expected)
+        // A node that holds a partition killed with -9 while the workers
+        // wait on it, and started again; then the rest of the stream.
+        let (_, holder) = try cluster.owner(of: KeySlot.of("ev:{1}"))
+        holder.kill9()
+        usleep(500_000)
+        try holder.start()
+        try cluster.waitUntilOk()
+        let rest = try RedisTests.publish(["--to", "redis://127.0.0.1:\(seed)/ev", "--partitions", "4", try RedisTests.write(Array(all[20_000...]))])
+        #expect(rest.status == 0, "\(rest.stderr)")
+        try Self.settle([a!, b], clock: Self.finalClock(all))
+        let expectedAll = try ServeTests.rulesRun([Self.policy], over: all.joined(separator: "\n") + "\n")
+        #expect(try Self.merged([a!, b]) == expectedAll)
+        #expect(try Self.hashes(try RedisClient(host: "127.0.0.1", port: seed), "ev", partitions: 4) == expectedAll)
     }
 
     @Test("a data directory keeps the partitions it started with; usage errors name what is wrong")
