@@ -137,12 +137,14 @@ package final class SourceReader: @unchecked Sendable {
             warn("cannot read \(source): \(error); no events will be applied")
             return
         }
+        // (Fetching the next batch on a thread of its own while this one is
+        // applied was measured: 5 % faster, a quarter more CPU. Not kept.)
         var idle = 0.002
         var lagAsked = 0.0
         while true {
             do {
                 try writeState(client)
-                let (entries, outside) = try fetch(client)
+                let (entries, outside) = try fetch(client, after: service.positions.mapValues(\.last))
                 if entries.isEmpty {
                     let (_, served) = service.clocks
                     if let outside, outside > (served ?? .min) {
@@ -181,13 +183,12 @@ package final class SourceReader: @unchecked Sendable {
 
     /// The next entries of every partition, after where each stands, and
     /// the latest clock any worker wrote.
-    private func fetch(_ client: RedisClient) throws -> (entries: [Entry], outside: Int64?) {
-        let positions = service.positions
+    private func fetch(_ client: RedisClient, after cursor: [Int: EntryId]) throws -> (entries: [Entry], outside: Int64?) {
         var batch = RedisBatch()
         let partitions = Array(source.partitions)
         for k in partitions {
             let stream = source.address.stream(k)
-            batch.add(key: stream, ["XREAD", "COUNT", "\(perPartition)", "STREAMS", stream, "\(positions[k]?.last ?? .zero)"])
+            batch.add(key: stream, ["XREAD", "COUNT", "\(perPartition)", "STREAMS", stream, "\(cursor[k] ?? .zero)"])
         }
         let clockKey = source.address.name + ":clock"
         batch.add(key: clockKey, ["HVALS", clockKey])
@@ -262,9 +263,14 @@ package final class SourceReader: @unchecked Sendable {
         }
     }
 
+    /// Lines taken to be written whose writing failed: written first next time.
+    private var unwritten: RedisBatch? = nil
+
     /// Writes the changed lines waiting, and this worker's clock.
     private func writeState(_ client: RedisClient) throws {
-        var batch = service.stateWrites?.take() ?? RedisBatch()
+        var batch = unwritten ?? RedisBatch()
+        unwritten = nil
+        if let more = service.stateWrites?.take() { batch.append(more) }
         let own = service.clocks.own
         if let own, own != clockWritten {
             let key = source.address.name + ":clock"
@@ -273,8 +279,13 @@ package final class SourceReader: @unchecked Sendable {
             batch.add(key: key, arguments)
         }
         guard !batch.isEmpty else { return }
-        for reply in try client.run(batch) {
-            if case .error(let e) = reply { throw RedisClient.Failure(description: "writing the report lines: \(e)") }
+        do {
+            for reply in try client.run(batch) {
+                if case .error(let e) = reply { throw RedisClient.Failure(description: "writing the report lines: \(e)") }
+            }
+        } catch {
+            unwritten = batch  // every command again: setting a line twice sets it once
+            throw error
         }
         clockWritten = own
     }
