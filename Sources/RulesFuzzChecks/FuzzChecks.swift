@@ -195,10 +195,40 @@ package enum FuzzChecks {
             }
             return out
         }
+        /// The same through `nextRaw`: each reply's bytes, read again by
+        /// a reader of their own, must be the reply `next` gave.
+        func raw(_ piece: Int) -> [String] {
+            var reader = RESPReader(limits: limits)
+            var out: [String] = []
+            var at = 0
+            while at < bytes.count {
+                reader.append(bytes[at..<min(bytes.count, at + piece)])
+                at += piece
+                while true {
+                    do {
+                        guard let reply = try reader.nextRaw() else { break }
+                        var again = RESPReader(limits: limits)
+                        again.append(reply)
+                        guard let value = try? again.next(), (try? again.next()) == .some(nil) else {
+                            out.append("a raw reply that is not one reply")
+                            return out
+                        }
+                        out.append(value.description)
+                    } catch {
+                        out.append("error \(error)")
+                        return out
+                    }
+                }
+            }
+            return out
+        }
         let whole = run(max(1, bytes.count))
         let cut = run(1 + Int(bytes.first ?? 0) % 13)
         if let broken = whole.first(where: { $0.hasPrefix("a refusal") }) { return broken }
-        return whole == cut ? nil : "the same bytes in pieces gave other replies: \(whole) / \(cut)"
+        if whole != cut { return "the same bytes in pieces gave other replies: \(whole) / \(cut)" }
+        let rawWhole = raw(max(1, bytes.count)), rawCut = raw(1 + Int(bytes.first ?? 0) % 13)
+        if rawWhole != whole { return "nextRaw read other replies than next: \(rawWhole) / \(whole)" }
+        return rawCut == whole ? nil : "nextRaw in pieces read other replies: \(rawCut) / \(whole)"
     }
 
     /// `rules serve`'s request parser (RFC 9112): any bytes, whole or cut

@@ -181,6 +181,64 @@ package struct RESPReader {
         }
     }
 
+    /// The next whole reply's bytes, as they came, without making values
+    /// of them (a stream read's thousands of entries are then taken apart
+    /// in place, `RESPCursor`); nil when more bytes are needed. Checked as
+    /// `next()` checks, with the same limits. Not to be mixed with `next()`
+    /// within one reply.
+    package mutating func nextRaw() throws(Malformed) -> [UInt8]? {
+        if let failure { throw failure }
+        precondition(open.isEmpty, "nextRaw() within a reply next() began")
+        do throws(Malformed) {
+            var i = at, remaining = 1, depth = 0
+            var ends: [Int] = []  // items left in each array open, innermost last
+            while remaining > 0 || !ends.isEmpty {
+                if remaining == 0 {
+                    remaining = ends.removeLast()
+                    depth -= 1
+                    continue
+                }
+                guard i < buffer.count else { return nil }
+                let kind = buffer[i]
+                guard let line = try line(from: i + 1) else { return nil }
+                remaining -= 1
+                switch kind {
+                case UInt8(ascii: "+"), UInt8(ascii: "-"):
+                    i = line.upperBound + 2
+                case UInt8(ascii: ":"):
+                    _ = try integer(line, at: i + 1)
+                    i = line.upperBound + 2
+                case UInt8(ascii: "$"):
+                    let n = try integer(line, at: i + 1)
+                    if n == -1 { i = line.upperBound + 2; continue }
+                    guard n >= 0, n <= Int64(limits.maxBulk) else { throw fail(i + 1, "a bulk string of \(n) bytes (at most \(limits.maxBulk))") }
+                    let to = line.upperBound + 2 + Int(n)
+                    guard to + 2 <= buffer.count else { return nil }
+                    guard buffer[to] == 0x0D, buffer[to + 1] == 0x0A else { throw fail(to, "a bulk string of \(n) bytes not followed by CRLF") }
+                    i = to + 2
+                case UInt8(ascii: "*"):
+                    let n = try integer(line, at: i + 1)
+                    if n == -1 { i = line.upperBound + 2; continue }
+                    guard n >= 0, n <= Int64(limits.maxItems) else { throw fail(i + 1, "an array of \(n) items (at most \(limits.maxItems))") }
+                    guard depth < limits.maxDepth else { throw fail(i, "arrays nested more than \(limits.maxDepth) deep") }
+                    i = line.upperBound + 2
+                    if n > 0 {
+                        ends.append(remaining)
+                        remaining = Int(n)
+                        depth += 1
+                    }
+                default:
+                    throw fail(i, "a reply starts with \(Self.shown(kind)), not one of + - : $ *")
+                }
+            }
+            defer { at = i }
+            return Array(buffer[at..<i])
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
     /// What one element read gives: a value, or the start of an array.
     private enum Element {
         case value(RESPValue)
@@ -292,5 +350,48 @@ package struct RESPReader {
 
     private static func shown(_ range: Range<Int>, in buffer: [UInt8]) -> String {
         JSONText.quoted(String(decoding: buffer[range.prefix(40)], as: UTF8.self))
+    }
+}
+
+/// Walks one reply's bytes (`RESPReader.nextRaw`) in place: arrays and bulk
+/// strings as counts and ranges, nothing copied. For replies whose shape is
+/// known (a stream read); anything else is `nil`.
+package struct RESPCursor {
+    package let bytes: [UInt8]
+    package private(set) var at = 0
+
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The count of the array here (-1: a null array), or nil.
+    package mutating func array() -> Int? { header(UInt8(ascii: "*")) }
+
+    /// The bytes of the bulk string here, or nil.
+    package mutating func bulk() -> Range<Int>? {
+        guard let n = header(UInt8(ascii: "$")), n >= 0, at + n + 2 <= bytes.count else { return nil }
+        defer { at += n + 2 }
+        return at..<(at + n)
+    }
+
+    /// Whether a null (`*-1` or `$-1`) is here; then past it.
+    package mutating func null() -> Bool {
+        guard at + 5 <= bytes.count, bytes[at] == UInt8(ascii: "*") || bytes[at] == UInt8(ascii: "$"),
+              bytes[at + 1] == UInt8(ascii: "-"), bytes[at + 2] == UInt8(ascii: "1"), bytes[at + 3] == 0x0D else { return false }
+        at += 5
+        return true
+    }
+
+    package var atEnd: Bool { at == bytes.count }
+
+    /// `KIND` + a decimal + CRLF: the decimal (the reader checked the form).
+    private mutating func header(_ kind: UInt8) -> Int? {
+        guard at < bytes.count, bytes[at] == kind else { return nil }
+        var i = at + 1, n = 0, negative = false
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        while i < bytes.count, bytes[i] != 0x0D {
+            n = n * 10 + Int(bytes[i] &- 0x30)
+            i += 1
+        }
+        at = i + 2
+        return negative ? -n : n
     }
 }

@@ -120,7 +120,25 @@ package final class RedisClient {
     /// reply that is an error other than a redirect or a "try again" is
     /// returned as it is, for the caller to judge.
     package func run(_ batch: RedisBatch) throws(Failure) -> [RESPValue] {
-        var answers = [RESPValue?](repeating: nil, count: batch.count)
+        try run(batch, read: { c throws(RedisConnection.Failure) in try c.reply() }, error: { $0 })
+    }
+
+    /// The same, each reply as the bytes it came in (`RESPReader.nextRaw`):
+    /// for replies too large to be worth making values of.
+    package func runRaw(_ batch: RedisBatch) throws(Failure) -> [[UInt8]] {
+        try run(batch, read: { c throws(RedisConnection.Failure) in try c.rawReply() }, error: { raw in
+            guard raw.first == UInt8(ascii: "-") else { return nil }
+            var reader = RESPReader()
+            reader.append(raw)
+            return try? reader.next()
+        })
+    }
+
+    /// `run`, replies read by `read`; `error` is a reply's value when it is
+    /// one that may be a redirect (nil: it is not).
+    private func run<Reply>(_ batch: RedisBatch, read: (RedisConnection) throws(RedisConnection.Failure) -> Reply,
+                            error: (Reply) -> RESPValue?) throws(Failure) -> [Reply] {
+        var answers = [Reply?](repeating: nil, count: batch.count)
         var pending = Array(0..<batch.count)
         var asking: [Int: Node] = [:]
         var delay = 0.05
@@ -142,15 +160,15 @@ package final class RedisClient {
             }
             var trouble: String? = nil, remap = false
             for (node, indices) in zip(order, groups) {
-                let replies: [RESPValue]
-                do { replies = try exchange(node, batch, indices, asking: asking) } catch {
+                let replies: [Reply]
+                do { replies = try exchange(node, batch, indices, asking: asking, read: read) } catch {
                     guard error.retryable else { throw Failure(description: error.description, retryable: false) }
                     trouble = error.description
                     continue
                 }
                 for (i, reply) in zip(indices, replies) {
                     asking[i] = nil
-                    switch Redirect(reply, seedHost: seed.host) {
+                    switch error(reply).flatMap({ Redirect($0, seedHost: seed.host) }) {
                     case .moved(let slot, let to):
                         if slot < slots.count { slots[slot] = to }
                         remap = true
@@ -160,7 +178,7 @@ package final class RedisClient {
                     }
                 }
             }
-            pending = pending.filter { answers[$0] == nil }
+            pending = pending.filter { answers[$0] == nil }  // (an answer is never nil once given)
             if pending.isEmpty { break }
             if let trouble {
                 if let limit = options.retryFor, Self.now() - started > limit {
@@ -178,7 +196,8 @@ package final class RedisClient {
 
     /// Writes one node's commands together (each after `ASKING` when it
     /// was redirected so), then reads their replies.
-    private func exchange(_ node: Node, _ batch: RedisBatch, _ indices: [Int], asking: [Int: Node]) throws(RedisConnection.Failure) -> [RESPValue] {
+    private func exchange<Reply>(_ node: Node, _ batch: RedisBatch, _ indices: [Int], asking: [Int: Node],
+                                 read: (RedisConnection) throws(RedisConnection.Failure) -> Reply) throws(RedisConnection.Failure) -> [Reply] {
         let connection = try connection(node)
         do {
             if indices.count == batch.count && asking.isEmpty {
@@ -192,11 +211,11 @@ package final class RedisClient {
                 }
                 try connection.send(out)
             }
-            var replies: [RESPValue] = []
+            var replies: [Reply] = []
             replies.reserveCapacity(indices.count)
             for i in indices {
                 if asking[i] != nil { _ = try connection.reply() }
-                replies.append(try connection.reply())
+                replies.append(try read(connection))
             }
             return replies
         } catch {

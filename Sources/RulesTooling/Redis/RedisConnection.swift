@@ -108,6 +108,27 @@ package final class RedisConnection {
         }
     }
 
+    /// The next reply's bytes as they came (`RESPReader.nextRaw`).
+    package func rawReply() throws(Failure) -> [UInt8] {
+        while true {
+            do {
+                if let bytes = try reader.nextRaw() { return bytes }
+            } catch {
+                close()
+                throw Failure(description: "\(host):\(port): \(error)", retryable: false)
+            }
+            guard fd >= 0 else { throw Failure(description: "the connection to \(host):\(port) is closed") }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n == 0 {
+                close()
+                throw Failure(description: "\(host):\(port) closed the connection")
+            }
+            if n < 0 { throw broken(errno == EAGAIN || errno == EWOULDBLOCK ? "no answer in \(Self.seconds(timeout)) from" : "cannot read from") }
+            reader.append(chunk[0..<n])
+        }
+    }
+
     private func broken(_ what: String) -> Failure {
         let reason = errno == EAGAIN || errno == EWOULDBLOCK ? "" : ": " + String(cString: strerror(errno))
         close()

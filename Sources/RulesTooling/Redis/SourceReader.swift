@@ -144,7 +144,7 @@ package final class SourceReader: @unchecked Sendable {
         while true {
             do {
                 try writeState(client)
-                let (entries, outside) = try fetch(client, after: service.positions.mapValues(\.last))
+                let (raws, entries, outside) = try fetch(client, after: service.positions.mapValues(\.last))
                 if entries.isEmpty {
                     let (_, served) = service.clocks
                     if let outside, outside > (served ?? .min) {
@@ -160,7 +160,7 @@ package final class SourceReader: @unchecked Sendable {
                     continue
                 }
                 idle = 0.002
-                try apply(entries, outside: outside)
+                try apply(entries, from: raws, outside: outside)
                 try writeState(client)
                 service.checkpointIfDueNow()
                 if Self.now() - lagAsked > 1 {
@@ -174,16 +174,19 @@ package final class SourceReader: @unchecked Sendable {
         }
     }
 
-    /// One entry read: its partition, id and line.
+    /// One entry read: its partition, id, and where its line is in the
+    /// replies read (`raw`: which; `line`: where in it).
     private struct Entry {
         let partition: Int
         let id: EntryId
-        let line: [UInt8]
+        let raw: Int
+        let line: Range<Int>
     }
 
     /// The next entries of every partition, after where each stands, and
-    /// the latest clock any worker wrote.
-    private func fetch(_ client: RedisClient, after cursor: [Int: EntryId]) throws -> (entries: [Entry], outside: Int64?) {
+    /// the latest clock any worker wrote. The replies are kept as they
+    /// came and their entries found in place: no value is made per entry.
+    private func fetch(_ client: RedisClient, after cursor: [Int: EntryId]) throws -> (raws: [[UInt8]], entries: [Entry], outside: Int64?) {
         var batch = RedisBatch()
         let partitions = Array(source.partitions)
         for k in partitions {
@@ -192,46 +195,54 @@ package final class SourceReader: @unchecked Sendable {
         }
         let clockKey = source.address.name + ":clock"
         batch.add(key: clockKey, ["HVALS", clockKey])
-        let replies = try client.run(batch)
+        let raws = try client.runRaw(batch)
         var entries: [Entry] = []
-        for (k, reply) in zip(partitions, replies) {
-            switch reply {
-            case .null: continue
-            case .array(let streams):
-                guard streams.count == 1, case .array(let pair) = streams[0], pair.count == 2, case .array(let list) = pair[1] else {
-                    throw RedisClient.Failure(description: "\(source.address.stream(k)): XREAD answered \(reply)")
-                }
-                for item in list {
-                    guard case .array(let e) = item, e.count == 2, case .bulk(let idBytes) = e[0], let id = EntryId(bytes: idBytes) else {
-                        throw RedisClient.Failure(description: "\(source.address.stream(k)): an entry that is not one: \(item)")
-                    }
-                    guard case .array(let fields) = e[1],
-                          let index = stride(from: 0, to: fields.count - 1, by: 2).first(where: { fields[$0] == Self.lineField }),
-                          case .bulk(let line) = fields[index + 1] else {
-                        warn("\(source.address.stream(k)) \(id): no field `line`; skipped (rules publish writes one)")
-                        entries.append(Entry(partition: k, id: id, line: []))
-                        continue
-                    }
-                    entries.append(Entry(partition: k, id: id, line: line))
-                }
-            case .error(let e) where e.hasPrefix("WRONGTYPE"):
-                throw RedisClient.Failure(description: "\(source.address.stream(k)) is not a stream")
-            default:
-                throw RedisClient.Failure(description: "\(source.address.stream(k)): XREAD answered \(reply)")
-            }
+        for (r, k) in partitions.enumerated() {
+            try entriesOf(raws[r], index: r, partition: k, into: &entries)
         }
         var outside: Int64? = nil
-        if case .array(let values) = replies.last! {
+        var reader = RESPReader()
+        reader.append(raws[raws.count - 1])
+        if case .array(let values)? = try reader.next() {
             outside = values.compactMap { $0.text.flatMap { Int64($0) } }.max()
         }
-        return (entries, outside)
+        return (raws, entries, outside)
     }
 
-    private static let lineField = RESPValue.bulk(Array("line".utf8))
+    private static let lineField = Array("line".utf8)
+
+    /// The entries of one `XREAD` reply (`*1` of `[key, [[id, [field,
+    /// value, …]], …]]`, or a null array when there are none).
+    private func entriesOf(_ raw: [UInt8], index r: Int, partition k: Int, into entries: inout [Entry]) throws {
+        let stream = source.address.stream(k)
+        var c = RESPCursor(raw)
+        if c.null() { return }
+        func refuse() -> RedisClient.Failure {
+            var reader = RESPReader()
+            reader.append(raw)
+            let value = (try? reader.next()).flatMap { $0 }
+            if case .error(let e)? = value, e.hasPrefix("WRONGTYPE") { return RedisClient.Failure(description: "\(stream) is not a stream") }
+            return RedisClient.Failure(description: "\(stream): XREAD answered \(value.map { "\($0)" } ?? "what is not a reply")")
+        }
+        guard c.array() == 1, c.array() == 2, c.bulk() != nil, let count = c.array(), count >= 0 else { throw refuse() }
+        for _ in 0..<count {
+            guard c.array() == 2, let idRange = c.bulk(), let id = EntryId(bytes: raw[idRange]), let fields = c.array(), fields >= 0, fields % 2 == 0 else {
+                throw refuse()
+            }
+            var line: Range<Int>? = nil
+            for _ in 0..<(fields / 2) {
+                guard let name = c.bulk(), let value = c.bulk() else { throw refuse() }
+                if line == nil, raw[name].elementsEqual(Self.lineField) { line = value }
+            }
+            if line == nil { warn("\(stream) \(id): no field `line`; skipped (rules publish writes one)") }
+            entries.append(Entry(partition: k, id: id, raw: r, line: line ?? 0..<0))
+        }
+        guard c.atEnd else { throw refuse() }
+    }
 
     /// The entries as one batch: logged, applied; rejected lines named by
     /// their stream and entry.
-    private func apply(_ entries: [Entry], outside: Int64?) throws {
+    private func apply(_ entries: [Entry], from raws: [[UInt8]], outside: Int64?) throws {
         var body: [UInt8] = []
         body.reserveCapacity(entries.reduce(0) { $0 + $1.line.count + 1 })
         // Where each partition of the range stands after these entries.
@@ -244,8 +255,8 @@ package final class SourceReader: @unchecked Sendable {
             // (never written by rules publish, which publishes lines) is
             // JSON's whitespace: a space, so that the line stays one.
             let at = body.count
-            body.append(contentsOf: e.line)
-            if e.line.contains(0x0A) { for i in at..<body.count where body[i] == 0x0A { body[i] = 0x20 } }
+            body.append(contentsOf: raws[e.raw][e.line])
+            if body[at...].contains(0x0A) { for i in at..<body.count where body[i] == 0x0A { body[i] = 0x20 } }
             body.append(0x0A)
             standing[e.partition - first].last = e.id
             standing[e.partition - first].applied += 1

@@ -52,7 +52,7 @@ package struct EntryId: Comparable, Hashable, Sendable, CustomStringConvertible 
 
     /// From its bytes, as a reply holds them (read once per entry: no
     /// `String` on the way).
-    package init?(bytes: [UInt8]) {
+    package init?<C: Collection>(bytes: C) where C.Element == UInt8 {
         var ms: UInt64 = 0, n: UInt64 = 0, seenDash = false, digits = 0
         for b in bytes {
             if b == UInt8(ascii: "-") {
