@@ -12,7 +12,7 @@ enum ServeCommand {
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
                        [--checkpoint-every LINES] [--max-connections N] [--idle-timeout SECONDS] [--token-file F] [--read-token-file F]
                        [--jobs N] [--person-key NAME] [--retain DURATION] [--lateness DURATION]
-                       [--source redis://HOST:PORT/NAME --partitions A-B/N [--password-file F]]
+                       [--source redis://HOST:PORT/NAME --partitions A-B/N [--password-file F] [--trim]]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
       POST /v1/events        a body of NDJSON lines; answered once applied
@@ -73,6 +73,9 @@ enum ServeCommand {
                         it stood after a restart. HOST:PORT may be any
                         node of a Redis Cluster (docs/SCALING.md)
       --password-file F the Redis password (AUTH), the file's first line
+      --trim            a worker trims the entries it has applied from its
+                        streams (off: kept whole, they let a new worker
+                        start from scratch)
       -h, --help        show this help
 
     exit status: 0 stopped by SIGTERM or SIGINT (what is in flight is
@@ -84,7 +87,8 @@ enum ServeCommand {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
                                                                                          "--retain", "--lateness", "--token-file", "--max-connections", "--checkpoint-every",
                                                                                          "--read-token-file", "--jobs", "--idle-timeout",
-                                                                                         "--source", "--partitions", "--password-file"]), help: help)
+                                                                                         "--source", "--partitions", "--password-file"],
+                                                                                   flags: ["--trim"]), help: help)
         guard let parsed = arguments else { return code }
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
         let listen = parsed.values["--listen"] ?? "127.0.0.1:8080"
@@ -139,6 +143,7 @@ enum ServeCommand {
                 return Main.usageError("\(error)", command: "serve")
             }
         }
+        if parsed.flags.contains("--trim") && source == nil { return Main.usageError("--trim goes with --source", command: "serve") }
         if let path = parsed.values["--password-file"] {
             guard source != nil else { return Main.usageError("--password-file goes with --source", command: "serve") }
             guard let password = readSecret(path) else {
@@ -200,7 +205,9 @@ enum ServeCommand {
         stopOnSignals(service, data: data)
         if source != nil {
             redisOptions.onRetry = { Terminal.writeErr("rules: warning: \($0)\n") }
-            SourceReader(service: service, options: redisOptions, warn: { Terminal.writeErr("rules: warning: \($0)\n") }).start()
+            let reader = SourceReader(service: service, options: redisOptions, warn: { Terminal.writeErr("rules: warning: \($0)\n") })
+            reader.trim = parsed.flags.contains("--trim")
+            reader.start()
         }
         Terminal.writeErr("listening on http://\(host):\(bound)\n")
         while true {

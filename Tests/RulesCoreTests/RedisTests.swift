@@ -487,7 +487,7 @@ struct RedisWorkerTests {
         }
     }
 
-    @Test("a worker killed with -9 mid-stream resumes exactly where it stood: no line twice, none lost; then more lines, and a restart of Redis itself")
+    @Test("a worker killed with -9 mid-stream resumes exactly where it stood: no line twice, none lost; then more lines, and a restart of Redis itself; --trim trims only what was applied")
     func killedWorker() throws {
         let redis = try RedisProcess(["--appendonly", "yes", "--appendfsync", "always"])
         let lines = Self.stream(40_000, seed: 52)
@@ -495,7 +495,7 @@ struct RedisWorkerTests {
         let address = "redis://127.0.0.1:\(redis.port)/ev"
         #expect(try RedisTests.publish(["--to", address, "--partitions", "4", try RedisTests.write(first)]).status == 0)
         let (dataA, dataB) = (ServeTests.dataDirectory(), ServeTests.dataDirectory())
-        var a: ServeTests.Server? = try Self.worker(redis.port, "ev", "0-1/4", data: dataA, extra: ["--checkpoint-every", "5000"])
+        var a: ServeTests.Server? = try Self.worker(redis.port, "ev", "0-1/4", data: dataA, extra: ["--checkpoint-every", "5000", "--trim"])
         let b = try Self.worker(redis.port, "ev", "2-3/4", data: dataB)
         // Killed once it has applied some, not all.
         var applied = 0
@@ -507,7 +507,7 @@ struct RedisWorkerTests {
         }
         a!.kill9()
         #expect(applied > 0 && applied < 15_000, "killed after \(applied) lines")
-        a = try Self.worker(redis.port, "ev", "0-1/4", data: dataA, extra: ["--checkpoint-every", "5000"])
+        a = try Self.worker(redis.port, "ev", "0-1/4", data: dataA, extra: ["--checkpoint-every", "5000", "--trim"])
         try Self.settle([a!, b], clock: Self.finalClock(first))
         let expectedFirst = try ServeTests.rulesRun([Self.policy], over: first.joined(separator: "\n") + "\n")
         #expect(try Self.merged([a!, b]) == expectedFirst)
@@ -521,6 +521,13 @@ struct RedisWorkerTests {
         let client = try RedisClient(host: "127.0.0.1", port: redis.port)
         #expect(try Self.hashes(client, "ev", partitions: 4) == expected)
         #expect(a!.stderr.contains("started from") || a!.stderr.contains("replayed"), "\(a!.stderr)")
+        // The trimming worker's streams hold at most what Redis trims in
+        // whole nodes; the other's are whole.
+        let split = RedisTests.partitioned(lines, among: 4)
+        for k in 0..<4 {
+            guard case .integer(let n) = try redis.command(["XLEN", "ev:{\(k)}"]) else { Issue.record("no stream ev:{\(k)}"); continue }
+            if k < 2 { #expect(n < 500 && split[k].count > 5000, "ev:{\(k)} trimmed to \(n) of \(split[k].count)") } else { #expect(n == split[k].count) }
+        }
     }
 
     @Test("a three-node cluster: two workers, one killed with -9 mid-stream and restarted, then a node of the cluster killed and restarted; merged reports and hashes equal one rules run")
@@ -574,6 +581,7 @@ struct RedisWorkerTests {
             (["--source", "redis://127.0.0.1/ev", "--partitions", "0-1"], "--partitions takes A-B/N"),
             (["--source", "redis://127.0.0.1/ev", "--partitions", "0/0"], "N must be from 1 to 16384"),
             (["--password-file", "/dev/null"], "--password-file goes with --source"),
+            (["--trim"], "--trim goes with --source"),
         ] {
             let r = try CLITests.rules(["serve", Self.policy, "--data", ServeTests.dataDirectory(), "--listen", "127.0.0.1:0"] + args)
             #expect(r.status == 2 && r.stderr.contains(message), "\(args): \(r.stderr)")

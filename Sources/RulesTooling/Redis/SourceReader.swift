@@ -112,6 +112,12 @@ package final class SourceReader: @unchecked Sendable {
     /// in the stream not yet applied; nil until asked).
     private var shown: [Int: (applied: Int, last: EntryId, lag: Int?)] = [:]
     private var clockWritten: Int64? = nil
+    /// `--trim`: entries this worker has applied (and logged) are trimmed
+    /// from its streams, as far as Redis trims cheaply (`XTRIM … MINID ~`).
+    /// Off by default: kept whole, the streams let a new worker start
+    /// from scratch.
+    package var trim = false
+    private var trimmed: [Int: EntryId] = [:]
 
     package init(service: RulesService, options: RedisClient.Options, warn: @escaping @Sendable (String) -> Void) {
         precondition(service.source != nil, "a reader for a service with no --source")
@@ -289,6 +295,15 @@ package final class SourceReader: @unchecked Sendable {
             for k in source.partitions { arguments += ["\(k)", "\(own)"] }
             batch.add(key: key, arguments)
         }
+        // Entries up to a logged position are never read again by this
+        // worker: a restart reads on after the position its log holds.
+        var trimming: [Int: EntryId] = [:]
+        if trim {
+            for (k, p) in service.positions where p.last > (trimmed[k] ?? .zero) {
+                batch.add(key: source.address.stream(k), ["XTRIM", source.address.stream(k), "MINID", "~", "\(p.last)"])
+                trimming[k] = p.last
+            }
+        }
         guard !batch.isEmpty else { return }
         do {
             for reply in try client.run(batch) {
@@ -299,6 +314,7 @@ package final class SourceReader: @unchecked Sendable {
             throw error
         }
         clockWritten = own
+        trimmed.merge(trimming) { $1 }
     }
 
     /// Each partition's lag: entries added to its stream, less those applied.
