@@ -175,52 +175,41 @@ package enum FuzzChecks {
         limits.maxItems = 1 << 12
         limits.maxDepth = 8
         limits.maxLine = 1 << 10
-        func run(_ piece: Int) -> [String] {
+        /// What `take` reads from the bytes given in pieces of `piece`,
+        /// each reply described, until the end or a refusal.
+        func replies(_ piece: Int, _ take: (inout RESPReader) throws(RESPReader.Malformed) -> String?) -> [String] {
             var reader = RESPReader(limits: limits)
             var out: [String] = []
             var at = 0
             while at < bytes.count {
                 reader.append(bytes[at..<min(bytes.count, at + piece)])
                 at += piece
-                while true {
-                    do {
-                        guard let value = try reader.next() else { break }
-                        out.append(value.description)
-                    } catch {
-                        out.append("error \(error)")
-                        if (try? reader.next()) != nil { out.append("a refusal that did not stay") }
-                        return out
+                do {
+                    while let reply = try take(&reader) {
+                        out.append(reply)
+                        if reply.hasPrefix("a raw reply") { return out }
                     }
+                } catch {
+                    out.append("error \(error)")
+                    if (try? reader.next()) != nil { out.append("a refusal that did not stay") }
+                    return out
                 }
             }
             return out
         }
+        func run(_ piece: Int) -> [String] {
+            replies(piece) { r throws(RESPReader.Malformed) in try r.next()?.description }
+        }
         /// The same through `nextRaw`: each reply's bytes, read again by
         /// a reader of their own, must be the reply `next` gave.
         func raw(_ piece: Int) -> [String] {
-            var reader = RESPReader(limits: limits)
-            var out: [String] = []
-            var at = 0
-            while at < bytes.count {
-                reader.append(bytes[at..<min(bytes.count, at + piece)])
-                at += piece
-                while true {
-                    do {
-                        guard let reply = try reader.nextRaw() else { break }
-                        var again = RESPReader(limits: limits)
-                        again.append(reply)
-                        guard let value = try? again.next(), (try? again.next()) == .some(nil) else {
-                            out.append("a raw reply that is not one reply")
-                            return out
-                        }
-                        out.append(value.description)
-                    } catch {
-                        out.append("error \(error)")
-                        return out
-                    }
-                }
+            replies(piece) { r throws(RESPReader.Malformed) in
+                guard let reply = try r.nextRaw() else { return nil }
+                var again = RESPReader(limits: limits)
+                again.append(reply)
+                guard let value = try? again.next(), (try? again.next()) == .some(nil) else { return "a raw reply that is not one reply" }
+                return value.description
             }
-            return out
         }
         let whole = run(max(1, bytes.count))
         let cut = run(1 + Int(bytes.first ?? 0) % 13)

@@ -131,7 +131,7 @@ enum PublishCommand {
         if rejected > shownRejections { Terminal.writeErr("… and \(rejected - shownRejections) more lines rejected\n") }
         let rate = seconds > 0 ? Int(Double(s.published) / seconds) : 0
         let counts = s.byPartition.enumerated().map { "{\($0.offset)}: \($0.element)" }.joined(separator: ", ")
-        var line = "rules: \(s.published) lines published to \(address) in \(s.byPartition.count) partition\(s.byPartition.count == 1 ? "" : "s")"
+        var line = "rules: \(s.published) line\(s.published == 1 ? "" : "s") published to \(address) in \(s.byPartition.count) partition\(s.byPartition.count == 1 ? "" : "s")"
             + " in \(String(format1(seconds))) s (\(rate) lines/s)"
         if rejected > 0 { line += "; \(rejected) rejected" }
         if s.repeats > 0 { line += "; \(s.repeats) sent again after a lost connection, found stored" }

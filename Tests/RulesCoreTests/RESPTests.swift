@@ -96,6 +96,15 @@ struct RESPTests {
             one.header(n)
             #expect(one.bytes == Array("*\(n)\r\n".utf8))
         }
+        // Entry ids' parts at their edges: every width up to UInt64.max.
+        for n: UInt64 in [0, 9, 10, 9_999_999_999_999_999_999, 10_000_000_000_000_000_000, UInt64.max] {
+            var out: [UInt8] = [0x2D]
+            RESPWriter.appendDecimal(n, to: &out)
+            #expect(out == Array("-\(n)".utf8))
+            #expect(EntryId(bytes: Array("\(n)-\(n)".utf8)) == EntryId(ms: n, sequence: n))
+        }
+        #expect(EntryId(bytes: Array("18446744073709551616-0".utf8)) == nil, "one past UInt64.max")
+        for bad in ["", "-", "1-", "-1", "1-2-3", "1x-2", "12"] { #expect(EntryId(bytes: Array(bad.utf8)) == nil, "\(bad)") }
     }
 
     @Test("key slots are the Redis Cluster specification's: CRC16/XMODEM modulo 16384, hash tags")

@@ -277,6 +277,31 @@ struct RedisTests {
         }
     }
 
+    @Test("edges: 1 and 16384 partitions, --timeout 86400, the 20 rejections shown before the rest are counted")
+    func edges() throws {
+        let redis = try RedisProcess()
+        let address = "redis://127.0.0.1:\(redis.port)/edge"
+        let line = #"{"citizen":"zo\u00e9","type":"littering","time":"2026-01-01"}"#
+        for n in [1, 16384] {
+            let r = try Self.publish(["--to", address + "\(n)", "--partitions", "\(n)", "--timeout", "86400", "-"], stdin: line + "\n")
+            #expect(r.status == 0 && r.stderr.contains("rules: 1 line published to \(address)\(n) in \(n) partition"), "\(n): \(r.stderr)")
+            let k = Partitioning.partition(of: "zoé", among: n)
+            guard case .integer(let length) = try redis.command(["XLEN", "edge\(n):{\(k)}"]) else { Issue.record("no stream for \(n)"); continue }
+            #expect(length == 1)
+        }
+        let late = try Self.publish(["--to", address, "--partitions", "2", "--timeout", "86401"])
+        #expect(late.status == 2 && late.stderr.contains("--timeout takes a number of seconds from 0 to 86400, not 86401"), "\(late.stderr)")
+        let bad = Array(repeating: "not json", count: 25) + [line]
+        let shown = try Self.publish(["--to", address, "--partitions", "2", "-"], stdin: bad.joined(separator: "\n") + "\n")
+        #expect(shown.status == 0)
+        #expect(shown.stderr.contains("<stdin>:20: not JSON") && !shown.stderr.contains("<stdin>:21:"), "\(shown.stderr)")
+        #expect(shown.stderr.contains("… and 5 more lines rejected") && shown.stderr.contains("; 25 rejected"), "\(shown.stderr)")
+        // A worker of the last of 16384 partitions.
+        let w = try RedisWorkerTests.worker(redis.port, "edge16384", "16383/16384", data: ServeTests.dataDirectory())
+        let health = try w.curl("/v1/health").body
+        #expect(health.contains(#""partitions":[{"partition":16383,"stream":"edge16384:{16383}""#), "\(health)")
+    }
+
     @Test("a three-node cluster: publish spreads partitions over the nodes; the client follows MOVED and ASK while a slot moves")
     func cluster() throws {
         let cluster = try RedisCluster()
@@ -318,26 +343,12 @@ final class PythonProxy {
 
     init(script: String, _ args: [String]) throws {
         let path = Repo.fixtures.appendingPathComponent("redis/\(script)").path
-        // Close-on-exec: no other child (a restarted server) may inherit
-        // the pipe, or its reader would never see its end.
-        var fds: [Int32] = [0, 0]
-        pipe(&fds)
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        let argv = (["/usr/bin/env", "python3", path] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start \(script)") }
+        let (pid, output) = try spawnWithPipe(["/usr/bin/env", "python3", path] + args, childEnd: 1)
         self.pid = pid
-        close(fds[1])
         var text: [UInt8] = []
         var byte: UInt8 = 0
-        while read(fds[0], &byte, 1) == 1 && byte != 0x0A { text.append(byte) }
-        close(fds[0])
+        while read(output, &byte, 1) == 1 && byte != 0x0A { text.append(byte) }
+        close(output)
         guard let port = Int(String(decoding: text, as: UTF8.self)) else { throw TestFailure("\(script) gave no port") }
         self.port = port
     }
@@ -358,25 +369,7 @@ final class PipedPublish {
     init(_ args: [String]) throws {
         guard let binary = Repo.binary else { throw TestFailure("the rules binary was not built") }
         errPath = FileManager.default.temporaryDirectory.appendingPathComponent("publish-\(UUID().uuidString).err").path
-        // Close-on-exec: no other child (a restarted server) may inherit
-        // the pipe, or its reader would never see its end.
-        var fds: [Int32] = [0, 0]
-        pipe(&fds)
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
-        posix_spawn_file_actions_addclose(&actions, fds[1])
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let argv = ([binary.path, "publish"] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, binary.path, &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start rules publish") }
-        self.pid = pid
-        close(fds[0])
-        input = fds[1]
+        (pid, input) = try spawnWithPipe([binary.path, "publish"] + args, childEnd: 0, stderr: errPath)
     }
 
     func write(_ text: String) throws {
@@ -587,4 +580,31 @@ struct RedisWorkerTests {
             #expect(r.status == 2 && r.stderr.contains(message), "\(args): \(r.stderr)")
         }
     }
+}
+
+/// Starts `argv` with one end of a pipe as its `childEnd` (0: its stdin,
+/// 1: its stdout), stderr to `stderr` (else /dev/null); returns its pid and
+/// the pipe's other end. The pipe is close-on-exec: no other child (a
+/// restarted server) may inherit it, or its reader would never see its end.
+func spawnWithPipe(_ argv: [String], childEnd: Int32, stderr: String = "/dev/null") throws -> (pid: pid_t, fd: Int32) {
+    var fds: [Int32] = [0, 0]
+    pipe(&fds)
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    let (child, parent) = childEnd == 0 ? (fds[0], fds[1]) : (fds[1], fds[0])
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, child, childEnd)
+    if childEnd != 1 { posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0) }
+    posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    let args = argv.map { strdup($0) } + [nil]
+    defer { args.forEach { free($0) } }
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, argv[0], &actions, nil, args, environ) == 0 else {
+        close(child)
+        close(parent)
+        throw TestFailure("cannot start \(argv[0])")
+    }
+    close(child)
+    return (pid, parent)
 }

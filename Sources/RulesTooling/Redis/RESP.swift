@@ -91,22 +91,21 @@ package struct RESPWriter {
     }
 
     /// A non-negative decimal, without going through `String`.
-    private mutating func decimal(_ n: Int) {
-        if n < 10 { bytes.append(0x30 + UInt8(n)); return }
-        if n < 100 {
-            bytes.append(0x30 + UInt8(n / 10))
-            bytes.append(0x30 + UInt8(n % 10))
-            return
-        }
-        var digits = 1, power = 10
-        while digits < 19 && n >= power {
+    private mutating func decimal(_ n: Int) { Self.appendDecimal(UInt64(n), to: &bytes) }
+
+    /// `n` in decimal digits after `out`'s bytes (lengths here; a stream
+    /// entry's id in `rules publish`).
+    package static func appendDecimal(_ n: UInt64, to out: inout [UInt8]) {
+        if n < 10 { out.append(0x30 + UInt8(n)); return }
+        var digits = 1, power: UInt64 = 10
+        while digits < 20 && n >= power {
             digits += 1
             power = power &* 10
         }
-        let start = bytes.count
-        bytes.append(contentsOf: repeatElement(0x30, count: digits))
+        let start = out.count
+        out.append(contentsOf: repeatElement(0x30, count: digits))
         var rest = n
-        bytes.withUnsafeMutableBufferPointer { b in
+        out.withUnsafeMutableBufferPointer { b in
             for k in stride(from: start + digits - 1, through: start, by: -1) {
                 b[k] = 0x30 + UInt8(rest % 10)
                 rest /= 10

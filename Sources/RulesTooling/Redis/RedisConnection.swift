@@ -89,30 +89,19 @@ package final class RedisConnection {
 
     /// The next reply, waiting for its bytes.
     package func reply() throws(Failure) -> RESPValue {
-        while true {
-            do {
-                if let value = try reader.next() { return value }
-            } catch {
-                close()
-                throw Failure(description: "\(host):\(port): \(error)", retryable: false)
-            }
-            guard fd >= 0 else { throw Failure(description: "the connection to \(host):\(port) is closed") }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n == 0 {
-                close()
-                throw Failure(description: "\(host):\(port) closed the connection")
-            }
-            if n < 0 { throw broken(errno == EAGAIN || errno == EWOULDBLOCK ? "no answer in \(Self.seconds(timeout)) from" : "cannot read from") }
-            reader.append(chunk[0..<n])
-        }
+        try read { r throws(RESPReader.Malformed) in try r.next() }
     }
 
     /// The next reply's bytes as they came (`RESPReader.nextRaw`).
     package func rawReply() throws(Failure) -> [UInt8] {
+        try read { r throws(RESPReader.Malformed) in try r.nextRaw() }
+    }
+
+    /// What `take` makes of the reader once enough bytes have arrived.
+    private func read<T>(_ take: (inout RESPReader) throws(RESPReader.Malformed) -> T?) throws(Failure) -> T {
         while true {
             do {
-                if let bytes = try reader.nextRaw() { return bytes }
+                if let value = try take(&reader) { return value }
             } catch {
                 close()
                 throw Failure(description: "\(host):\(port): \(error)", retryable: false)

@@ -123,26 +123,9 @@ package final class StreamPublisher {
     /// `MS-N` as bytes, without a `String`.
     private static func entryId(_ ms: UInt64, _ n: UInt64, into out: inout [UInt8]) {
         out.removeAll(keepingCapacity: true)
-        decimal(ms, into: &out)
+        RESPWriter.appendDecimal(ms, to: &out)
         out.append(UInt8(ascii: "-"))
-        decimal(n, into: &out)
-    }
-
-    private static func decimal(_ n: UInt64, into out: inout [UInt8]) {
-        var digits = 1, power: UInt64 = 10
-        while digits < 20 && n >= power {
-            digits += 1
-            power = power &* 10
-        }
-        let start = out.count
-        out.append(contentsOf: repeatElement(0x30, count: digits))
-        var rest = n
-        out.withUnsafeMutableBufferPointer { b in
-            for k in stride(from: start + digits - 1, through: start, by: -1) {
-                b[k] = 0x30 + UInt8(rest % 10)
-                rest /= 10
-            }
-        }
+        RESPWriter.appendDecimal(n, to: &out)
     }
 
     /// Entry `i` of the batch's id, as text.

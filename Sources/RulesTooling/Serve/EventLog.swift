@@ -171,20 +171,22 @@ package final class EventLog {
     }
 
     /// Appends `record` framed: its payload's length and checksum, then the
-    /// payload (its kind's byte, then its bytes).
+    /// payload (its kind's byte, then its bytes). The payload is written in
+    /// place, then summed where it lies: nothing is copied twice.
     private static func frame(_ record: Record, into out: inout [UInt8]) {
-        let (kind, bytes): (UInt8, [UInt8]) = switch record {
-        case .body(let body): (1, body)
-        case .policy(let json): (2, Array(json.utf8))
-        case .sourced(let batch): (3, { var out: [UInt8] = []; batch.encode(into: &out); return out }())
+        let header = out.count
+        out.append(contentsOf: repeatElement(0, count: 12))
+        switch record {
+        case .body(let body): out.append(1); out += body
+        case .policy(let json): out.append(2); out += json.utf8
+        case .sourced(let batch): out.append(3); batch.encode(into: &out)
         }
-        var sum = Hashing.Checksum(count: 1 + bytes.count)
-        withUnsafeBytes(of: kind) { sum.add($0) }
-        bytes.withUnsafeBytes { sum.add($0) }
-        withUnsafeBytes(of: UInt32(1 + bytes.count).littleEndian) { out += $0 }
-        withUnsafeBytes(of: sum.value.littleEndian) { out += $0 }
-        out.append(kind)
-        out += bytes
+        let payload = out.count - header - 12
+        let sum = out.withUnsafeBytes { Hashing.checksum(UnsafeRawBufferPointer(rebasing: $0[(header + 12)...])) }
+        out.withUnsafeMutableBytes { b in
+            b.storeBytes(of: UInt32(payload).littleEndian, toByteOffset: header, as: UInt32.self)
+            b.storeBytes(of: sum.littleEndian, toByteOffset: header + 4, as: UInt64.self)
+        }
     }
 
     private static func readAll(_ fd: Int32, _ path: String) throws -> [UInt8] {
