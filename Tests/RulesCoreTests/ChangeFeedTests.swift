@@ -69,6 +69,28 @@ struct ChangeFeedTests {
     }
 }
 
+extension ChangeFeedTests {
+    /// A person is woken when an entry leaves a window a `while` rule reads;
+    /// a counted rule or an event rule's `where` reads a window only at the
+    /// event, so theirs wake nobody (they were a third of all wakes on the
+    /// reference workload).
+    @Test("only the windows `while` rules read are times a line can change by itself")
+    func onlyWhileWindowsWake() throws {
+        let program = try compileOrFail("""
+            3 speeding within 30 days → deny driving for 90 days
+            speeding where count(speeding within 7 days) > 1 → -1
+            while count(speeding within 60 days) > 2 → flag reckless
+            while count(littering within 365 days) >= 4 or count(littering within 30 days) > 1 → flag litterer
+            """)
+        let policy = program.policy
+        let windows = Dictionary(uniqueKeysWithValues: policy.buffers.indices.map { b in
+            ("\(policy.events[policy.buffers[b].event].name) cap \(policy.buffers[b].cap.map(String.init) ?? "none")", policy.bufferReadWindows[b])
+        })
+        let day = 86_400 * Timestamp.perSecond
+        #expect(windows == ["speeding cap 2": [], "speeding cap none": [60 * day], "littering cap none": [30 * day, 365 * day]])
+    }
+}
+
 /// The feed's memory at its edge: what is kept, and a resume just inside
 /// and just outside it.
 @Suite("Change feed: what is kept")

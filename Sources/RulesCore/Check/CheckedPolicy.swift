@@ -40,14 +40,25 @@ package indirect enum IR: Sendable, Hashable {
     /// Everything this expression reads: whether the score, which
     /// aggregate buffers (for `rules graph`).
     package func reads(score: inout Bool, buffers: inout Set<Int>) {
+        forEachPart { part in
+            switch part {
+            case .score: score = true
+            case .aggregate(let b, _, _): buffers.insert(b)
+            default: break
+            }
+        }
+    }
+
+    /// Calls `body` with this expression and each of its parts, outermost
+    /// first.
+    package func forEachPart(_ body: (IR) -> Void) {
+        body(self)
         switch self {
-        case .score: score = true
-        case .aggregate(let b, _, _): buffers.insert(b)
-        case .unary(_, let a): a.reads(score: &score, buffers: &buffers)
-        case .binary(_, let a, let b): a.reads(score: &score, buffers: &buffers); b.reads(score: &score, buffers: &buffers)
-        case .inList(let a, let items): a.reads(score: &score, buffers: &buffers); items.forEach { $0.reads(score: &score, buffers: &buffers) }
-        case .call(_, let args): args.forEach { $0.reads(score: &score, buffers: &buffers) }
-        default: break
+        case .unary(_, let a): a.forEachPart(body)
+        case .binary(_, let a, let b): a.forEachPart(body); b.forEachPart(body)
+        case .inList(let a, let items): a.forEachPart(body); items.forEach { $0.forEachPart(body) }
+        case .call(_, let args): args.forEach { $0.forEachPart(body) }
+        case .number, .bool, .string, .field, .flag, .score, .aggregate: break
         }
     }
 
@@ -143,9 +154,10 @@ package struct CheckedPolicy: Sendable {
     package var stateRules: [CheckedStateRule] = []
     package var buffers: [WindowBufferSpec] = []
     var bufferWindows: [Int64] = []
-    /// Every window that reads each buffer, shortest first: where a
-    /// person's entry leaves a window, their report can change with no
-    /// event of theirs (the service's change feed wakes them then).
+    /// By buffer, every window through which a `while` rule reads it,
+    /// shortest first (none for a buffer only event rules read): where a
+    /// person's entry leaves one, their report can change with no event of
+    /// theirs (the service's change feed wakes them then).
     package var bufferReadWindows: [[Int64]] = []
     /// Where each buffer was first asked for: a `count(…)`/`sum(…)`, or a
     /// counted rule (notes about values a buffer skipped point here).

@@ -63,6 +63,7 @@ struct Checker {
             }
         }
         (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
+        policy.bufferReadWindows = Self.windowsReadByStateRules(policy)
         policy.nameUses = uses.values.sorted { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         warnUnused()
         warnDuplicates()
@@ -469,18 +470,27 @@ struct Checker {
     private mutating func buffer(_ spec: WindowBufferSpec, window: Int64, at span: Span) -> Int {
         if let id = bufferIds[spec] {
             policy.bufferWindows[id] = max(policy.bufferWindows[id], window)
-            if !policy.bufferReadWindows[id].contains(window) {
-                policy.bufferReadWindows[id].append(window)
-                policy.bufferReadWindows[id].sort()
-            }
             return id
         }
         bufferIds[spec] = policy.buffers.count
         policy.buffers.append(spec)
         policy.bufferWindows.append(window)
-        policy.bufferReadWindows.append([window])
         policy.bufferSpans.append(span)
         return policy.buffers.count - 1
+    }
+
+    /// By buffer, the windows through which `while` rules read it, shortest
+    /// first. Only those make a report line change with time alone: an
+    /// event rule's `where` and a counted rule read a window at the event's
+    /// time, never again.
+    private static func windowsReadByStateRules(_ policy: CheckedPolicy) -> [[Int64]] {
+        var windows = [[Int64]](repeating: [], count: policy.buffers.count)
+        for rule in policy.stateRules {
+            rule.condition.forEachPart { part in
+                if case .aggregate(let buffer, let window, _) = part, !windows[buffer].contains(window) { windows[buffer].append(window) }
+            }
+        }
+        return windows.map { $0.sorted() }
     }
 
     // MARK: - Expressions
