@@ -105,9 +105,11 @@ struct ChangeFeedKeptTests {
     @Test("a resume from the event before the oldest kept gets everything kept and no gap; one event earlier is told of the gap")
     func resumeAtTheEdge() {
         let line = #"{"citizen":"p","score":1000,"flags":[],"denied":[],"granted":[]}"#
-        // Each event is 8 + 6 + the line + 2 bytes: 80 here; 250 bytes keep three.
-        let feed = ChangeFeed(personKey: "citizen", keptBytes: 250)
-        for k in 1...10 { feed.publish(MergedChanges([ReportChanges.Change(person: "p\(k)", line: line)])) }
+        func event(_ k: Int) -> MergedChanges { MergedChanges([ReportChanges.Change(person: "p\(k)", line: line)]) }
+        // The limit is on the memory kept events hold: room for three
+        // bodies of one event each, not four.
+        let feed = ChangeFeed(personKey: "citizen", keptBytes: 3 * event(10).memory + 2)
+        for k in 1...10 { feed.publish(event(k)) }
         #expect(feed.lastId == 10)
         #expect(feed.kept().events.map(\.id) == [8, 9, 10])
         let inside = Self.catchUp(feed, after: 7)
@@ -127,8 +129,9 @@ struct ChangeFeedKeptTests {
     func bodiesAreKeptWhole() {
         func line(_ k: Int) -> String { #"{"citizen":"p\#(k)","score":1000,"flags":[],"denied":[],"granted":[]}"# }
         func body(_ people: ClosedRange<Int>) -> MergedChanges { MergedChanges(people.map { ReportChanges.Change(person: "p\($0)", line: line($0)) }) }
-        // Events of 80 or 81 bytes; 500 bytes hold two bodies of three.
-        let feed = ChangeFeed(personKey: "citizen", keptBytes: 500)
+        // Room for two bodies of three, not three.
+        let limit = 2 * body(7...9).memory + 5
+        let feed = ChangeFeed(personKey: "citizen", keptBytes: limit)
         feed.publish(body(1...3))
         feed.publish(body(4...6))
         #expect(feed.kept().events.map(\.id) == [1, 2, 3, 4, 5, 6])
@@ -143,9 +146,9 @@ struct ChangeFeedKeptTests {
         feed.publish(body(10...19))
         #expect(feed.kept().events.map(\.id) == Array(10...19))
         // A checkpoint's copy reads back the same.
-        let restored = ChangeFeed(personKey: "citizen", keptBytes: 500)
-        let (lastId, events) = feed.kept()
-        restored.restore(lastId: lastId, events: events)
+        let restored = ChangeFeed(personKey: "citizen", keptBytes: limit)
+        let kept = feed.kept()
+        restored.restore(lastId: kept.lastId, events: kept.events.map { ($0.id, $0.text[...]) })
         #expect(Self.catchUp(restored, after: 12) == Self.catchUp(feed, after: 12))
         #expect(restored.lastId == 19)
     }
@@ -215,6 +218,28 @@ struct ServedShardsTests {
         func lookups(_ people: [String]) -> [String?] {
             people.map { published.line(of: $0).map { String(decoding: $0, as: UTF8.self) } }
         }
+    }
+
+    /// A body's events are kept as line states and written out when read:
+    /// each with the policy that made them, not the one in force when a
+    /// client reads them.
+    @Test("events kept from before a policy change read with the names of the policy that made them")
+    func eventsReadWithTheirPolicy() throws {
+        // `zeta` is the first flag of the first policy, `beta` of the second.
+        let before = "score starts at 0\nevent e {}\ne → +1, flag zeta\n"
+        let after = "score starts at 0\nevent e {}\ne → +2, flag beta\nwhile score > 0 → flag zeta\n"
+        let served = Served(shards: 1, corrections: nil)
+        for (k, text) in [before, after].enumerated() {
+            let policy = ServedPolicy(paths: ["p.rules"], files: ["p.rules": text])
+            try served.state.take(policy: policy, program: try compileOrFail(text))
+            served.state.take(body: Array(#"{"citizen":"a","time":"2026-01-0\#(k + 1)","type":"e"}"#.utf8) + [10])
+        }
+        // The change of policy changed no line (`zeta` carried over, and
+        // held by the new `while` too): two events.
+        #expect(served.events == [
+            #"1 id: 1\#ndata: {"citizen":"a","score":1,"flags":["zeta"],"denied":[],"granted":[]}\#n\#n"#,
+            #"2 id: 2\#ndata: {"citizen":"a","score":3,"flags":["beta","zeta"],"denied":[],"granted":[]}\#n\#n"#,
+        ])
     }
 
     @Test("bodies, a policy taken again and a checkpoint restored into another number of shards: the same answers, feed events and lookups as one engine")

@@ -5,15 +5,18 @@ import Darwin
 #endif
 
 /// One body's changed report lines in one engine, in byte order of the
-/// ids (`ReportChanges`): ids, lines and line states in buffers of the
-/// list's own, each change a view into them. The feed and the lookups read
-/// a body's changes through views, so that a change costs no reference
-/// counting on its way (a million changed lines made that a tenth of the
-/// service's time).
+/// ids (`ReportChanges`): ids and line states in buffers of the list's own,
+/// each change a view into them. The feed and the lookups read a body's
+/// changes through views, so that a change costs no reference counting on
+/// its way (a million changed lines made that a tenth of the service's
+/// time). A line's text is not written here: whoever needs it writes it
+/// from the line state with a `LineRenderer` of the list's `format` (the
+/// lookups never do; a change feed's client, when it reads the event).
 package final class ChangeList {
     struct Item {
         var start: Int, idEnd: Int
-        /// -1: no line (the person left the report).
+        /// -1: no line (the person left the report); else where the line's
+        /// text ends, `idEnd` when the list holds line states instead.
         var lineEnd: Int
         /// Where the line state starts in `states`.
         var state: Int
@@ -25,9 +28,12 @@ package final class ChangeList {
     private let states: UnsafeMutableBufferPointer<UInt64>
     private let items: UnsafeMutableBufferPointer<Item>
     private let stateWords: Int
+    /// How the line states read as text (nil: a list of texts).
+    package let format: LineFormat?
 
     /// Takes copies of the buffers; `items` are in the list's order.
-    init(bytes: [UInt8], states: [UInt64], items: [Item], stateWords: Int) {
+    init(bytes: [UInt8], states: [UInt64], items: [Item], stateWords: Int, format: LineFormat?) {
+        self.format = format
         self.bytes = .allocate(capacity: bytes.count)
         _ = self.bytes.initialize(from: bytes)
         self.states = .allocate(capacity: states.count)
@@ -48,8 +54,11 @@ package final class ChangeList {
             if let line = change.line { bytes += line }
             items.append(Item(start: start, idEnd: idEnd, lineEnd: change.line == nil ? -1 : bytes.count, state: -1, person: change.index))
         }
-        self.init(bytes: bytes, states: [], items: items, stateWords: 0)
+        self.init(bytes: bytes, states: [], items: items, stateWords: 0, format: nil)
     }
+
+    /// The memory the list holds (what a change feed counts).
+    package var memory: Int { bytes.count + 8 * states.count + MemoryLayout<Item>.stride * items.count }
 
     deinit {
         bytes.deallocate()
@@ -66,9 +75,9 @@ package final class ChangeList {
         let item = items[k]
         let base = bytes.baseAddress!
         return ChangeView(person: UnsafeBufferPointer(start: base + item.start, count: item.idEnd - item.start),
-                          line: item.lineEnd < 0 ? nil : UnsafeBufferPointer(start: base + item.idEnd, count: item.lineEnd - item.idEnd),
+                          text: item.lineEnd <= item.idEnd ? nil : UnsafeBufferPointer(start: base + item.idEnd, count: item.lineEnd - item.idEnd),
                           state: item.lineEnd < 0 || item.state < 0 ? nil : UnsafeBufferPointer(start: states.baseAddress! + item.state, count: stateWords),
-                          index: item.person)
+                          index: item.person, present: item.lineEnd >= 0)
     }
 
     /// Change `k`'s id, valid while the list is.
@@ -79,20 +88,59 @@ package final class ChangeList {
     }
 
     /// The changes as values (tests; a policy change's summary).
-    package var changes: [ReportChanges.Change] { (0..<count).map { view($0).value } }
+    package var changes: [ReportChanges.Change] { MergedChanges([self]).changes }
 }
 
-/// One change of a `ChangeList`: the person's id and their new report line
-/// (no newline), or nil when they left the report (every event retracted);
-/// the line's line state (`ReportWriter.lineState`) for `PublishedLines`,
-/// and the person's number in their engine (-1: not known).
+/// One change of a `ChangeList`: the person's id; whether they are in the
+/// report (false: they left it, every event retracted); their new line's
+/// state (`ReportWriter.lineState`) — or, in a list of texts, the line
+/// itself (no newline); and the person's number in their engine (-1: not
+/// known). `LineRenderer.line(of:)` gives the text either way.
 package struct ChangeView {
     package let person: UnsafeBufferPointer<UInt8>
-    package let line: UnsafeBufferPointer<UInt8>?
+    let text: UnsafeBufferPointer<UInt8>?
     package let state: UnsafeBufferPointer<UInt64>?
     package let index: Int
+    package let present: Bool
+}
 
-    package var value: ReportChanges.Change { ReportChanges.Change(person: Array(person)[...], line: line.map { Array($0)[...] }) }
+/// How a policy's line states read as report lines: what a `LineRenderer`
+/// is made from. Shared by every list of changes one tracker makes.
+package final class LineFormat: @unchecked Sendable {
+    let program: Program
+    let personKey: PersonKey
+
+    init(program: Program, personKey: PersonKey) {
+        self.program = program
+        self.personKey = personKey
+    }
+
+    package func renderer() -> LineRenderer { LineRenderer(self) }
+}
+
+/// Writes changed lines as text, each as `GET /v1/people/ID` answers it;
+/// one per thread (it has a buffer of its own).
+package final class LineRenderer {
+    package let format: LineFormat?
+    private let writer: ReportWriter?
+
+    /// A renderer of `format`'s line states (nil: of lists of texts only).
+    package init(_ format: LineFormat?) {
+        self.format = format
+        writer = format.map { ReportWriter(program: $0.program, personKey: $0.personKey, capacity: 4096) }
+    }
+
+    /// The change's line (no newline), valid until the next call; nil when
+    /// the person left the report.
+    package func line(of change: ChangeView) -> UnsafeBufferPointer<UInt8>? {
+        guard change.present else { return nil }
+        if let text = change.text { return text }
+        guard let writer, let state = change.state else { preconditionFailure("a line state rendered without its format") }
+        writer.removeAll()
+        writer.appendLine(id: change.person, state: state.baseAddress!)
+        writer.dropLast()
+        return writer.bytes.assumingMemoryBound(to: UInt8.self)
+    }
 }
 
 /// A body's changes across the engines of a state in shards: each
@@ -152,7 +200,22 @@ package struct MergedChanges {
         return lists[Int(order[k].list)].view(Int(order[k].item))
     }
 
-    package var changes: [ReportChanges.Change] { (0..<count).map { view($0).value } }
+    /// How the lists' line states read (every list of one state has the
+    /// same policy).
+    package var format: LineFormat? { lists.lazy.compactMap(\.format).first }
+
+    /// The memory the lists hold (what a change feed counts).
+    package var memory: Int { lists.reduce(0) { $0 + $1.memory } + 8 * (order?.count ?? 0) }
+
+    /// The changes as values, their lines written out (tests; a policy
+    /// change's summary).
+    package var changes: [ReportChanges.Change] {
+        let renderer = LineRenderer(format)
+        return (0..<count).map { k in
+            let change = view(k)
+            return ReportChanges.Change(person: Array(change.person)[...], line: renderer.line(of: change).map { Array($0)[...] })
+        }
+    }
 }
 
 extension ReportChanges {

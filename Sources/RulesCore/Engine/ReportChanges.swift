@@ -47,6 +47,8 @@ package final class ReportChanges {
     /// ids and lines, one after the other, and where each is.
     private var look: [Int] = []
     private var found: Found
+    /// How this tracker's line states read as text.
+    package let format: LineFormat
 
     /// By buffer, the windows that read it, shortest first: all of them one
     /// buffer after another, and where each buffer's start.
@@ -77,7 +79,8 @@ package final class ReportChanges {
         windowStarts = [0] + windows.reduce(into: []) { $0.append(($0.last ?? 0) + $1.count) }
         flatWindows = .allocate(capacity: max(1, windowStarts.last!))
         _ = flatWindows.initialize(from: windows.joined())
-        found = Found(stateWords: writer.stateWords)
+        format = LineFormat(program: engine.program, personKey: engine.personKey)
+        found = Found(stateWords: writer.stateWords, format: format)
         engine.touched = []
     }
 
@@ -199,11 +202,7 @@ package final class ReportChanges {
         }
         if same { return false }
         engine.people.withKey(p) { id in
-            if !present { return found.append(id, person: p, line: nil, state: nil) }
-            writer.removeAll()
-            writer.appendLine(id: id, state: state)
-            writer.dropLast()
-            found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(current))
+            found.append(id, person: p, state: present ? UnsafeBufferPointer(current) : nil)
         }
         return true
     }
@@ -287,7 +286,7 @@ package final class ReportChanges {
             publishCurrent(p, present: present)
             engine.people.withKey(p) { id in
                 guard present else {
-                    if before != nil { found.append(id, person: p, line: nil, state: nil) }
+                    if before != nil { found.append(id, person: p, state: nil) }
                     return
                 }
                 writer.removeAll()
@@ -295,7 +294,7 @@ package final class ReportChanges {
                 writer.dropLast()
                 // A line that reads the same is no change for the feed.
                 if before.map({ $0.elementsEqual(UnsafeRawBufferPointer(writer.bytes)) }) != true {
-                    found.append(id, person: p, line: writer.bytes, state: UnsafeBufferPointer(current))
+                    found.append(id, person: p, state: UnsafeBufferPointer(current))
                 }
             }
             reschedule(p, after: now)
@@ -352,16 +351,21 @@ package final class ReportChanges {
     }
 }
 
-/// The changed lines of one body as they are found: ids and lines in one
-/// buffer, then handed out sorted by id, as a `ChangeList`.
+/// The changed lines of one body as they are found: ids in one buffer,
+/// line states in another, then handed out sorted by id, as a
+/// `ChangeList`.
 private struct Found {
     private var bytes: [UInt8] = []
     private var items: [ChangeList.Item] = []
     /// The changed people's line states, `stateWords` each.
     private var states: [UInt64] = []
     let stateWords: Int
+    let format: LineFormat
 
-    init(stateWords: Int) { self.stateWords = stateWords }
+    init(stateWords: Int, format: LineFormat) {
+        self.stateWords = stateWords
+        self.format = format
+    }
 
     mutating func removeAll() {
         bytes.removeAll(keepingCapacity: true)
@@ -369,12 +373,12 @@ private struct Found {
         states.removeAll(keepingCapacity: true)
     }
 
-    mutating func append(_ id: UnsafeBufferPointer<UInt8>, person: Int, line: UnsafeRawBufferPointer?, state: UnsafeBufferPointer<UInt64>?) {
+    /// A changed person: their id, number, and line state (nil: they left
+    /// the report).
+    mutating func append(_ id: UnsafeBufferPointer<UInt8>, person: Int, state: UnsafeBufferPointer<UInt64>?) {
         let start = bytes.count
         bytes.append(contentsOf: id)
-        let idEnd = bytes.count
-        if let line { bytes.append(contentsOf: line) }
-        items.append(ChangeList.Item(start: start, idEnd: idEnd, lineEnd: line == nil ? -1 : bytes.count, state: states.count, person: person))
+        items.append(ChangeList.Item(start: start, idEnd: bytes.count, lineEnd: state == nil ? -1 : bytes.count, state: states.count, person: person))
         if let state { states.append(contentsOf: state) }
     }
 
@@ -426,7 +430,7 @@ private struct Found {
                 items = order.map { items[$0.k] }
             }
         }
-        let list = ChangeList(bytes: bytes, states: states, items: items, stateWords: stateWords)
+        let list = ChangeList(bytes: bytes, states: states, items: items, stateWords: stateWords, format: format)
         removeAll()
         return list
     }

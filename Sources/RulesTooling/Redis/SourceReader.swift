@@ -34,16 +34,20 @@ package final class StateWrites: @unchecked Sendable {
 
     private func key(_ k: Int) -> [UInt8] { Array(source.address.stateHash(k).utf8) }
 
+    /// Writes the changed lines out (made again when the policy changes).
+    private var renderer = LineRenderer(nil)
+
     package func add(_ changes: MergedChanges) {
         guard !changes.isEmpty else { return }
         lock.locked {
+            if renderer.format !== changes.format { renderer = LineRenderer(changes.format) }
             for k in 0..<changes.count {
                 let change = changes.view(k)
                 let partition = Partitioning.partition(of: UnsafeRawBufferPointer(change.person), among: source.count)
                 guard source.partitions.contains(partition) else { continue }  // not this worker's: never applied here
                 let i = partition - source.partitions.lowerBound
                 anyPending = true
-                if let line = change.line {
+                if let line = renderer.line(of: change) {
                     pending[i].setArguments.argument(UnsafeRawBufferPointer(change.person))
                     pending[i].setArguments.argument(UnsafeRawBufferPointer(line))
                     pending[i].setCount += 1

@@ -203,10 +203,12 @@ package final class EventLog {
         }
     }
 
-    /// Every record, in order, read again from the file (a past state:
-    /// `GET /v1/report?as_of=`, explanations).
-    package func records(_ each: (Record) throws -> Void) throws {
-        let bytes = Array(try Self.readAll(fd, path).prefix(size))
+    /// Every record up to `end`, in order, read again from the file (a
+    /// past state: `GET /v1/report?as_of=`, explanations). Records after
+    /// it may be being written (the group commit syncs the next records
+    /// while the last are applied).
+    package func records(upTo end: Int, _ each: (Record) throws -> Void) throws {
+        let bytes = Array(try Self.readAll(fd, path).prefix(end))
         _ = try Self.scan(bytes, version: Self.version) { try each($1) }
     }
 

@@ -5,31 +5,42 @@ import Darwin
 #endif
 
 /// Group commit: records (bodies, policies) that arrive while the log is
-/// being synced are written together and share the next sync. The first
-/// request to find no commit under way leads: it takes everything queued,
-/// writes it with one `fsync`, then applies each record in the order
+/// being synced are written together and share the next sync. Two roles
+/// are taken by the requests' own threads, whichever finds one free: the
+/// writer takes everything queued and writes it with one `fsync`; the
+/// applier takes what is durable and applies each record in the order
 /// written, each under the engine's lock (reads interleave between them),
-/// and hands each request its answer. Log order and applying order are
-/// one order, as a replay needs.
+/// and hands each request its answer. The two run at once — the next
+/// records are synced while the last are applied — but a record is never
+/// applied before its own sync, and log order and applying order are one
+/// order, as a replay needs.
 final class GroupCommit: @unchecked Sendable {
     final class Ticket {
         let record: EventLog.Record
         let apply: () -> HTTPResponse
+        /// The answer's reason when the log cannot take it.
+        let refusal: String
         var answer: HTTPResponse? = nil
-        init(_ record: EventLog.Record, _ apply: @escaping () -> HTTPResponse) {
+        /// Where the record ends in the log, once it is durable.
+        var end = 0
+        init(_ record: EventLog.Record, refusal: String, _ apply: @escaping () -> HTTPResponse) {
             self.record = record
+            self.refusal = refusal
             self.apply = apply
         }
     }
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let answered = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var queue: [Ticket] = []
-    private var leading = false
+    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Records not yet written, and records durable but not yet applied.
+    private var queued: [Ticket] = []
+    private var durable: [Ticket] = []
+    private var writing = false
+    private var applying = false
     private let log: EventLog
     /// Runs each record's `apply` (under the engine's lock), given where
     /// the record ends in the log.
-    private let applying: (_ apply: () -> HTTPResponse, _ end: Int) -> HTTPResponse
+    private let applyingRecord: (_ apply: () -> HTTPResponse, _ end: Int) -> HTTPResponse
     /// Syncs and the records they made durable, for the metrics.
     private var counts = (syncs: 0, records: 0)
 
@@ -41,48 +52,70 @@ final class GroupCommit: @unchecked Sendable {
 
     init(log: EventLog, applying: @escaping (_ apply: () -> HTTPResponse, _ end: Int) -> HTTPResponse) {
         self.log = log
-        self.applying = applying
+        self.applyingRecord = applying
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(answered, nil)
+        pthread_cond_init(changed, nil)
     }
 
     deinit {
-        pthread_cond_destroy(answered)
+        pthread_cond_destroy(changed)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
-        answered.deallocate()
+        changed.deallocate()
     }
 
     /// Makes `record` durable, then runs `apply`; its answer. When the log
     /// cannot take the record: 503 with `refusal` and the reason, and
     /// `apply` does not run.
     func commit(_ record: EventLog.Record, refusal: String, apply: @escaping () -> HTTPResponse) -> HTTPResponse {
-        let ticket = Ticket(record, apply)
+        let ticket = Ticket(record, refusal: refusal, apply)
         pthread_mutex_lock(mutex)
-        queue.append(ticket)
+        queued.append(ticket)
         while ticket.answer == nil {
-            if leading {
-                pthread_cond_wait(answered, mutex)
-                continue
+            if !writing && !queued.isEmpty {
+                write()
+            } else if !applying && !durable.isEmpty {
+                applyDurable()
+            } else {
+                pthread_cond_wait(changed, mutex)
             }
-            leading = true
-            let batch = queue
-            queue = []
-            pthread_mutex_unlock(mutex)
-            var answers: [HTTPResponse]
-            do {
-                let ends = try log.append(batch.map(\.record))
-                answers = zip(batch, ends).map { t, end in applying(t.apply, end) }
-            } catch {
-                answers = batch.map { _ in .error(503, "\(refusal): \(error)") }
-            }
-            pthread_mutex_lock(mutex)
-            for (t, answer) in zip(batch, answers) { t.answer = answer }
-            counts = (counts.syncs + 1, counts.records + batch.count)
-            leading = false
-            pthread_cond_broadcast(answered)
         }
         pthread_mutex_unlock(mutex)
         return ticket.answer!
+    }
+
+    /// The writer: everything queued, written and synced (the mutex held on
+    /// entry and on return, not while writing).
+    private func write() {
+        writing = true
+        let batch = queued
+        queued = []
+        pthread_mutex_unlock(mutex)
+        let outcome = Result { try log.append(batch.map(\.record)) }
+        pthread_mutex_lock(mutex)
+        switch outcome {
+        case .success(let ends):
+            for (ticket, end) in zip(batch, ends) { ticket.end = end }
+            durable += batch
+            counts = (counts.syncs + 1, counts.records + batch.count)
+        case .failure(let error):
+            for ticket in batch { ticket.answer = .error(503, "\(ticket.refusal): \(error)") }
+        }
+        writing = false
+        pthread_cond_broadcast(changed)
+    }
+
+    /// The applier: every durable record, applied in order and answered
+    /// (the mutex held on entry and on return, not while applying).
+    private func applyDurable() {
+        applying = true
+        let batch = durable
+        durable = []
+        pthread_mutex_unlock(mutex)
+        let answers = batch.map { applyingRecord($0.apply, $0.end) }
+        pthread_mutex_lock(mutex)
+        for (ticket, answer) in zip(batch, answers) { ticket.answer = answer }
+        applying = false
+        pthread_cond_broadcast(changed)
     }
 }

@@ -390,7 +390,7 @@ package final class RulesService: @unchecked Sendable {
     /// engine).
     private func replay(asOf: Int64?, prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) throws -> ServedState {
         let past = ServedState(personKey: personKey.name, corrections: corrections, feed: nil, prepare: prepare)
-        try log.records { try past.take($0, asOf: asOf) }
+        try log.records(upTo: appliedEnd) { try past.take($0, asOf: asOf) }
         return past
     }
 

@@ -190,17 +190,13 @@ final class ServedState {
         if shards.count > 1 { rejections.sort { $0.line < $1.line } }
         if feed != nil, let now = clock {
             helpers.run { [shards] k in shards[k].changes = shards[k].tracker!.changes(now: now) }
-            // The lookups set while the feed's events are written (two
-            // threads when there are), then the events kept.
-            var prepared: ChangeFeed.Prepared? = nil
-            let lists = shards.map(\.changes)
-            helpers.run(tasks: 2) { [self] k in
-                if k == 1 { prepared = feed?.prepare(mergedChanges()) }
-                else if let published { published.update(lists) }
-                else { for shard in shards { shard.tracker!.publish(shard.changes) } }
-            }
-            if let prepared { feed?.commit(prepared) }
-            onChanges?(mergedChanges())
+            // The lookups set, then the events kept (their text is written
+            // by the clients that read them).
+            if let published { published.update(shards.map(\.changes)) }
+            else { for shard in shards { shard.tracker!.publish(shard.changes) } }
+            let merged = mergedChanges()
+            feed?.publish(merged)
+            onChanges?(merged)
             for shard in shards { shard.changes = ChangeList([]) }
         }
         lines += summary.lines
@@ -231,8 +227,7 @@ final class ServedState {
 
     /// The state as a checkpoint, after the log's records up to `logEnd`.
     func checkpoint(logEnd: Int) -> ServiceCheckpoint {
-        let (lastId, events) = feed?.kept() ?? (0, [])
-        var saved = ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, lastId: lastId, feed: events,
+        var saved = ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, feed: feed?.kept(),
                                       engine: Checkpoint.encode(engines, lines: lines))
         saved.positions = positions
         saved.outsideClock = outsideClock
@@ -257,7 +252,7 @@ final class ServedState {
         positions = saved.positions
         outsideClock = saved.outsideClock
         if let feed {
-            feed.restore(lastId: saved.lastId, events: saved.feed)
+            feed.restore(lastId: saved.lastId, events: saved.feedEvents)
             let now = clock
             for shard in shards {
                 let tracker = ReportChanges(engine: shard.engine)

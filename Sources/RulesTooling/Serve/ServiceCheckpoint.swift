@@ -21,7 +21,12 @@ struct ServiceCheckpoint {
     var totals: (bodies: Int, read: Int, applied: Int, rejected: Int)
     var policy: ServedPolicy
     var lastId: Int
-    var feed: [(id: Int, text: ArraySlice<UInt8>)]
+    /// The change feed's kept events, as read back from a file…
+    var feedEvents: [(id: Int, text: ArraySlice<UInt8>)] = []
+    /// …or as the feed keeps them, written out as text only when the file
+    /// is written (on the thread that writes it, not under the engine's
+    /// lock).
+    private var keptFeed: ChangeFeed.Kept? = nil
     var engine: [UInt8]
     /// A worker's reading of its partitions, and the other workers' clock.
     var positions: [Int: StreamPosition] = [:]
@@ -48,6 +53,7 @@ struct ServiceCheckpoint {
         // As text: microseconds past 2^53 do not survive a JSON number.
         if let outsideClock { source += #","outside_clock":"\#(outsideClock)""# }
         let header = Array(#"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)\#(source)}"#.utf8)
+        let feed = keptFeed.map { $0.events.map { (id: $0.id, text: $0.text[...]) } } ?? feedEvents
         let feedBytes = feed.reduce(0) { $0 + 16 + $1.text.count }
         var sum = Hashing.Checksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engine.count)
         func bytes(_ b: ArraySlice<UInt8>) {
@@ -72,8 +78,10 @@ struct ServiceCheckpoint {
     }
 
     init(logEnd: Int, lines: Int, totals: (bodies: Int, read: Int, applied: Int, rejected: Int), policy: ServedPolicy,
-         lastId: Int, feed: [(id: Int, text: ArraySlice<UInt8>)], engine: [UInt8]) {
-        (self.logEnd, self.lines, self.totals, self.policy, self.lastId, self.feed, self.engine) = (logEnd, lines, totals, policy, lastId, feed, engine)
+         feed: ChangeFeed.Kept?, engine: [UInt8]) {
+        (self.logEnd, self.lines, self.totals, self.policy, self.engine) = (logEnd, lines, totals, policy, engine)
+        lastId = feed?.lastId ?? 0
+        keptFeed = feed
     }
 
     init(decoding bytes: [UInt8]) throws(Unreadable) {
@@ -110,8 +118,9 @@ struct ServiceCheckpoint {
             feed.append((id, events[(k + 16)..<(k + 16 + n)]))
             k += 16 + n
         }
-        self.init(logEnd: logEnd, lines: lines, totals: (bodies, read, applied, rejected), policy: policy, lastId: lastId,
-                  feed: feed, engine: Array(try part()))
+        self.init(logEnd: logEnd, lines: lines, totals: (bodies, read, applied, rejected), policy: policy, feed: nil, engine: Array(try part()))
+        self.lastId = lastId
+        feedEvents = feed
         if case .object(let members)? = header["positions"] {
             for (key, value) in members {
                 guard let k = Int(key), case .array(let pair) = value, pair.count == 2, case .string(let id) = pair[0],
