@@ -148,7 +148,7 @@ struct ChangeFeedKeptTests {
         // A checkpoint's copy reads back the same.
         let restored = ChangeFeed(personKey: "citizen", keptBytes: limit)
         let kept = feed.kept()
-        restored.restore(lastId: kept.lastId, events: kept.events.map { ($0.id, $0.text[...]) })
+        restored.restore(lastId: kept.lastId, pieces: kept.saved(program: nil), format: nil)
         #expect(Self.catchUp(restored, after: 12) == Self.catchUp(feed, after: 12))
         #expect(restored.lastId == 19)
     }
@@ -236,10 +236,38 @@ struct ServedShardsTests {
         }
         // The change of policy changed no line (`zeta` carried over, and
         // held by the new `while` too): two events.
-        #expect(served.events == [
+        let events = [
             #"1 id: 1\#ndata: {"citizen":"a","score":1,"flags":["zeta"],"denied":[],"granted":[]}\#n\#n"#,
             #"2 id: 2\#ndata: {"citizen":"a","score":3,"flags":["beta","zeta"],"denied":[],"granted":[]}\#n\#n"#,
-        ])
+        ]
+        #expect(served.events == events)
+        // A checkpoint keeps the first body's events as text (another
+        // policy's line states) and the second's as line states: read
+        // back, the same events.
+        let saved = try ServiceCheckpoint(decoding: served.state.checkpoint(logEnd: 0).encoded)
+        #expect(saved.feed.map { if case .texts = $0 { "texts" } else { "states" } } == ["texts", "states"])
+        let restored = Served(shards: 2, corrections: nil)
+        try restored.state.restore(saved)
+        #expect(restored.events == events)
+        // A checkpoint of version 1 kept every event as its number and
+        // text: still read.
+        let old = try ServiceCheckpoint(decoding: Self.version1(served.state.checkpoint(logEnd: 0).encoded, events: served.feed.kept().events))
+        let fromOld = Served(shards: 1, corrections: nil)
+        try fromOld.state.restore(old)
+        #expect(fromOld.events == events)
+    }
+
+    /// A version 2 checkpoint's bytes as version 1 wrote them: its feed as
+    /// each event's number, length and text.
+    static func version1(_ bytes: [UInt8], events: [(id: Int, text: [UInt8])]) -> [UInt8] {
+        func word(_ at: Int) -> Int { bytes.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self))) } }
+        func le<T: BinaryInteger>(_ n: T) -> [UInt8] { withUnsafeBytes(of: UInt64(n).littleEndian) { Array($0) } }
+        let headerEnd = 12 + 8 + word(12)
+        let feedEnd = headerEnd + 8 + word(headerEnd)
+        let feed = events.flatMap { le($0.id) + le($0.text.count) + $0.text }
+        var out = Array(bytes[0..<8]) + withUnsafeBytes(of: UInt32(1).littleEndian) { Array($0) }
+        out += bytes[12..<headerEnd] + le(feed.count) + feed + bytes[feedEnd..<(bytes.count - 8)]
+        return out + le(out.withUnsafeBytes { Hashing.checksum($0) })
     }
 
     @Test("bodies, a policy taken again and a checkpoint restored into another number of shards: the same answers, feed events and lookups as one engine")

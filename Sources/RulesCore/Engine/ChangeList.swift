@@ -57,6 +57,20 @@ package final class ChangeList {
         self.init(bytes: bytes, states: [], items: items, stateWords: 0, format: nil)
     }
 
+    /// A list read back from a checkpoint: ids one after another (each
+    /// ending at `idEnds[k]`), and a line state for each person `present`
+    /// (in the report), `stateWords` each, read with `format`.
+    package convenience init(ids: [UInt8], idEnds: [Int], present: [Bool], states: [UInt64], stateWords: Int, format: LineFormat) {
+        var items: [Item] = [], state = 0
+        items.reserveCapacity(idEnds.count)
+        for k in idEnds.indices {
+            let start = k == 0 ? 0 : idEnds[k - 1]
+            items.append(Item(start: start, idEnd: idEnds[k], lineEnd: present[k] ? idEnds[k] : -1, state: present[k] ? state : -1, person: -1))
+            if present[k] { state += stateWords }
+        }
+        self.init(bytes: ids, states: states, items: items, stateWords: stateWords, format: format)
+    }
+
     /// The memory the list holds (what a change feed counts).
     package var memory: Int { bytes.count + 8 * states.count + MemoryLayout<Item>.stride * items.count }
 
@@ -107,12 +121,15 @@ package struct ChangeView {
 /// How a policy's line states read as report lines: what a `LineRenderer`
 /// is made from. Shared by every list of changes one tracker makes.
 package final class LineFormat: @unchecked Sendable {
-    let program: Program
+    package let program: Program
     let personKey: PersonKey
+    /// Words in each of its line states.
+    package let stateWords: Int
 
-    init(program: Program, personKey: PersonKey) {
+    init(program: Program, personKey: PersonKey, stateWords: Int) {
         self.program = program
         self.personKey = personKey
+        self.stateWords = stateWords
     }
 
     package func renderer() -> LineRenderer { LineRenderer(self) }

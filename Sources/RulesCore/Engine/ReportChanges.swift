@@ -79,7 +79,7 @@ package final class ReportChanges {
         windowStarts = [0] + windows.reduce(into: []) { $0.append(($0.last ?? 0) + $1.count) }
         flatWindows = .allocate(capacity: max(1, windowStarts.last!))
         _ = flatWindows.initialize(from: windows.joined())
-        format = LineFormat(program: engine.program, personKey: engine.personKey)
+        format = LineFormat(program: engine.program, personKey: engine.personKey, stateWords: writer.stateWords)
         found = Found(stateWords: writer.stateWords, format: format)
         engine.touched = []
     }

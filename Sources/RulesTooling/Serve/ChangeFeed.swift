@@ -186,29 +186,92 @@ package final class ChangeFeed: @unchecked Sendable {
             }
             return events
         }
+
+        /// The pieces as a checkpoint holds them: a body's changes made
+        /// under `program` (the checkpoint's policy) as ids and line
+        /// states, as they are kept; any other as the events' text.
+        package func saved(program: Program?) -> [SavedPiece] {
+            var writer = EventWriter(personKey: personKey)
+            return pieces.map { piece in
+                if let changes = piece.changes, let format = changes.format, format.program === program {
+                    var saved = SavedPiece.States(stateWords: format.stateWords)
+                    for k in 0..<changes.count { saved.append(changes.view(k)) }
+                    return .states(firstId: piece.firstId, saved)
+                }
+                var text: [UInt8] = [], starts: [Int] = []
+                for k in 0..<piece.count {
+                    starts.append(text.count)
+                    writer.append(piece, k, to: &text)
+                }
+                return .texts(firstId: piece.firstId, text: text, starts: starts)
+            }
+        }
+    }
+
+    /// A piece as a checkpoint holds it.
+    package enum SavedPiece {
+        /// Events as text, one after another ("id: …\ndata: …\n\n"), and
+        /// where each starts.
+        case texts(firstId: Int, text: [UInt8], starts: [Int])
+        /// A body's changes under the checkpoint's policy.
+        case states(firstId: Int, States)
+
+        /// Ids one after another, where each ends, whether each person is
+        /// in the report, and the line states of those who are.
+        package struct States {
+            package var ids: [UInt8] = []
+            package var idEnds: [Int] = []
+            package var present: [Bool] = []
+            package var states: [UInt64] = []
+            package let stateWords: Int
+
+            package init(stateWords: Int) { self.stateWords = stateWords }
+
+            mutating func append(_ change: ChangeView) {
+                ids += change.person
+                idEnds.append(ids.count)
+                present.append(change.present)
+                if change.present, let state = change.state { states += state }
+            }
+        }
+
+        var count: Int {
+            switch self {
+            case .texts(_, _, let starts): return starts.count
+            case .states(_, let saved): return saved.idEnds.count
+            }
+        }
     }
 
     /// The kept events and the latest number (a checkpoint): the pieces
-    /// themselves, written out as text when the checkpoint is written.
+    /// themselves, written out when the checkpoint is written.
     package func kept() -> Kept {
         locked { Kept(lastId: lastId, pieces: pieces[head...], personKey: personKey) }
     }
 
-    /// Puts back what a checkpoint kept.
-    package func restore(lastId: Int, events: [(id: Int, text: ArraySlice<UInt8>)]) {
-        locked {
+    /// Puts back what a checkpoint kept; `format` reads the line states of
+    /// its policy (the one the restored state is under). False when its
+    /// line states are not of that policy's size (nothing is kept then).
+    @discardableResult
+    package func restore(lastId: Int, pieces saved: [SavedPiece], format: LineFormat?) -> Bool {
+        for case .states(_, let s) in saved where s.stateWords != format?.stateWords { return false }
+        return locked {
             pieces = []
             head = 0
             keptBytes = 0
-            self.lastId = lastId
-            guard let first = events.first else { return }
-            var text: [UInt8] = [], starts: [Int] = []
-            for event in events {
-                starts.append(text.count)
-                text += event.text
+            for piece in saved {
+                switch piece {
+                case .texts(let firstId, let text, let starts):
+                    guard !starts.isEmpty else { continue }
+                    keep(Piece(text: text, starts: starts, firstId: firstId))
+                case .states(let firstId, let s):
+                    guard !s.idEnds.isEmpty, let format else { continue }  // a format: checked above
+                    let list = ChangeList(ids: s.ids, idEnds: s.idEnds, present: s.present, states: s.states, stateWords: s.stateWords, format: format)
+                    keep(Piece(MergedChanges([list]), firstId: firstId))
+                }
             }
-            keep(Piece(text: text, starts: starts, firstId: first.id))
             self.lastId = lastId
+            return true
         }
     }
 

@@ -227,7 +227,7 @@ final class ServedState {
 
     /// The state as a checkpoint, after the log's records up to `logEnd`.
     func checkpoint(logEnd: Int) -> ServiceCheckpoint {
-        var saved = ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, feed: feed?.kept(),
+        var saved = ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, feed: feed?.kept(), program: shards.first?.engine.program,
                                       engine: Checkpoint.encode(engines, lines: lines))
         saved.positions = positions
         saved.outsideClock = outsideClock
@@ -252,12 +252,14 @@ final class ServedState {
         positions = saved.positions
         outsideClock = saved.outsideClock
         if let feed {
-            feed.restore(lastId: saved.lastId, events: saved.feedEvents)
             let now = clock
             for shard in shards {
                 let tracker = ReportChanges(engine: shard.engine)
                 tracker.resume(now: now)
                 shard.tracker = tracker
+            }
+            guard feed.restore(lastId: saved.lastId, pieces: saved.feed, format: shards.first?.tracker?.format) else {
+                throw Refused(description: "the checkpoint's change feed is not of its policy")
             }
             published?.install(program: program, personKey: shards[0].engine.personKey, shares: shards.compactMap(\.tracker?.share))
         }

@@ -9,12 +9,20 @@ import RulesCore
 /// File: `RULESSRV`, a version (4 bytes), then each part as its length (8
 /// bytes) and its bytes — a JSON header (`log_end`, `lines`, the totals,
 /// `last_id`, the policy in force; a worker's `positions` and
-/// `outside_clock`, `SourcedBatch`), the change feed's kept events (each an
-/// id and its text), the engine's `Checkpoint` — and a checksum of all that
-/// (8 bytes; integers little-endian).
+/// `outside_clock`, `SourcedBatch`), the change feed's kept events, the
+/// engine's `Checkpoint` — and a checksum of all that (8 bytes; integers
+/// little-endian, 8 bytes each).
+///
+/// The kept events (version 2): the number of pieces, then each piece's
+/// first event number, its count of events and its kind: 1, events as
+/// text (each its length and its bytes); 2, a body's changes under the
+/// header's policy (the words per line state, then each change's id
+/// length, 1 or 0 for in the report or not, the id, and the line state
+/// when in the report). Version 1 kept each event as its number and text;
+/// it is still read.
 struct ServiceCheckpoint {
     static let magic = Array("RULESSRV".utf8)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
 
     var logEnd: Int
     var lines: Int
@@ -22,11 +30,11 @@ struct ServiceCheckpoint {
     var policy: ServedPolicy
     var lastId: Int
     /// The change feed's kept events, as read back from a file…
-    var feedEvents: [(id: Int, text: ArraySlice<UInt8>)] = []
-    /// …or as the feed keeps them, written out as text only when the file
-    /// is written (on the thread that writes it, not under the engine's
-    /// lock).
-    private var keptFeed: ChangeFeed.Kept? = nil
+    var feed: [ChangeFeed.SavedPiece] = []
+    /// …or as the feed keeps them, put in the file's form only when it is
+    /// written (on the thread that writes it, not under the engine's
+    /// lock), with the program of the checkpoint's policy.
+    private var keptFeed: (kept: ChangeFeed.Kept, program: Program?)? = nil
     var engine: [UInt8]
     /// A worker's reading of its partitions, and the other workers' clock.
     var positions: [Int: StreamPosition] = [:]
@@ -53,11 +61,14 @@ struct ServiceCheckpoint {
         // As text: microseconds past 2^53 do not survive a JSON number.
         if let outsideClock { source += #","outside_clock":"\#(outsideClock)""# }
         let header = Array(#"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)\#(source)}"#.utf8)
-        let feed = keptFeed.map { $0.events.map { (id: $0.id, text: $0.text[...]) } } ?? feedEvents
-        let feedBytes = feed.reduce(0) { $0 + 16 + $1.text.count }
+        let feed = keptFeed.map { $0.kept.saved(program: $0.program) } ?? self.feed
+        let feedBytes = Self.encodedCount(feed)
         var sum = Hashing.Checksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engine.count)
         func bytes(_ b: ArraySlice<UInt8>) {
             b.withUnsafeBytes { sum.add($0); put($0) }
+        }
+        func words(_ b: ArraySlice<UInt64>) {
+            for w in b { word(w) }
         }
         func word<T: FixedWidthInteger>(_ n: T) {
             withUnsafeBytes(of: n.littleEndian) { sum.add($0); put($0) }
@@ -67,28 +78,61 @@ struct ServiceCheckpoint {
         word(UInt64(header.count))
         bytes(header[...])
         word(UInt64(feedBytes))
-        for (id, text) in feed {
-            word(UInt64(id))
-            word(UInt64(text.count))
-            bytes(text)
+        word(UInt64(feed.count))
+        for piece in feed {
+            switch piece {
+            case .texts(let firstId, let text, let starts):
+                word(UInt64(firstId)); word(UInt64(starts.count)); word(UInt64(1))
+                for k in starts.indices {
+                    let end = k + 1 < starts.count ? starts[k + 1] : text.count
+                    word(UInt64(end - starts[k]))
+                    bytes(text[starts[k]..<end])
+                }
+            case .states(let firstId, let s):
+                word(UInt64(firstId)); word(UInt64(s.idEnds.count)); word(UInt64(2))
+                word(UInt64(s.stateWords))
+                var state = 0
+                for k in s.idEnds.indices {
+                    let start = k == 0 ? 0 : s.idEnds[k - 1]
+                    word(UInt64(s.idEnds[k] - start))
+                    word(UInt64(s.present[k] ? 1 : 0))
+                    bytes(s.ids[start..<s.idEnds[k]])
+                    if s.present[k] {
+                        words(s.states[state..<(state + s.stateWords)])
+                        state += s.stateWords
+                    }
+                }
+            }
         }
         word(UInt64(engine.count))
         bytes(engine[...])
         word(sum.value)
     }
 
+    /// Bytes of the kept events' part.
+    private static func encodedCount(_ feed: [ChangeFeed.SavedPiece]) -> Int {
+        feed.reduce(8) { total, piece in
+            switch piece {
+            case .texts(_, let text, let starts): return total + 24 + 8 * starts.count + text.count
+            case .states(_, let s): return total + 32 + 16 * s.idEnds.count + s.ids.count + 8 * s.states.count
+            }
+        }
+    }
+
     init(logEnd: Int, lines: Int, totals: (bodies: Int, read: Int, applied: Int, rejected: Int), policy: ServedPolicy,
-         feed: ChangeFeed.Kept?, engine: [UInt8]) {
+         feed: ChangeFeed.Kept?, program: Program?, engine: [UInt8]) {
         (self.logEnd, self.lines, self.totals, self.policy, self.engine) = (logEnd, lines, totals, policy, engine)
         lastId = feed?.lastId ?? 0
-        keptFeed = feed
+        keptFeed = feed.map { ($0, program) }
     }
 
     init(decoding bytes: [UInt8]) throws(Unreadable) {
         guard bytes.count >= 20, Array(bytes[0..<8]) == Self.magic else { throw Unreadable(description: "not a rules service checkpoint") }
         func word(_ at: Int) -> UInt64 { bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) } }
         let version = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
-        guard version == Self.version else { throw Unreadable(description: "a checkpoint of version \(version); this rules reads version \(Self.version)") }
+        guard version == 1 || version == Self.version else {
+            throw Unreadable(description: "a checkpoint of version \(version); this rules reads versions 1 and \(Self.version)")
+        }
         guard word(bytes.count - 8) == bytes.withUnsafeBytes({ Hashing.checksum(UnsafeRawBufferPointer(rebasing: $0[..<(bytes.count - 8)])) }) else {
             throw Unreadable(description: "its checksum does not match")
         }
@@ -109,18 +153,12 @@ struct ServiceCheckpoint {
         }
         let policy: ServedPolicy
         do { policy = try ServedPolicy(json: policyValue.text) } catch { throw Unreadable(description: "its policy: \(error)") }
-        let events = Array(try part())
-        var feed: [(id: Int, text: ArraySlice<UInt8>)] = [], k = 0
-        while k + 16 <= events.count {
-            let (id, n) = events.withUnsafeBytes { (Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: k, as: UInt64.self))),
-                                                    Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: k + 8, as: UInt64.self)))) }
-            guard n >= 0, k + 16 + n <= events.count else { throw Unreadable(description: "its change feed is cut short") }
-            feed.append((id, events[(k + 16)..<(k + 16 + n)]))
-            k += 16 + n
-        }
-        self.init(logEnd: logEnd, lines: lines, totals: (bodies, read, applied, rejected), policy: policy, feed: nil, engine: Array(try part()))
+        let events = try part()
+        let feed = version == 1 ? try Self.feedOfVersion1(events) : try Self.feed(events)
+        self.init(logEnd: logEnd, lines: lines, totals: (bodies, read, applied, rejected), policy: policy, feed: nil, program: nil,
+                  engine: Array(try part()))
         self.lastId = lastId
-        feedEvents = feed
+        self.feed = feed
         if case .object(let members)? = header["positions"] {
             for (key, value) in members {
                 guard let k = Int(key), case .array(let pair) = value, pair.count == 2, case .string(let id) = pair[0],
@@ -133,6 +171,91 @@ struct ServiceCheckpoint {
         if let clock = header["outside_clock"] {
             guard case .string(let text) = clock, let t = Int64(text) else { throw Unreadable(description: "its outside clock is not a time") }
             outsideClock = t
+        }
+    }
+
+    /// Reads the kept events' part (version 2).
+    private static func feed(_ part: ArraySlice<UInt8>) throws(Unreadable) -> [ChangeFeed.SavedPiece] {
+        var reader = WordReader(bytes: part)
+        let cut = Unreadable(description: "its change feed is cut short")
+        guard let pieces = reader.int() else { throw cut }
+        var feed: [ChangeFeed.SavedPiece] = []
+        for _ in 0..<min(pieces, part.count) {
+            guard let firstId = reader.int(), let count = reader.int(), let kind = reader.int(), count <= part.count else { throw cut }
+            switch kind {
+            case 1:
+                var text: [UInt8] = [], starts: [Int] = []
+                for _ in 0..<count {
+                    guard let n = reader.int(), let event = reader.bytes(n) else { throw cut }
+                    starts.append(text.count)
+                    text += event
+                }
+                feed.append(.texts(firstId: firstId, text: text, starts: starts))
+            case 2:
+                guard let words = reader.int(), words <= part.count else { throw cut }
+                var saved = ChangeFeed.SavedPiece.States(stateWords: words)
+                for _ in 0..<count {
+                    guard let n = reader.int(), let present = reader.int(), present <= 1, let id = reader.bytes(n) else { throw cut }
+                    saved.ids += id
+                    saved.idEnds.append(saved.ids.count)
+                    saved.present.append(present == 1)
+                    if present == 1 {
+                        for _ in 0..<words {
+                            guard let w = reader.word() else { throw cut }
+                            saved.states.append(w)
+                        }
+                    }
+                }
+                feed.append(.states(firstId: firstId, saved))
+            default:
+                throw Unreadable(description: "its change feed holds a piece of kind \(kind)")
+            }
+        }
+        guard reader.atEnd else { throw Unreadable(description: "its change feed has bytes after its pieces") }
+        return feed
+    }
+
+    /// Reads the kept events' part of version 1: each event's number and
+    /// text, as one piece of texts.
+    private static func feedOfVersion1(_ part: ArraySlice<UInt8>) throws(Unreadable) -> [ChangeFeed.SavedPiece] {
+        var reader = WordReader(bytes: part)
+        var text: [UInt8] = [], starts: [Int] = [], firstId: Int? = nil
+        while !reader.atEnd {
+            guard let id = reader.int(), let n = reader.int(), let event = reader.bytes(n) else {
+                throw Unreadable(description: "its change feed is cut short")
+            }
+            if firstId == nil { firstId = id }
+            starts.append(text.count)
+            text += event
+        }
+        return firstId.map { [.texts(firstId: $0, text: text, starts: starts)] } ?? []
+    }
+
+    /// Little-endian words and runs of bytes, in order, from a part.
+    private struct WordReader {
+        let bytes: ArraySlice<UInt8>
+        var at: Int
+
+        init(bytes: ArraySlice<UInt8>) {
+            self.bytes = bytes
+            at = bytes.startIndex
+        }
+
+        var atEnd: Bool { at == bytes.endIndex }
+
+        mutating func word() -> UInt64? {
+            guard bytes.endIndex - at >= 8 else { return nil }
+            defer { at += 8 }
+            return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at - bytes.startIndex, as: UInt64.self)) }
+        }
+
+        /// A word that is a count or a number (at most `Int.max`).
+        mutating func int() -> Int? { word().flatMap { $0 <= UInt64(Int.max) ? Int($0) : nil } }
+
+        mutating func bytes(_ n: Int) -> ArraySlice<UInt8>? {
+            guard n >= 0, bytes.endIndex - at >= n else { return nil }
+            defer { at += n }
+            return bytes[at..<(at + n)]
         }
     }
 }
