@@ -106,7 +106,17 @@ public enum Checkpoint {
             order.sort { engines[$0.engine].people.precedes($0.person, engines[$1.engine].people, $1.person) }
         }
         w.int(order.count)
-        for (e, p) in order {
+        for (k, (e, p)) in order.enumerated() {
+            // People in order of their ids are scattered in memory: asked
+            // for ahead, as the report does.
+            if k + Prefetch.reportFirstDistance < order.count {
+                let ahead = order[k + Prefetch.reportFirstDistance]
+                engines[ahead.engine].prefetchPerson(ahead.person, stage: 0)
+            }
+            if k + Prefetch.reportSecondDistance < order.count {
+                let ahead = order[k + Prefetch.reportSecondDistance]
+                engines[ahead.engine].prefetchPerson(ahead.person, stage: 1)
+            }
             let engine = engines[e]
             engine.people.withKey(p) { w.int($0.count); w.bytes($0) }
             w.state(of: p, in: engine.store)

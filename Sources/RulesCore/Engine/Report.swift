@@ -144,14 +144,17 @@ extension Engine {
     /// Asks for the state of the people some places ahead in `order`.
     @inline(__always)
     func prefetchForReport(_ order: [Int], _ k: Int) {
-        if k + Prefetch.reportFirstDistance < order.count {
-            store.prefetchForReport(order[k + Prefetch.reportFirstDistance], stage: 0)
-            people.prefetchKeyOffset(order[k + Prefetch.reportFirstDistance])
-        }
-        if k + Prefetch.reportSecondDistance < order.count {
-            store.prefetchForReport(order[k + Prefetch.reportSecondDistance], stage: 1)
-            people.prefetchKey(order[k + Prefetch.reportSecondDistance])
-        }
+        if k + Prefetch.reportFirstDistance < order.count { prefetchPerson(order[k + Prefetch.reportFirstDistance], stage: 0) }
+        if k + Prefetch.reportSecondDistance < order.count { prefetchPerson(order[k + Prefetch.reportSecondDistance], stage: 1) }
+    }
+
+    /// Asks for person `p`'s row and id (stage 0), then, once those are in
+    /// cache, for what they point to (stage 1): for a walk over people in
+    /// an order of their own (the report, a checkpoint).
+    @inline(__always)
+    func prefetchPerson(_ p: Int, stage: Int) {
+        store.prefetchForReport(p, stage: stage)
+        if stage == 0 { people.prefetchKeyOffset(p) } else { people.prefetchKey(p) }
     }
 }
 
