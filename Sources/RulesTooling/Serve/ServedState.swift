@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Dispatch
 import Synchronization
 import RulesCore
@@ -34,6 +39,10 @@ final class ServedState {
     private var shards: [Shard] = []
     private let shardCount: Int
     private let helpers: ShardThreads
+    /// Where the shards wait for each other between applying a body and
+    /// finding its changes; the bodies taken so far count its rounds.
+    private let applied: Barrier
+    private var bodies = 0
 
     /// One share of the people: its engine, the tracker of its changed
     /// lines, and what the last body did in it (written by the thread that
@@ -63,6 +72,7 @@ final class ServedState {
         self.prepare = prepare
         shardCount = max(1, shards)
         helpers = ShardThreads(count: shardCount - 1)
+        applied = Barrier(parties: shardCount)
     }
 
     struct Refused: Error, CustomStringConvertible {
@@ -171,15 +181,23 @@ final class ServedState {
     /// after every earlier body's; every shard its own people's, at once.
     @discardableResult
     func take(body: [UInt8], asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
-        let base = lines, watch = self.watch
-        // Every shard reads the body where it is (the call waits for them).
+        let base = lines, watch = self.watch, tracks = feed != nil
+        bodies += 1
+        let round = bodies
+        // Every shard reads the body where it is, then — once every shard
+        // has applied its lines, so that the clock is the latest of all —
+        // finds its changed lines (one hand-off to each shard's thread per
+        // body; the call waits for them).
         body.withUnsafeBufferPointer { bytes in
-            helpers.run { [shards] k in
+            helpers.run { [self, shards] k in
                 let shard = shards[k]
                 shard.engine.lineBase = base
                 shard.rejections = []
                 shard.summary = EventStream.run(shard.engine, reader: LineReader(borrowing: bytes), asOf: asOf, watch: watch,
                                                 shard: shard.router.map { (k, $0) }) { r, _ in shard.rejections.append(r) }
+                guard tracks else { return }
+                if shards.count > 1 { applied.arriveAndWait(round: round) }
+                if let now = clock { shard.changes = shard.tracker!.changes(now: now) }
             }
         }
         var summary = RunSummary(), rejections: [Rejection] = []
@@ -188,8 +206,7 @@ final class ServedState {
             rejections += shard.rejections
         }
         if shards.count > 1 { rejections.sort { $0.line < $1.line } }
-        if feed != nil, let now = clock {
-            helpers.run { [shards] k in shards[k].changes = shards[k].tracker!.changes(now: now) }
+        if tracks, clock != nil {
             // The lookups set, then the events kept (their text is written
             // by the clients that read them).
             if let published { published.update(shards.map(\.changes)) }
@@ -326,6 +343,27 @@ private final class ShardThreads: @unchecked Sendable {
         for helper in used { _ = helper.done.wait(after: given - 1) }
         // A helper not used this time did not count this run.
         for helper in helpers.dropFirst(used.count) { helper.done.skip() }
+    }
+}
+
+/// Threads that wait for each other, round after round: each arrives, and
+/// goes on once all have. The wait spins, yielding the core after a while
+/// (the others are mid-body, a few microseconds away, unless a core is
+/// short).
+private final class Barrier: @unchecked Sendable {
+    private let arrived = Atomic<Int>(0)
+    private let parties: Int
+
+    init(parties: Int) { self.parties = parties }
+
+    /// Arrives at round `round` (counting from 1), and waits for the rest.
+    func arriveAndWait(round: Int) {
+        arrived.add(1, ordering: .acquiringAndReleasing)
+        var spins = 0
+        while arrived.load(ordering: .acquiring) < round * parties {
+            spins += 1
+            if spins > 2000 { sched_yield() }
+        }
     }
 }
 
