@@ -117,6 +117,7 @@ package enum EventStream {
         var far = LineReader.Lookahead(), near = LineReader.Lookahead()
         var router = shard?.router
         let countsUnowned = (shard?.index ?? 0) == 0
+        let shareIndex = shard?.index ?? -1, shareCount = shard?.router.count ?? 1
         loop: while let line = reader.next() {
             if checkpointEvery > 0, let onCheckpoint, reader.lineNumber > 1, (reader.lineNumber - 1) % checkpointEvery == 0 {
                 // Every line before this one is in the state; this one is not.
@@ -134,17 +135,30 @@ package enum EventStream {
                 if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = reader.lineNumber; break loop }
                 continue
             }
+            // A share of the people asks only for its own people's memory
+            // (the id's hash says whose a line is, and finds the slot too).
             while far.lead < Prefetch.slotDistance, let ahead = reader.advance(&far) {
-                if let key = personKey.leadingPerson(ahead) { engine.prefetchSlot(key) }
+                if let key = personKey.leadingPerson(ahead) {
+                    let hash = ByteTable.hash(key)
+                    if shareIndex < 0 || ParallelStream.Router.bucket(hash: hash, shareCount) == shareIndex { engine.prefetchSlot(hash: hash) }
+                }
             }
             while near.lead < Prefetch.stateDistance, let ahead = reader.advance(&near) {
-                if let key = personKey.leadingPerson(ahead) { engine.prefetchState(key) }
+                if let key = personKey.leadingPerson(ahead) {
+                    let hash = ByteTable.hash(key)
+                    if shareIndex < 0 || ParallelStream.Router.bucket(hash: hash, shareCount) == shareIndex { engine.prefetchState(key, hash: hash) }
+                }
             }
             if isBlank(line) { if countsUnowned { summary.blank += 1 }; continue }
-            if let index = shard?.index, router!.owner(of: line) != index { continue }
+            let hash = personKey.leadingPerson(line).map { ByteTable.hash($0) }
+            if shareIndex >= 0 {
+                // An id that does not start the line is found by parsing it.
+                let owner = hash.map { ParallelStream.Router.bucket(hash: $0, shareCount) } ?? router!.owner(of: line)
+                if owner != shareIndex { continue }
+            }
             let number = reader.lineNumber
             if number % progressInterval == 0, let onProgress { onProgress(number) }
-            let outcome = applier.apply(line: line, number: number)
+            let outcome = applier.apply(line: line, number: number, hash: hash)
             summary.count(outcome)
             switch outcome {
             case .rejected(let reason, _):
