@@ -39,10 +39,6 @@ final class ServedState {
     private var shards: [Shard] = []
     private let shardCount: Int
     private let helpers: ShardThreads
-    /// Where the shards wait for each other between applying a body and
-    /// finding its changes; the bodies taken so far count its rounds.
-    private let applied: Barrier
-    private var bodies = 0
 
     /// One share of the people: its engine, the tracker of its changed
     /// lines, and what the last body did in it (written by the thread that
@@ -71,8 +67,7 @@ final class ServedState {
         self.published = published
         self.prepare = prepare
         shardCount = max(1, shards)
-        helpers = ShardThreads(count: shardCount - 1)
-        applied = Barrier(parties: shardCount)
+        helpers = ShardThreads(shards: shardCount)
     }
 
     struct Refused: Error, CustomStringConvertible {
@@ -182,22 +177,20 @@ final class ServedState {
     @discardableResult
     func take(body: [UInt8], asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
         let base = lines, watch = self.watch, tracks = feed != nil
-        bodies += 1
-        let round = bodies
-        // Every shard reads the body where it is, then — once every shard
-        // has applied its lines, so that the clock is the latest of all —
-        // finds its changed lines (one hand-off to each shard's thread per
-        // body; the call waits for them).
+        // Every shard reads the body where it is; then — every shard's lines
+        // applied, so that the clock is the latest of all — each finds its
+        // changed lines. (The call returns when all is done.)
         body.withUnsafeBufferPointer { bytes in
-            helpers.run { [self, shards] k in
+            helpers.run(phases: tracks ? 2 : 1) { [self, shards] phase, k in
                 let shard = shards[k]
+                if phase == 1 {
+                    if let now = clock { shard.changes = shard.tracker!.changes(now: now) }
+                    return
+                }
                 shard.engine.lineBase = base
                 shard.rejections = []
                 shard.summary = EventStream.run(shard.engine, reader: LineReader(borrowing: bytes), asOf: asOf, watch: watch,
                                                 shard: shard.router.map { (k, $0) }) { r, _ in shard.rejections.append(r) }
-                guard tracks else { return }
-                if shards.count > 1 { applied.arriveAndWait(round: round) }
-                if let now = clock { shard.changes = shard.tracker!.changes(now: now) }
             }
         }
         var summary = RunSummary(), rejections: [Rejection] = []
@@ -285,117 +278,4 @@ final class ServedState {
 
     /// The watch of the latest engine (explanations).
     var currentWatch: PersonWatch? { watch }
-}
-
-/// Threads that run one task per shard at once: shard 0's on the calling
-/// thread, each other shard's on a thread of its own, kept for the
-/// state's life (a body is too short to start threads for).
-private final class ShardThreads: @unchecked Sendable {
-    private final class Helper: @unchecked Sendable {
-        let start = Handoff()
-        let done = Handoff()
-        var task: ((Int) -> Void)? = nil
-        var stopping = false
-    }
-
-    private let helpers: [Helper]
-    /// Handoffs made to and by the helpers (each side counts its own).
-    private var given = 0
-
-    init(count: Int) {
-        helpers = (0..<count).map { _ in Helper() }
-        for (k, helper) in helpers.enumerated() {
-            startThread {
-                var started = 0
-                while true {
-                    started = helper.start.wait(after: started)
-                    if helper.stopping { return }
-                    helper.task!(k + 1)
-                    helper.task = nil
-                    helper.done.post()
-                }
-            }
-        }
-    }
-
-    deinit {
-        for helper in helpers {
-            helper.stopping = true
-            helper.start.post()
-        }
-    }
-
-    /// `task(k)` for every shard k, at once; returns when all are done.
-    func run(_ task: @escaping (Int) -> Void) {
-        run(tasks: helpers.count + 1, task)
-    }
-
-    /// `task(k)` for k in `0..<tasks`: at once on as many threads as there
-    /// are, the rest one after the other on the calling thread.
-    func run(tasks: Int, _ task: @escaping (Int) -> Void) {
-        let used = helpers.prefix(tasks - 1)
-        for helper in used {
-            helper.task = task
-            helper.start.post()
-        }
-        for k in ([0] + Array((used.count + 1)..<max(used.count + 1, tasks))) { task(k) }
-        given += 1
-        for helper in used { _ = helper.done.wait(after: given - 1) }
-        // A helper not used this time did not count this run.
-        for helper in helpers.dropFirst(used.count) { helper.done.skip() }
-    }
-}
-
-/// Threads that wait for each other, round after round: each arrives, and
-/// goes on once all have. The wait spins, yielding the core after a while
-/// (the others are mid-body, a few microseconds away, unless a core is
-/// short).
-private final class Barrier: @unchecked Sendable {
-    private let arrived = Atomic<Int>(0)
-    private let parties: Int
-
-    init(parties: Int) { self.parties = parties }
-
-    /// Arrives at round `round` (counting from 1), and waits for the rest.
-    func arriveAndWait(round: Int) {
-        arrived.add(1, ordering: .acquiringAndReleasing)
-        var spins = 0
-        while arrived.load(ordering: .acquiring) < round * parties {
-            spins += 1
-            if spins > 2000 { sched_yield() }
-        }
-    }
-}
-
-/// One thread telling another that something is ready, many times over: a
-/// count that only grows. The waiter spins a few microseconds first — a
-/// body's stages hand work back and forth in less time than a thread
-/// takes to be woken — then sleeps on a semaphore.
-private final class Handoff: @unchecked Sendable {
-    private let posted = Atomic<Int>(0)
-    private let semaphore = DispatchSemaphore(value: 0)
-    private static let spins = 4000
-
-    func post() {
-        posted.add(1, ordering: .releasing)
-        semaphore.signal()
-    }
-
-    /// Counts a post that did not happen (so that counts stay in step).
-    func skip() {
-        posted.add(1, ordering: .releasing)
-    }
-
-    /// Waits until more than `seen` posts were made; their number.
-    func wait(after seen: Int) -> Int {
-        for _ in 0..<Self.spins {
-            let now = posted.load(ordering: .acquiring)
-            if now > seen { return now }
-        }
-        while true {
-            let now = posted.load(ordering: .acquiring)
-            if now > seen { return now }
-            semaphore.wait()  // a signal left from a post seen while spinning ends it at once: counted again above
-        }
-    }
 }

@@ -1,0 +1,138 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import RulesCore
+import Synchronization
+
+/// Threads that run a body's work on every shard at once: the calling
+/// thread and one helper per further shard, kept for the state's life (a
+/// body is too short to start threads for).
+///
+/// The work comes in phases (apply every shard's lines; then find every
+/// shard's changes), a task per shard in each. Whichever thread comes first
+/// takes the next task, so the work never waits for a helper that is slow
+/// to wake (on two shared cores a woken thread can wait a while for one):
+/// the caller alone can do all of it. A task of a phase starts once every
+/// task of the phase before is done.
+final class ShardThreads: @unchecked Sendable {
+    /// One call's tasks, taken in order by whoever comes.
+    private final class Job: @unchecked Sendable {
+        let shards: Int, total: Int
+        let task: (_ phase: Int, _ shard: Int) -> Void
+        private let taken = Atomic<Int>(0)
+        private let finished = Atomic<Int>(0)
+
+        init(shards: Int, phases: Int, task: @escaping (Int, Int) -> Void) {
+            (self.shards, total, self.task) = (shards, shards * phases, task)
+        }
+
+        /// Takes and does tasks until none is left to take.
+        func work() {
+            while true {
+                let next = taken.add(1, ordering: .acquiringAndReleasing).oldValue
+                if next >= total { return }
+                let phase = next / shards
+                Self.spin { finished.load(ordering: .acquiring) >= phase * shards }
+                task(phase, next % shards)
+                finished.add(1, ordering: .releasing)
+            }
+        }
+
+        /// Waits until every task is done (some may be another thread's).
+        func waitUntilDone() { Self.spin { finished.load(ordering: .acquiring) == total } }
+
+        /// Waits for `ready`, spinning (what is waited for is a task under
+        /// way, microseconds off), yielding the core after a while in case
+        /// the thread doing it needs it.
+        @inline(__always)
+        static func spin(until ready: () -> Bool) {
+            var spins = 0
+            while !ready() {
+                spins += 1
+                if spins > 2000 { sched_yield() }
+            }
+        }
+    }
+
+    private final class Helper: @unchecked Sendable {
+        let start = Handoff()
+        var stopping = false
+    }
+
+    private let shards: Int
+    private let helpers: [Helper]
+    /// The latest call's job, which a helper takes when it wakes (one that
+    /// wakes after the call is over finds nothing left to take).
+    private final class Current: @unchecked Sendable {
+        private let job = Mutex<Job?>(nil)
+        func set(_ new: Job?) { job.withLock { $0 = new } }
+        func get() -> Job? { job.withLock { $0 } }
+    }
+    private let current = Current()
+
+    init(shards: Int) {
+        self.shards = shards
+        helpers = (1..<max(1, shards)).map { _ in Helper() }
+        for helper in helpers {
+            startThread { [current] in
+                var started = 0
+                while true {
+                    started = helper.start.wait(after: started)
+                    if helper.stopping { return }
+                    current.get()?.work()
+                }
+            }
+        }
+    }
+
+    deinit {
+        for helper in helpers {
+            helper.stopping = true
+            helper.start.post()
+        }
+    }
+
+    /// `task(phase, shard)` for every shard, phase after phase; returns
+    /// when all are done.
+    func run(phases: Int, _ task: @escaping (_ phase: Int, _ shard: Int) -> Void) {
+        let job = Job(shards: shards, phases: phases, task: task)
+        if !helpers.isEmpty {
+            current.set(job)
+            for helper in helpers { helper.start.post() }
+        }
+        job.work()
+        job.waitUntilDone()
+        if !helpers.isEmpty { current.set(nil) }
+    }
+}
+
+/// One thread telling another that something is ready, many times over: a
+/// count that only grows. The waiter spins a few microseconds first — a
+/// body's stages hand work back and forth in less time than a thread
+/// takes to be woken — then sleeps on a semaphore.
+private final class Handoff: @unchecked Sendable {
+    private let posted = Atomic<Int>(0)
+    private let semaphore = DispatchSemaphore(value: 0)
+    private static let spins = 4000
+
+    func post() {
+        posted.add(1, ordering: .releasing)
+        semaphore.signal()
+    }
+
+    /// Waits until more than `seen` posts were made; their number.
+    func wait(after seen: Int) -> Int {
+        for _ in 0..<Self.spins {
+            let now = posted.load(ordering: .acquiring)
+            if now > seen { return now }
+        }
+        while true {
+            let now = posted.load(ordering: .acquiring)
+            if now > seen { return now }
+            semaphore.wait()  // a signal left from a post seen while spinning ends it at once: counted again above
+        }
+    }
+}
