@@ -6,7 +6,9 @@ import Darwin
 
 /// Group commit: records (bodies, policies) that arrive while the log is
 /// being synced are written together and share the next sync. Two roles
-/// are taken by the requests' own threads, whichever finds one free: the
+/// are taken by the requests' own threads, whichever finds one free (a
+/// thread waits on its own request, woken when its answer is set or when
+/// a role is handed to it): the
 /// writer takes everything queued and writes it with one `fsync`; the
 /// applier takes what is durable and applies each record in the order
 /// written, each under the engine's lock (reads interleave between them),
@@ -23,15 +25,23 @@ final class GroupCommit: @unchecked Sendable {
         var answer: HTTPResponse? = nil
         /// Where the record ends in the log, once it is durable.
         var end = 0
+        /// Where its thread waits (with the group commit's mutex): woken
+        /// when its answer is set, or when a role it can take is free.
+        let woken = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
         init(_ record: EventLog.Record, refusal: String, _ apply: @escaping () -> HTTPResponse) {
             self.record = record
             self.refusal = refusal
             self.apply = apply
+            pthread_cond_init(woken, nil)
         }
+        deinit {
+            pthread_cond_destroy(woken)
+            woken.deallocate()
+        }
+        func wake() { pthread_cond_signal(woken) }
     }
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     /// Records not yet written, and records durable but not yet applied.
     private var queued: [Ticket] = []
     private var durable: [Ticket] = []
@@ -54,14 +64,11 @@ final class GroupCommit: @unchecked Sendable {
         self.log = log
         self.applyingRecord = applying
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(changed, nil)
     }
 
     deinit {
-        pthread_cond_destroy(changed)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
-        changed.deallocate()
     }
 
     /// Makes `record` durable, then runs `apply`; its answer. When the log
@@ -72,21 +79,38 @@ final class GroupCommit: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         queued.append(ticket)
         while ticket.answer == nil {
-            if !writing && !queued.isEmpty {
-                write()
-            } else if !applying && !durable.isEmpty {
-                applyDurable()
-            } else {
-                pthread_cond_wait(changed, mutex)
+            switch nextRole() {
+            case .writer?: write(for: ticket)
+            case .applier?: applyDurable(for: ticket)
+            case nil: pthread_cond_wait(ticket.woken, mutex)
             }
         }
         pthread_mutex_unlock(mutex)
         return ticket.answer!
     }
 
+    private enum Role { case writer, applier }
+
+    /// The role that is free and has work, the writer's first.
+    private func nextRole() -> Role? {
+        if !writing && !queued.isEmpty { return .writer }
+        if !applying && !durable.isEmpty { return .applier }
+        return nil
+    }
+
+    /// After `ticket`'s thread left a role: a thread is woken for each role
+    /// that is free and has work, but the one that thread takes next (none
+    /// once its answer is set). Only those threads wake, and the ones whose
+    /// answers were set: not every waiting thread at every step.
+    private func handOff(from ticket: Ticket) {
+        let next = ticket.answer == nil ? nextRole() : nil
+        if !writing && next != .writer, let owner = queued.first(where: { $0 !== ticket }) { owner.wake() }
+        if !applying && next != .applier, let owner = durable.first(where: { $0 !== ticket }) { owner.wake() }
+    }
+
     /// The writer: everything queued, written and synced (the mutex held on
     /// entry and on return, not while writing).
-    private func write() {
+    private func write(for ticket: Ticket) {
         writing = true
         let batch = queued
         queued = []
@@ -99,23 +123,29 @@ final class GroupCommit: @unchecked Sendable {
             durable += batch
             counts = (counts.syncs + 1, counts.records + batch.count)
         case .failure(let error):
-            for ticket in batch { ticket.answer = .error(503, "\(ticket.refusal): \(error)") }
+            for refused in batch {
+                refused.answer = .error(503, "\(refused.refusal): \(error)")
+                if refused !== ticket { refused.wake() }
+            }
         }
         writing = false
-        pthread_cond_broadcast(changed)
+        handOff(from: ticket)
     }
 
     /// The applier: every durable record, applied in order and answered
     /// (the mutex held on entry and on return, not while applying).
-    private func applyDurable() {
+    private func applyDurable(for ticket: Ticket) {
         applying = true
         let batch = durable
         durable = []
         pthread_mutex_unlock(mutex)
         let answers = batch.map { applyingRecord($0.apply, $0.end) }
         pthread_mutex_lock(mutex)
-        for (ticket, answer) in zip(batch, answers) { ticket.answer = answer }
+        for (answered, answer) in zip(batch, answers) {
+            answered.answer = answer
+            if answered !== ticket { answered.wake() }
+        }
         applying = false
-        pthread_cond_broadcast(changed)
+        handOff(from: ticket)
     }
 }

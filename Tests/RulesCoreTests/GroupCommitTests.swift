@@ -1,0 +1,60 @@
+import Foundation
+@testable import RulesTooling
+import Testing
+
+/// The group commit on its own, under many threads: every record answered,
+/// applied in the order it was written, each only once it is in the log,
+/// syncs shared.
+@Suite("Group commit")
+struct GroupCommitTests {
+    @Test("16 threads commit 200 records each: all answered, applied in log order, none before it is written, syncs shared", .timeLimit(.minutes(1)))
+    func manyThreads() throws {
+        let directory = NSTemporaryDirectory() + "rules-group-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (log, _, _) = try EventLog.open(in: directory, first: .policy("{}")) { _ in }
+        let path = directory + "/events.log"
+        final class Seen: @unchecked Sendable {
+            let lock = NSLock()
+            var applied: [[UInt8]] = [], early = 0
+        }
+        let seen = Seen()
+        let commits = GroupCommit(log: log) { apply, end in
+            // Written (synced too, but that cannot be seen from here) before
+            // it is applied.
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            if size < end { seen.lock.lock(); seen.early += 1; seen.lock.unlock() }
+            return apply()
+        }
+        let threads = 16, each = 200
+        // Threads of their own (a dispatch queue would run two at a time here).
+        let done = DispatchGroup()
+        for t in 0..<threads {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                for k in 0..<each {
+                let body = Array("{\"t\":\(t),\"k\":\(k)}\n".utf8)
+                let answer = commits.commit(.body(body), refusal: "not stored") {
+                    seen.lock.lock(); seen.applied.append(body); seen.lock.unlock()
+                    return .json(200, "{}")
+                }
+                #expect(answer.status == 200)
+                }
+            }.start()
+        }
+        done.wait()
+        let applied = seen.applied
+        var logged: [[UInt8]] = []
+        try log.records(upTo: log.end) { if case .body(let b) = $0 { logged.append(b) } }
+        #expect(applied.count == threads * each)
+        #expect(logged == applied, "applied in the order written")
+        #expect(seen.early == 0)
+        // Each thread's own records in its order.
+        for t in 0..<threads {
+            let mine = applied.filter { $0.starts(with: Array("{\"t\":\(t),".utf8)) }
+            #expect(mine == (0..<each).map { Array("{\"t\":\(t),\"k\":\($0)}\n".utf8) })
+        }
+        #expect(commits.written.records == threads * each)
+        #expect(commits.written.syncs < threads * each, "syncs are shared: \(commits.written.syncs)")
+    }
+}
