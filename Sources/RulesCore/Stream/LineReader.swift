@@ -85,7 +85,7 @@ package final class LineReader {
     }
 
     /// Set by `next()` when it skipped a line that was too long: its length.
-    package private(set) var skippedLength: Int? = nil
+    @exclusivity(unchecked) package private(set) var skippedLength: Int? = nil
 
     /// Moves past the line at `start` (its end may not be read yet) and
     /// reports it as skipped.
