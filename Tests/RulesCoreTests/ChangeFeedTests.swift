@@ -326,3 +326,50 @@ struct ServedShardsTests {
         #expect(compared > 200)
     }
 }
+
+/// A body dealt to shards in one pass (`LineShares`): every line once, in
+/// order, with its number; each in the share that owns its person, as the
+/// `--jobs` router decides; blank, too long and unreadable lines share 0's.
+@Suite("Lines dealt to shards")
+struct LineSharesTests {
+    @Test("every line once with its number: ids first or later, blank, CRLF, too long, unparseable, no final newline")
+    func everyLineOnce() throws {
+        let program = try compileOrFail("event e {}\ne → +1\n")
+        let lines = [
+            #"{"citizen":"a","time":"2026-01-01","type":"e"}"#,
+            "",
+            #"{"time":"2026-01-01","citizen":"b","type":"e"}"#,
+            "   \r",
+            #"{"citizen":"c","time":"2026-01-01","type":"e"}"# + "\r",
+            String(repeating: "x", count: 200),
+            "not json",
+            #"{"citizen":"d\u00e9","time":"2026-01-01","type":"e"}"#,
+            #"{"citizen":"e","time":"2026-01-01","type":"e"}"#,
+        ]
+        let body = Array(lines.joined(separator: "\n").utf8)
+        for count in [2, 3, 7] {
+            var router = ParallelStream.Router(program: program, personKey: .citizen, count: count)
+            defer { router.deallocate() }
+            let dealt = body.withUnsafeBufferPointer { LineShares($0, count: count, personKey: .citizen, router: &router, maxLineBytes: 100) }
+            #expect(dealt.lineCount == lines.count)
+            let numbers = dealt.shares.flatMap { $0.map(\.number) }.sorted()
+            #expect(numbers == Array(1...lines.count), "every line once")
+            for (share, mine) in dealt.shares.enumerated() {
+                #expect(mine.map(\.number) == mine.map(\.number).sorted(), "in order")
+                for line in mine {
+                    let text = lines[line.number - 1]
+                    if line.count < 0 {
+                        #expect(share == 0 && line.start == 200)
+                    } else if line.isBlank {
+                        #expect(share == 0 && text.allSatisfy { $0 == " " || $0 == "\r" })
+                    } else {
+                        let bytes = body[line.start..<(line.start + line.count)]
+                        #expect(String(decoding: bytes, as: UTF8.self) == text.replacingOccurrences(of: "\r", with: ""))
+                        let owner = Array(bytes).withUnsafeBufferPointer { router.owner(of: $0) }
+                        #expect(share == owner, "line \(line.number) in the share of its person")
+                    }
+                }
+            }
+        }
+    }
+}

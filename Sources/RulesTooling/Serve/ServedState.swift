@@ -181,6 +181,8 @@ final class ServedState {
         // applied, so that the clock is the latest of all — each finds its
         // changed lines. (The call returns when all is done.)
         body.withUnsafeBufferPointer { bytes in
+            // In shards, each reads only its own lines, dealt in one pass.
+            let dealt = shards.count == 1 ? nil : LineShares(bytes, count: shards.count, personKey: shards[0].engine.personKey, router: &shards[0].router!)
             helpers.run(phases: tracks ? 2 : 1) { [self, shards] phase, k in
                 let shard = shards[k]
                 if phase == 1 {
@@ -189,8 +191,13 @@ final class ServedState {
                 }
                 shard.engine.lineBase = base
                 shard.rejections = []
-                shard.summary = EventStream.run(shard.engine, reader: LineReader(borrowing: bytes), asOf: asOf, watch: watch,
-                                                shard: shard.router.map { (k, $0) }) { r, _ in shard.rejections.append(r) }
+                if let dealt {
+                    shard.summary = EventStream.run(shard.engine, body: bytes, lines: dealt.shares[k], asOf: asOf) { r, _ in shard.rejections.append(r) }
+                } else {
+                    shard.summary = EventStream.run(shard.engine, reader: LineReader(borrowing: bytes), asOf: asOf, watch: watch) { r, _ in
+                        shard.rejections.append(r)
+                    }
+                }
             }
         }
         var summary = RunSummary(), rejections: [Rejection] = []
