@@ -100,27 +100,9 @@ public enum Checkpoint {
         // engine holds them, so the file does not depend on how many
         // threads wrote it (people all of whose events were retracted too:
         // their history still answers for them).
-        var order: [(engine: Int, person: Int)] = []
-        for (e, engine) in engines.enumerated() { order += engine.people.sortedIds().map { (e, $0) } }
-        if engines.count > 1 {
-            order.sort { engines[$0.engine].people.precedes($0.person, engines[$1.engine].people, $1.person) }
-        }
+        let order = sortedPeople(engines)
         w.int(order.count)
-        for (k, (e, p)) in order.enumerated() {
-            // People in order of their ids are scattered in memory: asked
-            // for ahead, as the report does.
-            if k + Prefetch.reportFirstDistance < order.count {
-                let ahead = order[k + Prefetch.reportFirstDistance]
-                engines[ahead.engine].prefetchPerson(ahead.person, stage: 0)
-            }
-            if k + Prefetch.reportSecondDistance < order.count {
-                let ahead = order[k + Prefetch.reportSecondDistance]
-                engines[ahead.engine].prefetchPerson(ahead.person, stage: 1)
-            }
-            let engine = engines[e]
-            engine.people.withKey(p) { w.int($0.count); w.bytes($0) }
-            w.state(of: p, in: engine.store)
-        }
+        writePeople(order, order.indices, of: engines, into: &w)
         if history != nil {
             for (e, p) in order {
                 let h = engines[e].history!
@@ -163,6 +145,49 @@ public enum Checkpoint {
         }
         w.u64(Hashing.fnv1a(w.out))
         return w.out
+    }
+
+    /// Everyone the engines know, in byte order of their ids: each engine's
+    /// sorted, then merged (each list is in order already: no sort of them
+    /// all).
+    private static func sortedPeople(_ engines: [Engine]) -> [(engine: Int, person: Int)] {
+        var order = engines[0].people.sortedIds().map { (engine: 0, person: $0) }
+        for e in engines.indices.dropFirst() {
+            let sorted = engines[e].people.sortedIds()
+            var merged: [(engine: Int, person: Int)] = []
+            merged.reserveCapacity(order.count + sorted.count)
+            var i = 0
+            for p in sorted {
+                while i < order.count && engines[order[i].engine].people.precedes(order[i].person, engines[e].people, p) {
+                    merged.append(order[i])
+                    i += 1
+                }
+                merged.append((e, p))
+            }
+            merged += order[i...]
+            order = merged
+        }
+        return order
+    }
+
+    /// People `range` of `order`: each id, then their state.
+    private static func writePeople(_ order: [(engine: Int, person: Int)], _ range: Range<Int>, of engines: [Engine], into w: inout ByteWriter) {
+        for k in range {
+            // People in order of their ids are scattered in memory: asked
+            // for ahead, as the report does.
+            if k + Prefetch.reportFirstDistance < range.upperBound {
+                let ahead = order[k + Prefetch.reportFirstDistance]
+                engines[ahead.engine].prefetchPerson(ahead.person, stage: 0)
+            }
+            if k + Prefetch.reportSecondDistance < range.upperBound {
+                let ahead = order[k + Prefetch.reportSecondDistance]
+                engines[ahead.engine].prefetchPerson(ahead.person, stage: 1)
+            }
+            let (e, p) = order[k]
+            let engine = engines[e]
+            engine.people.withKey(p) { w.int($0.count); w.bytes($0) }
+            w.state(of: p, in: engine.store)
+        }
     }
 
     /// Writes `bytes` to `path` so that a crash at any moment leaves either
