@@ -1,10 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-import Dispatch
-import Synchronization
 import RulesCore
 
 /// What the log's records make, one record at a time — the live service's
