@@ -97,15 +97,13 @@ package enum EventStream {
             checkpointEvery: checkpointEvery, onCheckpoint: onCheckpoint, onReject: onReject)
     }
 
-    /// `shard`: the engine holds one share of the people (the service's
-    /// shards): only the lines whose person it owns are applied, and blank
-    /// and too-long lines are counted by share 0 only.
+    /// (A share of a body's lines, for one of the service's shards, is run
+    /// by `run(_:body:lines:…)`, `LineShares.swift`.)
     package static func run(_ engine: Engine, reader: LineReader, asOf: Int64?,
                     progressInterval: Int = 1 << 20, onProgress: ((Int) -> Void)? = nil,
                     watch: PersonWatch? = nil,
                     maxRejects: Int? = nil,
                     checkpointEvery: Int = 0, onCheckpoint: ((Int) -> String?)? = nil,
-                    shard: (index: Int, router: ParallelStream.Router)? = nil,
                     onReject: (Rejection, UnsafeBufferPointer<UInt8>) -> Void) -> RunSummary {
         var applier = EventApplier(engine: engine, asOf: asOf)
         defer { applier.deallocate() }
@@ -115,9 +113,6 @@ package enum EventStream {
         // person's table slot, the near one (by then the slot is cached) for
         // their state, so the fetches overlap the lines in between.
         var far = LineReader.Lookahead(), near = LineReader.Lookahead()
-        var router = shard?.router
-        let countsUnowned = (shard?.index ?? 0) == 0
-        let shareIndex = shard?.index ?? -1, shareCount = shard?.router.count ?? 1
         loop: while let line = reader.next() {
             if checkpointEvery > 0, let onCheckpoint, reader.lineNumber > 1, (reader.lineNumber - 1) % checkpointEvery == 0 {
                 // Every line before this one is in the state; this one is not.
@@ -128,34 +123,21 @@ package enum EventStream {
             }
             far.lead -= 1; near.lead -= 1
             if let length = reader.skippedLength {
-                if !countsUnowned { continue }
                 let reason = LineReader.tooLong(length, limit: reader.maxLineBytes)
                 summary.count(.rejected(reason))
                 onReject(Rejection(line: reader.lineNumber, reason: reason), line)
                 if let maxRejects, summary.rejected > maxRejects { summary.stoppedAtLine = reader.lineNumber; break loop }
                 continue
             }
-            // A share of the people asks only for its own people's memory
-            // (the id's hash says whose a line is, and finds the slot too).
             while far.lead < Prefetch.slotDistance, let ahead = reader.advance(&far) {
-                if let key = personKey.leadingPerson(ahead) {
-                    let hash = ByteTable.hash(key)
-                    if shareIndex < 0 || ParallelStream.Router.bucket(hash: hash, shareCount) == shareIndex { engine.prefetchSlot(hash: hash) }
-                }
+                if let key = personKey.leadingPerson(ahead) { engine.prefetchSlot(key) }
             }
             while near.lead < Prefetch.stateDistance, let ahead = reader.advance(&near) {
-                if let key = personKey.leadingPerson(ahead) {
-                    let hash = ByteTable.hash(key)
-                    if shareIndex < 0 || ParallelStream.Router.bucket(hash: hash, shareCount) == shareIndex { engine.prefetchState(key, hash: hash) }
-                }
+                if let key = personKey.leadingPerson(ahead) { engine.prefetchState(key) }
             }
-            if isBlank(line) { if countsUnowned { summary.blank += 1 }; continue }
+            if isBlank(line) { summary.blank += 1; continue }
+            // The id's hash, computed once for the apply's look-up.
             let hash = personKey.leadingPerson(line).map { ByteTable.hash($0) }
-            if shareIndex >= 0 {
-                // An id that does not start the line is found by parsing it.
-                let owner = hash.map { ParallelStream.Router.bucket(hash: $0, shareCount) } ?? router!.owner(of: line)
-                if owner != shareIndex { continue }
-            }
             let number = reader.lineNumber
             if number % progressInterval == 0, let onProgress { onProgress(number) }
             let outcome = applier.apply(line: line, number: number, hash: hash)

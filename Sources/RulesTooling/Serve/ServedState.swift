@@ -39,18 +39,21 @@ final class ServedState {
     private final class Shard {
         let engine: Engine
         var tracker: ReportChanges? = nil
-        var router: ParallelStream.Router?
         var summary = RunSummary()
         var rejections: [Rejection] = []
         var changes = ChangeList([])
 
-        init(_ engine: Engine, router: ParallelStream.Router?) {
-            self.engine = engine
-            self.router = router
-        }
-
-        deinit { router?.deallocate() }
+        init(_ engine: Engine) { self.engine = engine }
     }
+
+    /// Deals a body's lines to the shards (finds the id of a line that does
+    /// not start with it); nil for one shard.
+    private final class Dealer {
+        var router: ParallelStream.Router
+        init(_ router: ParallelStream.Router) { self.router = router }
+        deinit { router.deallocate() }
+    }
+    private var dealer: Dealer? = nil
 
     init(personKey: String, corrections: Corrections?, feed: ChangeFeed?, published: PublishedLines? = nil, shards: Int = 1,
          prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) {
@@ -118,7 +121,7 @@ final class ServedState {
         return (0..<shardCount).map { _ in
             let engine = Engine(program: program, personKey: key)
             if let corrections { engine.enableCorrections(corrections) }
-            return Shard(engine, router: shardCount == 1 ? nil : ParallelStream.Router(program: program, personKey: key, count: shardCount))
+            return Shard(engine)
         }
     }
 
@@ -173,9 +176,14 @@ final class ServedState {
         // Every shard reads the body where it is; then — every shard's lines
         // applied, so that the clock is the latest of all — each finds its
         // changed lines. (The call returns when all is done.)
+        // Which shard a line goes to depends on its id alone, whatever the
+        // policy: one dealer serves the state's life.
+        if shards.count > 1 && dealer == nil {
+            dealer = Dealer(ParallelStream.Router(program: shards[0].engine.program, personKey: shards[0].engine.personKey, count: shards.count))
+        }
         body.withUnsafeBufferPointer { bytes in
             // In shards, each reads only its own lines, dealt in one pass.
-            let dealt = shards.count == 1 ? nil : LineShares(bytes, count: shards.count, personKey: shards[0].engine.personKey, router: &shards[0].router!)
+            let dealt = dealer.map { LineShares(bytes, count: shards.count, personKey: shards[0].engine.personKey, router: &$0.router) }
             helpers.run(phases: tracks ? 2 : 1) { [self, shards] phase, k in
                 let shard = shards[k]
                 if phase == 1 {
