@@ -57,4 +57,41 @@ struct GroupCommitTests {
         #expect(commits.written.records == threads * each)
         #expect(commits.written.syncs < threads * each, "syncs are shared: \(commits.written.syncs)")
     }
+
+    /// A body is answered once it is applied, not once every body applied
+    /// with it is: its client sends the next while the rest are applied.
+    /// Here the second body's apply waits for the first's answer to reach
+    /// its thread; answers given at the end of a batch would never come.
+    @Test("each record is answered as soon as it is applied, before the records after it", .timeLimit(.minutes(1)))
+    func answeredOneByOne() throws {
+        let directory = NSTemporaryDirectory() + "rules-group-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (log, _, _) = try EventLog.open(in: directory, first: .policy("{}")) { _ in }
+        let commits = GroupCommit(log: log) { apply, _ in apply() }
+        let firstAnswered = DispatchSemaphore(value: 0), slowStarted = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        func post(_ name: String, _ apply: @escaping @Sendable () -> Void, then: @escaping @Sendable () -> Void = {}) {
+            done.enter()
+            Thread {
+                let answer = commits.commit(.body(Array("{\"n\":\"\(name)\"}\n".utf8)), refusal: "not stored") {
+                    apply()
+                    return .json(200, "{}")
+                }
+                #expect(answer.status == 200)
+                then()
+                done.leave()
+            }.start()
+        }
+        // A slow body holds the applier while two more are made durable,
+        // so that those two are applied one after the other.
+        post("slow", { slowStarted.signal(); Thread.sleep(forTimeInterval: 0.2) })
+        slowStarted.wait()
+        post("first", {}, then: { firstAnswered.signal() })
+        Thread.sleep(forTimeInterval: 0.05)
+        post("second", {
+            // Within 10 s, or the first body's answer waited for this one.
+            #expect(firstAnswered.wait(timeout: .now() + 10) == .success, "the first body was not answered before the second was applied")
+        })
+        done.wait()
+    }
 }

@@ -10,9 +10,11 @@ import Darwin
 /// thread waits on its own request, woken when its answer is set or when
 /// a role is handed to it): the
 /// writer takes everything queued and writes it with one `fsync`; the
-/// applier takes what is durable and applies each record in the order
+/// applier applies what is durable, one record at a time in the order
 /// written, each under the engine's lock (reads interleave between them),
-/// and hands each request its answer. The two run at once — the next
+/// and answers each as soon as it is applied (its client can send the next
+/// body while the rest are applied); once its own record is applied the
+/// thread returns to its client and hands the role on. The two run at once — the next
 /// records are synced while the last are applied — but a record is never
 /// applied before its own sync, and log order and applying order are one
 /// order, as a replay needs.
@@ -132,18 +134,21 @@ final class GroupCommit: @unchecked Sendable {
         handOff(from: ticket)
     }
 
-    /// The applier: every durable record, applied in order and answered
-    /// (the mutex held on entry and on return, not while applying).
+    /// The applier: durable records, applied in order and answered, up to
+    /// and including the thread's own (the mutex held on entry and on
+    /// return, not while applying).
     private func applyDurable(for ticket: Ticket) {
         applying = true
-        let batch = durable
-        durable = []
-        pthread_mutex_unlock(mutex)
-        let answers = batch.map { applyingRecord($0.apply, $0.end) }
-        pthread_mutex_lock(mutex)
-        for (answered, answer) in zip(batch, answers) {
-            answered.answer = answer
-            if answered !== ticket { answered.wake() }
+        // One record at a time, in log order, each answered once applied;
+        // after its own, the thread goes back to its client and hands the
+        // role on to the owner of the next.
+        while !durable.isEmpty && ticket.answer == nil {
+            let next = durable.removeFirst()
+            pthread_mutex_unlock(mutex)
+            let answer = applyingRecord(next.apply, next.end)
+            pthread_mutex_lock(mutex)
+            next.answer = answer
+            if next !== ticket { next.wake() }
         }
         applying = false
         handOff(from: ticket)
