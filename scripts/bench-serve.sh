@@ -2,9 +2,9 @@
 # The service's benchmark (issue 16): on the reference workload (our own
 # generator, Benchmarks/), in five rounds, `rules run`'s events per second,
 # then `rules serve` ingesting the same stream in bodies of 1,000 lines,
-# each durable before its answer, from 4 and from 16 client threads
-# (Benchmarks/Sources/serve-load), each report checked against `rules
-# run`'s; then GET /v1/people/ID with wrk
+# each durable before its answer, from 4, 16 and 64 client threads
+# (Benchmarks/Sources/serve-load; 64 keep the service saturated: its
+# capacity), each report checked against `rules run`'s; then GET /v1/people/ID with wrk
 # (1 thread, 8 connections, random people) alone, and again while the
 # stream is ingested flat out; then the memory each person costs the
 # service and `rules run` (the growth from 2x to 4x the people). Client
@@ -47,22 +47,26 @@ end
 LUA
 
 # Ingest, in rounds: rules run, then the stream posted by 4 clients, then
-# by 16 (the machine's speed drifts by a quarter within an hour, so each
+# by 16, then by 64 (the machine's speed drifts by a quarter within an hour, so each
 # round compares what ran minutes apart; the medians are reported). Each
 # served report is checked against rules run's.
-run_times=""; ingest4=""; ingest16=""
+run_times=""; ingest4=""; ingest16=""; ingest64=""
 for _ in 1 2 3 4 5; do
     start=$(date +%s%N)
     "$rules" run "$policy" --events "$stream" >/dev/null 2>&1
     end=$(date +%s%N)
     run_times="$run_times $(( (end - start) / 1000 ))"
-    for clients in 4 16; do
+    for clients in 4 16 64; do
         serve
         out=$(Benchmarks/.build/release/serve-load "$port" "$stream" "$clients" 1000)
         curl -s "http://127.0.0.1:$port/v1/report" | cmp -s - "$work/rules.out" || { echo "the served report differs from rules run's" >&2; kill $pid; exit 1; }
         rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
         kill $pid; wait $pid 2>/dev/null || true
-        if [ "$clients" = 4 ]; then ingest4="$ingest4|$out"; else ingest16="$ingest16|$out"; fi
+        case $clients in
+            4) ingest4="$ingest4|$out" ;;
+            16) ingest16="$ingest16|$out" ;;
+            *) ingest64="$ingest64|$out" ;;
+        esac
     done
 done
 serve
@@ -101,13 +105,13 @@ few=$((2 * people)); many=$((4 * people))
 memory_figures=""
 for _ in 1 2 3; do memory_figures="$memory_figures $(memory $few) $(memory $many)"; done
 
-python3 - "$run_times" "$events" "$people" "$rss_kb" "$ingest4" "$during_ingest" "$work/wrk-during.txt" "$alone" "$few" "$many" "$ingest16" $memory_figures <<'PY'
+python3 - "$run_times" "$events" "$people" "$rss_kb" "$ingest4" "$during_ingest" "$work/wrk-during.txt" "$alone" "$few" "$many" "$ingest16" "$ingest64" $memory_figures <<'PY'
 import re, sys, statistics
 run_us = [int(x) for x in sys.argv[1].split()]
 events, people, rss_kb = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-ingest4, during, during_path, alone, ingest16 = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8], sys.argv[11]
+ingest4, during, during_path, alone, ingest16, ingest64 = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8], sys.argv[11], sys.argv[12]
 few, many = int(sys.argv[9]), int(sys.argv[10])
-kb = [int(x) for x in sys.argv[12:]]  # per round: serve few, run few, serve many, run many
+kb = [int(x) for x in sys.argv[13:]]  # per round: serve few, run few, serve many, run many
 def field(text, name): return float(re.search(name + r" ([0-9.]+)", text).group(1))
 def wrk(text):
     pct = dict(re.findall(r"^\s+(50|99)%\s+([0-9.]+\w+)", text, re.M))
@@ -119,7 +123,7 @@ print(f"workload: {events:,} events, {people:,} people; client and server on thi
 print("| | figure |")
 print("|---|---|")
 print(f"| rules run | {run_rate:,.0f} events/s (rounds: {', '.join(f'{r / 1e6:.2f}M' for r in runs)}) |")
-for clients, text in ((4, ingest4), (16, ingest16)):
+for clients, text in ((4, ingest4), (16, ingest16), (64, ingest64)):
     rounds = [t for t in text.split("|") if t.strip()]
     rates = [field(t, "per_second") for t in rounds]
     ratios = [r / x for r, x in zip(rates, runs)]
