@@ -35,8 +35,9 @@ enum ExplainCommand {
                         each retraction and late event and what it changed
       -h, --help        show this help
 
-    exit status: 0 explained, 1 a policy error, unreadable input, or no
-    applied event for that person, 2 usage error.
+    exit status: 0 explained, 1 a policy error, unreadable input, no
+    applied event for that person, or a --why-not NAME the policy has no
+    flag or privilege of, 2 usage error.
     """
 
     static func run(_ args: [String]) -> Int32 {
@@ -84,9 +85,11 @@ enum ExplainCommand {
             return ExitCode.failure
         }
         let json = parsed.values["--format"] == "json"
+        var unknownName = false
         let explain = { (time: Int64) -> [String]? in
             if let name = parsed.values["--why-not"] {
                 guard let w = Explanation.answerWhyNot(name, of: person, engine: engine, timeline: watch.timeline, at: time) else { return nil }
+                unknownName = w.unknown != nil
                 return json ? [w.json] : w.lines
             }
             guard let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) else { return nil }
@@ -98,7 +101,13 @@ enum ExplainCommand {
                 : "rules: no applied event for `\(person)` in \(streamName)\n")
             return ExitCode.failure
         }
+        if unknownName && !json {
+            // A name the policy does not have is an error, not an answer.
+            Terminal.writeErr("rules: " + lines.joined(separator: "\n") + "\n")
+            return ExitCode.failure
+        }
         Terminal.writeOut(lines.joined(separator: "\n") + "\n")
+        if unknownName { return ExitCode.failure }
         if let path = parsed.values["--html"], let e = Explanation.explain(person, engine: engine, timeline: watch.timeline, at: time) {
             engine.finishTrace(asOf: time)
             if let error = Terminal.writeFile(path, Array(ExplanationPage.html(e, trace: trail).utf8)) {

@@ -341,6 +341,15 @@ struct CLITests {
         #expect(answers.count == 1 && answers[0]["kind"] as? String == "grant")
         let rules = answers[0]["rules"] as! [[String: Any]]
         #expect(rules[0]["why"] as? String == "does not hold: score (901) >= 1050")
+        // A name the policy does not have is an error (exit 1), with the
+        // did-you-mean on stderr; as JSON, the error object on stdout.
+        let typo = try Self.rules(["explain", policy, "--events", events, "--person", "carol", "--why-not", "fast lan"])
+        #expect(typo.status == 1)
+        #expect(typo.stdout.isEmpty)
+        #expect(typo.stderr.contains("the policy has no flag or privilege `fast_lan`; did you mean"), "\(typo.stderr)")
+        let typoJSON = try Self.rules(["explain", policy, "--events", events, "--person", "carol", "--why-not", "fast lan", "--format", "json"])
+        #expect(typoJSON.status == 1)
+        #expect((try JSONSerialization.jsonObject(with: Data(typoJSON.stdout.utf8)) as? [String: Any])?["error"] != nil)
 
         let dot = try Self.rules(["graph", policy])
         #expect(dot.status == 0)

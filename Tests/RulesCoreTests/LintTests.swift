@@ -75,3 +75,49 @@ struct LintTests {
         #expect(json.stdout.contains(#""code":"W0509""#) || json.stderr.contains(#""code":"W0509""#))
     }
 }
+
+/// Diagnostics that pointed the wrong way (issue 18, item 9): each now
+/// says what is wrong where it is, and one mistake is reported once. The
+/// rendered messages are golden files (Tests/Fixtures/diagnostics).
+@Suite("Diagnostics that point the right way")
+struct PointingTests {
+    static func diagnostics(_ text: String) -> [(code: String, at: String)] {
+        let result = PolicyCompiler.compile(text)
+        return result.diagnostics.map { d in
+            let bytes = Array(text.utf8)
+            return (d.code.rawValue, String(decoding: bytes[d.span.start..<min(d.span.end, bytes.count)], as: UTF8.self))
+        }
+    }
+
+    @Test("a constant that failed is reported once: its uses are not also `never fires` or `not a duration`")
+    func failedConstantsDoNotCascade() {
+        #expect(Self.diagnostics("let x = score\nspeeding where x > 1 → -1\n").map(\.code) == ["E0306"])
+        #expect(Self.diagnostics("let d = 10 / 0\nspeeding → deny travel for d\n").map(\.code) == ["E0311"])
+        #expect(Self.diagnostics("let d = 10 / 0\nspeeding → deny travel for d\nparking → deny travel for d\n").map(\.code) == ["E0311"])
+    }
+
+    @Test("a blank line ends a statement after a dangling operator; a comment line does not")
+    func blankLinesEndStatements() {
+        let dangling = Self.diagnostics("speeding → -5 +\n\nlittering → -1\n")
+        #expect(dangling.map(\.code) == ["E0201"] && dangling.first?.at == "+")
+        #expect(Self.diagnostics("event s { v: number }\ns where v > 1 and\n  # fast\n  v < 5 → -1\n").isEmpty)
+        #expect(Self.diagnostics("event s { v: number }\ns where v > 1 and\n  v < 5 → -1\n").isEmpty)
+        // At the end of the file, with no newline: at the operator, not past the end.
+        let percent = Self.diagnostics("speeding → -5%")
+        #expect(percent.map(\.code) == ["E0201"] && percent.first?.at == "%")
+    }
+
+    @Test("where after within, between, =>, fields and units in durations: each named for what it is")
+    func namedForWhatTheyAre() {
+        #expect(Self.diagnostics("3 x within 30 days where n > 1 → -5\n").map(\.at) == ["where"])
+        #expect(Self.diagnostics("speeding where speed between 1 and 5 → -1\n").map(\.at) == ["speed between"])
+        #expect(Self.diagnostics("speeding => -5\n").map(\.at) == ["=>"])
+        #expect(Self.diagnostics("x => -5\n").map(\.code) == ["E0202"])
+        #expect(Self.diagnostics("event fine { days: number }\nfine → deny driving for days days\n").map(\.code) == ["E0306"])
+        #expect(Self.diagnostics("let ban = 90\nspeeding → deny travel for ban * 1 day\n").isEmpty)
+        // An ordinary multi-word constant name is still just unknown.
+        #expect(Self.diagnostics("speeding → deny travel for long ban\n").map(\.code) == ["E0303"])
+        // A constant that does not hold a count joins an event name quietly.
+        #expect(Self.diagnostics("let late = \"x\"\nlate payment → -5\n").filter { $0.code != "W0503" }.isEmpty)
+    }
+}

@@ -209,7 +209,9 @@ struct Checker {
     /// The folded value of a constant, resolving others on demand; a cycle
     /// is reported once and yields nil.
     private mutating func constant(_ name: String) -> (IR, ValueType)? {
-        if let v = constantValues[name] { return v }
+        // A constant that failed was reported once; its uses resolve to
+        // nothing (no rule then "never fires", no duration "is missing").
+        if let v = constantValues[name] { return constantsFailed.contains(name) ? nil : v }
         guard let decl = constantDecls[name] else { return nil }
         if let k = constantsInProgress.firstIndex(of: name) {
             let cycle = (constantsInProgress[k...] + [name]).map { "`\($0)`" }.joined(separator: " → ")
@@ -353,9 +355,17 @@ struct Checker {
             // The contract's grammar allows it, but without a count the window
             // changes nothing: the rule fires on every matching event.
             if constantDuration(windowExpr, what: "the window") == nil { ok = false }
-            report(.windowWithoutCount, "`within` without a count has no effect: this rule fires on every matching event",
-                   at: windowExpr.span,
-                   help: "write `2 \(rule.event.text.replacing("_", with: " ")) within …` to fire when at least 2 fall in the window")
+            if let (constant, rest) = constantAsCount(rule.event.text) {
+                // `let strikes = 3` then `strikes post removed within 7 days`:
+                // the constant was meant as the count, but it joined the
+                // event's name (counts are numbers).
+                report(.windowWithoutCount, "`within` without a count has no effect, and the event is named `\(rule.event.text.replacing("_", with: " "))`: the constant `\(constant)` became part of its name",
+                       at: rule.event.span, help: "a count is a number written before the event: `\(countText(constant)) \(rest) within …`")
+            } else {
+                report(.windowWithoutCount, "`within` without a count has no effect: this rule fires on every matching event",
+                       at: windowExpr.span,
+                       help: "write `2 \(rule.event.text.replacing("_", with: " ")) within …` to fire when at least 2 fall in the window")
+            }
         }
         if let cond = rule.condition {
             if let (ir, type) = resolve(cond, scope: .event(event)) {
@@ -627,6 +637,8 @@ struct Checker {
         switch scope {
         case .constant:
             if let c = asConstant { return c }
+            if constantDecls[n] != nil { return nil }  // failed, and said so
+            if reportNotConstantName(n, span: span) { return nil }
             report(.unknownName, "unknown constant `\(n)`", at: span,
                    help: Suggest.help(for: n, among: constantDecls.keys) ?? "define it: `let \(n) = …`")
             return nil
@@ -643,6 +655,16 @@ struct Checker {
                 }
                 if let c = asConstant { return c }
                 if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
+                if Self.neverFields.contains(n) {
+                    report(.reservedField, "`\(n)` is a reserved key of every stream line, not a field", at: span,
+                           help: "a rule cannot read it: the line's `type`, `time` and `id` are never event fields")
+                    return nil
+                }
+                if n == PersonKey.citizen.name {
+                    report(.unknownField, "event `\(policy.events[event].name)` has no field `\(n)`: the person a line is about is not one of its fields",
+                           at: span, help: "a rule reads the event's own fields; every rule is about the line's person already")
+                    return nil
+                }
                 let candidates = Array(declared.keys) + Array(constantDecls.keys) + policy.flags
                 report(.unknownField, "event `\(policy.events[event].name)` has no field `\(n)`, and there is no constant or flag of that name",
                        at: span, help: Suggest.help(for: n, among: candidates)
@@ -673,6 +695,61 @@ struct Checker {
             if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             return nil  // unreachable: `collect` made every bare name a flag
         }
+    }
+
+    /// A name in a constant place (a `let`, a setting, a count, a
+    /// duration) that is not a constant but is something else a policy
+    /// author would reach for there: an event's field (`(21 - age) * 1
+    /// year`), or a constant or a field followed by a unit (`for days
+    /// days`, which the lexer joins into the one name `days_days`).
+    /// Reported, and true, when it is one of those.
+    private mutating func reportNotConstantName(_ n: String, span: Span) -> Bool {
+        if let event = eventDeclaring(n) {
+            report(.notConstant, "`\(n.replacing("_", with: " "))` is a field of event `\(event)`: it is not known before the rules run, so it cannot be used here",
+                   at: span, help: "constants, settings, counts and durations take literals and other constants only")
+            return true
+        }
+        let words = n.split(separator: "_").map(String.init)
+        guard words.count >= 2, let unit = words.last, Lexer.units[unit] != nil else { return false }
+        let head = words.dropLast().joined(separator: "_"), shown = head.replacing("_", with: " ")
+        let one = unit.hasSuffix("s") ? String(unit.dropLast()) : unit
+        if constantDecls[head] != nil {
+            constantsUsed.insert(head)
+            report(.unknownName, "a unit follows a number, not a constant: `\(shown) \(unit)` reads as one name", at: span,
+                   help: "multiply the constant by the unit: `\(shown) * 1 \(one)`")
+            return true
+        }
+        if let event = eventDeclaring(head) {
+            report(.notConstant, "`\(shown)` is a field of event `\(event)`: it is not known before the rules run, so it cannot make a duration",
+                   at: span, help: "durations take literals and constants only: `90 \(unit)`, or `let` one")
+            return true
+        }
+        return false
+    }
+
+    /// An event name whose first words name a constant that holds a whole
+    /// number, as a count would: the constant, and the rest of the name.
+    private mutating func constantAsCount(_ event: String) -> (constant: String, rest: String)? {
+        let words = event.split(separator: "_").map(String.init)
+        for k in stride(from: words.count - 1, through: 1, by: -1) {
+            let head = words[..<k].joined(separator: "_")
+            guard constantDecls[head] != nil, case .number(let n)? = constant(head).flatMap({ Folder.evaluate($0.0) }),
+                  n == n.rounded(), n >= 1 else { continue }
+            constantsUsed.insert(head)
+            return (head.replacing("_", with: " "), words[k...].joined(separator: " "))
+        }
+        return nil
+    }
+
+    /// A constant's whole-number value as written in a count.
+    private mutating func countText(_ constant: String) -> String {
+        guard case .number(let n)? = self.constant(constant.replacing(" ", with: "_")).flatMap({ Folder.evaluate($0.0) }) else { return "N" }
+        return String(Int(n))
+    }
+
+    /// The first declared event (in declaration order) with a field `n`.
+    private func eventDeclaring(_ n: String) -> String? {
+        declaredFieldTypes.keys.sorted().first { declaredFieldTypes[$0]![n] != nil }.map { policy.events[$0].name }
     }
 
     private mutating func noteFlagRead(_ n: String, _ span: Span) {
@@ -717,6 +794,11 @@ struct Checker {
             report(.unusedConstant, "constant `\(name)` is never used", at: decl.span, help: "remove it, or use it in a rule")
         }
         for (name, span) in flagsRead.sorted(by: { $0.key < $1.key }) where !flagSetNames.contains(name) {
+            if privilegeIds[name] != nil {
+                report(.flagNeverSet, "`\(name.replacing("_", with: " "))` is a privilege, not a flag: a condition reads flags, so this is always false", at: span,
+                       help: "set a flag where the privilege is denied or granted (`deny \(name.replacing("_", with: " ")), flag no \(name.replacing("_", with: " "))`) and read that")
+                continue
+            }
             report(.flagNeverSet, "flag `\(name)` is read but no rule sets it, so it is always false", at: span,
                    help: Suggest.help(for: name, among: flagSetNames) ?? "set it with `flag \(name.replacing("_", with: " "))` in some rule")
         }

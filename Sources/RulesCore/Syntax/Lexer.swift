@@ -19,6 +19,8 @@ package struct Lexer {
     /// Index in `tokens` of the current statement's first token.
     private var statementStart = 0
     private var lineHasToken = false
+    /// The line has a comment: not blank, though it has no token.
+    private var lineHasComment = false
     private(set) var diagnostics = DiagnosticSink()
 
     static let units: [String: Double] = [
@@ -49,6 +51,7 @@ package struct Lexer {
             case UInt8(ascii: "\n"):
                 newline()
             case UInt8(ascii: "#"):
+                lineHasComment = true
                 while pos < bytes.count && bytes[pos] != UInt8(ascii: "\n") { pos += 1 }
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
                 number()
@@ -81,9 +84,12 @@ package struct Lexer {
     private mutating func newline() {
         let start = pos
         pos += 1
-        defer { lineHasToken = false }
+        let blank = !lineHasToken && !lineHasComment
+        defer { lineHasToken = false; lineHasComment = false }
         if let top = open.last, !top.isBlock { return }
-        if let last = tokens.last, last.kind.continuesLine { return }
+        // A line may end with an operator and go on on the next, but a
+        // blank line ends the statement: the next one is not its operand.
+        if let last = tokens.last, last.kind.continuesLine, !blank { return }
         emit(.newline, start: start, end: start + 1)
     }
 

@@ -225,7 +225,7 @@ package struct Parser {
     private mutating func parseStateRule() throws -> StateRule {
         let start = advance().span
         let condition = try parseExpression()
-        try expectArrow()
+        try expectArrow(after: condition)
         let effects = try parseEffects()
         return StateRule(condition: condition, effects: effects, span: span(from: start))
     }
@@ -242,7 +242,12 @@ package struct Parser {
         var window: Expr? = nil
         if accept(.keyword(.where)) { condition = try parseExpression() }
         if accept(.keyword(.within)) { window = try parseExpression() }
-        try expectArrow()
+        if let window, kind == .keyword(.where) {
+            let counted = count.map { source.text($0.span) + " " } ?? ""
+            throw fail(.missingArrow, "expected `→`, found `where` after the window",
+                       help: "`where` comes before `within`: `\(counted)\(source.text(event.span)) where … within \(source.text(window.span))`")
+        }
+        try expectArrow(after: condition)
         let effects = try parseEffects()
         return EventRule(count: count, event: event, condition: condition, window: window,
                          effects: effects, span: span(from: start))
@@ -253,6 +258,7 @@ package struct Parser {
     private mutating func parseConditionWithoutWhile() throws -> Statement {
         let start = current.span
         let condition = try parseExpression()
+        try refuseArrowLookalike()
         if kind == .arrow {
             let lineEnd = source.bytes[start.start...].firstIndex(of: UInt8(ascii: "\n")) ?? source.bytes.count
             var text = source.text(Span(file: start.file, start: start.start, end: lineEnd))
@@ -447,14 +453,51 @@ package struct Parser {
         return .holds(person: person, kind: target, name: try parseWords("a name"), negated: negated)
     }
 
-    private mutating func expectArrow() throws {
+    private mutating func expectArrow(after condition: Expr? = nil) throws {
         if accept(.arrow) { return }
         if atStatementEnd {
             throw fail(.missingArrow, "expected `→` and the rule's effects, found \(kind.display)",
                        help: "a rule needs effects: `… → -5` or `… → deny travel` (`->` works too)")
         }
+        try refuseArrowLookalike()
+        try refuseBetween(after: condition)
         throw fail(.missingArrow, "expected `→`, found \(kind.display)",
                    help: "`where` takes one condition; join conditions with `and` / `or`")
+    }
+
+    /// `X between LOW and HIGH` in a condition: `between` is a word of its
+    /// own after a keyword (`score between`), or the last of a name's words
+    /// (`speed between` lexes as one name). Rewritten when the bounds are
+    /// plain.
+    private mutating func refuseBetween(after condition: Expr?) throws {
+        let previous = index > 0 ? tokens[index - 1] : current
+        var x: String? = nil, at = current.span, bounds = index
+        if kind == .name("between") {
+            x = condition.map { source.text($0.span) }
+            bounds = index + 1
+        } else if case .name(let n) = previous.kind, n.hasSuffix("_between") {
+            let words = source.text(previous.span).split(separator: " ", omittingEmptySubsequences: true)
+            x = words.dropLast().joined(separator: " ")
+            at = previous.span
+            bounds = index
+        } else {
+            return
+        }
+        var rewrite = "X >= LOW and X <= HIGH"
+        if let x, bounds + 2 < tokens.count, tokens[bounds + 1].kind == .keyword(.and) {
+            let low = source.text(tokens[bounds].span), high = source.text(tokens[bounds + 2].span)
+            rewrite = "\(x) >= \(low) and \(x) <= \(high)"
+        }
+        throw fail(.missingArrow, "a condition has no `between`", at: at,
+                   help: "a test's `expect … score between` has; here write `\(rewrite)`")
+    }
+
+    /// `=>` (two tokens, `=` and `>`, side by side) where `→` belongs.
+    private mutating func refuseArrowLookalike() throws {
+        guard kind == .assign, index + 1 < tokens.count, tokens[index + 1].kind == .gt,
+              tokens[index + 1].span.start == current.span.end else { return }
+        throw fail(.missingArrow, "`=>` is not an arrow", at: current.span.to(tokens[index + 1].span),
+                   help: "write `→` (or `->`)")
     }
 
     private mutating func parseName(_ what: String) throws -> Name {
@@ -630,6 +673,14 @@ package struct Parser {
         case .builtin(let b):
             return try parseCall(b)
         default:
+            // An operator that ends the statement (`-5 %`, `-5 +` before a
+            // blank line) is what to point at, not the line's end.
+            if token.kind == .newline || token.kind == .eof || token.kind == .semicolon, index > 0, tokens[index - 1].kind.continuesLine {
+                let op = tokens[index - 1]
+                throw fail(.unexpectedToken, "`\(source.text(op.span))` needs a value after it, and the statement ends here", at: op.span,
+                           help: op.kind == .percent ? "`%` is the remainder of a division; for a percentage multiply: `x * 5 / 100`"
+                               : "finish the expression, or remove the `\(source.text(op.span))`")
+            }
             throw fail(.unexpectedToken, "expected a value, found \(token.kind.display)")
         }
     }
