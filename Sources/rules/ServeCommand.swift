@@ -90,6 +90,10 @@ enum ServeCommand {
                                                                                          "--source", "--partitions", "--password-file"],
                                                                                    flags: ["--trim"]), help: help)
         guard let parsed = arguments else { return code }
+        // Before any thread starts (the service starts its shards'): a
+        // thread that does not block them would be handed SIGTERM or SIGINT
+        // and die of it, with no checkpoint.
+        let stopSignals = blockStopSignals()
         guard !parsed.positionals.isEmpty else { return Main.usageError("name at least one policy file", command: "serve") }
         let listen = parsed.values["--listen"] ?? "127.0.0.1:8080"
         guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
@@ -202,7 +206,7 @@ enum ServeCommand {
         // keep the bodies it freed there: two arenas hold the service's
         // memory per person to what `rules run` uses (docs/PERFORMANCE.md).
         rules_limit_malloc_arenas(2)
-        stopOnSignals(service, data: data)
+        stopOnSignals(stopSignals, service, data: data)
         if source != nil {
             redisOptions.onRetry = { Terminal.writeErr("rules: warning: \($0)\n") }
             let reader = SourceReader(service: service, options: redisOptions, warn: { Terminal.writeErr("rules: warning: \($0)\n") })
@@ -232,16 +236,22 @@ enum ServeCommand {
         return token.isEmpty ? nil : Array(token.utf8)
     }
 
-    /// SIGTERM and SIGINT end the service between two requests, exit 0:
-    /// they are blocked in every thread (the connections' threads inherit
-    /// the mask) and awaited by one thread of their own.
-    private static func stopOnSignals(_ service: RulesService, data: String) {
+    /// Blocks SIGTERM and SIGINT in this thread, and so in every thread
+    /// started after (threads inherit the mask); the set, for
+    /// `stopOnSignals`.
+    private static func blockStopSignals() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        let awaited = set
+        return set
+    }
+
+    /// SIGTERM and SIGINT end the service between two requests, exit 0:
+    /// they are blocked in every thread (`blockStopSignals`, before the
+    /// first was started) and awaited by one thread of their own.
+    private static func stopOnSignals(_ awaited: sigset_t, _ service: RulesService, data: String) {
         startThread {
             var set = awaited, signal: Int32 = 0
             sigwait(&set, &signal)

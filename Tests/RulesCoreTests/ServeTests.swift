@@ -29,8 +29,23 @@ struct ServeTests {
             if let fileSizeLimit { command = ["/bin/sh", "-c", "ulimit -f \(fileSizeLimit) && exec \"$0\" \"$@\""] + command }
             let argv = command.map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
+            // Started as a shell or systemd starts it: no signal blocked,
+            // SIGTERM and SIGINT at their defaults (the test runner's own
+            // mask would otherwise be inherited, and hide a thread that
+            // does not block them).
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            var none = sigset_t(), defaults = sigset_t()
+            sigemptyset(&none)
+            sigemptyset(&defaults)
+            sigaddset(&defaults, SIGTERM)
+            sigaddset(&defaults, SIGINT)
+            posix_spawnattr_setsigmask(&attributes, &none)
+            posix_spawnattr_setsigdefault(&attributes, &defaults)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
             var pid: pid_t = 0
-            guard posix_spawn(&pid, command[0], &actions, nil, argv, environ) == 0 else { throw TestFailure("cannot start rules serve") }
+            guard posix_spawn(&pid, command[0], &actions, &attributes, argv, environ) == 0 else { throw TestFailure("cannot start rules serve") }
             self.pid = pid
             // Ready when it says where it listens.
             var found: Int? = nil
@@ -761,6 +776,28 @@ struct ServeTests {
         #expect(again.stderr.contains("checkpoint is ignored (its checksum does not match): the whole log is replayed"), "\(again.stderr)")
         #expect(try again.curl("/v1/report").body == withExtra)
         try? FileManager.default.removeItem(atPath: data)
+    }
+
+    /// SIGTERM is a process's signal: the kernel hands it to any thread
+    /// that does not block it. Threads started before the service blocked
+    /// it (the shards' helpers) took it and died of it (exit 143, no
+    /// checkpoint) — more often the more of them there were.
+    @Test("SIGTERM and SIGINT stop it with 0 and a checkpoint, whatever the threads (--jobs 1, 2, 8), idle and after bodies")
+    func stopSignalsWithManyThreads() throws {
+        let policy = Repo.root.appendingPathComponent("rules/citizen.rules").path
+        let body = Self.citizenStream(events: 200, people: 20, seed: 5).joined()
+        for (jobs, signal) in [("1", SIGTERM), ("2", SIGTERM), ("8", SIGTERM), ("8", SIGINT), ("8", SIGTERM)] {
+            let data = Self.dataDirectory()
+            defer { try? FileManager.default.removeItem(atPath: data) }
+            let server = try Server([policy, "--data", data, "--jobs", jobs])
+            if signal == SIGTERM && jobs != "1" { #expect(try server.curl("/v1/events", ["-X", "POST", "--data-binary", body]).status == 200) }
+            kill(server.pid, signal)
+            var status: Int32 = 0
+            waitpid(server.pid, &status, 0)
+            #expect(status & 0x7F == 0 && (status >> 8) & 0xFF == 0, "--jobs \(jobs), signal \(signal): wait status \(status)\n\(server.stderr)")
+            #expect(FileManager.default.fileExists(atPath: data + "/checkpoint"), "--jobs \(jobs): no checkpoint")
+            #expect(server.stderr.contains("rules: stopped; every acknowledged body is in"))
+        }
     }
 
     @Test("group commit: bodies posted at once from 8 connections share syncs, and the report is rules run's over the whole stream")
