@@ -136,7 +136,9 @@ struct Checker {
 
     /// The keys of a stream line that are not event fields (the contract's
     /// "Event streams" and "Corrections"): no declaration may use them.
-    static let reservedKeys = ["citizen", "type", "time", "id"]
+    static let reservedKeys = [defaultPersonKey, "type", "time", "id"]
+    /// The contract's person key (`--person-key` names another at run time).
+    static let defaultPersonKey = "citizen"
     static let neverFields: Set<String> = ["type", "time", "id"]
 
     /// The type of a retraction line (docs/LANGUAGE.md, "Corrections"): it
@@ -660,7 +662,7 @@ struct Checker {
                            help: "a rule cannot read it: the line's `type`, `time` and `id` are never event fields")
                     return nil
                 }
-                if n == PersonKey.citizen.name {
+                if n == Self.defaultPersonKey {
                     report(.unknownField, "event `\(policy.events[event].name)` has no field `\(n)`: the person a line is about is not one of its fields",
                            at: span, help: "a rule reads the event's own fields; every rule is about the line's person already")
                     return nil
