@@ -48,6 +48,33 @@ struct PolicyTestRunnerTests {
         #expect(run.outcomes[0].location == "policy.rules:6")
     }
 
+    @Test("`3 × …` (or `3 x …`) is the same event that many times; fewer do not count up to a counted rule; a bad count is an error")
+    func repeatedEvents() {
+        let run = Self.run("""
+        test "repeated" {
+          3 × 2026-01-01 alice: speeding
+          2 x 2026-01-01T10:00:00Z bob: speeding { speed: 100 }
+          expect alice score == 85
+          expect alice denied driving
+          expect bob score == 90
+          expect bob not denied driving
+          1 × 2026-01-02 bob: speeding
+          expect bob denied driving
+        }
+        """)
+        #expect(run.outcomes.count == 1 && run.outcomes[0].passed, "\(run.outcomes.first?.details ?? [])")
+        // The AST says it once, with its count.
+        let (statements, _) = Parser.parse(SourceFile(name: "t.rules", text: "test \"t\" {\n  4 × 2026-01-01 a: x\n}\n"), file: 0)
+        let dumped = statements.map(ASTDump.dump).joined(separator: "\n")
+        #expect(dumped.contains("(event 2026-01-01T00:00:00Z a x (× 4))"), "\(dumped)")
+        for bad in ["0", "2.5", "10001"] {
+            let result = PolicyCompiler.compile(Self.policy + "test \"t\" {\n  \(bad) × 2026-01-01 a: speeding\n  expect a score == 100\n}\n")
+            #expect(result.diagnostics.contains { $0.message.contains("a repeated event's count must be a whole number from 1 to 10000") }, "\(bad)")
+        }
+        // In a policy, `3 x within …` is still a counted rule of event `x`.
+        #expect(PolicyCompiler.compile("3 x within 30 days → -5\n").diagnostics.filter { $0.severity == .error }.isEmpty)
+    }
+
     @Test("a test takes an event back: events with ids, a retraction step, expectations after it; a bad one fails with its reason")
     func retraction() {
         let run = Self.run("""

@@ -34,6 +34,16 @@ struct ReplSessionTests {
         #expect(s.handle(":state x").out.contains("score 1"))
     }
 
+    @Test("`3 × …` at the prompt applies the event three times")
+    func repeatedEventAtThePrompt() {
+        let s = Self.session()
+        _ = s.handle("3 littering within 30 days → deny parks for 90 days")
+        #expect(s.handle("2 × 2026-01-05 alice: littering").err == "")
+        #expect(!s.handle(":state alice").out.contains("denied [parks]"))
+        #expect(s.handle("1 x 2026-01-05 alice: littering").err == "")
+        #expect(s.handle(":state alice").out.contains("denied [parks]"))
+    }
+
     @Test(":retract takes an event back at the clock, and stays taken back when the rules change")
     func retract() {
         let session = ReplSession(loader: PolicyLoader(read: { _ in .failure(PolicyLoader.ReadError("none")) }), write: { _, _ in nil })

@@ -123,6 +123,9 @@ package struct EventLiteral: Sendable {
     public var event: Name
     public var fields: [(name: Name, value: LiteralValue)]
     public var span: Span
+    /// How many times it happens (`3 × 2026-01-05 alice: littering`):
+    /// that many events, one after the other, at the same time.
+    public var repeats = 1
 }
 
 package enum LiteralValue: Sendable, Equatable {

@@ -26,7 +26,8 @@ package enum ASTDump {
         switch step {
         case .event(let e):
             let fields = e.fields.map { " (\($0.name.text) \(dump($0.value)))" }.joined()
-            return "(event \(Timestamp.format(e.time)) \(e.person.text) \(e.event.text)\(fields))"
+            let times = e.repeats == 1 ? "" : " (× \(e.repeats))"
+            return "(event \(Timestamp.format(e.time)) \(e.person.text) \(e.event.text)\(fields)\(times))"
         case .expect(let x):
             let at = x.at.map { "at \(Timestamp.format($0)) " } ?? ""
             switch x.kind {

@@ -350,6 +350,8 @@ package struct Lexer {
         case UInt8(ascii: "!"): result = next == UInt8(ascii: "=") ? two(.ne) : nil
         case UInt8(ascii: "<"): result = next == UInt8(ascii: "=") ? two(.le) : one(.lt)
         case UInt8(ascii: ">"): result = next == UInt8(ascii: "=") ? two(.ge) : one(.gt)
+        case 0xC3 where next == 0x97:
+            result = (.times, 2)  // ×
         case 0xE2 where next == 0x86 && pos + 2 < bytes.count && bytes[pos + 2] == 0x92:
             result = (.arrow, 3)  // →
         default: result = nil

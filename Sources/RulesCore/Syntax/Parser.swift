@@ -316,6 +316,7 @@ package struct Parser {
     /// test-step = event-literal | [ "at" TIME ] "expect" expectation
     private mutating func parseTestStep() throws -> TestStep {
         if case .time = kind { return .event(try parseEventLiteral()) }
+        if startsRepeatedEvent { return .event(try parseEventLiteral()) }
         let start = current.span
         var at: Int64? = nil
         if kind == .name("at") {
@@ -335,11 +336,23 @@ package struct Parser {
         return .expect(Expectation(at: at, kind: expectation, span: span(from: start)))
     }
 
-    /// event-literal = TIME person ":" words [ "{" [ field { "," field } ] "}" ]
+    /// event-literal = [ NUMBER ("×" | "x") ] TIME person ":" words [ "{" [ field { "," field } ] "}" ]
     /// field = words ":" literal
     mutating func parseEventLiteral() throws -> EventLiteral {
         let start = current.span
-        guard case .time(let time) = kind else { throw fail(.unexpectedToken, "expected the event's time, found \(kind.display)") }
+        var repeats = 1
+        if startsRepeatedEvent {
+            guard case .number(let n) = kind, n == n.rounded(), n >= 1, n <= Double(Self.maxRepeats) else {
+                throw fail(.unexpectedToken, "a repeated event's count must be a whole number from 1 to \(Self.maxRepeats)")
+            }
+            repeats = Int(n)
+            advance()
+            advance()
+        }
+        guard case .time(let time) = kind else {
+            throw fail(.unexpectedToken, "expected the event's time, found \(kind.display)",
+                       help: repeats > 1 ? "write `\(repeats) × 2026-01-05 alice: littering`" : nil)
+        }
         advance()
         let person = try parsePerson()
         _ = try expect(.colon, "`:` between the person and the event", help: "write `2026-01-05 \(person.text): speeding`")
@@ -354,7 +367,16 @@ package struct Parser {
             }
             _ = try expect(.rbrace, "`}` to close the fields")
         }
-        return EventLiteral(time: time, person: person, event: event, fields: fields, span: span(from: start))
+        return EventLiteral(time: time, person: person, event: event, fields: fields, span: span(from: start), repeats: repeats)
+    }
+
+    /// The most times one literal may repeat its event.
+    static let maxRepeats = 10_000
+
+    /// `3 ×` (or `3 x`) before an event literal.
+    var startsRepeatedEvent: Bool {
+        guard case .number = kind, index + 1 < tokens.count else { return false }
+        return tokens[index + 1].kind == .times || tokens[index + 1].kind == .name("x")
     }
 
     /// A person id: one word, or a string for ids with other characters.

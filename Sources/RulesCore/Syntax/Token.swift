@@ -30,6 +30,9 @@ package enum TokenKind: Equatable, Sendable {
     /// `2026-01-05T08:00:00Z`, in microseconds since the epoch.
     case time(Int64)
     case arrow, comma, semicolon, newline, colon, dot, assign
+    /// `×` (U+00D7): a test's or the REPL's repeated event (`3 × 2026-01-05
+    /// alice: littering`).
+    case times
     case lparen, rparen, lbracket, rbracket, lbrace, rbrace
     case plus, minus, star, slash, percent
     case eq, ne, lt, le, gt, ge
@@ -58,6 +61,7 @@ package enum TokenKind: Equatable, Sendable {
         case .string: return "a string"
         case .time: return "a time"
         case .arrow: return "`→`"
+        case .times: return "`×`"
         case .comma: return "`,`"
         case .semicolon: return "`;`"
         case .newline: return "end of line"

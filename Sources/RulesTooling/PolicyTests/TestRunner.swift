@@ -94,7 +94,7 @@ private struct SingleTest {
     mutating func run(_ test: TestBlock) -> TestOutcome {
         for step in test.steps {
             switch step {
-            case .event(let e): apply(e)
+            case .event(let e): for _ in 0..<e.repeats { apply(e) }
             case .expect(let x): check(x)
             }
         }

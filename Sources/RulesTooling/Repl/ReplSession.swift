@@ -89,8 +89,14 @@ package final class ReplSession {
         return (lines.last.map(String.init) ?? "").trimmingCharacters(in: " \t\r")
     }
 
+    /// An event: `2026-…`, or `N × 2026-…` (`N x 2026-…`), repeated.
     private static func startsWithTime(_ text: String) -> Bool {
-        let b = Array(text.utf8.prefix(5))
+        var rest = Substring(text)
+        if let count = rest.firstIndex(where: { !$0.isNumber }), count > rest.startIndex {
+            let after = rest[count...].drop { $0 == " " }
+            if after.first == "×" || after.first == "x" { rest = after.dropFirst().drop { $0 == " " } }
+        }
+        let b = Array(rest.utf8.prefix(5))
         return b.count == 5 && b[0..<4].allSatisfy { $0 >= 48 && $0 <= 57 } && b[4] == UInt8(ascii: "-")
     }
 
@@ -229,7 +235,7 @@ package final class ReplSession {
                 reply.err += "the clock is at \(Timestamp.format(clock)); this event is earlier (use :reset to start over)\n"
                 continue
             }
-            apply(literal, sources, &reply, announce: true)
+            for _ in 0..<literal.repeats { apply(literal, sources, &reply, announce: true) }
         }
         return reply
     }
@@ -286,6 +292,7 @@ package final class ReplSession {
     public static let help = """
     Type a rule to add it:          speeding where speed > limit + 30 → -20
     Type an event to apply it:      2026-01-05T08:00:00Z alice: speeding { speed: 95, limit: 60 }
+    …or the same event N times:     3 × 2026-01-05 alice: littering
     Commands:
       :help               this help
       :load FILE          add the rules of a policy file
