@@ -33,7 +33,8 @@ package enum Folder {
                 guard case .number(let n)? = evaluate(arg) else { return nil }
                 nums.append(n)
             }
-            return .number(Arithmetic.call(fn, nums[0], nums.count > 1 ? nums[1] : 0))
+            guard nums.count > 1 else { return .number(Arithmetic.call(fn, nums[0], 0)) }
+            return .number(nums.dropFirst().reduce(nums[0]) { Arithmetic.call(fn, $0, $1) })
         default:
             return nil
         }

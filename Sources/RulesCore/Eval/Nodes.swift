@@ -142,9 +142,15 @@ final class CallNode: Node {
         let x = args[0].eval(c)
         guard case .number(let a) = x else { return x.asFailure }
         guard args.count > 1 else { return .number(Arithmetic.call(fn, a, 0)) }
-        let y = args[1].eval(c)
-        guard case .number(let b) = y else { return y.asFailure }
-        return .number(Arithmetic.call(fn, a, b))
+        // `min(a, b, c)` is `min(min(a, b), c)`: left to right, the first
+        // argument that fails is the answer.
+        var result = a
+        for k in 1..<args.count {
+            let y = args[k].eval(c)
+            guard case .number(let b) = y else { return y.asFailure }
+            result = Arithmetic.call(fn, result, b)
+        }
+        return .number(result)
     }
 }
 

@@ -707,7 +707,7 @@ package struct Parser {
         }
     }
 
-    /// call = ("min" | "max") "(" expr "," expr ")" | "abs" "(" expr ")"
+    /// call = ("min" | "max") "(" expr "," expr { "," expr } ")" | "abs" "(" expr ")"
     ///      | "count" "(" NAME ["where" expr] "within" expr ")"
     ///      | "sum" "(" NAME "." NAME ["where" expr] "within" expr ")"
     private mutating func parseCall(_ builtin: Builtin) throws -> Expr {
@@ -735,9 +735,9 @@ package struct Parser {
                 args.append(try parseExpression())
                 if !accept(.comma) { break }
             }
-            let wanted = builtin.arity!
-            if args.count != wanted {
-                throw fail(.unexpectedToken, "`\(builtin.rawValue)` takes \(wanted == 1 ? "one argument" : "two arguments"), not \(args.count)",
+            let wanted = builtin.arguments!
+            if !wanted.contains(args.count) {
+                throw fail(.unexpectedToken, "`\(builtin.rawValue)` takes \(wanted.count == 1 ? "one argument" : "two or more arguments"), not \(args.count)",
                            at: span(from: start))
             }
             kind = .call(builtin, args)

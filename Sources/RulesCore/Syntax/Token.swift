@@ -9,12 +9,13 @@ package enum Keyword: String, CaseIterable, Sendable {
 package enum Builtin: String, Sendable {
     case min, max, abs, count, sum
 
-    /// The arguments of a plain function; nil for the windowed aggregates,
+    /// How many arguments a plain function takes: `min` and `max` two or
+    /// more (`min(a, b, c)`), `abs` one; nil for the windowed aggregates,
     /// whose syntax is their own (`count(E within D)`).
-    var arity: Int? {
+    var arguments: ClosedRange<Int>? {
         switch self {
-        case .min, .max: 2
-        case .abs: 1
+        case .min, .max: 2...Parser.maxOperators
+        case .abs: 1...1
         case .count, .sum: nil
         }
     }

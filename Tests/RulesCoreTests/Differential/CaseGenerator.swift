@@ -235,7 +235,10 @@ struct CaseGenerator {
         if depth > 0 && rng.chance(40) {
             switch rng.below(3) {
             case 0: return "\(numberExpr(depth: depth - 1)) \(rng.pick(["+", "-", "*", "/", "%"])) \(numberExpr(depth: depth - 1))"
-            case 1: return "\(rng.pick(["min", "max"]))(\(numberExpr(depth: depth - 1)), \(numberExpr(depth: depth - 1)))"
+            case 1:
+                // Two arguments mostly; three now and then (`min(a, b, c)`).
+                let more = rng.chance(25) ? ", \(numberExpr(depth: depth - 1))" : ""
+                return "\(rng.pick(["min", "max"]))(\(numberExpr(depth: depth - 1)), \(numberExpr(depth: depth - 1))\(more))"
             default: return "abs(\(numberExpr(depth: depth - 1)))"
             }
         }

@@ -298,8 +298,8 @@ struct ReferenceModel {
             for a in args { guard let x = number(a) else { return nil }; xs.append(x) }
             switch fn {
             case .abs: return .number(Swift.abs(xs[0]))
-            case .min: return .number(Swift.min(xs[0], xs[1]))
-            case .max: return .number(Swift.max(xs[0], xs[1]))
+            case .min: return .number(xs.dropFirst().reduce(xs[0]) { Swift.min($0, $1) })
+            case .max: return .number(xs.dropFirst().reduce(xs[0]) { Swift.max($0, $1) })
             default: return nil
             }
         case .aggregate(let buffer, let window, let isSum):
