@@ -107,10 +107,18 @@ struct PointingTests {
         #expect(percent.map(\.code) == ["E0201"] && percent.first?.at == "%")
     }
 
+    @Test("`between` in a condition is both comparisons: the same rule as written out, an empty range never holds, `and` in its bounds is its own")
+    func betweenIsBothComparisons() {
+        #expect(Self.diagnostics("speeding where speed between 31 and 50 → -5\nspeeding where speed >= 31 and speed <= 50 → -5\n").map(\.code) == ["W0505"])
+        #expect(Self.diagnostics("while score between 5 and 1 → flag odd\nspeeding where odd → -1\n").map(\.code) == ["W0508"])
+        #expect(Self.diagnostics("speeding where speed between 31 50 → -5\n").map(\.code) == ["E0201"])
+        // `between` is a keyword: a name's words stop at it.
+        #expect(Self.diagnostics("time between visits → -1\n").map(\.code) == ["E0201"])
+    }
+
     @Test("where after within, between, =>, fields and units in durations: each named for what it is")
     func namedForWhatTheyAre() {
         #expect(Self.diagnostics("3 x within 30 days where n > 1 → -5\n").map(\.at) == ["where"])
-        #expect(Self.diagnostics("speeding where speed between 1 and 5 → -1\n").map(\.at) == ["speed between"])
         #expect(Self.diagnostics("speeding => -5\n").map(\.at) == ["=>"])
         #expect(Self.diagnostics("x => -5\n").map(\.code) == ["E0202"])
         #expect(Self.diagnostics("event fine { days: number }\nfine → deny driving for days days\n").map(\.code) == ["E0306"])

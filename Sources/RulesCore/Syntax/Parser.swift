@@ -225,7 +225,7 @@ package struct Parser {
     private mutating func parseStateRule() throws -> StateRule {
         let start = advance().span
         let condition = try parseExpression()
-        try expectArrow(after: condition)
+        try expectArrow()
         let effects = try parseEffects()
         return StateRule(condition: condition, effects: effects, span: span(from: start))
     }
@@ -247,7 +247,7 @@ package struct Parser {
             throw fail(.missingArrow, "expected `→`, found `where` after the window",
                        help: "`where` comes before `within`: `\(counted)\(source.text(event.span)) where … within \(source.text(window.span))`")
         }
-        try expectArrow(after: condition)
+        try expectArrow()
         let effects = try parseEffects()
         return EventRule(count: count, event: event, condition: condition, window: window,
                          effects: effects, span: span(from: start))
@@ -437,7 +437,7 @@ package struct Parser {
         }
         let person = try parsePerson()
         if accept(.keyword(.score)) {
-            if accept(.name("between")) {
+            if accept(.keyword(.between)) {
                 let low = try parseNumberLiteral()
                 _ = try expect(.keyword(.and), "`and` between the bounds")
                 return .scoreBetween(person: person, low: low, high: try parseNumberLiteral())
@@ -475,43 +475,15 @@ package struct Parser {
         return .holds(person: person, kind: target, name: try parseWords("a name"), negated: negated)
     }
 
-    private mutating func expectArrow(after condition: Expr? = nil) throws {
+    private mutating func expectArrow() throws {
         if accept(.arrow) { return }
         if atStatementEnd {
             throw fail(.missingArrow, "expected `→` and the rule's effects, found \(kind.display)",
                        help: "a rule needs effects: `… → -5` or `… → deny travel` (`->` works too)")
         }
         try refuseArrowLookalike()
-        try refuseBetween(after: condition)
         throw fail(.missingArrow, "expected `→`, found \(kind.display)",
                    help: "`where` takes one condition; join conditions with `and` / `or`")
-    }
-
-    /// `X between LOW and HIGH` in a condition: `between` is a word of its
-    /// own after a keyword (`score between`), or the last of a name's words
-    /// (`speed between` lexes as one name). Rewritten when the bounds are
-    /// plain.
-    private mutating func refuseBetween(after condition: Expr?) throws {
-        let previous = index > 0 ? tokens[index - 1] : current
-        var x: String? = nil, at = current.span, bounds = index
-        if kind == .name("between") {
-            x = condition.map { source.text($0.span) }
-            bounds = index + 1
-        } else if case .name(let n) = previous.kind, n.hasSuffix("_between") {
-            let words = source.text(previous.span).split(separator: " ", omittingEmptySubsequences: true)
-            x = words.dropLast().joined(separator: " ")
-            at = previous.span
-            bounds = index
-        } else {
-            return
-        }
-        var rewrite = "X >= LOW and X <= HIGH"
-        if let x, bounds + 2 < tokens.count, tokens[bounds + 1].kind == .keyword(.and) {
-            let low = source.text(tokens[bounds].span), high = source.text(tokens[bounds + 2].span)
-            rewrite = "\(x) >= \(low) and \(x) <= \(high)"
-        }
-        throw fail(.missingArrow, "a condition has no `between`", at: at,
-                   help: "a test's `expect … score between` has; here write `\(rewrite)`")
     }
 
     /// `=>` (two tokens, `=` and `>`, side by side) where `→` belongs.
@@ -586,7 +558,7 @@ package struct Parser {
         case .le: return (.le, 4)
         case .gt: return (.gt, 4)
         case .ge: return (.ge, 4)
-        case .keyword(.in): return (nil, 4)
+        case .keyword(.in), .keyword(.between): return (nil, 4)
         case .plus: return (.add, 5)
         case .minus: return (.sub, 5)
         case .star: return (.mul, 6)
@@ -629,7 +601,7 @@ package struct Parser {
             let opToken = advance()
             try countOperator(opToken.span)
             if op == nil {
-                left = try parseInList(left)
+                left = opToken.kind == .keyword(.between) ? try parseBetween(left) : try parseInList(left)
             } else {
                 let right = try parseBinary(minPower: power + 1)
                 left = Expr(kind: .binary(op!, left, right), span: left.span.to(right.span))
@@ -640,6 +612,20 @@ package struct Parser {
             }
         }
         return left
+    }
+
+    /// `x between LOW and HIGH`, both ends included, read as `x >= LOW and
+    /// x <= HIGH` (so everything after it — the checker, the engine, the
+    /// explanations, the reference model — knows it already). The bounds
+    /// bind tighter than `and`: `score between 1 and 5 and debtor` joins
+    /// `debtor` to the whole.
+    private mutating func parseBetween(_ left: Expr) throws -> Expr {
+        let low = try parseBinary(minPower: 5)
+        _ = try expect(.keyword(.and), "`and` between the bounds", help: "write `\(source.text(left.span)) between LOW and HIGH`")
+        let high = try parseBinary(minPower: 5)
+        let atLeast = Expr(kind: .binary(.ge, left, low), span: left.span.to(low.span))
+        let atMost = Expr(kind: .binary(.le, left, high), span: left.span.to(high.span))
+        return Expr(kind: .binary(.and, atLeast, atMost), span: left.span.to(high.span))
     }
 
     /// `x in [a, b, ...]`

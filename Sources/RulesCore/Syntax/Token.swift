@@ -3,6 +3,7 @@
 package enum Keyword: String, CaseIterable, Sendable {
     case score, `let`, event, `where`, within, `while`, and, or, not, `in`
     case `true`, `false`, deny, allow, grant, revoke, flag, clear, `for`, test
+    case between
 }
 
 /// `min max abs count sum` are functions only right before `(`.

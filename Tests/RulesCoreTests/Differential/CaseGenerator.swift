@@ -199,7 +199,9 @@ struct CaseGenerator {
             return "\(stateCondition(depth: depth - 1, k: k)) \(rng.pick(["and", "or"])) \(stateCondition(depth: depth - 1, k: k))"
         }
         switch rng.below(5) {
-        case 0: return "score \(rng.pick(["<", ">=", "=="])) \(rng.pick(["0", "10", "-5", "100"]))"
+        case 0:
+            if rng.chance(25) { return "score between \(rng.pick(["-5", "0"])) and \(rng.pick(["0", "10", "100"]))" }
+            return "score \(rng.pick(["<", ">=", "=="])) \(rng.pick(["0", "10", "-5", "100"]))"
         case 1: return rng.pick(Self.eventFlags)
         case 2 where k > 0: return Self.stateFlags[rng.below(k)]
         case 3: return "count(\(aggregateBody())) >= \(1 + rng.below(3))"
@@ -220,7 +222,9 @@ struct CaseGenerator {
         case 1: return rng.pick(Self.eventFlags)
         case 2: return "s == \(rng.pick(["\"u\"", "\"\"", "\"é\""]))"
         case 3: return rng.pick(["ok", "not ok", "ok == true"])
-        case 4: return "x in [\(rng.pick(["1, 2", "0", "-3, 2.5, 7"]))]"
+        case 4:
+            if rng.chance(40) { return "x between \(rng.pick(["-3", "1", "2.5"])) and \(rng.pick(["1", "2", "7"]))" }
+            return "x in [\(rng.pick(["1, 2", "0", "-3, 2.5, 7"]))]"
         case 5:
             // A flag a `while` rule holds, as of the event (every w_k a
             // state rule may set; the last one might set another).
