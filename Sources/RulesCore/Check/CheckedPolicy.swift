@@ -22,6 +22,8 @@ package indirect enum IR: Sendable, Hashable {
     case binary(BinaryOp, IR, IR)
     case inList(IR, [IR])
     case call(Builtin, [IR])
+    /// `if CONDITION then A else B`: only the value chosen is evaluated.
+    case conditional(IR, IR, IR)
     /// A windowed aggregate over a buffer; `window` in ticks.
     case aggregate(buffer: Int, window: Int64, sum: Bool)
 
@@ -34,6 +36,7 @@ package indirect enum IR: Sendable, Hashable {
         case .binary(_, let a, let b): return a.isConstant && b.isConstant
         case .inList(let a, let items): return a.isConstant && items.allSatisfy(\.isConstant)
         case .call(_, let args): return args.allSatisfy(\.isConstant)
+        case .conditional(let c, let a, let b): return c.isConstant && a.isConstant && b.isConstant
         }
     }
 
@@ -58,6 +61,7 @@ package indirect enum IR: Sendable, Hashable {
         case .binary(_, let a, let b): a.forEachPart(body); b.forEachPart(body)
         case .inList(let a, let items): a.forEachPart(body); items.forEach { $0.forEachPart(body) }
         case .call(_, let args): args.forEach { $0.forEachPart(body) }
+        case .conditional(let c, let a, let b): c.forEachPart(body); a.forEachPart(body); b.forEachPart(body)
         case .number, .bool, .string, .field, .flag, .score, .aggregate: break
         }
     }
@@ -73,6 +77,7 @@ package indirect enum IR: Sendable, Hashable {
         case .binary(_, let a, let b): return a.readsOnlyTheEvent && b.readsOnlyTheEvent
         case .inList(let a, let items): return a.readsOnlyTheEvent && items.allSatisfy(\.readsOnlyTheEvent)
         case .call(_, let args): return args.allSatisfy(\.readsOnlyTheEvent)
+        case .conditional(let c, let a, let b): return c.readsOnlyTheEvent && a.readsOnlyTheEvent && b.readsOnlyTheEvent
         }
     }
 
@@ -84,6 +89,7 @@ package indirect enum IR: Sendable, Hashable {
         case .binary(_, let a, let b): a.flagsRead(into: &set); b.flagsRead(into: &set)
         case .inList(let a, let items): a.flagsRead(into: &set); items.forEach { $0.flagsRead(into: &set) }
         case .call(_, let args): args.forEach { $0.flagsRead(into: &set) }
+        case .conditional(let c, let a, let b): c.flagsRead(into: &set); a.flagsRead(into: &set); b.flagsRead(into: &set)
         default: break
         }
     }

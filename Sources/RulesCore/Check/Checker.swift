@@ -130,6 +130,7 @@ struct Checker {
         case .binary(_, let a, let b): collectNames(a, into: &set); collectNames(b, into: &set)
         case .inList(let a, let items): collectNames(a, into: &set); items.forEach { collectNames($0, into: &set) }
         case .call(_, let args): args.forEach { collectNames($0, into: &set) }
+        case .conditional(let c, let a, let b): [c, a, b].forEach { collectNames($0, into: &set) }
         default: break
         }
     }
@@ -552,6 +553,14 @@ struct Checker {
                 irs.append(i)
             }
             return (.inList(ir, irs), .bool)
+        case .conditional(let c, let a, let b):
+            guard let (ci, ct) = resolve(c, scope: scope) else { return nil }
+            guard ct == .bool || ct == .any else { return mismatch(c.span, "`if` needs a condition (true or false); this is a \(ct.rawValue)") }
+            guard let (ai, at) = resolve(a, scope: scope), let (bi, bt) = resolve(b, scope: scope) else { return nil }
+            if at != .any && bt != .any && at != bt {
+                return mismatch(e.span, "the two values of an `if` must be of one type; here a \(at.rawValue) and a \(bt.rawValue)")
+            }
+            return (.conditional(ci, ai, bi), at == .any ? bt : at)
         case .call(let fn, let args):
             var irs: [IR] = []
             for arg in args {

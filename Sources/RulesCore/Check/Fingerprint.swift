@@ -91,6 +91,7 @@ enum Fingerprint {
             case .binary(let op, let a, let b): "(\(binary(op)) \(ir(a)) \(ir(b)))"
             case .inList(let a, let items): "(in \(ir(a)) [\(items.map(ir).joined(separator: " "))])"
             case .call(let fn, let args): "(\(function(fn)) \(args.map(ir).joined(separator: " ")))"
+            case .conditional(let c, let a, let b): "(if \(ir(c)) \(ir(a)) \(ir(b)))"
             case .aggregate(let b, let window, let sum): "(\(sum ? "sum" : "count") buffer \(b) within \(window))"
             }
         }

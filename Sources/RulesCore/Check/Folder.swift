@@ -27,6 +27,9 @@ package enum Folder {
                 if i == v { return .bool(true) }
             }
             return .bool(false)
+        case .conditional(let c, let a, let b):
+            guard case .bool(let holds)? = evaluate(c) else { return nil }
+            return evaluate(holds ? a : b)
         case .call(let fn, let args):
             var nums: [Double] = []
             for arg in args {

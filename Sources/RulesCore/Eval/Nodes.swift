@@ -134,6 +134,19 @@ final class InListNode: Node {
     }
 }
 
+/// `if CONDITION then A else B`: only the value chosen is evaluated (the
+/// other may read a field this event lacks); a condition that fails, or is
+/// not true or false, fails the whole.
+final class ConditionalNode: Node {
+    let condition: Node, then: Node, otherwise: Node
+    init(_ condition: Node, _ then: Node, _ otherwise: Node) { (self.condition, self.then, self.otherwise) = (condition, then, otherwise) }
+    override func eval(_ c: EvalContext) -> Value {
+        let v = condition.eval(c)
+        guard case .bool(let holds) = v else { return v.asFailure }
+        return holds ? then.eval(c) : otherwise.eval(c)
+    }
+}
+
 final class CallNode: Node {
     let fn: Builtin
     let args: [Node]

@@ -231,6 +231,7 @@ struct NodeCompiler {
             }
         case .inList(let a, let items): return InListNode(compile(a), items.map { compile($0) })
         case .call(let fn, let args): return CallNode(fn, args.map { compile($0) })
+        case .conditional(let c, let a, let b): return ConditionalNode(compile(c), compile(a), compile(b))
         case .aggregate(let buffer, let window, let sum): return AggregateNode(buffer: buffer, window: window, isSum: sum)
         }
     }

@@ -50,6 +50,7 @@ final class Tracer: EngineObserver {
         case .binary(_, let a, let b): windows(a, into: &set); windows(b, into: &set)
         case .inList(let a, let items): windows(a, into: &set); items.forEach { windows($0, into: &set) }
         case .call(_, let args): args.forEach { windows($0, into: &set) }
+        case .conditional(let c, let a, let b): windows(c, into: &set); windows(a, into: &set); windows(b, into: &set)
         default: break
         }
     }

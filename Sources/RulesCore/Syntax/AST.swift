@@ -28,8 +28,10 @@ package indirect enum ExprKind: Sendable, Equatable {
     case unary(UnaryOp, Expr)
     case binary(BinaryOp, Expr, Expr)
     case inList(Expr, [Expr])
-    /// `min(a, b)`, `max(a, b)`, `abs(x)`.
+    /// `min(a, b, …)`, `max(a, b, …)`, `abs(x)`.
     case call(Builtin, [Expr])
+    /// `if CONDITION then A else B`.
+    case conditional(Expr, Expr, Expr)
     /// `count(EVENT [where COND] within DURATION)`.
     case count(event: Name, condition: Expr?, window: Expr)
     /// `sum(EVENT.FIELD [where COND] within DURATION)`.

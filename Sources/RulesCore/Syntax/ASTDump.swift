@@ -70,6 +70,7 @@ package enum ASTDump {
         case .unary(let op, let a): return "(\(op.rawValue) \(dump(a)))"
         case .binary(let op, let a, let b): return "(\(op.rawValue) \(dump(a)) \(dump(b)))"
         case .inList(let a, let items): return "(in \(dump(a)) [" + items.map(dump).joined(separator: " ") + "])"
+        case .conditional(let c, let a, let b): return "(if \(dump(c)) \(dump(a)) \(dump(b)))"
         case .call(let f, let args): return "(\(f.rawValue) " + args.map(dump).joined(separator: " ") + ")"
         case .count(let ev, let c, let w):
             return "(count \(ev.text)" + (c.map { " (where \(dump($0)))" } ?? "") + " (within \(dump(w))))"

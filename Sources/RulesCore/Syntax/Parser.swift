@@ -680,6 +680,8 @@ package struct Parser {
             return Expr(kind: inner.kind, span: span(from: token.span))
         case .builtin(let b):
             return try parseCall(b)
+        case .keyword(.if):
+            return try parseConditional()
         default:
             // An operator that ends the statement (`-5 %`, `-5 +` before a
             // blank line) is what to point at, not the line's end.
@@ -691,6 +693,20 @@ package struct Parser {
             }
             throw fail(.unexpectedToken, "expected a value, found \(token.kind.display)")
         }
+    }
+
+    /// conditional = "if" expr "then" expr "else" expr. Each value reaches
+    /// as far as an expression does (`if c then 1 else 2 + 3` ends in
+    /// `2 + 3`): inside a larger expression it goes in parentheses.
+    private mutating func parseConditional() throws -> Expr {
+        let start = advance().span
+        let condition = try parseBinary(minPower: 1)
+        _ = try expect(.keyword(.then), "`then` after the condition", help: "write `if CONDITION then A else B`")
+        let then = try parseBinary(minPower: 1)
+        _ = try expect(.keyword(.else), "`else` and the value otherwise",
+                       help: "an `if` has a value either way: `if CONDITION then A else B`")
+        let otherwise = try parseBinary(minPower: 1)
+        return Expr(kind: .conditional(condition, then, otherwise), span: span(from: start))
     }
 
     /// call = ("min" | "max") "(" expr "," expr { "," expr } ")" | "abs" "(" expr ")"

@@ -3,7 +3,7 @@
 package enum Keyword: String, CaseIterable, Sendable {
     case score, `let`, event, `where`, within, `while`, and, or, not, `in`
     case `true`, `false`, deny, allow, grant, revoke, flag, clear, `for`, test
-    case between
+    case between, `if`, then, `else`
 }
 
 /// `min max abs count sum` are functions only right before `(`.
@@ -45,7 +45,8 @@ package enum TokenKind: Equatable, Sendable {
         switch self {
         case .arrow, .comma, .plus, .minus, .star, .slash, .percent,
              .eq, .ne, .lt, .le, .gt, .ge, .assign,
-             .keyword(.and), .keyword(.or), .keyword(.in):
+             .keyword(.and), .keyword(.or), .keyword(.in),
+             .keyword(.if), .keyword(.then), .keyword(.else), .keyword(.between):
             return true
         default:
             return false

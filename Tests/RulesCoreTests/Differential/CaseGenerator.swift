@@ -243,7 +243,12 @@ struct CaseGenerator {
                 // Two arguments mostly; three now and then (`min(a, b, c)`).
                 let more = rng.chance(25) ? ", \(numberExpr(depth: depth - 1))" : ""
                 return "\(rng.pick(["min", "max"]))(\(numberExpr(depth: depth - 1)), \(numberExpr(depth: depth - 1))\(more))"
-            default: return "abs(\(numberExpr(depth: depth - 1)))"
+            default:
+                // Now and then a value chosen by a condition.
+                if rng.chance(30) {
+                    return "(if \(condition(depth: 0)) then \(numberExpr(depth: depth - 1)) else \(numberExpr(depth: depth - 1)))"
+                }
+                return "abs(\(numberExpr(depth: depth - 1)))"
             }
         }
         switch rng.below(6) {

@@ -286,6 +286,9 @@ struct ReferenceModel {
         case .binary(let op, let a, let b):
             guard let l = sub(a), let r = sub(b) else { return nil }
             return Self.binary(op, l, r)
+        case .conditional(let c, let a, let b):
+            guard case .bool(let holds)? = sub(c) else { return nil }
+            return sub(holds ? a : b)
         case .inList(let a, let items):
             guard let v = sub(a) else { return nil }
             for item in items {
