@@ -96,6 +96,15 @@ struct PointingTests {
         #expect(Self.diagnostics("let d = 10 / 0\nspeeding → deny travel for d\nparking → deny travel for d\n").map(\.code) == ["E0311"])
     }
 
+    @Test("min and max take any number of arguments up to the expression's cap of 500 operators and items, then E0207")
+    func manyArguments() {
+        func call(_ n: Int) -> String { "speeding → +min(" + (1...n).map(String.init).joined(separator: ", ") + ")\n" }
+        #expect(Self.diagnostics(call(2)).isEmpty)
+        #expect(Self.diagnostics(call(501)).isEmpty)   // 500 commas: at the cap
+        #expect(Self.diagnostics(call(502)).map(\.code) == ["E0207"])
+        #expect(Self.diagnostics("speeding → +max(1)\n").map(\.code) == ["E0201"])
+    }
+
     @Test("a blank line ends a statement after a dangling operator; a comment line does not")
     func blankLinesEndStatements() {
         let dangling = Self.diagnostics("speeding → -5 +\n\nlittering → -1\n")

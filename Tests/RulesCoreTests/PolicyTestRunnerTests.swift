@@ -71,6 +71,9 @@ struct PolicyTestRunnerTests {
             let result = PolicyCompiler.compile(Self.policy + "test \"t\" {\n  \(bad) × 2026-01-01 a: speeding\n  expect a score == 100\n}\n")
             #expect(result.diagnostics.contains { $0.message.contains("a repeated event's count must be a whole number from 1 to 10000") }, "\(bad)")
         }
+        // The edge: 10000 is taken, and applies 10000 events.
+        let most = Self.run("test \"most\" {\n  10000 × 2026-01-01 a: speeding\n  expect a score == -49900\n}\n")
+        #expect(most.outcomes.count == 1 && most.outcomes[0].passed, "\(most.outcomes.first?.details ?? [])")
         // In a policy, `3 x within …` is still a counted rule of event `x`.
         #expect(PolicyCompiler.compile("3 x within 30 days → -5\n").diagnostics.filter { $0.severity == .error }.isEmpty)
     }

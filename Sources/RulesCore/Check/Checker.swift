@@ -358,12 +358,12 @@ struct Checker {
             // The contract's grammar allows it, but without a count the window
             // changes nothing: the rule fires on every matching event.
             if constantDuration(windowExpr, what: "the window") == nil { ok = false }
-            if let (constant, rest) = constantAsCount(rule.event.text) {
+            if let (constant, value, rest) = constantAsCount(rule.event.text) {
                 // `let strikes = 3` then `strikes post removed within 7 days`:
                 // the constant was meant as the count, but it joined the
                 // event's name (counts are numbers).
                 report(.windowWithoutCount, "`within` without a count has no effect, and the event is named `\(rule.event.text.replacing("_", with: " "))`: the constant `\(constant)` became part of its name",
-                       at: rule.event.span, help: "a count is a number written before the event: `\(countText(constant)) \(rest) within …`")
+                       at: rule.event.span, help: "a count is a number written before the event: `\(value) \(rest) within …`")
             } else {
                 report(.windowWithoutCount, "`within` without a count has no effect: this rule fires on every matching event",
                        at: windowExpr.span,
@@ -739,23 +739,18 @@ struct Checker {
     }
 
     /// An event name whose first words name a constant that holds a whole
-    /// number, as a count would: the constant, and the rest of the name.
-    private mutating func constantAsCount(_ event: String) -> (constant: String, rest: String)? {
+    /// number, as a count would: the constant, its value, and the rest of
+    /// the name.
+    private mutating func constantAsCount(_ event: String) -> (constant: String, value: Int, rest: String)? {
         let words = event.split(separator: "_").map(String.init)
         for k in stride(from: words.count - 1, through: 1, by: -1) {
             let head = words[..<k].joined(separator: "_")
             guard constantDecls[head] != nil, case .number(let n)? = constant(head).flatMap({ Folder.evaluate($0.0) }),
                   n == n.rounded(), n >= 1 else { continue }
             constantsUsed.insert(head)
-            return (head.replacing("_", with: " "), words[k...].joined(separator: " "))
+            return (head.replacing("_", with: " "), Int(n), words[k...].joined(separator: " "))
         }
         return nil
-    }
-
-    /// A constant's whole-number value as written in a count.
-    private mutating func countText(_ constant: String) -> String {
-        guard case .number(let n)? = self.constant(constant.replacing(" ", with: "_")).flatMap({ Folder.evaluate($0.0) }) else { return "N" }
-        return String(Int(n))
     }
 
     /// The first declared event (in declaration order) with a field `n`.

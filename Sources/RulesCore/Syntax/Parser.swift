@@ -583,7 +583,7 @@ package struct Parser {
     private mutating func countOperator(_ at: Span) throws {
         operators += 1
         if operators > Self.maxOperators {
-            throw fail(.tooDeep, "expression too long (more than \(Self.maxOperators) operators and list items)", at: at,
+            throw fail(.tooDeep, "expression too long (more than \(Self.maxOperators) operators, list items and arguments)", at: at,
                        help: "split it: a `while` rule can name part of it as a flag")
         }
     }
@@ -734,6 +734,7 @@ package struct Parser {
         case .min, .max, .abs:
             var args: [Expr] = []
             while self.kind != .rparen {
+                if !args.isEmpty { try countOperator(current.span) }
                 args.append(try parseExpression())
                 if !accept(.comma) { break }
             }

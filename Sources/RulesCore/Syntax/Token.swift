@@ -11,11 +11,12 @@ package enum Builtin: String, Sendable {
     case min, max, abs, count, sum
 
     /// How many arguments a plain function takes: `min` and `max` two or
-    /// more (`min(a, b, c)`), `abs` one; nil for the windowed aggregates,
+    /// more (`min(a, b, c)`; each counts against the expression's cap on
+    /// operators and list items, E0207), `abs` one; nil for the windowed aggregates,
     /// whose syntax is their own (`count(E within D)`).
     var arguments: ClosedRange<Int>? {
         switch self {
-        case .min, .max: 2...Parser.maxOperators
+        case .min, .max: 2...Int.max
         case .abs: 1...1
         case .count, .sum: nil
         }
