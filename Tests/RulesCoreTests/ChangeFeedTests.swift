@@ -84,7 +84,7 @@ extension ChangeFeedTests {
             """)
         let policy = program.policy
         let windows = Dictionary(uniqueKeysWithValues: policy.buffers.indices.map { b in
-            ("\(policy.events[policy.buffers[b].event].name) cap \(policy.buffers[b].cap.map(String.init) ?? "none")", policy.bufferReadWindows[b])
+            ("\(policy.events[policy.buffers[b].events[0]].name) cap \(policy.buffers[b].cap.map(String.init) ?? "none")", policy.bufferReadWindows[b])
         })
         let day = 86_400 * Timestamp.perSecond
         #expect(windows == ["speeding cap 2": [], "speeding cap none": [60 * day], "littering cap none": [30 * day, 365 * day]])

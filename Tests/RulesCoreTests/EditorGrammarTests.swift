@@ -3,7 +3,8 @@ import Testing
 
 /// editors/rules.tmLanguage.json, applied the way a TextMate engine does
 /// (the earliest match on a line wins, ties go to the first pattern;
-/// `begin`/`end` for strings) with NSRegularExpression standing in for
+/// `begin`/`end` for strings; lookbehinds see the whole line) with
+/// NSRegularExpression standing in for
 /// Oniguruma — the grammar uses only what both understand.
 @Suite("TextMate grammar")
 struct EditorGrammarTests {
@@ -39,7 +40,7 @@ struct EditorGrammarTests {
             var best: (start: Int, end: Int, scope: String)? = nil
             for rule in rules {
                 if let regex = rule.match,
-                   let m = regex.firstMatch(in: line, range: NSRange(location: i, length: ns.length - i)) {
+                   let m = regex.firstMatch(in: line, options: [.withTransparentBounds], range: NSRange(location: i, length: ns.length - i)) {
                     if best == nil || m.range.location < best!.start { best = (m.range.location, m.range.location + m.range.length, rule.scope) }
                 } else if let begin = rule.begin, let end = rule.end {
                     let r = ns.range(of: begin, range: NSRange(location: i, length: ns.length - i))
@@ -86,6 +87,16 @@ struct EditorGrammarTests {
         for keywordScope in ["keyword.control.rules", "keyword.other.effect.rules", "keyword.operator.logical.rules"] {
             #expect(scopes[keywordScope]?.isDisjoint(with: ["low", "trust", "fast", "lane", "debtor"]) == true)
         }
+    }
+
+    @Test("an event group's name is a type's name; an event declaration's is plain")
+    func eventGroup() throws {
+        let rules = try Self.rules()
+        let group = Self.tokenize("event distracted driving = phone use, speeding  # both", rules)
+        #expect(group.map(\.0) == ["event", "distracted driving", "=", "# both"])
+        #expect(group[1].1 == "entity.name.type.group.rules")
+        let declaration = Self.tokenize("event speeding { over: number }", rules)
+        #expect(!declaration.contains { $0.1 == "entity.name.type.group.rules" })
     }
 
     @Test("a line of every kind of token")

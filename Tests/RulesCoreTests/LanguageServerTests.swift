@@ -97,6 +97,34 @@ struct LanguageServerTests {
         #expect(hover(1, 56)?.hasPrefix("**privilege** `travel`") == true, "\(hover(1, 56) ?? "nil")")
     }
 
+    @Test("an event group: hover lists its events; definition, references, completion and the outline know it")
+    func eventGroup() throws {
+        var (server, _) = Self.opened("""
+            event infraction = speeding, red light
+            infraction → -5
+            while count(infraction within 30 days) > 2 → flag reckless
+
+            """)
+        func result(_ id: Int, _ method: String, _ params: [(String, JSONValue)]) -> JSONValue? {
+            server.handle(Self.request(id, method, params)).first?["result"]
+        }
+        let hover = try #require(result(2, "textDocument/hover", Self.at(1, 3))?["contents"]?["value"]?.string)
+        #expect(hover.hasPrefix("**event group** `infraction`"), "\(hover)")
+        #expect(hover.contains("any of: `speeding`, `red light`"), "\(hover)")
+        #expect(hover.contains("line 3: `while count(infraction within 30 days) > 2 → flag reckless`"), "\(hover)")
+        // A member is an event, with the group's line among its uses.
+        let member = try #require(result(3, "textDocument/hover", Self.at(0, 32))?["contents"]?["value"]?.string)
+        #expect(member.hasPrefix("**event** `red light`"), "\(member)")
+        func start(_ v: JSONValue?) -> [Int] { [v?["range"]?["start"]?["line"]?.int ?? -1, v?["range"]?["start"]?["character"]?.int ?? -1] }
+        #expect(start(result(4, "textDocument/definition", Self.at(2, 14))) == [0, 6])
+        let refs = try #require(result(5, "textDocument/references", Self.at(0, 8) + [("context", .object([("includeDeclaration", .bool(false))]))])?.array)
+        #expect(refs.map { $0["range"]?["start"]?["line"]?.int } == [1, 2])
+        let items = try #require(result(6, "textDocument/completion", Self.at(0, 0))?["items"]?.array)
+        #expect(items.contains { $0["label"]?.string == "infraction" && $0["detail"]?.string == "group" })
+        let symbols = try #require(result(7, "textDocument/documentSymbol", [("textDocument", .object([("uri", .string(Self.uri))]))])?.array)
+        #expect(symbols.first?["name"]?.string == "event infraction = …")
+    }
+
     @Test("definition and references of flags, privileges, events and constants")
     func navigation() throws {
         var (server, _) = Self.opened()

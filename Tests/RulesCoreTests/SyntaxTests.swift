@@ -85,6 +85,13 @@ struct ParserTests {
         ("event speeding { speed: number, limit: number }", "(event speeding (speed number) (limit number))"),
         ("event jaywalking { }", "(event jaywalking)"),
         ("event p {\n zone: string\n fee: number\n}", "(event p (zone string) (fee number))"),
+        ("event infraction = speeding ticket, red light", "(group infraction speeding_ticket red_light)"),
+        ("event infraction = speeding,\n    red light\ninfraction → -5", "(group infraction speeding red_light)\n(rule infraction (-5))"),
+        ("event one = speeding", "(group one speeding)"),
+        ("event infraction =", "error E0201"),
+        ("event infraction = speeding red light → -5", "error E0201"),
+        // A blank line ends the group; the next line is read on its own.
+        ("event infraction = speeding,\n\nred light", "error E0201\nerror E0202"),
         ("speeding → -5", "(rule speeding (-5))"),
         ("speeding where speed > limit + 30 → -20", "(rule speeding (where (> speed (+ limit 30))) (-20))"),
         ("3 speeding within 30 days → deny driving for 90 days", "(rule 3 speeding (within 2592000s) (deny driving (for 7776000s)))"),

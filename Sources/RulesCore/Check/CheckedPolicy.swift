@@ -111,7 +111,8 @@ package enum CheckedEffect: Sendable {
 
 package struct CheckedEventRule: Sendable {
     package var ast: EventRule
-    package var event: Int
+    /// The event types it fires on: one, or a group's members (sorted).
+    package var events: [Int]
     /// `N` and the window of a counted rule, and the buffer of matching times.
     package var count: Int?
     var window: Int64?
@@ -130,9 +131,11 @@ package struct CheckedStateRule: Sendable {
 }
 
 /// A window buffer: the times (and for `sum`, values) of one event type's
-/// matching events, kept for the longest window that reads it.
+/// (or one group's) matching events, kept for the longest window that
+/// reads it.
 package struct WindowBufferSpec: Sendable, Hashable {
-    package var event: Int
+    /// The event types it keeps: one, or a group's members (sorted).
+    package var events: [Int]
     var condition: IR?
     var field: Int?
     /// Counted rules need only their last N-1 matching times.
@@ -155,6 +158,8 @@ package struct CheckedPolicy: Sendable {
     /// Flag and privilege names, sorted by bytes so reports come out sorted.
     package var flags: [String] = []
     package var privileges: [String] = []
+    /// Event groups by name: the events each stands for (sorted ids).
+    package var groups: [String: [Int]] = [:]
     package var eventRules: [CheckedEventRule] = []
     /// State rules in evaluation (graph) order.
     package var stateRules: [CheckedStateRule] = []

@@ -13,6 +13,13 @@ struct Checker {
     private var constantsUsed: Set<String> = []
     private var eventIds: [String: Int] = [:]
     private var eventDeclSpans: [String: Span] = [:]
+    /// Event groups (`event infraction = speeding, red light`), and the
+    /// event ids each stands for once resolved (sorted; nested groups
+    /// flattened).
+    private var groupDecls: [String: EventGroup] = [:]
+    private var groupMembers: [String: [Int]] = [:]
+    private var groupsInProgress: [String] = []
+    private var groupsFailed: Set<String> = []
     private var declaredFieldTypes: [Int: [String: ValueType]] = [:]
     private var fieldIds: [String: Int] = [:]
     private var flagSetNames: Set<String> = []
@@ -48,6 +55,7 @@ struct Checker {
 
     private mutating func run() {
         collect()
+        resolveAllGroups()
         resolveAllConstants()
         checkSettings()
         var stateRules: [CheckedStateRule] = []
@@ -59,7 +67,7 @@ struct Checker {
             // constants, declarations), by the test runner, or by the loader.
             // Every statement is named here, so a new one does not compile
             // until it is given its place.
-            case .settings, .constant, .event, .test, .use: break
+            case .settings, .constant, .event, .group, .test, .use: break
             }
         }
         (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
@@ -106,6 +114,14 @@ struct Checker {
                 }
                 record(name.text, .constant, .declaration, at: name.span)
             case .event(let decl): declare(decl)
+            case .group(let group):
+                if let first = groupDecls[group.name.text] {
+                    report(.duplicateDeclaration, "event group `\(shown(group.name.text))` is defined twice", at: group.name.span,
+                           help: "keep one definition with all the events", notes: [(first.name.span, "first defined here")])
+                } else {
+                    groupDecls[group.name.text] = group
+                }
+                record(group.name.text, .group, .declaration, at: group.name.span)
             case .eventRule(let r): note(r.effects)
             case .stateRule(let r): note(r.effects)
             default: break
@@ -338,8 +354,9 @@ struct Checker {
     // MARK: - Rules
 
     private mutating func checkEventRule(_ rule: EventRule) -> CheckedEventRule? {
-        guard let event = resolveEvent(rule.event, isRule: true) else { return nil }
-        var checked = CheckedEventRule(ast: rule, event: event, effects: [])
+        guard let events = resolveEvents(rule.event, isRule: true) else { return nil }
+        let scope = Scope.event(events, shown: rule.event.text)
+        var checked = CheckedEventRule(ast: rule, events: events, effects: [])
         var ok = true
         if let countExpr = rule.count {
             guard case .number(let n) = countExpr.kind, n == n.rounded(), n >= 1, n <= 1_000_000 else {
@@ -371,21 +388,31 @@ struct Checker {
             }
         }
         if let cond = rule.condition {
-            if let (ir, type) = resolve(cond, scope: .event(event)) {
+            if let (ir, type) = resolve(cond, scope: scope) {
                 if expectBool(type, cond.span) { checked.condition = ir } else { ok = false }
             } else { ok = false }
         }
         if let count = checked.count {
-            checked.counterBuffer = buffer(WindowBufferSpec(event: event, condition: checked.condition, field: nil,
+            checked.counterBuffer = buffer(WindowBufferSpec(events: events, condition: checked.condition, field: nil,
                                                             cap: count - 1), window: checked.window ?? 0, at: rule.span)
         }
         for effect in rule.effects {
-            if let e = checkEffect(effect, scope: .event(event)) { checked.effects.append(e) } else { ok = false }
+            if let e = checkEffect(effect, scope: scope) { checked.effects.append(e) } else { ok = false }
         }
         if let cond = checked.condition, cond.isConstant, Folder.evaluate(cond) == .bool(false) {
             report(.ruleNeverFires, "this rule can never fire: its condition is always false", at: rule.condition!.span)
         }
         return ok ? checked : nil
+    }
+
+    /// The event types a rule's head or a `count`/`sum` names: one event,
+    /// or the members of a group. nil after an error (reported, once).
+    private mutating func resolveEvents(_ name: Name, isRule: Bool) -> [Int]? {
+        if groupDecls[name.text] != nil {
+            record(name.text, .group, .read, at: name.span)
+            return members(of: name.text)
+        }
+        return resolveEvent(name, isRule: isRule).map { [$0] }
     }
 
     private mutating func resolveEvent(_ name: Name, isRule: Bool) -> Int? {
@@ -400,7 +427,7 @@ struct Checker {
                 return nil
             }
             report(.unknownEvent, "unknown event `\(name.text)`", at: name.span,
-                   help: Suggest.help(for: name.text, among: eventDeclSpans.keys)
+                   help: Suggest.help(for: name.text, among: Array(eventDeclSpans.keys) + Array(groupDecls.keys))
                        ?? "declare it: `event \(name.text.replacing("_", with: " ")) { }`")
             return nil
         }
@@ -511,8 +538,10 @@ struct Checker {
     enum Scope: Equatable {
         /// Inside a constant: literals and other constants only.
         case constant
-        /// An event rule's `where` or effect: fields, then constants, then flags.
-        case event(Int)
+        /// An event rule's `where` or effect, or a `count`/`sum`'s `where`:
+        /// fields, then constants, then flags. The events it may be (more
+        /// than one for a group), and the name written for them.
+        case event([Int], shown: String)
         /// A `while` condition: flags and constants, score, aggregates.
         case state
     }
@@ -653,13 +682,15 @@ struct Checker {
             report(.unknownName, "unknown constant `\(n)`", at: span,
                    help: Suggest.help(for: n, among: constantDecls.keys) ?? "define it: `let \(n) = …`")
             return nil
-        case .event(let event):
-            if let declared = declaredFieldTypes[event] {
-                if let t = declared[n] {
+        case .event(let events, let shown):
+            if events.allSatisfy({ declaredFieldTypes[$0] != nil }) {
+                let (known, type) = declaredType(of: n, in: events, shown: shown, at: span)
+                if !known { return nil }
+                if let t = type {
                     if constantDecls[n] != nil || flagIds[n] != nil {
                         let other = constantDecls[n] != nil ? "constant" : "flag"
-                        report(.fieldShadowsName, "`\(n)` is both a field of event `\(policy.events[event].name)` and a \(other), so it is unclear which one this reads",
-                               at: span, help: "rename the field in `event \(policy.events[event].name) { … }` or the \(other)")
+                        report(.fieldShadowsName, "`\(n)` is both a field of event `\(shown)` and a \(other), so it is unclear which one this reads",
+                               at: span, help: "rename the field in `event \(shown) { … }` or the \(other)")
                         return nil
                     }
                     return (.field(fieldId(n), name: n), t)
@@ -672,14 +703,14 @@ struct Checker {
                     return nil
                 }
                 if n == Self.defaultPersonKey {
-                    report(.unknownField, "event `\(policy.events[event].name)` has no field `\(n)`: the person a line is about is not one of its fields",
+                    report(.unknownField, "event `\(shown)` has no field `\(n)`: the person a line is about is not one of its fields",
                            at: span, help: "a rule reads the event's own fields; every rule is about the line's person already")
                     return nil
                 }
-                let candidates = Array(declared.keys) + Array(constantDecls.keys) + policy.flags
-                report(.unknownField, "event `\(policy.events[event].name)` has no field `\(n)`, and there is no constant or flag of that name",
+                let candidates = Array(commonFields(events).keys) + Array(constantDecls.keys) + policy.flags
+                report(.unknownField, "event `\(shown)` has no field `\(n)`, and there is no constant or flag of that name",
                        at: span, help: Suggest.help(for: n, among: candidates)
-                           ?? "declare the field in `event \(policy.events[event].name) { … }`")
+                           ?? "declare the field in `event \(shown) { … }`")
                 return nil
             }
             // Undeclared event: a constant, then a flag that some rule sets,
@@ -765,13 +796,15 @@ struct Checker {
     private mutating func resolveAggregate(event: Name, field: Name?, condition: Expr?, window: Expr,
                                            span: Span, scope: Scope) -> (IR, ValueType)? {
         if scope == .constant { return notConstant(Expr(kind: .invalid, span: span), "a windowed count or sum") }
-        guard let eventId = resolveEvent(event, isRule: false) else { return nil }
+        guard let eventIds = resolveEvents(event, isRule: false) else { return nil }
         var fieldId: Int? = nil
         if let field {
-            if let declared = declaredFieldTypes[eventId] {
-                guard let t = declared[field.text] else {
+            if eventIds.allSatisfy({ declaredFieldTypes[$0] != nil }) {
+                let (known, type) = declaredType(of: field.text, in: eventIds, shown: event.text, at: field.span)
+                if !known { return nil }
+                guard let t = type else {
                     report(.unknownField, "event `\(event.text)` has no field `\(field.text)`", at: field.span,
-                           help: Suggest.help(for: field.text, among: declared.keys))
+                           help: Suggest.help(for: field.text, among: commonFields(eventIds).keys))
                     return nil
                 }
                 guard t == .number else {
@@ -784,12 +817,106 @@ struct Checker {
         }
         var condIR: IR? = nil
         if let condition {
-            guard let (ir, t) = resolve(condition, scope: .event(eventId)), expectBool(t, condition.span) else { return nil }
+            guard let (ir, t) = resolve(condition, scope: .event(eventIds, shown: event.text)), expectBool(t, condition.span) else { return nil }
             condIR = ir
         }
         guard let w = constantDuration(window, what: "the window") else { return nil }
-        let id = buffer(WindowBufferSpec(event: eventId, condition: condIR, field: fieldId, cap: nil), window: w, at: span)
+        let id = buffer(WindowBufferSpec(events: eventIds, condition: condIR, field: fieldId, cap: nil), window: w, at: span)
         return (.aggregate(buffer: id, window: w, sum: field != nil), .number)
+    }
+
+    // MARK: - Event groups
+
+    private mutating func resolveAllGroups() {
+        // A group may not take the name of a declared event or of a
+        // retraction: reported, and the name keeps its other meaning.
+        for name in groupDecls.keys.sorted() {
+            let group = groupDecls[name]!
+            if name == Self.retractType {
+                reportReservedType(group.name)
+                groupDecls[name] = nil
+            } else if let declared = eventDeclSpans[name] {
+                report(.duplicateDeclaration, "`\(shown(name))` is both a declared event and an event group", at: group.name.span,
+                       help: "rename the group; a rule on it means any of its events", notes: [(declared, "declared as an event here")])
+                groupDecls[name] = nil
+            }
+        }
+        for name in groupDecls.keys.sorted() {
+            if let ids = members(of: name) { policy.groups[name] = ids }
+        }
+    }
+
+    /// The event ids group `name` stands for, its nested groups flattened;
+    /// nil when it has an error (reported once: its uses say nothing more).
+    private mutating func members(of name: String) -> [Int]? {
+        if let ids = groupMembers[name] { return groupsFailed.contains(name) ? nil : ids }
+        guard let group = groupDecls[name] else { return nil }
+        if let k = groupsInProgress.firstIndex(of: name) {
+            let cycle = (groupsInProgress[k...] + [name]).map { "`\(shown($0))`" }.joined(separator: " → ")
+            report(.groupCycle, groupsInProgress.count - k == 1 ? "event group `\(shown(name))` lists itself"
+                                                                : "event groups list each other in a cycle: \(cycle)",
+                   at: group.name.span, help: "a group lists events, or other groups that do not list it")
+            groupMembers[name] = []
+            groupsFailed.formUnion(groupsInProgress[k...])
+            return nil
+        }
+        groupsInProgress.append(name)
+        defer { groupsInProgress.removeLast() }
+        var ids = Set<Int>(), listed = Set<String>(), ok = true
+        for member in group.members {
+            if !listed.insert(member.text).inserted {
+                report(.duplicateDeclaration, "`\(shown(member.text))` is listed twice in event group `\(shown(name))`", at: member.span,
+                       help: "remove one of them")
+                continue
+            }
+            if groupDecls[member.text] != nil {
+                record(member.text, .group, .read, at: member.span)
+                if let nested = members(of: member.text) { ids.formUnion(nested) } else { ok = false }
+            } else if let id = resolveEvent(member, isRule: false) {
+                ids.insert(id)
+            } else {
+                ok = false
+            }
+        }
+        if groupMembers[name] == nil { groupMembers[name] = ids.sorted() }
+        if !ok { groupsFailed.insert(name) }
+        return ok && !groupsFailed.contains(name) ? groupMembers[name] : nil
+    }
+
+    /// A name as the author wrote it (`unpaid_debt` → `unpaid debt`).
+    private func shown(_ name: String) -> String { name.replacing("_", with: " ") }
+
+    /// The fields every one of `events` declares, with the one type they
+    /// all give it.
+    private func commonFields(_ events: [Int]) -> [String: ValueType] {
+        guard let first = events.first, var common = declaredFieldTypes[first] else { return [:] }
+        for event in events.dropFirst() {
+            let declared = declaredFieldTypes[event] ?? [:]
+            common = common.filter { declared[$0.key] == $0.value }
+        }
+        return common
+    }
+
+    /// The declared type of field `n` for a rule on `events` (all of them
+    /// declared): nil when none declares it. For a group, the field must be
+    /// declared by every member, with one type; otherwise that is reported
+    /// and `known` is false.
+    private mutating func declaredType(of n: String, in events: [Int], shown group: String, at span: Span) -> (known: Bool, type: ValueType?) {
+        let types = events.map { declaredFieldTypes[$0]?[n] }
+        guard let some = types.compactMap({ $0 }).first else { return (true, nil) }
+        let names = events.map { shown(policy.events[$0].name) }
+        if let lacking = types.firstIndex(where: { $0 == nil }) {
+            let having = types.firstIndex { $0 != nil }!
+            report(.unknownField, "`\(n)` is a field of `\(names[having])` but not of `\(names[lacking])`, and a rule on `\(shown(group))` reads it from any of them",
+                   at: span, help: "declare `\(n)` in `event \(names[lacking]) { … }` too, or write the rule on `\(names[having])` alone")
+            return (false, nil)
+        }
+        if let other = types.firstIndex(where: { $0 != some }) {
+            report(.typeMismatch, "field `\(n)` is a \(some.rawValue) in `\(names[0])` but a \(types[other]!.rawValue) in `\(names[other])`; a rule on `\(shown(group))` needs one type",
+                   at: span, help: "declare it with the same type in every event of the group")
+            return (false, nil)
+        }
+        return (true, some)
     }
 
     // MARK: - Warnings

@@ -21,7 +21,7 @@ enum Fingerprint {
             e.line("buffer \(b) \(e.buffer(spec)) keeps \(policy.bufferWindows[b])")
         }
         for rule in policy.eventRules {
-            var text = "on \(e.quoted(policy.events[rule.event].name))"
+            var text = "on \(e.events(rule.events))"
             if let condition = rule.condition { text += " where \(e.ir(condition))" }
             if let count = rule.count {
                 text += " count \(count) within \(e.optional(rule.window)) in buffer \(e.optional(rule.counterBuffer))"
@@ -39,7 +39,7 @@ enum Fingerprint {
     /// finds the same buffer in a changed policy.
     package static func identity(of spec: WindowBufferSpec, in policy: CheckedPolicy) -> String {
         let e = Encoder(policy: policy)
-        return "\(e.quoted(policy.events[spec.event].name))\(spec.condition.map { " where " + e.ir($0) } ?? "")"
+        return "\(e.events(spec.events))\(spec.condition.map { " where " + e.ir($0) } ?? "")"
             + (spec.field.map { " summing \(e.quoted(policy.fields[$0]))" } ?? "")
     }
 
@@ -50,6 +50,13 @@ enum Fingerprint {
         mutating func line(_ text: String) { bytes += text.utf8; bytes.append(0x0A) }
 
         func quoted(_ s: String) -> String { JSONWriter.quoted(s) }
+
+        /// One event by its name, as before groups; a group's events by
+        /// their names, sorted (ids differ between policies, names do not).
+        func events(_ ids: [Int]) -> String {
+            if ids.count == 1 { return quoted(policy.events[ids[0]].name) }
+            return "any of " + ids.map { policy.events[$0].name }.sorted().map(quoted).joined(separator: ",")
+        }
         func optional<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "none" }
 
         func type(_ t: ValueType) -> String {
@@ -63,7 +70,7 @@ enum Fingerprint {
         }
 
         func buffer(_ spec: WindowBufferSpec) -> String {
-            "of \(quoted(policy.events[spec.event].name)) where \(spec.condition.map(ir) ?? "always")"
+            "of \(events(spec.events)) where \(spec.condition.map(ir) ?? "always")"
                 + " sums \(spec.field.map { quoted(policy.fields[$0]) } ?? "nothing") cap \(optional(spec.cap))"
         }
 

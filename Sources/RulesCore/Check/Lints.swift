@@ -50,7 +50,7 @@ struct Lints {
         }
         let both = set.intersection(lifted)
         if both.isEmpty { return }
-        struct Together: Hashable { var event: Int; var count: Int?; var window: Int64?; var condition: IR? }
+        struct Together: Hashable { var events: [Int]; var count: Int?; var window: Int64?; var condition: IR? }
         var groups: [Together: [CheckedEventRule]] = [:]
         var order: [Together] = []
         for rule in policy.eventRules where rule.effects.contains(where: {
@@ -59,7 +59,7 @@ struct Lints {
             case .score: return false
             }
         }) {
-            let key = Together(event: rule.event, count: rule.count, window: rule.window, condition: rule.condition)
+            let key = Together(events: rule.events, count: rule.count, window: rule.window, condition: rule.condition)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(rule)
         }
@@ -125,7 +125,7 @@ struct Lints {
         for rule in policy.eventRules {
             guard let count = rule.count, count > 1, let window = rule.window else { continue }
             for case .set(let kind, let id, let duration?) in rule.effects where duration < window {
-                let event = policy.events[rule.event].name.replacing("_", with: " ")
+                let event = rule.ast.event.text.replacing("_", with: " ")
                 warn(.effectShorterThanWindow,
                      "`\(Self.word(kind, set: true)) \(name(kind, id))` lasts \(Self.days(duration)), less than the \(Self.days(window, unit: true)) window that sets it: once it ends, one more `\(event)` sets it again",
                      at: rule.ast.span,

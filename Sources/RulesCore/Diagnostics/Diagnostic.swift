@@ -62,6 +62,8 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case reservedField = "E0314"
     /// Reserved event type (E0315; docs/LANGUAGE.md has an example).
     case reservedEventType = "E0315"
+    /// Event group cycle (E0316; docs/LANGUAGE.md has an example).
+    case groupCycle = "E0316"
     // Rules and the rule graph
     /// State rule changes score (E0401; docs/LANGUAGE.md has an example).
     case stateRuleChangesScore = "E0401"

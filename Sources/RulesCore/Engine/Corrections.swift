@@ -90,7 +90,7 @@ extension EventApplier {
             for kept in history.events(of: p) where kept.retractedAt == nil {
                 engine.beginEvent(line: 0)
                 guard case .event(let e) = parser.parse(kept.bytes, into: context), let event = e.event else { continue }
-                for b in fillable where program.policy.buffers[b].event == event {
+                for b in fillable where program.policy.buffers[b].events.contains(event) {
                     engine.feed(buffer: b, person: p, time: e.time)
                 }
             }

@@ -86,6 +86,7 @@ package final class Program: @unchecked Sendable {
         self.slots = slots
 
         var byEvent = [[CompiledEventRule]](repeating: [], count: policy.events.count)
+        var compiledRules: [CompiledEventRule] = []
         for (index, rule) in policy.eventRules.enumerated() {
             let effects: [CompiledEffect] = rule.effects.map { effect in
                 switch effect {
@@ -96,19 +97,23 @@ package final class Program: @unchecked Sendable {
                     return .lift(slot: slots[kind.index][name])
                 }
             }
-            byEvent[rule.event].append(CompiledEventRule(
+            // A rule on a group runs for each of its events: the same
+            // compiled rule (an event has one type, so it fires once).
+            let compiled = CompiledEventRule(
                 index: index, condition: rule.condition.map { compiler.compile($0) },
                 count: rule.count ?? 0, window: rule.window ?? 0, counter: rule.counterBuffer ?? -1,
-                effects: effects))
+                effects: effects)
+            for event in rule.events { byEvent[event].append(compiled) }
+            compiledRules.append(compiled)
         }
         rulesByEvent = byEvent
-        eventRules = byEvent.joined().sorted { $0.index < $1.index }
+        eventRules = compiledRules
 
         var feeds = [[Int]](repeating: [], count: policy.events.count)
         var conditions: [Node?] = []
         for (id, spec) in policy.buffers.enumerated() {
             conditions.append(spec.condition.map { compiler.compile($0) })
-            if spec.cap == nil { feeds[spec.event].append(id) }
+            if spec.cap == nil { for event in spec.events { feeds[event].append(id) } }
         }
         feedsByEvent = feeds
         bufferConditions = conditions

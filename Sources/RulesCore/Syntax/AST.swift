@@ -105,6 +105,14 @@ package struct EventDecl: Sendable {
     public var span: Span
 }
 
+/// `event NAME = MEMBER, MEMBER, …`: an event group, a name for any of
+/// several event types (a member may be another group).
+package struct EventGroup: Sendable {
+    public var name: Name
+    public var members: [Name]
+    public var span: Span
+}
+
 /// `test "name" { ... }`: events to feed a fresh engine, and what to expect.
 package struct TestBlock: Sendable {
     public var name: String
@@ -159,6 +167,7 @@ package enum Statement: Sendable {
     case settings([ScoreSetting], Span)
     case constant(Name, Expr, Span)
     case event(EventDecl)
+    case group(EventGroup)
     case eventRule(EventRule)
     case stateRule(StateRule)
     case test(TestBlock)
@@ -178,6 +187,7 @@ extension Statement {
         switch self {
         case .settings(_, let s), .constant(_, _, let s), .use(_, let s): return s
         case .event(let d): return d.span
+        case .group(let g): return g.span
         case .eventRule(let r): return r.span
         case .stateRule(let r): return r.span
         case .test(let t): return t.span

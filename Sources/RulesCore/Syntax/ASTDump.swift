@@ -8,6 +8,7 @@ package enum ASTDump {
         case .constant(let n, let e, _): return "(let \(n.text) \(dump(e)))"
         case .event(let d):
             return "(event \(d.name.text)" + d.fields.map { " (\($0.name.text) \($0.type.text))" }.joined() + ")"
+        case .group(let g): return "(group \(g.name.text)" + g.members.map { " \($0.text)" }.joined() + ")"
         case .eventRule(let r):
             var out = "(rule"
             if let c = r.count { out += " \(dump(c))" }

@@ -129,6 +129,8 @@ package struct Parser {
             return try parseSettings()
         case .keyword(.let):
             return try parseConstant()
+        case .keyword(.event) where peek(2) == .assign:
+            return .group(try parseEventGroup())
         case .keyword(.event):
             return .event(try parseEventDecl())
         case .keyword(.while):
@@ -219,6 +221,22 @@ package struct Parser {
         }
         advance()
         return EventDecl(name: name, fields: fields, span: span(from: start))
+    }
+
+    /// event-group = "event" NAME "=" NAME { "," NAME }
+    private mutating func parseEventGroup() throws -> EventGroup {
+        let start = advance().span
+        let name = try parseName("an event group's name after `event`")
+        advance()  // `=`
+        var members: [Name] = []
+        repeat {
+            members.append(try parseName("an event name (a group lists the events it stands for: `event \(name.text.replacing("_", with: " ")) = speeding, red light`)"))
+        } while accept(.comma)
+        if !atStatementEnd {
+            throw fail(.unexpectedToken, "expected `,` or the end of the line after an event of group `\(name.text.replacing("_", with: " "))`, found \(kind.display)",
+                       help: "a group lists event names, separated by commas")
+        }
+        return EventGroup(name: name, members: members, span: span(from: start))
     }
 
     /// state-rule = "while" EXPR "→" effects

@@ -246,6 +246,11 @@ struct Analysis: Sendable {
             let declared = lines(.declaration)
             text += "\n" + (declared.isEmpty ? "not declared (any fields)" : "declared:\n" + declared.joined(separator: "\n")) + "\n"
             text += "\nrules:\n" + (lines(.read).isEmpty ? "- no rule" : lines(.read).joined(separator: "\n")) + "\n"
+        case .group:
+            let members = (result.checked?.groups[o.name] ?? []).compactMap { result.checked?.events[$0].name.replacing("_", with: " ") }
+            text = "**event group** `\(shown)`\n\n" + lines(.declaration).joined(separator: "\n") + "\n"
+            text += "\nany of: " + (members.isEmpty ? "(an error in its definition)" : members.map { "`\($0)`" }.joined(separator: ", ")) + "\n"
+            text += "\nused in:\n" + (lines(.read).isEmpty ? "- no rule" : lines(.read).joined(separator: "\n")) + "\n"
         case .constant, .field:
             let declared = lines(.declaration)
             if !declared.isEmpty { text += "\n" + declared.joined(separator: "\n") + "\n" }
@@ -267,7 +272,7 @@ struct Analysis: Sendable {
         }
         items += ["min", "max", "abs", "count", "sum"].map { .object([("label", .string($0)), ("kind", .number(3))]) }
         var seen = Set<String>()
-        let kinds: [Kind: Double] = [.event: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21]
+        let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21]
         for o in occurrences where seen.insert("\(o.kind)/\(o.name)").inserted {
             items.append(.object([("label", .string(o.name.replacing("_", with: " "))),
                                   ("kind", .number(kinds[o.kind]!)), ("detail", .string(o.kind.rawValue))]))
@@ -282,6 +287,7 @@ struct Analysis: Sendable {
             let (kind, name): (Double, String)
             switch statement {
             case .event(let d): (kind, name) = (24, "event " + d.name.text.replacing("_", with: " "))
+            case .group(let g): (kind, name) = (24, "event " + g.name.text.replacing("_", with: " ") + " = …")
             case .constant(let n, _, _): (kind, name) = (14, "let " + n.text.replacing("_", with: " "))
             case .settings: (kind, name) = (7, "score")
             case .test(let t): (kind, name) = (5, "test \"\(t.name)\"")

@@ -54,17 +54,19 @@ package enum GraphExport {
             if score { node("score", "score", .score); edges.append(Edge(from: "score", to: rule, label: "reads", dashed: true)) }
             for f in flags.sorted() { edges.append(Edge(from: target(.flag, f), to: rule, label: "reads", dashed: true)) }
             for b in buffers.sorted() {
-                let event = policy.events[policy.buffers[b].event].name
-                node("event:\(event)", event, .event)
-                edges.append(Edge(from: "event:\(event)", to: rule, label: "counts", dashed: true))
+                for event in policy.buffers[b].events.map({ policy.events[$0].name }) {
+                    node("event:\(event)", event, .event)
+                    edges.append(Edge(from: "event:\(event)", to: rule, label: "counts", dashed: true))
+                }
             }
         }
         for (i, rule) in policy.eventRules.enumerated() {
             let id = "rule:\(i)"
-            let event = policy.events[rule.event].name
-            node("event:\(event)", event, .event)
             node(id, site(rule.ast.span), .rule)
-            edges.append(Edge(from: "event:\(event)", to: id, label: rule.count.map { "\($0) within window" } ?? ""))
+            for event in rule.events.map({ policy.events[$0].name }) {  // a group's rule: an edge from each of its events
+                node("event:\(event)", event, .event)
+                edges.append(Edge(from: "event:\(event)", to: id, label: rule.count.map { "\($0) within window" } ?? ""))
+            }
             readers(rule.condition, into: id)
             for effect in rule.effects {
                 switch effect {

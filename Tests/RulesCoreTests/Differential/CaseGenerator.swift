@@ -77,6 +77,9 @@ struct CaseGenerator {
                             "1 year", "300 years", "1000 years", "2 * 7 days", "window"]
 
     private var declared = false
+    /// What rules and windows may name: the event types, and the groups
+    /// this policy defines (`event ab = a, b`; one nests another).
+    private var eventNames = types
     private var constants: [String] = []
     private var statements: [String] = []
     /// How many `while` rules the policy gets (chosen first, so that event
@@ -97,11 +100,21 @@ struct CaseGenerator {
         if declared {
             for t in Self.types { statements.append("event \(t) { x: number, y: number, s: string, ok: bool }") }
         }
+        eventNames = Self.types
+        if rng.chance(40) {
+            let group = rng.pick(["a, b", "b, tax filed", "a, tax filed", "tax filed"])
+            statements.append("event ab = \(group)")
+            eventNames.append("ab")
+            if rng.chance(40) {
+                statements.append("event every = ab, \(rng.pick(Self.types))")
+                eventNames.append("every")
+            }
+        }
         for _ in 0..<(1 + rng.below(6)) { statements.append(eventRule()) }
         // Several counted rules on one event type, equal and different
         // counts and windows (issue 13's first bug).
         if rng.chance(40) {
-            let t = rng.pick(Self.types)
+            let t = rng.pick(eventNames)
             let n = 1 + rng.below(3)
             for _ in 0..<(2 + rng.below(2)) {
                 let count = rng.chance(50) ? n : 1 + rng.below(4)
@@ -155,7 +168,7 @@ struct CaseGenerator {
     }
 
     private mutating func eventRule() -> String {
-        let type = rng.pick(Self.types)
+        let type = rng.pick(eventNames)
         var rule = ""
         if rng.chance(30) { rule += "\(1 + rng.below(3)) " }
         rule += type
@@ -205,12 +218,12 @@ struct CaseGenerator {
         case 1: return rng.pick(Self.eventFlags)
         case 2 where k > 0: return Self.stateFlags[rng.below(k)]
         case 3: return "count(\(aggregateBody())) >= \(1 + rng.below(3))"
-        default: return "sum(\(rng.pick(Self.types)).x within \(duration())) > \(rng.pick(["0", "3", "-1"]))"
+        default: return "sum(\(rng.pick(eventNames)).x within \(duration())) > \(rng.pick(["0", "3", "-1"]))"
         }
     }
 
     private mutating func aggregateBody() -> String {
-        "\(rng.pick(Self.types))\(rng.chance(30) ? " where x > 1" : "") within \(duration())"
+        "\(rng.pick(eventNames))\(rng.chance(30) ? " where x > 1" : "") within \(duration())"
     }
 
     private mutating func condition(depth: Int) -> String {
@@ -254,7 +267,7 @@ struct CaseGenerator {
         switch rng.below(6) {
         case 0, 1: return rng.chance(10) ? "score" : rng.pick(Self.numberFields)
         case 2 where !constants.isEmpty: return rng.pick(constants)
-        case 3: return "sum(\(rng.pick(Self.types)).x within \(duration()))"
+        case 3: return "sum(\(rng.pick(eventNames)).x within \(duration()))"
         default: return rng.chance(3) ? "1_000_000_000_000_000_000" : rng.pick(["1", "2.5", "0", "3", "10", "0.5", "-2.5"])
         }
     }

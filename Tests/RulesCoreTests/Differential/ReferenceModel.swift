@@ -147,15 +147,22 @@ struct ReferenceModel {
 
     // MARK: - One event
 
+    /// Whether an event of type `type` is one a rule or a window names
+    /// (one event, or a group's).
+    static func isOne(of events: [Int], _ type: Int?) -> Bool {
+        guard let type else { return false }
+        return events.contains(type)
+    }
+
     private func apply(_ event: Event, after history: [Applied]) -> Applied {
         let before = View(history: history, time: event.time)
         var total: Int64 = 0
         var changes: [Change] = []
-        for rule in policy.eventRules where rule.event == event.type {
+        for rule in policy.eventRules where Self.isOne(of: rule.events, event.type) {
             if let condition = rule.condition, eval(condition, event, before) != .bool(true) { continue }
             if let count = rule.count, let window = rule.window {
                 let earlier = history.filter {
-                    $0.event.type == event.type && inWindow($0.event.time, now: event.time, window)
+                    Self.isOne(of: rule.events, $0.event.type) && inWindow($0.event.time, now: event.time, window)
                         && held(rule.condition, for: $0.event, in: history)
                 }
                 if earlier.count + 1 < count { continue }
@@ -308,7 +315,7 @@ struct ReferenceModel {
         case .aggregate(let buffer, let window, let isSum):
             let spec = policy.buffers[buffer]
             var count = 0.0, sum = 0.0
-            for applied in view.history where applied.event.type == spec.event
+            for applied in view.history where Self.isOne(of: spec.events, applied.event.type)
                 && inWindow(applied.event.time, now: view.time, window)
                 && held(spec.condition, for: applied.event, in: view.history) {
                 if let field = spec.field {
