@@ -125,6 +125,19 @@ struct LanguageServerTests {
         #expect(symbols.first?["name"]?.string == "event infraction = …")
     }
 
+    @Test("a per-person value: hover says so; definition goes to its `let`")
+    func personValue() throws {
+        var (server, _) = Self.opened("""
+            let live strikes = count(strike within 90 days)
+            while live strikes >= 3 → flag repeat offender
+
+            """)
+        let hover = try #require(server.handle(Self.request(2, "textDocument/hover", Self.at(1, 8))).first?["result"]?["contents"]?["value"]?.string)
+        #expect(hover.hasPrefix("**value** `live strikes` (per person, read as of each use)"), "\(hover)")
+        let definition = server.handle(Self.request(3, "textDocument/definition", Self.at(1, 8))).first?["result"]
+        #expect(definition?["range"]?["start"]?["line"]?.int == 0)
+    }
+
     @Test("definition and references of flags, privileges, events and constants")
     func navigation() throws {
         var (server, _) = Self.opened()

@@ -91,7 +91,9 @@ struct PointingTests {
 
     @Test("a constant that failed is reported once: its uses are not also `never fires` or `not a duration`")
     func failedConstantsDoNotCascade() {
-        #expect(Self.diagnostics("let x = score\nspeeding where x > 1 → -1\n").map(\.code) == ["E0306"])
+        #expect(Self.diagnostics("event speeding { amount: number }\nlet x = amount\nspeeding where x > 1 → -1\n").map(\.code) == ["E0306"])
+        // (A `let` of the score is a per-person value: no error at all.)
+        #expect(Self.diagnostics("let x = score\nspeeding where x > 1 → -1\n").isEmpty)
         #expect(Self.diagnostics("let d = 10 / 0\nspeeding → deny travel for d\n").map(\.code) == ["E0311"])
         #expect(Self.diagnostics("let d = 10 / 0\nspeeding → deny travel for d\nparking → deny travel for d\n").map(\.code) == ["E0311"])
     }

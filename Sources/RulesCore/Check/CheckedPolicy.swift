@@ -160,6 +160,9 @@ package struct CheckedPolicy: Sendable {
     package var privileges: [String] = []
     /// Event groups by name: the events each stands for (sorted ids).
     package var groups: [String: [Int]] = [:]
+    /// The `let`s that read the person's state (named per-person values),
+    /// not constants: each use reads them as of that moment.
+    package var personValues: Set<String> = []
     package var eventRules: [CheckedEventRule] = []
     /// State rules in evaluation (graph) order.
     package var stateRules: [CheckedStateRule] = []

@@ -11,6 +11,11 @@ struct Checker {
     private var constantsInProgress: [String] = []
     private var constantsFailed: Set<String> = []
     private var constantsUsed: Set<String> = []
+    /// `let`s whose value reads the person's state (the score, flags,
+    /// counts, sums, or another such `let`): a named per-person value,
+    /// resolved once and read wherever it is named, as of that moment.
+    private var personValues: Set<String> = []
+    private var personValueChecks: [String: Bool] = [:]
     private var eventIds: [String: Int] = [:]
     private var eventDeclSpans: [String: Span] = [:]
     /// Event groups (`event infraction = speeding, red light`), and the
@@ -245,6 +250,17 @@ struct Checker {
         }
         constantsInProgress.append(name)
         defer { constantsInProgress.removeLast() }
+        if isPersonValue(name) {
+            guard let (ir, type) = resolve(decl.expr, scope: .person) else {
+                constantValues[name] = (.number(0), .any)
+                constantsFailed.insert(name)
+                return nil
+            }
+            personValues.insert(name)
+            policy.personValues.insert(name)
+            constantValues[name] = (ir, type)
+            return (ir, type)
+        }
         guard let (ir, type) = resolve(decl.expr, scope: .constant), let value = fold(ir, type: type, at: decl.expr.span) else {
             constantValues[name] = (.number(0), .any)
             constantsFailed.insert(name)
@@ -252,6 +268,32 @@ struct Checker {
         }
         constantValues[name] = (value, type)
         return (value, type)
+    }
+
+    /// Whether `let name = …` reads the person's state: its expression
+    /// names the score, a count or sum, a flag, or another such `let`.
+    /// (Decided by what the expression names, before it is resolved: a
+    /// cycle answers false here and is reported when it is resolved.)
+    private mutating func isPersonValue(_ name: String) -> Bool {
+        if let known = personValueChecks[name] { return known }
+        guard let decl = constantDecls[name] else { return false }
+        personValueChecks[name] = false
+        let reads = readsPerson(decl.expr)
+        personValueChecks[name] = reads
+        return reads
+    }
+
+    private mutating func readsPerson(_ e: Expr) -> Bool {
+        switch e.kind {
+        case .score, .count, .sum: return true
+        case .name(let n): return constantDecls[n] != nil ? isPersonValue(n) : flagIds[n] != nil
+        case .unary(_, let a): return readsPerson(a)
+        case .binary(_, let a, let b): return readsPerson(a) || readsPerson(b)
+        case .inList(let a, let items): return readsPerson(a) || items.contains { readsPerson($0) }
+        case .call(_, let args): return args.contains { readsPerson($0) }
+        case .conditional(let c, let a, let b): return readsPerson(c) || readsPerson(a) || readsPerson(b)
+        case .number, .string, .bool, .duration, .invalid: return false
+        }
     }
 
     /// Evaluates a constant expression at check time.
@@ -544,6 +586,9 @@ struct Checker {
         case event([Int], shown: String)
         /// A `while` condition: flags and constants, score, aggregates.
         case state
+        /// A `let` that reads the person's state: as a `while` condition,
+        /// but a name must be a constant, a flag or another `let`.
+        case person
     }
 
     /// Resolves names and computes the type; nil after reporting an error.
@@ -659,6 +704,7 @@ struct Checker {
     private mutating func resolveName(_ n: String, span: Span, scope: Scope) -> (IR, ValueType)? {
         let resolved = resolveNameOnce(n, span: span, scope: scope)
         if let (ir, _) = resolved {
+            if constantDecls[n] != nil { record(n, .constant, .read, at: span); return resolved }
             switch ir {
             case .field: record(n, .field, .read, at: span)
             case .flag: record(n, .flag, .read, at: span)
@@ -676,6 +722,11 @@ struct Checker {
         }
         switch scope {
         case .constant:
+            if personValues.contains(n) {
+                report(.notConstant, "`\(shown(n))` reads the person's state, so it is not known before the rules run and cannot be used here",
+                       at: span, help: "constants, settings, counts and durations take literals and other constants only; a `let` that reads the score, flags, counts or sums is used in conditions and score changes")
+                return nil
+            }
             if let c = asConstant { return c }
             if constantDecls[n] != nil { return nil }  // failed, and said so
             if reportNotConstantName(n, span: span) { return nil }
@@ -736,6 +787,18 @@ struct Checker {
             }
             if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             return nil  // unreachable: `collect` made every bare name a flag
+        case .person:
+            if let c = asConstant { return c }
+            if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
+            if let event = eventDeclaring(n) {
+                report(.unknownField, "`\(shown(n))` is a field of event `\(event)`; a `let` is about the person, not one event, so it cannot read fields",
+                       at: span, help: "read fields in an event rule's `where`, or count events with `count(\(event) where … within …)`")
+                return nil
+            }
+            report(.unknownName, "unknown name `\(shown(n))`: not a constant, a flag or another `let`", at: span,
+                   help: Suggest.help(for: n, among: Array(constantDecls.keys) + policy.flags)
+                       ?? "a `let` that reads the person's state may use the score, flags, counts, sums and constants; an event's fields are read in its rules")
+            return nil
         }
     }
 
@@ -924,7 +987,8 @@ struct Checker {
     private mutating func warnUnused() {
         for name in constantDecls.keys.sorted() where !constantsUsed.contains(name) && !constantsFailed.contains(name) {
             let decl = constantDecls[name]!
-            report(.unusedConstant, "constant `\(name)` is never used", at: decl.span, help: "remove it, or use it in a rule")
+            let what = personValues.contains(name) ? "value" : "constant"
+            report(.unusedConstant, "\(what) `\(name)` is never used", at: decl.span, help: "remove it, or use it in a rule")
         }
         for (name, span) in flagsRead.sorted(by: { $0.key < $1.key }) where !flagSetNames.contains(name) {
             if privilegeIds[name] != nil {

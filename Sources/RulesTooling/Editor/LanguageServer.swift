@@ -252,6 +252,9 @@ struct Analysis: Sendable {
             text += "\nany of: " + (members.isEmpty ? "(an error in its definition)" : members.map { "`\($0)`" }.joined(separator: ", ")) + "\n"
             text += "\nused in:\n" + (lines(.read).isEmpty ? "- no rule" : lines(.read).joined(separator: "\n")) + "\n"
         case .constant, .field:
+            if result.checked?.personValues.contains(o.name) == true {
+                text = "**value** `\(shown)` (per person, read as of each use)\n"
+            }
             let declared = lines(.declaration)
             if !declared.isEmpty { text += "\n" + declared.joined(separator: "\n") + "\n" }
             text += "\nused in:\n" + (lines(.read).isEmpty ? "- no rule" : lines(.read).joined(separator: "\n")) + "\n"

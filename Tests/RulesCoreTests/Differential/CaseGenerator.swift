@@ -131,6 +131,12 @@ struct CaseGenerator {
         func uses(_ name: String) -> Bool {
             statements.contains { $0.split(whereSeparator: { !$0.isLetter && !$0.isNumber && $0 != "_" }).contains { $0 == name } }
         }
+        if uses("live") {
+            // A named per-person value (a `let` that reads the state).
+            let value = rng.pick(["count(\(aggregateBody()))", "score + count(\(aggregateBody())) * 2",
+                                  "sum(\(rng.pick(eventNames)).x within \(duration())) - score", "max(score, count(\(aggregateBody())))"])
+            statements.insert("let live = \(value)", at: rng.below(statements.count + 1))
+        }
         if uses("k") { statements.insert("let k = \(rng.pick(["2", "7", "-3", "2.5", "10_000"]))", at: rng.below(statements.count + 1)) }
         if uses("window") { statements.insert("let window = \(rng.pick(["3 days", "2 * 12 hours", "1000 years"]))", at: rng.below(statements.count + 1)) }
         if uses("base") { statements.append("let base = \(rng.pick(["0", "50", "-5"]))") }
@@ -217,7 +223,9 @@ struct CaseGenerator {
             return "score \(rng.pick(["<", ">=", "=="])) \(rng.pick(["0", "10", "-5", "100"]))"
         case 1: return rng.pick(Self.eventFlags)
         case 2 where k > 0: return Self.stateFlags[rng.below(k)]
-        case 3: return "count(\(aggregateBody())) >= \(1 + rng.below(3))"
+        case 3:
+            if rng.chance(30) { return "live \(rng.pick([">=", "<"])) \(rng.pick(["1", "3", "50"]))" }
+            return "count(\(aggregateBody())) >= \(1 + rng.below(3))"
         default: return "sum(\(rng.pick(eventNames)).x within \(duration())) > \(rng.pick(["0", "3", "-1"]))"
         }
     }
@@ -243,7 +251,9 @@ struct CaseGenerator {
             // state rule may set; the last one might set another).
             if stateRuleCount > 1 && rng.chance(40) { return Self.stateFlags[rng.below(stateRuleCount - 1)] }
             return "score \(rng.pick(["<", ">="])) \(rng.pick(["0", "50", "-3"]))"
-        case 6: return "count(\(aggregateBody())) \(rng.pick([">=", "<"])) \(1 + rng.below(3))"
+        case 6:
+            if rng.chance(30) { return "live \(rng.pick([">=", "<"])) \(rng.pick(["1", "3", "50"]))" }
+            return "count(\(aggregateBody())) \(rng.pick([">=", "<"])) \(1 + rng.below(3))"
         default: return "\(numberExpr(depth: 1)) \(rng.pick(["<", "<=", ">", ">=", "==", "!="])) \(numberExpr(depth: 0))"
         }
     }
