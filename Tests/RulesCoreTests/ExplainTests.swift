@@ -371,7 +371,7 @@ struct ExplanationPageTests {
         #expect(html.hasPrefix("<!DOCTYPE html>"))
         #expect(html.contains("<svg xmlns='http://www.w3.org/2000/svg'"))
         #expect(!html.contains("src=") && !html.contains("<link") && !html.contains("<script"))
-        #expect(html.components(separatedBy: "<rect ").count - 1 == 3)   // foreign travel, travel, debtor
+        #expect(html.components(separatedBy: "<rect ").count - 1 == 4)   // foreign travel, travel, debtor, and credit (ended)
         #expect(html.contains(">deny foreign_travel</text>"))
         #expect(html.contains("<path d='M"))
         #expect(html.contains("carol as of 2026-06-01T00:00:00Z: score 901"))

@@ -132,10 +132,17 @@ struct PointingTests {
         #expect(Self.diagnostics("3 x within 30 days where n > 1 → -5\n").map(\.at) == ["where"])
         #expect(Self.diagnostics("speeding => -5\n").map(\.at) == ["=>"])
         #expect(Self.diagnostics("x => -5\n").map(\.code) == ["E0202"])
-        #expect(Self.diagnostics("event fine { days: number }\nfine → deny driving for days days\n").map(\.code) == ["E0306"])
+        // A field and a unit make a computed duration; in a window they cannot.
+        #expect(Self.diagnostics("event fine { days: number }\nfine → deny driving for days days\n").isEmpty)
+        #expect(Self.diagnostics("event fine { days: number }\n3 fine within days days → deny driving\n").map(\.code) == ["E0306"])
         #expect(Self.diagnostics("let ban = 90\nspeeding → deny travel for ban * 1 day\n").isEmpty)
-        // An ordinary multi-word constant name is still just unknown.
-        #expect(Self.diagnostics("speeding → deny travel for long ban\n").map(\.code) == ["E0303"])
+        // An unknown name in an undeclared event's `for` is a field, a
+        // number: the error says so and offers the constant.
+        let unknown = PolicyCompiler.compile("speeding → deny travel for long ban\n").diagnostics
+        #expect(unknown.map(\.code) == [.durationExpected])
+        #expect(unknown.first?.message.contains("no constant is named `long ban`") == true)
+        #expect(unknown.first?.help?.contains("let long ban = 30 days") == true)
+        #expect(PolicyCompiler.compile("let ban = 9 days\nspeeding → deny travel for bam\n").diagnostics.first { $0.code == .durationExpected }?.help == "did you mean `ban`?")
         // A constant that does not hold a count joins an event name quietly.
         #expect(Self.diagnostics("let late = \"x\"\nlate payment → -5\n").filter { $0.code != "W0503" }.isEmpty)
     }

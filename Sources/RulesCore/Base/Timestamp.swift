@@ -25,6 +25,18 @@ public enum Timestamp {
     }
 
     /// A duration in seconds as ticks, rounded; nil when it does not fit.
+    /// The longest duration the language takes: 1000 years of 365 days.
+    package static let longestDurationSeconds = 1000.0 * 31_536_000
+
+    /// The ticks of a duration the language takes — longer than zero, at
+    /// most 1000 years, at least a microsecond — and nil for any other (the
+    /// checker says which limit a constant breaks; a computed `for` that
+    /// breaks one does not fire).
+    package static func durationTicks(seconds: Double) -> Int64? {
+        guard seconds > 0, seconds <= longestDurationSeconds, let t = ticks(seconds: seconds), t > 0 else { return nil }
+        return t
+    }
+
     package static func ticks(seconds: Double) -> Int64? {
         let t = (seconds * Double(perSecond)).rounded()
         guard t.isFinite, abs(t) < 9.2e18 else { return nil }

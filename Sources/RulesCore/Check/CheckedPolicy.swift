@@ -100,11 +100,28 @@ extension CheckedPolicy {
     package func names(of kind: TargetKind) -> [String] { kind.isFlag ? flags : privileges }
 }
 
+/// How long a `deny`/`grant`/`flag` of an event rule lasts.
+package enum Lasting: Sendable, Hashable {
+    /// No `for`: until lifted.
+    case untilLifted
+    /// `for` a duration known when the policy is checked, in ticks.
+    case fixed(Int64)
+    /// `for` a duration that reads the event or the person's state
+    /// (`for days * 1 day`): evaluated when the rule fires, in seconds.
+    case computed(IR)
+
+    /// The ticks of a fixed duration.
+    package var fixed: Int64? {
+        if case .fixed(let t) = self { return t }
+        return nil
+    }
+}
+
 package enum CheckedEffect: Sendable {
     /// A score change; the sign is already folded into the expression.
     case score(IR)
-    /// `deny`/`grant`/`flag` with an end (`nil`: until lifted).
-    case set(TargetKind, name: Int, duration: Int64?)
+    /// `deny`/`grant`/`flag`, and how long.
+    case set(TargetKind, name: Int, duration: Lasting)
     /// `allow`/`revoke`/`clear`: lifts what event rules set.
     case lift(TargetKind, name: Int)
 }

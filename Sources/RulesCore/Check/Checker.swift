@@ -146,7 +146,7 @@ struct Checker {
     /// Bare names of a `while` condition that are not constants are flags.
     private func collectNames(_ e: Expr, into set: inout Set<String>) {
         switch e.kind {
-        case .name(let n) where constantDecls[n] == nil: set.insert(n)
+        case .name(let n) where constantDecls[n] == nil && !isConstantWithUnit(n): set.insert(n)
         case .unary(_, let a): collectNames(a, into: &set)
         case .binary(_, let a, let b): collectNames(a, into: &set); collectNames(b, into: &set)
         case .inList(let a, let items): collectNames(a, into: &set); items.forEach { collectNames($0, into: &set) }
@@ -339,8 +339,7 @@ struct Checker {
             report(.badDuration, "\(what) must be longer than zero", at: expr.span)
             return nil
         }
-        let limit = 1000.0 * 31_536_000
-        guard seconds <= limit else {
+        guard seconds <= Timestamp.longestDurationSeconds else {
             report(.badDuration, "\(what) is longer than 1000 years", at: expr.span)
             return nil
         }
@@ -395,7 +394,14 @@ struct Checker {
 
     // MARK: - Rules
 
-    private mutating func checkEventRule(_ rule: EventRule) -> CheckedEventRule? {
+    private mutating func checkEventRule(_ written: EventRule) -> CheckedEventRule? {
+        var rule = written
+        if rule.count == nil, rule.window != nil {
+            // `let strikes = 3` then `strikes post removed within 7 days`:
+            // the lexer joined the constant into the event's name.
+            guard let counted = countFromConstant(rule) else { return nil }
+            rule = counted
+        }
         guard let events = resolveEvents(rule.event, isRule: true) else { return nil }
         let scope = Scope.event(events, shown: rule.event.text)
         var checked = CheckedEventRule(ast: rule, events: events, effects: [])
@@ -417,17 +423,9 @@ struct Checker {
             // The contract's grammar allows it, but without a count the window
             // changes nothing: the rule fires on every matching event.
             if constantDuration(windowExpr, what: "the window") == nil { ok = false }
-            if let (constant, value, rest) = constantAsCount(rule.event.text) {
-                // `let strikes = 3` then `strikes post removed within 7 days`:
-                // the constant was meant as the count, but it joined the
-                // event's name (counts are numbers).
-                report(.windowWithoutCount, "`within` without a count has no effect, and the event is named `\(rule.event.text.replacing("_", with: " "))`: the constant `\(constant)` became part of its name",
-                       at: rule.event.span, help: "a count is a number written before the event: `\(value) \(rest) within …`")
-            } else {
-                report(.windowWithoutCount, "`within` without a count has no effect: this rule fires on every matching event",
-                       at: windowExpr.span,
-                       help: "write `2 \(rule.event.text.replacing("_", with: " ")) within …` to fire when at least 2 fall in the window")
-            }
+            report(.windowWithoutCount, "`within` without a count has no effect: this rule fires on every matching event",
+                   at: windowExpr.span,
+                   help: "write `2 \(rule.event.text.replacing("_", with: " ")) within …` to fire when at least 2 fall in the window")
         }
         if let cond = rule.condition {
             if let (ir, type) = resolve(cond, scope: scope) {
@@ -516,11 +514,6 @@ struct Checker {
     }
 
     private mutating func checkEffect(_ effect: Effect, scope: Scope) -> CheckedEffect? {
-        func duration(_ d: Expr?) -> (ok: Bool, value: Int64?) {
-            guard let d else { return (true, nil) }
-            let v = constantDuration(d, what: "the duration after `for`")
-            return (v != nil, v)
-        }
         switch effect.kind {
         case .score(let sign, let expr):
             guard let (ir, type) = resolve(expr, scope: scope) else { return nil }
@@ -530,11 +523,88 @@ struct Checker {
             }
             return .score(sign < 0 ? .unary(.negate, ir) : ir)
         case .set(let kind, let n, let d):
-            let (ok, v) = duration(d)
-            return ok ? .set(kind, name: targetId(kind, n), duration: v) : nil
+            guard let d else { return .set(kind, name: targetId(kind, n), duration: .untilLifted) }
+            return lasting(d, scope: scope).map { .set(kind, name: targetId(kind, n), duration: $0) }
         case .lift(let kind, let n):
             return .lift(kind, name: targetId(kind, n))
         }
+    }
+
+    /// How long `for EXPR` lasts: fixed when the expression is constant,
+    /// computed when the rule fires when it reads the event's fields or the
+    /// person's state (`for days days`, `for days * 1 day`, `for base +
+    /// count(strike within 1 year) * 1 week`).
+    private mutating func lasting(_ written: Expr, scope: Scope) -> Lasting? {
+        let d = written
+        if !readsRuntime(d, scope: scope) { return constantDuration(d, what: "the duration after `for`").map(Lasting.fixed) }
+        guard let (ir, type) = resolve(d, scope: scope) else { return nil }
+        guard type == .duration else {
+            let text = policy.sources.files[written.span.file].text(written.span)
+            if type == .any, case .name(let n) = d.kind {
+                report(.durationExpected, "the duration after `for` must be a duration; no constant is named `\(shown(n))`, so it reads a field of the event, a number",
+                       at: d.span, help: Suggest.help(for: n, among: constantDecls.keys)
+                           ?? "define the constant (`let \(shown(n)) = 30 days`), or multiply the field by a unit: `\(text) * 1 day`")
+            } else {
+                report(.durationExpected, "the duration after `for` must be a duration, not a \(type == .any ? "number" : type.rawValue)",
+                       at: d.span, help: "multiply a number by a unit: `(\(text)) * 1 day`")
+            }
+            return nil
+        }
+        return .computed(ir)
+    }
+
+    /// Whether an expression reads what is known only when a rule fires: a
+    /// field, the score, a flag, a count or sum, or a per-person value.
+    private mutating func readsRuntime(_ e: Expr, scope: Scope) -> Bool {
+        func again(_ x: Expr) -> Bool { readsRuntime(x, scope: scope) }
+        switch e.kind {
+        case .score, .count, .sum: return true
+        case .name(let n):
+            if let (head, _) = unitSplit(n, span: e.span, scope: scope) { return again(head) }
+            return constantDecls[n] == nil || isPersonValue(n)
+        case .unary(_, let a): return again(a)
+        case .binary(_, let a, let b): return again(a) || again(b)
+        case .inList(let a, let items): return again(a) || items.contains { again($0) }
+        case .call(_, let args): return args.contains { again($0) }
+        case .conditional(let c, let a, let b): return again(c) || again(a) || again(b)
+        case .number, .string, .bool, .duration, .invalid: return false
+        }
+    }
+
+    /// `ban days`, which the lexer joins into the one name `ban_days`, is
+    /// `ban * 1 day` when nothing has the whole name and the first words
+    /// name a constant, a per-person value or a declared field of the
+    /// rule's events: the head, the unit's seconds and both spans.
+    private func unitSplit(_ n: String, span: Span, scope: Scope) -> (head: Expr, unit: Expr)? {
+        guard !isKnownWhole(n, scope: scope), let cut = n.lastIndex(of: "_"),
+              let seconds = Lexer.units[String(n[n.index(after: cut)...])] else { return nil }
+        let head = String(n[..<cut])
+        var headKnown = constantDecls[head] != nil
+        if case .event(let events, _) = scope, !events.isEmpty, events.allSatisfy({ declaredFieldTypes[$0]?[head] != nil }) { headKnown = true }
+        guard headKnown else { return nil }
+        // The written words (`ban  days`: maybe more spaces between), split
+        // at the space before the unit.
+        let text = Array(policy.sources.files[span.file].text(span).utf8)
+        let unitAt = (text.lastIndex { $0 == 0x20 || $0 == 0x09 } ?? 0) + 1
+        var headEnd = unitAt - 1
+        while headEnd > 0 && (text[headEnd - 1] == 0x20 || text[headEnd - 1] == 0x09) { headEnd -= 1 }
+        return (Expr(kind: .name(head), span: Span(file: span.file, start: span.start, end: span.start + headEnd)),
+                Expr(kind: .duration(seconds), span: Span(file: span.file, start: span.start + unitAt, end: span.end)))
+    }
+
+    /// Whether `n` is a constant's name and a unit (`grace_days`), which a
+    /// `while` condition reads as their product, not as a flag.
+    private func isConstantWithUnit(_ n: String) -> Bool {
+        guard let cut = n.lastIndex(of: "_"), Lexer.units[String(n[n.index(after: cut)...])] != nil else { return false }
+        return constantDecls[String(n[..<cut])] != nil
+    }
+
+    /// Whether `n` names something as it is: a constant, a flag, or a
+    /// declared field of the scope's events.
+    private func isKnownWhole(_ n: String, scope: Scope) -> Bool {
+        if constantDecls[n] != nil || flagIds[n] != nil { return true }
+        if case .event(let events, _) = scope { return events.contains { declaredFieldTypes[$0]?[n] != nil } }
+        return false
     }
 
     /// The id of a flag or privilege that `collect` named.
@@ -657,7 +727,7 @@ struct Checker {
 
     private mutating func notConstant(_ e: Expr, _ what: String) -> (IR, ValueType)? {
         report(.notConstant, "\(what) is not known before the rules run, so it cannot be used here", at: e.span,
-               help: "constants, settings, counts and durations take literals and other constants only")
+               help: "constants, score settings, counts and windows take literals and other constants only (a `for` duration may read the event and the person's state)")
         return nil
     }
 
@@ -693,7 +763,10 @@ struct Checker {
     private mutating func durationArithmetic(_ op: BinaryOp, _ lt: ValueType, _ rt: ValueType, _ ir: IR, _ span: Span) -> (IR, ValueType)? {
         switch (op, lt, rt) {
         case (.add, .duration, .duration), (.sub, .duration, .duration),
-             (.mul, .duration, .number), (.mul, .number, .duration), (.div, .duration, .number):
+             (.mul, .duration, .number), (.mul, .number, .duration), (.div, .duration, .number),
+             // A field of an undeclared event may be a number (if it is not,
+             // the rule does not fire, as for any wrong type).
+             (.mul, .duration, .any), (.mul, .any, .duration), (.div, .duration, .any):
             return (ir, .duration)
         default:
             return mismatch(span, "cannot use `\(op.rawValue)` on a \(lt.rawValue) and a \(rt.rawValue)")
@@ -702,6 +775,9 @@ struct Checker {
 
     /// What a bare name in an expression is, recorded in the table.
     private mutating func resolveName(_ n: String, span: Span, scope: Scope) -> (IR, ValueType)? {
+        if let (head, unit) = unitSplit(n, span: span, scope: scope) {
+            return resolveBinary(.mul, head, unit, span: span, scope: scope)
+        }
         let resolved = resolveNameOnce(n, span: span, scope: scope)
         if let (ir, _) = resolved {
             if constantDecls[n] != nil { record(n, .constant, .read, at: span); return resolved }
@@ -724,7 +800,7 @@ struct Checker {
         case .constant:
             if personValues.contains(n) {
                 report(.notConstant, "`\(shown(n))` reads the person's state, so it is not known before the rules run and cannot be used here",
-                       at: span, help: "constants, settings, counts and durations take literals and other constants only; a `let` that reads the score, flags, counts or sums is used in conditions and score changes")
+                       at: span, help: "constants, score settings, counts and windows take literals and other constants only; a `let` that reads the score, flags, counts or sums is used in conditions, score changes and `for` durations")
                 return nil
             }
             if let c = asConstant { return c }
@@ -811,40 +887,68 @@ struct Checker {
     private mutating func reportNotConstantName(_ n: String, span: Span) -> Bool {
         if let event = eventDeclaring(n) {
             report(.notConstant, "`\(n.replacing("_", with: " "))` is a field of event `\(event)`: it is not known before the rules run, so it cannot be used here",
-                   at: span, help: "constants, settings, counts and durations take literals and other constants only")
+                   at: span, help: "constants, score settings, counts and windows take literals and other constants only (a `for` duration may read the event and the person's state)")
             return true
         }
         let words = n.split(separator: "_").map(String.init)
         guard words.count >= 2, let unit = words.last, Lexer.units[unit] != nil else { return false }
         let head = words.dropLast().joined(separator: "_"), shown = head.replacing("_", with: " ")
-        let one = unit.hasSuffix("s") ? String(unit.dropLast()) : unit
-        if constantDecls[head] != nil {
-            constantsUsed.insert(head)
-            report(.unknownName, "a unit follows a number, not a constant: `\(shown) \(unit)` reads as one name", at: span,
-                   help: "multiply the constant by the unit: `\(shown) * 1 \(one)`")
-            return true
-        }
+        // (A constant before a unit is read as their product: `unitSplit`.)
         if let event = eventDeclaring(head) {
-            report(.notConstant, "`\(shown)` is a field of event `\(event)`: it is not known before the rules run, so it cannot make a duration",
-                   at: span, help: "durations take literals and constants only: `90 \(unit)`, or `let` one")
+            report(.notConstant, "`\(shown)` is a field of event `\(event)`: it is not known before the rules run, so `\(shown) \(unit)` cannot be used here",
+                   at: span, help: "windows take literals and constants only: `90 \(unit)`, or `let` one (a `for` duration may read fields)")
             return true
         }
         return false
     }
 
-    /// An event name whose first words name a constant that holds a whole
-    /// number, as a count would: the constant, its value, and the rest of
-    /// the name.
-    private mutating func constantAsCount(_ event: String) -> (constant: String, value: Int, rest: String)? {
-        let words = event.split(separator: "_").map(String.init)
+    /// A rule with `within` and no count whose event name begins with a
+    /// constant's name (`strikes post removed`, with `let strikes = 3`):
+    /// the constant is the count and the rest names the event. The rule as
+    /// it was when no constant begins it (or a whole event or group has the
+    /// name); nil when the constant cannot be a count (E0406, reported).
+    private mutating func countFromConstant(_ rule: EventRule) -> EventRule? {
+        let name = rule.event.text
+        if eventDeclSpans[name] != nil || groupDecls[name] != nil { return rule }
+        let words = name.split(separator: "_").map(String.init)
         for k in stride(from: words.count - 1, through: 1, by: -1) {
             let head = words[..<k].joined(separator: "_")
-            guard constantDecls[head] != nil, case .number(let n)? = constant(head).flatMap({ Folder.evaluate($0.0) }),
-                  n == n.rounded(), n >= 1 else { continue }
+            guard constantDecls[head] != nil, !isPersonValue(head) else { continue }
             constantsUsed.insert(head)
-            return (head.replacing("_", with: " "), Int(n), words[k...].joined(separator: " "))
+            let (headSpan, restSpan) = splitSpan(rule.event.span, afterWords: k)
+            record(head, .constant, .read, at: headSpan)
+            guard case .number(let n)? = constant(head).flatMap({ Folder.evaluate($0.0) }) else {
+                if !constantsFailed.contains(head) {
+                    report(.badCount, "the count of a counted rule must be a whole number from 1 to 1000000; constant `\(shown(head))` is not a number", at: headSpan)
+                }
+                return nil
+            }
+            guard n == n.rounded(), n >= 1, n <= 1_000_000 else {
+                report(.badCount, "the count of a counted rule must be a whole number from 1 to 1000000; constant `\(shown(head))` is \(Arithmetic.format(n))", at: headSpan)
+                return nil
+            }
+            var counted = rule
+            counted.count = Expr(kind: .number(n), span: headSpan)
+            counted.event = Name(text: words[k...].joined(separator: "_"), span: restSpan)
+            return counted
         }
-        return nil
+        return rule
+    }
+
+    /// A multi-word name's span cut after its `k`-th word (the words as
+    /// written: spaces, tabs or `_` between them).
+    private func splitSpan(_ span: Span, afterWords k: Int) -> (Span, Span) {
+        let text = Array(policy.sources.files[span.file].text(span).utf8)
+        func between(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == UInt8(ascii: "_") }
+        var i = 0, words = 0, headEnd = 0
+        while i < text.count && words < k {
+            while i < text.count && !between(text[i]) { i += 1 }
+            headEnd = i
+            words += 1
+            while i < text.count && between(text[i]) { i += 1 }
+        }
+        return (Span(file: span.file, start: span.start, end: span.start + headEnd),
+                Span(file: span.file, start: span.start + i, end: span.end))
     }
 
     /// The first declared event (in declaration order) with a field `n`.

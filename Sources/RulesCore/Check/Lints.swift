@@ -124,7 +124,7 @@ struct Lints {
     private mutating func shortEffectsInLongWindows() {
         for rule in policy.eventRules {
             guard let count = rule.count, count > 1, let window = rule.window else { continue }
-            for case .set(let kind, let id, let duration?) in rule.effects where duration < window {
+            for case .set(let kind, let id, .fixed(let duration)) in rule.effects where duration < window {
                 let event = rule.ast.event.text.replacing("_", with: " ")
                 warn(.effectShorterThanWindow,
                      "`\(Self.word(kind, set: true)) \(name(kind, id))` lasts \(Self.days(duration)), less than the \(Self.days(window, unit: true)) window that sets it: once it ends, one more `\(event)` sets it again",

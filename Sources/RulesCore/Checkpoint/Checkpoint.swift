@@ -136,6 +136,7 @@ public enum Checkpoint {
             case .wrongType: w.int(1); w.int(0)
             case .divisionByZero: w.int(2); w.int(0)
             case .notFinite: w.int(3); w.int(0)
+            case .badDuration: w.int(4); w.int(0)
             }
             w.int(stat.count)
             w.int(stat.firstLine)
@@ -418,6 +419,7 @@ public enum Checkpoint {
                 case 1: failure = .wrongType
                 case 2: failure = .divisionByZero
                 case 3: failure = .notFinite
+                case 4: failure = .badDuration
                 default: throw Failure(description: "a note of an unknown kind")
                 }
                 engines[0].context.failures[.init(rule: rule, failure: failure)] = (count, first)

@@ -85,6 +85,16 @@ package final class Engine {
     @exclusivity(unchecked) private var firedCount = 0
     private let matched: UnsafeMutableBufferPointer<Bool>
     private let pendingFeeds: UnsafeMutableBufferPointer<(buffer: Int, value: Double)>
+    /// By effect step, the end a computed `for` gave when its rule last
+    /// fired (phase 1 computes it from the state before the event; phase 3
+    /// and the trail read it).
+    private let computedEnds: UnsafeMutableBufferPointer<Int64>
+
+    /// The end that effect `j` of the `k`-th rule fired on the last event
+    /// computed (its `for` reads the event or the state).
+    func computedEnd(fired k: Int, effect j: Int) -> Int64 {
+        computedEnds[program.steps.rules[firedSteps[k].step].effects.lowerBound + j]
+    }
 
     /// The rules that fired on the last event, with their rounded score
     /// change, in source order (tests, explanations and the trail read it).
@@ -112,9 +122,12 @@ package final class Engine {
         firedSteps = .allocate(capacity: max(1, program.steps.maxRules))
         matched = .allocate(capacity: max(1, program.steps.maxRules))
         pendingFeeds = .allocate(capacity: max(1, program.steps.maxFeeds))
+        computedEnds = .allocate(capacity: max(1, program.steps.effects.count))
+        computedEnds.initialize(repeating: 0)
     }
 
     deinit {
+        computedEnds.deallocate()
         firedSteps.deallocate()
         matched.deallocate()
         pendingFeeds.deallocate()
@@ -361,11 +374,29 @@ package final class Engine {
                     ok = inWindow + 1 >= rule.count
                 }
             }
+            if ok, rule.computesDurations, !computeDurations(rule) { ok = false }
             if ok, let amount = scoreChange(rule) {
                 firedSteps[firedCount] = (r, amount)
                 firedCount += 1
             }
         }
+    }
+
+    /// The ends of the rule's computed `for`s, as of the state before the
+    /// event; false when one has no value or is not a duration the language
+    /// takes (then the rule does not fire, and the run says why).
+    private func computeDurations(_ rule: EventSteps.Rule) -> Bool {
+        for e in rule.effects {
+            guard let node = program.steps.effects[e].computed else { continue }
+            let v = node.eval(context)
+            guard case .number(let seconds) = v else { context.noteFailure(rule: rule.index, v); return false }
+            guard let ticks = Timestamp.durationTicks(seconds: seconds) else {
+                context.noteFailure(rule: rule.index, .failed(.badDuration))
+                return false
+            }
+            computedEnds[e] = Timestamp.adding(context.now, ticks)
+        }
+        return true
     }
 
     /// The rule's score change, each `±EXPR` rounded on its own; nil when an
@@ -442,7 +473,8 @@ package final class Engine {
                 switch effect.kind {
                 case .score: break
                 case .set:
-                    let end = effect.duration.map { Timestamp.adding(now, $0) } ?? PersonStore.forever
+                    let end = effect.computed != nil ? computedEnds[e]
+                        : effect.duration.map { Timestamp.adding(now, $0) } ?? PersonStore.forever
                     store.setEnd(person, effect.slot, max(store.end(person, effect.slot), end))
                 case .lift:
                     if effect.slot >= 0 { store.setEnd(person, effect.slot, PersonStore.none) }

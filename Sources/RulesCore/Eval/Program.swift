@@ -91,8 +91,12 @@ package final class Program: @unchecked Sendable {
             let effects: [CompiledEffect] = rule.effects.map { effect in
                 switch effect {
                 case .score(let ir): return .score(compiler.compile(ir))
-                case .set(let kind, let name, let d):
-                    return .set(slot: slots[kind.index][name], duration: d)
+                case .set(let kind, let name, let lasting):
+                    switch lasting {
+                    case .untilLifted: return .set(slot: slots[kind.index][name], duration: nil, computed: nil)
+                    case .fixed(let ticks): return .set(slot: slots[kind.index][name], duration: ticks, computed: nil)
+                    case .computed(let ir): return .set(slot: slots[kind.index][name], duration: nil, computed: compiler.compile(ir))
+                    }
                 case .lift(let kind, let name):
                     return .lift(slot: slots[kind.index][name])
                 }
@@ -187,8 +191,10 @@ final class CompiledEventRule: @unchecked Sendable {
 
 enum CompiledEffect {
     case score(Node)
-    /// `slot` is never negative for `set`; `duration` nil means until lifted.
-    case set(slot: Int, duration: Int64?)
+    /// `slot` is never negative for `set`; `duration` nil (and no
+    /// `computed`) means until lifted. `computed` gives the duration in
+    /// seconds when the rule fires (`for days * 1 day`).
+    case set(slot: Int, duration: Int64?, computed: Node?)
     /// A negative slot: nothing event rules set under that name; no-op.
     case lift(slot: Int)
 }
@@ -282,6 +288,8 @@ struct EventSteps: @unchecked Sendable {
         /// The rule's score change when every amount is a constant: no
         /// expression to evaluate per event.
         let constantChange: Int64?
+        /// Whether a `for` of its effects is computed when it fires.
+        let computesDurations: Bool
     }
 
     struct Effect {
@@ -289,8 +297,11 @@ struct EventSteps: @unchecked Sendable {
         let kind: Kind
         /// The slot for `set` / `lift` (negative: nothing to lift).
         let slot: Int
-        /// For `set`: how long; nil means until lifted.
+        /// For `set`: how long; nil means until lifted (or computed).
         let duration: Int64?
+        /// For `set … for EXPR` that reads the event or the state: the
+        /// duration in seconds, evaluated when the rule fires.
+        let computed: Unmanaged<Node>?
         /// For `score`: the amount.
         let amount: Unmanaged<Node>?
     }
@@ -345,11 +356,11 @@ struct EventSteps: @unchecked Sendable {
                 for effect in rule.effects {
                     switch effect {
                     case .score(let node):
-                        effects.append(Effect(kind: .score, slot: -1, duration: nil, amount: .passUnretained(node)))
-                    case .set(let slot, let duration):
-                        effects.append(Effect(kind: .set, slot: slot, duration: duration, amount: nil))
+                        effects.append(Effect(kind: .score, slot: -1, duration: nil, computed: nil, amount: .passUnretained(node)))
+                    case .set(let slot, let duration, let computed):
+                        effects.append(Effect(kind: .set, slot: slot, duration: duration, computed: computed.map { .passUnretained($0) }, amount: nil))
                     case .lift(let slot):
-                        effects.append(Effect(kind: .lift, slot: slot, duration: nil, amount: nil))
+                        effects.append(Effect(kind: .lift, slot: slot, duration: nil, computed: nil, amount: nil))
                     }
                 }
                 var constant: Int64? = 0
@@ -364,7 +375,8 @@ struct EventSteps: @unchecked Sendable {
                                   count: rule.count, window: rule.window, counter: rule.counter,
                                   feedsCounter: rule.count > 0 && countersFed.insert(rule.counter).inserted,
                                   effects: start..<effects.count,
-                                  constantChange: constant))
+                                  constantChange: constant,
+                                  computesDurations: effects[start...].contains { $0.computed != nil }))
             }
             ranges.append(first..<rules.count)
         }

@@ -27,6 +27,8 @@ enum EvalFailure: Hashable, Sendable {
     case wrongType
     case divisionByZero
     case notFinite
+    /// A computed `for` was not from a microsecond to 1000 years.
+    case badDuration
 
     func describe(fields: [String]) -> String {
         switch self {
@@ -34,6 +36,7 @@ enum EvalFailure: Hashable, Sendable {
         case .wrongType: return "a value had the wrong type"
         case .divisionByZero: return "division by zero"
         case .notFinite: return "the result was not a finite number"
+        case .badDuration: return "its duration was not from a microsecond to 1000 years"
         }
     }
 }

@@ -191,7 +191,12 @@ package enum Explanation {
                 for effect in program.policy.eventRules[rule].effects {
                     switch effect {
                     case .set(let k, let n, let d) where k == kind && n == id:
-                        let e = d.map { Timestamp.adding(entry.time, $0) } ?? Int64.max
+                        let e: Int64
+                        switch d {
+                        case .untilLifted: e = .max
+                        case .fixed(let ticks): e = Timestamp.adding(entry.time, ticks)
+                        case .computed: e = entry.recordedEnd(rule: rule, k, program.policy.names(of: k)[n]) ?? .max
+                        }
                         if end <= entry.time { since = [] }  // what came before had ended
                         end = max(end, e)
                         since.append((entry, rule))

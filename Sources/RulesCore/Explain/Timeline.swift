@@ -23,6 +23,20 @@ public struct Timeline: Sendable {
         /// what this event's rules and the `while` rules did.
         package var changes: [TraceRecord]
 
+        /// The end a fired rule gave what it set of `name` (a computed `for`
+        /// is known from the event alone): the latest, if it set it twice;
+        /// nil when until lifted.
+        package func recordedEnd(rule: Int, _ kind: TargetKind, _ name: String) -> Int64? {
+            var end: Int64? = nil
+            for r in changes where r.rule == rule && r.line != nil {
+                if case .set(let k, let n, let until) = r.change, k == kind, n == name {
+                    guard let until else { return nil }
+                    end = max(end ?? .min, until)
+                }
+            }
+            return end
+        }
+
         /// A fired rule's score change (its `±EXPR`s, each rounded, summed).
         public func scoreChange(of rule: Int) -> Int64 {
             for r in changes where r.rule == rule && r.line != nil {

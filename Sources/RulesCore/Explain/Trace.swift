@@ -77,7 +77,7 @@ final class Tracer: EngineObserver {
         let line = engine.context.line
         var running = before
         var inForce = endsBefore.map { $0 > time }
-        for (rule, change) in engine.fired {
+        for (k, (rule, change)) in engine.fired.enumerated() {
             // One score record per rule: its changes, each rounded, summed.
             if rule.effects.contains(where: { if case .score = $0 { return true }; return false }) {
                 let after = Arithmetic.addScore(running, change)
@@ -85,14 +85,14 @@ final class Tracer: EngineObserver {
                        .score(change: change, before: running, after: after))
                 running = after
             }
-            for effect in rule.effects {
+            for (j, effect) in rule.effects.enumerated() {
                 switch effect {
                 case .score: continue
-                case .set(let slot, let duration):
+                case .set(let slot, let duration, let computed):
                     inForce[slot] = true
                     let (kind, name) = describe(slot: slot)
-                    record(engine, person, line: line, time: time, rule: rule.index,
-                           .set(kind, name: name, until: duration.map { Timestamp.adding(time, $0) }))
+                    let until = computed != nil ? engine.computedEnd(fired: k, effect: j) : duration.map { Timestamp.adding(time, $0) }
+                    record(engine, person, line: line, time: time, rule: rule.index, .set(kind, name: name, until: until))
                 case .lift(let slot):
                     guard slot >= 0, inForce[slot] else { continue }
                     inForce[slot] = false

@@ -117,7 +117,8 @@ struct CaseGenerator {
             let t = rng.pick(eventNames)
             let n = 1 + rng.below(3)
             for _ in 0..<(2 + rng.below(2)) {
-                let count = rng.chance(50) ? n : 1 + rng.below(4)
+                // The count from a constant now and then (`n a within …`).
+                let count = rng.chance(20) ? "n" : "\(rng.chance(50) ? n : 1 + rng.below(4))"
                 statements.append("\(count) \(t)\(rng.chance(30) ? " where " + condition(depth: 1) : "") within \(duration()) → \(effects())")
             }
         }
@@ -137,6 +138,7 @@ struct CaseGenerator {
                                   "sum(\(rng.pick(eventNames)).x within \(duration())) - score", "max(score, count(\(aggregateBody())))"])
             statements.insert("let live = \(value)", at: rng.below(statements.count + 1))
         }
+        if uses("n") { statements.insert("let n = \(rng.pick(["1", "2", "3"]))", at: rng.below(statements.count + 1)) }
         if uses("k") { statements.insert("let k = \(rng.pick(["2", "7", "-3", "2.5", "10_000"]))", at: rng.below(statements.count + 1)) }
         if uses("window") { statements.insert("let window = \(rng.pick(["3 days", "2 * 12 hours", "1000 years"]))", at: rng.below(statements.count + 1)) }
         if uses("base") { statements.append("let base = \(rng.pick(["0", "50", "-5"]))") }
@@ -199,7 +201,17 @@ struct CaseGenerator {
         return list.joined(separator: ", ")
     }
 
-    private mutating func forClause() -> String { rng.chance(50) ? " for \(duration())" : "" }
+    private mutating func forClause() -> String {
+        guard rng.chance(50) else { return "" }
+        // Now and then a duration computed when the rule fires: from a
+        // field (zero, negative or missing: the rule does not fire), or the
+        // state; `y days` is `y * 1 day` when `y` is a declared field.
+        if rng.chance(20) {
+            return " for " + rng.pick(["x * 1 hour", "(x + count(\(aggregateBody()))) * 1 day", "abs(score) * 1 minute"]
+                                      + (declared ? ["y days"] : []))
+        }
+        return " for \(duration())"
+    }
 
     private mutating func stateRule(_ k: Int) -> String {
         var c = stateCondition(depth: 2, k: k)

@@ -174,13 +174,29 @@ struct ReferenceModel {
                 change = Self.addScore(change, Self.round(x))
             }
             if fails { continue }
+            // A computed `for` is evaluated like the score changes, against
+            // the state before the event; without a value, or outside a
+            // microsecond to 1000 years, the rule does not fire.
+            var ends: [Int64] = []
+            for effect in rule.effects {
+                guard case .set(_, _, let lasting) = effect else { continue }
+                switch lasting {
+                case .untilLifted: ends.append(Self.forever)
+                case .fixed(let ticks): ends.append(Self.addTime(event.time, ticks))
+                case .computed(let ir):
+                    guard case .number(let seconds)? = eval(ir, event, before), seconds > 0, seconds <= 1000 * 365 * 86_400 else { fails = true; break }
+                    let ticks = (seconds * 1_000_000).rounded()
+                    guard ticks >= 1 else { fails = true; break }
+                    ends.append(Self.addTime(event.time, Int64(ticks)))
+                }
+            }
+            if fails { continue }
             total = Self.addScore(total, change)
             for effect in rule.effects {
                 switch effect {
                 case .score: break
-                case .set(let kind, let name, let duration):
-                    let end = duration.map { Self.addTime(event.time, $0) } ?? Self.forever
-                    changes.append(.set(kind: kind, name: name, end: end))
+                case .set(let kind, let name, _):
+                    changes.append(.set(kind: kind, name: name, end: ends.removeFirst()))
                 case .lift(let kind, let name):
                     changes.append(.lift(kind: kind, name: name))
                 }
