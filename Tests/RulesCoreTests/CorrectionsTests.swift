@@ -308,6 +308,24 @@ struct CorrectionsTests {
         ])
     }
 
+    @Test("a line too late that repeats an old id says it is too late, whether or not the old event was compacted yet")
+    func tooLateBeforeDuplicate() {
+        // dave's t-1 is out of reach by line 2; line 3 repeats its id and is
+        // more than the lateness before dave's last event. Whether t-1 is
+        // still in memory depends on compaction (other people, shards):
+        // the reason must not.
+        let stream = """
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-29T11:00:00Z","id":"t-1"}
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-31T21:00:00Z","id":"t-2"}
+            {"citizen":"dave","type":"speeding","speed":60,"time":"2026-01-02T08:00:00Z","id":"t-1"}
+            """
+        var compacting = Corrections(retain: 2 * Self.day, lateness: Self.day / 24)
+        compacting.sweepFloor = 0
+        let expected = [#"3: time 2026-01-02T08:00:00Z is earlier than this citizen's previous event at 2026-01-31T21:00:00Z"#]
+        #expect(Self.reasons(stream, corrections: compacting) == expected)
+        #expect(Self.reasons(stream, corrections: Corrections(retain: 2 * Self.day, lateness: Self.day / 24)) == expected)
+    }
+
     @Test("`retract` cannot be an event type, nor `id` a field a rule reads; `citizen` can (another person key)")
     func reservedNames() {
         for (text, code) in [("retract → -5", "E0315"), ("event retract { }", "E0315"),

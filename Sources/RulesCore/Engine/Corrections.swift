@@ -52,7 +52,14 @@ extension EventApplier {
         let at = engine.lineBase + number
         if let r = e.retraction { return retract(e, r, line: line, at: at, history: history) }
         let known = engine.people.find(e.person)
-        if let id = e.id, let p = known, let same = history.find(person: p, id: id), history.reaches(same.time, from: e.time) {
+        // A line too late for `--lateness` is rejected for that, whatever
+        // its id: whether an old event with the same id is still in memory
+        // depends on when the kept history was last compacted, which
+        // depends on the engine's other people (a shard's, under `--jobs`
+        // or `rules serve`). A line in time can only repeat an id that is
+        // still reachable, and reachable events are never compacted.
+        let tooLate = known.map { e.time < engine.store.lastTime($0) && engine.store.lastTime($0) - e.time > history.lateness } ?? false
+        if !tooLate, let id = e.id, let p = known, let same = history.find(person: p, id: id), history.reaches(same.time, from: e.time) {
             return .rejected("duplicate id \(quoted(id)): this \(engine.personKey.name)'s event on line \(same.line) has it", e)
         }
         if let p = known, e.time < engine.store.lastTime(p), engine.store.lastTime(p) - e.time <= history.lateness {
