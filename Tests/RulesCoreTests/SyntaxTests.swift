@@ -93,6 +93,10 @@ struct ParserTests {
         // A blank line ends the group; the next line is read on its own.
         ("event infraction = speeding,\n\nred light", "error E0201\nerror E0202"),
         ("speeding → -5", "(rule speeding (-5))"),
+        // A chain: each `else` branch is the rule it means.
+        ("s where x > 1 → -2\nelse where x > 0 → -1\nelse → -0", "(rule s (where (> x 1)) (-2))\n(rule s (where (and (not (> x 1)) (> x 0))) (-1))\n(rule s (where (and (not (> x 1)) (not (> x 0)))) (-0))"),
+        ("while a → flag b\n\n# tiers\nelse while c → flag d", "(while a (flag b))\n(while (and (not a) c) (flag d))"),
+        ("let k = 1\nelse → -1", "(let k 1)\nerror E0201"),
         ("speeding where speed > limit + 30 → -20", "(rule speeding (where (> speed (+ limit 30))) (-20))"),
         ("3 speeding within 30 days → deny driving for 90 days", "(rule 3 speeding (within 2592000s) (deny driving (for 7776000s)))"),
         ("debt paid → +5, clear debtor, allow travel", "(rule debt_paid (+5) (clear debtor) (allow travel))"),

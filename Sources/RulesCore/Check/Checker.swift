@@ -666,7 +666,7 @@ struct Checker {
     /// explanation can show each part with its value (`score (872) < 900`).
     private mutating func resolve(_ e: Expr, scope: Scope) -> (IR, ValueType)? {
         let resolved = resolvePart(e, scope: scope)
-        if let (ir, _) = resolved, scope != .constant { policy.parts[e.span] = ir }
+        if let (ir, _) = resolved, scope != .constant, !e.synthetic { policy.parts[e.span] = ir }
         return resolved
     }
 

@@ -157,8 +157,13 @@ package struct DiagnosticSink {
     private(set) var items: [Diagnostic] = []
     private(set) var errorCount = 0
     private(set) var truncated = false
+    /// What was said, so that a mistake read twice (a chain's branches
+    /// each read the first branch's condition again) is said once.
+    private var said: Set<Said> = []
+    private struct Said: Hashable { var code: DiagnosticCode; var span: Span; var message: String }
 
     mutating func add(_ d: Diagnostic) {
+        guard said.insert(Said(code: d.code, span: d.span, message: d.message)).inserted else { return }
         if d.severity == .error {
             if errorCount >= Self.keep {
                 truncated = true

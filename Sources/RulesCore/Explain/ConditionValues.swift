@@ -13,7 +13,7 @@ struct ConditionValues {
         case .binary(let op, let a, let b) where op == .and || op == .or:
             return "\(operand(a, of: op)) \(op.rawValue) \(operand(b, of: op))"
         case .unary(.not, let a):
-            return "not " + (isLogic(a) ? "(\(render(a)))" : render(a))
+            return "not " + (isLogic(a) || e.synthetic ? "(\(render(a)))" : render(a))
         case .binary(let op, let a, let b) where [.eq, .ne, .lt, .le, .gt, .ge].contains(op):
             return "\(part(a)) \(op.rawValue) \(part(b))"
         case .inList(let a, let items):

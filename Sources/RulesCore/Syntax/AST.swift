@@ -43,6 +43,11 @@ package indirect enum ExprKind: Sendable, Equatable {
 package struct Expr: Sendable, Equatable {
     public var kind: ExprKind
     public var span: Span
+    /// Made by the parser, not written: a branch of a chain of rules reads
+    /// `not (an earlier branch's condition) and …`. It has no place of its
+    /// own, so an explanation shows it as what it is made of, not as a
+    /// part with a value.
+    public var synthetic = false
     public static func == (a: Expr, b: Expr) -> Bool { a.kind == b.kind }
 }
 
@@ -69,6 +74,8 @@ package struct EventRule: Sendable, Equatable {
     public var window: Expr?
     public var effects: [Effect]
     public var span: Span
+    /// An `else` branch of the rule before (its condition says so).
+    public var chained = false
     public static func == (a: EventRule, b: EventRule) -> Bool {
         a.count == b.count && a.event == b.event && a.condition == b.condition
             && a.window == b.window && a.effects == b.effects
@@ -80,6 +87,8 @@ package struct StateRule: Sendable, Equatable {
     public var condition: Expr
     public var effects: [Effect]
     public var span: Span
+    /// An `else` branch of the rule before (its condition says so).
+    public var chained = false
     public static func == (a: StateRule, b: StateRule) -> Bool {
         a.condition == b.condition && a.effects == b.effects
     }

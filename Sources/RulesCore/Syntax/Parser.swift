@@ -11,6 +11,17 @@ package struct Parser {
     private var linesWithLexicalErrors: Set<Int> = []
     private(set) var diagnostics = DiagnosticSink()
     private(set) var statements: [Statement] = []
+    /// The chain of rules the last statement began or continued, which an
+    /// `else` line continues: its kind and the conditions of its branches
+    /// so far (nil: a branch without one, which ends the chain).
+    private var chain: Chain? = nil
+    private struct Chain {
+        /// The event rule that began it; nil for a chain of `while` rules.
+        var event: Name?
+        var conditions: [Expr]
+        var closed = false
+        var counted = false
+    }
 
     static let maxDepth = 100
 
@@ -106,6 +117,7 @@ package struct Parser {
             do {
                 let statement = try parseStatement()
                 statements.append(statement)
+                noteChain(statement)
                 if !atStatementEnd {
                     throw fail(.unexpectedToken, "expected end of statement, found \(kind.display)",
                                help: "put each statement on its own line, or separate them with `;`")
@@ -135,6 +147,8 @@ package struct Parser {
             return .event(try parseEventDecl())
         case .keyword(.while):
             return .stateRule(try parseStateRule())
+        case .keyword(.else):
+            return try parseElse()
         case .keyword(.test):
             return .test(try parseTest())
         case .name("use") where isString(peek()):
@@ -221,6 +235,67 @@ package struct Parser {
         }
         advance()
         return EventDecl(name: name, fields: fields, span: span(from: start))
+    }
+
+    /// After a statement: the chain it begins (an event or `while` rule),
+    /// continues (an `else` branch: already noted), or ends (anything else).
+    private mutating func noteChain(_ statement: Statement) {
+        switch statement {
+        case .eventRule(let r) where r.chained: return
+        case .stateRule(let r) where r.chained: return
+        case .eventRule(let r):
+            chain = Chain(event: r.event, conditions: [r.condition ?? Expr(kind: .bool(true), span: r.event.span, synthetic: true)],
+                          closed: r.condition == nil, counted: r.count != nil)
+        case .stateRule(let r): chain = Chain(event: nil, conditions: [r.condition])
+        default: chain = nil
+        }
+    }
+
+    /// else-branch = "else" [ ( "where" | "while" ) EXPR ] arrow effects
+    ///
+    /// The rule on the line before, continued: this branch holds only when
+    /// no earlier branch's condition does. Read as the rule it means —
+    /// `EVENT where not (C1) and … and C` or `while not (C1) and … and C` —
+    /// so everything downstream knows it already (a condition without a
+    /// value stops the chain, as it stops any rule).
+    private mutating func parseElse() throws -> Statement {
+        let elseToken = advance()
+        guard var c = chain else {
+            throw fail(.unexpectedToken, "`else` continues the rule on the line before, and there is none", at: elseToken.span,
+                       help: "an `else` line follows an event rule or a `while` rule: `speeding where over > 40 → -50` then `else → -5`")
+        }
+        if c.closed {
+            throw fail(.unexpectedToken, "`else` cannot follow a rule or branch without a condition: that one already takes every case", at: elseToken.span,
+                       help: "give the line before a condition (`where …`), or remove this branch")
+        }
+        if c.counted {
+            throw fail(.unexpectedToken, "`else` cannot continue a counted rule", at: elseToken.span,
+                       help: "write the other case as a rule of its own")
+        }
+        let word: Keyword = c.event == nil ? .while : .where
+        var own: Expr? = nil
+        if accept(.keyword(word)) {
+            own = try parseExpression()
+        } else if kind == .keyword(word == .where ? .while : .where) {
+            throw fail(.unexpectedToken, "a chain of \(c.event == nil ? "`while` rules" : "event rules") continues with `else \(word.rawValue) …`, not `else \(kind.display)`",
+                       help: "write `else \(word.rawValue) CONDITION → …`, or `else → …` for every other case")
+        }
+        try expectArrow()
+        let effects = try parseEffects()
+        // `not (C1) and not (C2) and … and C`, made where `else` stands.
+        var condition: Expr? = nil
+        for earlier in c.conditions {
+            let negated = Expr(kind: .unary(.not, earlier), span: elseToken.span, synthetic: true)
+            condition = condition.map { Expr(kind: .binary(.and, $0, negated), span: elseToken.span, synthetic: true) } ?? negated
+        }
+        if let own { condition = Expr(kind: .binary(.and, condition!, own), span: elseToken.span, synthetic: true) }
+        if let own { c.conditions.append(own) } else { c.closed = true }
+        chain = c
+        let span = span(from: elseToken.span)
+        if let event = c.event {
+            return .eventRule(EventRule(count: nil, event: event, condition: condition, window: nil, effects: effects, span: span, chained: true))
+        }
+        return .stateRule(StateRule(condition: condition!, effects: effects, span: span, chained: true))
     }
 
     /// event-group = "event" NAME "=" NAME { "," NAME }

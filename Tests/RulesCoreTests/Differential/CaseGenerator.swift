@@ -111,6 +111,13 @@ struct CaseGenerator {
             }
         }
         for _ in 0..<(1 + rng.below(6)) { statements.append(eventRule()) }
+        // Now and then a chain: the first branch whose condition holds.
+        if rng.chance(30) {
+            var chain = "\(rng.pick(eventNames)) where \(condition(depth: 1)) → \(effects())"
+            for _ in 0..<rng.below(3) { chain += "\nelse where \(condition(depth: 1)) → \(effects())" }
+            if rng.chance(60) { chain += "\nelse → \(effects())" }
+            statements.append(chain)
+        }
         // Several counted rules on one event type, equal and different
         // counts and windows (issue 13's first bug).
         if rng.chance(40) {
@@ -122,7 +129,16 @@ struct CaseGenerator {
                 statements.append("\(count) \(t)\(rng.chance(30) ? " where " + condition(depth: 1) : "") within \(duration()) → \(effects())")
             }
         }
-        for k in 0..<stateRuleCount { statements.append(stateRule(k)) }
+        for k in 0..<stateRuleCount {
+            var rule = stateRule(k)
+            // A `while` chain: the branches hold one at a time, each setting
+            // only this rule's flag (so no cycle).
+            if rng.chance(25) {
+                rule += "\nelse while \(stateCondition(depth: 1, k: k)) → deny \(rng.pick(Self.privileges)), flag \(Self.stateFlags[k])"
+                if rng.chance(50) { rule += "\nelse → grant \(rng.pick(Self.privileges))" }
+            }
+            statements.append(rule)
+        }
         // Every flag a rule reads is set by some rule (with declarations an
         // unknown name is an error, not a field).
         for flag in Self.eventFlags where statements.contains(where: { $0.contains(flag) })
