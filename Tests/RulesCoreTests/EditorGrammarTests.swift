@@ -99,6 +99,15 @@ struct EditorGrammarTests {
         #expect(!declaration.contains { $0.1 == "entity.name.type.group.rules" })
     }
 
+    @Test("`set score to` is an effect; `set` elsewhere is a word of a name")
+    func setScore() throws {
+        let rules = try Self.rules()
+        let tokens = Self.tokenize("amnesty → set score to 1000", rules)
+        #expect(tokens.map(\.0) == ["→", "set", "score", "1000"])
+        #expect(tokens[1].1 == "keyword.other.effect.rules")
+        #expect(!Self.tokenize("set up fee → -5", rules).contains { $0.0 == "set" })
+    }
+
     @Test("a line of every kind of token")
     func oneLine() throws {
         let tokens = Self.tokenize(#"3 speeding where zone == "a\"b" and not x >= 2.5 → deny travel for 90 days  # why"#, try Self.rules())

@@ -37,6 +37,9 @@ public final class RulesEngine {
         var second: Int         // the second rule that fired; -1 for none
         var amount: Int64
         var secondAmount: Int64
+        /// What a `set score to` of either gave.
+        var setTo: Int64? = nil
+        var secondSetTo: Int64? = nil
         static let none = FiredKey(second: -2, amount: 0, secondAmount: 0)
     }
 
@@ -228,9 +231,9 @@ public final class RulesEngine {
         let count = engine.firedRuleCount
         if count == 0 { return .applied(fired: []) }
         guard count <= 2 else { return .applied(fired: firedRules(count)) }
-        let (first, amount) = engine.firedRule(0)
-        let (second, secondAmount) = count == 2 ? engine.firedRule(1) : (-1, 0)
-        let key = FiredKey(second: second, amount: amount, secondAmount: secondAmount)
+        let (first, amount, setTo) = engine.firedRule(0)
+        let (second, secondAmount, secondSetTo) = count == 2 ? engine.firedRule(1) : (-1, 0, nil)
+        let key = FiredKey(second: second, amount: amount, secondAmount: secondAmount, setTo: setTo, secondSetTo: secondSetTo)
         let place = 2 * first + count - 1
         if sharedKeys[place] == key, let shared = sharedOutcomes[place] { return .applied(fired: shared) }
         let made = firedRules(count)
@@ -243,8 +246,8 @@ public final class RulesEngine {
     private func firedRules(_ count: Int) -> [FiredRule] {
         let sites = policy.rules
         return (0..<count).map { k in
-            let (index, amount) = engine.firedRule(k)
-            return FiredRule(rule: sites[index], scoreChange: amount)
+            let (index, amount, setTo) = engine.firedRule(k)
+            return FiredRule(rule: sites[index], scoreChange: amount, scoreSetTo: setTo)
         }
     }
 
@@ -296,8 +299,18 @@ public final class RulesEngine {
 public struct FiredRule: Sendable, Equatable {
     /// The rule: its file, line and text.
     public var rule: RuleSite
-    /// Its score change on this event, rounded (0 for a rule with no score effect).
+    /// Its score change on this event, rounded (0 for a rule with no score
+    /// effect); after its `set score to`, if it has one.
     public var scoreChange: Int64
+    /// What its `set score to` set the score to (before its later changes,
+    /// and before `min`/`max`); nil for a rule without one.
+    public var scoreSetTo: Int64? = nil
+
+    public init(rule: RuleSite, scoreChange: Int64, scoreSetTo: Int64? = nil) {
+        self.rule = rule
+        self.scoreChange = scoreChange
+        self.scoreSetTo = scoreSetTo
+    }
 }
 
 /// One person's state: what `rules run` prints for them.

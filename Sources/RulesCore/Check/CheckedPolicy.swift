@@ -120,6 +120,9 @@ package enum Lasting: Sendable, Hashable {
 package enum CheckedEffect: Sendable {
     /// A score change; the sign is already folded into the expression.
     case score(IR)
+    /// `set score to EXPR`: replaces the score so far in the event's
+    /// effects (changes before it are dropped; changes after it add).
+    case setScore(IR)
     /// `deny`/`grant`/`flag`, and how long.
     case set(TargetKind, name: Int, duration: Lasting)
     /// `allow`/`revoke`/`clear`: lifts what event rules set.

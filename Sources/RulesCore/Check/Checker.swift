@@ -104,7 +104,7 @@ struct Checker {
                 case .lift(let kind, let n):
                     record(n.text, NameUse.Kind(kind), .lift, at: n.span)
                     if kind.isFlag { flagNames.insert(n.text) } else { privilegeNames.insert(n.text) }
-                case .score: break
+                case .score, .setScore: break
                 }
             }
         }
@@ -485,7 +485,7 @@ struct Checker {
         var ok = true
         for effect in rule.effects {
             switch effect.kind {
-            case .score:
+            case .score, .setScore:
                 report(.stateRuleChangesScore, "a `while` rule cannot change the score", at: effect.span,
                        help: "a state rule holds for a span of time, so it has no moment to add points at; change the score from an event rule")
                 ok = false
@@ -522,6 +522,13 @@ struct Checker {
                 return nil
             }
             return .score(sign < 0 ? .unary(.negate, ir) : ir)
+        case .setScore(let expr):
+            guard let (ir, type) = resolve(expr, scope: scope) else { return nil }
+            guard type == .number || type == .any else {
+                report(.typeMismatch, "the score is set to a number, not a \(type.rawValue)", at: expr.span)
+                return nil
+            }
+            return .setScore(ir)
         case .set(let kind, let n, let d):
             guard let d else { return .set(kind, name: targetId(kind, n), duration: .untilLifted) }
             return lasting(d, scope: scope).map { .set(kind, name: targetId(kind, n), duration: $0) }

@@ -81,6 +81,7 @@ enum Fingerprint {
         func effect(_ effect: CheckedEffect) -> String {
             switch effect {
             case .score(let amount): "score \(ir(amount))"
+            case .setScore(let value): "score set to \(ir(value))"
             case .set(let kind, let name, .computed(let duration)): target(kind, name) + " for computed \(ir(duration))"
             case .set(let kind, let name, let duration): target(kind, name) + " for \(optional(duration.fixed))"
             case .lift(let kind, let name): "\(kind.liftVerb) \(quoted(policy.names(of: kind)[name]))"

@@ -89,6 +89,8 @@ package final class Engine {
     /// fired (phase 1 computes it from the state before the event; phase 3
     /// and the trail read it).
     private let computedEnds: UnsafeMutableBufferPointer<Int64>
+    /// By fired rule, the value its `set score to` gave (`noSet`: none).
+    private let firedSets: UnsafeMutableBufferPointer<Int64>
 
     /// The end that effect `j` of the `k`-th rule fired on the last event
     /// computed (its `for` reads the event or the state).
@@ -98,17 +100,18 @@ package final class Engine {
 
     /// The rules that fired on the last event, with their rounded score
     /// change, in source order (tests, explanations and the trail read it).
-    var fired: [(rule: CompiledEventRule, amounts: Int64)] {
+    var fired: [(rule: CompiledEventRule, amounts: Int64, setTo: Int64?)] {
         (0..<firedCount).map { k in
-            (program.eventRules[program.steps.rules[firedSteps[k].step].index], firedSteps[k].amount)
+            (program.eventRules[program.steps.rules[firedSteps[k].step].index], firedSteps[k].amount,
+             firedSets[k] == Self.noSet ? nil : firedSets[k])
         }
     }
 
     /// The same without building a list: how many fired, and the `k`-th's
     /// global rule index and score change (the library's outcome).
     var firedRuleCount: Int { firedCount }
-    func firedRule(_ k: Int) -> (index: Int, amount: Int64) {
-        (program.steps.rules[firedSteps[k].step].index, firedSteps[k].amount)
+    func firedRule(_ k: Int) -> (index: Int, amount: Int64, setTo: Int64?) {
+        (program.steps.rules[firedSteps[k].step].index, firedSteps[k].amount, firedSets[k] == Self.noSet ? nil : firedSets[k])
     }
 
     public init(program: Program, personKey: PersonKey = .citizen) {
@@ -122,11 +125,13 @@ package final class Engine {
         firedSteps = .allocate(capacity: max(1, program.steps.maxRules))
         matched = .allocate(capacity: max(1, program.steps.maxRules))
         pendingFeeds = .allocate(capacity: max(1, program.steps.maxFeeds))
+        firedSets = .allocate(capacity: max(1, program.steps.maxRules))
         computedEnds = .allocate(capacity: max(1, program.steps.effects.count))
         computedEnds.initialize(repeating: 0)
     }
 
     deinit {
+        firedSets.deallocate()
         computedEnds.deallocate()
         firedSteps.deallocate()
         matched.deallocate()
@@ -375,8 +380,9 @@ package final class Engine {
                 }
             }
             if ok, rule.computesDurations, !computeDurations(rule) { ok = false }
-            if ok, let amount = scoreChange(rule) {
+            if ok, let (amount, set) = scoreChange(rule) {
                 firedSteps[firedCount] = (r, amount)
+                firedSets[firedCount] = set
                 firedCount += 1
             }
         }
@@ -399,20 +405,30 @@ package final class Engine {
         return true
     }
 
-    /// The rule's score change, each `±EXPR` rounded on its own; nil when an
-    /// expression fails (then the whole rule does not fire).
+    /// The rule's score change, each `±EXPR` rounded on its own, and the
+    /// value its last `set score to` gave (`noSet`: none; the change is then
+    /// what comes after it); nil when an expression fails (then the whole
+    /// rule does not fire).
     @inline(__always)
-    private func scoreChange(_ rule: EventSteps.Rule) -> Int64? {
-        if let constant = rule.constantChange { return constant }
-        var total: Int64 = 0
+    private func scoreChange(_ rule: EventSteps.Rule) -> (amount: Int64, set: Int64)? {
+        if let constant = rule.constantChange { return (constant, Self.noSet) }
+        var total: Int64 = 0, set = Self.noSet
         for e in rule.effects {
-            guard let node = program.steps.effects[e].amount else { continue }
+            let effect = program.steps.effects[e]
+            guard let node = effect.amount else { continue }
             let v = node.eval(context)
             guard case .number(let x) = v else { context.noteFailure(rule: rule.index, v); return nil }
-            total = Arithmetic.addScore(total, Arithmetic.roundScore(x))
+            if effect.kind == .setScore {
+                (set, total) = (Arithmetic.roundScore(x), 0)
+            } else {
+                total = Arithmetic.addScore(total, Arithmetic.roundScore(x))
+            }
         }
-        return total
+        return (total, set)
     }
+
+    /// No `set score to` in a fired rule (scores never reach it).
+    static let noSet = Int64.min
 
     /// Phase 2: record the event in the window buffers that count it. The
     /// conditions see the state before the event, like the rules did.
@@ -464,14 +480,17 @@ package final class Engine {
         if firedCount == 0 { return }
         let steps = program.steps
         let person = context.person, now = context.now
-        var delta: Int64 = 0
+        // The score so far in the event's effects, in source order: a
+        // `set score to` replaces it (what came before is dropped), a
+        // change adds to it; clamped once at the end.
+        var base = store.score(person), delta: Int64 = 0
         for k in 0..<firedCount {
             let (r, amount) = firedSteps[k]
-            delta = Arithmetic.addScore(delta, amount)
+            if firedSets[k] != Self.noSet { (base, delta) = (firedSets[k], amount) } else { delta = Arithmetic.addScore(delta, amount) }
             for e in steps.rules[r].effects {
                 let effect = steps.effects[e]
                 switch effect.kind {
-                case .score: break
+                case .score, .setScore: break
                 case .set:
                     let end = effect.computed != nil ? computedEnds[e]
                         : effect.duration.map { Timestamp.adding(now, $0) } ?? PersonStore.forever
@@ -481,7 +500,7 @@ package final class Engine {
                 }
             }
         }
-        store.setScore(person, clamp(Arithmetic.addScore(store.score(person), delta)))
+        store.setScore(person, clamp(Arithmetic.addScore(base, delta)))
     }
 
     @inline(__always)

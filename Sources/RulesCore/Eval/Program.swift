@@ -91,6 +91,7 @@ package final class Program: @unchecked Sendable {
             let effects: [CompiledEffect] = rule.effects.map { effect in
                 switch effect {
                 case .score(let ir): return .score(compiler.compile(ir))
+                case .setScore(let ir): return .setScore(compiler.compile(ir))
                 case .set(let kind, let name, let lasting):
                     switch lasting {
                     case .untilLifted: return .set(slot: slots[kind.index][name], duration: nil, computed: nil)
@@ -191,6 +192,8 @@ final class CompiledEventRule: @unchecked Sendable {
 
 enum CompiledEffect {
     case score(Node)
+    /// `set score to EXPR`.
+    case setScore(Node)
     /// `slot` is never negative for `set`; `duration` nil (and no
     /// `computed`) means until lifted. `computed` gives the duration in
     /// seconds when the rule fires (`for days * 1 day`).
@@ -293,7 +296,7 @@ struct EventSteps: @unchecked Sendable {
     }
 
     struct Effect {
-        enum Kind: UInt8 { case score, set, lift }
+        enum Kind: UInt8 { case score, setScore, set, lift }
         let kind: Kind
         /// The slot for `set` / `lift` (negative: nothing to lift).
         let slot: Int
@@ -302,7 +305,7 @@ struct EventSteps: @unchecked Sendable {
         /// For `set … for EXPR` that reads the event or the state: the
         /// duration in seconds, evaluated when the rule fires.
         let computed: Unmanaged<Node>?
-        /// For `score`: the amount.
+        /// For `score`: the amount; for `setScore`: the value.
         let amount: Unmanaged<Node>?
     }
 
@@ -357,13 +360,15 @@ struct EventSteps: @unchecked Sendable {
                     switch effect {
                     case .score(let node):
                         effects.append(Effect(kind: .score, slot: -1, duration: nil, computed: nil, amount: .passUnretained(node)))
+                    case .setScore(let node):
+                        effects.append(Effect(kind: .setScore, slot: -1, duration: nil, computed: nil, amount: .passUnretained(node)))
                     case .set(let slot, let duration, let computed):
                         effects.append(Effect(kind: .set, slot: slot, duration: duration, computed: computed.map { .passUnretained($0) }, amount: nil))
                     case .lift(let slot):
                         effects.append(Effect(kind: .lift, slot: slot, duration: nil, computed: nil, amount: nil))
                     }
                 }
-                var constant: Int64? = 0
+                var constant: Int64? = rule.effects.contains { if case .setScore = $0 { return true }; return false } ? nil : 0
                 for case .score(let node) in rule.effects {
                     if let c = node as? ConstNode, case .number(let x) = c.value {
                         constant = constant.map { Arithmetic.addScore($0, Arithmetic.roundScore(x)) }

@@ -77,17 +77,20 @@ final class Tracer: EngineObserver {
         let line = engine.context.line
         var running = before
         var inForce = endsBefore.map { $0 > time }
-        for (k, (rule, change)) in engine.fired.enumerated() {
-            // One score record per rule: its changes, each rounded, summed.
-            if rule.effects.contains(where: { if case .score = $0 { return true }; return false }) {
-                let after = Arithmetic.addScore(running, change)
+        for (k, (rule, change, setTo)) in engine.fired.enumerated() {
+            // One score record per rule: its changes, each rounded, summed
+            // (after its `set score to`, if it has one: the record's change
+            // is then what the rule did to the score, from before to after).
+            if rule.effects.contains(where: { switch $0 { case .score, .setScore: return true; default: return false } }) {
+                let after = Arithmetic.addScore(setTo ?? running, change)
+                let change = after - running
                 record(engine, person, line: line, time: time, rule: rule.index,
                        .score(change: change, before: running, after: after))
                 running = after
             }
             for (j, effect) in rule.effects.enumerated() {
                 switch effect {
-                case .score: continue
+                case .score, .setScore: continue
                 case .set(let slot, let duration, let computed):
                     inForce[slot] = true
                     let (kind, name) = describe(slot: slot)

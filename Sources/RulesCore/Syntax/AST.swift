@@ -54,6 +54,8 @@ package struct Expr: Sendable, Equatable {
 package enum EffectKind: Sendable, Equatable {
     /// `+EXPR` or `-EXPR`; the sign applies to the whole expression.
     case score(sign: Double, Expr)
+    /// `set score to EXPR`: the score from here on in the event's effects.
+    case setScore(Expr)
     /// `flag F`, `deny P`, `grant P`, each with an optional `for D`.
     case set(TargetKind, Name, duration: Expr?)
     /// `clear F`, `allow P`, `revoke P`.

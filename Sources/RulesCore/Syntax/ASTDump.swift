@@ -55,6 +55,7 @@ package enum ASTDump {
         }
         switch e.kind {
         case .score(let sign, let x): return "(\(sign < 0 ? "-" : "+")\(dump(x)))"
+        case .setScore(let x): return "(set score \(dump(x)))"
         case .set(let kind, let n, let d): return timed(kind.setVerb, n, d)
         case .lift(let kind, let n): return "(\(kind.liftVerb) \(n.text))"
         }

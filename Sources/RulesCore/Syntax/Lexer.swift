@@ -163,6 +163,14 @@ package struct Lexer {
                 return
             }
         }
+        if first == "to", tokens.count >= 2, tokens[tokens.count - 1].kind == .keyword(.score),
+           tokens[tokens.count - 2].kind == .name("set") {
+            // `set score to base`: `to` is the effect's own word, not the
+            // start of a name `to_base`.
+            pos = end
+            emit(.name("to"), start: start, end: end)
+            return
+        }
         if let keyword = Keyword(rawValue: first) {
             pos = end
             emit(.keyword(keyword), start: start, end: end)

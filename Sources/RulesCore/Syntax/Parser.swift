@@ -624,11 +624,20 @@ package struct Parser {
             let target = TargetKind(liftKeyword: k)!
             advance()
             effect = .lift(target, try parseName("a \(target.nameKind) after `\(k.rawValue)`"))
+        case .name("set") where peek() == .keyword(.score):
+            // set-score = "set" "score" "to" EXPR
+            advance(); advance()
+            guard accept(.name("to")) else {
+                throw fail(.unexpectedToken, "expected `to` after `set score`, found \(kind.display)", help: "write `set score to 1000`")
+            }
+            effect = .setScore(try parseExpression())
+        case .keyword(.score):
+            throw fail(.missingEffect, "an effect sets the score with `set score to …`", help: "write `set score to \(peek() == .assign ? source.text(tokens[index + 2].span) : "1000")`, or `+N` / `-N` to change it")
         case .number, .duration:
             throw fail(.missingEffect, "a score change needs a sign", help: "write `+\(source.text(current.span))` or `-\(source.text(current.span))`")
         default:
             throw fail(.missingEffect, "expected an effect, found \(kind.display)",
-                       help: "effects are `+N`, `-N`, `deny P`, `allow P`, `grant P`, `revoke P`, `flag F`, `clear F`")
+                       help: "effects are `+N`, `-N`, `set score to N`, `deny P`, `allow P`, `grant P`, `revoke P`, `flag F`, `clear F`")
         }
         return Effect(kind: effect, span: span(from: start))
     }

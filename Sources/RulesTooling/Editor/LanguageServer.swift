@@ -274,6 +274,7 @@ struct Analysis: Sendable {
             .object([("label", .string(k.rawValue)), ("kind", .number(14))])  // Keyword
         }
         items += ["min", "max", "abs", "count", "sum"].map { .object([("label", .string($0)), ("kind", .number(3))]) }
+        items.append(.object([("label", .string("set score to")), ("kind", .number(14))]))
         var seen = Set<String>()
         let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21]
         for o in occurrences where seen.insert("\(o.kind)/\(o.name)").inserted {

@@ -74,6 +74,10 @@ package enum GraphExport {
                     node("score", "score", .score)
                     edges.append(Edge(from: id, to: "score", label: "changes"))
                     readers(ir, into: id)
+                case .setScore(let ir):
+                    node("score", "score", .score)
+                    edges.append(Edge(from: id, to: "score", label: "sets"))
+                    readers(ir, into: id)
                 case .set(let kind, let name, _):
                     edges.append(Edge(from: id, to: target(kind, name), label: kind.setVerb))
                 case .lift(let kind, let name):

@@ -205,7 +205,10 @@ struct CaseGenerator {
         var list: [String] = []
         for _ in 0..<(1 + rng.below(3)) {
             switch rng.below(8) {
-            case 0, 1: list.append(rng.pick(["+", "-"]) + numberExpr(depth: 2))
+            case 0, 1:
+                // Now and then the score set, not changed.
+                if rng.chance(15) { list.append("set score to " + numberExpr(depth: 1)) }
+                else { list.append(rng.pick(["+", "-"]) + numberExpr(depth: 2)) }
             case 2: list.append("flag \(rng.pick(Self.eventFlags))" + forClause())
             case 3: list.append("deny \(rng.pick(Self.privileges))" + forClause())
             case 4: list.append("grant \(rng.pick(Self.privileges))" + forClause())

@@ -157,6 +157,9 @@ struct ReferenceModel {
     private func apply(_ event: Event, after history: [Applied]) -> Applied {
         let before = View(history: history, time: event.time)
         var total: Int64 = 0
+        // The last `set score to` of the event's fired rules, in source order:
+        // the score from there on (`total` holds what came after it).
+        var setTo: Int64? = nil
         var changes: [Change] = []
         for rule in policy.eventRules where Self.isOne(of: rule.events, event.type) {
             if let condition = rule.condition, eval(condition, event, before) != .bool(true) { continue }
@@ -167,11 +170,18 @@ struct ReferenceModel {
                 }
                 if earlier.count + 1 < count { continue }
             }
-            var change: Int64 = 0
+            // The rule's score operations in order: each `±EXPR` and each
+            // `set score to` with its value, all evaluated before it fires.
+            var operations: [(set: Bool, value: Int64)] = []
             var fails = false
-            for case .score(let amount) in rule.effects {
-                guard case .number(let x)? = eval(amount, event, before) else { fails = true; break }
-                change = Self.addScore(change, Self.round(x))
+            for effect in rule.effects {
+                switch effect {
+                case .score(let amount), .setScore(let amount):
+                    guard case .number(let x)? = eval(amount, event, before) else { fails = true; break }
+                    if case .setScore = effect { operations.append((true, Self.round(x))) } else { operations.append((false, Self.round(x))) }
+                default: continue
+                }
+                if fails { break }
             }
             if fails { continue }
             // A computed `for` is evaluated like the score changes, against
@@ -191,10 +201,12 @@ struct ReferenceModel {
                 }
             }
             if fails { continue }
-            total = Self.addScore(total, change)
+            for op in operations {
+                if op.set { (setTo, total) = (op.value, 0) } else { total = Self.addScore(total, op.value) }
+            }
             for effect in rule.effects {
                 switch effect {
-                case .score: break
+                case .score, .setScore: break
                 case .set(let kind, let name, _):
                     changes.append(.set(kind: kind, name: name, end: ends.removeFirst()))
                 case .lift(let kind, let name):
@@ -202,7 +214,7 @@ struct ReferenceModel {
                 }
             }
         }
-        var score = Self.addScore(before.score(policy), total)
+        var score = Self.addScore(setTo ?? before.score(policy), total)
         if let lo = policy.minScore { score = max(score, lo) }
         if let hi = policy.maxScore { score = min(score, hi) }
         return Applied(event: event, scoreAfter: score, changes: changes)
