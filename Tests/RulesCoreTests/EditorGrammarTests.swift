@@ -106,6 +106,9 @@ struct EditorGrammarTests {
         #expect(tokens.map(\.0) == ["→", "set", "score", "1000"])
         #expect(tokens[1].1 == "keyword.other.effect.rules")
         #expect(!Self.tokenize("set up fee → -5", rules).contains { $0.0 == "set" })
+        // `rule` before a name is a keyword; in an event's name it is not.
+        #expect(Self.tokenize(#"rule "reckless" speeding → -5"#, rules).first?.1 == "keyword.control.rules")
+        #expect(!Self.tokenize("rule violation → -5", rules).contains { $0.0 == "rule" })
     }
 
     @Test("a line of every kind of token")

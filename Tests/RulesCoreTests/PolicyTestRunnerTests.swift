@@ -78,6 +78,37 @@ struct PolicyTestRunnerTests {
         #expect(PolicyCompiler.compile("3 x within 30 days → -5\n").diagnostics.filter { $0.severity == .error }.isEmpty)
     }
 
+    @Test("`expect fired` finds a named rule by its name, though other rules' text contains it; the trail names it, and only it")
+    func namedRules() throws {
+        let text = """
+            rule "reckless" speeding where over > 40 → flag reckless
+            speeding where reckless → -1
+            test "names" {
+              2026-01-01 a: speeding { over: 10 }
+              expect not fired "reckless"
+              2026-01-02 a: speeding { over: 50 }
+              expect fired "reckless"
+              expect not fired "speeding where reckless"
+            }
+
+            """
+        let result = PolicyCompiler.compile(text)
+        let run = PolicyTests.run(result, testsIn: 0)
+        #expect(run.outcomes.count == 1 && run.outcomes[0].passed, "\(run.outcomes.first?.details ?? [])")
+        // Without the name, "reckless" is in both rules' text: ambiguous.
+        let unnamed = PolicyTests.run(PolicyCompiler.compile(text.replacing(#"rule "reckless" "#, with: "")), testsIn: 0)
+        #expect(unnamed.outcomes.first?.details.joined().contains("matches 2 rules") == true, "\(unnamed.outcomes.first?.details ?? [])")
+        // The trail: `rule_name` on the named rule's records only.
+        let engine = Engine(program: try #require(result.program))
+        var lines: [String] = []
+        engine.enableTrace(write: { lines.append(String(decoding: $0, as: UTF8.self)) })
+        _ = EventStream.run(engine, text: #"{"citizen":"a","type":"speeding","time":"2026-01-02","over":50}"# + "\n")
+        engine.finishTrace()
+        let records = lines.joined().split(separator: "\n")
+        #expect(records.contains { $0.contains(#""rule":"policy.rules:1","rule_name":"reckless","source":"#) }, "\(records)")
+        #expect(records.filter { $0.contains("rule_name") }.allSatisfy { $0.contains(#""rule":"policy.rules:1""#) })
+    }
+
     @Test("a test takes an event back: events with ids, a retraction step, expectations after it; a bad one fails with its reason")
     func retraction() {
         let run = Self.run("""

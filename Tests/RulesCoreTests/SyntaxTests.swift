@@ -95,6 +95,11 @@ struct ParserTests {
         ("speeding → -5", "(rule speeding (-5))"),
         ("amnesty → set score to base + 5, -1", "(rule amnesty (set score (+ base 5)) (-1))"),
         ("set up fee → -5", "(rule set_up_fee (-5))"),
+        // A rule's name is not part of what it does (the dump leaves it out).
+        ("rule \"reckless\" speeding where over > 40 → -50", "(rule speeding (where (> over 40)) (-50))"),
+        ("rule violation → -1", "(rule rule_violation (-1))"),
+        ("rule \"x\" let k = 1", "error E0201"),
+        ("rule \"  \" a → -1", "error E0201"),
         // A chain: each `else` branch is the rule it means.
         ("s where x > 1 → -2\nelse where x > 0 → -1\nelse → -0", "(rule s (where (> x 1)) (-2))\n(rule s (where (and (not (> x 1)) (> x 0))) (-1))\n(rule s (where (and (not (> x 1)) (not (> x 0)))) (-0))"),
         ("while a → flag b\n\n# tiers\nelse while c → flag d", "(while a (flag b))\n(while (and (not a) c) (flag d))"),

@@ -80,6 +80,7 @@ struct Checker {
         policy.nameUses = uses.values.sorted { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         warnUnused()
         warnDuplicates()
+        checkRuleNames()
         if !sink.items.contains(where: { $0.severity == .error }) {
             for d in Lints.run(policy) { sink.add(d) }
         }
@@ -1113,6 +1114,27 @@ struct Checker {
         for (name, span) in flagsSetAt.sorted(by: { $0.key < $1.key }) where flagsRead[name] == nil {
             report(.flagNeverRead, "flag `\(name)` is set but no rule reads it", at: span,
                    help: "fine if it is meant only for the report; otherwise use it in a `where` or `while`")
+        }
+    }
+
+    /// A rule's name (`rule "reckless driving" …`) names one rule: the
+    /// trail, `explain` and `expect fired` find the rule by it.
+    private mutating func checkRuleNames() {
+        var seen: [String: Span] = [:]
+        for statement in statements {
+            let name: Name?
+            switch statement {
+            case .eventRule(let r): name = r.name
+            case .stateRule(let r): name = r.name
+            default: continue
+            }
+            guard let name else { continue }
+            if let first = seen[name.text] {
+                report(.duplicateDeclaration, "two rules are named \(JSONWriter.quoted(name.text))", at: name.span,
+                       help: "a name says which one rule is meant; give this one another", notes: [(first, "first named here")])
+            } else {
+                seen[name.text] = name.span
+            }
         }
     }
 

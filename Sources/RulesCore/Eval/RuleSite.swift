@@ -9,6 +9,8 @@ public struct RuleSite: Sendable, Hashable {
     public var offset: Int
     /// The rule's text.
     public var text: String
+    /// Its name (`rule "reckless driving" …`), if it has one.
+    public var name: String? = nil
 
     /// `FILE:LINE  TEXT`, as explanations, test reports and coverage show a rule.
     public var shown: String { "\(file):\(line)  \(text)" }
@@ -17,10 +19,10 @@ public struct RuleSite: Sendable, Hashable {
 extension RuleSite {
     /// All rules by global index (event rules, then state rules in graph order).
     package static func all(in program: Program) -> [RuleSite] {
-        let spans = program.policy.eventRules.map(\.ast.span) + program.policy.stateRules.map(\.ast.span)
-        return spans.map { span in
+        let rules = program.policy.eventRules.map { ($0.ast.span, $0.ast.name) } + program.policy.stateRules.map { ($0.ast.span, $0.ast.name) }
+        return rules.map { span, name in
             let (file, line, _) = program.policy.sources.location(span)
-            return RuleSite(file: file, line: line, offset: span.start, text: program.policy.sources.files[span.file].text(span))
+            return RuleSite(file: file, line: line, offset: span.start, text: program.policy.sources.files[span.file].text(span), name: name?.text)
         }
     }
 }

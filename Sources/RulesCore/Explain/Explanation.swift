@@ -98,7 +98,9 @@ public struct PersonExplanation: Sendable {
     /// The same account as one JSON object (`rules explain --format json`).
     public var json: String {
         func q(_ s: String) -> String { JSONWriter.quoted(s) }
-        func site(_ r: RuleSite) -> String { #"{"rule":\#(q("\(r.file):\(r.line)")),"source":\#(q(r.text))"# }
+        func site(_ r: RuleSite) -> String {
+            #"{"rule":\#(q("\(r.file):\(r.line)")),\#(r.name.map { #""rule_name":\#(q($0)),"# } ?? "")"source":\#(q(r.text))"#
+        }
         let list = items.map { item -> String in
             let held = item.heldBy.map { h in
                 site(h.rule) + #","because":\#(q(h.because)),"since":\#(h.since.map { q(Timestamp.format($0)) } ?? "null")}"#

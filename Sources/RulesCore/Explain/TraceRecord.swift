@@ -40,19 +40,21 @@ package struct TraceRecord: Sendable {
 
     /// Writes records as the trail's NDJSON, in 64 KiB writes.
     final class JSON {
-        private let sites: [(rule: String, source: String)]
+        private let sites: [(rule: String, source: String, name: String)]
         private let write: ([UInt8]) -> Void
         private var buffer: [UInt8] = []
 
         init(sites: [RuleSite], write: @escaping ([UInt8]) -> Void) {
-            self.sites = sites.map { (JSONWriter.quoted("\($0.file):\($0.line)"), JSONWriter.quoted($0.text)) }
+            self.sites = sites.map { (JSONWriter.quoted("\($0.file):\($0.line)"), JSONWriter.quoted($0.text), $0.name.map { #""rule_name":\#(JSONWriter.quoted($0)),"# } ?? "") }
             self.write = write
         }
 
         func append(_ r: TraceRecord) {
             var s = #"{"v":\#(TraceRecord.version),"line":\#(r.line.map(String.init) ?? "null"),"time":"\#(Timestamp.format(r.time))","citizen":"#
             s += JSONWriter.quoted(r.person)
-            s += r.rule.map { #","rule":\#(sites[$0].rule),"source":\#(sites[$0].source)"# } ?? #","rule":null,"source":null"#
+            // `rule_name` only for a named rule: a policy without names
+            // writes the trail it always wrote.
+            s += r.rule.map { #","rule":\#(sites[$0].rule),\#(sites[$0].name)"source":\#(sites[$0].source)"# } ?? #","rule":null,"source":null"#
             s += "," + Self.fields(r.change) + "}\n"
             buffer += s.utf8
             if buffer.count > 1 << 16 { flush() }

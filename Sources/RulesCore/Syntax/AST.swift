@@ -78,6 +78,8 @@ package struct EventRule: Sendable, Equatable {
     public var span: Span
     /// An `else` branch of the rule before (its condition says so).
     public var chained = false
+    /// `rule "reckless driving" …`: a name that stays when lines move.
+    public var name: Name? = nil
     public static func == (a: EventRule, b: EventRule) -> Bool {
         a.count == b.count && a.event == b.event && a.condition == b.condition
             && a.window == b.window && a.effects == b.effects
@@ -91,6 +93,8 @@ package struct StateRule: Sendable, Equatable {
     public var span: Span
     /// An `else` branch of the rule before (its condition says so).
     public var chained = false
+    /// `rule "good standing" while …`: a name that stays when lines move.
+    public var name: Name? = nil
     public static func == (a: StateRule, b: StateRule) -> Bool {
         a.condition == b.condition && a.effects == b.effects
     }

@@ -151,6 +151,8 @@ package struct Parser {
             return try parseElse()
         case .keyword(.test):
             return .test(try parseTest())
+        case .name("rule") where isString(peek()):
+            return try parseNamedRule()
         case .name("use") where isString(peek()):
             // use = "use" STRING
             let start = advance().span
@@ -235,6 +237,28 @@ package struct Parser {
         }
         advance()
         return EventDecl(name: name, fields: fields, span: span(from: start))
+    }
+
+    /// named-rule = "rule" STRING ( event-rule | state-rule | else-branch )
+    private mutating func parseNamedRule() throws -> Statement {
+        let start = advance().span
+        let nameToken = advance()
+        guard case .string(let text) = nameToken.kind else { throw Recover() }
+        let name = Name(text: text, span: nameToken.span)
+        if text.allSatisfy({ $0 == " " || $0 == "\t" }) {
+            throw fail(.unexpectedToken, "a rule's name cannot be empty", at: nameToken.span, help: "name it: `rule \"reckless driving\" …`")
+        }
+        switch try parseStatement() {
+        case .eventRule(var rule):
+            (rule.name, rule.span) = (name, span(from: start))
+            return .eventRule(rule)
+        case .stateRule(var rule):
+            (rule.name, rule.span) = (name, span(from: start))
+            return .stateRule(rule)
+        default:
+            throw fail(.unexpectedToken, "`rule \"\(text)\"` names the rule that follows it on the line, and this is not a rule", at: start,
+                       help: "write `rule \"\(text)\" EVENT … → …` or `rule \"\(text)\" while … → …`")
+        }
     }
 
     /// After a statement: the chain it begins (an event or `while` rule),

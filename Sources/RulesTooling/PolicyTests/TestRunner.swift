@@ -197,7 +197,9 @@ private struct SingleTest {
 
     private mutating func checkFired(_ query: String, _ span: Span, _ negated: Bool, _ x: Expectation) {
         let wanted = Self.normalize(query)
-        let matches = rules.indices.filter { Self.normalize(rules[$0].text).contains(wanted) }
+        // A rule's name first: it names one rule, however the text reads.
+        let named = rules.indices.filter { rules[$0].name.map(Self.normalize) == wanted }
+        let matches = named.isEmpty ? rules.indices.filter { Self.normalize(rules[$0].text).contains(wanted) } : named
         let exact = matches.filter { Self.normalize(rules[$0].text) == wanted }
         let chosen = exact.isEmpty ? matches : exact
         guard !chosen.isEmpty else {
