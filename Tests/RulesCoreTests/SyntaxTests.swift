@@ -98,6 +98,9 @@ struct ParserTests {
         // A rule's name is not part of what it does (the dump leaves it out).
         ("rule \"reckless\" speeding where over > 40 → -50", "(rule speeding (where (> over 40)) (-50))"),
         ("rule violation → -1", "(rule rule_violation (-1))"),
+        ("exactly 3 x within 7 days → -1", "(rule exactly 3 x (within 604800s) (-1))"),
+        ("every 2 x where y > 1 within 7 days → -1", "(rule every 2 x (where (> y 1)) (within 604800s) (-1))"),
+        ("every day → -1", "(rule every_day (-1))"),
         ("rule \"x\" let k = 1", "error E0201"),
         ("rule \"  \" a → -1", "error E0201"),
         // A chain: each `else` branch is the rule it means.

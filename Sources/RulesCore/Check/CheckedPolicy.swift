@@ -135,6 +135,7 @@ package struct CheckedEventRule: Sendable {
     package var events: [Int]
     /// `N` and the window of a counted rule, and the buffer of matching times.
     package var count: Int?
+    package var countMode = CountMode.atLeast
     var window: Int64?
     var counterBuffer: Int?
     package var condition: IR?
@@ -158,8 +159,12 @@ package struct WindowBufferSpec: Sendable, Hashable {
     package var events: [Int]
     var condition: IR?
     var field: Int?
-    /// Counted rules need only their last N-1 matching times.
+    /// Counted rules need only their last N-1 matching times (N for
+    /// `exactly`).
     var cap: Int?
+    /// For an `every` rule, its own buffer (emptied when it fires): the
+    /// rule's text, which a changed policy keeps while the rule stays.
+    var restartsFor: String? = nil
 }
 
 package struct EventInfo: Sendable {

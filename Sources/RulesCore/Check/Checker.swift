@@ -413,6 +413,7 @@ struct Checker {
                 return nil
             }
             checked.count = Int(n)
+            checked.countMode = rule.countMode
             guard let windowExpr = rule.window else {
                 report(.countWithoutWindow, "a counted rule needs `within`", at: rule.event.span,
                        help: "write `\(Int(n)) \(rule.event.text.replacing("_", with: " ")) within 30 days → …`")
@@ -434,8 +435,11 @@ struct Checker {
             } else { ok = false }
         }
         if let count = checked.count {
+            // `exactly N` must tell N in the window from more: it keeps N.
+            let restarts = rule.countMode == .every ? policy.sources.files[rule.span.file].text(rule.span) : nil
             checked.counterBuffer = buffer(WindowBufferSpec(events: events, condition: checked.condition, field: nil,
-                                                            cap: count - 1), window: checked.window ?? 0, at: rule.span)
+                                                            cap: rule.countMode == .exactly ? count : count - 1, restartsFor: restarts),
+                                           window: checked.window ?? 0, at: rule.span)
         }
         for effect in rule.effects {
             if let e = checkEffect(effect, scope: scope) { checked.effects.append(e) } else { ok = false }

@@ -24,7 +24,7 @@ enum Fingerprint {
             var text = "on \(e.events(rule.events))"
             if let condition = rule.condition { text += " where \(e.ir(condition))" }
             if let count = rule.count {
-                text += " count \(count) within \(e.optional(rule.window)) in buffer \(e.optional(rule.counterBuffer))"
+                text += " count \(rule.countMode == .atLeast ? "" : rule.countMode.rawValue + " ")\(count) within \(e.optional(rule.window)) in buffer \(e.optional(rule.counterBuffer))"
             }
             e.line(text + " → " + rule.effects.map(e.effect).joined(separator: ", "))
         }
@@ -41,6 +41,7 @@ enum Fingerprint {
         let e = Encoder(policy: policy)
         return "\(e.events(spec.events))\(spec.condition.map { " where " + e.ir($0) } ?? "")"
             + (spec.field.map { " summing \(e.quoted(policy.fields[$0]))" } ?? "")
+            + (spec.restartsFor.map { " restarting for \(e.quoted($0))" } ?? "")
     }
 
     private struct Encoder {
@@ -72,6 +73,7 @@ enum Fingerprint {
         func buffer(_ spec: WindowBufferSpec) -> String {
             "of \(events(spec.events)) where \(spec.condition.map(ir) ?? "always")"
                 + " sums \(spec.field.map { quoted(policy.fields[$0]) } ?? "nothing") cap \(optional(spec.cap))"
+                + (spec.restartsFor.map { " restarting for \(quoted($0))" } ?? "")
         }
 
         func target(_ kind: TargetKind, _ name: Int) -> String {

@@ -91,6 +91,9 @@ package final class Engine {
     private let computedEnds: UnsafeMutableBufferPointer<Int64>
     /// By fired rule, the value its `set score to` gave (`noSet`: none).
     private let firedSets: UnsafeMutableBufferPointer<Int64>
+    /// By counted rule of the event (as `matched`), whether an `every`
+    /// rule fired: phase 2 empties its counter.
+    private let restarted: UnsafeMutableBufferPointer<Bool>
 
     /// The end that effect `j` of the `k`-th rule fired on the last event
     /// computed (its `for` reads the event or the state).
@@ -126,11 +129,14 @@ package final class Engine {
         matched = .allocate(capacity: max(1, program.steps.maxRules))
         pendingFeeds = .allocate(capacity: max(1, program.steps.maxFeeds))
         firedSets = .allocate(capacity: max(1, program.steps.maxRules))
+        restarted = .allocate(capacity: max(1, program.steps.maxRules))
+        restarted.initialize(repeating: false)
         computedEnds = .allocate(capacity: max(1, program.steps.effects.count))
         computedEnds.initialize(repeating: 0)
     }
 
     deinit {
+        restarted.deallocate()
         firedSets.deallocate()
         computedEnds.deallocate()
         firedSteps.deallocate()
@@ -376,7 +382,7 @@ package final class Engine {
                     let (inWindow, _) = store.buffer(rule.counter) {
                         $0.aggregate(person: context.person, now: context.now, window: rule.window)
                     }
-                    ok = inWindow + 1 >= rule.count
+                    ok = rule.exactly ? inWindow + 1 == rule.count : inWindow + 1 >= rule.count
                 }
             }
             if ok, rule.computesDurations, !computeDurations(rule) { ok = false }
@@ -384,6 +390,10 @@ package final class Engine {
                 firedSteps[firedCount] = (r, amount)
                 firedSets[firedCount] = set
                 firedCount += 1
+                // An `every` rule that fires counts again from zero; its
+                // counter is its own (phase 2 empties it, and does not
+                // count this event).
+                if rule.restarts { matched[counted - 1] = false; restarted[counted - 1] = true }
             }
         }
     }
@@ -438,7 +448,10 @@ package final class Engine {
         let person = context.person, now = context.now
         var counted = 0
         for r in range where steps.rules[r].count > 0 {
-            if matched[counted] && steps.rules[r].feedsCounter {
+            if restarted[counted] {
+                restarted[counted] = false
+                store.buffer(steps.rules[r].counter) { $0.clear(person: person) }
+            } else if matched[counted] && steps.rules[r].feedsCounter {
                 store.buffer(steps.rules[r].counter) { $0.push(person: person, time: now, value: 1) }
             }
             counted += 1

@@ -107,7 +107,7 @@ package final class Program: @unchecked Sendable {
             let compiled = CompiledEventRule(
                 index: index, condition: rule.condition.map { compiler.compile($0) },
                 count: rule.count ?? 0, window: rule.window ?? 0, counter: rule.counterBuffer ?? -1,
-                effects: effects)
+                countMode: rule.countMode, effects: effects)
             for event in rule.events { byEvent[event].append(compiled) }
             compiledRules.append(compiled)
         }
@@ -178,9 +178,11 @@ final class CompiledEventRule: @unchecked Sendable {
     let count: Int
     let window: Int64
     let counter: Int
+    let countMode: CountMode
     let effects: [CompiledEffect]
 
-    init(index: Int, condition: Node?, count: Int, window: Int64, counter: Int, effects: [CompiledEffect]) {
+    init(index: Int, condition: Node?, count: Int, window: Int64, counter: Int, countMode: CountMode = .atLeast, effects: [CompiledEffect]) {
+        self.countMode = countMode
         self.index = index
         self.condition = condition
         self.count = count
@@ -287,6 +289,11 @@ struct EventSteps: @unchecked Sendable {
         /// into `counter`: rules with the same event, condition and count
         /// share one buffer, and each matching event enters it once.
         let feedsCounter: Bool
+        /// `exactly N`: fires only when the window holds exactly N.
+        let exactly: Bool
+        /// `every N`: its counter is emptied when it fires (and the event
+        /// that fired it is not counted).
+        let restarts: Bool
         let effects: Range<Int>
         /// The rule's score change when every amount is a constant: no
         /// expression to evaluate per event.
@@ -379,6 +386,7 @@ struct EventSteps: @unchecked Sendable {
                 rules.append(Rule(index: rule.index, condition: rule.condition.map { .passUnretained($0) },
                                   count: rule.count, window: rule.window, counter: rule.counter,
                                   feedsCounter: rule.count > 0 && countersFed.insert(rule.counter).inserted,
+                                  exactly: rule.countMode == .exactly, restarts: rule.countMode == .every,
                                   effects: start..<effects.count,
                                   constantChange: constant,
                                   computesDurations: effects[start...].contains { $0.computed != nil }))

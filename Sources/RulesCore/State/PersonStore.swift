@@ -276,6 +276,11 @@ final class WindowBuffer {
         return list(person).map(\.time)
     }
 
+    /// Forgets a person's entries (an `every` rule fired: it counts again).
+    func clear(person: Int) {
+        if inline { counts[person] = 0 } else { lists[person].count = 0 }
+    }
+
     func push(person: Int, time: Int64, value: Double) {
         if inline { pushInline(person: person, time: time, value: value); return }
         let from = time &- longestWindow

@@ -68,9 +68,22 @@ package struct Effect: Sendable, Equatable {
     public static func == (a: Effect, b: Effect) -> Bool { a.kind == b.kind }
 }
 
+/// How a counted rule counts (`3 x within …`, `exactly 3 x within …`,
+/// `every 3 x within …`).
+package enum CountMode: String, Sendable, Equatable {
+    /// Fires on each event after which at least N lie in the window.
+    case atLeast = ""
+    /// Fires on each event after which exactly N lie in the window.
+    case exactly
+    /// Fires when N lie in the window counting only events after its last
+    /// firing: then it counts again from zero.
+    case every
+}
+
 /// `[N] EVENT [where COND] [within DURATION] → EFFECTS`
 package struct EventRule: Sendable, Equatable {
     public var count: Expr?
+    public var countMode = CountMode.atLeast
     public var event: Name
     public var condition: Expr?
     public var window: Expr?
@@ -81,7 +94,7 @@ package struct EventRule: Sendable, Equatable {
     /// `rule "reckless driving" …`: a name that stays when lines move.
     public var name: Name? = nil
     public static func == (a: EventRule, b: EventRule) -> Bool {
-        a.count == b.count && a.event == b.event && a.condition == b.condition
+        a.count == b.count && a.countMode == b.countMode && a.event == b.event && a.condition == b.condition
             && a.window == b.window && a.effects == b.effects
     }
 }

@@ -11,6 +11,7 @@ package enum ASTDump {
         case .group(let g): return "(group \(g.name.text)" + g.members.map { " \($0.text)" }.joined() + ")"
         case .eventRule(let r):
             var out = "(rule"
+            if r.countMode != .atLeast { out += " \(r.countMode.rawValue)" }
             if let c = r.count { out += " \(dump(c))" }
             out += " \(r.event.text)"
             if let c = r.condition { out += " (where \(dump(c)))" }

@@ -160,6 +160,13 @@ package struct Parser {
             return .use(path: path, span: span(from: start))
         case .number where isName(peek()):
             return .eventRule(try parseEventRule())
+        case .name(let word) where (word == "exactly" || word == "every") && isNumber(peek()):
+            // `exactly 3 x within …`, `every 3 x within …`
+            let start = advance().span
+            var rule = try parseEventRule()
+            rule.countMode = word == "exactly" ? .exactly : .every
+            rule.span = span(from: start)
+            return .eventRule(rule)
         case .name where isEventRuleContinuation(peek()):
             return .eventRule(try parseEventRule())
         default:
@@ -169,6 +176,11 @@ package struct Parser {
 
     private func isString(_ k: TokenKind) -> Bool {
         if case .string = k { return true }
+        return false
+    }
+
+    private func isNumber(_ k: TokenKind) -> Bool {
+        if case .number = k { return true }
         return false
     }
 

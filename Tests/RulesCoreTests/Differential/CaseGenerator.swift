@@ -126,7 +126,7 @@ struct CaseGenerator {
             for _ in 0..<(2 + rng.below(2)) {
                 // The count from a constant now and then (`n a within …`).
                 let count = rng.chance(20) ? "n" : "\(rng.chance(50) ? n : 1 + rng.below(4))"
-                statements.append("\(count) \(t)\(rng.chance(30) ? " where " + condition(depth: 1) : "") within \(duration()) → \(effects())")
+                statements.append("\(rng.chance(20) && count != "n" ? rng.pick(["exactly ", "every "]) : "")\(count) \(t)\(rng.chance(30) ? " where " + condition(depth: 1) : "") within \(duration()) → \(effects())")
             }
         }
         for k in 0..<stateRuleCount {
@@ -193,11 +193,11 @@ struct CaseGenerator {
 
     private mutating func eventRule() -> String {
         let type = rng.pick(eventNames)
-        var rule = ""
-        if rng.chance(30) { rule += "\(1 + rng.below(3)) " }
+        let counted = rng.chance(30)
+        var rule = counted ? "\(rng.pick(["", "", "exactly ", "every "]))\(1 + rng.below(3)) " : ""
         rule += type
         if rng.chance(60) { rule += " where " + condition(depth: 2) }
-        if rule.first!.isNumber { rule += " within \(duration())" }
+        if counted { rule += " within \(duration())" }
         return rule + " → " + effects()
     }
 

@@ -38,6 +38,8 @@ struct ReferenceModel {
         var event: Event
         var scoreAfter: Int64
         var changes: [Change]
+        /// The event rules that fired on it (their places in the policy).
+        var fired: [Int] = []
     }
 
     private(set) var people: [[UInt8]: [Applied]] = [:]
@@ -161,14 +163,17 @@ struct ReferenceModel {
         // the score from there on (`total` holds what came after it).
         var setTo: Int64? = nil
         var changes: [Change] = []
-        for rule in policy.eventRules where Self.isOne(of: rule.events, event.type) {
+        var fired: [Int] = []
+        for (place, rule) in policy.eventRules.enumerated() where Self.isOne(of: rule.events, event.type) {
             if let condition = rule.condition, eval(condition, event, before) != .bool(true) { continue }
             if let count = rule.count, let window = rule.window {
-                let earlier = history.filter {
+                // `every N`: only the events after the rule last fired count.
+                let since = rule.countMode == .every ? (history.lastIndex { $0.fired.contains(place) }.map { $0 + 1 } ?? 0) : 0
+                let earlier = history[since...].filter {
                     Self.isOne(of: rule.events, $0.event.type) && inWindow($0.event.time, now: event.time, window)
                         && held(rule.condition, for: $0.event, in: history)
                 }
-                if earlier.count + 1 < count { continue }
+                if rule.countMode == .exactly ? earlier.count + 1 != count : earlier.count + 1 < count { continue }
             }
             // The rule's score operations in order: each `±EXPR` and each
             // `set score to` with its value, all evaluated before it fires.
@@ -201,6 +206,7 @@ struct ReferenceModel {
                 }
             }
             if fails { continue }
+            fired.append(place)
             for op in operations {
                 if op.set { (setTo, total) = (op.value, 0) } else { total = Self.addScore(total, op.value) }
             }
@@ -217,7 +223,7 @@ struct ReferenceModel {
         var score = Self.addScore(setTo ?? before.score(policy), total)
         if let lo = policy.minScore { score = max(score, lo) }
         if let hi = policy.maxScore { score = min(score, hi) }
-        return Applied(event: event, scoreAfter: score, changes: changes)
+        return Applied(event: event, scoreAfter: score, changes: changes, fired: fired)
     }
 
     /// Whether `condition` held for an earlier event, against the state
