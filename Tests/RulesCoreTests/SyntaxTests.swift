@@ -101,6 +101,8 @@ struct ParserTests {
         ("exactly 3 x within 7 days → -1", "(rule exactly 3 x (within 604800s) (-1))"),
         ("every 2 x where y > 1 within 7 days → -1", "(rule every 2 x (where (> y 1)) (within 604800s) (-1))"),
         ("every day → -1", "(rule every_day (-1))"),
+        ("t where denied(travel) and not granted(fast lane) → -1", "(rule t (where (and (denied travel) (not (granted fast_lane)))) (-1))"),
+        ("while denied → flag x", "(while denied (flag x))"),
         ("rule \"x\" let k = 1", "error E0201"),
         ("rule \"  \" a → -1", "error E0201"),
         // A chain: each `else` branch is the rule it means.

@@ -17,6 +17,9 @@ package indirect enum IR: Sendable, Hashable {
     /// A field of the current event, by global field id.
     case field(Int, name: String)
     case flag(Int)
+    /// `denied(P)` / `granted(P)`: whether the report would list privilege
+    /// `P` (by id) under `denied` / `granted`.
+    case privilege(TargetKind, Int)
     case score
     case unary(UnaryOp, IR)
     case binary(BinaryOp, IR, IR)
@@ -31,7 +34,7 @@ package indirect enum IR: Sendable, Hashable {
     var isConstant: Bool {
         switch self {
         case .number, .bool, .string: return true
-        case .field, .flag, .score, .aggregate: return false
+        case .field, .flag, .privilege, .score, .aggregate: return false
         case .unary(_, let a): return a.isConstant
         case .binary(_, let a, let b): return a.isConstant && b.isConstant
         case .inList(let a, let items): return a.isConstant && items.allSatisfy(\.isConstant)
@@ -62,8 +65,13 @@ package indirect enum IR: Sendable, Hashable {
         case .inList(let a, let items): a.forEachPart(body); items.forEach { $0.forEachPart(body) }
         case .call(_, let args): args.forEach { $0.forEachPart(body) }
         case .conditional(let c, let a, let b): c.forEachPart(body); a.forEachPart(body); b.forEachPart(body)
-        case .number, .bool, .string, .field, .flag, .score, .aggregate: break
+        case .number, .bool, .string, .field, .flag, .privilege, .score, .aggregate: break
         }
+    }
+
+    /// Calls `body` with each privilege it reads (`denied(P)`, `granted(P)`).
+    package func privilegesRead(_ body: (TargetKind, Int) -> Void) {
+        forEachPart { if case .privilege(let kind, let p) = $0 { body(kind, p) } }
     }
 
     /// Whether it reads nothing of a person's state — no score, flag or
@@ -72,7 +80,7 @@ package indirect enum IR: Sendable, Hashable {
     package var readsOnlyTheEvent: Bool {
         switch self {
         case .number, .bool, .string, .field: return true
-        case .flag, .score, .aggregate: return false
+        case .flag, .privilege, .score, .aggregate: return false
         case .unary(_, let a): return a.readsOnlyTheEvent
         case .binary(_, let a, let b): return a.readsOnlyTheEvent && b.readsOnlyTheEvent
         case .inList(let a, let items): return a.readsOnlyTheEvent && items.allSatisfy(\.readsOnlyTheEvent)
@@ -92,6 +100,26 @@ package indirect enum IR: Sendable, Hashable {
         case .conditional(let c, let a, let b): c.flagsRead(into: &set); a.flagsRead(into: &set); b.flagsRead(into: &set)
         default: break
         }
+    }
+}
+
+/// The rule graph's keys for what state rules read and set: each flag, each
+/// privilege's denials, each privilege's grants, one number apiece.
+package struct TargetKeys {
+    let flags: Int, privileges: Int
+    package init(_ policy: CheckedPolicy) { (flags, privileges) = (policy.flags.count, policy.privileges.count) }
+    package func key(_ kind: TargetKind, _ name: Int) -> Int {
+        switch kind {
+        case .flag: return name
+        case .deny: return flags + name
+        case .grant: return flags + privileges + name
+        }
+    }
+    /// How a cycle's message names a key: `low_trust`, `denied(travel)`.
+    package func shown(_ key: Int, in policy: CheckedPolicy) -> String {
+        if key < flags { return policy.flags[key] }
+        if key < flags + privileges { return "denied(\(policy.privileges[key - flags]))" }
+        return "granted(\(policy.privileges[key - flags - privileges]))"
     }
 }
 

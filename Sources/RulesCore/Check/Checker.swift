@@ -75,7 +75,9 @@ struct Checker {
             case .settings, .constant, .event, .group, .test, .use: break
             }
         }
-        (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, flags: policy.flags, sink: &sink)
+        let keys = TargetKeys(policy)
+        let names = (0..<(policy.flags.count + 2 * policy.privileges.count)).map { keys.shown($0, in: policy) }
+        (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, names: names, sink: &sink)
         policy.bufferReadWindows = Self.windowsReadByStateRules(policy)
         policy.nameUses = uses.values.sorted { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         warnUnused()
@@ -286,7 +288,7 @@ struct Checker {
 
     private mutating func readsPerson(_ e: Expr) -> Bool {
         switch e.kind {
-        case .score, .count, .sum: return true
+        case .score, .count, .sum, .privilege: return true
         case .name(let n): return constantDecls[n] != nil ? isPersonValue(n) : flagIds[n] != nil
         case .unary(_, let a): return readsPerson(a)
         case .binary(_, let a, let b): return readsPerson(a) || readsPerson(b)
@@ -513,8 +515,16 @@ struct Checker {
         }
         guard ok else { return nil }
         var reads = Set<Int>()
+        // What it reads and sets, as the rule graph's keys: flags, then
+        // denials, then grants (`denied(P)` reads P's denials, `granted(P)`
+        // its grants and denials: a denial beats a grant).
+        let keys = TargetKeys(policy)
         ir.flagsRead(into: &reads)
-        let writes = Set(effects.filter { $0.kind == .flag }.map(\.name))
+        ir.privilegesRead { kind, p in
+            reads.insert(keys.key(.deny, p))
+            if kind == .grant { reads.insert(keys.key(.grant, p)) }
+        }
+        let writes = Set(effects.map { keys.key($0.kind, $0.name) })
         return CheckedStateRule(ast: rule, condition: ir, effects: effects, reads: reads, writes: writes)
     }
 
@@ -570,7 +580,7 @@ struct Checker {
     private mutating func readsRuntime(_ e: Expr, scope: Scope) -> Bool {
         func again(_ x: Expr) -> Bool { readsRuntime(x, scope: scope) }
         switch e.kind {
-        case .score, .count, .sum: return true
+        case .score, .count, .sum, .privilege: return true
         case .name(let n):
             if let (head, _) = unitSplit(n, span: e.span, scope: scope) { return again(head) }
             return constantDecls[n] == nil || isPersonValue(n)
@@ -692,6 +702,16 @@ struct Checker {
         case .score:
             if scope == .constant { return notConstant(e, "the score") }
             return (.score, .number)
+        case .privilege(let kind, let name):
+            if scope == .constant { return notConstant(e, "whether `\(shown(name.text))` is \(kind.stateWord)") }
+            guard let id = privilegeIds[name.text] else {
+                report(.unknownName, "no rule denies or grants `\(shown(name.text))`, so `\(kind.stateWord)(\(shown(name.text)))` is always false",
+                       at: name.span, help: Suggest.help(for: name.text, among: policy.privileges)
+                           ?? "a privilege is named by a `deny`, `grant`, `allow` or `revoke` effect")
+                return nil
+            }
+            record(name.text, .privilege, .read, at: name.span)
+            return (.privilege(kind, id), .bool)
         case .name(let n): return resolveName(n, span: e.span, scope: scope)
         case .unary(let op, let a):
             guard let (ir, t) = resolve(a, scope: scope) else { return nil }
@@ -1108,8 +1128,8 @@ struct Checker {
         }
         for (name, span) in flagsRead.sorted(by: { $0.key < $1.key }) where !flagSetNames.contains(name) {
             if privilegeIds[name] != nil {
-                report(.flagNeverSet, "`\(name.replacing("_", with: " "))` is a privilege, not a flag: a condition reads flags, so this is always false", at: span,
-                       help: "set a flag where the privilege is denied or granted (`deny \(name.replacing("_", with: " ")), flag no \(name.replacing("_", with: " "))`) and read that")
+                report(.flagNeverSet, "`\(name.replacing("_", with: " "))` is a privilege, not a flag: a bare name reads a flag, so this is always false", at: span,
+                       help: "read the privilege as the report shows it: `denied(\(name.replacing("_", with: " ")))` or `granted(\(name.replacing("_", with: " ")))`")
                 continue
             }
             report(.flagNeverSet, "flag `\(name)` is read but no rule sets it, so it is always false", at: span,

@@ -97,6 +97,7 @@ enum Fingerprint {
             case .string(let s): quoted(s)
             case .field(_, let name): "field \(quoted(name))"
             case .flag(let f): "flag \(quoted(policy.flags[f]))"
+            case .privilege(let kind, let p): "\(kind.stateWord) \(quoted(policy.privileges[p]))"
             case .score: "score"
             case .unary(let op, let a): "(\(unary(op)) \(ir(a)))"
             case .binary(let op, let a, let b): "(\(binary(op)) \(ir(a)) \(ir(b)))"

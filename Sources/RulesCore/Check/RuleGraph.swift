@@ -7,7 +7,7 @@ enum RuleGraph {
     /// source order wherever the graph allows.
     /// With a cycle, the rules on it come last (in source order) and their
     /// positions in the result are returned too, for `rules graph`.
-    static func order(_ rules: [CheckedStateRule], flags: [String], sink: inout DiagnosticSink) -> (rules: [CheckedStateRule], cycle: Set<Int>) {
+    static func order(_ rules: [CheckedStateRule], names: [String], sink: inout DiagnosticSink) -> (rules: [CheckedStateRule], cycle: Set<Int>) {
         let edges = successors(rules)
         var indegree = [Int](repeating: 0, count: rules.count)
         for targets in edges { for t in targets { indegree[t] += 1 } }
@@ -25,7 +25,7 @@ enum RuleGraph {
         if order.count < rules.count {
             let remaining = Set(0..<rules.count).subtracting(order)
             let cycle = findCycle(in: remaining, edges: edges)
-            reportCycle(cycle, rules: rules, flags: flags, sink: &sink)
+            reportCycle(cycle, rules: rules, names: names, sink: &sink)
             let ordered = order + remaining.sorted()
             let positions = Set(cycle.map { ordered.firstIndex(of: $0)! })
             return (ordered.map { rules[$0] }, positions)
@@ -55,21 +55,23 @@ enum RuleGraph {
         return Array(path[onPath[node]!...])
     }
 
-    private static func reportCycle(_ cycle: [Int], rules: [CheckedStateRule], flags: [String], sink: inout DiagnosticSink) {
+    /// `names[key]`: a flag's name, or `denied(P)` / `granted(P)`.
+    private static func reportCycle(_ cycle: [Int], rules: [CheckedStateRule], names: [String], sink: inout DiagnosticSink) {
         var notes: [(span: Span, message: String)] = []
         var steps: [String] = []
         for (k, i) in cycle.enumerated() {
             let next = rules[cycle[(k + 1) % cycle.count]]
-            let via = rules[i].writes.intersection(next.reads).map { flags[$0] }.sorted().first ?? "?"
+            let via = rules[i].writes.intersection(next.reads).map { names[$0] }.sorted().first ?? "?"
             steps.append("`\(via)`")
             notes.append((rules[i].ast.span, "this rule sets `\(via)`, which the next rule in the cycle reads"))
         }
         let first = rules[cycle[0]]
+        let onlyFlags = !steps.contains { $0.contains("(") }
         let message = cycle.count == 1
-            ? "this `while` rule reads the flag \(steps[0]) it sets, so it has no stable value"
-            : "state rules form a cycle through the flags \(steps.joined(separator: " → ")) → \(steps[0])"
+            ? "this `while` rule reads \(onlyFlags ? "the flag " : "")\(steps[0]) it sets, so it has no stable value"
+            : "state rules form a cycle through \(onlyFlags ? "the flags " : "")\(steps.joined(separator: " → ")) → \(steps[0])"
         sink.add(Diagnostic(.stateRuleCycle, message, at: first.ast.span,
-                            help: "a `while` rule's flags must not feed back into themselves; break the cycle by removing one of these reads",
+                            help: "what a `while` rule sets must not feed back into its own condition; break the cycle by removing one of these reads",
                             notes: Array(notes.dropFirst(cycle.count == 1 ? 1 : 0))))
     }
 }

@@ -125,6 +125,19 @@ final class EvalContext {
         return stateHolds(.flag, f)
     }
 
+    /// Whether the person's report would list privilege `p` under `denied`
+    /// (`kind` `.deny`) or `granted` (`.grant`: granted and not denied, as
+    /// a denial beats a grant), now.
+    @inline(__always)
+    func reports(_ kind: TargetKind, _ p: Int) -> Bool {
+        func holds(_ k: TargetKind) -> Bool {
+            if active(program.slots[k.index][p]) { return true }
+            if !stateReady { evaluateStateRules() }
+            return stateHolds(k, p)
+        }
+        return kind == .deny ? holds(.deny) : !holds(.deny) && holds(.grant)
+    }
+
     /// Evaluates the state rules in graph order. A rule reading a flag sees
     /// every rule that sets it already evaluated (the graph guarantees it).
     func evaluateStateRules() {

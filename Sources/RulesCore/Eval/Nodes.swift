@@ -25,6 +25,14 @@ final class FlagNode: Node {
     override func eval(_ c: EvalContext) -> Value { .bool(c.flag(flag)) }
 }
 
+/// `denied(P)`, `granted(P)`.
+final class PrivilegeNode: Node {
+    let kind: TargetKind
+    let privilege: Int
+    init(_ kind: TargetKind, _ privilege: Int) { (self.kind, self.privilege) = (kind, privilege) }
+    override func eval(_ c: EvalContext) -> Value { .bool(c.reports(kind, privilege)) }
+}
+
 final class ScoreNode: Node {
     override func eval(_ c: EvalContext) -> Value { .number(Double(c.score)) }
 }

@@ -236,6 +236,7 @@ struct NodeCompiler {
         case .string(let s): return ConstNode(.string(intern(s)))
         case .field(let f, _): return FieldNode(f)
         case .flag(let f): return FlagNode(f)
+        case .privilege(let kind, let p): return PrivilegeNode(kind, p)
         case .score: return ScoreNode()
         case .unary(.negate, let a): return NegateNode(compile(a))
         case .unary(.not, let a): return NotNode(compile(a))

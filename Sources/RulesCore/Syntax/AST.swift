@@ -32,6 +32,9 @@ package indirect enum ExprKind: Sendable, Equatable {
     case call(Builtin, [Expr])
     /// `if CONDITION then A else B`.
     case conditional(Expr, Expr, Expr)
+    /// `denied(P)`, `granted(P)`: whether the person's report would list P
+    /// under `denied` / `granted` now.
+    case privilege(TargetKind, Name)
     /// `count(EVENT [where COND] within DURATION)`.
     case count(event: Name, condition: Expr?, window: Expr)
     /// `sum(EVENT.FIELD [where COND] within DURATION)`.

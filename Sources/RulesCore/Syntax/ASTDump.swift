@@ -65,6 +65,7 @@ package enum ASTDump {
     static func dump(_ e: Expr) -> String {
         switch e.kind {
         case .number(let n): return Arithmetic.format(n)
+        case .privilege(let kind, let name): return "(\(kind.stateWord) \(name.text))"
         case .string(let s): return JSONWriter.quoted(s)
         case .bool(let b): return b ? "true" : "false"
         case .duration(let s): return "\(Arithmetic.format(s))s"

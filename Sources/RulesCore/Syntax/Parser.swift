@@ -806,6 +806,12 @@ package struct Parser {
         case .keyword(.true): advance(); return Expr(kind: .bool(true), span: token.span)
         case .keyword(.false): advance(); return Expr(kind: .bool(false), span: token.span)
         case .keyword(.score): advance(); return Expr(kind: .score, span: token.span)
+        case .name(let n) where (n == "denied" || n == "granted") && peek() == .lparen:
+            // `denied(P)`, `granted(P)`
+            advance(); advance()
+            let privilege = try parseName("a privilege in `\(n)(…)`")
+            _ = try expect(.rparen, "`)` after the privilege")
+            return Expr(kind: .privilege(n == "denied" ? .deny : .grant, privilege), span: span(from: token.span))
         case .name(let n): advance(); return Expr(kind: .name(n), span: token.span)
         case .lparen:
             advance()

@@ -273,7 +273,7 @@ struct Analysis: Sendable {
         var items: [JSONValue] = Keyword.allCases.map { k in
             .object([("label", .string(k.rawValue)), ("kind", .number(14))])  // Keyword
         }
-        items += ["min", "max", "abs", "count", "sum"].map { .object([("label", .string($0)), ("kind", .number(3))]) }
+        items += ["min", "max", "abs", "count", "sum", "denied", "granted"].map { .object([("label", .string($0)), ("kind", .number(3))]) }
         items.append(.object([("label", .string("set score to")), ("kind", .number(14))]))
         var seen = Set<String>()
         let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21]

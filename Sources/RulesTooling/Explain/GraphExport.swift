@@ -53,6 +53,9 @@ package enum GraphExport {
             ir.reads(score: &score, buffers: &buffers)
             if score { node("score", "score", .score); edges.append(Edge(from: "score", to: rule, label: "reads", dashed: true)) }
             for f in flags.sorted() { edges.append(Edge(from: target(.flag, f), to: rule, label: "reads", dashed: true)) }
+            var privileges: [(TargetKind, Int)] = []
+            ir.privilegesRead { privileges.append(($0, $1)) }
+            for (kind, p) in privileges { edges.append(Edge(from: target(kind, p), to: rule, label: "reads", dashed: true)) }
             for b in buffers.sorted() {
                 for event in policy.buffers[b].events.map({ policy.events[$0].name }) {
                     node("event:\(event)", event, .event)

@@ -145,6 +145,12 @@ struct CaseGenerator {
             && !statements.contains(where: { $0.contains("flag \(flag)") }) {
             statements.append("b where x > 5 → flag \(flag)\(forClause())")
         }
+        // Every privilege a condition reads is named by some effect (else
+        // reading it is an error: no rule denies or grants it).
+        for p in Self.privileges where statements.contains(where: { $0.contains("denied(\(p))") || $0.contains("granted(\(p))") })
+            && !statements.contains(where: { s in ["deny", "grant", "allow", "revoke"].contains { s.contains("\($0) \(p)") } }) {
+            statements.append("b where x > 5 → grant \(p)\(forClause())")
+        }
         func uses(_ name: String) -> Bool {
             statements.contains { $0.split(whereSeparator: { !$0.isLetter && !$0.isNumber && $0 != "_" }).contains { $0 == name } }
         }
@@ -270,7 +276,10 @@ struct CaseGenerator {
             return "\(condition(depth: depth - 1)) \(rng.pick(["and", "or"])) \(condition(depth: depth - 1))"
         }
         switch rng.below(10) {
-        case 0: return "not \(rng.pick(Self.eventFlags))"
+        case 0:
+            // Now and then a privilege as the report shows it.
+            if rng.chance(60) { return "\(rng.pick(["denied", "granted", "granted", "not denied"]))(\(rng.pick(Self.privileges)))" }
+            return "not \(rng.pick(Self.eventFlags))"
         case 1: return rng.pick(Self.eventFlags)
         case 2: return "s == \(rng.pick(["\"u\"", "\"\"", "\"é\""]))"
         case 3: return rng.pick(["ok", "not ok", "ok == true"])

@@ -312,6 +312,11 @@ struct ReferenceModel {
         case .field(_, let name): return event?.fields[name]
         case .flag(let f):
             return .bool(held(.flag, f, view, given ?? whileRulesHolding(view)))
+        case .privilege(let kind, let p):
+            // What the report would list: a denial beats a grant.
+            let holding = given ?? whileRulesHolding(view)
+            let denied = held(.deny, p, view, holding)
+            return .bool(kind == .deny ? denied : !denied && held(.grant, p, view, holding))
         case .score: return .number(Double(view.score(policy)))
         case .unary(.negate, let a): return number(a).map { .number(-$0) }
         case .unary(.not, let a):
