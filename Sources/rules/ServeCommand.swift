@@ -42,9 +42,10 @@ enum ServeCommand {
                         http://HOST:PORT` on stderr when ready
       --max-body BYTES  the largest body accepted (default 67108864: 64 MiB)
       --checkpoint-every LINES
-                        write DIR/checkpoint every LINES lines (default
-                        1000000; 0: only on stopping); a start restores it
-                        and replays only the log after it
+                        write DIR/checkpoint every LINES lines (default:
+                        4 per person served, at least 1000000; 0: only on
+                        stopping); a start restores it and replays only
+                        the log after it
       --max-connections N
                         connections open at once (default 1024); one more
                         is answered 503 and closed
@@ -105,7 +106,7 @@ enum ServeCommand {
             guard let n = Int(text), n >= 1 else { return Main.usageError("--max-connections takes a number from 1, not \(text)", command: "serve") }
             maxConnections = n
         }
-        var checkpointEvery = 1_000_000
+        var checkpointEvery: Int? = nil
         if let text = parsed.values["--checkpoint-every"] {
             guard let n = Int(text), n >= 0 else { return Main.usageError("--checkpoint-every takes a number of lines (0: only on stopping), not \(text)", command: "serve") }
             checkpointEvery = n

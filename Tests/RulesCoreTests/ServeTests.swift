@@ -869,3 +869,16 @@ struct ServeTests {
         try? FileManager.default.removeItem(atPath: data)
     }
 }
+
+@Suite("Checkpoint interval")
+struct CheckpointIntervalTests {
+    @Test("by default four lines a person, at least a million; --checkpoint-every N is N; 0 stays 0")
+    func interval() {
+        #expect(RulesService.checkpointInterval(every: nil, people: 0) == 1_000_000)
+        #expect(RulesService.checkpointInterval(every: nil, people: 250_000) == 1_000_000)
+        #expect(RulesService.checkpointInterval(every: nil, people: 250_001) == 1_000_004)
+        #expect(RulesService.checkpointInterval(every: nil, people: 90_000_000) == 360_000_000)
+        #expect(RulesService.checkpointInterval(every: 5, people: 90_000_000) == 5)
+        #expect(RulesService.checkpointInterval(every: 0, people: 10) == 0)
+    }
+}

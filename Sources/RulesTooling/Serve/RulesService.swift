@@ -34,9 +34,20 @@ package final class RulesService: @unchecked Sendable {
     /// after the checkpoint).
     private var appliedEnd = 0
     /// `DIR/checkpoint`, written every `checkpointEvery` lines (0: only on
-    /// stopping) and when the service stops.
+    /// stopping; nil: `checkpointInterval`'s default) and when the service
+    /// stops.
     private let checkpointPath: String
-    package var checkpointEvery = 1_000_000
+    package var checkpointEvery: Int? = nil
+
+    /// Lines between checkpoints: `--checkpoint-every N`, or by default four
+    /// lines per person served and at least a million. A checkpoint writes
+    /// everyone, so its cost grows with the people: at a fixed interval a
+    /// large enough service would always be writing one. This way a
+    /// checkpoint costs the same per line at any size, and a restart
+    /// replays at most about four lines a person.
+    package static func checkpointInterval(every: Int?, people: Int) -> Int {
+        every ?? max(1_000_000, 4 * people)
+    }
     /// Where warnings go (stderr, for the command).
     package var warn: @Sendable (String) -> Void = { _ in }
     private var checkpointedLines = 0
@@ -193,7 +204,8 @@ package final class RulesService: @unchecked Sendable {
     /// (the next checkpoint waits for it, and one is not due while one is
     /// being written). A failure is only reported: the log holds everything.
     private func checkpointIfDue() {
-        guard checkpointEvery > 0, state.lines - checkpointedLines >= checkpointEvery, !backgroundCheckpoint.busy else { return }
+        guard checkpointEvery != 0, !backgroundCheckpoint.busy,
+              state.lines - checkpointedLines >= Self.checkpointInterval(every: checkpointEvery, people: state.people) else { return }
         let checkpoint = state.checkpoint(logEnd: appliedEnd)
         checkpointedLines = state.lines  // on a failure, tried again after as many lines
         let path = checkpointPath, warn = self.warn
