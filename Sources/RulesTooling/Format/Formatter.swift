@@ -189,6 +189,7 @@ private struct Printer {
         switch kind {
         case .comma, .rparen, .rbracket, .colon, .dot: return ""
         case .lparen where prev.isBuiltin: return ""
+        case .lparen where prev == .name("denied") || prev == .name("granted"): return ""  // `denied(travel)`
         case .rbrace where prev == .lbrace: return ""   // `event e {}`
         default: break
         }
