@@ -143,6 +143,12 @@ struct PointingTests {
         #expect(unknown.first?.message.contains("no constant is named `long ban`") == true)
         #expect(unknown.first?.help?.contains("let long ban = 30 days") == true)
         #expect(PolicyCompiler.compile("let ban = 9 days\nspeeding → deny travel for bam\n").diagnostics.first { $0.code == .durationExpected }?.help == "did you mean `ban`?")
+        // A constant as a count, at its edges: 1 and 1,000,000 are taken.
+        #expect(Self.diagnostics("let k = 1000000\nk x within 7 days → -1\n").isEmpty)
+        #expect(Self.diagnostics("let k = 1\nk x within 7 days → -1\n").isEmpty)
+        #expect(Self.diagnostics("let k = 1000001\nk x within 7 days → -1\n").map(\.code) == ["E0406"])
+        #expect(Self.diagnostics("let k = 0\nk x within 7 days → -1\n").map(\.code) == ["E0406"])
+        #expect(Self.diagnostics("let k = 2.5\nk x within 7 days → -1\n").map(\.code) == ["E0406"])
         // A constant that does not hold a count joins an event name quietly.
         #expect(Self.diagnostics("let late = \"x\"\nlate payment → -5\n").filter { $0.code != "W0503" }.isEmpty)
     }

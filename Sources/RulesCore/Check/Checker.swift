@@ -287,16 +287,7 @@ struct Checker {
     }
 
     private mutating func readsPerson(_ e: Expr) -> Bool {
-        switch e.kind {
-        case .score, .count, .sum, .privilege: return true
-        case .name(let n): return constantDecls[n] != nil ? isPersonValue(n) : flagIds[n] != nil
-        case .unary(_, let a): return readsPerson(a)
-        case .binary(_, let a, let b): return readsPerson(a) || readsPerson(b)
-        case .inList(let a, let items): return readsPerson(a) || items.contains { readsPerson($0) }
-        case .call(_, let args): return args.contains { readsPerson($0) }
-        case .conditional(let c, let a, let b): return readsPerson(c) || readsPerson(a) || readsPerson(b)
-        case .number, .string, .bool, .duration, .invalid: return false
-        }
+        e.readsState { n, _ in constantDecls[n] != nil ? isPersonValue(n) : flagIds[n] != nil }
     }
 
     /// Evaluates a constant expression at check time.
@@ -578,18 +569,9 @@ struct Checker {
     /// Whether an expression reads what is known only when a rule fires: a
     /// field, the score, a flag, a count or sum, or a per-person value.
     private mutating func readsRuntime(_ e: Expr, scope: Scope) -> Bool {
-        func again(_ x: Expr) -> Bool { readsRuntime(x, scope: scope) }
-        switch e.kind {
-        case .score, .count, .sum, .privilege: return true
-        case .name(let n):
-            if let (head, _) = unitSplit(n, span: e.span, scope: scope) { return again(head) }
+        e.readsState { n, span in
+            if let (head, _) = unitSplit(n, span: span, scope: scope) { return readsRuntime(head, scope: scope) }
             return constantDecls[n] == nil || isPersonValue(n)
-        case .unary(_, let a): return again(a)
-        case .binary(_, let a, let b): return again(a) || again(b)
-        case .inList(let a, let items): return again(a) || items.contains { again($0) }
-        case .call(_, let args): return args.contains { again($0) }
-        case .conditional(let c, let a, let b): return again(c) || again(a) || again(b)
-        case .number, .string, .bool, .duration, .invalid: return false
         }
     }
 

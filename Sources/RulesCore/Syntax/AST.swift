@@ -43,6 +43,26 @@ package indirect enum ExprKind: Sendable, Equatable {
     case invalid
 }
 
+extension Expr {
+    /// Whether the expression reads something known only when the rules
+    /// run: the score, a count or sum, a privilege — or a name for which
+    /// `name` says so. (The checker's questions "does this `let` read the
+    /// person?" and "must this `for` be computed?" differ only in names.)
+    func readsState(name: (String, Span) -> Bool) -> Bool {
+        func again(_ x: Expr) -> Bool { x.readsState(name: name) }
+        switch kind {
+        case .score, .count, .sum, .privilege: return true
+        case .name(let n): return name(n, span)
+        case .unary(_, let a): return again(a)
+        case .binary(_, let a, let b): return again(a) || again(b)
+        case .inList(let a, let items): return again(a) || items.contains { again($0) }
+        case .call(_, let args): return args.contains { again($0) }
+        case .conditional(let c, let a, let b): return again(c) || again(a) || again(b)
+        case .number, .string, .bool, .duration, .invalid: return false
+        }
+    }
+}
+
 package struct Expr: Sendable, Equatable {
     public var kind: ExprKind
     public var span: Span
