@@ -180,7 +180,7 @@ enum RunCommand {
             }
             keepUntilExit(run.engines)
             return finish(run.summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
-                          streamName: streamName, notes: ParallelStream.evaluationNotes(run), maxRejects: maxRejects,
+                          streamName: streamName, notes: { ParallelStream.evaluationNotes(run) }, maxRejects: maxRejects,
                           saveState: { saveState(run.engines, lines: run.summary.lines) }) { out in
                 ParallelStream.writeReport(run, asOf: asOf, to: out)
             }
@@ -226,7 +226,7 @@ enum RunCommand {
             }
         }
         return finish(summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
-                      streamName: streamName, notes: engine.evaluationNotes(), maxRejects: maxRejects,
+                      streamName: streamName, notes: { engine.evaluationNotes() }, maxRejects: maxRejects,
                       saveState: { saveState([engine], lines: summary.lines) }) { out in
             engine.writeReport(asOf: asOf, to: out)
         }
@@ -243,20 +243,23 @@ enum RunCommand {
     /// A run stopped by `--max-rejects` or a failed checkpoint prints no
     /// report and saves no state: what it has is not the stream's answer.
     private static func finish(_ summary: RunSummary, rejects: inout RejectsFile?, rejectsPath: String?, shown: Int,
-                               streamName: String, notes: [String], maxRejects: Int?,
+                               streamName: String, notes: () -> [String], maxRejects: Int?,
                                saveState: () -> String?,
+                               // Read after the report: what only the report
+                               // evaluates (`while` rules and outputs at the
+                               // final clock) can fail too.
                                report: ((UnsafeRawBufferPointer) -> Void) -> Void) -> Int32 {
         if rejects != nil, !rejects!.close() {
             Terminal.writeErr("rules: cannot write the rejects file: \(String(cString: strerror(errno)))\n")
             return ExitCode.failure
         }
         if let error = summary.checkpointError {
-            reportSummary(summary, notes: notes, shownRejects: min(shown, 10), rejectsPath: rejectsPath)
+            reportSummary(summary, notes: notes(), shownRejects: min(shown, 10), rejectsPath: rejectsPath)
             Terminal.writeErr("rules: \(error); stopped after \(summary.lines) lines\n")
             return ExitCode.failure
         }
         if let line = summary.stoppedAtLine, let maxRejects {
-            reportSummary(summary, notes: notes, shownRejects: min(shown, 10), rejectsPath: rejectsPath)
+            reportSummary(summary, notes: notes(), shownRejects: min(shown, 10), rejectsPath: rejectsPath)
             Terminal.writeErr("rules: stopped at \(streamName):\(line): more than \(maxRejects) rejected lines (--max-rejects \(maxRejects)); no report\n")
             return ExitCode.tooManyRejects
         }
@@ -270,7 +273,7 @@ enum RunCommand {
             Terminal.writeErr("rules: cannot write the report: \(String(cString: strerror(errno)))\n")
             return ExitCode.failure
         }
-        reportSummary(summary, notes: notes, shownRejects: min(shown, 10), rejectsPath: rejectsPath)
+        reportSummary(summary, notes: notes(), shownRejects: min(shown, 10), rejectsPath: rejectsPath)
         if let error = summary.readError {
             Terminal.writeErr("rules: error reading \(streamName): \(error)\n")
             return ExitCode.failure

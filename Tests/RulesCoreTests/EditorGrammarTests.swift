@@ -109,6 +109,10 @@ struct EditorGrammarTests {
         // `rule` before a name is a keyword; in an event's name it is not.
         #expect(Self.tokenize(#"rule "reckless" speeding → -5"#, rules).first?.1 == "keyword.control.rules")
         #expect(!Self.tokenize("rule violation → -5", rules).contains { $0.0 == "rule" })
+        // `output` starting a declaration is a keyword; an event called so is not.
+        #expect(Self.tokenize("output credit limit = score * 2", rules).first?.1 == "keyword.control.rules")
+        #expect(!Self.tokenize("output produced → +1", rules).contains { $0.0 == "output" })
+        #expect(!Self.tokenize("let low output = 3", rules).contains { $0.0 == "output" })
     }
 
     @Test("a line of every kind of token")

@@ -195,6 +195,18 @@ package struct WindowBufferSpec: Sendable, Hashable {
     var restartsFor: String? = nil
 }
 
+/// `output credit limit = max(0, score - 600) * 100`: a number computed
+/// from the person's state as of the report's clock (as `while` rules are
+/// evaluated), shown as the key `credit_limit`.
+package struct CheckedOutput: Sendable {
+    /// Joined (`credit_limit`): the report's key.
+    package var name: String
+    var value: IR
+    /// The expression as written (an explanation shows it with values).
+    var expr: Expr
+    package var span: Span
+}
+
 package struct EventInfo: Sendable {
     public var name: String
     /// Declared fields (global field id, type), or nil when undeclared.
@@ -216,6 +228,9 @@ package struct CheckedPolicy: Sendable {
     /// The `let`s that read the person's state (named per-person values),
     /// not constants: each use reads them as of that moment.
     package var personValues: Set<String> = []
+    /// `output NAME = …`: numbers the report shows after its own keys, in
+    /// this order.
+    package var outputs: [CheckedOutput] = []
     package var eventRules: [CheckedEventRule] = []
     /// State rules in evaluation (graph) order.
     package var stateRules: [CheckedStateRule] = []

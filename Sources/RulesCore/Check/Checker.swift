@@ -16,6 +16,9 @@ struct Checker {
     /// resolved once and read wherever it is named, as of that moment.
     private var personValues: Set<String> = []
     private var personValueChecks: [String: Bool] = [:]
+    /// `output NAME = …` declarations, in source order: each is also a
+    /// `let` (rules may read it), and the report shows it.
+    private var outputDecls: [Name] = []
     private var eventIds: [String: Int] = [:]
     private var eventDeclSpans: [String: Span] = [:]
     /// Event groups (`event infraction = speeding, red light`), and the
@@ -62,6 +65,7 @@ struct Checker {
         collect()
         resolveAllGroups()
         resolveAllConstants()
+        checkOutputs()
         checkSettings()
         var stateRules: [CheckedStateRule] = []
         for statement in statements {
@@ -72,7 +76,7 @@ struct Checker {
             // constants, declarations), by the test runner, or by the loader.
             // Every statement is named here, so a new one does not compile
             // until it is given its place.
-            case .settings, .constant, .event, .group, .test, .use: break
+            case .settings, .constant, .output, .event, .group, .test, .use: break
             }
         }
         let keys = TargetKeys(policy)
@@ -119,6 +123,15 @@ struct Checker {
                            help: "rename one of them", notes: [(first.span, "first defined here")])
                 } else {
                     constantDecls[name.text] = (expr, span)
+                }
+                record(name.text, .constant, .declaration, at: name.span)
+            case .output(let name, let expr, let span):
+                if let first = constantDecls[name.text] {
+                    report(.duplicateConstant, "output `\(shown(name.text))` has the name of another `let` or output", at: name.span,
+                           help: "rename one of them", notes: [(first.span, "first defined here")])
+                } else {
+                    constantDecls[name.text] = (expr, span)
+                    outputDecls.append(name)
                 }
                 record(name.text, .constant, .declaration, at: name.span)
             case .event(let decl): declare(decl)
@@ -253,7 +266,9 @@ struct Checker {
         }
         constantsInProgress.append(name)
         defer { constantsInProgress.removeLast() }
-        if isPersonValue(name) {
+        // An output is about the person whatever it reads: an event's field
+        // there is refused as in a per-person `let`.
+        if isPersonValue(name) || outputDecls.contains(where: { $0.text == name }) {
             guard let (ir, type) = resolve(decl.expr, scope: .person) else {
                 constantValues[name] = (.number(0), .any)
                 constantsFailed.insert(name)
@@ -271,6 +286,31 @@ struct Checker {
         }
         constantValues[name] = (value, type)
         return (value, type)
+    }
+
+    /// The keys every report line has: an output cannot be one of them.
+    static let reportKeys: Set<String> = [defaultPersonKey, "score", "flags", "denied", "granted"]
+
+    /// Each output: a number, named unlike the report's own keys; in the
+    /// policy in source order (the order of its keys in the report).
+    private mutating func checkOutputs() {
+        for name in outputDecls {
+            constantsUsed.insert(name.text)  // the report uses it
+            guard let decl = constantDecls[name.text] else { continue }
+            if Self.reportKeys.contains(name.text) {
+                report(.reportKeyTaken, "an output cannot be called `\(name.text)`: every report line has that key already", at: name.span,
+                       help: "name it otherwise; the report's own keys are `citizen`, `score`, `flags`, `denied` and `granted`")
+                continue
+            }
+            // A failed value was reported where it failed.
+            guard let (ir, type) = constant(name.text) else { continue }
+            guard type == .number else {
+                report(.typeMismatch, "an output is a number, but `\(shown(name.text))` is a \(type.rawValue)", at: decl.expr.span,
+                       help: type == .bool ? "to report a condition, write `if CONDITION then 1 else 0`" : nil)
+                continue
+            }
+            policy.outputs.append(CheckedOutput(name: name.text, value: ir, expr: decl.expr, span: decl.span))
+        }
     }
 
     /// Whether `let name = …` reads the person's state: its expression
@@ -641,8 +681,9 @@ struct Checker {
     /// time, never again.
     private static func windowsReadByStateRules(_ policy: CheckedPolicy) -> [[Int64]] {
         var windows = [[Int64]](repeating: [], count: policy.buffers.count)
-        for rule in policy.stateRules {
-            rule.condition.forEachPart { part in
+        // Outputs are in the report too: read as the `while` rules are.
+        for condition in policy.stateRules.map(\.condition) + policy.outputs.map(\.value) {
+            condition.forEachPart { part in
                 if case .aggregate(let buffer, let window, _) = part, !windows[buffer].contains(window) { windows[buffer].append(window) }
             }
         }

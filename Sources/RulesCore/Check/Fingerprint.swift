@@ -31,6 +31,12 @@ enum Fingerprint {
         for rule in policy.stateRules {
             e.line("while \(e.ir(rule.condition)) → " + rule.effects.map { e.target($0.kind, $0.name) }.joined(separator: ", "))
         }
+        // Outputs shape the report (and the service's saved line states),
+        // so they are part of what a policy means; none leaves the
+        // encoding as it was before outputs existed.
+        for output in policy.outputs {
+            e.line("output \(e.quoted(output.name)) = \(e.ir(output.value))")
+        }
         return Hashing.fnv1a(e.bytes)
     }
 

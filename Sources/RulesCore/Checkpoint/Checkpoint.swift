@@ -408,7 +408,7 @@ public enum Checkpoint {
                 let rule = try r.int(), kind = try r.int(), field = try r.int(), count = try r.int(), first = try r.int()
                 // Notes name the old policy's rules: only the same policy keeps them.
                 guard same else { continue }
-                guard rule < program.aggregateNote(program.policy.buffers.count) else {
+                guard rule < program.outputNote(program.policy.outputs.count) else {
                     throw Failure(description: "a note names an unknown rule")
                 }
                 let failure: EvalFailure

@@ -64,6 +64,8 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case reservedEventType = "E0315"
     /// Event group cycle (E0316; docs/LANGUAGE.md has an example).
     case groupCycle = "E0316"
+    /// Output named like a report key (E0317; docs/LANGUAGE.md has an example).
+    case reportKeyTaken = "E0317"
     // Rules and the rule graph
     /// State rule changes score (E0401; docs/LANGUAGE.md has an example).
     case stateRuleChangesScore = "E0401"

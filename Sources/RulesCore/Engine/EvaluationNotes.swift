@@ -27,6 +27,11 @@ extension Engine {
         }.map { key, stat in
             let span = program.ruleSpan(key.rule)
             let (file, line, _) = sources.location(span)
+            if key.rule >= program.outputNoteBase {
+                let output = program.policy.outputs[key.rule - program.outputNoteBase].name
+                let times = stat.count == 1 ? "once" : "\(stat.count) times"
+                return "output `\(output)` at \(file):\(line) had no value \(times), so the report shows null: \(key.failure.describe(fields: program.policy.fields))"
+            }
             let isAggregate = key.rule >= program.aggregateNoteBase
             let isState = !isAggregate && key.rule >= program.policy.eventRules.count
             let verb = isState ? "was taken as not holding" : isAggregate ? "left out" : "did not fire"

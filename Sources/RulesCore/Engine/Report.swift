@@ -1,3 +1,10 @@
+/// One output of a report line (`output credit limit = …`): its key and
+/// its value, nil when it had none (the line shows null).
+public struct ReportOutput: Sendable, Equatable {
+    public var name: String
+    public var value: Double?
+}
+
 /// One person's state as of a time: what `rules run` prints per line.
 package struct PersonReport: Sendable, Equatable {
     public var citizen: String
@@ -5,6 +12,8 @@ package struct PersonReport: Sendable, Equatable {
     public var flags: [String]
     public var denied: [String]
     public var granted: [String]
+    /// The policy's outputs, in its order: each value, nil when it had none.
+    public var outputs: [ReportOutput] = []
 
     /// The names held of one kind.
     package func names(of kind: TargetKind) -> [String] {
@@ -77,6 +86,13 @@ extension Engine {
             case .deny: r.denied = names
             case .grant: r.granted = names
             }
+        }
+        // The context is focused on them, their `while` rules evaluated.
+        for (k, node) in program.outputs.enumerated() {
+            let v = node.eval(context)
+            var value: Double? = nil
+            if case .number(let x) = v { value = x == 0 ? 0 : x } else { context.noteFailure(rule: program.outputNote(k), v) }
+            r.outputs.append(ReportOutput(name: program.policy.outputs[k].name, value: value))
         }
         return r
     }
@@ -232,7 +248,16 @@ final class ReportWriter {
         self.capacity = max(capacity, 1 << 12)
         storage = .allocate(capacity: self.capacity)
         inReportBit = ranges.count
-        stateWords = 1 + (ranges.count + 1 + 63) / 64
+        outputNodes = program.outputs.map { .passUnretained($0) }
+        var keys: [[UInt8]] = []
+        for output in program.policy.outputs {
+            var key = Array(",".utf8)
+            JSONWriter.appendQuoted(Array(output.name.utf8), to: &key)
+            keys.append(key + Array(":".utf8))
+        }
+        outputKeys = keys
+        bitBase = 1 + outputNodes.count
+        stateWords = bitBase + (ranges.count + 1 + 63) / 64
         scratch = .allocate(capacity: stateWords)
     }
 
@@ -305,7 +330,8 @@ final class ReportWriter {
         engine.people.withKey(p) { appendLine(id: $0, state: UnsafePointer(scratch.baseAddress!)) }
     }
 
-    /// Words in a line state: the score, then one bit per name of the
+    /// Words in a line state: the score, each output's value (its bits),
+    /// then one bit per name of the
     /// report (flags, denied, granted, in the report's order) that shows,
     /// and one more bit, set: the person is in the report. A state of
     /// zeros is nobody's line (what the service keeps for a person not in
@@ -313,11 +339,19 @@ final class ReportWriter {
     let stateWords: Int
     /// The bit after the names'.
     private let inReportBit: Int
+    /// The outputs' nodes (the program keeps them) and keys (`,"credit_limit":`),
+    /// and the word where the names' bits start: after the score and one
+    /// word per output.
+    private let outputNodes: [Unmanaged<Node>]
+    private let outputKeys: [[UInt8]]
+    private let bitBase: Int
+    /// An output without a value (a NaN: outputs never have one).
+    static let noValue = Double.nan.bitPattern
 
     /// Whether `words` (a line state) is a line of the report.
     @inline(__always)
     func isInReport(_ words: UnsafePointer<UInt64>) -> Bool {
-        words[1 + inReportBit >> 6] & (1 << UInt64(inReportBit & 63)) != 0
+        words[bitBase + inReportBit >> 6] & (1 << UInt64(inReportBit & 63)) != 0
     }
 
     /// A person's line state as of `time`: everything their report line
@@ -326,7 +360,7 @@ final class ReportWriter {
     func lineState(_ engine: Engine, person p: Int, at time: Int64, into words: UnsafeMutablePointer<UInt64>) {
         words[0] = UInt64(bitPattern: engine.store.score(p))
         for w in 1..<stateWords { words[w] = 0 }
-        words[1 + inReportBit >> 6] = 1 << UInt64(inReportBit & 63)
+        words[bitBase + inReportBit >> 6] = 1 << UInt64(inReportBit & 63)
         let context = engine.context
         context.focus(person: p, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line
@@ -336,7 +370,16 @@ final class ReportWriter {
             for n in 0..<table.count where holds(table, n, context) {
                 if table.hider >= 0 && holds(kinds[table.hider], n, context) { continue }
                 let bit = table.base + n
-                words[1 + bit >> 6] |= 1 << UInt64(bit & 63)
+                words[bitBase + bit >> 6] |= 1 << UInt64(bit & 63)
+            }
+        }
+        for (k, node) in outputNodes.enumerated() {
+            let v = node._withUnsafeGuaranteedRef { $0.eval(context) }
+            if case .number(let x) = v {
+                words[1 + k] = (x == 0 ? 0 : x).bitPattern  // -0 reads as 0
+            } else {
+                context.noteFailure(rule: engine.program.outputNote(k), v)
+                words[1 + k] = Self.noValue
             }
         }
     }
@@ -362,9 +405,16 @@ final class ReportWriter {
             var first = true
             for n in 0..<table.count {
                 let bit = table.base + n
-                if words[1 + bit >> 6] & (1 << UInt64(bit & 63)) != 0 { name(nameRanges[bit], &first) }
+                if words[bitBase + bit >> 6] & (1 << UInt64(bit & 63)) != 0 { name(nameRanges[bit], &first) }
             }
             put(UInt8(ascii: "]"))
+        }
+        for k in outputKeys.indices {
+            outputKeys[k].withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
+            let bits = words[1 + k]
+            if bits == Self.noValue { put("null") } else {
+                Array(Arithmetic.format(Double(bitPattern: bits)).utf8).withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
+            }
         }
         put("}\n")
     }

@@ -13,6 +13,8 @@ package final class Program: @unchecked Sendable {
     let feedsByEvent: [[Int]]
     let bufferConditions: [Node?]
     let stateRules: [CompiledStateRule]
+    /// The policy's outputs, in its order (the report's).
+    let outputs: [Node]
     /// Per-person slots for what event rules set: an end time each.
     let slotCount: Int
     /// Per kind (`TargetKind.index`), per name: its slot, or -1 when no
@@ -125,6 +127,7 @@ package final class Program: @unchecked Sendable {
         stateRules = policy.stateRules.enumerated().map { (i, r) in
             CompiledStateRule(index: policy.eventRules.count + i, condition: compiler.compile(r.condition), effects: r.effects)
         }
+        outputs = policy.outputs.map { compiler.compile($0.value) }
         constantBytes = compiler.constantBytes
         steps = EventSteps(rulesByEvent: byEvent, feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField,
                            declaredFields: declaredFields, stateRules: stateRules)
@@ -160,13 +163,17 @@ package final class Program: @unchecked Sendable {
     func ruleSpan(_ i: Int) -> Span {
         if i < policy.eventRules.count { return policy.eventRules[i].ast.span }
         if i < aggregateNoteBase { return policy.stateRules[i - policy.eventRules.count].ast.span }
-        return policy.bufferSpans[i - aggregateNoteBase]
+        if i < outputNoteBase { return policy.bufferSpans[i - aggregateNoteBase] }
+        return policy.outputs[i - outputNoteBase].span
     }
 
     /// Notes about events an aggregate skipped are kept beside the rules'
-    /// own, numbered after every rule.
+    /// own, numbered after every rule; then those about outputs without a
+    /// value.
     let aggregateNoteBase: Int
     @inline(__always) func aggregateNote(_ buffer: Int) -> Int { aggregateNoteBase + buffer }
+    var outputNoteBase: Int { aggregateNoteBase + policy.buffers.count }
+    @inline(__always) func outputNote(_ output: Int) -> Int { outputNoteBase + output }
 }
 
 /// A class so that the engine's loops hold one reference per rule, not a

@@ -56,6 +56,29 @@ struct ConditionValues {
         }
     }
 
+    /// What an expression reads of the person, each with its value, once
+    /// each, in the order written: `score (522)`, `live strikes (3)`
+    /// (how an output's value came about).
+    func inputs(_ e: Expr) -> [String] {
+        var seen = Set<String>(), out: [String] = []
+        func visit(_ x: Expr) {
+            switch x.kind {
+            case .score, .count, .sum, .privilege, .name:
+                // A constant has no node of its own: its value is fixed.
+                guard program.partNode(x.span) != nil, seen.insert(text(x)).inserted else { return }
+                out.append(part(x))
+            case .unary(_, let a): visit(a)
+            case .binary(_, let a, let b): visit(a); visit(b)
+            case .inList(let a, let items): visit(a); items.forEach(visit)
+            case .call(_, let args): args.forEach(visit)
+            case .conditional(let c, let a, let b): visit(c); visit(a); visit(b)
+            case .number, .string, .bool, .duration, .invalid: break
+            }
+        }
+        visit(e)
+        return out
+    }
+
     func value(_ e: Expr) -> String {
         guard let node = program.partNode(e.span) else { return "?" }
         switch node.eval(context) {

@@ -40,6 +40,15 @@ public struct PersonExplanation: Sendable {
         public var until: Int64?
     }
 
+    /// One output (`output credit limit = …`): its value (nil: none, the
+    /// report shows null), its expression and what it read.
+    public struct Output: Sendable {
+        public var name: String
+        public var value: Double?
+        /// `max(0, score - 400) * 2 with score (522)`.
+        public var because: String
+    }
+
     /// Whose state.
     public var person: String
     /// As of when (microseconds since 1970, `Timestamp.perSecond`).
@@ -48,6 +57,8 @@ public struct PersonExplanation: Sendable {
     public var score: Int64
     /// Every flag, denial and grant, with its reasons.
     public var items: [Item]
+    /// The policy's outputs, in its order (none: the account has no such part).
+    public var outputs: [Output] = []
     /// Every event of the person, with what it did.
     public var events: [Timeline.Entry]
     /// What time alone changed after their latest event, up to `asOf`
@@ -82,6 +93,10 @@ public struct PersonExplanation: Sendable {
                     lines.append("      in force since \(Timestamp.format(since)), \(until)")
                 }
             }
+        }
+        if !outputs.isEmpty {
+            lines.append("  outputs:")
+            for o in outputs { lines.append("    \(o.name) \(o.value.map(Arithmetic.format) ?? "null") = \(o.because)") }
         }
         if !events.isEmpty {
             lines.append("  events:")
@@ -122,7 +137,11 @@ public struct PersonExplanation: Sendable {
             }.joined(separator: ",")
             return #"{"event":\#(q(e.origin)),"input":\#(q(e.text)),"time":\#(q(Timestamp.format(e.time))),"score_before":\#(e.scoreBefore),"score_after":\#(e.scoreAfter),"fired":[\#(fired)],"changes":[\#(changes)]}"#
         }.joined(separator: ",")
-        return #"{"citizen":\#(q(person)),"as_of":\#(q(Timestamp.format(asOf))),"score":\#(score),"state":[\#(list)],"events":[\#(evs)]}"#
+        // Only a policy with outputs has the key: other accounts read as before.
+        let outs = outputs.isEmpty ? "" : #","outputs":["# + outputs.map { o in
+            #"{"name":\#(q(o.name)),"value":\#(o.value.map(Arithmetic.format) ?? "null"),"because":\#(q(o.because))}"#
+        }.joined(separator: ",") + "]"
+        return #"{"citizen":\#(q(person)),"as_of":\#(q(Timestamp.format(asOf))),"score":\#(score),"state":[\#(list)]\#(outs),"events":[\#(evs)]}"#
     }
 }
 
@@ -154,8 +173,19 @@ package enum Explanation {
                                   values: values, since: since))
             }
         }
-        return PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries,
-                                 later: engine.pendingChanges(of: person).filter { $0.line == nil }, rules: rules)
+        var explained = PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries,
+                                          later: engine.pendingChanges(of: person).filter { $0.line == nil }, rules: rules)
+        engine.context.focus(person: index, now: time)
+        engine.context.evaluateStateRules()
+        for (output, value) in zip(program.policy.outputs, state.outputs) {
+            let text = program.policy.sources.files[output.expr.span.file].text(output.expr.span)
+            let inputs = values.inputs(output.expr)
+            var because = inputs == ["\(text) (\(values.value(output.expr)))"] ? text
+                : text + (inputs.isEmpty ? "" : " with " + inputs.joined(separator: ", "))
+            if value.value == nil { because += "; \(values.value(output.expr))" }
+            explained.outputs.append(.init(name: output.name, value: value.value, because: because))
+        }
+        return explained
     }
 
     /// Why `name` is set: the `while` rules holding it now, and the event

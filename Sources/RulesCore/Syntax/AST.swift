@@ -201,10 +201,11 @@ package struct Expectation: Sendable {
 }
 
 package enum ExpectationKind: Sendable {
-    /// `expect alice score >= 900`
-    case score(person: Name, op: BinaryOp, value: Double)
+    /// `expect alice score >= 900`; with `output`, one of the policy's
+    /// outputs instead of the score (`expect alice credit limit >= 500`).
+    case score(person: Name, op: BinaryOp, value: Double, output: Name? = nil)
     /// `expect alice score between 900 and 1000` (inclusive)
-    case scoreBetween(person: Name, low: Double, high: Double)
+    case scoreBetween(person: Name, low: Double, high: Double, output: Name? = nil)
     /// `expect alice [not] flagged debtor` / `denied travel` / `granted fast lane`
     case holds(person: Name, kind: TargetKind, name: Name, negated: Bool)
     /// `expect alice flags [debtor, low trust]` / `denied [...]` / `granted []`
@@ -217,6 +218,9 @@ package enum ExpectationKind: Sendable {
 package enum Statement: Sendable {
     case settings([ScoreSetting], Span)
     case constant(Name, Expr, Span)
+    /// `output credit limit = EXPR`: a number computed from the person's
+    /// state, reported as an extra key of their line.
+    case output(Name, Expr, Span)
     case event(EventDecl)
     case group(EventGroup)
     case eventRule(EventRule)
@@ -236,7 +240,7 @@ extension Statement {
     /// Where the whole statement stands.
     public var span: Span {
         switch self {
-        case .settings(_, let s), .constant(_, _, let s), .use(_, let s): return s
+        case .settings(_, let s), .constant(_, _, let s), .output(_, _, let s), .use(_, let s): return s
         case .event(let d): return d.span
         case .group(let g): return g.span
         case .eventRule(let r): return r.span

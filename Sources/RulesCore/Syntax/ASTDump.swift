@@ -6,6 +6,7 @@ package enum ASTDump {
         case .settings(let parts, _):
             return "(score " + parts.map { "(\($0.kind.rawValue) \(dump($0.value)))" }.joined(separator: " ") + ")"
         case .constant(let n, let e, _): return "(let \(n.text) \(dump(e)))"
+        case .output(let n, let e, _): return "(output \(n.text) \(dump(e)))"
         case .event(let d):
             return "(event \(d.name.text)" + d.fields.map { " (\($0.name.text) \($0.type.text))" }.joined() + ")"
         case .group(let g): return "(group \(g.name.text)" + g.members.map { " \($0.text)" }.joined() + ")"
@@ -33,8 +34,10 @@ package enum ASTDump {
         case .expect(let x):
             let at = x.at.map { "at \(Timestamp.format($0)) " } ?? ""
             switch x.kind {
-            case .score(let p, let op, let v): return "(expect \(at)\(p.text) score \(op.rawValue) \(Arithmetic.format(v)))"
-            case .scoreBetween(let p, let lo, let hi): return "(expect \(at)\(p.text) score between \(Arithmetic.format(lo)) \(Arithmetic.format(hi)))"
+            case .score(let p, let op, let v, let output):
+                return "(expect \(at)\(p.text) \(output?.text ?? "score") \(op.rawValue) \(Arithmetic.format(v)))"
+            case .scoreBetween(let p, let lo, let hi, let output):
+                return "(expect \(at)\(p.text) \(output?.text ?? "score") between \(Arithmetic.format(lo)) \(Arithmetic.format(hi)))"
             case .holds(let p, let k, let n, let neg): return "(expect \(at)\(p.text) \(neg ? "not " : "")\(k.rawValue) \(n.text))"
             case .exactly(let p, let k, let names): return "(expect \(at)\(p.text) \(k.rawValue) [\(names.map(\.text).joined(separator: " "))])"
             case .fired(let text, _, let neg): return "(expect \(at)\(neg ? "not " : "")fired \(JSONWriter.quoted(text)))"

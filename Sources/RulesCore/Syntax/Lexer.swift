@@ -146,6 +146,23 @@ package struct Lexer {
         return tokens.count - 1 == statementStart || last.kind == .comma
     }
 
+    /// True when `output` (ending at `end`) starts a statement, outside
+    /// brackets, and is followed by the words of a name and a lone `=`.
+    private func isOutputDeclaration(after end: Int) -> Bool {
+        guard statementStart == tokens.count, depth == 0 else { return false }
+        var i = skipBlanks(from: end), words = 0
+        while i > end || words > 0, i < bytes.count, isWordStart(bytes[i]) {
+            let wordEnd = wordEnd(from: i)
+            // `output score = …` is read as meant, to be refused (E0317).
+            let isScore = words == 0 && text(i, wordEnd) == "score"
+            if endsName(text(i, wordEnd), at: wordEnd) && !isScore { return false }
+            words += 1
+            i = skipBlanks(from: wordEnd)
+        }
+        return words > 0 && i < bytes.count && bytes[i] == UInt8(ascii: "=")
+            && (i + 1 == bytes.count || bytes[i + 1] != UInt8(ascii: "="))
+    }
+
     private mutating func word() {
         let start = pos
         var end = wordEnd(from: pos)
@@ -169,6 +186,13 @@ package struct Lexer {
             // start of a name `to_base`.
             pos = end
             emit(.name("to"), start: start, end: end)
+            return
+        }
+        if first == "output", isOutputDeclaration(after: end) {
+            // `output credit limit = …`: `output` is the statement's own
+            // word only there (an event may still be called `output`).
+            pos = end
+            emit(.name("output"), start: start, end: end)
             return
         }
         if let keyword = Keyword(rawValue: first) {

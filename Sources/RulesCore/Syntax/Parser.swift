@@ -141,6 +141,12 @@ package struct Parser {
             return try parseSettings()
         case .keyword(.let):
             return try parseConstant()
+        case .name("output") where isName(peek()) && peek(2) == .assign:
+            return try parseOutput()
+        case .name("output") where peek() == .keyword(.score) && peek(2) == .assign:
+            advance()
+            throw fail(.reportKeyTaken, "an output cannot be called `score`: every report line has that key already",
+                       help: "name it otherwise; the report's own keys are `citizen`, `score`, `flags`, `denied` and `granted`")
         case .keyword(.event) where peek(2) == .assign:
             return .group(try parseEventGroup())
         case .keyword(.event):
@@ -229,6 +235,15 @@ package struct Parser {
         _ = try expect(.assign, "`=`", help: "write `let \(name.text) = VALUE`")
         let value = try parseExpression()
         return .constant(name, value, span(from: start))
+    }
+
+    /// output = "output" NAME "=" EXPR
+    private mutating func parseOutput() throws -> Statement {
+        let start = advance().span
+        let name = try parseName("the output's name after `output`")
+        _ = try expect(.assign, "`=`", help: "write `output \(name.text) = EXPRESSION`")
+        let value = try parseExpression()
+        return .output(name, value, span(from: start))
     }
 
     /// event-decl = "event" NAME "{" [ field { ("," | NEWLINE) field } [","] ] "}"
@@ -577,6 +592,19 @@ package struct Parser {
             advance()
             return .score(person: person, op: op, value: try parseNumberLiteral())
         }
+        if let output = try parseOutputName() {
+            // `expect alice credit limit >= 500`: an output, compared as the score is.
+            if accept(.keyword(.between)) {
+                let low = try parseNumberLiteral()
+                _ = try expect(.keyword(.and), "`and` between the bounds")
+                return .scoreBetween(person: person, low: low, high: try parseNumberLiteral(), output: output)
+            }
+            guard let (op, power) = infix(kind), power == 4, let op else {
+                throw fail(.unexpectedToken, "expected a comparison (`==`, `<`, `between` …) after `\(output.text.replacing("_", with: " "))`, found \(kind.display)")
+            }
+            advance()
+            return .score(person: person, op: op, value: try parseNumberLiteral(), output: output)
+        }
         let negated = accept(.keyword(.not))
         let target: TargetKind
         switch kind {
@@ -584,7 +612,7 @@ package struct Parser {
         case .name("denied"): target = .deny
         case .name("granted"): target = .grant
         default:
-            throw fail(.unexpectedToken, "expected `score`, `flagged`, `denied`, `granted` or `flags` after the person, found \(kind.display)")
+            throw fail(.unexpectedToken, "expected `score`, `flagged`, `denied`, `granted`, `flags` or an output's name after the person, found \(kind.display)")
         }
         let word = advance()
         if kind == .lbracket && !negated && word.kind != .name("flagged") {
@@ -602,6 +630,23 @@ package struct Parser {
                        help: "write `expect \(person.text) flagged NAME` or `expect \(person.text) flags [a, b]`")
         }
         return .holds(person: person, kind: target, name: try parseWords("a name"), negated: negated)
+    }
+
+    /// The words of an output's name in an expectation, up to a comparison
+    /// or `between` (nil, nothing read, when the words are not followed by
+    /// one: `flagged`, `denied` … come next).
+    private mutating func parseOutputName() throws -> Name? {
+        var k = index, words: [String] = []
+        while k < tokens.count, case .name(let w) = tokens[k].kind {
+            words.append(w)
+            k += 1
+        }
+        guard !words.isEmpty, k < tokens.count else { return nil }
+        let next = tokens[k].kind
+        guard next == .keyword(.between) || infix(next).map({ $0.1 == 4 && $0.0 != nil }) == true else { return nil }
+        let start = current.span
+        index = k
+        return Name(text: words.joined(separator: "_"), span: start.to(tokens[k - 1].span))
     }
 
     private mutating func expectArrow() throws {

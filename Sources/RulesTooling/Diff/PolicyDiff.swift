@@ -160,6 +160,19 @@ package struct PolicyDiff {
                 if added.isEmpty && removed.isEmpty { continue }
                 parts.append("\(kind.reportKey) " + (added.map { "+ \($0)" } + removed.map { "- \($0)" }).joined(separator: ", "))
             }
+            // Outputs by name (the two policies may declare different ones).
+            let oldOutputs = c.old?.outputs ?? [], newOutputs = c.new?.outputs ?? []
+            func shown(_ v: Double?) -> String { v.map(Arithmetic.format) ?? "null" }
+            for o in newOutputs {
+                guard let was = oldOutputs.first(where: { $0.name == o.name }) else {
+                    if c.old != nil { parts.append("\(o.name) \(shown(o.value)) (new output)") }
+                    continue
+                }
+                if was.value != o.value { parts.append("\(o.name) \(shown(was.value)) → \(shown(o.value))") }
+            }
+            for o in oldOutputs where c.new != nil && !newOutputs.contains(where: { $0.name == o.name }) {
+                parts.append("\(o.name) was \(shown(o.value)) (no longer an output)")
+            }
             out.append("\(c.person): " + parts.joined(separator: "; "))
             for r in c.rules {
                 let what = r.isStateRule

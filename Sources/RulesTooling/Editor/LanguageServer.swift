@@ -252,7 +252,9 @@ struct Analysis: Sendable {
             text += "\nany of: " + (members.isEmpty ? "(an error in its definition)" : members.map { "`\($0)`" }.joined(separator: ", ")) + "\n"
             text += "\nused in:\n" + (lines(.read).isEmpty ? "- no rule" : lines(.read).joined(separator: "\n")) + "\n"
         case .constant, .field:
-            if result.checked?.personValues.contains(o.name) == true {
+            if result.checked?.outputs.contains(where: { $0.name == o.name }) == true {
+                text = "**output** `\(shown)` (per person, in the report as `\(o.name)`)\n"
+            } else if result.checked?.personValues.contains(o.name) == true {
                 text = "**value** `\(shown)` (per person, read as of each use)\n"
             }
             let declared = lines(.declaration)
@@ -275,6 +277,7 @@ struct Analysis: Sendable {
         }
         items += ["min", "max", "abs", "count", "sum", "denied", "granted"].map { .object([("label", .string($0)), ("kind", .number(3))]) }
         items.append(.object([("label", .string("set score to")), ("kind", .number(14))]))
+        items.append(.object([("label", .string("output")), ("kind", .number(14))]))
         var seen = Set<String>()
         let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21]
         for o in occurrences where seen.insert("\(o.kind)/\(o.name)").inserted {
@@ -293,6 +296,7 @@ struct Analysis: Sendable {
             case .event(let d): (kind, name) = (24, "event " + d.name.text.replacing("_", with: " "))
             case .group(let g): (kind, name) = (24, "event " + g.name.text.replacing("_", with: " ") + " = …")
             case .constant(let n, _, _): (kind, name) = (14, "let " + n.text.replacing("_", with: " "))
+            case .output(let n, _, _): (kind, name) = (7, "output " + n.text.replacing("_", with: " "))
             case .settings: (kind, name) = (7, "score")
             case .test(let t): (kind, name) = (5, "test \"\(t.name)\"")
             case .use(let path, _): (kind, name) = (2, "use \"\(path)\"")

@@ -144,16 +144,18 @@ private struct SingleTest {
         switch x.kind {
         case .fired(let query, let span, let negated):
             checkFired(query, span, negated, x)
-        case .score(let person, let op, let value):
-            guard let state = personState(person, time) else { return }
-            if Arithmetic.compare(op, Double(state.score), value) != true {
-                fail(x, person: person.text, time: time, expected: "score \(op.rawValue) \(Arithmetic.format(value))", actual: "score \(state.score)")
-            }
-        case .scoreBetween(let person, let low, let high):
-            guard let state = personState(person, time) else { return }
-            if !(low...high).contains(Double(state.score)) {
-                fail(x, person: person.text, time: time, expected: "score between \(Arithmetic.format(low)) and \(Arithmetic.format(high))", actual: "score \(state.score)")
-            }
+        case .score(let person, let op, let value, let output):
+            guard knownOutput(output), let state = personState(person, time) else { return }
+            let (what, actual) = quantity(state, output)
+            if let actual, Arithmetic.compare(op, actual, value) == true { return }
+            fail(x, person: person.text, time: time, expected: "\(what) \(op.rawValue) \(Arithmetic.format(value))",
+                 actual: "\(what) \(actual.map(Arithmetic.format) ?? "null")")
+        case .scoreBetween(let person, let low, let high, let output):
+            guard knownOutput(output), let state = personState(person, time) else { return }
+            let (what, actual) = quantity(state, output)
+            if let actual, (low...high).contains(actual) { return }
+            fail(x, person: person.text, time: time, expected: "\(what) between \(Arithmetic.format(low)) and \(Arithmetic.format(high))",
+                 actual: "\(what) \(actual.map(Arithmetic.format) ?? "null")")
         case .holds(let person, let kind, let name, let negated):
             guard knownName(name, kind), let state = personState(person, time) else { return }
             let list = names(state, kind)
@@ -182,6 +184,25 @@ private struct SingleTest {
         let help = Suggest.help(for: person.text, among: timeline.people) ?? "give them an event first"
         problems.append("\(at(person.span)): `\(person.text)` had no event in this test; \(help)")
         return nil
+    }
+
+    /// The score, or the output an expectation names (nil: no value), and
+    /// how a failure calls it.
+    private func quantity(_ state: PersonReport, _ output: Name?) -> (String, Double?) {
+        guard let output else { return ("score", Double(state.score)) }
+        return (output.text.replacing("_", with: " "), state.outputs.first { $0.name == output.text }?.value)
+    }
+
+    /// An expectation about an output the policy does not have is an error,
+    /// as one about an unknown flag is.
+    private mutating func knownOutput(_ output: Name?) -> Bool {
+        guard let output else { return true }
+        let pool = program.policy.outputs.map(\.name)
+        if pool.contains(output.text) { return true }
+        let help = Suggest.help(for: output.text, among: pool)
+            ?? (pool.isEmpty ? "the policy has no outputs (`output NAME = …`)" : "its outputs are \(pool.map { "`\($0.replacing("_", with: " "))`" }.joined(separator: ", "))")
+        problems.append("\(at(output.span)): the policy has no output `\(output.text.replacing("_", with: " "))`; \(help)")
+        return false
     }
 
     /// A test that names a flag or privilege the policy does not have is an

@@ -282,7 +282,8 @@ package final class ReplSession {
     private func stateLine(_ person: String) -> String {
         guard let time = clock, let s = engine.state(of: person, at: time) else { return "\(person): no events" }
         func list(_ l: [String]) -> String { "[" + l.joined(separator: ", ") + "]" }
-        return "\(person)  score \(s.score)  flags \(list(s.flags))  denied \(list(s.denied))  granted \(list(s.granted))"
+        let outputs = s.outputs.map { "  \($0.name) \($0.value.map(Arithmetic.format) ?? "null")" }.joined()
+        return "\(person)  score \(s.score)  flags \(list(s.flags))  denied \(list(s.denied))  granted \(list(s.granted))\(outputs)"
     }
 
     // MARK: - Commands

@@ -139,6 +139,12 @@ struct CaseGenerator {
             }
             statements.append(rule)
         }
+        // Outputs: numbers in the report, read like `while` rules (a
+        // state rule may read one too: `total`).
+        if statements.contains(where: { $0.contains("total") }) || rng.chance(30) {
+            statements.insert("output total = \(outputExpr())", at: rng.below(statements.count + 1))
+        }
+        if rng.chance(15) { statements.insert("output second one = \(outputExpr())", at: rng.below(statements.count + 1)) }
         // Every flag a rule reads is set by some rule (with declarations an
         // unknown name is an error, not a field).
         for flag in Self.eventFlags where statements.contains(where: { $0.contains(flag) })
@@ -261,9 +267,26 @@ struct CaseGenerator {
         case 1: return rng.pick(Self.eventFlags)
         case 2 where k > 0: return Self.stateFlags[rng.below(k)]
         case 3:
+            if rng.chance(15) { return "total \(rng.pick([">", "<="])) \(rng.pick(["2", "0", "-1"]))" }
             if rng.chance(30) { return "live \(rng.pick([">=", "<"])) \(rng.pick(["1", "3", "50"]))" }
             return "count(\(aggregateBody())) >= \(1 + rng.below(3))"
         default: return "sum(\(rng.pick(eventNames)).x within \(duration())) > \(rng.pick(["0", "3", "-1"]))"
+        }
+    }
+
+    /// An output's value: what a `while` rule may read (no event's fields),
+    /// now and then without a value (a division by zero: null).
+    private mutating func outputExpr() -> String {
+        switch rng.below(6) {
+        case 0: return "score * 2 - 1"
+        case 1: return "count(\(aggregateBody())) * 10 + score"
+        case 2: return "sum(\(rng.pick(eventNames)).x within \(duration())) / count(\(aggregateBody()))"
+        case 3:
+            // A flag a `while` rule holds, as the report's clock has it.
+            let flag = stateRuleCount > 0 && rng.chance(50) ? Self.stateFlags[0] : rng.pick(Self.eventFlags)
+            return "if \(flag) then score else 0 - score"
+        case 4: return "(if denied(\(rng.pick(Self.privileges))) then 1 else 0) + (if granted(\(rng.pick(Self.privileges))) then 2 else 0)"
+        default: return "max(score, \(rng.pick(["0.5", "-2.5", "1_000_000_000_000_000_000_000"]))) / \(rng.pick(["3", "1", "0.1"]))"
         }
     }
 

@@ -338,7 +338,11 @@ enum Differential {
         for line in model.report().split(separator: "\n") {
             guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
             func list(_ key: String) -> String { "[" + (json[key] as! [String]).joined(separator: ", ") + "]" }
-            expected += "\(json["citizen"]!)  score \(json["score"]!)  flags \(list("flags"))  denied \(list("denied"))  granted \(list("granted"))\n"
+            // Outputs in the policy's order (the JSON object keeps none).
+            let outputs = model.policy.outputs.map { o in
+                "  \(o.name) " + ((json[o.name] as? NSNumber).map { Arithmetic.format($0.doubleValue) } ?? "null")
+            }.joined()
+            expected += "\(json["citizen"]!)  score \(json["score"]!)  flags \(list("flags"))  denied \(list("denied"))  granted \(list("granted"))\(outputs)\n"
         }
         return (shown == expected ? full.report() : "(the REPL showed)\n\(shown)(the reference, as the REPL shows it)\n\(expected)", nil)
     }

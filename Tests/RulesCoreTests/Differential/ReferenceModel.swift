@@ -420,6 +420,13 @@ struct ReferenceModel {
         return overflow ? forever : sum
     }
 
+    /// A number as the report writes it: whole numbers below 10^15 without
+    /// a fraction (and -0 as 0), others as Swift's shortest round trip.
+    static func jsonNumber(_ x: Double) -> String {
+        if x.rounded() == x && Swift.abs(x) < 1e15 { return "\(Int64(x))" }
+        return "\(x)"
+    }
+
     // MARK: - The report
 
     /// `rules run`'s output: one line per person, sorted by id bytes.
@@ -437,7 +444,14 @@ struct ReferenceModel {
             let granted = names(.grant, policy.privileges).filter { !denied.contains($0) }
             func list(_ xs: [String]) -> String { "[" + xs.map { ReferenceStream.quote(Array($0.utf8)) }.joined(separator: ",") + "]" }
             out += "{\"citizen\":\(ReferenceStream.quote(id)),\"score\":\(view.score(policy)),\"flags\":\(list(flags)),"
-            out += "\"denied\":\(list(denied)),\"granted\":\(list(granted))}\n"
+            out += "\"denied\":\(list(denied)),\"granted\":\(list(granted))"
+            // Outputs, in the policy's order: numbers as of the report's
+            // clock, read as `while` rules read; null without a value.
+            for output in policy.outputs {
+                out += ",\(ReferenceStream.quote(Array(output.name.utf8))):"
+                if case .number(let x)? = evalState(output.value, view, holding) { out += Self.jsonNumber(x) } else { out += "null" }
+            }
+            out += "}\n"
         }
         return out
     }
