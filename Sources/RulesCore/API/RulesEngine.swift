@@ -261,7 +261,7 @@ public final class RulesEngine {
     /// `rules run` reports it; nil if they have no applied event.
     public func state(of person: String, at time: Date? = nil) -> PersonState? {
         guard let t = time?.ticks ?? engine.clock, let r = engine.state(of: person, at: t) else { return nil }
-        return PersonState(person: r.citizen, score: r.score, flags: r.flags, denied: r.denied, granted: r.granted, outputs: r.outputs)
+        return PersonState(person: r.citizen, score: r.score, flags: r.flags, denied: r.denied, granted: r.granted, outputs: r.outputs, attributes: r.attributes)
     }
 
     /// Everyone's state as of `time`, in byte order of ids: `rules run`'s report.
@@ -328,4 +328,7 @@ public struct PersonState: Sendable, Equatable {
     /// The policy's outputs (`output NAME = …`) in its order, each with its
     /// value as of the same time (nil: none; the report shows null).
     public var outputs: [ReportOutput] = []
+    /// The policy's attributes (`attribute NAME = …`) in its order, with
+    /// each one's value.
+    public var attributes: [ReportAttribute] = []
 }

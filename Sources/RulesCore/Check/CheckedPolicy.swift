@@ -29,12 +29,14 @@ package indirect enum IR: Sendable, Hashable {
     case conditional(IR, IR, IR)
     /// A windowed aggregate over a buffer; `window` in ticks.
     case aggregate(buffer: Int, window: Int64, sum: Bool)
+    /// The person's attribute, by id (`policy.attributes`).
+    case attribute(Int)
 
     /// True when the value does not depend on any event or person.
     var isConstant: Bool {
         switch self {
         case .number, .bool, .string: return true
-        case .field, .flag, .privilege, .score, .aggregate: return false
+        case .field, .flag, .privilege, .score, .aggregate, .attribute: return false
         case .unary(_, let a): return a.isConstant
         case .binary(_, let a, let b): return a.isConstant && b.isConstant
         case .inList(let a, let items): return a.isConstant && items.allSatisfy(\.isConstant)
@@ -65,7 +67,7 @@ package indirect enum IR: Sendable, Hashable {
         case .inList(let a, let items): a.forEachPart(body); items.forEach { $0.forEachPart(body) }
         case .call(_, let args): args.forEach { $0.forEachPart(body) }
         case .conditional(let c, let a, let b): c.forEachPart(body); a.forEachPart(body); b.forEachPart(body)
-        case .number, .bool, .string, .field, .flag, .privilege, .score, .aggregate: break
+        case .number, .bool, .string, .field, .flag, .privilege, .score, .aggregate, .attribute: break
         }
     }
 
@@ -80,7 +82,7 @@ package indirect enum IR: Sendable, Hashable {
     package var readsOnlyTheEvent: Bool {
         switch self {
         case .number, .bool, .string, .field: return true
-        case .flag, .privilege, .score, .aggregate: return false
+        case .flag, .privilege, .score, .aggregate, .attribute: return false
         case .unary(_, let a): return a.readsOnlyTheEvent
         case .binary(_, let a, let b): return a.readsOnlyTheEvent && b.readsOnlyTheEvent
         case .inList(let a, let items): return a.readsOnlyTheEvent && items.allSatisfy(\.readsOnlyTheEvent)
@@ -151,6 +153,8 @@ package enum CheckedEffect: Sendable {
     /// `set score to EXPR`: replaces the score so far in the event's
     /// effects (changes before it are dropped; changes after it add).
     case setScore(IR)
+    /// `set NAME to EXPR`: the attribute's value from this event on.
+    case setAttribute(Int, IR)
     /// `deny`/`grant`/`flag`, and how long.
     case set(TargetKind, name: Int, duration: Lasting)
     /// `allow`/`revoke`/`clear`: lifts what event rules set.
@@ -207,6 +211,22 @@ package struct CheckedOutput: Sendable {
     package var span: Span
 }
 
+/// `attribute region = "unknown"`: a value per person, of one type, from
+/// its start value until an event rule sets it.
+package struct CheckedAttribute: Sendable {
+    package var name: String
+    package var type: ValueType
+    /// A constant (`.number`, `.string` or `.bool`).
+    var start: IR
+    package var span: Span
+}
+
+/// A key of a report line after the contract's own.
+package enum ReportExtra: Sendable, Equatable {
+    case attribute(Int)
+    case output(Int)
+}
+
 package struct EventInfo: Sendable {
     public var name: String
     /// Declared fields (global field id, type), or nil when undeclared.
@@ -228,9 +248,13 @@ package struct CheckedPolicy: Sendable {
     /// The `let`s that read the person's state (named per-person values),
     /// not constants: each use reads them as of that moment.
     package var personValues: Set<String> = []
-    /// `output NAME = …`: numbers the report shows after its own keys, in
-    /// this order.
+    /// `output NAME = …`: numbers the report shows after its own keys.
     package var outputs: [CheckedOutput] = []
+    /// `attribute NAME = START`, by id.
+    package var attributes: [CheckedAttribute] = []
+    /// The keys a report line has after its own: attributes and outputs,
+    /// in the order the policy declares them.
+    package var reportExtras: [ReportExtra] = []
     package var eventRules: [CheckedEventRule] = []
     /// State rules in evaluation (graph) order.
     package var stateRules: [CheckedStateRule] = []

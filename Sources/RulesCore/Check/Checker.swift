@@ -19,6 +19,12 @@ struct Checker {
     /// `output NAME = …` declarations, in source order: each is also a
     /// `let` (rules may read it), and the report shows it.
     private var outputDecls: [Name] = []
+    /// `attribute NAME = START`: ids in source order (known from `collect`
+    /// on, so any expression can name one), the declarations, and each
+    /// one's type once its start value is checked (`.any` before: a
+    /// start that reads another name being resolved).
+    private var attributeIds: [String: Int] = [:]
+    private var attributeDecls: [(name: Name, start: Expr)] = []
     private var eventIds: [String: Int] = [:]
     private var eventDeclSpans: [String: Span] = [:]
     /// Event groups (`event infraction = speeding, red light`), and the
@@ -64,6 +70,7 @@ struct Checker {
     private mutating func run() {
         collect()
         resolveAllGroups()
+        checkAttributes()
         resolveAllConstants()
         checkOutputs()
         checkSettings()
@@ -76,13 +83,20 @@ struct Checker {
             // constants, declarations), by the test runner, or by the loader.
             // Every statement is named here, so a new one does not compile
             // until it is given its place.
-            case .settings, .constant, .output, .event, .group, .test, .use: break
+            case .settings, .constant, .output, .attribute, .event, .group, .test, .use: break
             }
         }
         let keys = TargetKeys(policy)
         let names = (0..<(policy.flags.count + 2 * policy.privileges.count)).map { keys.shown($0, in: policy) }
         (policy.stateRules, policy.cycle) = RuleGraph.order(stateRules, names: names, sink: &sink)
         policy.bufferReadWindows = Self.windowsReadByStateRules(policy)
+        policy.reportExtras = statements.compactMap { statement in
+            switch statement {
+            case .attribute(let name, _, _): return attributeIds[name.text].map(ReportExtra.attribute)
+            case .output(let name, _, _): return policy.outputs.firstIndex { $0.name == name.text }.map(ReportExtra.output)
+            default: return nil
+            }
+        }
         policy.nameUses = uses.values.sorted { ($0.span.file, $0.span.start) < ($1.span.file, $1.span.start) }
         warnUnused()
         warnDuplicates()
@@ -111,6 +125,7 @@ struct Checker {
                 case .lift(let kind, let n):
                     record(n.text, NameUse.Kind(kind), .lift, at: n.span)
                     if kind.isFlag { flagNames.insert(n.text) } else { privilegeNames.insert(n.text) }
+                case .setAttribute(let n, _): record(n.text, .attribute, .set, at: n.span)
                 case .score, .setScore: break
                 }
             }
@@ -118,17 +133,32 @@ struct Checker {
         for statement in statements {
             switch statement {
             case .constant(let name, let expr, let span):
-                if let first = constantDecls[name.text] {
+                if let attribute = attributeDecls.first(where: { $0.name.text == name.text }) {
+                    report(.duplicateConstant, "constant `\(shown(name.text))` has the name of an attribute", at: name.span,
+                           help: "rename one of them", notes: [(attribute.name.span, "the attribute is declared here")])
+                } else if let first = constantDecls[name.text] {
                     report(.duplicateConstant, "constant `\(name.text)` is defined twice", at: name.span,
                            help: "rename one of them", notes: [(first.span, "first defined here")])
                 } else {
                     constantDecls[name.text] = (expr, span)
                 }
                 record(name.text, .constant, .declaration, at: name.span)
+            case .attribute(let name, let start, _):
+                if Self.reportKeys.contains(name.text) {
+                    report(.reportKeyTaken, "an attribute cannot be called `\(name.text)`: every report line has that key already", at: name.span,
+                           help: "name it otherwise; the report's own keys are `citizen`, `score`, `flags`, `denied` and `granted`")
+                } else if let first = constantDecls[name.text]?.span ?? attributeDecls.first(where: { $0.name.text == name.text })?.name.span {
+                    report(.duplicateConstant, "attribute `\(shown(name.text))` has the name of another `let`, output or attribute", at: name.span,
+                           help: "rename one of them", notes: [(first, "first defined here")])
+                } else {
+                    attributeIds[name.text] = attributeDecls.count
+                    attributeDecls.append((name, start))
+                }
+                record(name.text, .attribute, .declaration, at: name.span)
             case .output(let name, let expr, let span):
-                if let first = constantDecls[name.text] {
-                    report(.duplicateConstant, "output `\(shown(name.text))` has the name of another `let` or output", at: name.span,
-                           help: "rename one of them", notes: [(first.span, "first defined here")])
+                if let first = constantDecls[name.text]?.span ?? attributeDecls.first(where: { $0.name.text == name.text })?.name.span {
+                    report(.duplicateConstant, "output `\(shown(name.text))` has the name of another `let`, output or attribute", at: name.span,
+                           help: "rename one of them", notes: [(first, "first defined here")])
                 } else {
                     constantDecls[name.text] = (expr, span)
                     outputDecls.append(name)
@@ -162,7 +192,7 @@ struct Checker {
     /// Bare names of a `while` condition that are not constants are flags.
     private func collectNames(_ e: Expr, into set: inout Set<String>) {
         switch e.kind {
-        case .name(let n) where constantDecls[n] == nil && !isConstantWithUnit(n): set.insert(n)
+        case .name(let n) where constantDecls[n] == nil && attributeIds[n] == nil && !isConstantWithUnit(n): set.insert(n)
         case .unary(_, let a): collectNames(a, into: &set)
         case .binary(_, let a, let b): collectNames(a, into: &set); collectNames(b, into: &set)
         case .inList(let a, let items): collectNames(a, into: &set); items.forEach { collectNames($0, into: &set) }
@@ -327,7 +357,7 @@ struct Checker {
     }
 
     private mutating func readsPerson(_ e: Expr) -> Bool {
-        e.readsState { n, _ in constantDecls[n] != nil ? isPersonValue(n) : flagIds[n] != nil }
+        e.readsState { n, _ in constantDecls[n] != nil ? isPersonValue(n) : flagIds[n] != nil || attributeIds[n] != nil }
     }
 
     /// Evaluates a constant expression at check time.
@@ -527,6 +557,10 @@ struct Checker {
                 report(.stateRuleChangesScore, "a `while` rule cannot change the score", at: effect.span,
                        help: "a state rule holds for a span of time, so it has no moment to add points at; change the score from an event rule")
                 ok = false
+            case .setAttribute(let n, _):
+                report(.stateRuleChangesScore, "a `while` rule cannot set an attribute", at: effect.span,
+                       help: "a state rule holds for a span of time, so it has no moment to set `\(shown(n.text))` at; set it from an event rule")
+                ok = false
             case .lift:
                 report(.stateRuleLifts, "a `while` rule cannot lift anything: it holds its effects only while its condition holds",
                        at: effect.span, help: "negate the condition of the rule that sets it instead")
@@ -575,6 +609,19 @@ struct Checker {
                 return nil
             }
             return .setScore(ir)
+        case .setAttribute(let n, let expr):
+            guard let k = attributeIds[n.text] else {
+                report(.unknownName, "no attribute is called `\(shown(n.text))`; `set` sets the score or an attribute", at: n.span,
+                       help: Suggest.help(for: n.text, among: attributeIds.keys) ?? "declare it with its start value: `attribute \(shown(n.text)) = 0`")
+                return nil
+            }
+            guard let (ir, type) = resolve(expr, scope: scope) else { return nil }
+            let want = policy.attributes[k].type
+            guard type == want || type == .any || want == .any else {
+                report(.typeMismatch, "attribute `\(shown(n.text))` is a \(want.rawValue), so it cannot be set to a \(type.rawValue)", at: expr.span)
+                return nil
+            }
+            return .setAttribute(k, ir)
         case .set(let kind, let n, let d):
             guard let d else { return .set(kind, name: targetId(kind, n), duration: .untilLifted) }
             return lasting(d, scope: scope).map { .set(kind, name: targetId(kind, n), duration: $0) }
@@ -646,7 +693,7 @@ struct Checker {
     /// Whether `n` names something as it is: a constant, a flag, or a
     /// declared field of the scope's events.
     private func isKnownWhole(_ n: String, scope: Scope) -> Bool {
-        if constantDecls[n] != nil || flagIds[n] != nil { return true }
+        if constantDecls[n] != nil || flagIds[n] != nil || attributeIds[n] != nil { return true }
         if case .event(let events, _) = scope { return events.contains { declaredFieldTypes[$0]?[n] != nil } }
         return false
     }
@@ -839,6 +886,7 @@ struct Checker {
             switch ir {
             case .field: record(n, .field, .read, at: span)
             case .flag: record(n, .flag, .read, at: span)
+            case .attribute: record(n, .attribute, .read, at: span)
             default: record(n, .constant, .read, at: span)
             }
         }
@@ -853,6 +901,11 @@ struct Checker {
         }
         switch scope {
         case .constant:
+            if attributeIds[n] != nil && constantDecls[n] == nil {
+                report(.notConstant, "`\(shown(n))` is an attribute of the person, so it is not known before the rules run and cannot be used here",
+                       at: span, help: "constants, score settings, counts and windows take literals and other constants only")
+                return nil
+            }
             if personValues.contains(n) {
                 report(.notConstant, "`\(shown(n))` reads the person's state, so it is not known before the rules run and cannot be used here",
                        at: span, help: "constants, score settings, counts and windows take literals and other constants only; a `let` that reads the score, flags, counts or sums is used in conditions, score changes and `for` durations")
@@ -875,9 +928,12 @@ struct Checker {
                                at: span, help: "rename the field in `event \(shown) { … }` or the \(other)")
                         return nil
                     }
+                    // A field named like an attribute is the field here: the
+                    // event's own value (`profile → set age to age`).
                     return (.field(fieldId(n), name: n), t)
                 }
                 if let c = asConstant { return c }
+                if let a = attribute(n) { return a }
                 if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
                 if Self.neverFields.contains(n) {
                     report(.reservedField, "`\(n)` is a reserved key of every stream line, not a field", at: span,
@@ -899,6 +955,7 @@ struct Checker {
             // then the event's field. Decided here, once: a stream's keys
             // never change what a name means.
             if let c = asConstant { return c }
+            if let a = attribute(n) { return a }
             if flagSetNames.contains(n), let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             if Self.neverFields.contains(n) {
                 // Never fields, whatever the stream: the condition could
@@ -911,6 +968,7 @@ struct Checker {
             return (.field(fieldId(n), name: n), .any)
         case .state:
             if let c = asConstant { return c }
+            if let a = attribute(n) { return a }
             if !flagSetNames.contains(n), let event = declaredFieldTypes.first(where: { $0.value[n] != nil })?.key {
                 report(.unknownField, "`\(n)` is a field of event `\(policy.events[event].name)`; a `while` rule has no event to read it from",
                        at: span, help: "read fields in an event rule's `where`, or count events with `count(\(policy.events[event].name) where … within …)`")
@@ -920,6 +978,7 @@ struct Checker {
             return nil  // unreachable: `collect` made every bare name a flag
         case .person:
             if let c = asConstant { return c }
+            if let a = attribute(n) { return a }
             if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             if let event = eventDeclaring(n) {
                 report(.unknownField, "`\(shown(n))` is a field of event `\(event)`; a `let` is about the person, not one event, so it cannot read fields",
@@ -930,6 +989,30 @@ struct Checker {
                    help: Suggest.help(for: n, among: Array(constantDecls.keys) + policy.flags)
                        ?? "a `let` that reads the person's state may use the score, flags, counts, sums and constants; an event's fields are read in its rules")
             return nil
+        }
+    }
+
+    /// An attribute read by name, with its type (`.any` while its start
+    /// value is being checked).
+    private func attribute(_ n: String) -> (IR, ValueType)? {
+        guard let k = attributeIds[n] else { return nil }
+        return (.attribute(k), k < policy.attributes.count ? policy.attributes[k].type : .any)
+    }
+
+    /// Each attribute's start value: a constant number, string or bool,
+    /// which gives the attribute its type.
+    private mutating func checkAttributes() {
+        for (name, start) in attributeDecls {
+            var type = ValueType.any, value = IR.number(0)
+            if let (ir, t) = resolve(start, scope: .constant), let folded = fold(ir, type: t, at: start.span) {
+                if t == .duration || t == .any {
+                    report(.typeMismatch, "an attribute is a number, a string or a bool; `\(shown(name.text))` starts as a \(t.rawValue)", at: start.span,
+                           help: t == .duration ? "keep a duration as a number of days (`attribute grace days = 30`)" : nil)
+                } else {
+                    (type, value) = (t, folded)
+                }
+            }
+            policy.attributes.append(CheckedAttribute(name: name.text, type: type, start: value, span: name.span))
         }
     }
 

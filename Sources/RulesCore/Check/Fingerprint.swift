@@ -31,6 +31,10 @@ enum Fingerprint {
         for rule in policy.stateRules {
             e.line("while \(e.ir(rule.condition)) → " + rule.effects.map { e.target($0.kind, $0.name) }.joined(separator: ", "))
         }
+        // Attributes are state; none leaves the encoding as it was.
+        for attribute in policy.attributes {
+            e.line("attribute \(e.quoted(attribute.name)) \(attribute.type.rawValue) starts \(e.ir(attribute.start))")
+        }
         // Outputs shape the report (and the service's saved line states),
         // so they are part of what a policy means; none leaves the
         // encoding as it was before outputs existed.
@@ -90,6 +94,7 @@ enum Fingerprint {
             switch effect {
             case .score(let amount): "score \(ir(amount))"
             case .setScore(let value): "score set to \(ir(value))"
+            case .setAttribute(let k, let value): "attribute \(quoted(policy.attributes[k].name)) set to \(ir(value))"
             case .set(let kind, let name, .computed(let duration)): target(kind, name) + " for computed \(ir(duration))"
             case .set(let kind, let name, let duration): target(kind, name) + " for \(optional(duration.fixed))"
             case .lift(let kind, let name): "\(kind.liftVerb) \(quoted(policy.names(of: kind)[name]))"
@@ -111,6 +116,7 @@ enum Fingerprint {
             case .call(let fn, let args): "(\(function(fn)) \(args.map(ir).joined(separator: " ")))"
             case .conditional(let c, let a, let b): "(if \(ir(c)) \(ir(a)) \(ir(b)))"
             case .aggregate(let b, let window, let sum): "(\(sum ? "sum" : "count") buffer \(b) within \(window))"
+            case .attribute(let k): "attribute \(quoted(policy.attributes[k].name))"
             }
         }
 

@@ -44,7 +44,7 @@ struct Lints {
                 switch effect {
                 case .set(let kind, let id, _): set.insert(key(kind, id))
                 case .lift(let kind, let id): lifted.insert(key(kind, id))
-                case .score, .setScore: break
+                case .score, .setScore, .setAttribute: break
                 }
             }
         }
@@ -56,7 +56,7 @@ struct Lints {
         for rule in policy.eventRules where rule.effects.contains(where: {
             switch $0 {
             case .set(let kind, let id, _), .lift(let kind, let id): return both.contains(key(kind, id))
-            case .score, .setScore: return false
+            case .score, .setScore, .setAttribute: return false
             }
         }) {
             let key = Together(events: rule.events, count: rule.count, window: rule.window, condition: rule.condition)

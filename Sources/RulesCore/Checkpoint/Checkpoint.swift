@@ -8,10 +8,10 @@ import Darwin
 /// (`rules run --state FILE`, `--resume FILE`), and the crash-safe file it
 /// lives in.
 ///
-/// Layout (little-endian), version 4 (what event rules set and the window
-/// buffers are saved by name, so that a changed policy can resume; kept
-/// history; version 3 saved them by index, and read back only into the
-/// same policy):
+/// Layout (little-endian), version 5 (what event rules set, the window
+/// buffers and the attributes are saved by name, so that a changed policy
+/// can resume; kept history; version 4, read too, had no attributes;
+/// version 3 saved by index, and read back only into the same policy):
 ///
 ///     "RULESCK\0"  magic, 8 bytes
 ///     UInt32       format version
@@ -31,7 +31,9 @@ import Darwin
 /// wrong state.
 public enum Checkpoint {
     /// The format version this build writes and reads.
-    public static let version: UInt32 = 4
+    public static let version: UInt32 = 5
+    /// The oldest version this build reads (it had no attributes).
+    static let oldestRead: UInt32 = 4
     static let magic = Array("RULESCK\0".utf8)
 
     /// Why a checkpoint cannot be saved or loaded, in words.
@@ -92,6 +94,12 @@ public enum Checkpoint {
             w.int(spec.cap.map { $0 + 1 } ?? 0)
             w.i64(program.policy.bufferWindows[b])
         }
+        let types = program.policy.attributes.map(\.type)
+        w.int(types.count)
+        for attribute in program.policy.attributes {
+            w.string(attribute.name)
+            w.string(attribute.type.rawValue)
+        }
         let history = engines[0].history
         w.int(history == nil ? 0 : 1)
         w.i64(history?.retain ?? 0)
@@ -106,7 +114,7 @@ public enum Checkpoint {
         if history != nil {
             for (e, p) in order {
                 let h = engines[e].history!
-                if let base = h.bases[p] { w.int(1); w.base(base) } else { w.int(0) }
+                if let base = h.bases[p] { w.int(1); w.base(base, types: types) } else { w.int(0) }
                 w.int(h.standingCount(p))
                 w.int(h.wasSeen(p) ? 1 : 0)
                 let records = h.arrived(of: p)
@@ -187,7 +195,7 @@ public enum Checkpoint {
             let (e, p) = order[k]
             let engine = engines[e]
             engine.people.withKey(p) { w.int($0.count); w.bytes($0) }
-            w.state(of: p, in: engine.store)
+            w.state(of: p, in: engine.store, types: engine.program.policy.attributes.map(\.type))
         }
     }
 
@@ -233,18 +241,19 @@ public enum Checkpoint {
     /// Checks a checkpoint against `program` and says what it holds.
     package static func inspect(_ bytes: [UInt8], program: Program) -> Result<Info, Failure> {
         do {
-            var (r, same) = try body(of: bytes, program: program)
+            var (r, same, version) = try body(of: bytes, program: program)
             let lines = try r.int()
             let hasClock = try r.int() != 0
             let clock = try r.i64()
-            let layout = try Layout(&r)
+            let layout = try Layout(&r, version: version)
             let kept = try r.int() == 1, retain = try r.i64()
             _ = try r.i64()
             let people = try r.int()
             let mapped = layout.map(to: program)
             let filled = kept ? EventApplier.fillable(mapped.fresh, in: program) : []
             return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil, policyChanged: !same,
-                                 notes: same ? [] : mapped.notes + Layout.notes(fresh: mapped.fresh, filled: filled, retain: retain, program: program)))
+                                 notes: same ? [] : mapped.notes + layout.mapAttributes(to: program).notes
+                                     + Layout.notes(fresh: mapped.fresh, filled: filled, retain: retain, program: program)))
         } catch let f as Failure {
             return .failure(f)
         } catch {
@@ -256,8 +265,10 @@ public enum Checkpoint {
     private struct Layout {
         var slots: [(kind: TargetKind, name: String)] = []
         var buffers: [(identity: String, cap: Int?, window: Int64)] = []
+        var attributes: [(name: String, type: ValueType)] = []
+        var attributeTypes: [ValueType] { attributes.map(\.type) }
 
-        init(_ r: inout ByteReader) throws {
+        init(_ r: inout ByteReader, version: UInt32) throws {
             for _ in 0..<(try r.int()) {
                 guard let kind = TargetKind(rawValue: try r.string()) else { throw Failure(description: "a slot of an unknown kind") }
                 slots.append((kind, try r.string()))
@@ -266,6 +277,32 @@ public enum Checkpoint {
                 let identity = try r.string(), cap = try r.int()
                 buffers.append((identity, cap == 0 ? nil : cap - 1, try r.i64()))
             }
+            guard version >= 5 else { return }
+            for _ in 0..<(try r.int()) {
+                let name = try r.string()
+                guard let type = ValueType(rawValue: try r.string()), [.number, .string, .bool].contains(type) else {
+                    throw Failure(description: "an attribute of an unknown type")
+                }
+                attributes.append((name, type))
+            }
+        }
+
+        /// Where each saved attribute goes in `program` (nil: nowhere: not
+        /// there, or of another type), and what is said of those dropped.
+        func mapAttributes(to program: Program) -> (map: [Int?], notes: [String]) {
+            var notes: [String] = []
+            let map = attributes.map { (name, type) -> Int? in
+                guard let k = program.policy.attributes.firstIndex(where: { $0.name == name }) else {
+                    notes.append("attribute `\(name)` is not in the new policy: dropped")
+                    return nil
+                }
+                guard program.policy.attributes[k].type == type else {
+                    notes.append("attribute `\(name)` was a \(type.rawValue) and is a \(program.policy.attributes[k].type.rawValue) in the new policy: it starts again")
+                    return nil
+                }
+                return k
+            }
+            return (map, notes)
         }
 
         /// Where each saved slot and buffer goes in `program` (nil: nowhere),
@@ -316,11 +353,11 @@ public enum Checkpoint {
                                owner: (UnsafeBufferPointer<UInt8>) -> Int = { _ in 0 }) -> Result<Info, Failure> {
         do {
             let program = engines[0].program
-            var (r, same) = try body(of: bytes, program: program)
+            var (r, same, version) = try body(of: bytes, program: program)
             let lines = try r.int()
             let hasClock = try r.int() != 0
             let clock = try r.i64()
-            let layout = try Layout(&r)
+            let layout = try Layout(&r, version: version)
             let kept = try r.int() == 1, retain = try r.i64(), lateness = try r.i64()
             if kept {
                 guard retain >= 0, lateness >= 0, lateness <= retain else { throw Failure(description: "impossible correction limits") }
@@ -328,14 +365,17 @@ public enum Checkpoint {
                 // resume) keeps them.
                 for engine in engines where engine.history == nil { engine.enableCorrections(Corrections(retain: retain, lateness: lateness)) }
             }
-            if same && (layout.slots.count != program.slotCount || layout.buffers.count != program.policy.buffers.count) {
+            if same && (layout.slots.count != program.slotCount || layout.buffers.count != program.policy.buffers.count
+                        || (version >= 5 && layout.attributes.count != program.policy.attributes.count)) {
                 throw Failure(description: "the checkpoint's state does not fit this policy")
             }
             let (slotMap, bufferMap, fresh, slotNotes) = same
                 ? (Array(0..<program.slotCount).map(Optional.some), Array(0..<program.policy.buffers.count).map(Optional.some), [], [])
                 : layout.map(to: program)
             var filled: [Int] = []
-            /// A saved base, in this program's slots and buffers.
+            let (attributeMap, attributeNotes) = layout.mapAttributes(to: program)
+            /// A saved base, in this program's slots, buffers and attributes
+            /// (one it does not have starts at its start value).
             func carried(_ saved: History.Base) -> History.Base {
                 var ends = [Int64](repeating: PersonStore.none, count: program.slotCount)
                 for (old, new) in slotMap.enumerated() { if let new { ends[new] = saved.ends[old] } }
@@ -348,7 +388,9 @@ public enum Checkpoint {
                 var score = saved.score
                 if let lo = program.minScore, score < lo { score = lo }
                 if let hi = program.maxScore, score > hi { score = hi }
-                return History.Base(score: score, lastTime: saved.lastTime, ends: ends, entries: entries)
+                var attributes = program.attributeStarts
+                for (old, new) in attributeMap.enumerated() { if let new { attributes[new] = saved.attributes[old] } }
+                return History.Base(score: score, lastTime: saved.lastTime, ends: ends, entries: entries, attributes: attributes)
             }
             let people = try r.int()
             var placed: [(engine: Engine, person: Int)] = []
@@ -359,9 +401,10 @@ public enum Checkpoint {
                     guard e >= 0 && e < engines.count else { throw Failure(description: "no engine for a person") }
                     return engines[e]
                 }
-                let state = carried(try r.base(slots: layout.slots.count, buffers: layout.buffers.count))
+                let state = carried(try r.base(slots: layout.slots.count, buffers: layout.buffers.count, attributes: layout.attributeTypes))
                 guard let p = key.withUnsafeBufferPointer({ engine.restorePerson(key: $0, score: state.score, lastTime: state.lastTime,
-                                                                                 ends: state.ends, entries: state.entries) }) else {
+                                                                                 ends: state.ends, entries: state.entries,
+                                                                                 attributes: state.attributes) }) else {
                     throw Failure(description: "the checkpoint names a person twice, or a state that does not fit")
                 }
                 placed.append((engine, p))
@@ -369,7 +412,9 @@ public enum Checkpoint {
             if kept {
                 for (engine, p) in placed {
                     let history = engine.history!
-                    if try r.int() == 1 { history.setBase(p, carried(try r.base(slots: layout.slots.count, buffers: layout.buffers.count))) }
+                    if try r.int() == 1 {
+                        history.setBase(p, carried(try r.base(slots: layout.slots.count, buffers: layout.buffers.count, attributes: layout.attributeTypes)))
+                    }
                     let standing = try r.int(), seen = try r.int() == 1
                     for _ in 0..<(try r.int()) {
                         let time = try r.i64(), line = try r.int(), state = try r.int(), at = try r.int()
@@ -425,7 +470,7 @@ public enum Checkpoint {
                 engines[0].context.failures[.init(rule: rule, failure: failure)] = (count, first)
             }
             guard r.atEnd else { throw Failure(description: "unexpected bytes after the state") }
-            let notes = slotNotes + Layout.notes(fresh: fresh, filled: filled, retain: retain, program: program)
+            let notes = slotNotes + (same ? [] : attributeNotes) + Layout.notes(fresh: fresh, filled: filled, retain: retain, program: program)
             return .success(Info(lines: lines, people: people, clock: hasClock ? clock : nil, policyChanged: !same, notes: notes))
         } catch let f as Failure {
             return .failure(f)
@@ -436,14 +481,14 @@ public enum Checkpoint {
 
     /// Checks the envelope; a reader positioned at the body, and whether the
     /// checkpoint was written under this very policy.
-    private static func body(of bytes: [UInt8], program: Program) throws -> (ByteReader, Bool) {
+    private static func body(of bytes: [UInt8], program: Program) throws -> (ByteReader, Bool, UInt32) {
         guard bytes.count >= 36, Array(bytes[0..<8]) == magic else {
             throw Failure(description: "not a rules checkpoint (it does not start with the checkpoint's magic bytes)")
         }
         var r = ByteReader(bytes: bytes, position: 8)
         let v = try r.u32()
-        guard v == version else {
-            throw Failure(description: "checkpoint format version \(v); this rules reads version \(version)")
+        guard v >= oldestRead && v <= version else {
+            throw Failure(description: "checkpoint format version \(v); this rules reads versions \(oldestRead) to \(version)")
         }
         let stored = Hashing.fnv1a(bytes[0..<(bytes.count - 8)])
         var tail = ByteReader(bytes: bytes, position: bytes.count - 8)
@@ -455,7 +500,7 @@ public enum Checkpoint {
         guard length == UInt64(bytes.count - r.position - 8) else {
             throw Failure(description: "the checkpoint is cut short or padded (its length does not match)")
         }
-        return (ByteReader(bytes: Array(bytes[r.position..<(bytes.count - 8)]), position: 0), same)
+        return (ByteReader(bytes: Array(bytes[r.position..<(bytes.count - 8)]), position: 0), same, v)
     }
 }
 
@@ -512,7 +557,7 @@ struct ByteWriter {
 
     /// A person's state as the store holds it, written as `base` writes
     /// it (`Engine.base(of:)` would make arrays for it).
-    mutating func state(of p: Int, in store: PersonStore) {
+    mutating func state(of p: Int, in store: PersonStore, types: [ValueType]) {
         i64(store.score(p))
         i64(store.lastTime(p))
         for slot in 0..<store.slotCount { i64(store.end(p, slot)) }
@@ -522,11 +567,24 @@ struct ByteWriter {
                 for entry in list { i64(entry.time); f64(entry.value) }
             }
         }
+        for (k, type) in types.enumerated() { attribute(store.attribute(p, k), type) }
+    }
+
+    /// An attribute's value: a number's bits, a bool as 0 or 1, a string's
+    /// bytes (never its address: that is this process's alone).
+    mutating func attribute(_ word: Int64, _ type: ValueType) {
+        switch type {
+        case .string:
+            let s = StringPool.bytes(word)
+            int(s.count)
+            bytes(s.buffer)
+        default: i64(word)
+        }
     }
 
     /// A person's state: score, last time, the end in each slot, each
     /// buffer's entries.
-    mutating func base(_ b: History.Base) {
+    mutating func base(_ b: History.Base, types: [ValueType]) {
         i64(b.score)
         i64(b.lastTime)
         for end in b.ends { i64(end) }
@@ -534,6 +592,7 @@ struct ByteWriter {
             int(list.count)
             for entry in list { i64(entry.time); f64(entry.value) }
         }
+        for (word, type) in zip(b.attributes, types) { attribute(word, type) }
     }
 }
 
@@ -567,7 +626,7 @@ struct ByteReader {
     mutating func i64() throws -> Int64 { Int64(bitPattern: try u64()) }
     mutating func string() throws -> String { String(decoding: try take(try int()), as: UTF8.self) }
 
-    mutating func base(slots: Int, buffers: Int) throws -> History.Base {
+    mutating func base(slots: Int, buffers: Int, attributes types: [ValueType]) throws -> History.Base {
         let score = try i64(), last = try i64()
         var ends: [Int64] = []
         for _ in 0..<slots { ends.append(try i64()) }
@@ -577,7 +636,20 @@ struct ByteReader {
             for _ in 0..<(try int()) { list.append(WindowBuffer.Entry(time: try i64(), value: try f64())) }
             entries.append(list)
         }
-        return History.Base(score: score, lastTime: last, ends: ends, entries: entries)
+        var attributes: [Int64] = []
+        for type in types {
+            switch type {
+            case .string:
+                let bytes = try take(try int())
+                attributes.append(bytes.withUnsafeBufferPointer { StringPool.shared.intern($0) })
+            case .bool:
+                let b = try i64()
+                guard b == 0 || b == 1 else { throw Checkpoint.Failure(description: "a bool attribute that is neither true nor false") }
+                attributes.append(b)
+            default: attributes.append(try i64())
+            }
+        }
+        return History.Base(score: score, lastTime: last, ends: ends, entries: entries, attributes: attributes)
     }
     mutating func f64() throws -> Double { Double(bitPattern: try u64()) }
 

@@ -89,6 +89,9 @@ package final class Engine {
     /// fired (phase 1 computes it from the state before the event; phase 3
     /// and the trail read it).
     private let computedEnds: UnsafeMutableBufferPointer<Int64>
+    /// By effect step, the word a `set NAME to` gave when its rule last
+    /// fired (phase 1 computes it from the state before the event).
+    private let attributeValues: UnsafeMutableBufferPointer<Int64>
     /// By fired rule, the value its `set score to` gave (`noSet`: none).
     private let firedSets: UnsafeMutableBufferPointer<Int64>
     /// By counted rule of the event (as `matched`), whether an `every`
@@ -99,6 +102,12 @@ package final class Engine {
     /// computed (its `for` reads the event or the state).
     func computedEnd(fired k: Int, effect j: Int) -> Int64 {
         computedEnds[program.steps.rules[firedSteps[k].step].effects.lowerBound + j]
+    }
+
+    /// The word that attribute-setting effect `j` of the `k`-th rule fired
+    /// on the last event gave.
+    func attributeValue(fired k: Int, effect j: Int) -> Int64 {
+        attributeValues[program.steps.rules[firedSteps[k].step].effects.lowerBound + j]
     }
 
     /// The rules that fired on the last event, with their rounded score
@@ -123,7 +132,7 @@ package final class Engine {
         let buffers = program.policy.buffers.enumerated().map { (i, spec) in
             WindowBuffer(longestWindow: program.policy.bufferWindows[i], cap: spec.cap)
         }
-        store = PersonStore(slotCount: program.slotCount, buffers: buffers)
+        store = PersonStore(slotCount: program.slotCount, attributeStarts: program.attributeStarts, buffers: buffers)
         context = EvalContext(program: program, state: store)
         firedSteps = .allocate(capacity: max(1, program.steps.maxRules))
         matched = .allocate(capacity: max(1, program.steps.maxRules))
@@ -133,11 +142,14 @@ package final class Engine {
         restarted.initialize(repeating: false)
         computedEnds = .allocate(capacity: max(1, program.steps.effects.count))
         computedEnds.initialize(repeating: 0)
+        attributeValues = .allocate(capacity: max(1, program.steps.effects.count))
+        attributeValues.initialize(repeating: 0)
     }
 
     deinit {
         restarted.deallocate()
         firedSets.deallocate()
+        attributeValues.deallocate()
         computedEnds.deallocate()
         firedSteps.deallocate()
         matched.deallocate()
@@ -186,13 +198,15 @@ package final class Engine {
     /// Adds a person with the state a checkpoint recorded; their index, or
     /// nil when the person exists already or the state does not fit.
     func restorePerson(key: UnsafeBufferPointer<UInt8>, score: Int64, lastTime: Int64, ends: [Int64],
-                       entries: [[WindowBuffer.Entry]]) -> Int? {
-        guard key.count > 0, ends.count == store.slotCount, entries.count == store.buffers.count else { return nil }
+                       entries: [[WindowBuffer.Entry]], attributes: [Int64]? = nil) -> Int? {
+        guard key.count > 0, ends.count == store.slotCount, entries.count == store.buffers.count,
+              attributes.map({ $0.count == store.attributeCount }) ?? true else { return nil }
         let (person, isNew) = intern(key, hash: nil)
         guard isNew else { return nil }
         store.addPerson(score: score)
         store.setLastTime(person, lastTime)
         for (slot, end) in ends.enumerated() { store.setEnd(person, slot, end) }
+        for (k, word) in (attributes ?? []).enumerated() { store.setAttribute(person, k, word) }
         for (b, list) in entries.enumerated() where !store.buffers[b].restore(person: person, list) { return nil }
         return person
     }
@@ -227,11 +241,15 @@ package final class Engine {
             store.setScore(person, base.score)
             store.setLastTime(person, base.lastTime)
             for (slot, end) in base.ends.enumerated() { store.setEnd(person, slot, end) }
+            for k in 0..<store.attributeCount {
+                store.setAttribute(person, k, k < base.attributes.count ? base.attributes[k] : store.attributeStarts[k])
+            }
             for (b, buffer) in store.buffers.enumerated() { _ = buffer.restore(person: person, base.entries[b]) }
         } else {
             store.setScore(person, program.policy.startScore)
             store.setLastTime(person, Int64.min)
             for slot in 0..<store.slotCount { store.setEnd(person, slot, PersonStore.none) }
+            for (k, start) in store.attributeStarts.enumerated() { store.setAttribute(person, k, start) }
             for buffer in store.buffers { _ = buffer.restore(person: person, []) }
         }
     }
@@ -254,6 +272,7 @@ package final class Engine {
         store.setScore(person, live.score)
         store.setLastTime(person, live.lastTime)
         for (slot, end) in live.ends.enumerated() { store.setEnd(person, slot, end) }
+        for (k, word) in live.attributes.enumerated() { store.setAttribute(person, k, word) }
         for (b, buffer) in store.buffers.enumerated() { _ = buffer.restore(person: person, live.entries[b]) }
         context.failures = failures
         observing = observer != nil
@@ -276,7 +295,8 @@ package final class Engine {
     func base(of person: Int) -> History.Base {
         History.Base(score: store.score(person), lastTime: store.lastTime(person),
                      ends: (0..<store.slotCount).map { store.end(person, $0) },
-                     entries: store.buffers.map { $0.entries(person: person) })
+                     entries: store.buffers.map { $0.entries(person: person) },
+                     attributes: (0..<store.attributeCount).map { store.attribute(person, $0) })
     }
 
     /// Records the event just parsed (its fields in the context) in buffer
@@ -386,6 +406,7 @@ package final class Engine {
                 }
             }
             if ok, rule.computesDurations, !computeDurations(rule) { ok = false }
+            if ok, rule.setsAttributes, !computeAttributes(rule) { ok = false }
             if ok, let (amount, set) = scoreChange(rule) {
                 firedSteps[firedCount] = (r, amount)
                 firedSets[firedCount] = set
@@ -415,6 +436,22 @@ package final class Engine {
         return true
     }
 
+    /// The words of the rule's `set NAME to`s, as of the state before the
+    /// event; false when one has no value or one of the wrong type (then
+    /// the rule does not fire, and the run says why).
+    private func computeAttributes(_ rule: EventSteps.Rule) -> Bool {
+        for e in rule.effects where program.steps.effects[e].kind == .setAttribute {
+            let effect = program.steps.effects[e]
+            let v = effect.amount!._withUnsafeGuaranteedRef { $0.eval(context) }
+            guard let word = AttributeWord.encode(v, as: program.policy.attributes[effect.slot].type) else {
+                context.noteFailure(rule: rule.index, v)
+                return false
+            }
+            attributeValues[e] = word
+        }
+        return true
+    }
+
     /// The rule's score change, each `±EXPR` rounded on its own, and the
     /// value its last `set score to` gave (`noSet`: none; the change is then
     /// what comes after it); nil when an expression fails (then the whole
@@ -425,7 +462,7 @@ package final class Engine {
         var total: Int64 = 0, set = Self.noSet
         for e in rule.effects {
             let effect = program.steps.effects[e]
-            guard let node = effect.amount else { continue }
+            guard let node = effect.amount, effect.kind != .setAttribute else { continue }
             let v = node.eval(context)
             guard case .number(let x) = v else { context.noteFailure(rule: rule.index, v); return nil }
             if effect.kind == .setScore {
@@ -504,6 +541,7 @@ package final class Engine {
                 let effect = steps.effects[e]
                 switch effect.kind {
                 case .score, .setScore: break
+                case .setAttribute: store.setAttribute(person, effect.slot, attributeValues[e])
                 case .set:
                     let end = effect.computed != nil ? computedEnds[e]
                         : effect.duration.map { Timestamp.adding(now, $0) } ?? PersonStore.forever

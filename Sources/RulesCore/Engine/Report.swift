@@ -5,6 +5,13 @@ public struct ReportOutput: Sendable, Equatable {
     public var value: Double?
 }
 
+/// One attribute of a report line (`attribute region = …`): its key and
+/// value.
+public struct ReportAttribute: Sendable, Equatable {
+    public var name: String
+    public var value: FieldValue
+}
+
 /// One person's state as of a time: what `rules run` prints per line.
 package struct PersonReport: Sendable, Equatable {
     public var citizen: String
@@ -14,6 +21,8 @@ package struct PersonReport: Sendable, Equatable {
     public var granted: [String]
     /// The policy's outputs, in its order: each value, nil when it had none.
     public var outputs: [ReportOutput] = []
+    /// The policy's attributes, in its order, with their values.
+    public var attributes: [ReportAttribute] = []
 
     /// The names held of one kind.
     package func names(of kind: TargetKind) -> [String] {
@@ -86,6 +95,16 @@ extension Engine {
             case .deny: r.denied = names
             case .grant: r.granted = names
             }
+        }
+        for (k, attribute) in program.policy.attributes.enumerated() {
+            let value: FieldValue
+            switch AttributeWord.decode(store.attribute(p, k), as: attribute.type) {
+            case .number(let x): value = .number(x)
+            case .bool(let b): value = .bool(b)
+            case .string(let s): value = .string(String(decoding: s.buffer, as: UTF8.self))
+            case .failed: value = .number(0)
+            }
+            r.attributes.append(ReportAttribute(name: attribute.name, value: value))
         }
         // The context is focused on them, their `while` rules evaluated.
         for (k, node) in program.outputs.enumerated() {
@@ -248,15 +267,19 @@ final class ReportWriter {
         self.capacity = max(capacity, 1 << 12)
         storage = .allocate(capacity: self.capacity)
         inReportBit = ranges.count
-        outputNodes = program.outputs.map { .passUnretained($0) }
-        var keys: [[UInt8]] = []
-        for output in program.policy.outputs {
+        extras = program.policy.reportExtras.map { extra in
             var key = Array(",".utf8)
-            JSONWriter.appendQuoted(Array(output.name.utf8), to: &key)
-            keys.append(key + Array(":".utf8))
+            switch extra {
+            case .attribute(let k):
+                let attribute = program.policy.attributes[k]
+                JSONWriter.appendQuoted(Array(attribute.name.utf8), to: &key)
+                return Extra(key: key + Array(":".utf8), attribute: k, type: attribute.type, output: nil, outputIndex: -1)
+            case .output(let k):
+                JSONWriter.appendQuoted(Array(program.policy.outputs[k].name.utf8), to: &key)
+                return Extra(key: key + Array(":".utf8), attribute: -1, type: .number, output: .passUnretained(program.outputs[k]), outputIndex: k)
+            }
         }
-        outputKeys = keys
-        bitBase = 1 + outputNodes.count
+        bitBase = 1 + extras.count
         stateWords = bitBase + (ranges.count + 1 + 63) / 64
         scratch = .allocate(capacity: stateWords)
     }
@@ -339,11 +362,18 @@ final class ReportWriter {
     let stateWords: Int
     /// The bit after the names'.
     private let inReportBit: Int
-    /// The outputs' nodes (the program keeps them) and keys (`,"credit_limit":`),
-    /// and the word where the names' bits start: after the score and one
-    /// word per output.
-    private let outputNodes: [Unmanaged<Node>]
-    private let outputKeys: [[UInt8]]
+    /// A key after the report's own (`,"credit_limit":`): an attribute (its
+    /// word from the row) or an output (its node, which the program keeps).
+    private struct Extra {
+        let key: [UInt8]
+        let attribute: Int
+        let type: ValueType
+        let output: Unmanaged<Node>?
+        let outputIndex: Int
+    }
+    private let extras: [Extra]
+    /// The word where the names' bits start: after the score and one word
+    /// per extra key.
     private let bitBase: Int
     /// An output without a value (a NaN: outputs never have one).
     static let noValue = Double.nan.bitPattern
@@ -373,13 +403,17 @@ final class ReportWriter {
                 words[bitBase + bit >> 6] |= 1 << UInt64(bit & 63)
             }
         }
-        for (k, node) in outputNodes.enumerated() {
+        for (j, extra) in extras.enumerated() {
+            guard let node = extra.output else {
+                words[1 + j] = UInt64(bitPattern: engine.store.attribute(p, extra.attribute))
+                continue
+            }
             let v = node._withUnsafeGuaranteedRef { $0.eval(context) }
             if case .number(let x) = v {
-                words[1 + k] = (x == 0 ? 0 : x).bitPattern  // -0 reads as 0
+                words[1 + j] = (x == 0 ? 0 : x).bitPattern  // -0 reads as 0
             } else {
-                context.noteFailure(rule: engine.program.outputNote(k), v)
-                words[1 + k] = Self.noValue
+                context.noteFailure(rule: engine.program.outputNote(extra.outputIndex), v)
+                words[1 + j] = Self.noValue
             }
         }
     }
@@ -409,12 +443,11 @@ final class ReportWriter {
             }
             put(UInt8(ascii: "]"))
         }
-        for k in outputKeys.indices {
-            outputKeys[k].withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
-            let bits = words[1 + k]
-            if bits == Self.noValue { put("null") } else {
-                Array(Arithmetic.format(Double(bitPattern: bits)).utf8).withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
-            }
+        for (j, extra) in extras.enumerated() {
+            extra.key.withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
+            let bits = words[1 + j]
+            if extra.output != nil && bits == Self.noValue { put("null"); continue }
+            AttributeWord.json(Int64(bitPattern: bits), as: extra.type).withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
         }
         put("}\n")
     }

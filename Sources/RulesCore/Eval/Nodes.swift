@@ -195,3 +195,11 @@ extension Value {
         return .failed(.wrongType)
     }
 }
+
+/// A person's attribute (`attribute region = …`), as their row holds it.
+final class AttributeNode: Node {
+    let attribute: Int
+    let type: ValueType
+    init(_ attribute: Int, type: ValueType) { (self.attribute, self.type) = (attribute, type) }
+    override func eval(_ c: EvalContext) -> Value { AttributeWord.decode(c.state.attribute(c.person, attribute), as: type) }
+}

@@ -15,6 +15,8 @@ package final class Program: @unchecked Sendable {
     let stateRules: [CompiledStateRule]
     /// The policy's outputs, in its order (the report's).
     let outputs: [Node]
+    /// Each attribute's start value, as its word in a person's row.
+    let attributeStarts: [Int64]
     /// Per-person slots for what event rules set: an end time each.
     let slotCount: Int
     /// Per kind (`TargetKind.index`), per name: its slot, or -1 when no
@@ -74,6 +76,8 @@ package final class Program: @unchecked Sendable {
         maxScore = policy.maxScore
 
         var compiler = NodeCompiler()
+        compiler.attributeTypes = policy.attributes.map(\.type)
+        partCompiler.attributeTypes = compiler.attributeTypes
         // Slots: one per (kind, name) that some event rule sets; one table
         // per kind, indexed by `TargetKind.index`.
         var slots = TargetKind.allCases.map { [Int](repeating: -1, count: policy.names(of: $0).count) }
@@ -94,6 +98,7 @@ package final class Program: @unchecked Sendable {
                 switch effect {
                 case .score(let ir): return .score(compiler.compile(ir))
                 case .setScore(let ir): return .setScore(compiler.compile(ir))
+                case .setAttribute(let k, let ir): return .setAttribute(attribute: k, compiler.compile(ir))
                 case .set(let kind, let name, let lasting):
                     switch lasting {
                     case .untilLifted: return .set(slot: slots[kind.index][name], duration: nil, computed: nil)
@@ -128,6 +133,7 @@ package final class Program: @unchecked Sendable {
             CompiledStateRule(index: policy.eventRules.count + i, condition: compiler.compile(r.condition), effects: r.effects)
         }
         outputs = policy.outputs.map { compiler.compile($0.value) }
+        attributeStarts = policy.attributes.map { AttributeWord.start($0.start, as: $0.type) }
         constantBytes = compiler.constantBytes
         steps = EventSteps(rulesByEvent: byEvent, feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField,
                            declaredFields: declaredFields, stateRules: stateRules)
@@ -203,6 +209,8 @@ enum CompiledEffect {
     case score(Node)
     /// `set score to EXPR`.
     case setScore(Node)
+    /// `set NAME to EXPR`: attribute `attribute` takes the value.
+    case setAttribute(attribute: Int, Node)
     /// `slot` is never negative for `set`; `duration` nil (and no
     /// `computed`) means until lifted. `computed` gives the duration in
     /// seconds when the rule fires (`for days * 1 day`).
@@ -227,6 +235,8 @@ final class CompiledStateRule: @unchecked Sendable {
 /// Turns resolved expressions into nodes.
 struct NodeCompiler {
     private(set) var constantBytes: [UnsafeMutableBufferPointer<UInt8>] = []
+    /// By attribute id, its type (how its word reads).
+    var attributeTypes: [ValueType] = []
 
     mutating func compile(_ ir: IR) -> Node {
         // A constant number (`-5`, `2 * 10`) is computed once, here, with the
@@ -257,6 +267,7 @@ struct NodeCompiler {
         case .call(let fn, let args): return CallNode(fn, args.map { compile($0) })
         case .conditional(let c, let a, let b): return ConditionalNode(compile(c), compile(a), compile(b))
         case .aggregate(let buffer, let window, let sum): return AggregateNode(buffer: buffer, window: window, isSum: sum)
+        case .attribute(let k): return AttributeNode(k, type: attributeTypes[k])
         }
     }
 
@@ -308,19 +319,22 @@ struct EventSteps: @unchecked Sendable {
         let constantChange: Int64?
         /// Whether a `for` of its effects is computed when it fires.
         let computesDurations: Bool
+        /// Whether it sets an attribute (`set region to …`).
+        let setsAttributes: Bool
     }
 
     struct Effect {
-        enum Kind: UInt8 { case score, setScore, set, lift }
+        enum Kind: UInt8 { case score, setScore, setAttribute, set, lift }
         let kind: Kind
-        /// The slot for `set` / `lift` (negative: nothing to lift).
+        /// The slot for `set` / `lift` (negative: nothing to lift); for
+        /// `setAttribute`, the attribute.
         let slot: Int
         /// For `set`: how long; nil means until lifted (or computed).
         let duration: Int64?
         /// For `set … for EXPR` that reads the event or the state: the
         /// duration in seconds, evaluated when the rule fires.
         let computed: Unmanaged<Node>?
-        /// For `score`: the amount; for `setScore`: the value.
+        /// For `score`: the amount; for `setScore` and `setAttribute`: the value.
         let amount: Unmanaged<Node>?
     }
 
@@ -377,6 +391,8 @@ struct EventSteps: @unchecked Sendable {
                         effects.append(Effect(kind: .score, slot: -1, duration: nil, computed: nil, amount: .passUnretained(node)))
                     case .setScore(let node):
                         effects.append(Effect(kind: .setScore, slot: -1, duration: nil, computed: nil, amount: .passUnretained(node)))
+                    case .setAttribute(let k, let node):
+                        effects.append(Effect(kind: .setAttribute, slot: k, duration: nil, computed: nil, amount: .passUnretained(node)))
                     case .set(let slot, let duration, let computed):
                         effects.append(Effect(kind: .set, slot: slot, duration: duration, computed: computed.map { .passUnretained($0) }, amount: nil))
                     case .lift(let slot):
@@ -397,7 +413,8 @@ struct EventSteps: @unchecked Sendable {
                                   exactly: rule.countMode == .exactly, restarts: rule.countMode == .every,
                                   effects: start..<effects.count,
                                   constantChange: constant,
-                                  computesDurations: effects[start...].contains { $0.computed != nil }))
+                                  computesDurations: effects[start...].contains { $0.computed != nil },
+                                  setsAttributes: effects[start...].contains { $0.kind == .setAttribute }))
             }
             ranges.append(first..<rules.count)
         }

@@ -62,3 +62,14 @@ public enum FieldValue: Sendable, Equatable, ExpressibleByIntegerLiteral, Expres
     public init(stringLiteral value: String) { self = .string(value) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
 }
+
+extension FieldValue {
+    /// As the language and the report write it: `17`, `"north"`, `true`.
+    public var text: String {
+        switch self {
+        case .number(let x): return Arithmetic.format(x)
+        case .string(let s): return JSONWriter.quoted(s)
+        case .bool(let b): return b ? "true" : "false"
+        }
+    }
+}

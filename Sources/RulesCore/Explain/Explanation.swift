@@ -49,6 +49,15 @@ public struct PersonExplanation: Sendable {
         public var because: String
     }
 
+    /// One attribute (`attribute region = …`): its value, and the event
+    /// rule and event that set it last (none: its start value).
+    public struct Attribute: Sendable {
+        public var name: String
+        /// As the language writes it: `"north"`, `17`, `true`.
+        public var value: String
+        public var setBy: Setter?
+    }
+
     /// Whose state.
     public var person: String
     /// As of when (microseconds since 1970, `Timestamp.perSecond`).
@@ -59,6 +68,8 @@ public struct PersonExplanation: Sendable {
     public var items: [Item]
     /// The policy's outputs, in its order (none: the account has no such part).
     public var outputs: [Output] = []
+    /// The policy's attributes, in its order (none: no such part).
+    public var attributes: [Attribute] = []
     /// Every event of the person, with what it did.
     public var events: [Timeline.Entry]
     /// What time alone changed after their latest event, up to `asOf`
@@ -91,6 +102,18 @@ public struct PersonExplanation: Sendable {
                 if let since = item.since {
                     let until = item.until.map { "until \(Timestamp.format($0))" } ?? "until lifted"
                     lines.append("      in force since \(Timestamp.format(since)), \(until)")
+                }
+            }
+        }
+        if !attributes.isEmpty {
+            lines.append("  attributes:")
+            for a in attributes {
+                lines.append("    \(a.name) \(a.value)")
+                if let s = a.setBy {
+                    lines.append("      set by \(s.rule.shown)")
+                    lines.append("        on \(s.origin)  \(s.event)")
+                } else {
+                    lines.append("      its start value: no rule has set it")
                 }
             }
         }
@@ -137,11 +160,15 @@ public struct PersonExplanation: Sendable {
             }.joined(separator: ",")
             return #"{"event":\#(q(e.origin)),"input":\#(q(e.text)),"time":\#(q(Timestamp.format(e.time))),"score_before":\#(e.scoreBefore),"score_after":\#(e.scoreAfter),"fired":[\#(fired)],"changes":[\#(changes)]}"#
         }.joined(separator: ",")
+        let attrs = attributes.isEmpty ? "" : #","attributes":["# + attributes.map { a in
+            let set = a.setBy.map { site($0.rule) + #","event":\#(q($0.origin)),"input":\#(q($0.event))}"# } ?? "null"
+            return #"{"name":\#(q(a.name)),"value":\#(a.value),"set_by":\#(set)}"#
+        }.joined(separator: ",") + "]"
         // Only a policy with outputs has the key: other accounts read as before.
         let outs = outputs.isEmpty ? "" : #","outputs":["# + outputs.map { o in
             #"{"name":\#(q(o.name)),"value":\#(o.value.map(Arithmetic.format) ?? "null"),"because":\#(q(o.because))}"#
         }.joined(separator: ",") + "]"
-        return #"{"citizen":\#(q(person)),"as_of":\#(q(Timestamp.format(asOf))),"score":\#(score),"state":[\#(list)]\#(outs),"events":[\#(evs)]}"#
+        return #"{"citizen":\#(q(person)),"as_of":\#(q(Timestamp.format(asOf))),"score":\#(score),"state":[\#(list)]\#(attrs)\#(outs),"events":[\#(evs)]}"#
     }
 }
 
@@ -175,6 +202,19 @@ package enum Explanation {
         }
         var explained = PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries,
                                           later: engine.pendingChanges(of: person).filter { $0.line == nil }, rules: rules)
+        for (k, attribute) in program.policy.attributes.enumerated() {
+            // The last event whose rule set it (the trail's records).
+            var setBy: PersonExplanation.Setter? = nil
+            for entry in entries {
+                for r in entry.changes {
+                    if case .attribute(let name, _, _) = r.change, name == attribute.name, let rule = r.rule {
+                        setBy = .init(rule: rules[rule], origin: entry.origin, event: entry.text)
+                    }
+                }
+            }
+            explained.attributes.append(.init(name: attribute.name,
+                                              value: AttributeWord.text(engine.store.attribute(index, k), as: attribute.type), setBy: setBy))
+        }
         engine.context.focus(person: index, now: time)
         engine.context.evaluateStateRules()
         for (output, value) in zip(program.policy.outputs, state.outputs) {

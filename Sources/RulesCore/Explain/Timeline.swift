@@ -130,6 +130,8 @@ extension TraceRecord {
             return "\(kind.setVerb) \(name)" + (until.map { " until \(Timestamp.format($0))" } ?? "")
         case .lift(let kind, let name):
             return "\(kind.liftVerb) \(name)"
+        case .attribute(let name, let before, let after):
+            return "set \(name) to \(after) (was \(before))"
         default:
             return nil
         }

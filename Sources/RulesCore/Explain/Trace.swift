@@ -21,6 +21,8 @@ final class Tracer: EngineObserver {
     /// What event rules had in force (end per slot) before this event: a
     /// lift of something not in force is not a change, so not a record.
     private var endsBefore: [Int64] = []
+    /// The person's attributes before the event (what a set changed from).
+    private var attributesBefore: [Int64] = []
     /// Only this person's changes, when set (for one person's page).
     private let only: [UInt8]?
 
@@ -61,6 +63,7 @@ final class Tracer: EngineObserver {
     func before(person: Int, isNew: Bool, time: Int64, engine: Engine) {
         if let only, !engine.people.key(person).elementsEqual(only) { return }
         endsBefore = (0..<engine.store.slotCount).map { engine.store.end(person, $0) }
+        attributesBefore = (0..<engine.store.attributeCount).map { engine.store.attribute(person, $0) }
         if isNew {
             record(engine, person, line: engine.context.line, time: time, rule: nil,
                    .new(scoreAfter: engine.store.score(person)))
@@ -77,6 +80,7 @@ final class Tracer: EngineObserver {
         let line = engine.context.line
         var running = before
         var inForce = endsBefore.map { $0 > time }
+        var attributes = attributesBefore
         for (k, (rule, change, setTo)) in engine.fired.enumerated() {
             // One score record per rule: its changes, each rounded, summed
             // (after its `set score to`, if it has one: the record's change
@@ -91,6 +95,12 @@ final class Tracer: EngineObserver {
             for (j, effect) in rule.effects.enumerated() {
                 switch effect {
                 case .score, .setScore: continue
+                case .setAttribute(let a, _):
+                    let word = engine.attributeValue(fired: k, effect: j), type = engine.program.policy.attributes[a].type
+                    record(engine, person, line: line, time: time, rule: rule.index,
+                           .attribute(name: engine.program.policy.attributes[a].name,
+                                      before: AttributeWord.text(attributes[a], as: type), after: AttributeWord.text(word, as: type)))
+                    attributes[a] = word
                 case .set(let slot, let duration, let computed):
                     inForce[slot] = true
                     let (kind, name) = describe(slot: slot)

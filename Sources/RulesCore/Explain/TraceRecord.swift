@@ -15,6 +15,9 @@ package struct TraceRecord: Sendable {
         case set(TargetKind, name: String, until: Int64?)
         /// An event rule lifted what event rules had set.
         case lift(TargetKind, name: String)
+        /// An event rule set an attribute (`set region to …`); the values
+        /// as JSON (`"north"`, `18`, `true`).
+        case attribute(name: String, before: String, after: String)
         /// A `while` rule started or stopped holding these effects.
         case start(holds: [(kind: TargetKind, name: String)])
         case stop(holds: [(kind: TargetKind, name: String)])
@@ -87,6 +90,8 @@ package struct TraceRecord: Sendable {
                 return #""effect":"retract","target":\#(JSONWriter.quoted(target)),"reason":\#(why),"score_before":\#(before),"score_after":\#(after),"remaining":\#(remaining)"#
             case .late(let before, let after):
                 return #""effect":"late","score_before":\#(before),"score_after":\#(after)"#
+            case .attribute(let name, let before, let after):
+                return #""effect":"set","attribute":\#(JSONWriter.quoted(name)),"before":\#(before),"after":\#(after)"#
             }
         }
     }

@@ -244,6 +244,8 @@ final class History {
         var lastTime: Int64
         var ends: [Int64]
         var entries: [[WindowBuffer.Entry]]
+        /// Each attribute's word (`AttributeWord`).
+        var attributes: [Int64] = []
     }
 
     /// Bases, by person (few: only people carried over a policy change).

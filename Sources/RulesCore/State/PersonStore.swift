@@ -14,6 +14,10 @@ final class PersonStore {
     /// End times per person: `Self.none` when not set, `Self.forever` when set
     /// until lifted.
     let slotCount: Int
+    /// After the slots, one word per attribute (`AttributeWord`), set to
+    /// these for a new person.
+    let attributeStarts: [Int64]
+    var attributeCount: Int { attributeStarts.count }
     let stride: Int
     let buffers: [WindowBuffer]
     @exclusivity(unchecked) private(set) var count = 0
@@ -25,9 +29,10 @@ final class PersonStore {
     /// per-event path reaches them without reference counting.
     private let bufferRefs: UnsafeMutableBufferPointer<Unmanaged<WindowBuffer>>
 
-    init(slotCount: Int, buffers: [WindowBuffer]) {
+    init(slotCount: Int, attributeStarts: [Int64] = [], buffers: [WindowBuffer]) {
         self.slotCount = slotCount
-        self.stride = 2 + slotCount
+        self.attributeStarts = attributeStarts
+        self.stride = 2 + slotCount + attributeStarts.count
         self.buffers = buffers
         rows = .allocate(capacity: 1)
         let refs = UnsafeMutableBufferPointer<Unmanaged<WindowBuffer>>.allocate(capacity: max(1, buffers.count))
@@ -56,6 +61,12 @@ final class PersonStore {
         return rows[person &* stride &+ 2 &+ slot]
     }
     @inline(__always) func setEnd(_ person: Int, _ slot: Int, _ t: Int64) { rows[person &* stride &+ 2 &+ slot] = t }
+    /// Attribute `k`'s word for `person`.
+    @inline(__always) func attribute(_ person: Int, _ k: Int) -> Int64 {
+        assert(person < count && k < attributeCount)
+        return rows[person &* stride &+ 2 &+ slotCount &+ k]
+    }
+    @inline(__always) func setAttribute(_ person: Int, _ k: Int, _ word: Int64) { rows[person &* stride &+ 2 &+ slotCount &+ k] = word }
 
     /// The report's two-step prefetch: first the row and where the lists
     /// are, later (those cached) the lists themselves.
@@ -88,6 +99,7 @@ final class PersonStore {
         row[0] = score
         row[1] = Int64.min
         for k in 0..<slotCount { row[2 + k] = Self.none }
+        for (k, start) in attributeStarts.enumerated() { row[2 + slotCount + k] = start }
         for b in buffers { b.addPerson() }
         count += 1
     }

@@ -79,6 +79,8 @@ package enum EffectKind: Sendable, Equatable {
     case score(sign: Double, Expr)
     /// `set score to EXPR`: the score from here on in the event's effects.
     case setScore(Expr)
+    /// `set region to EXPR`: an attribute's value from here on.
+    case setAttribute(Name, Expr)
     /// `flag F`, `deny P`, `grant P`, each with an optional `for D`.
     case set(TargetKind, Name, duration: Expr?)
     /// `clear F`, `allow P`, `revoke P`.
@@ -221,6 +223,9 @@ package enum Statement: Sendable {
     /// `output credit limit = EXPR`: a number computed from the person's
     /// state, reported as an extra key of their line.
     case output(Name, Expr, Span)
+    /// `attribute region = "unknown"`: a value each person has, from the
+    /// start value until an event rule sets it (`set region to …`).
+    case attribute(Name, Expr, Span)
     case event(EventDecl)
     case group(EventGroup)
     case eventRule(EventRule)
@@ -240,7 +245,7 @@ extension Statement {
     /// Where the whole statement stands.
     public var span: Span {
         switch self {
-        case .settings(_, let s), .constant(_, _, let s), .output(_, _, let s), .use(_, let s): return s
+        case .settings(_, let s), .constant(_, _, let s), .output(_, _, let s), .attribute(_, _, let s), .use(_, let s): return s
         case .event(let d): return d.span
         case .group(let g): return g.span
         case .eventRule(let r): return r.span

@@ -7,6 +7,7 @@ package enum ASTDump {
             return "(score " + parts.map { "(\($0.kind.rawValue) \(dump($0.value)))" }.joined(separator: " ") + ")"
         case .constant(let n, let e, _): return "(let \(n.text) \(dump(e)))"
         case .output(let n, let e, _): return "(output \(n.text) \(dump(e)))"
+        case .attribute(let n, let e, _): return "(attribute \(n.text) \(dump(e)))"
         case .event(let d):
             return "(event \(d.name.text)" + d.fields.map { " (\($0.name.text) \($0.type.text))" }.joined() + ")"
         case .group(let g): return "(group \(g.name.text)" + g.members.map { " \($0.text)" }.joined() + ")"
@@ -60,6 +61,7 @@ package enum ASTDump {
         switch e.kind {
         case .score(let sign, let x): return "(\(sign < 0 ? "-" : "+")\(dump(x)))"
         case .setScore(let x): return "(set score \(dump(x)))"
+        case .setAttribute(let n, let x): return "(set \(n.text) \(dump(x)))"
         case .set(let kind, let n, let d): return timed(kind.setVerb, n, d)
         case .lift(let kind, let n): return "(\(kind.liftVerb) \(n.text))"
         }

@@ -146,9 +146,35 @@ package struct Lexer {
         return tokens.count - 1 == statementStart || last.kind == .comma
     }
 
-    /// True when `output` (ending at `end`) starts a statement, outside
-    /// brackets, and is followed by the words of a name and a lone `=`.
-    private func isOutputDeclaration(after end: Int) -> Bool {
+    /// True right after `→` or an effect's `,` (outside brackets): where an
+    /// effect starts.
+    private var isEffectStart: Bool {
+        guard depth == 0, let last = tokens.last, tokens.count > statementStart else { return false }
+        return last.kind == .arrow || (last.kind == .comma && tokens[statementStart..<tokens.count].contains { $0.kind == .arrow })
+    }
+
+    /// After an effect's `set`: the words of a name up to the word `to` on
+    /// the same line (nil when there is none, or `score` comes first: `set
+    /// score to` is read as before).
+    private func attributeTo(after end: Int) -> (name: String, nameEnd: Int, toStart: Int)? {
+        var i = skipBlanks(from: end), words: [String] = [], nameEnd = end
+        guard i > end else { return nil }
+        while i < bytes.count, isWordStart(bytes[i]) {
+            let wordEnd = wordEnd(from: i)
+            let w = text(i, wordEnd)
+            if w == "to" && !words.isEmpty { return (words.joined(separator: "_"), nameEnd, i) }
+            if endsName(w, at: wordEnd) { return nil }
+            words.append(w)
+            nameEnd = wordEnd
+            i = skipBlanks(from: wordEnd)
+        }
+        return nil
+    }
+
+    /// True when `output` or `attribute` (ending at `end`) starts a
+    /// statement, outside brackets, and is followed by the words of a name
+    /// and a lone `=`.
+    private func isDeclaration(after end: Int) -> Bool {
         guard statementStart == tokens.count, depth == 0 else { return false }
         var i = skipBlanks(from: end), words = 0
         while i > end || words > 0, i < bytes.count, isWordStart(bytes[i]) {
@@ -188,11 +214,23 @@ package struct Lexer {
             emit(.name("to"), start: start, end: end)
             return
         }
-        if first == "output", isOutputDeclaration(after: end) {
-            // `output credit limit = …`: `output` is the statement's own
-            // word only there (an event may still be called `output`).
+        if first == "output" || first == "attribute", isDeclaration(after: end) {
+            // `output credit limit = …`, `attribute region = …`: the
+            // statement's own word only there (an event may still be
+            // called `output`).
             pos = end
-            emit(.name("output"), start: start, end: end)
+            emit(.name(first), start: start, end: end)
+            return
+        }
+        if first == "set", isEffectStart, let to = attributeTo(after: end) {
+            // `→ set points to points + amount`: `set`, the attribute's
+            // name, `to`, then the value (not one name `set_points_to_…`).
+            pos = end
+            emit(.name("set"), start: start, end: end)
+            let nameStart = skipBlanks(from: end)
+            emit(.name(to.name), start: nameStart, end: to.nameEnd)
+            emit(.name("to"), start: to.toStart, end: to.toStart + 2)
+            pos = to.toStart + 2
             return
         }
         if let keyword = Keyword(rawValue: first) {

@@ -143,6 +143,13 @@ package struct Parser {
             return try parseConstant()
         case .name("output") where isName(peek()) && peek(2) == .assign:
             return try parseOutput()
+        case .name("attribute") where isName(peek()) && peek(2) == .assign:
+            // attribute = "attribute" NAME "=" EXPR
+            let start = advance().span
+            let name = try parseName("the attribute's name after `attribute`")
+            _ = try expect(.assign, "`=`", help: "write `attribute \(name.text) = START VALUE`")
+            let value = try parseExpression()
+            return .attribute(name, value, span(from: start))
         case .name("output") where peek() == .keyword(.score) && peek(2) == .assign:
             advance()
             throw fail(.reportKeyTaken, "an output cannot be called `score`: every report line has that key already",
@@ -712,6 +719,12 @@ package struct Parser {
                 throw fail(.unexpectedToken, "expected `to` after `set score`, found \(kind.display)", help: "write `set score to 1000`")
             }
             effect = .setScore(try parseExpression())
+        case .name("set") where isName(peek()) && peek(2) == .name("to"):
+            // set-attribute = "set" NAME "to" EXPR
+            advance()
+            let name = try parseName("an attribute's name after `set`")
+            advance()
+            effect = .setAttribute(name, try parseExpression())
         case .keyword(.score):
             throw fail(.missingEffect, "an effect sets the score with `set score to …`", help: "write `set score to \(peek() == .assign ? source.text(tokens[index + 2].span) : "1000")`, or `+N` / `-N` to change it")
         case .number, .duration:

@@ -242,6 +242,14 @@ struct Analysis: Sendable {
             text += "\nset by:\n" + (set.isEmpty ? "- no rule" : set.joined(separator: "\n")) + "\n"
             if !lift.isEmpty { text += "\nlifted by:\n" + lift.joined(separator: "\n") + "\n" }
             text += "\nread by:\n" + (read.isEmpty ? "- no rule" : read.joined(separator: "\n")) + "\n"
+        case .attribute:
+            if let a = result.checked?.attributes.first(where: { $0.name == o.name }) {
+                text = "**attribute** `\(shown)` (a \(a.type.rawValue) per person, in the report as `\(o.name)`)\n"
+            }
+            text += "\n" + lines(.declaration).joined(separator: "\n") + "\n"
+            let set = lines(.set), read = lines(.read)
+            text += "\nset by:\n" + (set.isEmpty ? "- no rule" : set.joined(separator: "\n")) + "\n"
+            text += "\nread by:\n" + (read.isEmpty ? "- no rule" : read.joined(separator: "\n")) + "\n"
         case .event:
             let declared = lines(.declaration)
             text += "\n" + (declared.isEmpty ? "not declared (any fields)" : "declared:\n" + declared.joined(separator: "\n")) + "\n"
@@ -278,8 +286,9 @@ struct Analysis: Sendable {
         items += ["min", "max", "abs", "count", "sum", "denied", "granted"].map { .object([("label", .string($0)), ("kind", .number(3))]) }
         items.append(.object([("label", .string("set score to")), ("kind", .number(14))]))
         items.append(.object([("label", .string("output")), ("kind", .number(14))]))
+        items.append(.object([("label", .string("attribute")), ("kind", .number(14))]))
         var seen = Set<String>()
-        let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21]
+        let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21, .attribute: 10]
         for o in occurrences where seen.insert("\(o.kind)/\(o.name)").inserted {
             items.append(.object([("label", .string(o.name.replacing("_", with: " "))),
                                   ("kind", .number(kinds[o.kind]!)), ("detail", .string(o.kind.rawValue))]))
@@ -297,6 +306,7 @@ struct Analysis: Sendable {
             case .group(let g): (kind, name) = (24, "event " + g.name.text.replacing("_", with: " ") + " = …")
             case .constant(let n, _, _): (kind, name) = (14, "let " + n.text.replacing("_", with: " "))
             case .output(let n, _, _): (kind, name) = (7, "output " + n.text.replacing("_", with: " "))
+            case .attribute(let n, _, _): (kind, name) = (7, "attribute " + n.text.replacing("_", with: " "))
             case .settings: (kind, name) = (7, "score")
             case .test(let t): (kind, name) = (5, "test \"\(t.name)\"")
             case .use(let path, _): (kind, name) = (2, "use \"\(path)\"")

@@ -70,6 +70,8 @@ package enum ExplanationPage {
                 }
             case .lift(let kind, let name):
                 close("\(kind.setVerb) \(name)", at: time)
+            case .attribute:
+                break  // a value, not a span of time: the event list shows it
             case .start(let effects):
                 let rule = r.rule ?? -1
                 holds[rule] = effects.map { "\($0.kind.setVerb) \($0.name)" }

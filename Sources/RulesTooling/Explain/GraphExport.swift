@@ -46,6 +46,12 @@ package enum GraphExport {
             node(id, label, kind.isFlag ? .flag : .privilege)
             return id
         }
+        /// An attribute's node: a value the person holds, as the score is.
+        func attribute(_ a: Int) -> String {
+            let name = policy.attributes[a].name
+            node("attribute:\(name)", name.replacing("_", with: " "), .score)
+            return "attribute:\(name)"
+        }
         func readers(_ ir: IR?, into rule: String) {
             guard let ir else { return }
             var flags = Set<Int>(), score = false, buffers = Set<Int>()
@@ -56,6 +62,9 @@ package enum GraphExport {
             var privileges: [(TargetKind, Int)] = []
             ir.privilegesRead { privileges.append(($0, $1)) }
             for (kind, p) in privileges { edges.append(Edge(from: target(kind, p), to: rule, label: "reads", dashed: true)) }
+            var attributes = Set<Int>()
+            ir.forEachPart { if case .attribute(let a) = $0 { attributes.insert(a) } }
+            for a in attributes.sorted() { edges.append(Edge(from: attribute(a), to: rule, label: "reads", dashed: true)) }
             for b in buffers.sorted() {
                 for event in policy.buffers[b].events.map({ policy.events[$0].name }) {
                     node("event:\(event)", event, .event)
@@ -80,6 +89,9 @@ package enum GraphExport {
                 case .setScore(let ir):
                     node("score", "score", .score)
                     edges.append(Edge(from: id, to: "score", label: "sets"))
+                    readers(ir, into: id)
+                case .setAttribute(let a, let ir):
+                    edges.append(Edge(from: id, to: attribute(a), label: "sets"))
                     readers(ir, into: id)
                 case .set(let kind, let name, _):
                     edges.append(Edge(from: id, to: target(kind, name), label: kind.setVerb))

@@ -282,8 +282,14 @@ package final class ReplSession {
     private func stateLine(_ person: String) -> String {
         guard let time = clock, let s = engine.state(of: person, at: time) else { return "\(person): no events" }
         func list(_ l: [String]) -> String { "[" + l.joined(separator: ", ") + "]" }
-        let outputs = s.outputs.map { "  \($0.name) \($0.value.map(Arithmetic.format) ?? "null")" }.joined()
-        return "\(person)  score \(s.score)  flags \(list(s.flags))  denied \(list(s.denied))  granted \(list(s.granted))\(outputs)"
+        // Attributes and outputs, in the order the policy declares them.
+        let extras = engine.program.policy.reportExtras.map { extra -> String in
+            switch extra {
+            case .attribute(let k): return "  \(s.attributes[k].name) \(s.attributes[k].value.text)"
+            case .output(let k): return "  \(s.outputs[k].name) \(s.outputs[k].value.map(Arithmetic.format) ?? "null")"
+            }
+        }.joined()
+        return "\(person)  score \(s.score)  flags \(list(s.flags))  denied \(list(s.denied))  granted \(list(s.granted))\(extras)"
     }
 
     // MARK: - Commands

@@ -193,7 +193,10 @@ package final class ChangeFeed: @unchecked Sendable {
         package func saved(program: Program?) -> [SavedPiece] {
             var writer = EventWriter(personKey: personKey)
             return pieces.map { piece in
-                if let changes = piece.changes, let format = changes.format, format.program === program {
+                // A line state holds a string attribute as an address in
+                // this process: such lines are kept as their text.
+                if let changes = piece.changes, let format = changes.format, format.program === program,
+                   !format.program.policy.attributes.contains(where: { $0.type == .string }) {
                     var saved = SavedPiece.States(stateWords: format.stateWords)
                     for k in 0..<changes.count { saved.append(changes.view(k)) }
                     return .states(firstId: piece.firstId, saved)

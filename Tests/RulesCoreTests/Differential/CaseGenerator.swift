@@ -166,6 +166,10 @@ struct CaseGenerator {
                                   "sum(\(rng.pick(eventNames)).x within \(duration())) - score", "max(score, count(\(aggregateBody())))"])
             statements.insert("let live = \(value)", at: rng.below(statements.count + 1))
         }
+        // Attributes that rules set or read, with their start values.
+        if uses("level") { statements.insert("attribute level = \(rng.pick(["0", "-2.5", "10"]))", at: rng.below(statements.count + 1)) }
+        if uses("zone") { statements.insert("attribute zone = \(rng.pick(["\"none\"", "\"u\"", "\"\""]))", at: rng.below(statements.count + 1)) }
+        if uses("member") { statements.insert("attribute member = \(rng.pick(["false", "true"]))", at: rng.below(statements.count + 1)) }
         if uses("n") { statements.insert("let n = \(rng.pick(["1", "2", "3"]))", at: rng.below(statements.count + 1)) }
         if uses("k") { statements.insert("let k = \(rng.pick(["2", "7", "-3", "2.5", "10_000"]))", at: rng.below(statements.count + 1)) }
         if uses("window") { statements.insert("let window = \(rng.pick(["3 days", "2 * 12 hours", "1000 years"]))", at: rng.below(statements.count + 1)) }
@@ -220,6 +224,11 @@ struct CaseGenerator {
             case 0, 1:
                 // Now and then the score set, not changed.
                 if rng.chance(15) { list.append("set score to " + numberExpr(depth: 1)) }
+                else if rng.chance(20) {
+                    // An attribute set from the event and the state before it.
+                    list.append(rng.pick(["set level to level + " + numberExpr(depth: 1), "set level to score", "set zone to s",
+                                          "set zone to \"u\"", "set member to ok", "set member to not member"]))
+                }
                 else { list.append(rng.pick(["+", "-"]) + numberExpr(depth: 2)) }
             case 2: list.append("flag \(rng.pick(Self.eventFlags))" + forClause())
             case 3: list.append("deny \(rng.pick(Self.privileges))" + forClause())
@@ -268,6 +277,7 @@ struct CaseGenerator {
         case 2 where k > 0: return Self.stateFlags[rng.below(k)]
         case 3:
             if rng.chance(15) { return "total \(rng.pick([">", "<="])) \(rng.pick(["2", "0", "-1"]))" }
+            if rng.chance(15) { return rng.pick(["level >= 3", "zone != \"none\"", "not member"]) }
             if rng.chance(30) { return "live \(rng.pick([">=", "<"])) \(rng.pick(["1", "3", "50"]))" }
             return "count(\(aggregateBody())) >= \(1 + rng.below(3))"
         default: return "sum(\(rng.pick(eventNames)).x within \(duration())) > \(rng.pick(["0", "3", "-1"]))"
@@ -315,6 +325,7 @@ struct CaseGenerator {
             if stateRuleCount > 1 && rng.chance(40) { return Self.stateFlags[rng.below(stateRuleCount - 1)] }
             return "score \(rng.pick(["<", ">="])) \(rng.pick(["0", "50", "-3"]))"
         case 6:
+            if rng.chance(20) { return rng.pick(["level > 2", "zone == \"u\"", "member", "level <= score"]) }
             if rng.chance(30) { return "live \(rng.pick([">=", "<"])) \(rng.pick(["1", "3", "50"]))" }
             return "count(\(aggregateBody())) \(rng.pick([">=", "<"])) \(1 + rng.below(3))"
         default: return "\(numberExpr(depth: 1)) \(rng.pick(["<", "<=", ">", ">=", "==", "!="])) \(numberExpr(depth: 0))"

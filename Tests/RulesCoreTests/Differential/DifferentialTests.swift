@@ -338,9 +338,24 @@ enum Differential {
         for line in model.report().split(separator: "\n") {
             guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
             func list(_ key: String) -> String { "[" + (json[key] as! [String]).joined(separator: ", ") + "]" }
-            // Outputs in the policy's order (the JSON object keeps none).
-            let outputs = model.policy.outputs.map { o in
-                "  \(o.name) " + ((json[o.name] as? NSNumber).map { Arithmetic.format($0.doubleValue) } ?? "null")
+            // Attributes and outputs in the policy's order (the JSON object
+            // keeps none).
+            // keeps none). Numbers as written (Foundation's parser may not
+            // give back the very double).
+            func raw(_ key: String) -> String {
+                let text = String(line), marker = JSONWriter.quoted(key) + ":"
+                let start = text.range(of: marker, options: .backwards)!.upperBound
+                return String(text[start...].prefix { $0 != "," && $0 != "}" })
+            }
+            let outputs = model.policy.reportExtras.map { extra -> String in
+                switch extra {
+                case .attribute(let k):
+                    let name = model.policy.attributes[k].name
+                    return "  \(name) " + (model.policy.attributes[k].type == .string ? JSONWriter.quoted(json[name] as! String) : raw(name))
+                case .output(let k):
+                    let name = model.policy.outputs[k].name
+                    return "  \(name) " + raw(name)
+                }
             }.joined()
             expected += "\(json["citizen"]!)  score \(json["score"]!)  flags \(list("flags"))  denied \(list("denied"))  granted \(list("granted"))\(outputs)\n"
         }

@@ -31,6 +31,8 @@ struct ReferenceModel {
     enum Change {
         case set(kind: TargetKind, name: Int, end: Int64)
         case lift(kind: TargetKind, name: Int)
+        /// `set NAME to EXPR`: attribute `attribute` holds `value` from here.
+        case attribute(Int, Value)
     }
 
     /// An applied event and what it did: the person's history.
@@ -206,6 +208,16 @@ struct ReferenceModel {
                 }
             }
             if fails { continue }
+            // Attributes' new values, from the state before the event; one
+            // of the wrong type (an undeclared field's) and the rule does
+            // not fire.
+            var values: [Value] = []
+            for effect in rule.effects {
+                guard case .setAttribute(let k, let ir) = effect else { continue }
+                guard let v = eval(ir, event, before), Self.type(of: v) == policy.attributes[k].type else { fails = true; break }
+                values.append(v == .number(-0.0) ? .number(0) : v)
+            }
+            if fails { continue }
             fired.append(place)
             for op in operations {
                 if op.set { (setTo, total) = (op.value, 0) } else { total = Self.addScore(total, op.value) }
@@ -213,6 +225,8 @@ struct ReferenceModel {
             for effect in rule.effects {
                 switch effect {
                 case .score, .setScore: break
+                case .setAttribute(let k, _):
+                    changes.append(.attribute(k, values.removeFirst()))
                 case .set(let kind, let name, _):
                     changes.append(.set(kind: kind, name: name, end: ends.removeFirst()))
                 case .lift(let kind, let name):
@@ -261,6 +275,21 @@ struct ReferenceModel {
                 }
             }
             return end
+        }
+
+        /// Attribute `k`: the last value an event set, or its start.
+        func attribute(_ k: Int, _ policy: CheckedPolicy) -> Value {
+            for applied in history.reversed() {
+                for change in applied.changes.reversed() {
+                    if case .attribute(let a, let v) = change, a == k { return v }
+                }
+            }
+            switch policy.attributes[k].start {
+            case .number(let x): return .number(x)
+            case .string(let s): return .string(Array(s.utf8))
+            case .bool(let b): return .bool(b)
+            default: preconditionFailure("an attribute starts with a constant")
+            }
         }
 
         func setByEventRules(_ kind: TargetKind, _ name: Int) -> Bool {
@@ -318,6 +347,7 @@ struct ReferenceModel {
             let denied = held(.deny, p, view, holding)
             return .bool(kind == .deny ? denied : !denied && held(.grant, p, view, holding))
         case .score: return .number(Double(view.score(policy)))
+        case .attribute(let k): return view.attribute(k, policy)
         case .unary(.negate, let a): return number(a).map { .number(-$0) }
         case .unary(.not, let a):
             if case .bool(let b)? = sub(a) { return .bool(!b) }
@@ -445,11 +475,23 @@ struct ReferenceModel {
             func list(_ xs: [String]) -> String { "[" + xs.map { ReferenceStream.quote(Array($0.utf8)) }.joined(separator: ",") + "]" }
             out += "{\"citizen\":\(ReferenceStream.quote(id)),\"score\":\(view.score(policy)),\"flags\":\(list(flags)),"
             out += "\"denied\":\(list(denied)),\"granted\":\(list(granted))"
-            // Outputs, in the policy's order: numbers as of the report's
-            // clock, read as `while` rules read; null without a value.
-            for output in policy.outputs {
-                out += ",\(ReferenceStream.quote(Array(output.name.utf8))):"
-                if case .number(let x)? = evalState(output.value, view, holding) { out += Self.jsonNumber(x) } else { out += "null" }
+            // Attributes and outputs, in the order the policy declares them;
+            // outputs are numbers as of the report's clock, read as `while`
+            // rules read; null without a value.
+            for extra in policy.reportExtras {
+                switch extra {
+                case .attribute(let k):
+                    out += ",\(ReferenceStream.quote(Array(policy.attributes[k].name.utf8))):"
+                    switch view.attribute(k, policy) {
+                    case .number(let x): out += Self.jsonNumber(x)
+                    case .string(let bytes): out += ReferenceStream.quote(bytes)
+                    case .bool(let b): out += b ? "true" : "false"
+                    }
+                case .output(let k):
+                    let output = policy.outputs[k]
+                    out += ",\(ReferenceStream.quote(Array(output.name.utf8))):"
+                    if case .number(let x)? = evalState(output.value, view, holding) { out += Self.jsonNumber(x) } else { out += "null" }
+                }
             }
             out += "}\n"
         }
