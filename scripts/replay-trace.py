@@ -31,7 +31,7 @@ def main():
         for line in trace:
             r = json.loads(line)
             assert r["v"] == 1, "unknown trace version"
-            p = people.setdefault(r["citizen"], {"score": 0, "ends": {}, "holds": {}, "present": True})
+            p = people.setdefault(r["citizen"], {"score": 0, "ends": {}, "holds": {}, "present": True, "attributes": {}})
             effect = r["effect"]
             # A retraction that leaves none of a person's events standing
             # takes them out of the report; their next event brings them back.
@@ -51,6 +51,10 @@ def main():
             elif effect in ("clear", "allow", "revoke"):
                 kind = {"clear": "flag", "allow": "deny", "revoke": "grant"}[effect]
                 p["ends"].pop((kind, r["name"]), None)
+            elif effect == "new" and "attributes" in r:
+                p["attributes"] = dict(r["attributes"])  # start values, in the policy's order
+            elif effect == "set":
+                p["attributes"][r["attribute"]] = r["after"]
             elif effect == "start":
                 p["holds"][r["rule"]] = r["holds"]
             elif effect == "stop":
@@ -66,6 +70,10 @@ def main():
         denied = names("deny")
         granted = [n for n in names("grant") if n not in denied]
         record = {"citizen": who, "score": p["score"], "flags": names("flag"), "denied": denied, "granted": granted}
+        # Attributes follow, in the policy's order; outputs are computed from
+        # windows the trail does not hold, so a policy with outputs replays
+        # to its report without them.
+        record.update(p["attributes"])
         out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 

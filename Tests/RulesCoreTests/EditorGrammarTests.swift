@@ -113,6 +113,9 @@ struct EditorGrammarTests {
         #expect(Self.tokenize("output credit limit = score * 2", rules).first?.1 == "keyword.control.rules")
         #expect(!Self.tokenize("output produced → +1", rules).contains { $0.0 == "output" })
         #expect(!Self.tokenize("let low output = 3", rules).contains { $0.0 == "output" })
+        #expect(Self.tokenize(#"attribute region = "unknown""#, rules).first?.1 == "keyword.control.rules")
+        let set = Self.tokenize("purchase → set points to points + amount", rules)
+        #expect(set.first { $0.0 == "set" }?.1 == "keyword.other.effect.rules", "\(set)")
     }
 
     @Test("a line of every kind of token")

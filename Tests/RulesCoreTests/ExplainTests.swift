@@ -101,6 +101,17 @@ enum TraceReplay {
         var present = true
     }
 
+    /// The report with the contract's keys only: attributes and outputs
+    /// (after `granted`) are checked apart (`AttributeTests`; an output is
+    /// computed from windows the trail does not hold).
+    static func contractKeys(_ report: String) -> String {
+        report.split(separator: "\n").map { line -> String in
+            let granted = line.range(of: #","granted":["#)!
+            let close = line[granted.upperBound...].firstIndex(of: "]")!
+            return String(line[...close]) + "}\n"
+        }.joined()
+    }
+
     static func report(_ trace: String, clock: Int64) throws -> String {
         var people: [String: Person] = [:]
         for line in trace.split(separator: "\n") {
@@ -127,6 +138,7 @@ enum TraceReplay {
             case "clear", "allow", "revoke":
                 let kind = ["clear": "flag", "allow": "deny", "revoke": "grant"][effect]!
                 p.ends["\(kind) \(r["name"] as! String)"] = nil
+            case "set": break  // an attribute: see `contractKeys`
             case "start": p.holding[r["rule"] as! String] = r["holds"] as? [String]
             case "stop": p.holding[r["rule"] as! String] = nil
             default: Issue.record("unknown effect \(effect)")
@@ -191,7 +203,7 @@ struct TraceTests {
         let events = try ExplainTests.text("examples/\(name).ndjson")
         for asOf in [nil, Timestamp.parse("2027-06-01")] {
             let (report, trace, clock) = try Self.run(policy, events, asOf: asOf)
-            #expect(try TraceReplay.report(trace, clock: clock) == report)
+            #expect(try TraceReplay.report(trace, clock: clock) == TraceReplay.contractKeys(report))
         }
     }
 

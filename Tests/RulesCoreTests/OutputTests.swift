@@ -65,7 +65,7 @@ struct OutputTests {
         let details = PolicyTests.run(result, testsIn: 0).outcomes.flatMap(\.details)
         #expect(details.count == 2, "\(details)")
         #expect(details.contains { $0.contains("expected: average == 1") && $0.contains("actual:   average null") }, "\(details)")
-        #expect(details.contains { $0.contains("the policy has no output `credit limt`; did you mean `credit limit`?") }, "\(details)")
+        #expect(details.contains { $0.contains("the policy has no output or number attribute `credit limt`; did you mean `credit limit`?") }, "\(details)")
     }
 
     @Test("explain lists each output with what it read; its JSON gains `outputs` only when the policy has some")

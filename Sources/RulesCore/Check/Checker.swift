@@ -986,7 +986,7 @@ struct Checker {
                 return nil
             }
             report(.unknownName, "unknown name `\(shown(n))`: not a constant, a flag or another `let`", at: span,
-                   help: Suggest.help(for: n, among: Array(constantDecls.keys) + policy.flags)
+                   help: Suggest.help(for: n, among: Array(constantDecls.keys) + policy.flags + Array(attributeIds.keys))
                        ?? "a `let` that reads the person's state may use the score, flags, counts, sums and constants; an event's fields are read in its rules")
             return nil
         }

@@ -66,7 +66,9 @@ final class Tracer: EngineObserver {
         attributesBefore = (0..<engine.store.attributeCount).map { engine.store.attribute(person, $0) }
         if isNew {
             record(engine, person, line: engine.context.line, time: time, rule: nil,
-                   .new(scoreAfter: engine.store.score(person)))
+                   .new(scoreAfter: engine.store.score(person), attributes: engine.program.policy.attributes.enumerated().map {
+                       ($0.element.name, AttributeWord.text(engine.program.attributeStarts[$0.offset], as: $0.element.type))
+                   }))
         } else {
             catchUp(person, to: time, engine: engine)
         }

@@ -4,8 +4,10 @@
 /// these; neither reads the other back. Schema: docs/TRACE.md.
 package struct TraceRecord: Sendable {
     package enum Change: Sendable {
-        /// The person's first applied event; the score starts here.
-        case new(scoreAfter: Int64)
+        /// The person's first applied event; the score starts here, and
+        /// each attribute at its start value (name, value as JSON; none when
+        /// the policy declares no attributes).
+        case new(scoreAfter: Int64, attributes: [(name: String, value: String)] = [])
         /// An event rule's score change (its `±EXPR`s, each rounded, summed).
         case score(change: Int64, before: Int64, after: Int64)
         /// The event's changes went past `min`/`max`; clamped once.
@@ -70,8 +72,12 @@ package struct TraceRecord: Sendable {
         /// `"effect":…` and its keys, in docs/TRACE.md's order.
         static func fields(_ change: Change) -> String {
             switch change {
-            case .new(let after):
-                return #""effect":"new","score_after":\#(after)"#
+            case .new(let after, let attributes):
+                // Only a policy with attributes has the key: other trails
+                // read as they always did.
+                let starts = attributes.isEmpty ? "" : #","attributes":{"#
+                    + attributes.map { "\(JSONWriter.quoted($0.name)):\($0.value)" }.joined(separator: ",") + "}"
+                return #""effect":"new","score_after":\#(after)\#(starts)"#
             case .score(let change, let before, let after):
                 return #""effect":"score","change":\#(change),"score_before":\#(before),"score_after":\#(after)"#
             case .clamp(let before, let after):

@@ -208,6 +208,9 @@ package enum ExpectationKind: Sendable {
     case score(person: Name, op: BinaryOp, value: Double, output: Name? = nil)
     /// `expect alice score between 900 and 1000` (inclusive)
     case scoreBetween(person: Name, low: Double, high: Double, output: Name? = nil)
+    /// `expect alice region == "north"`, `expect alice vip != true`: an
+    /// attribute compared with a string or a bool.
+    case value(person: Name, attribute: Name, op: BinaryOp, value: LiteralValue)
     /// `expect alice [not] flagged debtor` / `denied travel` / `granted fast lane`
     case holds(person: Name, kind: TargetKind, name: Name, negated: Bool)
     /// `expect alice flags [debtor, low trust]` / `denied [...]` / `granted []`

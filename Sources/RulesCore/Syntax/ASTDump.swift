@@ -39,6 +39,7 @@ package enum ASTDump {
                 return "(expect \(at)\(p.text) \(output?.text ?? "score") \(op.rawValue) \(Arithmetic.format(v)))"
             case .scoreBetween(let p, let lo, let hi, let output):
                 return "(expect \(at)\(p.text) \(output?.text ?? "score") between \(Arithmetic.format(lo)) \(Arithmetic.format(hi)))"
+            case .value(let p, let a, let op, let v): return "(expect \(at)\(p.text) \(a.text) \(op.rawValue) \(dump(v)))"
             case .holds(let p, let k, let n, let neg): return "(expect \(at)\(p.text) \(neg ? "not " : "")\(k.rawValue) \(n.text))"
             case .exactly(let p, let k, let names): return "(expect \(at)\(p.text) \(k.rawValue) [\(names.map(\.text).joined(separator: " "))])"
             case .fired(let text, _, let neg): return "(expect \(at)\(neg ? "not " : "")fired \(JSONWriter.quoted(text)))"

@@ -610,7 +610,12 @@ package struct Parser {
                 throw fail(.unexpectedToken, "expected a comparison (`==`, `<`, `between` …) after `\(output.text.replacing("_", with: " "))`, found \(kind.display)")
             }
             advance()
-            return .score(person: person, op: op, value: try parseNumberLiteral(), output: output)
+            let value = try parseLiteral()
+            if case .number(let n) = value { return .score(person: person, op: op, value: n, output: output) }
+            guard op == .eq || op == .ne else {
+                throw fail(.unexpectedToken, "`\(op.rawValue)` compares numbers; a string or a bool is compared with `==` or `!=`", at: tokens[index - 1].span)
+            }
+            return .value(person: person, attribute: output, op: op, value: value)
         }
         let negated = accept(.keyword(.not))
         let target: TargetKind

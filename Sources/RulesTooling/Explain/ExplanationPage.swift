@@ -56,7 +56,7 @@ package enum ExplanationPage {
         for r in trace {
             let time = r.time
             switch r.change {
-            case .new(let after), .score(_, _, let after), .clamp(_, let after),
+            case .new(let after, _), .score(_, _, let after), .clamp(_, let after),
                  .retract(_, _, _, let after, _), .late(_, let after):
                 points.append(Point(time: time, score: after))
             case .set(let kind, let name, let until):

@@ -156,6 +156,28 @@ private struct SingleTest {
             if let actual, (low...high).contains(actual) { return }
             fail(x, person: person.text, time: time, expected: "\(what) between \(Arithmetic.format(low)) and \(Arithmetic.format(high))",
                  actual: "\(what) \(actual.map(Arithmetic.format) ?? "null")")
+        case .value(let person, let attribute, let op, let value):
+            guard let k = program.policy.attributes.firstIndex(where: { $0.name == attribute.text }) else {
+                let pool = program.policy.attributes.map(\.name)
+                problems.append("\(at(attribute.span)): the policy has no attribute `\(attribute.text.replacing("_", with: " "))`; "
+                                + (Suggest.help(for: attribute.text, among: pool) ?? "declare one with `attribute NAME = START`"))
+                return
+            }
+            guard let state = personState(person, time) else { return }
+            let actual = state.attributes[k].value
+            let wanted: FieldValue
+            switch value {
+            case .number(let n): wanted = .number(n)
+            case .string(let s): wanted = .string(s)
+            case .bool(let b): wanted = .bool(b)
+            }
+            // Strings byte for byte, as the language compares them.
+            let same: Bool
+            if case .string(let a) = actual, case .string(let b) = wanted { same = Array(a.utf8) == Array(b.utf8) } else { same = actual == wanted }
+            if same != (op == .eq) {
+                let what = attribute.text.replacing("_", with: " ")
+                fail(x, person: person.text, time: time, expected: "\(what) \(op.rawValue) \(wanted.text)", actual: "\(what) \(actual.text)")
+            }
         case .holds(let person, let kind, let name, let negated):
             guard knownName(name, kind), let state = personState(person, time) else { return }
             let list = names(state, kind)
@@ -190,18 +212,21 @@ private struct SingleTest {
     /// how a failure calls it.
     private func quantity(_ state: PersonReport, _ output: Name?) -> (String, Double?) {
         guard let output else { return ("score", Double(state.score)) }
-        return (output.text.replacing("_", with: " "), state.outputs.first { $0.name == output.text }?.value)
+        let shown = output.text.replacing("_", with: " ")
+        if let o = state.outputs.first(where: { $0.name == output.text }) { return (shown, o.value) }
+        if case .number(let x)? = state.attributes.first(where: { $0.name == output.text })?.value { return (shown, x) }
+        return (shown, nil)
     }
 
     /// An expectation about an output the policy does not have is an error,
     /// as one about an unknown flag is.
     private mutating func knownOutput(_ output: Name?) -> Bool {
         guard let output else { return true }
-        let pool = program.policy.outputs.map(\.name)
+        let pool = program.policy.outputs.map(\.name) + program.policy.attributes.filter { $0.type == .number }.map(\.name)
         if pool.contains(output.text) { return true }
         let help = Suggest.help(for: output.text, among: pool)
             ?? (pool.isEmpty ? "the policy has no outputs (`output NAME = …`)" : "its outputs are \(pool.map { "`\($0.replacing("_", with: " "))`" }.joined(separator: ", "))")
-        problems.append("\(at(output.span)): the policy has no output `\(output.text.replacing("_", with: " "))`; \(help)")
+        problems.append("\(at(output.span)): the policy has no output or number attribute `\(output.text.replacing("_", with: " "))`; \(help)")
         return false
     }
 
