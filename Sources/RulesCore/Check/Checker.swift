@@ -616,6 +616,14 @@ struct Checker {
                 return nil
             }
             guard let (ir, type) = resolve(expr, scope: scope) else { return nil }
+            if ir == .attribute(k) {
+                // `profile → set age to age` where `profile` declares no
+                // field `age`: the attribute, not a field, is read.
+                let event: String
+                if case .event(_, let shown) = scope { event = shown } else { event = "EVENT" }
+                report(.setToItself, "this sets `\(shown(n.text))` to itself: `\(shown(n.text))` here is the attribute, so nothing changes", at: expr.span,
+                       help: "to read the event's field `\(shown(n.text))`, declare it: `event \(shown(event)) { \(n.text): \(policy.attributes[k].type == .any ? "number" : policy.attributes[k].type.rawValue) }` (a declared field is read before an attribute of its name)")
+            }
             let want = policy.attributes[k].type
             guard type == want || type == .any || want == .any else {
                 report(.typeMismatch, "attribute `\(shown(n.text))` is a \(want.rawValue), so it cannot be set to a \(type.rawValue)", at: expr.span)

@@ -108,6 +108,8 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case grantedAndDenied = "W0510"
     /// Event named like a flag (W0511; docs/LANGUAGE.md has an example).
     case eventNamedLikeFlag = "W0511"
+    /// Attribute set to itself (W0512; docs/LANGUAGE.md has an example).
+    case setToItself = "W0512"
 
     /// Error or warning (the code decides).
     /// Whether a diagnostic of this code is an error or a warning.
