@@ -144,6 +144,13 @@ struct AttributeTests {
             .first?["result"]?["contents"]?["value"]?.string)
         #expect(hover.hasPrefix("**attribute** `region` (a string per person, in the report as `region`)"), "\(hover)")
         #expect(hover.contains("set by:\n- line 6: `profile → set age to age, set region to region`"), "\(hover)")
+        // Definition: from the `set` on line 6 to the declaration on line 4;
+        // references: where rules read and set it.
+        func start(_ v: JSONValue?) -> [Int] { [v?["range"]?["start"]?["line"]?.int ?? -1, v?["range"]?["start"]?["character"]?.int ?? -1] }
+        #expect(start(server.handle(LanguageServerTests.request(3, "textDocument/definition", LanguageServerTests.at(5, 32))).first?["result"]) == [3, 10])
+        let refs = try #require(server.handle(LanguageServerTests.request(4, "textDocument/references", LanguageServerTests.at(6, 17)
+            + [("context", .object([("includeDeclaration", .bool(false))]))])).first?["result"]?.array)
+        #expect(refs.map { $0["range"]?["start"]?["line"]?.int } == [6, 6], "\(refs)")
     }
 
     @Test("the trail replays to the report's attributes too (their start values in `new`); outputs are computed from windows, not replayed")

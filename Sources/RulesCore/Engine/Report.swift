@@ -390,7 +390,8 @@ final class ReportWriter {
     func lineState(_ engine: Engine, person p: Int, at time: Int64, into words: UnsafeMutablePointer<UInt64>) {
         words[0] = UInt64(bitPattern: engine.store.score(p))
         for w in 1..<stateWords { words[w] = 0 }
-        words[bitBase + inReportBit >> 6] = 1 << UInt64(inReportBit & 63)
+        let bits = words + bitBase  // the names' bits, read once: `put` may change `self`
+        bits[inReportBit >> 6] = 1 << UInt64(inReportBit & 63)
         let context = engine.context
         context.focus(person: p, now: time)
         context.line = 0  // a failure here belongs to the report, not to a line
@@ -400,9 +401,15 @@ final class ReportWriter {
             for n in 0..<table.count where holds(table, n, context) {
                 if table.hider >= 0 && holds(kinds[table.hider], n, context) { continue }
                 let bit = table.base + n
-                words[bitBase + bit >> 6] |= 1 << UInt64(bit & 63)
+                bits[bit >> 6] |= 1 << UInt64(bit & 63)
             }
         }
+        if bitBase > 1 { extraWords(engine, person: p, into: words) }
+    }
+
+    /// The attributes' and outputs' words of a line state (after its score).
+    private func extraWords(_ engine: Engine, person p: Int, into words: UnsafeMutablePointer<UInt64>) {
+        let context = engine.context
         for (j, extra) in extras.enumerated() {
             guard let node = extra.output else {
                 words[1 + j] = UInt64(bitPattern: engine.store.attribute(p, extra.attribute))
@@ -433,23 +440,29 @@ final class ReportWriter {
         }
         put(#","score":"#)
         appendDecimal(Int64(bitPattern: words[0]))
+        let bits = words + bitBase  // read once: `put` may change `self`
         for k in kinds.indices {
             let table = kinds[k]
             putWords(table.keyHead, table.keyTail, table.key.count)
             var first = true
             for n in 0..<table.count {
                 let bit = table.base + n
-                if words[bitBase + bit >> 6] & (1 << UInt64(bit & 63)) != 0 { name(nameRanges[bit], &first) }
+                if bits[bit >> 6] & (1 << UInt64(bit & 63)) != 0 { name(nameRanges[bit], &first) }
             }
             put(UInt8(ascii: "]"))
         }
+        if bitBase > 1 { appendExtras(words) }
+        put("}\n")
+    }
+
+    /// `,"key":value` for each attribute and output of a line state.
+    private func appendExtras(_ words: UnsafePointer<UInt64>) {
         for (j, extra) in extras.enumerated() {
             extra.key.withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
             let bits = words[1 + j]
             if extra.output != nil && bits == Self.noValue { put("null"); continue }
             AttributeWord.json(Int64(bitPattern: bits), as: extra.type).withUnsafeBufferPointer { put($0.baseAddress!, $0.count) }
         }
-        put("}\n")
     }
 
     /// `Engine.shows`'s test, on the flat tables: an event rule's effect in

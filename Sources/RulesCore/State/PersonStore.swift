@@ -17,7 +17,10 @@ final class PersonStore {
     /// After the slots, one word per attribute (`AttributeWord`), set to
     /// these for a new person.
     let attributeStarts: [Int64]
-    var attributeCount: Int { attributeStarts.count }
+    let attributeCount: Int
+    /// The same starts in memory the store owns: a new person's row is
+    /// filled without retaining the array.
+    private let startWords: UnsafeMutableBufferPointer<Int64>
     let stride: Int
     let buffers: [WindowBuffer]
     @exclusivity(unchecked) private(set) var count = 0
@@ -32,6 +35,9 @@ final class PersonStore {
     init(slotCount: Int, attributeStarts: [Int64] = [], buffers: [WindowBuffer]) {
         self.slotCount = slotCount
         self.attributeStarts = attributeStarts
+        attributeCount = attributeStarts.count
+        startWords = .allocate(capacity: max(1, attributeStarts.count))
+        _ = startWords.initialize(from: attributeStarts)
         self.stride = 2 + slotCount + attributeStarts.count
         self.buffers = buffers
         rows = .allocate(capacity: 1)
@@ -42,6 +48,7 @@ final class PersonStore {
 
     deinit {
         rows.deallocate()
+        startWords.deallocate()
         UnsafeMutableRawPointer(bufferRefs.baseAddress)?.deallocate()
     }
 
@@ -99,7 +106,7 @@ final class PersonStore {
         row[0] = score
         row[1] = Int64.min
         for k in 0..<slotCount { row[2 + k] = Self.none }
-        for (k, start) in attributeStarts.enumerated() { row[2 + slotCount + k] = start }
+        for k in 0..<attributeCount { row[2 + slotCount + k] = startWords[k] }
         for b in buffers { b.addPerson() }
         count += 1
     }
