@@ -42,7 +42,8 @@ def main():
             if "score_after" in r:
                 p["score"] = r["score_after"]
             if effect in ("flag", "deny", "grant"):
-                key, time, until = (effect, r["name"]), instant(r["time"]), instant(r["until"])
+                # A denial for a reason is its own: lifted on its own.
+                key, time, until = (effect, r["name"], r.get("reason")), instant(r["time"]), instant(r["until"])
                 if key in p["ends"] and (p["ends"][key] is None or p["ends"][key] > time):
                     old = p["ends"][key]
                     p["ends"][key] = None if old is None or until is None else max(old, until)
@@ -50,7 +51,7 @@ def main():
                     p["ends"][key] = until
             elif effect in ("clear", "allow", "revoke"):
                 kind = {"clear": "flag", "allow": "deny", "revoke": "grant"}[effect]
-                p["ends"].pop((kind, r["name"]), None)
+                p["ends"].pop((kind, r["name"], r.get("reason")), None)
             elif effect == "new" and "attributes" in r:
                 p["attributes"] = dict(r["attributes"])  # start values, in the policy's order
             elif effect == "set":
@@ -65,7 +66,7 @@ def main():
         if not p["present"]:
             continue
         held = {tuple(h.split(" ", 1)) for hs in p["holds"].values() for h in hs}
-        held |= {k for k, end in p["ends"].items() if end is None or end > clock}
+        held |= {(k[0], k[1]) for k, end in p["ends"].items() if end is None or end > clock}
         names = lambda kind: sorted((n for k, n in held if k == kind), key=lambda s: s.encode("utf-8"))
         denied = names("deny")
         granted = [n for n in names("grant") if n not in denied]

@@ -124,7 +124,8 @@ enum TraceReplay {
             switch effect {
             case "new", "score", "clamp", "retract", "late": p.score = Int64(r["score_after"] as! Int)
             case "flag", "deny", "grant":
-                let key = "\(effect) \(r["name"] as! String)"
+                // A denial for a reason is its own (lifted on its own).
+                let key = "\(effect) \(r["name"] as! String)" + ((r["reason"] as? String).map { "\u{0}" + $0 } ?? "")
                 let until = (r["until"] as? String).flatMap(Timestamp.parse)
                 let time = Timestamp.parse(r["time"] as! String)!
                 let current: Int64?? = p.ends[key]
@@ -137,7 +138,7 @@ enum TraceReplay {
                 }
             case "clear", "allow", "revoke":
                 let kind = ["clear": "flag", "allow": "deny", "revoke": "grant"][effect]!
-                p.ends["\(kind) \(r["name"] as! String)"] = nil
+                p.ends["\(kind) \(r["name"] as! String)" + ((r["reason"] as? String).map { "\u{0}" + $0 } ?? "")] = nil
             case "set": break  // an attribute: see `contractKeys`
             case "start": p.holding[r["rule"] as! String] = r["holds"] as? [String]
             case "stop": p.holding[r["rule"] as! String] = nil
@@ -151,7 +152,7 @@ enum TraceReplay {
             var held = Set(p.holding.values.flatMap { $0 })
             for (key, end) in p.ends where end == nil || end! > clock { held.insert(key) }
             func names(_ kind: String) -> [String] {
-                held.filter { $0.hasPrefix(kind + " ") }.map { String($0.dropFirst(kind.count + 1)) }
+                Set(held.filter { $0.hasPrefix(kind + " ") }.map { String($0.dropFirst(kind.count + 1).prefix { $0 != "\u{0}" }) })
                     .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
             }
             let denied = names("deny")

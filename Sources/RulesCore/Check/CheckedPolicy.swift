@@ -155,10 +155,12 @@ package enum CheckedEffect: Sendable {
     case setScore(IR)
     /// `set NAME to EXPR`: the attribute's value from this event on.
     case setAttribute(Int, IR)
-    /// `deny`/`grant`/`flag`, and how long.
-    case set(TargetKind, name: Int, duration: Lasting)
-    /// `allow`/`revoke`/`clear`: lifts what event rules set.
-    case lift(TargetKind, name: Int)
+    /// `deny`/`grant`/`flag`, and how long; a denial may have a reason
+    /// (`policy.denialReasons`).
+    case set(TargetKind, name: Int, duration: Lasting, reason: Int? = nil)
+    /// `allow`/`revoke`/`clear`: lifts what event rules set — with a
+    /// reason, only the denial of that reason; without, every one.
+    case lift(TargetKind, name: Int, reason: Int? = nil)
 }
 
 package struct CheckedEventRule: Sendable {
@@ -252,6 +254,8 @@ package struct CheckedPolicy: Sendable {
     package var outputs: [CheckedOutput] = []
     /// `attribute NAME = START`, by id.
     package var attributes: [CheckedAttribute] = []
+    /// The reasons denials give (`deny travel because debt`), sorted.
+    package var denialReasons: [String] = []
     /// The keys a report line has after its own: attributes and outputs,
     /// in the order the policy declares them.
     package var reportExtras: [ReportExtra] = []

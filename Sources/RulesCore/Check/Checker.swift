@@ -111,8 +111,13 @@ struct Checker {
     private mutating func collect() {
         var flagNames: Set<String> = []
         var privilegeNames: Set<String> = []
+        var reasonNames: Set<String> = []
         func note(_ effects: [Effect]) {
             for e in effects {
+                if let reason = e.reason {
+                    record(reason.text, .reason, e.kind.isLift ? .lift : .set, at: reason.span)
+                    reasonNames.insert(reason.text)
+                }
                 switch e.kind {
                 case .set(let kind, let n, _) where kind.isFlag:
                     record(n.text, .flag, .set, at: n.span)
@@ -185,6 +190,7 @@ struct Checker {
         }
         policy.flags = flagNames.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         policy.privileges = privilegeNames.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        policy.denialReasons = reasonNames.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         for (i, f) in policy.flags.enumerated() { flagIds[f] = i }
         for (i, p) in policy.privileges.enumerated() { privilegeIds[p] = i }
     }
@@ -566,6 +572,12 @@ struct Checker {
                        at: effect.span, help: "negate the condition of the rule that sets it instead")
                 ok = false
             case .set(let kind, let n, let d):
+                if let reason = effect.reason {
+                    report(.stateRuleReason, "a `while` rule's denial has no reason: it lasts while the rule holds, and only an event rule's denial can be lifted for its reason",
+                           at: reason.span, help: "remove `because \(shown(reason.text))`; `explain` shows the condition that holds")
+                    ok = false
+                    continue
+                }
                 if let d {
                     report(.stateRuleTimed, "a `while` rule's effects last exactly as long as its condition; `for` is not allowed",
                            at: d.span, help: "remove `for …`")
@@ -631,10 +643,11 @@ struct Checker {
             }
             return .setAttribute(k, ir)
         case .set(let kind, let n, let d):
-            guard let d else { return .set(kind, name: targetId(kind, n), duration: .untilLifted) }
-            return lasting(d, scope: scope).map { .set(kind, name: targetId(kind, n), duration: $0) }
+            let reason = effect.reason.flatMap { policy.denialReasons.firstIndex(of: $0.text) }
+            guard let d else { return .set(kind, name: targetId(kind, n), duration: .untilLifted, reason: reason) }
+            return lasting(d, scope: scope).map { .set(kind, name: targetId(kind, n), duration: $0, reason: reason) }
         case .lift(let kind, let n):
-            return .lift(kind, name: targetId(kind, n))
+            return .lift(kind, name: targetId(kind, n), reason: effect.reason.flatMap { policy.denialReasons.firstIndex(of: $0.text) })
         }
     }
 

@@ -86,6 +86,11 @@ enum Fingerprint {
                 + (spec.restartsFor.map { " restarting for \(quoted($0))" } ?? "")
         }
 
+        /// A denial's reason; nothing without one (the encoding before reasons).
+        func because(_ reason: Int?) -> String {
+            reason.map { " because \(quoted(policy.denialReasons[$0]))" } ?? ""
+        }
+
         func target(_ kind: TargetKind, _ name: Int) -> String {
             "\(kind.setVerb) \(quoted(policy.names(of: kind)[name]))"
         }
@@ -95,9 +100,9 @@ enum Fingerprint {
             case .score(let amount): "score \(ir(amount))"
             case .setScore(let value): "score set to \(ir(value))"
             case .setAttribute(let k, let value): "attribute \(quoted(policy.attributes[k].name)) set to \(ir(value))"
-            case .set(let kind, let name, .computed(let duration)): target(kind, name) + " for computed \(ir(duration))"
-            case .set(let kind, let name, let duration): target(kind, name) + " for \(optional(duration.fixed))"
-            case .lift(let kind, let name): "\(kind.liftVerb) \(quoted(policy.names(of: kind)[name]))"
+            case .set(let kind, let name, .computed(let duration), let r): target(kind, name) + because(r) + " for computed \(ir(duration))"
+            case .set(let kind, let name, let duration, let r): target(kind, name) + because(r) + " for \(optional(duration.fixed))"
+            case .lift(let kind, let name, let r): "\(kind.liftVerb) \(quoted(policy.names(of: kind)[name]))" + because(r)
             }
         }
 

@@ -42,8 +42,8 @@ struct Lints {
         for rule in policy.eventRules {
             for effect in rule.effects {
                 switch effect {
-                case .set(let kind, let id, _): set.insert(key(kind, id))
-                case .lift(let kind, let id): lifted.insert(key(kind, id))
+                case .set(let kind, let id, _, _): set.insert(key(kind, id))
+                case .lift(let kind, let id, _): lifted.insert(key(kind, id))
                 case .score, .setScore, .setAttribute: break
                 }
             }
@@ -55,7 +55,7 @@ struct Lints {
         var order: [Together] = []
         for rule in policy.eventRules where rule.effects.contains(where: {
             switch $0 {
-            case .set(let kind, let id, _), .lift(let kind, let id): return both.contains(key(kind, id))
+            case .set(let kind, let id, _, _), .lift(let kind, let id, _): return both.contains(key(kind, id))
             case .score, .setScore, .setAttribute: return false
             }
         }) {
@@ -70,14 +70,17 @@ struct Lints {
         for (j, later) in rules.enumerated() {
             for i in 0...j {
                 let earlier = rules[i]
-                for case .set(let kind, let id, _) in earlier.effects {
-                    for case .lift(let liftKind, let liftId) in later.effects where liftKind == kind && liftId == id {
+                // A lift with a reason undoes only the denial of that reason.
+                for case .set(let kind, let id, _, let reason) in earlier.effects {
+                    for case .lift(let liftKind, let liftId, let liftReason) in later.effects
+                    where liftKind == kind && liftId == id && (liftReason == nil || liftReason == reason) {
                         report(set: (kind, id), setRule: earlier, liftRule: later, laterIsLift: true)
                     }
                 }
                 guard i != j else { continue }
-                for case .lift(let kind, let id) in earlier.effects {
-                    for case .set(let setKind, let setId, _) in later.effects where setKind == kind && setId == id {
+                for case .lift(let kind, let id, let liftReason) in earlier.effects {
+                    for case .set(let setKind, let setId, _, let reason) in later.effects
+                    where setKind == kind && setId == id && (liftReason == nil || liftReason == reason) {
                         report(set: (kind, id), setRule: later, liftRule: earlier, laterIsLift: false)
                     }
                 }
@@ -124,7 +127,7 @@ struct Lints {
     private mutating func shortEffectsInLongWindows() {
         for rule in policy.eventRules {
             guard let count = rule.count, count > 1, let window = rule.window else { continue }
-            for case .set(let kind, let id, .fixed(let duration)) in rule.effects where duration < window {
+            for case .set(let kind, let id, .fixed(let duration), _) in rule.effects where duration < window {
                 let event = rule.ast.event.text.replacing("_", with: " ")
                 warn(.effectShorterThanWindow,
                      "`\(Self.word(kind, set: true)) \(name(kind, id))` lasts \(Self.days(duration)), less than the \(Self.days(window, unit: true)) window that sets it: once it ends, one more `\(event)` sets it again",
@@ -270,7 +273,7 @@ enum Feasibility {
             let negated: BinaryOp = op == .lt ? .ge : op == .le ? .gt : op == .gt ? .le : .lt
             atoms.append(.binary(negated, a, b))
         case .flag(let f) where expandFlags && depth < 5:
-            let setByEvents = policy.eventRules.contains { $0.effects.contains { if case .set(.flag, f, _) = $0 { return true }; return false } }
+            let setByEvents = policy.eventRules.contains { $0.effects.contains { if case .set(.flag, f, _, _) = $0 { return true }; return false } }
             let setters = policy.stateRules.filter { $0.effects.contains { $0.kind == .flag && $0.name == f } }
             if !setByEvents, setters.count == 1 {
                 conjuncts(setters[0].condition, policy: policy, expandFlags: true, depth: depth + 1, into: &atoms)

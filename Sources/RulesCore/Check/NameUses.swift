@@ -3,7 +3,7 @@
 /// rename and highlights read it, so they agree with what the engine runs
 /// (a name is never classified twice, by two sets of rules).
 package struct NameUse: Sendable, Hashable {
-    package enum Kind: String, Sendable { case event, group, field, flag, privilege, constant, attribute }
+    package enum Kind: String, Sendable { case event, group, field, flag, privilege, constant, attribute, reason }
 
     /// Where it stands: a declaration, a read (a rule's head or
     /// condition, a constant's value), or what an effect sets or lifts.

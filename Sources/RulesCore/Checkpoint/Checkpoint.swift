@@ -84,8 +84,9 @@ public enum Checkpoint {
         let program = engines[0].program
         w.int(program.slotCount)
         for slot in 0..<program.slotCount {
-            let (kind, name) = program.target(ofSlot: slot)
-            w.string(kind.rawValue)
+            // A denial for a reason: its kind is `deny:REASON`.
+            let (kind, name, reason) = program.target(ofSlot: slot)
+            w.string(kind.rawValue + (reason.map { ":" + program.policy.denialReasons[$0] } ?? ""))
             w.string(program.policy.names(of: kind)[name])
         }
         w.int(program.policy.buffers.count)
@@ -263,15 +264,19 @@ public enum Checkpoint {
 
     /// The slots and buffers a checkpoint was written with, by name.
     private struct Layout {
-        var slots: [(kind: TargetKind, name: String)] = []
+        var slots: [(kind: TargetKind, name: String, reason: String?)] = []
         var buffers: [(identity: String, cap: Int?, window: Int64)] = []
         var attributes: [(name: String, type: ValueType)] = []
         var attributeTypes: [ValueType] { attributes.map(\.type) }
 
         init(_ r: inout ByteReader, version: UInt32) throws {
             for _ in 0..<(try r.int()) {
-                guard let kind = TargetKind(rawValue: try r.string()) else { throw Failure(description: "a slot of an unknown kind") }
-                slots.append((kind, try r.string()))
+                let written = try r.string()
+                let colon = written.firstIndex(of: ":")
+                guard let kind = TargetKind(rawValue: String(written[..<(colon ?? written.endIndex)])), colon == nil || kind == .deny else {
+                    throw Failure(description: "a slot of an unknown kind")
+                }
+                slots.append((kind, try r.string(), colon.map { String(written[written.index(after: $0)...]) }))
             }
             for _ in 0..<(try r.int()) {
                 let identity = try r.string(), cap = try r.int()
@@ -309,9 +314,17 @@ public enum Checkpoint {
         /// the buffers new in it, and the names that do not carry over.
         func map(to program: Program) -> (slots: [Int?], buffers: [Int?], fresh: [Int], notes: [String]) {
             var notes: [String] = []
-            let slots = self.slots.map { (kind, name) -> Int? in
-                if let id = program.policy.names(of: kind).firstIndex(of: name), program.slot(kind, id) >= 0 { return program.slot(kind, id) }
-                notes.append("`\(kind.setVerb) \(name)` set by event rules is not in the new policy: dropped")
+            let slots = self.slots.map { (kind, name, reason) -> Int? in
+                if let id = program.policy.names(of: kind).firstIndex(of: name) {
+                    if let reason {
+                        if let r = program.policy.denialReasons.firstIndex(of: reason), program.slot(denying: id, because: r) >= 0 {
+                            return program.slot(denying: id, because: r)
+                        }
+                    } else if program.slot(kind, id) >= 0 {
+                        return program.slot(kind, id)
+                    }
+                }
+                notes.append("`\(kind.setVerb) \(name)\(reason.map { " because \($0)" } ?? "")` set by event rules is not in the new policy: dropped")
                 return nil
             }
             // Each new buffer takes a saved one that holds the same events

@@ -85,6 +85,8 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case duplicateSetting = "E0409"
     /// Bad duration (E0410; docs/LANGUAGE.md has an example).
     case badDuration = "E0410"
+    /// A reason on a `while` rule's denial (E0411; docs/LANGUAGE.md has an example).
+    case stateRuleReason = "E0411"
     // Warnings
     /// Flag never set (W0501; docs/LANGUAGE.md has an example).
     case flagNeverSet = "W0501"

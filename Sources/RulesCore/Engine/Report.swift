@@ -66,7 +66,9 @@ extension Engine {
     /// another kind (a denial beats a grant).
     @inline(__always)
     func shows(_ kind: TargetKind, _ name: Int) -> Bool {
-        func holds(_ k: TargetKind) -> Bool { context.active(program.slot(k, name)) || context.stateHolds(k, name) }
+        func holds(_ k: TargetKind) -> Bool {
+            (k == .deny ? context.deniedByEventRules(name) : context.active(program.slot(k, name))) || context.stateHolds(k, name)
+        }
         guard holds(kind) else { return false }
         if let hider = kind.hiddenBy, holds(hider) { return false }
         return true
@@ -217,6 +219,8 @@ final class ReportWriter {
         var count: Int
         /// The table of the kind that hides this one (`hiddenBy`), or -1.
         var hider: Int
+        /// Denials for reasons have slots of their own (`deny … because …`).
+        var reasons: Bool
     }
     private let kinds: UnsafeMutableBufferPointer<KindTable>
     private let slotTable: UnsafeMutableBufferPointer<Int>
@@ -248,7 +252,7 @@ final class ReportWriter {
             let tail = key.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: key.count - 8, as: UInt64.self) }
             tables.append(KindTable(stateOffset: EvalContext.stateOffset(of: kind, in: program), keyHead: head, keyTail: tail,
                                     key: keyStart..<all.count, base: slots.count, count: names.count,
-                                    hider: kind.hiddenBy?.index ?? -1))
+                                    hider: kind.hiddenBy?.index ?? -1, reasons: kind == .deny && program.hasReasons))
             for (n, name) in names.enumerated() {
                 slots.append(program.slot(kind, n))
                 let start = all.count
@@ -470,6 +474,7 @@ final class ReportWriter {
     @inline(__always)
     private func holds(_ table: KindTable, _ n: Int, _ context: EvalContext) -> Bool {
         context.active(slotTable[table.base + n]) || context.stateHolds(at: table.stateOffset + n)
+            || (table.reasons && context.deniedByEventRules(n))
     }
 
     @inline(__always)

@@ -118,6 +118,16 @@ final class EvalContext {
         slot >= 0 && state.end(person, slot) > now
     }
 
+    /// Whether an event rule's denial of privilege `p` is in force: the
+    /// one without a reason, or one for a reason (`deny travel because debt`).
+    @inline(__always)
+    func deniedByEventRules(_ p: Int) -> Bool {
+        if active(program.slots[TargetKind.deny.index][p]) { return true }
+        guard program.hasReasons else { return false }
+        for r in program.reasonSlots[p] where active(r.slot) { return true }
+        return false
+    }
+
     @inline(__always)
     func flag(_ f: Int) -> Bool {
         if active(program.slots[TargetKind.flag.index][f]) { return true }
@@ -131,7 +141,7 @@ final class EvalContext {
     @inline(__always)
     func reports(_ kind: TargetKind, _ p: Int) -> Bool {
         func holds(_ k: TargetKind) -> Bool {
-            if active(program.slots[k.index][p]) { return true }
+            if k == .deny ? deniedByEventRules(p) : active(program.slots[k.index][p]) { return true }
             if !stateReady { evaluateStateRules() }
             return stateHolds(k, p)
         }

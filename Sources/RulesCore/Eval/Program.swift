@@ -23,13 +23,28 @@ package final class Program: @unchecked Sendable {
     /// event rule sets it.
     let slots: [[Int]]
 
-    /// The slot of (kind, name), or -1.
+    /// By privilege, a slot per reason event rules deny it for (`deny
+    /// travel because debt`): (reason id, slot). Empty without reasons.
+    let reasonSlots: [[(reason: Int, slot: Int)]]
+    /// Whether any denial has a reason (else the report reads one slot
+    /// per name, as before reasons).
+    let hasReasons: Bool
+
+    /// The slot of (kind, name) without a reason, or -1.
     func slot(_ kind: TargetKind, _ name: Int) -> Int { slots[kind.index][name] }
 
-    /// What a slot holds: its kind and the name's id.
-    func target(ofSlot slot: Int) -> (kind: TargetKind, name: Int) {
+    /// The slot of a denial of `name` for `reason`, or -1.
+    func slot(denying name: Int, because reason: Int) -> Int {
+        reasonSlots[name].first { $0.reason == reason }?.slot ?? -1
+    }
+
+    /// What a slot holds: its kind, the name's id, and a denial's reason.
+    func target(ofSlot slot: Int) -> (kind: TargetKind, name: Int, reason: Int?) {
         for kind in TargetKind.allCases {
-            if let name = slots[kind.index].firstIndex(of: slot) { return (kind, name) }
+            if let name = slots[kind.index].firstIndex(of: slot) { return (kind, name, nil) }
+        }
+        for (name, list) in reasonSlots.enumerated() {
+            if let r = list.first(where: { $0.slot == slot }) { return (.deny, name, r.reason) }
         }
         preconditionFailure("slot \(slot) holds nothing")
     }
@@ -82,32 +97,61 @@ package final class Program: @unchecked Sendable {
         // per kind, indexed by `TargetKind.index`.
         var slots = TargetKind.allCases.map { [Int](repeating: -1, count: policy.names(of: $0).count) }
         var used = 0
+        var reasonSlots = [[(reason: Int, slot: Int)]](repeating: [], count: policy.privileges.count)
         for rule in policy.eventRules {
-            for case .set(let kind, let name, _) in rule.effects where slots[kind.index][name] < 0 {
-                slots[kind.index][name] = used
-                used += 1
+            for case .set(let kind, let name, _, let reason) in rule.effects {
+                if let reason {
+                    // A denial for a reason has a slot of its own: lifted
+                    // for that reason, the others stay.
+                    if !reasonSlots[name].contains(where: { $0.reason == reason }) {
+                        reasonSlots[name].append((reason, used))
+                        used += 1
+                    }
+                } else if slots[kind.index][name] < 0 {
+                    slots[kind.index][name] = used
+                    used += 1
+                }
             }
         }
         slotCount = used
         self.slots = slots
+        self.reasonSlots = reasonSlots
+        hasReasons = reasonSlots.contains { !$0.isEmpty }
 
         var byEvent = [[CompiledEventRule]](repeating: [], count: policy.events.count)
         var compiledRules: [CompiledEventRule] = []
         for (index, rule) in policy.eventRules.enumerated() {
-            let effects: [CompiledEffect] = rule.effects.map { effect in
+            let effects: [CompiledEffect] = rule.effects.flatMap { effect -> [CompiledEffect] in
+                switch effect {
+                case .set(_, let name, let lasting, let reason?):
+                    let slot = reasonSlots[name].first { $0.reason == reason }!.slot
+                    switch lasting {
+                    case .untilLifted: return [.set(slot: slot, duration: nil, computed: nil)]
+                    case .fixed(let ticks): return [.set(slot: slot, duration: ticks, computed: nil)]
+                    case .computed(let ir): return [.set(slot: slot, duration: nil, computed: compiler.compile(ir))]
+                    }
+                case .lift(_, let name, let reason?):
+                    return [.lift(slot: reasonSlots[name].first { $0.reason == reason }?.slot ?? -1)]
+                case .lift(.deny, let name, nil) where !reasonSlots[name].isEmpty:
+                    // `allow P`: every denial of P, whatever its reason.
+                    return [.lift(slot: slots[TargetKind.deny.index][name])] + reasonSlots[name].map { .lift(slot: $0.slot) }
+                default: break
+                }
+                return [{ () -> CompiledEffect in
                 switch effect {
                 case .score(let ir): return .score(compiler.compile(ir))
                 case .setScore(let ir): return .setScore(compiler.compile(ir))
                 case .setAttribute(let k, let ir): return .setAttribute(attribute: k, compiler.compile(ir))
-                case .set(let kind, let name, let lasting):
+                case .set(let kind, let name, let lasting, _):
                     switch lasting {
                     case .untilLifted: return .set(slot: slots[kind.index][name], duration: nil, computed: nil)
                     case .fixed(let ticks): return .set(slot: slots[kind.index][name], duration: ticks, computed: nil)
                     case .computed(let ir): return .set(slot: slots[kind.index][name], duration: nil, computed: compiler.compile(ir))
                     }
-                case .lift(let kind, let name):
+                case .lift(let kind, let name, _):
                     return .lift(slot: slots[kind.index][name])
                 }
+                }()]
             }
             // A rule on a group runs for each of its events: the same
             // compiled rule (an event has one type, so it fires once).

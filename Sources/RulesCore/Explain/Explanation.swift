@@ -22,6 +22,8 @@ public struct PersonExplanation: Sendable {
         public var origin: String
         /// The event as written.
         public var event: String
+        /// A denial's reason (`deny travel because debt`), if it has one.
+        public var reason: String? = nil
     }
 
     /// One flag, denial or grant, and why it holds.
@@ -96,7 +98,7 @@ public struct PersonExplanation: Sendable {
                     }
                 }
                 for s in item.setBy {
-                    lines.append("      set by \(s.rule.shown)")
+                    lines.append("      set by \(s.rule.shown)" + (s.reason.map { "  (because \($0))" } ?? ""))
                     lines.append("        on \(s.origin)  \(s.event)")
                 }
                 if let since = item.since {
@@ -143,7 +145,9 @@ public struct PersonExplanation: Sendable {
             let held = item.heldBy.map { h in
                 site(h.rule) + #","because":\#(q(h.because)),"since":\#(h.since.map { q(Timestamp.format($0)) } ?? "null")}"#
             }.joined(separator: ",")
-            let set = item.setBy.map { site($0.rule) + #","event":\#(q($0.origin)),"input":\#(q($0.event))}"# }.joined(separator: ",")
+            let set = item.setBy.map { s in
+                site(s.rule) + (s.reason.map { #","reason":\#(q($0))"# } ?? "") + #","event":\#(q(s.origin)),"input":\#(q(s.event))}"#
+            }.joined(separator: ",")
             let since = item.since.map { q(Timestamp.format($0)) } ?? "null"
             let until = item.until.map { q(Timestamp.format($0)) } ?? "null"
             return #"{"kind":"\#(item.kind.rawValue)","name":\#(q(item.name)),"held_by":[\#(held)],"set_by":[\#(set)],"since":\#(since),"until":\#(until)}"#
@@ -241,20 +245,38 @@ package enum Explanation {
                 item.heldBy.append(.init(rule: rules[index], because: values.render(rule.ast.condition), since: holdSince[index]))
             }
         }
-        let (since, end, _) = eventRuleHistory(kind, id, program: program, entries: entries)
-        if end > time, let first = since.first {
-            item.setBy = since.map { .init(rule: rules[$0.rule], origin: $0.entry.origin, event: $0.entry.text) }
-            item.since = first.entry.time
-            item.until = end == Int64.max ? nil : end
+        // Each denial for a reason is its own (lifted on its own): the
+        // item is in force since the earliest of those in force, until the
+        // latest end.
+        let keys: [Int?] = [nil] + (kind == .deny ? program.reasonSlots[id].map { Optional($0.reason) } : [])
+        var latest = Int64.min
+        for key in keys {
+            let (since, end, _) = eventRuleHistory(kind, id, reason: .only(key), program: program, entries: entries)
+            guard end > time, let first = since.first else { continue }
+            let reason = key.map { program.policy.denialReasons[$0] }
+            item.setBy += since.map { .init(rule: rules[$0.rule], origin: $0.entry.origin, event: $0.entry.text, reason: reason) }
+            item.since = min(item.since ?? .max, first.entry.time)
+            latest = max(latest, end)
         }
+        if latest != Int64.min { item.until = latest == Int64.max ? nil : latest }
         return item
     }
 
     /// Replays the event rules' effects on one name over a person's events:
     /// the sets still combined into the current end (since the last lift
     /// or expiry), that end, and the last lift.
-    static func eventRuleHistory(_ kind: TargetKind, _ id: Int, program: Program, entries: [Timeline.Entry])
+    /// Which denials of a name a history follows: all of them as one (as
+    /// before reasons), or those of one reason (nil: without one).
+    enum Reasons { case all, only(Int?) }
+
+    static func eventRuleHistory(_ kind: TargetKind, _ id: Int, reason: Reasons = .all, program: Program, entries: [Timeline.Entry])
         -> (since: [(entry: Timeline.Entry, rule: Int)], end: Int64, lift: (entry: Timeline.Entry, rule: Int)?) {
+        func follows(_ r: Int?) -> Bool {
+            if case .only(let wanted) = reason { return r == wanted }
+            return true
+        }
+        /// A lift without a reason lifts every denial of the name.
+        func lifts(_ r: Int?) -> Bool { r == nil || follows(r) }
         var since: [(entry: Timeline.Entry, rule: Int)] = []
         var end: Int64 = Int64.min
         var lift: (entry: Timeline.Entry, rule: Int)? = nil
@@ -262,7 +284,7 @@ package enum Explanation {
             for rule in entry.fired {
                 for effect in program.policy.eventRules[rule].effects {
                     switch effect {
-                    case .set(let k, let n, let d) where k == kind && n == id:
+                    case .set(let k, let n, let d, let r) where k == kind && n == id && follows(r):
                         let e: Int64
                         switch d {
                         case .untilLifted: e = .max
@@ -272,7 +294,7 @@ package enum Explanation {
                         if end <= entry.time { since = [] }  // what came before had ended
                         end = max(end, e)
                         since.append((entry, rule))
-                    case .lift(let k, let n) where k == kind && n == id:
+                    case .lift(let k, let n, let r) where k == kind && n == id && lifts(r):
                         since = []
                         end = Int64.min
                         lift = (entry, rule)
@@ -311,7 +333,7 @@ package enum Explanation {
         let values = ConditionValues(program: program, context: engine.context)
         for (kind, id) in candidates {
             let setters = program.policy.eventRules.indices.filter { i in
-                program.policy.eventRules[i].effects.contains { if case .set(let k, let n, _) = $0 { return k == kind && n == id }; return false }
+                program.policy.eventRules[i].effects.contains { if case .set(let k, let n, _, _) = $0 { return k == kind && n == id }; return false }
             }
             let holders = program.policy.stateRules.indices.filter { k in
                 program.policy.stateRules[k].effects.contains { $0.kind == kind && $0.name == id }

@@ -29,7 +29,7 @@ public struct Timeline: Sendable {
         package func recordedEnd(rule: Int, _ kind: TargetKind, _ name: String) -> Int64? {
             var end: Int64? = nil
             for r in changes where r.rule == rule && r.line != nil {
-                if case .set(let k, let n, let until) = r.change, k == kind, n == name {
+                if case .set(let k, let n, let until, _) = r.change, k == kind, n == name {
                     guard let until else { return nil }
                     end = max(end ?? .min, until)
                 }
@@ -87,7 +87,7 @@ public struct Timeline: Sendable {
         private var correctedEffects: [String] {
             let texts = changes.filter { $0.rule == nil && $0.line != nil }.compactMap { r -> String? in
                 switch r.change {
-                case .lift(let kind, let name): return "no longer \(kind.setVerb) \(name)"
+                case .lift(let kind, let name, let reason): return "no longer \(kind.setVerb) \(name)" + (reason.map { " because \($0)" } ?? "")
                 case .set: return r.effectText.map { "now " + $0 }
                 default: return nil
                 }
@@ -126,10 +126,10 @@ extension TraceRecord {
     /// debtor`: what a set or lift record did, in the language's words.
     var effectText: String? {
         switch change {
-        case .set(let kind, let name, let until):
-            return "\(kind.setVerb) \(name)" + (until.map { " until \(Timestamp.format($0))" } ?? "")
-        case .lift(let kind, let name):
-            return "\(kind.liftVerb) \(name)"
+        case .set(let kind, let name, let until, let reason):
+            return "\(kind.setVerb) \(name)" + (reason.map { " because \($0)" } ?? "") + (until.map { " until \(Timestamp.format($0))" } ?? "")
+        case .lift(let kind, let name, let reason):
+            return "\(kind.liftVerb) \(name)" + (reason.map { " because \($0)" } ?? "")
         case .attribute(let name, let before, let after):
             return "set \(name) to \(after) (was \(before))"
         default:

@@ -105,14 +105,14 @@ final class Tracer: EngineObserver {
                     attributes[a] = word
                 case .set(let slot, let duration, let computed):
                     inForce[slot] = true
-                    let (kind, name) = describe(slot: slot)
+                    let (kind, name, reason) = describe(slot: slot)
                     let until = computed != nil ? engine.computedEnd(fired: k, effect: j) : duration.map { Timestamp.adding(time, $0) }
-                    record(engine, person, line: line, time: time, rule: rule.index, .set(kind, name: name, until: until))
+                    record(engine, person, line: line, time: time, rule: rule.index, .set(kind, name: name, until: until, reason: reason))
                 case .lift(let slot):
                     guard slot >= 0, inForce[slot] else { continue }
                     inForce[slot] = false
-                    let (kind, name) = describe(slot: slot)
-                    record(engine, person, line: line, time: time, rule: rule.index, .lift(kind, name: name))
+                    let (kind, name, reason) = describe(slot: slot)
+                    record(engine, person, line: line, time: time, rule: rule.index, .lift(kind, name: name, reason: reason))
                 }
             }
         }
@@ -147,11 +147,11 @@ final class Tracer: EngineObserver {
             let end = engine.store.end(person, slot)
             let isNow = end > now ? end : PersonStore.none
             guard was != isNow else { continue }
-            let (kind, name) = describe(slot: slot)
-            if was != PersonStore.none { record(engine, person, line: line, time: now, rule: nil, .lift(kind, name: name)) }
+            let (kind, name, reason) = describe(slot: slot)
+            if was != PersonStore.none { record(engine, person, line: line, time: now, rule: nil, .lift(kind, name: name, reason: reason)) }
             if isNow != PersonStore.none {
                 record(engine, person, line: line, time: now, rule: nil,
-                       .set(kind, name: name, until: isNow == PersonStore.forever ? nil : isNow))
+                       .set(kind, name: name, until: isNow == PersonStore.forever ? nil : isNow, reason: reason))
             }
         }
         transitions(person, at: now, line: line, engine: engine)
@@ -209,9 +209,9 @@ final class Tracer: EngineObserver {
 
     // MARK: - Records
 
-    private func describe(slot: Int) -> (kind: TargetKind, name: String) {
-        let (kind, name) = program.target(ofSlot: slot)
-        return (kind, program.policy.names(of: kind)[name])
+    private func describe(slot: Int) -> (kind: TargetKind, name: String, reason: String?) {
+        let (kind, name, reason) = program.target(ofSlot: slot)
+        return (kind, program.policy.names(of: kind)[name], reason.map { program.policy.denialReasons[$0] })
     }
 
     private func record(_ engine: Engine, _ person: Int, line: Int?, time: Int64, rule: Int?, _ change: TraceRecord.Change) {

@@ -14,9 +14,11 @@ package struct TraceRecord: Sendable {
         case clamp(before: Int64, after: Int64)
         /// An event rule set a flag, denial or grant; `until`: this effect's
         /// own end (nil: until lifted).
-        case set(TargetKind, name: String, until: Int64?)
-        /// An event rule lifted what event rules had set.
-        case lift(TargetKind, name: String)
+        /// A denial's `reason` when it has one (`deny travel because debt`).
+        case set(TargetKind, name: String, until: Int64?, reason: String? = nil)
+        /// An event rule lifted what event rules had set (for a denial with
+        /// a reason: that one).
+        case lift(TargetKind, name: String, reason: String? = nil)
         /// An event rule set an attribute (`set region to …`); the values
         /// as JSON (`"north"`, `18`, `true`).
         case attribute(name: String, before: String, after: String)
@@ -69,6 +71,12 @@ package struct TraceRecord: Sendable {
             if !buffer.isEmpty { write(buffer); buffer.removeAll(keepingCapacity: true) }
         }
 
+        /// `,"reason":…` for a denial with a reason; nothing otherwise (a
+        /// policy without reasons writes the trail it always wrote).
+        static func because(_ reason: String?) -> String {
+            reason.map { #","reason":\#(JSONWriter.quoted($0))"# } ?? ""
+        }
+
         /// `"effect":…` and its keys, in docs/TRACE.md's order.
         static func fields(_ change: Change) -> String {
             switch change {
@@ -82,11 +90,11 @@ package struct TraceRecord: Sendable {
                 return #""effect":"score","change":\#(change),"score_before":\#(before),"score_after":\#(after)"#
             case .clamp(let before, let after):
                 return #""effect":"clamp","score_before":\#(before),"score_after":\#(after)"#
-            case .set(let kind, let name, let until):
+            case .set(let kind, let name, let until, let reason):
                 let end = until.map { JSONWriter.quoted(Timestamp.format($0)) } ?? "null"
-                return #""effect":"\#(kind.setVerb)","name":\#(JSONWriter.quoted(name)),"until":\#(end)"#
-            case .lift(let kind, let name):
-                return #""effect":"\#(kind.liftVerb)","name":\#(JSONWriter.quoted(name))"#
+                return #""effect":"\#(kind.setVerb)","name":\#(JSONWriter.quoted(name))\#(Self.because(reason)),"until":\#(end)"#
+            case .lift(let kind, let name, let reason):
+                return #""effect":"\#(kind.liftVerb)","name":\#(JSONWriter.quoted(name))\#(Self.because(reason))"#
             case .start(let holds), .stop(let holds):
                 let effect = if case .start = change { "start" } else { "stop" }
                 let list = holds.map { JSONWriter.quoted("\($0.kind.setVerb) \($0.name)") }.joined(separator: ",")

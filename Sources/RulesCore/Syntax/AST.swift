@@ -90,7 +90,10 @@ package enum EffectKind: Sendable, Equatable {
 package struct Effect: Sendable, Equatable {
     public var kind: EffectKind
     public var span: Span
-    public static func == (a: Effect, b: Effect) -> Bool { a.kind == b.kind }
+    /// `deny travel because debt`, `allow travel because debt`: the
+    /// denial's reason (only a `deny` or an `allow` has one).
+    public var reason: Name? = nil
+    public static func == (a: Effect, b: Effect) -> Bool { a.kind == b.kind && a.reason == b.reason }
 }
 
 /// How a counted rule counts (`3 x within …`, `exactly 3 x within …`,
@@ -255,5 +258,13 @@ extension Statement {
         case .stateRule(let r): return r.span
         case .test(let t): return t.span
         }
+    }
+}
+
+extension EffectKind {
+    /// `allow`, `revoke`, `clear`.
+    var isLift: Bool {
+        if case .lift = self { return true }
+        return false
     }
 }

@@ -146,6 +146,16 @@ package struct Lexer {
         return tokens.count - 1 == statementStart || last.kind == .comma
     }
 
+    static let effectKeywords: [TokenKind] = [.keyword(.deny), .keyword(.allow), .keyword(.grant), .keyword(.revoke),
+                                              .keyword(.flag), .keyword(.clear)]
+
+    /// True right after an effect's `KEYWORD NAME` (`deny travel`): where
+    /// `because` begins a denial's reason.
+    private var afterDenialName: Bool {
+        guard tokens.count >= 2, case .name = tokens[tokens.count - 1].kind else { return false }
+        return Self.effectKeywords.contains(tokens[tokens.count - 2].kind)
+    }
+
     /// True right after `→` or an effect's `,` (outside brackets): where an
     /// effect starts.
     private var isEffectStart: Bool {
@@ -243,6 +253,13 @@ package struct Lexer {
             emit(.builtin(builtin), start: start, end: end)
             return
         }
+        if first == "because", afterDenialName {
+            // `deny travel because debt`: the reason's own word.
+            pos = end
+            emit(.name("because"), start: start, end: end)
+            return
+        }
+        let isDenialName = tokens.last.map { Self.effectKeywords.contains($0.kind) } ?? false
         var words = [first]
         while !inTestBlock {
             let next = skipBlanks(from: end)
@@ -250,6 +267,9 @@ package struct Lexer {
             let nextEnd = wordEnd(from: next)
             let w = text(next, nextEnd)
             if endsName(w, at: nextEnd) { break }
+            // An effect's name ends at `because` (a denial's reason; after
+            // another effect, the parser says only a denial has one).
+            if isDenialName && w == "because" { break }
             words.append(w)
             end = nextEnd
         }

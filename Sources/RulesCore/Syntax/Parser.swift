@@ -693,6 +693,17 @@ package struct Parser {
 
     // MARK: - Effects
 
+    /// reason = "because" NAME, after `deny P` or `allow P` only.
+    private mutating func parseReason(_ target: TargetKind, keyword: Keyword) throws -> Name? {
+        guard kind == .name("because") else { return nil }
+        guard target == .deny else {
+            throw fail(.unexpectedToken, "only a denial carries a reason: `deny P because R`, lifted by `allow P because R`",
+                       help: "remove `because …` from `\(keyword.rawValue)`")
+        }
+        advance()
+        return try parseName("the denial's reason after `because`")
+    }
+
     /// effects = effect { "," effect }
     private mutating func parseEffects() throws -> [Effect] {
         var effects = [try parseEffect()]
@@ -712,11 +723,18 @@ package struct Parser {
         case .keyword(let k) where TargetKind(setKeyword: k) != nil:
             let target = TargetKind(setKeyword: k)!
             advance()
-            effect = .set(target, try parseName("a \(target.nameKind) after `\(k.rawValue)`"), duration: try parseFor())
+            let name = try parseName("a \(target.nameKind) after `\(k.rawValue)`")
+            let reason = try parseReason(target, keyword: k)
+            var e = Effect(kind: .set(target, name, duration: try parseFor()), span: span(from: start))
+            e.reason = reason
+            return e
         case .keyword(let k) where TargetKind(liftKeyword: k) != nil:
             let target = TargetKind(liftKeyword: k)!
             advance()
-            effect = .lift(target, try parseName("a \(target.nameKind) after `\(k.rawValue)`"))
+            let name = try parseName("a \(target.nameKind) after `\(k.rawValue)`")
+            var e = Effect(kind: .lift(target, name), span: span(from: start))
+            e.reason = try parseReason(target, keyword: k)
+            return e
         case .name("set") where peek() == .keyword(.score):
             // set-score = "set" "score" "to" EXPR
             advance(); advance()

@@ -242,6 +242,11 @@ struct Analysis: Sendable {
             text += "\nset by:\n" + (set.isEmpty ? "- no rule" : set.joined(separator: "\n")) + "\n"
             if !lift.isEmpty { text += "\nlifted by:\n" + lift.joined(separator: "\n") + "\n" }
             text += "\nread by:\n" + (read.isEmpty ? "- no rule" : read.joined(separator: "\n")) + "\n"
+        case .reason:
+            text = "**reason** `\(shown)` (of denials: `deny P because \(shown)`, lifted by `allow P because \(shown)`)\n"
+            let set = lines(.set), lift = lines(.lift)
+            text += "\ndenied for it by:\n" + (set.isEmpty ? "- no rule" : set.joined(separator: "\n")) + "\n"
+            text += "\nlifted by:\n" + (lift.isEmpty ? "- no rule" : lift.joined(separator: "\n")) + "\n"
         case .attribute:
             if let a = result.checked?.attributes.first(where: { $0.name == o.name }) {
                 text = "**attribute** `\(shown)` (a \(a.type.rawValue) per person, in the report as `\(o.name)`)\n"
@@ -288,7 +293,7 @@ struct Analysis: Sendable {
         items.append(.object([("label", .string("output")), ("kind", .number(14))]))
         items.append(.object([("label", .string("attribute")), ("kind", .number(14))]))
         var seen = Set<String>()
-        let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21, .attribute: 10]
+        let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21, .attribute: 10, .reason: 20]
         for o in occurrences where seen.insert("\(o.kind)/\(o.name)").inserted {
             items.append(.object([("label", .string(o.name.replacing("_", with: " "))),
                                   ("kind", .number(kinds[o.kind]!)), ("detail", .string(o.kind.rawValue))]))

@@ -59,8 +59,8 @@ package enum ExplanationPage {
             case .new(let after, _), .score(_, _, let after), .clamp(_, let after),
                  .retract(_, _, _, let after, _), .late(_, let after):
                 points.append(Point(time: time, score: after))
-            case .set(let kind, let name, let until):
-                let key = "\(kind.setVerb) \(name)"
+            case .set(let kind, let name, let until, let reason):
+                let key = "\(kind.setVerb) \(name)" + (reason.map { " because \($0)" } ?? "")
                 if var i = open[key], i.end.map({ $0 > time }) ?? true {
                     i.end = i.end.flatMap { end in until.map { max($0, end) } }
                     open[key] = i
@@ -68,8 +68,8 @@ package enum ExplanationPage {
                     if let old = open.removeValue(forKey: key) { done.append(old) }
                     open[key] = Interval(label: key, start: time, end: until, kind: kind)
                 }
-            case .lift(let kind, let name):
-                close("\(kind.setVerb) \(name)", at: time)
+            case .lift(let kind, let name, let reason):
+                close("\(kind.setVerb) \(name)" + (reason.map { " because \($0)" } ?? ""), at: time)
             case .attribute:
                 break  // a value, not a span of time: the event list shows it
             case .start(let effects):

@@ -46,6 +46,7 @@ package enum GraphExport {
             node(id, label, kind.isFlag ? .flag : .privilege)
             return id
         }
+        func because(_ reason: Int?) -> String { reason.map { " because \(policy.denialReasons[$0].replacing("_", with: " "))" } ?? "" }
         /// An attribute's node: a value the person holds, as the score is.
         func attribute(_ a: Int) -> String {
             let name = policy.attributes[a].name
@@ -93,10 +94,10 @@ package enum GraphExport {
                 case .setAttribute(let a, let ir):
                     edges.append(Edge(from: id, to: attribute(a), label: "sets"))
                     readers(ir, into: id)
-                case .set(let kind, let name, _):
-                    edges.append(Edge(from: id, to: target(kind, name), label: kind.setVerb))
-                case .lift(let kind, let name):
-                    edges.append(Edge(from: id, to: target(kind, name), label: kind.liftVerb))
+                case .set(let kind, let name, _, let reason):
+                    edges.append(Edge(from: id, to: target(kind, name), label: kind.setVerb + because(reason)))
+                case .lift(let kind, let name, let reason):
+                    edges.append(Edge(from: id, to: target(kind, name), label: kind.liftVerb + because(reason)))
                 }
             }
         }

@@ -231,10 +231,13 @@ struct CaseGenerator {
                 }
                 else { list.append(rng.pick(["+", "-"]) + numberExpr(depth: 2)) }
             case 2: list.append("flag \(rng.pick(Self.eventFlags))" + forClause())
-            case 3: list.append("deny \(rng.pick(Self.privileges))" + forClause())
+            case 3:
+                // Now and then for a reason, lifted on its own.
+                let reason = rng.chance(35) ? " because \(rng.pick(["debt", "court order"]))" : ""
+                list.append("deny \(rng.pick(Self.privileges))" + reason + forClause())
             case 4: list.append("grant \(rng.pick(Self.privileges))" + forClause())
             case 5: list.append("clear \(rng.pick(Self.eventFlags))")
-            case 6: list.append("allow \(rng.pick(Self.privileges))")
+            case 6: list.append("allow \(rng.pick(Self.privileges))" + (rng.chance(35) ? " because \(rng.pick(["debt", "court order"]))" : ""))
             default: list.append("revoke \(rng.pick(Self.privileges))")
             }
         }

@@ -29,8 +29,10 @@ struct ReferenceModel {
 
     /// What one fired effect did, in source order.
     enum Change {
-        case set(kind: TargetKind, name: Int, end: Int64)
-        case lift(kind: TargetKind, name: Int)
+        /// `reason`: a denial's (`deny travel because debt`), or nil.
+        case set(kind: TargetKind, name: Int, end: Int64, reason: Int?)
+        /// A lift with a reason lifts that denial; without, every one.
+        case lift(kind: TargetKind, name: Int, reason: Int?)
         /// `set NAME to EXPR`: attribute `attribute` holds `value` from here.
         case attribute(Int, Value)
     }
@@ -196,7 +198,7 @@ struct ReferenceModel {
             // microsecond to 1000 years, the rule does not fire.
             var ends: [Int64] = []
             for effect in rule.effects {
-                guard case .set(_, _, let lasting) = effect else { continue }
+                guard case .set(_, _, let lasting, _) = effect else { continue }
                 switch lasting {
                 case .untilLifted: ends.append(Self.forever)
                 case .fixed(let ticks): ends.append(Self.addTime(event.time, ticks))
@@ -227,10 +229,10 @@ struct ReferenceModel {
                 case .score, .setScore: break
                 case .setAttribute(let k, _):
                     changes.append(.attribute(k, values.removeFirst()))
-                case .set(let kind, let name, _):
-                    changes.append(.set(kind: kind, name: name, end: ends.removeFirst()))
-                case .lift(let kind, let name):
-                    changes.append(.lift(kind: kind, name: name))
+                case .set(let kind, let name, _, let reason):
+                    changes.append(.set(kind: kind, name: name, end: ends.removeFirst(), reason: reason))
+                case .lift(let kind, let name, let reason):
+                    changes.append(.lift(kind: kind, name: name, reason: reason))
                 }
             }
         }
@@ -261,15 +263,16 @@ struct ReferenceModel {
 
         func score(_ policy: CheckedPolicy) -> Int64 { history.last?.scoreAfter ?? policy.startScore }
 
-        /// When what event rules set on (kind, name) ends: replayed from
-        /// every change, later ends winning, a lift erasing.
-        func end(_ kind: TargetKind, _ name: Int) -> Int64? {
+        /// When what event rules set on (kind, name) for `reason` ends:
+        /// replayed from every change, later ends winning, a lift of that
+        /// reason, or one without a reason, erasing.
+        func end(_ kind: TargetKind, _ name: Int, reason: Int?) -> Int64? {
             var end: Int64? = nil
             for applied in history {
                 for change in applied.changes {
                     switch change {
-                    case .set(let k, let n, let e) where k == kind && n == name: end = max(end ?? e, e)
-                    case .lift(let k, let n) where k == kind && n == name: end = nil
+                    case .set(let k, let n, let e, let r) where k == kind && n == name && r == reason: end = max(end ?? e, e)
+                    case .lift(let k, let n, let r) where k == kind && n == name && (r == nil || r == reason): end = nil
                     default: break
                     }
                 }
@@ -292,9 +295,13 @@ struct ReferenceModel {
             }
         }
 
+        /// In force for some reason, or without one.
         func setByEventRules(_ kind: TargetKind, _ name: Int) -> Bool {
-            guard let end = end(kind, name) else { return false }
-            return end > time
+            var reasons: Set<Int?> = [nil]
+            for applied in history {
+                for case .set(let k, let n, _, let r) in applied.changes where k == kind && n == name { reasons.insert(r) }
+            }
+            return reasons.contains { end(kind, name, reason: $0).map { $0 > time } ?? false }
         }
     }
 
