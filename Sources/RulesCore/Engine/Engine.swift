@@ -94,6 +94,12 @@ package final class Engine {
     private let attributeValues: UnsafeMutableBufferPointer<Int64>
     /// By fired rule, the value its `set score to` gave (`noSet`: none).
     private let firedSets: UnsafeMutableBufferPointer<Int64>
+    /// By fired rule, the sum of its changes' sizes (see `applyEffects`);
+    /// by effect step, a computed change, rounded; by fired rule, the
+    /// event's running score after it (the trail's record).
+    private let firedSizes: UnsafeMutableBufferPointer<Int64>
+    private let changes: UnsafeMutableBufferPointer<Int64>
+    private let firedAfter: UnsafeMutableBufferPointer<Int64>
     /// By counted rule of the event (as `matched`), whether an `every`
     /// rule fired: phase 2 empties its counter.
     private let restarted: UnsafeMutableBufferPointer<Bool>
@@ -103,6 +109,10 @@ package final class Engine {
     func computedEnd(fired k: Int, effect j: Int) -> Int64 {
         computedEnds[program.steps.rules[firedSteps[k].step].effects.lowerBound + j]
     }
+
+    /// The event's running score (before the clamp) after the `k`-th rule
+    /// that fired on the last event.
+    func scoreAfter(fired k: Int) -> Int64 { firedAfter[k] }
 
     /// The word that attribute-setting effect `j` of the `k`-th rule fired
     /// on the last event gave.
@@ -138,6 +148,10 @@ package final class Engine {
         matched = .allocate(capacity: max(1, program.steps.maxRules))
         pendingFeeds = .allocate(capacity: max(1, program.steps.maxFeeds))
         firedSets = .allocate(capacity: max(1, program.steps.maxRules))
+        firedSizes = .allocate(capacity: max(1, program.steps.maxRules))
+        firedAfter = .allocate(capacity: max(1, program.steps.maxRules))
+        changes = .allocate(capacity: max(1, program.steps.effects.count))
+        changes.initialize(repeating: 0)
         restarted = .allocate(capacity: max(1, program.steps.maxRules))
         restarted.initialize(repeating: false)
         computedEnds = .allocate(capacity: max(1, program.steps.effects.count))
@@ -149,6 +163,9 @@ package final class Engine {
     deinit {
         restarted.deallocate()
         firedSets.deallocate()
+        firedSizes.deallocate()
+        firedAfter.deallocate()
+        changes.deallocate()
         attributeValues.deallocate()
         computedEnds.deallocate()
         firedSteps.deallocate()
@@ -407,9 +424,10 @@ package final class Engine {
             }
             if ok, rule.computesDurations, !computeDurations(rule) { ok = false }
             if ok, rule.setsAttributes, !computeAttributes(rule) { ok = false }
-            if ok, let (amount, set) = scoreChange(rule) {
+            if ok, let (amount, set, size) = scoreChange(rule, r) {
                 firedSteps[firedCount] = (r, amount)
                 firedSets[firedCount] = set
+                firedSizes[firedCount] = size
                 firedCount += 1
                 // An `every` rule that fires counts again from zero; its
                 // counter is its own (phase 2 empties it, and does not
@@ -457,21 +475,37 @@ package final class Engine {
     /// what comes after it); nil when an expression fails (then the whole
     /// rule does not fire).
     @inline(__always)
-    private func scoreChange(_ rule: EventSteps.Rule) -> (amount: Int64, set: Int64)? {
-        if let constant = rule.constantChange { return (constant, Self.noSet) }
-        var total: Int64 = 0, set = Self.noSet
+    private func scoreChange(_ rule: EventSteps.Rule, _ step: Int) -> (amount: Int64, set: Int64, size: Int64)? {
+        if let constant = rule.constantChange { return (constant, Self.noSet, rule.constantSize) }
+        var total: Int64 = 0, set = Self.noSet, size: Int64 = 0
         for e in rule.effects {
             let effect = program.steps.effects[e]
             guard let node = effect.amount, effect.kind != .setAttribute else { continue }
             let v = node.eval(context)
             guard case .number(let x) = v else { context.noteFailure(rule: rule.index, v); return nil }
+            let change = Arithmetic.roundScore(x)
             if effect.kind == .setScore {
-                (set, total) = (Arithmetic.roundScore(x), 0)
+                (set, total) = (change, 0)
             } else {
-                total = Arithmetic.addScore(total, Arithmetic.roundScore(x))
+                changes[e] = change
+                total = Arithmetic.addScore(total, change)
+                size = Arithmetic.addScore(size, change.magnitude > UInt64(Arithmetic.scoreLimit) ? Arithmetic.scoreLimit : Int64(change.magnitude))
             }
         }
-        return (total, set)
+        return (total, set, size)
+    }
+
+    /// The event's running sum of changes after rule `k`'s, one change at
+    /// a time, each stopping at the score's limit (docs/LANGUAGE.md, "The
+    /// score saturates"): what adding the rule's summed change gives only
+    /// when no partial sum reaches the limit.
+    private func addChanges(ofFired k: Int, to delta: Int64) -> Int64 {
+        let rule = program.steps.rules[firedSteps[k].step]
+        var delta = delta
+        for e in rule.effects where program.steps.effects[e].kind == .score {
+            delta = Arithmetic.addScore(delta, rule.constantChange != nil ? program.steps.effects[e].fixedAmount : changes[e])
+        }
+        return delta
     }
 
     /// No `set score to` in a fired rule (scores never reach it).
@@ -536,7 +570,16 @@ package final class Engine {
         var base = store.score(person), delta: Int64 = 0
         for k in 0..<firedCount {
             let (r, amount) = firedSteps[k]
-            if firedSets[k] != Self.noSet { (base, delta) = (firedSets[k], amount) } else { delta = Arithmetic.addScore(delta, amount) }
+            if firedSets[k] != Self.noSet {
+                // The rule's changes after its set were summed from zero, as
+                // the running sum restarts there.
+                (base, delta) = (firedSets[k], amount)
+            } else if delta.magnitude + UInt64(firedSizes[k]) < UInt64(Arithmetic.scoreLimit) {
+                delta += amount  // no partial sum can reach the limit
+            } else {
+                delta = addChanges(ofFired: k, to: delta)
+            }
+            firedAfter[k] = Arithmetic.addScore(base, delta)
             for e in steps.rules[r].effects {
                 let effect = steps.effects[e]
                 switch effect.kind {

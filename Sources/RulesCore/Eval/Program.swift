@@ -359,8 +359,11 @@ struct EventSteps: @unchecked Sendable {
         let restarts: Bool
         let effects: Range<Int>
         /// The rule's score change when every amount is a constant: no
-        /// expression to evaluate per event.
+        /// expression to evaluate per event; and the sum of those changes'
+        /// sizes (when it and the event's running sum stay below the
+        /// score's limit, adding the rule's change at once is exact).
         let constantChange: Int64?
+        let constantSize: Int64
         /// Whether a `for` of its effects is computed when it fires.
         let computesDurations: Bool
         /// Whether it sets an attribute (`set region to …`).
@@ -380,6 +383,9 @@ struct EventSteps: @unchecked Sendable {
         let computed: Unmanaged<Node>?
         /// For `score`: the amount; for `setScore` and `setAttribute`: the value.
         let amount: Unmanaged<Node>?
+        /// For `score` in a rule whose changes are all constants: the
+        /// change, rounded (the rule's `constantChange` sums them).
+        var fixedAmount: Int64 = 0
     }
 
     struct Feed {
@@ -444,9 +450,14 @@ struct EventSteps: @unchecked Sendable {
                     }
                 }
                 var constant: Int64? = rule.effects.contains { if case .setScore = $0 { return true }; return false } ? nil : 0
-                for case .score(let node) in rule.effects {
+                var size: Int64 = 0
+                for (j, effect) in rule.effects.enumerated() {
+                    guard case .score(let node) = effect else { continue }
                     if let c = node as? ConstNode, case .number(let x) = c.value {
-                        constant = constant.map { Arithmetic.addScore($0, Arithmetic.roundScore(x)) }
+                        let change = Arithmetic.roundScore(x)
+                        effects[start + j].fixedAmount = change
+                        constant = constant.map { Arithmetic.addScore($0, change) }
+                        size = Arithmetic.addScore(size, change.magnitude > UInt64(Arithmetic.scoreLimit) ? Arithmetic.scoreLimit : Int64(change.magnitude))
                     } else {
                         constant = nil
                     }
@@ -456,7 +467,7 @@ struct EventSteps: @unchecked Sendable {
                                   feedsCounter: rule.count > 0 && countersFed.insert(rule.counter).inserted,
                                   exactly: rule.countMode == .exactly, restarts: rule.countMode == .every,
                                   effects: start..<effects.count,
-                                  constantChange: constant,
+                                  constantChange: constant, constantSize: size,
                                   computesDurations: effects[start...].contains { $0.computed != nil },
                                   setsAttributes: effects[start...].contains { $0.kind == .setAttribute }))
             }

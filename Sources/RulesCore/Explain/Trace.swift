@@ -83,12 +83,14 @@ final class Tracer: EngineObserver {
         var running = before
         var inForce = endsBefore.map { $0 > time }
         var attributes = attributesBefore
-        for (k, (rule, change, setTo)) in engine.fired.enumerated() {
+        for (k, (rule, _, _)) in engine.fired.enumerated() {
             // One score record per rule: its changes, each rounded, summed
             // (after its `set score to`, if it has one: the record's change
             // is then what the rule did to the score, from before to after).
             if rule.effects.contains(where: { switch $0 { case .score, .setScore: return true; default: return false } }) {
-                let after = Arithmetic.addScore(setTo ?? running, change)
+                // As the engine ran the event's changes: one at a time,
+                // each stopping at the score's limit.
+                let after = engine.scoreAfter(fired: k)
                 let change = after - running
                 record(engine, person, line: line, time: time, rule: rule.index,
                        .score(change: change, before: running, after: after))
