@@ -95,11 +95,9 @@ package final class Engine {
     /// By fired rule, the value its `set score to` gave (`noSet`: none).
     private let firedSets: UnsafeMutableBufferPointer<Int64>
     /// By fired rule, the sum of its changes' sizes (see `applyEffects`);
-    /// by effect step, a computed change, rounded; by fired rule, the
-    /// event's running score after it (the trail's record).
+    /// by effect step, a computed change, rounded.
     private let firedSizes: UnsafeMutableBufferPointer<Int64>
     private let changes: UnsafeMutableBufferPointer<Int64>
-    private let firedAfter: UnsafeMutableBufferPointer<Int64>
     /// By counted rule of the event (as `matched`), whether an `every`
     /// rule fired: phase 2 empties its counter.
     private let restarted: UnsafeMutableBufferPointer<Bool>
@@ -112,7 +110,17 @@ package final class Engine {
 
     /// The event's running score (before the clamp) after the `k`-th rule
     /// that fired on the last event.
-    func scoreAfter(fired k: Int) -> Int64 { firedAfter[k] }
+    func scoreAfter(fired k: Int) -> Int64 {
+        // Run again as `applyEffects` ran it (the trail asks; the hot path
+        // keeps no record of it).
+        var base = scoreBefore, delta: Int64 = 0
+        for j in 0...k {
+            if firedSets[j] != Self.noSet { (base, delta) = (firedSets[j], firedSteps[j].amount) }
+            else if delta.magnitude + UInt64(firedSizes[j]) < UInt64(Arithmetic.scoreLimit) { delta += firedSteps[j].amount }
+            else { delta = addChanges(ofFired: j, to: delta) }
+        }
+        return Arithmetic.addScore(base, delta)
+    }
 
     /// The word that attribute-setting effect `j` of the `k`-th rule fired
     /// on the last event gave.
@@ -149,7 +157,6 @@ package final class Engine {
         pendingFeeds = .allocate(capacity: max(1, program.steps.maxFeeds))
         firedSets = .allocate(capacity: max(1, program.steps.maxRules))
         firedSizes = .allocate(capacity: max(1, program.steps.maxRules))
-        firedAfter = .allocate(capacity: max(1, program.steps.maxRules))
         changes = .allocate(capacity: max(1, program.steps.effects.count))
         changes.initialize(repeating: 0)
         restarted = .allocate(capacity: max(1, program.steps.maxRules))
@@ -164,7 +171,6 @@ package final class Engine {
         restarted.deallocate()
         firedSets.deallocate()
         firedSizes.deallocate()
-        firedAfter.deallocate()
         changes.deallocate()
         attributeValues.deallocate()
         computedEnds.deallocate()
@@ -424,7 +430,7 @@ package final class Engine {
             }
             if ok, rule.computesDurations, !computeDurations(rule) { ok = false }
             if ok, rule.setsAttributes, !computeAttributes(rule) { ok = false }
-            if ok, let (amount, set, size) = scoreChange(rule, r) {
+            if ok, let (amount, set, size) = scoreChange(rule) {
                 firedSteps[firedCount] = (r, amount)
                 firedSets[firedCount] = set
                 firedSizes[firedCount] = size
@@ -475,9 +481,11 @@ package final class Engine {
     /// what comes after it); nil when an expression fails (then the whole
     /// rule does not fire).
     @inline(__always)
-    private func scoreChange(_ rule: EventSteps.Rule, _ step: Int) -> (amount: Int64, set: Int64, size: Int64)? {
+    private func scoreChange(_ rule: EventSteps.Rule) -> (amount: Int64, set: Int64, size: Int64)? {
         if let constant = rule.constantChange { return (constant, Self.noSet, rule.constantSize) }
-        var total: Int64 = 0, set = Self.noSet, size: Int64 = 0
+        // `size` stops at 2^62: each change is at most 9·10^15 < 2^54, so
+        // the sum never wraps, and anything that large takes the exact path.
+        var total: Int64 = 0, set = Self.noSet, size: UInt64 = 0
         for e in rule.effects {
             let effect = program.steps.effects[e]
             guard let node = effect.amount, effect.kind != .setAttribute else { continue }
@@ -489,16 +497,17 @@ package final class Engine {
             } else {
                 changes[e] = change
                 total = Arithmetic.addScore(total, change)
-                size = Arithmetic.addScore(size, change.magnitude > UInt64(Arithmetic.scoreLimit) ? Arithmetic.scoreLimit : Int64(change.magnitude))
+                size = Swift.min(size &+ change.magnitude, 1 << 62)
             }
         }
-        return (total, set, size)
+        return (total, set, Int64(size))
     }
 
     /// The event's running sum of changes after rule `k`'s, one change at
     /// a time, each stopping at the score's limit (docs/LANGUAGE.md, "The
     /// score saturates"): what adding the rule's summed change gives only
-    /// when no partial sum reaches the limit.
+    /// when no partial sum reaches the limit. (Rare: out of the hot path.)
+    @inline(never)
     private func addChanges(ofFired k: Int, to delta: Int64) -> Int64 {
         let rule = program.steps.rules[firedSteps[k].step]
         var delta = delta
@@ -579,7 +588,6 @@ package final class Engine {
             } else {
                 delta = addChanges(ofFired: k, to: delta)
             }
-            firedAfter[k] = Arithmetic.addScore(base, delta)
             for e in steps.rules[r].effects {
                 let effect = steps.effects[e]
                 switch effect.kind {
