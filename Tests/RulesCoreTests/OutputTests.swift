@@ -141,4 +141,14 @@ struct OutputTests {
         #expect(completion.contains { $0["label"]?.string == "output" })
         #expect(try FormatterTests.formatted("output   credit limit=max(0,score-400)*2\n") == "output credit limit = max(0, score - 400) * 2\n")
     }
+
+    @Test("an output or attribute named like the person key given with --person-key is refused: the line would have the key twice")
+    func personKeyClash() throws {
+        let program = try compileOrFail("output account = score * 2\nattribute owner = \"x\"\nx → +1\n")
+        for (name, what) in [("account", "an output"), ("owner", "an attribute")] {
+            guard case .failure(let e) = PersonKey.named(name, for: program) else { Issue.record("`\(name)` was taken"); continue }
+            #expect(e.description == "`\(name)` cannot be the person key: the policy has \(what) of that name, which every report line shows")
+        }
+        #expect((try? PersonKey.named("member", for: program).get())?.name == "member")
+    }
 }

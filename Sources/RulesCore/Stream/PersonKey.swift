@@ -48,10 +48,17 @@ public struct PersonKey: Sendable, Hashable, CustomStringConvertible {
 
     /// The same, also refused when `program` reads an event field of that
     /// name: the person key is the person's id, never a field.
+    /// And refused when an output or attribute of the policy has the name:
+    /// a report line would have that key twice.
     package static func named(_ name: String, for program: Program) -> Result<PersonKey, PersonKeyError> {
         named(name).flatMap { key in
-            guard key != .citizen, program.policy.fields.contains(name) else { return .success(key) }
-            return .failure(PersonKeyError(description: "`\(name)` cannot be the person key: the policy reads `\(name)` as an event field"))
+            if key != .citizen, program.policy.fields.contains(name) {
+                return .failure(PersonKeyError(description: "`\(name)` cannot be the person key: the policy reads `\(name)` as an event field"))
+            }
+            let extra = program.policy.outputs.contains { $0.name == name } ? "an output"
+                : program.policy.attributes.contains { $0.name == name } ? "an attribute" : nil
+            guard let extra, key != .citizen else { return .success(key) }
+            return .failure(PersonKeyError(description: "`\(name)` cannot be the person key: the policy has \(extra) of that name, which every report line shows"))
         }
     }
 
