@@ -140,19 +140,14 @@ package struct Parser {
         case .keyword(.score) where isName(peek()):
             return try parseSettings()
         case .keyword(.let):
-            return try parseConstant()
+            return try parseNamedValue("a constant name after `let`", value: "VALUE", Statement.constant)
         case .name("output") where isName(peek()) && peek(2) == .assign:
-            return try parseOutput()
+            return try parseNamedValue("the output's name after `output`", value: "EXPRESSION", Statement.output)
         case .name("attribute") where isName(peek()) && peek(2) == .assign:
-            // attribute = "attribute" NAME "=" EXPR
-            let start = advance().span
-            let name = try parseName("the attribute's name after `attribute`")
-            _ = try expect(.assign, "`=`", help: "write `attribute \(name.text) = START VALUE`")
-            let value = try parseExpression()
-            return .attribute(name, value, span(from: start))
-        case .name("output") where peek() == .keyword(.score) && peek(2) == .assign:
+            return try parseNamedValue("the attribute's name after `attribute`", value: "START VALUE", Statement.attribute)
+        case .name(let word) where (word == "output" || word == "attribute") && peek() == .keyword(.score) && peek(2) == .assign:
             advance()
-            throw fail(.reportKeyTaken, "an output cannot be called `score`: every report line has that key already",
+            throw fail(.reportKeyTaken, "an \(word) cannot be called `score`: every report line has that key already",
                        help: "name it otherwise; the report's own keys are `citizen`, `score`, `flags`, `denied` and `granted`")
         case .keyword(.event) where peek(2) == .assign:
             return .group(try parseEventGroup())
@@ -235,22 +230,15 @@ package struct Parser {
         return .settings(parts, span(from: start))
     }
 
-    /// constant = "let" NAME "=" EXPR
-    private mutating func parseConstant() throws -> Statement {
-        let start = advance().span
-        let name = try parseName("a constant name after `let`")
-        _ = try expect(.assign, "`=`", help: "write `let \(name.text) = VALUE`")
-        let value = try parseExpression()
-        return .constant(name, value, span(from: start))
-    }
-
-    /// output = "output" NAME "=" EXPR
-    private mutating func parseOutput() throws -> Statement {
-        let start = advance().span
-        let name = try parseName("the output's name after `output`")
-        _ = try expect(.assign, "`=`", help: "write `output \(name.text) = EXPRESSION`")
-        let value = try parseExpression()
-        return .output(name, value, span(from: start))
+    /// constant = "let" NAME "=" EXPR; output and attribute the same with
+    /// their own word: one shape, three statements.
+    private mutating func parseNamedValue(_ what: String, value: String,
+                                          _ make: (Name, Expr, Span) -> Statement) throws -> Statement {
+        let start = advance()
+        let name = try parseName(what)
+        _ = try expect(.assign, "`=`", help: "write `\(source.text(start.span)) \(name.text) = \(value)`")
+        let expr = try parseExpression()
+        return make(name, expr, span(from: start.span))
     }
 
     /// event-decl = "event" NAME "{" [ field { ("," | NEWLINE) field } [","] ] "}"
