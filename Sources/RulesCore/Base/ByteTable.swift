@@ -23,8 +23,13 @@ final class ByteTable: @unchecked Sendable {
     /// Plain memory, not an array: a lookup then never retains storage.
     @exclusivity(unchecked) private var slots: UnsafeMutableBufferPointer<Slot>
     @exclusivity(unchecked) private var hashes: [UInt32]          // per id, for growing
-    @exclusivity(unchecked) private var offsets: [Int] = [0]      // key i is arena[offsets[i]..<offsets[i+1]]
-    @exclusivity(unchecked) private(set) var arena: [UInt8] = []
+    /// Keys one after another, and where each starts (key i is
+    /// `arena[offsets[i]..<offsets[i+1]]`): plain memory too, so that
+    /// reading a key retains nothing (the service's change tracker copies
+    /// every changed person's id; an array cost two retains and two
+    /// releases each time).
+    @exclusivity(unchecked) private var offsets = PlainBuffer<Int>(first: 0)
+    @exclusivity(unchecked) private var arena = PlainBuffer<UInt8>()
     @exclusivity(unchecked) private var mask: Int
 
     init(capacity: Int = 16) {
@@ -36,7 +41,11 @@ final class ByteTable: @unchecked Sendable {
         mask = size - 1
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        offsets.deallocate()
+        arena.deallocate()
+    }
 
     var count: Int { offsets.count - 1 }
 
@@ -92,75 +101,69 @@ final class ByteTable: @unchecked Sendable {
         (hash & 0xFF_FFFF) | UInt32(min(count, 255)) << 24
     }
 
-    func key(_ id: Int) -> ArraySlice<UInt8> { arena[offsets[id]..<offsets[id + 1]] }
+    /// The bytes of key `id`, valid until the next key is added.
+    func key(_ id: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: arena.base + offsets[id], count: offsets[id + 1] - offsets[id]) }
 
     /// Ids in byte order of their keys. Each id is sorted with its first
     /// eight bytes as a big-endian word, so most comparisons are one integer
     /// compare; only equal prefixes compare the whole keys.
     func sortedIds() -> [Int] {
-        arena.withUnsafeBufferPointer { a in
-            offsets.withUnsafeBufferPointer { o in
-                let base = a.baseAddress ?? UnsafePointer(bitPattern: 1)!
-                var keyed: [(prefix: UInt64, id: Int)] = (0..<count).map { id in
-                    (Self.sortWord(base + o[id], o[id + 1] - o[id]), id)
-                }
-                func precedes(_ x: (prefix: UInt64, id: Int), _ y: (prefix: UInt64, id: Int)) -> Bool {
-                    if x.prefix != y.prefix { return x.prefix < y.prefix }
-                    let xs = o[x.id], xn = o[x.id + 1] - xs, ys = o[y.id], yn = o[y.id + 1] - ys
-                    let c = memcmp(base + xs, base + ys, min(xn, yn))
-                    return c != 0 ? c < 0 : xn < yn
-                }
-                guard keyed.count > 256 else {
-                    keyed.sort(by: precedes)
-                    return keyed.map(\.id)
-                }
-                // Many ids (the report): a radix sort on the prefixes, a byte
-                // at a time from the last, skipping bytes every id shares;
-                // then each run of equal prefixes sorted on the whole keys.
-                var other = keyed
-                for shift in stride(from: 0, to: 64, by: 8) {
-                    var counts = [Int](repeating: 0, count: 257)
-                    for k in keyed { counts[Int((k.prefix >> UInt64(shift)) & 0xFF) + 1] += 1 }
-                    if counts.contains(keyed.count) { continue }
-                    for b in 1...256 { counts[b] += counts[b - 1] }
-                    for k in keyed {
-                        let b = Int((k.prefix >> UInt64(shift)) & 0xFF)
-                        other[counts[b]] = k
-                        counts[b] += 1
-                    }
-                    swap(&keyed, &other)
-                }
-                var start = 0
-                while start < keyed.count {
-                    var end = start + 1
-                    while end < keyed.count && keyed[end].prefix == keyed[start].prefix { end += 1 }
-                    if end - start > 1 { keyed[start..<end].sort(by: precedes) }
-                    start = end
-                }
-                return keyed.map(\.id)
-            }
+        let base = UnsafePointer(arena.base), o = UnsafePointer(offsets.base)
+        var keyed: [(prefix: UInt64, id: Int)] = (0..<count).map { id in
+            (Self.sortWord(base + o[id], o[id + 1] - o[id]), id)
         }
+        func precedes(_ x: (prefix: UInt64, id: Int), _ y: (prefix: UInt64, id: Int)) -> Bool {
+            if x.prefix != y.prefix { return x.prefix < y.prefix }
+            let xs = o[x.id], xn = o[x.id + 1] - xs, ys = o[y.id], yn = o[y.id + 1] - ys
+            let c = memcmp(base + xs, base + ys, min(xn, yn))
+            return c != 0 ? c < 0 : xn < yn
+        }
+        guard keyed.count > 256 else {
+            keyed.sort(by: precedes)
+            return keyed.map(\.id)
+        }
+        // Many ids (the report): a radix sort on the prefixes, a byte
+        // at a time from the last, skipping bytes every id shares;
+        // then each run of equal prefixes sorted on the whole keys.
+        var other = keyed
+        for shift in stride(from: 0, to: 64, by: 8) {
+            var counts = [Int](repeating: 0, count: 257)
+            for k in keyed { counts[Int((k.prefix >> UInt64(shift)) & 0xFF) + 1] += 1 }
+            if counts.contains(keyed.count) { continue }
+            for b in 1...256 { counts[b] += counts[b - 1] }
+            for k in keyed {
+                let b = Int((k.prefix >> UInt64(shift)) & 0xFF)
+                other[counts[b]] = k
+                counts[b] += 1
+            }
+            swap(&keyed, &other)
+        }
+        var start = 0
+        while start < keyed.count {
+            var end = start + 1
+            while end < keyed.count && keyed[end].prefix == keyed[start].prefix { end += 1 }
+            if end - start > 1 { keyed[start..<end].sort(by: precedes) }
+            start = end
+        }
+        return keyed.map(\.id)
     }
 
     /// The report's two-step prefetch of key `id` (read in id order, keys
     /// are far apart): first where the key is, later (that cached) its bytes.
     @inline(__always)
     func prefetchKeyOffset(_ id: Int) {
-        offsets.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + id) }
+        rules_prefetch(offsets.base + id)
     }
 
     @inline(__always)
     func prefetchKey(_ id: Int) {
-        let start = offsets[id]
-        arena.withUnsafeBufferPointer { rules_prefetch($0.baseAddress! + start) }
+        rules_prefetch(arena.base + offsets[id])
     }
 
     /// Calls `body` with the bytes of key `id`.
     @inline(__always)
     func withKey<R>(_ id: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        arena.withUnsafeBufferPointer { a in
-            body(UnsafeBufferPointer(rebasing: a[offsets[id]..<offsets[id + 1]]))
-        }
+        body(key(id))
     }
 
     /// The first eight bytes of key `id` as a big-endian word (zero-padded):
@@ -180,14 +183,9 @@ final class ByteTable: @unchecked Sendable {
 
     /// Whether key `id` sorts before key `otherId` of `other`, byte-wise.
     func precedes(_ id: Int, _ other: ByteTable, _ otherId: Int) -> Bool {
-        arena.withUnsafeBufferPointer { a in
-            other.arena.withUnsafeBufferPointer { b in
-                let xs = offsets[id], xn = offsets[id + 1] - xs
-                let ys = other.offsets[otherId], yn = other.offsets[otherId + 1] - ys
-                let c = memcmp(a.baseAddress! + xs, b.baseAddress! + ys, min(xn, yn))
-                return c != 0 ? c < 0 : xn < yn
-            }
-        }
+        let x = key(id), y = other.key(otherId)
+        let c = memcmp(x.baseAddress!, y.baseAddress!, min(x.count, y.count))
+        return c != 0 ? c < 0 : x.count < y.count
     }
 
     func keyString(_ id: Int) -> String { String(decoding: key(id), as: UTF8.self) }
@@ -201,9 +199,7 @@ final class ByteTable: @unchecked Sendable {
         let id = Int(s.id - 1)
         let start = offsets[id], end = offsets[id + 1]
         guard end - start == key.count else { return false }
-        return arena.withUnsafeBufferPointer { a in
-            memcmp(a.baseAddress! + start + 8, key.baseAddress! + 8, key.count - 8) == 0
-        }
+        return memcmp(arena.base + start + 8, key.baseAddress! + 8, key.count - 8) == 0
     }
 
     /// Which of `count` shares a key belongs to when people are split
@@ -312,3 +308,46 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// A growable run of plain values in memory of its own (doubling, never
+/// shrinking): reading it retains nothing. Its owner frees it.
+struct PlainBuffer<Element: BitwiseCopyable> {
+    private(set) var base: UnsafeMutablePointer<Element>
+    private(set) var count = 0
+    private var capacity = 16
+
+    init() { base = .allocate(capacity: capacity) }
+
+    init(first: Element) {
+        self.init()
+        append(first)
+    }
+
+    func deallocate() { base.deallocate() }
+
+    @inline(__always)
+    subscript(k: Int) -> Element { base[k] }
+
+    @inline(__always)
+    mutating func append(_ value: Element) {
+        if count == capacity { grow(to: count + 1) }
+        base[count] = value
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func append(contentsOf values: UnsafeBufferPointer<Element>) {
+        if count + values.count > capacity { grow(to: count + values.count) }
+        if let from = values.baseAddress { (base + count).update(from: from, count: values.count) }
+        count += values.count
+    }
+
+    private mutating func grow(to needed: Int) {
+        let bigger = max(needed, 2 * capacity)
+        let more = UnsafeMutablePointer<Element>.allocate(capacity: bigger)
+        more.update(from: base, count: count)
+        base.deallocate()
+        base = more
+        capacity = bigger
+    }
+}
