@@ -46,7 +46,7 @@ package final class ReportChanges {
     /// Scratch, kept between bodies: whom this body looks at; the changed
     /// ids and lines, one after the other, and where each is.
     private var look: [Int] = []
-    private var found: Found
+    @exclusivity(unchecked) private var found: Found
     /// How this tracker's line states read as text.
     package let format: LineFormat
 
@@ -201,9 +201,7 @@ package final class ReportChanges {
             same = !present  // never published: a change once they are in the report
         }
         if same { return false }
-        engine.people.withKey(p) { id in
-            found.append(id, person: p, state: present ? UnsafeBufferPointer(current) : nil)
-        }
+        found.append(engine.people.key(p), person: p, state: present ? UnsafeBufferPointer(current) : nil)
         return true
     }
 
