@@ -125,11 +125,13 @@ final class ByteTable: @unchecked Sendable {
         // Many ids (the report): a radix sort on the prefixes, a byte
         // at a time from the last, skipping bytes every id shares;
         // then each run of equal prefixes sorted on the whole keys.
+        // Bytes every prefix shares (ids share their first bytes) are found
+        // in one pass and skipped, uncounted.
+        let varying = keyed.reduce(UInt64(0)) { $0 | ($1.prefix ^ keyed[0].prefix) }
         var other = keyed
-        for shift in stride(from: 0, to: 64, by: 8) {
+        for shift in stride(from: 0, to: 64, by: 8) where (varying >> UInt64(shift)) & 0xFF != 0 {
             var counts = [Int](repeating: 0, count: 257)
             for k in keyed { counts[Int((k.prefix >> UInt64(shift)) & 0xFF) + 1] += 1 }
-            if counts.contains(keyed.count) { continue }
             for b in 1...256 { counts[b] += counts[b - 1] }
             for k in keyed {
                 let b = Int((k.prefix >> UInt64(shift)) & 0xFF)

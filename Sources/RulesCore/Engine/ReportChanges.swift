@@ -382,14 +382,16 @@ private struct Found {
 
     /// Sorts by key, least significant byte first, eight passes of
     /// counting (a body's few hundred changes: no comparisons at all).
-    /// Passes over a byte every key shares are skipped.
+    /// Bytes every key shares are skipped, found in one pass first (ids
+    /// share their first bytes, `c00…`): no counting for them.
     private static func radixSort(_ order: inout [(key: UInt64, k: Int)]) {
+        guard let first = order.first?.key else { return }
+        let varying = order.reduce(UInt64(0)) { $0 | ($1.key ^ first) }
         var other = order
         var counts = [Int](repeating: 0, count: 256)
-        for shift in Swift.stride(from: UInt64(0), to: 64, by: 8) {
+        for shift in Swift.stride(from: UInt64(0), to: 64, by: 8) where (varying >> shift) & 0xFF != 0 {
             for k in counts.indices { counts[k] = 0 }
             for item in order { counts[Int((item.key >> shift) & 0xFF)] += 1 }
-            if counts.contains(order.count) { continue }
             var at = 0
             for k in counts.indices { (counts[k], at) = (at, at + counts[k]) }
             for item in order {
