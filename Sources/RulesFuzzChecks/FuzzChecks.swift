@@ -57,7 +57,7 @@ package enum FuzzChecks {
         if summary.read != summary.applied + summary.rejected + summary.ignoredAfterAsOf { return "read ≠ applied + rejected" }
         if rejected != summary.rejected { return "a rejection was not reported" }
         var out: [UInt8] = []
-        engine.writeReport { out += $0 }
+        engine.writeReport { out.append(bytes: $0) }
         return nil
     }
 
@@ -94,7 +94,7 @@ package enum FuzzChecks {
         }
         func report(_ engines: [Engine]) -> [UInt8] {
             var out: [UInt8] = []
-            Engine.writeReport(engines, asOf: nil) { out += $0 }
+            Engine.writeReport(engines, asOf: nil) { out.append(bytes: $0) }
             return out
         }
         let one = Engine(program: program)
@@ -159,8 +159,8 @@ package enum FuzzChecks {
         run(without[...], into: plain)
         var a: [UInt8] = [], b: [UInt8] = []
         let clock = times.last ?? 0
-        Engine.writeReport([withRetractions], asOf: clock) { a += $0 }
-        Engine.writeReport([plain], asOf: clock) { b += $0 }
+        Engine.writeReport([withRetractions], asOf: clock) { a.append(bytes: $0) }
+        Engine.writeReport([plain], asOf: clock) { b.append(bytes: $0) }
         if a != b { return "a stream with retractions disagrees with the stream without those events" }
         return nil
     }

@@ -272,7 +272,7 @@ public final class RulesEngine {
     /// The report as `rules run` prints it: one NDJSON line per person.
     public func reportNDJSON(at time: Date? = nil) -> String {
         var bytes: [UInt8] = []
-        engine.writeReport(asOf: time?.ticks) { bytes += $0 }
+        engine.writeReport(asOf: time?.ticks) { bytes.append(bytes: $0) }
         return String(decoding: bytes, as: UTF8.self)
     }
 

@@ -535,7 +535,7 @@ package struct FileSink {
     package mutating func write(_ bytes: UnsafeRawBufferPointer) {
         if buffer.count + bytes.count > Self.size { flush() }
         if bytes.count >= Self.size { return put(bytes) }
-        buffer.append(contentsOf: bytes)
+        buffer.append(bytes: bytes)
     }
 
     package mutating func write(_ bytes: [UInt8]) { bytes.withUnsafeBytes { write($0) } }
@@ -561,8 +561,8 @@ private func systemWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -
 struct ByteWriter {
     var out: [UInt8] = []
     mutating func bytes<C: Collection>(_ b: C) where C.Element == UInt8 { out.append(contentsOf: b) }
-    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(bytes: $0) } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(bytes: $0) } }
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func int(_ v: Int) { i64(Int64(v)) }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }

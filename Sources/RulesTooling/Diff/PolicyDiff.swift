@@ -90,7 +90,7 @@ package struct PolicyDiff {
             clock = asOf ?? engine.clock
             reports = engine.report(asOf: asOf)
             var bytes: [UInt8] = []
-            engine.writeReport(asOf: asOf) { bytes += $0 }
+            engine.writeReport(asOf: asOf) { bytes.append(bytes: $0) }
             lines = bytes.split(separator: 0x0A).map { String(decoding: $0, as: UTF8.self) }
             timeline = watch?.timeline
             sites = RuleSite.all(in: program)

@@ -72,13 +72,13 @@ package struct RESPWriter {
         bytes.append(UInt8(ascii: "$"))
         decimal(raw.count)
         crlf()
-        bytes.append(contentsOf: raw)
+        bytes.append(bytes: raw)
         crlf()
     }
 
     /// Bytes already encoded (arguments written by another writer).
     package mutating func raw(_ encoded: UnsafeRawBufferPointer) {
-        bytes.append(contentsOf: encoded)
+        bytes.append(bytes: encoded)
     }
 
     package mutating func argument(_ array: [UInt8]) {

@@ -113,7 +113,7 @@ package struct SourcedBatch: Equatable, Sendable {
     package var encodedCount: Int { 4 + positions.count * 28 + 8 + body.count }
 
     package func encode(into out: inout [UInt8]) {
-        func put<T: FixedWidthInteger>(_ n: T) { withUnsafeBytes(of: n.littleEndian) { out.append(contentsOf: $0) } }
+        func put<T: FixedWidthInteger>(_ n: T) { withUnsafeBytes(of: n.littleEndian) { out.append(bytes: $0) } }
         put(UInt32(positions.count))
         for k in positions.keys.sorted() {
             let p = positions[k]!

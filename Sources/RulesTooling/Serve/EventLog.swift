@@ -126,7 +126,7 @@ package final class EventLog {
 
     private static func header(_ version: UInt32) -> [UInt8] {
         var header = magic
-        withUnsafeBytes(of: version.littleEndian) { header += $0 }
+        withUnsafeBytes(of: version.littleEndian) { header.append(bytes: $0) }
         return header
     }
 

@@ -424,11 +424,11 @@ package final class RulesService: @unchecked Sendable {
         if let asOf {
             // As `rules run --as-of` does: the lines after it are not
             // applied, so the past state is made again from the log.
-            do { try replay(asOf: asOf).engine.writeReport(asOf: asOf) { bytes += $0 } } catch {
+            do { try replay(asOf: asOf).engine.writeReport(asOf: asOf) { bytes.append(bytes: $0) } } catch {
                 return .error(500, "the log could not be read again: \(error)")
             }
         } else {
-            state.writeReport { bytes += $0 }
+            state.writeReport { bytes.append(bytes: $0) }
         }
         return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-ndjson")], body: bytes)
     }

@@ -46,7 +46,7 @@ struct ServiceCheckpoint {
 
     var encoded: [UInt8] {
         var out: [UInt8] = []
-        write { out.append(contentsOf: $0) }
+        write { out.append(bytes: $0) }
         return out
     }
 
