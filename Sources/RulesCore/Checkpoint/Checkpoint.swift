@@ -75,7 +75,7 @@ public enum Checkpoint {
         w.u64(engines[0].program.fingerprint)
         // The body's length goes before it: written once it is known, so
         // that the body is made in place, not made and then copied.
-        let lengthAt = w.out.count
+        let lengthAt = w.count
         w.u64(0)
         w.int(lines)
         let clock = engines.compactMap(\.clock).max()
@@ -150,11 +150,9 @@ public enum Checkpoint {
             w.int(stat.count)
             w.int(stat.firstLine)
         }
-        withUnsafeBytes(of: UInt64(w.out.count - lengthAt - 8).littleEndian) { length in
-            for k in 0..<8 { w.out[lengthAt + k] = length[k] }
-        }
-        w.u64(Hashing.fnv1a(w.out))
-        return w.out
+        w.setU64(UInt64(w.count - lengthAt - 8), at: lengthAt)
+        w.u64(w.fnv1a)
+        return w.finish()
     }
 
     /// Everyone the engines know, in byte order of their ids: each engine's
@@ -558,11 +556,26 @@ package struct FileSink {
 
 private func systemWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int { write(fd, bytes, count) }
 
+/// A checkpoint's bytes as they are made: in plain memory, each number one
+/// store (a checkpoint is millions of them; appended to an array, eight
+/// bytes cost a hundred instructions). `finish` hands them out and frees it.
 struct ByteWriter {
-    var out: [UInt8] = []
-    mutating func bytes<C: Collection>(_ b: C) where C.Element == UInt8 { out.append(contentsOf: b) }
-    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(bytes: $0) } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(bytes: $0) } }
+    private var out = PlainBuffer<UInt8>()
+    var count: Int { out.count }
+    mutating func bytes<C: Collection>(_ b: C) where C.Element == UInt8 {
+        if b.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil { for x in b { out.append(x) } }
+    }
+    mutating func u32(_ v: UInt32) { out.appendBytes(of: v.littleEndian) }
+    mutating func u64(_ v: UInt64) { out.appendBytes(of: v.littleEndian) }
+    /// Overwrites the eight bytes at `offset`.
+    mutating func setU64(_ v: UInt64, at offset: Int) { out.setBytes(of: v.littleEndian, at: offset) }
+    /// The FNV-1a hash of everything written.
+    var fnv1a: UInt64 { Hashing.fnv1a(UnsafeBufferPointer(start: out.base, count: out.count)) }
+    /// The bytes written; the writer is not used after.
+    func finish() -> [UInt8] {
+        defer { out.deallocate() }
+        return out.array
+    }
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func int(_ v: Int) { i64(Int64(v)) }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }
