@@ -236,7 +236,7 @@ package final class SourceReader: @unchecked Sendable {
         }
         guard c.array() == 1, c.array() == 2, c.bulk() != nil, let count = c.array(), count >= 0 else { throw refuse() }
         for _ in 0..<count {
-            guard c.array() == 2, let idRange = c.bulk(), let id = EntryId(bytes: raw[idRange]), let fields = c.array(), fields >= 0, fields % 2 == 0 else {
+            guard c.array() == 2, let idRange = c.bulk(), let id = raw.withUnsafeBufferPointer({ EntryId(parsing: UnsafeBufferPointer(rebasing: $0[idRange])) }), let fields = c.array(), fields >= 0, fields % 2 == 0 else {
                 throw refuse()
             }
             var line: Range<Int>? = nil

@@ -50,27 +50,45 @@ package struct EntryId: Comparable, Hashable, Sendable, CustomStringConvertible 
         self.init(bytes: Array(text.utf8))
     }
 
-    /// From its bytes, as a reply holds them (read once per entry: no
-    /// `String` on the way).
+    /// From its bytes, as a reply holds them.
     package init?<C: Collection>(bytes: C) where C.Element == UInt8 {
-        var ms: UInt64 = 0, n: UInt64 = 0, seenDash = false, digits = 0
-        for b in bytes {
-            if b == UInt8(ascii: "-") {
-                guard !seenDash, digits > 0 else { return nil }
-                seenDash = true
-                digits = 0
-                continue
-            }
+        guard let id = bytes.withContiguousStorageIfAvailable({ EntryId(parsing: $0) }) ?? EntryId(parsing: Array(bytes)) else { return nil }
+        self = id
+    }
+
+    /// From bytes in memory: `MS-N`, each a decimal of at most
+    /// `UInt64.max` (read once per entry a worker takes: no `String`, and
+    /// a check for overflow only on a twenty-digit number).
+    package init?(parsing bytes: UnsafeBufferPointer<UInt8>) {
+        guard let dash = bytes.firstIndex(of: UInt8(ascii: "-")),
+              let ms = Self.decimal(UnsafeBufferPointer(rebasing: bytes[..<dash])),
+              let sequence = Self.decimal(UnsafeBufferPointer(rebasing: bytes[(dash + 1)...])) else { return nil }
+        self.init(ms: ms, sequence: sequence)
+    }
+
+    private init?(parsing array: [UInt8]) {
+        guard let id = array.withUnsafeBufferPointer({ EntryId(parsing: $0) }) else { return nil }
+        self = id
+    }
+
+    /// The digits' value; nil when empty, not all digits, or past
+    /// `UInt64.max` (which has twenty digits: fewer never overflow).
+    private static func decimal(_ digits: UnsafeBufferPointer<UInt8>) -> UInt64? {
+        guard !digits.isEmpty, digits.count <= 20 else { return nil }
+        var value: UInt64 = 0
+        for b in digits {
             let d = b &- 0x30
             guard d < 10 else { return nil }
-            let (times, o1) = (seenDash ? n : ms).multipliedReportingOverflow(by: 10)
-            let (sum, o2) = times.addingReportingOverflow(UInt64(d))
-            guard !o1, !o2 else { return nil }
-            if seenDash { n = sum } else { ms = sum }
-            digits += 1
+            if digits.count < 20 {
+                value = value &* 10 &+ UInt64(d)
+            } else {
+                let (times, o1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times.addingReportingOverflow(UInt64(d))
+                guard !o1, !o2 else { return nil }
+                value = sum
+            }
         }
-        guard seenDash, digits > 0 else { return nil }
-        self.init(ms: ms, sequence: n)
+        return value
     }
 
     package var description: String { "\(ms)-\(sequence)" }
