@@ -105,6 +105,11 @@ struct RESPTests {
         }
         #expect(EntryId(bytes: Array("18446744073709551616-0".utf8)) == nil, "one past UInt64.max")
         for bad in ["", "-", "1-", "-1", "1-2-3", "1x-2", "12"] { #expect(EntryId(bytes: Array(bad.utf8)) == nil, "\(bad)") }
+        // Twenty digits at most in a part (UInt64.max has twenty; Redis
+        // writes no leading zeros): twenty-one are refused, zeros or not.
+        #expect(EntryId(bytes: Array("00000000000000000001-0".utf8)) == EntryId(ms: 1, sequence: 0), "twenty digits")
+        #expect(EntryId(bytes: Array("000000000000000000001-0".utf8)) == nil, "twenty-one digits")
+        #expect(EntryId(bytes: Array("1-000000000000000000001".utf8)) == nil, "twenty-one digits")
     }
 
     @Test("key slots are the Redis Cluster specification's: CRC16/XMODEM modulo 16384, hash tags")

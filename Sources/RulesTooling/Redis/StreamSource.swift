@@ -56,9 +56,10 @@ package struct EntryId: Comparable, Hashable, Sendable, CustomStringConvertible 
         self = id
     }
 
-    /// From bytes in memory: `MS-N`, each a decimal of at most
-    /// `UInt64.max` (read once per entry a worker takes: no `String`, and
-    /// a check for overflow only on a twenty-digit number).
+    /// From bytes in memory: `MS-N`, each at most twenty digits and at
+    /// most `UInt64.max` (Redis writes no leading zeros; read once per
+    /// entry a worker takes: no `String`, and a check for overflow only on
+    /// a twenty-digit number).
     package init?(parsing bytes: UnsafeBufferPointer<UInt8>) {
         guard let dash = bytes.firstIndex(of: UInt8(ascii: "-")),
               let ms = Self.decimal(UnsafeBufferPointer(rebasing: bytes[..<dash])),
