@@ -218,16 +218,17 @@ enum RunCommand {
         }
         if fd != 0 { close(fd) }
         if showProgress && summary.read >= 1 << 20 { Terminal.writeErr("\r\u{1B}[K") }
-        if let traceFile {
+        // The trail ends after the state is saved: it records the timed
+        // rules that fire by the report's clock, which a resumed run must
+        // not find fired already (a person's later line may come before).
+        let finishTrace = { () -> String? in
+            guard let traceFile else { return nil }
             engine.finishTrace(asOf: asOf)
-            guard traceFile.close() else {
-                Terminal.writeErr("rules: cannot write the trace file: \(String(cString: strerror(errno)))\n")
-                return ExitCode.failure
-            }
+            return traceFile.close() ? nil : "cannot write the trace file: \(String(cString: strerror(errno)))"
         }
         return finish(summary, rejects: &rejects, rejectsPath: parsed.values["--rejects"], shown: shown,
                       streamName: streamName, notes: { engine.evaluationNotes() }, maxRejects: maxRejects,
-                      saveState: { saveState([engine], lines: summary.lines) }) { out in
+                      saveState: { saveState([engine], lines: summary.lines) }, afterSave: finishTrace) { out in
             engine.writeReport(asOf: asOf, to: out)
         }
     }
@@ -244,7 +245,7 @@ enum RunCommand {
     /// report and saves no state: what it has is not the stream's answer.
     private static func finish(_ summary: RunSummary, rejects: inout RejectsFile?, rejectsPath: String?, shown: Int,
                                streamName: String, notes: () -> [String], maxRejects: Int?,
-                               saveState: () -> String?,
+                               saveState: () -> String?, afterSave: () -> String? = { nil },
                                // Read after the report: what only the report
                                // evaluates (`while` rules and outputs at the
                                // final clock) can fail too.
@@ -264,6 +265,10 @@ enum RunCommand {
             return ExitCode.tooManyRejects
         }
         if summary.readError == nil, let error = saveState() {
+            Terminal.writeErr("rules: \(error)\n")
+            return ExitCode.failure
+        }
+        if let error = afterSave() {
             Terminal.writeErr("rules: \(error)\n")
             return ExitCode.failure
         }

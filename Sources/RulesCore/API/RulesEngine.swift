@@ -86,9 +86,10 @@ public final class RulesEngine {
         watch = explaining ? PersonWatch(person: nil, engine: engine, origin: { "event \($0)" }) : nil
     }
 
-    /// Ends the audit trail as of `time` (default: the latest event):
-    /// `while` rules that start or stop holding because time passed, timed
-    /// effects that end; then flushes it.
+    /// Ends the audit trail as of `time` (default: the latest event): timed
+    /// rules that fire, `while` rules that start or stop holding because
+    /// time passed, timed effects that end; then flushes it. Call it last:
+    /// the timed rules' firings are kept in the engine.
     public func finishTrace(at time: Date? = nil) {
         engine.finishTrace(asOf: time?.ticks)
     }

@@ -163,6 +163,17 @@ package enum CheckedEffect: Sendable {
     case lift(TargetKind, name: Int, reason: Int? = nil)
 }
 
+/// When a timed rule fires (`RuleTimer`), resolved.
+package struct CheckedTimer: Sendable {
+    /// The delay after the arming event, or the period, in ticks.
+    package var delay: Int64
+    /// `every`: armed at the person's first event, again after each firing.
+    package var repeats: Bool
+    /// The events that disarm it (`unless`) or restart its period
+    /// (`without`), sorted.
+    package var unless: [Int]
+}
+
 package struct CheckedEventRule: Sendable {
     package var ast: EventRule
     /// The event types it fires on: one, or a group's members (sorted).
@@ -174,6 +185,9 @@ package struct CheckedEventRule: Sendable {
     var counterBuffer: Int?
     package var condition: IR?
     package var effects: [CheckedEffect]
+    /// A timed rule: `events` arm it, its effects happen at the deadline
+    /// (its `condition` is read when it is armed).
+    package var timer: CheckedTimer? = nil
 }
 
 package struct CheckedStateRule: Sendable {

@@ -465,6 +465,7 @@ struct Checker {
     // MARK: - Rules
 
     private mutating func checkEventRule(_ written: EventRule) -> CheckedEventRule? {
+        if let timer = written.timer { return checkTimedRule(written, timer) }
         var rule = written
         if rule.count == nil, rule.window != nil {
             // `let strikes = 3` then `strikes post removed within 7 days`:
@@ -518,6 +519,48 @@ struct Checker {
         }
         return ok ? checked : nil
     }
+
+    /// `30 days after EVENT [where C] [unless EVENT] → …`, `every 30 days
+    /// [without EVENT] → …`: the delay, the events that arm it (none for
+    /// `every`: the person's first event does), those that disarm or
+    /// restart it, and effects that read no event (they happen when the
+    /// time comes, between events).
+    private mutating func checkTimedRule(_ rule: EventRule, _ timer: RuleTimer) -> CheckedEventRule? {
+        var ok = true
+        var events: [Int] = []
+        if !timer.repeats {
+            guard let armedBy = resolveEvents(rule.event, isRule: true) else { return nil }
+            events = armedBy
+        }
+        var checked = CheckedEventRule(ast: rule, events: events, effects: [])
+        let what = timer.repeats ? "an `every` rule's period" : "the delay before `after`"
+        if let ticks = constantDuration(timer.delay, what: what) {
+            if timer.repeats && ticks < Self.shortestPeriod {
+                report(.badDuration, "\(what) must be at least an hour: it fires once a period for every person, however long their gaps between events",
+                       at: timer.delay.span, help: "write `every 1 hour` or longer; for more often, count events in a rule of its own")
+                ok = false
+            }
+            checked.timer = CheckedTimer(delay: ticks, repeats: timer.repeats, unless: [])
+        } else { ok = false }
+        if let unless = timer.unless {
+            if let cancels = resolveEvents(unless, isRule: true) { checked.timer?.unless = cancels } else { ok = false }
+        }
+        if let cond = rule.condition {
+            if let (ir, type) = resolve(cond, scope: .event(events, shown: rule.event.text)) {
+                if expectBool(type, cond.span) { checked.condition = ir } else { ok = false }
+            } else { ok = false }
+        }
+        for effect in rule.effects {
+            if let e = checkEffect(effect, scope: .timed) { checked.effects.append(e) } else { ok = false }
+        }
+        if let cond = checked.condition, cond.isConstant, Folder.evaluate(cond) == .bool(false) {
+            report(.ruleNeverFires, "this rule can never fire: its condition is always false", at: rule.condition!.span)
+        }
+        return ok ? checked : nil
+    }
+
+    /// The shortest period of an `every` rule, in ticks: one hour.
+    static let shortestPeriod: Int64 = 3600 * Timestamp.perSecond
 
     /// The event types a rule's head or a `count`/`sum` names: one event,
     /// or the members of a group. nil after an error (reported, once).
@@ -772,6 +815,9 @@ struct Checker {
         /// A `let` that reads the person's state: as a `while` condition,
         /// but a name must be a constant, a flag or another `let`.
         case person
+        /// A timed rule's effect: as `person` (it happens between events,
+        /// so it reads no event's fields).
+        case timed
     }
 
     /// Resolves names and computes the type; nil after reporting an error.
@@ -997,6 +1043,19 @@ struct Checker {
             }
             if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             return nil  // unreachable: `collect` made every bare name a flag
+        case .timed:
+            if let c = asConstant { return c }
+            if let a = attribute(n) { return a }
+            if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
+            if let event = eventDeclaring(n) {
+                report(.unknownField, "`\(shown(n))` is a field of event `\(event)`; a timed rule's effects happen when its time comes, with no event to read it from",
+                       at: span, help: "read fields in the rule's `where`, or set an attribute from them (`set \(shown(n)) to \(shown(n))`) and read that")
+                return nil
+            }
+            report(.unknownName, "unknown name `\(shown(n))`: not a constant, a flag or an attribute (a timed rule's effects read no event)", at: span,
+                   help: Suggest.help(for: n, among: Array(constantDecls.keys) + policy.flags + Array(attributeIds.keys))
+                       ?? "a timed rule's effects may use the score, flags, attributes, counts, sums and constants")
+            return nil
         case .person:
             if let c = asConstant { return c }
             if let a = attribute(n) { return a }

@@ -26,6 +26,11 @@ enum Fingerprint {
             if let count = rule.count {
                 text += " count \(rule.countMode == .atLeast ? "" : rule.countMode.rawValue + " ")\(count) within \(e.optional(rule.window)) in buffer \(e.optional(rule.counterBuffer))"
             }
+            // Timed rules: none leaves the encoding as it was before them.
+            if let timer = rule.timer {
+                text += " timer \(timer.repeats ? "every" : "after") \(timer.delay)"
+                if !timer.unless.isEmpty { text += " unless \(e.events(timer.unless))" }
+            }
             e.line(text + " → " + rule.effects.map(e.effect).joined(separator: ", "))
         }
         for rule in policy.stateRules {

@@ -84,6 +84,13 @@ public enum Checkpoint {
         let program = engines[0].program
         w.int(program.slotCount)
         for slot in 0..<program.slotCount {
+            // A timed rule's deadline: kind `timer`, named by the rule's
+            // text (it carries over while the rule stays as written).
+            if let k = program.timer(ofSlot: slot) {
+                w.string(Layout.timerKind)
+                w.string(program.timerText(k))
+                continue
+            }
             // A denial for a reason: its kind is `deny:REASON`.
             let (kind, name, reason) = program.target(ofSlot: slot)
             w.string(kind.rawValue + (reason.map { ":" + program.policy.denialReasons[$0] } ?? ""))
@@ -262,7 +269,10 @@ public enum Checkpoint {
 
     /// The slots and buffers a checkpoint was written with, by name.
     private struct Layout {
-        var slots: [(kind: TargetKind, name: String, reason: String?)] = []
+        /// A slot's kind: a target (with a denial's reason), or nil for a
+        /// timed rule's deadline (`timerKind`; its name is the rule's text).
+        var slots: [(kind: TargetKind?, name: String, reason: String?)] = []
+        static let timerKind = "timer"
         var buffers: [(identity: String, cap: Int?, window: Int64)] = []
         var attributes: [(name: String, type: ValueType)] = []
         var attributeTypes: [ValueType] { attributes.map(\.type) }
@@ -270,6 +280,10 @@ public enum Checkpoint {
         init(_ r: inout ByteReader, version: UInt32) throws {
             for _ in 0..<(try r.int()) {
                 let written = try r.string()
+                if written == Self.timerKind {
+                    slots.append((nil, try r.string(), nil))
+                    continue
+                }
                 let colon = written.firstIndex(of: ":")
                 guard let kind = TargetKind(rawValue: String(written[..<(colon ?? written.endIndex)])), colon == nil || kind == .deny else {
                     throw Failure(description: "a slot of an unknown kind")
@@ -313,6 +327,11 @@ public enum Checkpoint {
         func map(to program: Program) -> (slots: [Int?], buffers: [Int?], fresh: [Int], notes: [String]) {
             var notes: [String] = []
             let slots = self.slots.map { (kind, name, reason) -> Int? in
+                guard let kind else {
+                    if let k = program.timers.indices.first(where: { program.timerText($0) == name }) { return program.timers[k].slot }
+                    notes.append("the timed rule `\(name)` is not in the new policy: its deadlines are dropped")
+                    return nil
+                }
                 if let id = program.policy.names(of: kind).firstIndex(of: name) {
                     if let reason {
                         if let r = program.policy.denialReasons.firstIndex(of: reason), program.slot(denying: id, because: r) >= 0 {

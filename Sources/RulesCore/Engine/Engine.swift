@@ -389,6 +389,7 @@ package final class Engine {
         if time < store.lastTime(person) {
             return "time \(Timestamp.format(time)) is earlier than this \(personKey.name)'s previous event at \(Timestamp.format(store.lastTime(person)))"
         }
+        if program.hasTimers && !isNew { fireTimers(person, upTo: time) }
         store.setLastTime(person, time)
         clock = max(clock ?? time, time)
         scoreBefore = store.score(person)
@@ -398,11 +399,136 @@ package final class Engine {
             context.focus(person: person, now: time)
             let rules = program.steps.rulesOfEvent[event]
             evaluateRules(rules)
+            if program.hasTimers { checkArming(event) }
             feedBuffers(event, rules)
             applyEffects()
         }
+        if program.hasTimers { setTimers(person, event: event, time: time) }
         if observing { observer!.after(person: person, time: time, engine: self) }
         return nil
+    }
+
+    // MARK: - Timed rules
+
+    /// True while a timed rule fires (the trail's records of it name no
+    /// line: time alone fired it).
+    @exclusivity(unchecked) private(set) var firingTimer = false
+
+    /// Fires each of the person's deadlines at or before `time`, earliest
+    /// first (at the same instant, in source order), each as an event of
+    /// its own at its deadline: before their event at `time`, or before
+    /// their state is read as of it. An `every` rule is armed again, so it
+    /// may fire more than once.
+    func fireTimers(_ person: Int, upTo time: Int64) {
+        let timers = program.timers
+        while true {
+            var next = -1, at = Int64.max
+            for k in timers.indices {
+                let deadline = store.end(person, timers[k].slot)
+                if deadline != PersonStore.none && deadline <= time && deadline < at { (next, at) = (k, deadline) }
+            }
+            if next < 0 { return }
+            fireTimer(next, person: person, at: at)
+        }
+    }
+
+    /// Whether a deadline of the person is at or before `time`.
+    func hasTimersDue(_ person: Int, at time: Int64) -> Bool {
+        for timer in program.timers {
+            let deadline = store.end(person, timer.slot)
+            if deadline != PersonStore.none && deadline <= time { return true }
+        }
+        return false
+    }
+
+    /// Timed rule `k` fires for the person at `time`: its effects, as an
+    /// event rule's, against their state as of then.
+    private func fireTimer(_ k: Int, person: Int, at time: Int64) {
+        let timer = program.timers[k]
+        store.setEnd(person, timer.slot, timer.repeats ? Timestamp.adding(time, timer.delay) : PersonStore.none)
+        touched?.append(person)
+        scoreBefore = store.score(person)
+        firingTimer = true
+        defer { firingTimer = false }
+        if observing { observer!.before(person: person, isNew: false, time: time, engine: self) }
+        context.focus(person: person, now: time)
+        let step = program.steps.timedRules.lowerBound + k
+        evaluateRules(step..<step + 1)
+        applyEffects()
+        if observing { observer!.after(person: person, time: time, engine: self) }
+        firedCount = 0
+    }
+
+    /// Phase 1 for timed rules: which of those the event arms hold their
+    /// condition, against the state before it (as its rules' do).
+    private func checkArming(_ event: Int) {
+        armed.removeAll(keepingCapacity: true)
+        for k in program.armsOfEvent[event] {
+            guard let condition = program.timers[k].condition else { armed.append(k); continue }
+            let v = condition.eval(context)
+            if case .bool(let holds) = v { if holds { armed.append(k) } } else { context.noteFailure(rule: program.timers[k].rule, v) }
+        }
+    }
+    @exclusivity(unchecked) private var armed: [Int] = []
+
+    /// After the event's effects: the deadlines it disarms (`unless`) or
+    /// restarts (`without`), then those it arms (an `after` rule keeps the
+    /// earliest deadline; disarmed first, the same event arms it again),
+    /// and every `every` rule not yet armed (the person's first event).
+    private func setTimers(_ person: Int, event: Int?, time: Int64) {
+        let timers = program.timers
+        if let event {
+            for k in program.cancelsOfEvent[event] {
+                store.setEnd(person, timers[k].slot, timers[k].repeats ? Timestamp.adding(time, timers[k].delay) : PersonStore.none)
+            }
+            for k in armed where store.end(person, timers[k].slot) == PersonStore.none {
+                store.setEnd(person, timers[k].slot, Timestamp.adding(time, timers[k].delay))
+            }
+            armed.removeAll(keepingCapacity: true)
+        }
+        for k in program.everyTimers where store.end(person, timers[k].slot) == PersonStore.none {
+            store.setEnd(person, timers[k].slot, Timestamp.adding(time, timers[k].delay))
+        }
+    }
+
+    /// Fires every deadline at or before `time`, for everyone: the end of
+    /// a run, before its report (the report reads the same either way; the
+    /// trail records the firings).
+    package func fireAllTimers(upTo time: Int64) {
+        guard program.hasTimers else { return }
+        for p in 0..<people.count where hasTimersDue(p, at: time) {
+            context.line = 0
+            fireTimers(p, upTo: time)
+        }
+    }
+
+    /// `body`, reading the person as of `time`: with their deadlines at or
+    /// before it fired, on a copy of their state that is put back after
+    /// (a person's own later event may still come before those deadlines:
+    /// what fires is committed only before their events, or at a run's
+    /// end). Nobody is told, nothing is noted twice.
+    func asOf<T>(_ person: Int, _ time: Int64, _ body: () -> T) -> T {
+        guard program.hasTimers, hasTimersDue(person, at: time) else { return body() }
+        let saved = (score: store.score(person), ends: (0..<store.slotCount).map { store.end(person, $0) },
+                     attributes: (0..<store.attributeCount).map { store.attribute(person, $0) })
+        let kept = (failures: context.failures, line: context.line, observing: observing, touched: touched?.count,
+                    fired: firedCount, scoreBefore: scoreBefore,
+                    first: firedCount > 0 ? (firedSteps[0], firedSets[0], firedSizes[0]) : nil)
+        observing = false
+        context.line = 0
+        fireTimers(person, upTo: time)
+        defer {
+            store.setScore(person, saved.score)
+            for (slot, end) in saved.ends.enumerated() { store.setEnd(person, slot, end) }
+            for (k, word) in saved.attributes.enumerated() { store.setAttribute(person, k, word) }
+            context.failures = kept.failures
+            context.line = kept.line
+            observing = kept.observing
+            if let n = kept.touched { touched!.removeSubrange(n...) }
+            (firedCount, scoreBefore) = (kept.fired, kept.scoreBefore)
+            if let (step, set, size) = kept.first { (firedSteps[0], firedSets[0], firedSizes[0]) = (step, set, size) }
+        }
+        return body()
     }
 
     /// Phase 1: every rule of the event's type against the state before it.

@@ -88,6 +88,10 @@ extension Engine {
     /// A person's report line as values; each kind has its place (the
     /// contract's keys), so a new kind does not compile until it has one.
     private func personReport(_ p: Int, citizen: String, at time: Int64) -> PersonReport {
+        asOf(p, time) { personReportNow(p, citizen: citizen, at: time) }
+    }
+
+    private func personReportNow(_ p: Int, citizen: String, at time: Int64) -> PersonReport {
         var r = PersonReport(citizen: citizen, score: store.score(p), flags: [], denied: [], granted: [])
         let shown = visit(person: p, at: time)
         for kind in TargetKind.allCases {
@@ -140,9 +144,11 @@ extension Engine {
     package func stateRulesHolding(_ citizen: String, at time: Int64) -> [Int] {
         var key = citizen
         guard let p = key.withUTF8({ people.find($0) }) else { return [] }
-        context.focus(person: p, now: time)
-        context.evaluateStateRules()
-        return program.stateRules.enumerated().filter { context.stateRulesHeld[$0.offset] }.map(\.element.index)
+        return asOf(p, time) {
+            context.focus(person: p, now: time)
+            context.evaluateStateRules()
+            return program.stateRules.enumerated().filter { context.stateRulesHeld[$0.offset] }.map(\.element.index)
+        }
     }
 
     /// The state of every person who had an applied event, as of `asOf`
@@ -392,6 +398,12 @@ final class ReportWriter {
     /// says but their id, in `stateWords` words — what the service keeps
     /// per person instead of the line (`PublishedLines`, `ReportChanges`).
     func lineState(_ engine: Engine, person p: Int, at time: Int64, into words: UnsafeMutablePointer<UInt64>) {
+        if engine.program.hasTimers { return engine.asOf(p, time) { lineStateNow(engine, person: p, at: time, into: words) } }
+        lineStateNow(engine, person: p, at: time, into: words)
+    }
+
+    /// The same, with no deadline of the person due by `time` (`Engine.asOf`).
+    private func lineStateNow(_ engine: Engine, person p: Int, at time: Int64, into words: UnsafeMutablePointer<UInt64>) {
         words[0] = UInt64(bitPattern: engine.store.score(p))
         for w in 1..<stateWords { words[w] = 0 }
         let bits = words + bitBase  // the names' bits, read once: `put` may change `self`

@@ -30,6 +30,30 @@ package final class Program: @unchecked Sendable {
     /// per name, as before reasons).
     let hasReasons: Bool
 
+    /// The slots below this hold what event rules set (flags, denials,
+    /// grants); from it on, one per timed rule, its deadline.
+    let targetSlotCount: Int
+    /// The timed rules, in source order (`TimerStep`).
+    let timers: [TimerStep]
+    /// By event type, the timers it arms (`… after EVENT`) and those it
+    /// disarms or restarts (`unless EVENT`, `without EVENT`).
+    let armsOfEvent: [[Int]]
+    let cancelsOfEvent: [[Int]]
+    /// The timers armed by a person's first event (`every`).
+    let everyTimers: [Int]
+    /// Keeps the arming conditions' nodes alive (`TimerStep` does not).
+    private let armingConditions: [Node]
+    var hasTimers: Bool { !timers.isEmpty }
+
+    /// Timed rule `k` as written (a checkpoint names its deadlines so).
+    func timerText(_ k: Int) -> String {
+        let span = policy.eventRules[timers[k].rule].ast.span
+        return policy.sources.files[span.file].text(span)
+    }
+
+    /// The timed rule whose deadline a slot holds, or nil.
+    func timer(ofSlot slot: Int) -> Int? { slot >= targetSlotCount ? slot - targetSlotCount : nil }
+
     /// The slot of (kind, name) without a reason, or -1.
     func slot(_ kind: TargetKind, _ name: Int) -> Int { slots[kind.index][name] }
 
@@ -113,6 +137,12 @@ package final class Program: @unchecked Sendable {
                 }
             }
         }
+        // Then a slot per timed rule: the person's deadline (`none`: not
+        // armed). Rows, checkpoints and corrections keep it as they keep
+        // the ends of timed effects.
+        targetSlotCount = used
+        let timedRules = policy.eventRules.indices.filter { policy.eventRules[$0].timer != nil }
+        used += timedRules.count
         slotCount = used
         self.slots = slots
         self.reasonSlots = reasonSlots
@@ -120,6 +150,10 @@ package final class Program: @unchecked Sendable {
 
         var byEvent = [[CompiledEventRule]](repeating: [], count: policy.events.count)
         var compiledRules: [CompiledEventRule] = []
+        var firing: [CompiledEventRule] = [], timers: [TimerStep] = []
+        var armsOfEvent = [[Int]](repeating: [], count: policy.events.count)
+        var cancelsOfEvent = [[Int]](repeating: [], count: policy.events.count)
+        var armingConditions: [Node] = []
         for (index, rule) in policy.eventRules.enumerated() {
             let effects: [CompiledEffect] = rule.effects.flatMap { effect -> [CompiledEffect] in
                 switch effect {
@@ -153,6 +187,22 @@ package final class Program: @unchecked Sendable {
                 }
                 }()]
             }
+            if let timer = rule.timer {
+                // Fired by time alone: its condition is read when an event
+                // arms it, its effects at the deadline (a step of its own
+                // after every event type's, `EventSteps.timedRules`).
+                let k = timers.count
+                let condition = rule.condition.map { compiler.compile($0) }
+                if let condition { armingConditions.append(condition) }
+                timers.append(TimerStep(rule: index, slot: targetSlotCount + k, delay: timer.delay, repeats: timer.repeats,
+                                        condition: condition.map { .passUnretained($0) }))
+                for event in rule.events { armsOfEvent[event].append(k) }
+                for event in timer.unless { cancelsOfEvent[event].append(k) }
+                let compiled = CompiledEventRule(index: index, condition: nil, count: 0, window: 0, counter: -1, effects: effects)
+                firing.append(compiled)
+                compiledRules.append(compiled)
+                continue
+            }
             // A rule on a group runs for each of its events: the same
             // compiled rule (an event has one type, so it fires once).
             let compiled = CompiledEventRule(
@@ -164,6 +214,11 @@ package final class Program: @unchecked Sendable {
         }
         rulesByEvent = byEvent
         eventRules = compiledRules
+        self.timers = timers
+        self.armsOfEvent = armsOfEvent
+        self.cancelsOfEvent = cancelsOfEvent
+        self.armingConditions = armingConditions
+        everyTimers = timers.indices.filter { timers[$0].repeats }
 
         var feeds = [[Int]](repeating: [], count: policy.events.count)
         var conditions: [Node?] = []
@@ -179,7 +234,7 @@ package final class Program: @unchecked Sendable {
         outputs = policy.outputs.map { compiler.compile($0.value) }
         attributeStarts = policy.attributes.map { AttributeWord.start($0.start, as: $0.type) }
         constantBytes = compiler.constantBytes
-        steps = EventSteps(rulesByEvent: byEvent, feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField,
+        steps = EventSteps(rulesByEvent: byEvent + [firing], feedsByEvent: feeds, bufferConditions: conditions, bufferField: bufferField,
                            declaredFields: declaredFields, stateRules: stateRules)
     }
 
@@ -224,6 +279,17 @@ package final class Program: @unchecked Sendable {
     @inline(__always) func aggregateNote(_ buffer: Int) -> Int { aggregateNoteBase + buffer }
     var outputNoteBase: Int { aggregateNoteBase + policy.buffers.count }
     @inline(__always) func outputNote(_ output: Int) -> Int { outputNoteBase + output }
+}
+
+/// A timed rule as the engine runs it: which rule, the slot of each
+/// person's deadline, the delay or period, and the condition read when an
+/// event arms it.
+struct TimerStep {
+    let rule: Int
+    let slot: Int
+    let delay: Int64
+    let repeats: Bool
+    let condition: Unmanaged<Node>?
 }
 
 /// A class so that the engine's loops hold one reference per rule, not a
@@ -414,6 +480,9 @@ struct EventSteps: @unchecked Sendable {
     /// `while` rules in graph order, and what each sets when it holds.
     let stateRules: UnsafeMutableBufferPointer<StateRule>
     let stateEffects: UnsafeMutableBufferPointer<(kind: TargetKind, name: Int)>
+    /// The timed rules' steps (one each, in `Program.timers`' order): after
+    /// every event type's, in no event's range.
+    var timedRules: Range<Int> { rulesOfEvent[rulesOfEvent.count - 1] }
     /// The most rules / feeds any one event type has (scratch sizes).
     let maxRules: Int
     let maxFeeds: Int

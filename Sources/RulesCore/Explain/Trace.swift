@@ -79,7 +79,8 @@ final class Tracer: EngineObserver {
     /// started or stopped holding because of it.
     func after(person: Int, time: Int64, engine: Engine) {
         if let only, !engine.people.key(person).elementsEqual(only) { return }
-        let line = engine.context.line
+        // A timed rule's firing has no line: time alone fired it.
+        let line: Int? = engine.firingTimer ? nil : engine.context.line
         var running = before
         var inForce = endsBefore.map { $0 > time }
         var attributes = attributesBefore
@@ -144,7 +145,7 @@ final class Tracer: EngineObserver {
             line = at
             record(engine, person, line: at, time: time, rule: nil, .late(before: before, after: after))
         }
-        for slot in 0..<engine.store.slotCount {
+        for slot in 0..<engine.program.targetSlotCount {
             let was = endsBefore[slot] > now ? endsBefore[slot] : PersonStore.none
             let end = engine.store.end(person, slot)
             let isNow = end > now ? end : PersonStore.none
@@ -178,8 +179,7 @@ final class Tracer: EngineObserver {
     private func catchUp(_ person: Int, to time: Int64, engine: Engine) {
         guard let from = checkedUntil[person], from < time else { return }
         var instants = Set<Int64>()
-        let slots = engine.store.slotCount
-        for k in 0..<slots {
+        for k in 0..<engine.program.targetSlotCount {
             let end = engine.store.end(person, k)
             if end > from && end <= time { instants.insert(end) }
         }
@@ -288,10 +288,14 @@ extension Engine {
         return tracer.take(person)
     }
 
-    /// Records what time alone changes up to the report's clock, and writes
-    /// out what is left of the trail. Call once, after the stream.
+    /// Records what time alone changes up to the report's clock (timed
+    /// rules fire, effects end), and writes out what is left of the trail.
+    /// Call once, after the stream: the timed rules' firings are kept.
     public func finishTrace(asOf: Int64? = nil) {
         guard let tracer = observer as? Tracer else { return }
+        // Timed rules due by then fire now, for the trail to record them
+        // (committed: no later event of anyone's may follow).
+        if let time = asOf ?? clock { fireAllTimers(upTo: time) }
         tracer.finish(at: asOf ?? clock, engine: self)
     }
 }

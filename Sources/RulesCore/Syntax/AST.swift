@@ -108,7 +108,22 @@ package enum CountMode: String, Sendable, Equatable {
     case every
 }
 
-/// `[N] EVENT [where COND] [within DURATION] → EFFECTS`
+/// When a timed rule fires: `30 days after EVENT [where COND] [unless
+/// EVENT]`, or `every 30 days [without EVENT]`. Its effects happen when
+/// event time passes the deadline, never by the wall clock.
+package struct RuleTimer: Sendable, Equatable {
+    /// The delay after the arming event, or the period.
+    public var delay: Expr
+    /// `every D`: armed at the person's first event, armed again `D` after
+    /// each firing.
+    public var repeats: Bool
+    /// `unless E` disarms an `after` rule; `without E` restarts an `every`
+    /// rule's period.
+    public var unless: Name?
+}
+
+/// `[N] EVENT [where COND] [within DURATION] → EFFECTS`, or a timed rule
+/// (`timer`; an `every` rule has no event: its `event` is empty).
 package struct EventRule: Sendable, Equatable {
     public var count: Expr?
     public var countMode = CountMode.atLeast
@@ -121,9 +136,11 @@ package struct EventRule: Sendable, Equatable {
     public var chained = false
     /// `rule "reckless driving" …`: a name that stays when lines move.
     public var name: Name? = nil
+    /// A timed rule: its effects happen at a deadline, not on the event.
+    public var timer: RuleTimer? = nil
     public static func == (a: EventRule, b: EventRule) -> Bool {
         a.count == b.count && a.countMode == b.countMode && a.event == b.event && a.condition == b.condition
-            && a.window == b.window && a.effects == b.effects
+            && a.window == b.window && a.effects == b.effects && a.timer == b.timer
     }
 }
 

@@ -199,10 +199,33 @@ package struct Lexer {
             && (i + 1 == bytes.count || bytes[i + 1] != UInt8(ascii: "="))
     }
 
+    /// The head of a timed rule, before its `→`: the statement (after a
+    /// `rule "name"`) begins with a duration (`30 days after …`) or with
+    /// `every` and a duration. There `after`, `unless` and `without` are
+    /// the rule's own words and end a name; anywhere else they are words
+    /// like any other (a flag may be called `paid after deadline`).
+    private var inTimedHead: Bool {
+        guard depth == 0 else { return false }
+        var k = statementStart
+        if k + 1 < tokens.count, tokens[k].kind == .name("rule"), case .string = tokens[k + 1].kind { k += 2 }
+        guard k < tokens.count else { return false }
+        if tokens[k].kind == .name("every") { k += 1 }
+        guard k < tokens.count, case .duration = tokens[k].kind else { return false }
+        return !tokens[k...].contains { $0.kind == .arrow }
+    }
+
+    static let timedWords: Set<String> = ["after", "unless", "without"]
+
     private mutating func word() {
         let start = pos
         var end = wordEnd(from: pos)
         let first = text(start, end)
+        let timedHead = inTimedHead
+        if timedHead && Self.timedWords.contains(first) {
+            pos = end
+            emit(.name(first), start: start, end: end)
+            return
+        }
         if expectsSettingWord {
             if first == "min" || first == "max" {
                 pos = end
@@ -270,6 +293,7 @@ package struct Lexer {
             // An effect's name ends at `because` (a denial's reason; after
             // another effect, the parser says only a denial has one).
             if isDenialName && w == "because" { break }
+            if timedHead && Self.timedWords.contains(w) { break }
             words.append(w)
             end = nextEnd
         }

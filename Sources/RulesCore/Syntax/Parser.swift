@@ -175,6 +175,10 @@ package struct Parser {
             rule.countMode = word == "exactly" ? .exactly : .every
             rule.span = span(from: start)
             return .eventRule(rule)
+        case .duration where peek() == .name("after"):
+            return .eventRule(try parseTimedRule())
+        case .name("every") where isDuration(peek()):
+            return .eventRule(try parseTimedRule())
         case .name where isEventRuleContinuation(peek()):
             return .eventRule(try parseEventRule())
         default:
@@ -189,6 +193,11 @@ package struct Parser {
 
     private func isNumber(_ k: TokenKind) -> Bool {
         if case .number = k { return true }
+        return false
+    }
+
+    private func isDuration(_ k: TokenKind) -> Bool {
+        if case .duration = k { return true }
         return false
     }
 
@@ -288,6 +297,7 @@ package struct Parser {
     private mutating func noteChain(_ statement: Statement) {
         switch statement {
         case .eventRule(let r) where r.chained: return
+        case .eventRule(let r) where r.timer != nil: chain = nil
         case .stateRule(let r) where r.chained: return
         case .eventRule(let r):
             chain = Chain(event: r.event, conditions: [r.condition ?? Expr(kind: .bool(true), span: r.event.span, synthetic: true)],
@@ -390,6 +400,44 @@ package struct Parser {
         let effects = try parseEffects()
         return EventRule(count: count, event: event, condition: condition, window: window,
                          effects: effects, span: span(from: start))
+    }
+
+    /// timed-rule = DURATION "after" NAME ["where" EXPR] ["unless" NAME] "→" effects
+    ///            | "every" DURATION ["without" NAME] "→" effects
+    ///
+    /// The lexer keeps `after`, `unless` and `without` apart from names in
+    /// such a head only.
+    private mutating func parseTimedRule() throws -> EventRule {
+        let start = current.span
+        let repeats = accept(.name("every"))
+        let delayToken = advance()
+        guard case .duration(let seconds) = delayToken.kind else { throw Recover() }
+        let delay = Expr(kind: .duration(seconds), span: delayToken.span)
+        var event = Name(text: "", span: start)
+        var condition: Expr? = nil
+        var unless: Name? = nil
+        if repeats {
+            if accept(.name("without")) {
+                unless = try parseName("the event that restarts the period after `without`")
+            } else if kind == .name("unless") || kind == .keyword(.where) {
+                throw fail(.unexpectedToken, "an `every` rule takes no \(kind.display): it is armed at the person's first event",
+                           help: "write `every \(source.text(delayToken.span)) without EVENT → …` to start the period again at each EVENT")
+            }
+        } else {
+            advance()  // `after`
+            event = try parseName("the event that starts the delay, after `after`")
+            if accept(.keyword(.where)) { condition = try parseExpression() }
+            if accept(.name("unless")) { unless = try parseName("the event that disarms the rule, after `unless`") }
+        }
+        if kind == .keyword(.within) {
+            throw fail(.unexpectedToken, "a timed rule has no window: it fires once its delay has passed",
+                       help: "count events with `count(EVENT within …)` in a `where`, or write a counted rule")
+        }
+        try expectArrow()
+        let effects = try parseEffects()
+        var rule = EventRule(count: nil, event: event, condition: condition, window: nil, effects: effects, span: span(from: start))
+        rule.timer = RuleTimer(delay: delay, repeats: repeats, unless: unless)
+        return rule
     }
 
     /// A condition followed by `→` but not preceded by `while`: a common
