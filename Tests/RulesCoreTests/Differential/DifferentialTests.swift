@@ -89,6 +89,9 @@ enum Differential {
     static func compare(_ c: GeneratedCase, stats: inout Stats) -> String? {
         let result = compile(c)
         guard let program = result.program, let model = reference(c) else {
+            if ProcessInfo.processInfo.environment["DIFFTEST_SHOW_SKIPPED"] != nil {
+                print("skipped seed \(c.seed): \(result.errors.map(\.message))\n\(c.files.joined())")
+            }
             stats.skipped += 1
             if ProcessInfo.processInfo.environment["DIFFTEST_SHOW_SKIPPED"] != nil, let first = result.errors.first {
                 print("skipped \(c.seed): \(first.code.rawValue) \(first.message)")

@@ -44,6 +44,12 @@ struct ReferenceModel {
         var changes: [Change]
         /// The event rules that fired on it (their places in the policy).
         var fired: [Int] = []
+        /// A timed rule's firing (its place), not an event: then `event`
+        /// is a stand-in of no type at the deadline.
+        var timer: Int? = nil
+        /// The timed rules (`… after EVENT`) this event armed: their
+        /// condition held against the state before it.
+        var armed: [Int] = []
     }
 
     private(set) var people: [[UInt8]: [Applied]] = [:]
@@ -105,11 +111,12 @@ struct ReferenceModel {
             rejectedLines.append(number)
             return
         }
-        let history = people[parsed.person] ?? []
-        if let last = history.last, event.time < last.event.time {
+        let before = people[parsed.person] ?? []
+        if let last = before.last, event.time < last.event.time {
             rejectedLines.append(number)
             return
         }
+        let history = firing(before, upTo: event.time)
         people[parsed.person] = history + [apply(event, after: history)]
         clock = max(clock ?? event.time, event.time)
     }
@@ -136,7 +143,10 @@ struct ReferenceModel {
         }
         kept[person] = events
         var history: [Applied] = []
-        for k in events where !k.retracted { history.append(apply(k.event, after: history)) }
+        for k in events where !k.retracted {
+            history = firing(history, upTo: k.event.time)
+            history.append(apply(k.event, after: history))
+        }
         people[person] = history.isEmpty ? nil : history
         lastTime[person] = max(last ?? event.time, event.time)
         clock = max(clock ?? event.time, event.time)
@@ -160,7 +170,49 @@ struct ReferenceModel {
         return events.contains(type)
     }
 
-    private func apply(_ event: Event, after history: [Applied]) -> Applied {
+    // MARK: - Timed rules
+
+    /// Timed rule `place`'s deadline after `history`, read from it anew:
+    /// an `after` rule is armed by an event that armed it when it was not
+    /// armed, disarmed by an `unless` event (before the same event arms it
+    /// again) and by firing; an `every` rule is armed at the first event,
+    /// again a period after each firing, and restarted by a `without` event.
+    func deadline(_ place: Int, after history: [Applied]) -> Int64? {
+        let timer = policy.eventRules[place].timer!
+        var deadline: Int64? = nil
+        for a in history {
+            if let fired = a.timer {
+                if fired == place { deadline = timer.repeats ? Self.addTime(a.event.time, timer.delay) : nil }
+                continue
+            }
+            if let type = a.event.type, timer.unless.contains(type) {
+                deadline = timer.repeats ? Self.addTime(a.event.time, timer.delay) : nil
+            }
+            if deadline == nil && (timer.repeats || a.armed.contains(place)) { deadline = Self.addTime(a.event.time, timer.delay) }
+        }
+        return deadline
+    }
+
+    /// The history with every deadline at or before `time` fired, the
+    /// earliest first (at one instant, in source order), each against the
+    /// state as of its deadline.
+    func firing(_ history: [Applied], upTo time: Int64) -> [Applied] {
+        var history = history
+        let timed = policy.eventRules.indices.filter { policy.eventRules[$0].timer != nil }
+        while true {
+            var next: (place: Int, at: Int64)? = nil
+            for place in timed {
+                if let d = deadline(place, after: history), d <= time, next.map({ d < $0.at }) ?? true { next = (place, d) }
+            }
+            guard let next else { return history }
+            history.append(apply(Event(line: -1, type: nil, time: next.at, fields: [:]), after: history, timer: next.place))
+        }
+    }
+
+    // MARK: - Applying
+
+    /// An event, or (`timer`) a timed rule's firing at `event.time`.
+    private func apply(_ event: Event, after history: [Applied], timer: Int? = nil) -> Applied {
         let before = View(history: history, time: event.time)
         var total: Int64 = 0
         // The last `set score to` of the event's fired rules, in source order:
@@ -168,9 +220,15 @@ struct ReferenceModel {
         var setTo: Int64? = nil
         var changes: [Change] = []
         var fired: [Int] = []
-        for (place, rule) in policy.eventRules.enumerated() where Self.isOne(of: rule.events, event.type) {
-            if let condition = rule.condition, eval(condition, event, before) != .bool(true) { continue }
-            if let count = rule.count, let window = rule.window {
+        var armed: [Int] = []
+        for (place, rule) in policy.eventRules.enumerated() where timer == place || (timer == nil && Self.isOne(of: rule.events, event.type)) {
+            if timer == nil, rule.timer != nil {
+                // Armed, not fired: its effects wait for the deadline.
+                if rule.condition.map({ eval($0, event, before) == .bool(true) }) ?? true { armed.append(place) }
+                continue
+            }
+            if timer == nil, let condition = rule.condition, eval(condition, event, before) != .bool(true) { continue }
+            if timer == nil, let count = rule.count, let window = rule.window {
                 // `every N`: only the events after the rule last fired count.
                 let since = rule.countMode == .every ? (history.lastIndex { $0.fired.contains(place) }.map { $0 + 1 } ?? 0) : 0
                 let earlier = history[since...].filter {
@@ -239,7 +297,7 @@ struct ReferenceModel {
         var score = Self.addScore(setTo ?? before.score(policy), total)
         if let lo = policy.minScore { score = max(score, lo) }
         if let hi = policy.maxScore { score = min(score, hi) }
-        return Applied(event: event, scoreAfter: score, changes: changes, fired: fired)
+        return Applied(event: event, scoreAfter: score, changes: changes, fired: fired, timer: timer, armed: armed)
     }
 
     /// Whether `condition` held for an earlier event, against the state
@@ -471,7 +529,7 @@ struct ReferenceModel {
         guard let time = asOf ?? clock else { return "" }
         var out = ""
         for id in people.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-            let view = View(history: people[id]!, time: time)
+            let view = View(history: firing(people[id]!, upTo: time), time: time)
             let holding = whileRulesHolding(view)
             func names(_ kind: TargetKind, _ all: [String]) -> [String] {
                 all.indices.filter { held(kind, $0, view, holding) }.map { all[$0] }
