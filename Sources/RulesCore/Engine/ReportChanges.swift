@@ -325,6 +325,14 @@ package final class ReportChanges {
     /// `end > now`), or an entry leaves a window that reads its buffer (it
     /// counts while `entry > now - window`). nil when nothing will.
     private func nextChange(of p: Int, after time: Int64) -> Int64? {
+        guard engine.program.hasTimers else { return nextChangeNow(of: p, after: time) }
+        // With the deadlines due by `time` fired, as the line was read: what
+        // they set ends, and an `every` rule's next period is a deadline
+        // too (a deadline is a change time like an end: its slot's).
+        return engine.asOf(p, time) { nextChangeNow(of: p, after: time) }
+    }
+
+    private func nextChangeNow(of p: Int, after time: Int64) -> Int64? {
         let store = engine.store
         var next = Int64.max
         for slot in 0..<store.slotCount {
