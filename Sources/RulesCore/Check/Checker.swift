@@ -1049,7 +1049,7 @@ struct Checker {
             if let f = flagIds[n] { noteFlagRead(n, span); return (.flag(f), .bool) }
             if let event = eventDeclaring(n) {
                 report(.unknownField, "`\(shown(n))` is a field of event `\(event)`; a timed rule's effects happen when its time comes, with no event to read it from",
-                       at: span, help: "read fields in the rule's `where`, or set an attribute from them (`set \(shown(n)) to \(shown(n))`) and read that")
+                       at: span, help: "read fields in the rule's `where`, or keep the value in an attribute (`attribute \(shown(n)) = 0`, then `\(event.replacing("_", with: " ")) → set \(shown(n)) to \(shown(n))`) and read that")
                 return nil
             }
             report(.unknownName, "unknown name `\(shown(n))`: not a constant, a flag or an attribute (a timed rule's effects read no event)", at: span,

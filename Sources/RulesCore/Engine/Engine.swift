@@ -446,6 +446,7 @@ package final class Engine {
     private func fireTimer(_ k: Int, person: Int, at time: Int64) {
         let timer = program.timers[k]
         store.setEnd(person, timer.slot, timer.repeats ? Timestamp.adding(time, timer.delay) : PersonStore.none)
+        firingsSeen?.append(timer.rule)
         touched?.append(person)
         scoreBefore = store.score(person)
         firingTimer = true
@@ -500,6 +501,19 @@ package final class Engine {
             context.line = 0
             fireTimers(p, upTo: time)
         }
+    }
+
+    /// The rules `timedRulesDue` collects while they fire (nil: none kept).
+    @exclusivity(unchecked) private var firingsSeen: [Int]? = nil
+
+    /// The global indices of the timed rules that fire for `citizen` by
+    /// `time` though no event of theirs came yet (as their state read as of
+    /// `time` has them fired): a test's `expect fired` counts them.
+    package func timedRulesDue(_ citizen: String, at time: Int64) -> [Int] {
+        guard program.hasTimers, let p = personIndex(citizen) else { return [] }
+        firingsSeen = []
+        defer { firingsSeen = nil }
+        return asOf(p, time) { firingsSeen ?? [] }
     }
 
     /// `body`, reading the person as of `time`: with their deadlines at or

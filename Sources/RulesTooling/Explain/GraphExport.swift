@@ -76,9 +76,18 @@ package enum GraphExport {
         for (i, rule) in policy.eventRules.enumerated() {
             let id = "rule:\(i)"
             node(id, site(rule.ast.span), .rule)
+            // A timed rule: its events arm it (the edge says after how
+            // long), its `unless` events disarm or restart it.
+            let armLabel = rule.timer.map { "after " + DurationText.describe($0.delay) }
             for event in rule.events.map({ policy.events[$0].name }) {  // a group's rule: an edge from each of its events
                 node("event:\(event)", event, .event)
-                edges.append(Edge(from: "event:\(event)", to: id, label: rule.count.map { "\($0) within window" } ?? ""))
+                edges.append(Edge(from: "event:\(event)", to: id, label: armLabel ?? rule.count.map { "\($0) within window" } ?? ""))
+            }
+            if let timer = rule.timer {
+                for event in timer.unless.map({ policy.events[$0].name }) {
+                    node("event:\(event)", event, .event)
+                    edges.append(Edge(from: "event:\(event)", to: id, label: timer.repeats ? "restarts" : "disarms", dashed: true))
+                }
             }
             readers(rule.condition, into: id)
             for effect in rule.effects {

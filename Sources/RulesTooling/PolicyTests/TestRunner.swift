@@ -120,6 +120,8 @@ private struct SingleTest {
         case .success(let entry):
             clock = max(clock ?? e.time, e.time)
             fired.formUnion(entry.fired)
+            // Timed rules that fired before the event, as its time came.
+            fired.formUnion(entry.changes.filter { $0.line == nil }.compactMap(\.rule))
             fired.formUnion(engine.stateRulesHolding(e.person.text, at: e.time))
             timeline.record(e.person.text, entry)
         }
@@ -143,6 +145,8 @@ private struct SingleTest {
         }
         switch x.kind {
         case .fired(let query, let span, let negated):
+            // Timed rules whose time came by now fire though no event came.
+            for person in timeline.people { fired.formUnion(engine.timedRulesDue(person, at: time)) }
             checkFired(query, span, negated, x)
         case .score(let person, let op, let value, let output):
             guard knownOutput(output), let state = personState(person, time) else { return }
@@ -201,6 +205,7 @@ private struct SingleTest {
             // A `while` rule may start holding through time alone (a window
             // emptying, a flag expiring): seen here, it counts as covered.
             fired.formUnion(engine.stateRulesHolding(person.text, at: time))
+            fired.formUnion(engine.timedRulesDue(person.text, at: time))
             return state
         }
         let help = Suggest.help(for: person.text, among: timeline.people) ?? "give them an event first"
