@@ -118,6 +118,18 @@ struct EditorGrammarTests {
         #expect(set.first { $0.0 == "set" }?.1 == "keyword.other.effect.rules", "\(set)")
     }
 
+    @Test("a timed rule's own words: `after` a duration, `unless`, `every` and `without`")
+    func timedRules() throws {
+        let rules = try Self.rules()
+        let after = Self.tokenize("30 days after fine issued unless fine paid → deny registration", rules)
+        #expect(after.map(\.0) == ["30 days", "after", "unless", "→", "deny"], "\(after)")
+        #expect(after[1].1 == "keyword.control.rules" && after[2].1 == "keyword.control.rules")
+        let every = Self.tokenize("every 30 days without infraction → +1", rules)
+        #expect(every.map(\.0) == ["every", "30 days", "without", "→", "+", "1"], "\(every)")
+        // `after` elsewhere is a word of a name.
+        #expect(!Self.tokenize("late after curfew → -5", rules).contains { $0.0 == "after" })
+    }
+
     @Test("a line of every kind of token")
     func oneLine() throws {
         let tokens = Self.tokenize(#"3 speeding where zone == "a\"b" and not x >= 2.5 → deny travel for 90 days  # why"#, try Self.rules())

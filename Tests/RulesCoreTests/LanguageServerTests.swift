@@ -125,6 +125,29 @@ struct LanguageServerTests {
         #expect(symbols.first?["name"]?.string == "event infraction = …")
     }
 
+    @Test("a timed rule: hover on its events lists it; completion offers its words; a field in its effects is a positioned error")
+    func timedRule() throws {
+        var (server, _) = Self.opened("""
+            30 days after fine issued unless fine paid → deny registration
+            every 30 days without fine issued → +1
+
+            """)
+        func result(_ id: Int, _ method: String, _ params: [(String, JSONValue)]) -> JSONValue? {
+            server.handle(Self.request(id, method, params)).first?["result"]
+        }
+        let paid = try #require(result(2, "textDocument/hover", Self.at(0, 35))?["contents"]?["value"]?.string)
+        #expect(paid.hasPrefix("**event** `fine paid`"), "\(paid)")
+        #expect(paid.contains("line 1: `30 days after fine issued unless fine paid → deny registration`"), "\(paid)")
+        let issued = try #require(result(3, "textDocument/hover", Self.at(1, 25))?["contents"]?["value"]?.string)
+        #expect(issued.contains("line 2: `every 30 days without fine issued → +1`"), "\(issued)")
+        let items = try #require(result(4, "textDocument/completion", Self.at(0, 0))?["items"]?.array)
+        let labels = Set(items.compactMap { $0["label"]?.string })
+        #expect(labels.isSuperset(of: ["after", "unless", "every", "without", "fine issued", "fine paid"]))
+        let (_, published) = Self.opened("event fine issued { amount: number }\n30 days after fine issued → -amount\n")
+        let diagnostics = published.compactMap { $0["params"]?["diagnostics"]?.array }.last ?? []
+        #expect(diagnostics.contains { $0["code"]?.string == "E0302" && $0["range"]?["start"]?["line"]?.int == 1 }, "\(diagnostics)")
+    }
+
     @Test("a per-person value: hover says so; definition goes to its `let`")
     func personValue() throws {
         var (server, _) = Self.opened("""

@@ -292,6 +292,13 @@ struct Analysis: Sendable {
         items.append(.object([("label", .string("set score to")), ("kind", .number(14))]))
         items.append(.object([("label", .string("output")), ("kind", .number(14))]))
         items.append(.object([("label", .string("attribute")), ("kind", .number(14))]))
+        // A timed rule's own words (docs/LANGUAGE.md, "Timed rules").
+        for (word, detail) in [("after", "timed rule: `30 days after EVENT [where …] [unless EVENT] → …`"),
+                               ("unless", "disarms a timed rule: `… after EVENT unless OTHER → …`"),
+                               ("every", "timed rule: `every 30 days [without EVENT] → …`"),
+                               ("without", "restarts an `every` rule's period: `every 30 days without EVENT → …`")] {
+            items.append(.object([("label", .string(word)), ("kind", .number(14)), ("detail", .string(detail))]))
+        }
         var seen = Set<String>()
         let kinds: [Kind: Double] = [.event: 23, .group: 23, .field: 5, .flag: 20, .privilege: 20, .constant: 21, .attribute: 10, .reason: 20]
         for o in occurrences where seen.insert("\(o.kind)/\(o.name)").inserted {
