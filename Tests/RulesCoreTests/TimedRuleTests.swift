@@ -116,6 +116,30 @@ struct TimedRuleTests {
         #expect(whole.stdout.contains(#"{"citizen":"p","score":1,"flags":[],"denied":[],"granted":[]}"#))
     }
 
+    @Test("`explain` lists a firing under the person's next event; `--why-not` says when an armed rule fires, or that nothing armed it")
+    func explained() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = dir.appendingPathComponent("p.rules").path, events = dir.appendingPathComponent("e.ndjson").path
+        try "30 days after fine issued unless fine paid → deny registration\nfine issued → -1\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        try """
+            {"citizen":"d","type":"fine issued","time":"2026-01-20"}
+            {"citizen":"b","type":"fine issued","time":"2026-01-01"}
+            {"citizen":"b","type":"fine paid","time":"2026-01-10"}
+            {"citizen":"a","type":"fine issued","time":"2026-01-01"}
+            {"citizen":"a","type":"fine issued","time":"2026-02-04"}
+            {"citizen":"z","type":"x","time":"2026-02-05"}
+
+            """.write(toFile: events, atomically: true, encoding: .utf8)
+        let d = try CLITests.rules(["explain", policy, "--events", events, "--person", "d", "--why-not", "registration"])
+        #expect(d.stdout.contains("armed: fires at 2026-02-19T00:00:00Z unless `fine paid` comes first"), "\(d.stdout)")
+        let b = try CLITests.rules(["explain", policy, "--events", events, "--person", "b", "--why-not", "registration"])
+        #expect(b.stdout.contains("not armed: no `fine issued` armed it for b, or `fine paid` disarmed it"), "\(b.stdout)")
+        let a = try CLITests.rules(["explain", policy, "--events", events, "--person", "a"])
+        #expect(a.stdout.contains("as time passed, at 2026-01-31T00:00:00Z:"), "\(a.stdout)")
+        #expect(a.stdout.contains("30 days after fine issued unless fine paid → deny registration"), "\(a.stdout)")
+    }
+
     @Test("at the edge of time: an hourly rule's next period past 9999 never fires; a 1000-year delay fires at its exact microsecond")
     func edgesOfTime() throws {
         let (out, _) = try runPolicy("every 1 hour → +1", """

@@ -343,6 +343,10 @@ package enum Explanation {
             var a = WhyNot.Answer(kind: kind, held: held, beatenByDenial: !held && kind == .grant && state.denied.contains(name), rules: [])
             if held || a.beatenByDenial { answer.answers.append(a); continue }
             for index in setters {
+                if program.policy.eventRules[index].timer != nil {
+                    a.rules.append((rules[index], timedStatus(index, person: person, entries: entries, at: time, engine: engine)))
+                    continue
+                }
                 let fired = entries.filter { $0.fired.contains(index) }
                 var status = "never fired for \(person)"
                 if let last = fired.last {
@@ -364,6 +368,28 @@ package enum Explanation {
             answer.answers.append(a)
         }
         return answer
+    }
+}
+
+extension Explanation {
+    /// Where a timed rule stands for the person as of `time`: when it last
+    /// fired, or when it will (armed), or that nothing armed it.
+    static func timedStatus(_ index: Int, person: String, entries: [Timeline.Entry], at time: Int64, engine: Engine) -> String {
+        let program = engine.program
+        let rule = program.policy.eventRules[index]
+        let firings = entries.flatMap(\.changes).filter { $0.line == nil && $0.rule == index }.map(\.time)
+        let shown = { (ids: [Int]) in ids.map { "`\(program.policy.events[$0].name.replacing("_", with: " "))`" }.joined(separator: " or ") }
+        guard let k = program.timers.firstIndex(where: { $0.rule == index }), let p = engine.personIndex(person) else { return "never fired for \(person)" }
+        let deadline = engine.asOf(p, time) { engine.store.end(p, program.timers[k].slot) }
+        var status = firings.last.map { "fired as time passed, at \(Timestamp.format($0)); what it set has ended or was lifted since" }
+        if deadline != PersonStore.none && deadline > time {
+            let unless = rule.timer!.unless.isEmpty ? "" : " unless \(shown(rule.timer!.unless)) comes first"
+            status = (status.map { $0 + "; " } ?? "") + "armed: fires at \(Timestamp.format(deadline))\(unless)"
+        }
+        if let status { return status }
+        if rule.timer!.repeats { return "not armed yet for \(person)" }
+        let disarm = rule.timer!.unless.isEmpty ? "" : ", or \(shown(rule.timer!.unless)) disarmed it"
+        return "not armed: no \(shown(rule.events)) armed it for \(person)\(disarm)"
     }
 }
 
