@@ -20,6 +20,10 @@ struct LintTests {
         #expect(Self.codes("event d { a: number }\nd where a > 5 → deny travel\nd → allow travel\n").isEmpty)
         #expect(Self.codes("d → deny travel\npaid → allow travel\n").isEmpty)
         #expect(Self.codes("3 d within 9 days → deny travel\nd → allow travel\n").isEmpty)
+        // A timed rule fires at its deadline, not on the event that armed it;
+        // two of the same timer fire together.
+        #expect(Self.codes("30 days after d → deny travel\nd → allow travel\n").isEmpty)
+        #expect(Self.codes("every 30 days → flag f\nevery 30 days → clear f\nwhile f → deny x\n") == ["W0507"])
     }
 
     @Test("conditions no value satisfies, with the score's bounds; quiet when unsure")

@@ -50,7 +50,9 @@ struct Lints {
         }
         let both = set.intersection(lifted)
         if both.isEmpty { return }
-        struct Together: Hashable { var events: [Int]; var count: Int?; var window: Int64?; var condition: IR? }
+        // A timed rule fires at its deadline, not on its event: with the
+        // rules of the same timer only.
+        struct Together: Hashable { var events: [Int]; var count: Int?; var window: Int64?; var condition: IR?; var timer: [Int64]? }
         var groups: [Together: [CheckedEventRule]] = [:]
         var order: [Together] = []
         for rule in policy.eventRules where rule.effects.contains(where: {
@@ -59,7 +61,8 @@ struct Lints {
             case .score, .setScore, .setAttribute: return false
             }
         }) {
-            let key = Together(events: rule.events, count: rule.count, window: rule.window, condition: rule.condition)
+            let timer = rule.timer.map { [$0.delay, $0.repeats ? 1 : 0] + $0.unless.map(Int64.init) }
+            let key = Together(events: rule.events, count: rule.count, window: rule.window, condition: rule.condition, timer: timer)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(rule)
         }
