@@ -43,7 +43,9 @@ package final class Program: @unchecked Sendable {
     let everyTimers: [Int]
     /// Keeps the arming conditions' nodes alive (`TimerStep` does not).
     private let armingConditions: [Node]
-    var hasTimers: Bool { !timers.isEmpty }
+    /// Whether any rule is timed: a stored flag, read three times per
+    /// event (an array's `isEmpty` was 0.4 % of `rules run`'s instructions).
+    let hasTimers: Bool
 
     /// Timed rule `k` as written (a checkpoint names its deadlines so).
     func timerText(_ k: Int) -> String {
@@ -219,6 +221,7 @@ package final class Program: @unchecked Sendable {
         self.cancelsOfEvent = cancelsOfEvent
         self.armingConditions = armingConditions
         everyTimers = timers.indices.filter { timers[$0].repeats }
+        hasTimers = !timers.isEmpty
 
         var feeds = [[Int]](repeating: [], count: policy.events.count)
         var conditions: [Node?] = []

@@ -13,6 +13,10 @@ package enum ASTDump {
         case .group(let g): return "(group \(g.name.text)" + g.members.map { " \($0.text)" }.joined() + ")"
         case .eventRule(let r):
             var out = "(rule"
+            if let t = r.timer {
+                out += t.repeats ? " (every \(dump(t.delay)))" : " (after \(dump(t.delay)))"
+                if let u = t.unless { out += " (unless \(u.text))" }
+            }
             if r.countMode != .atLeast { out += " \(r.countMode.rawValue)" }
             if let c = r.count { out += " \(dump(c))" }
             out += " \(r.event.text)"
