@@ -140,6 +140,41 @@ struct TimedRuleTests {
         #expect(a.stdout.contains("30 days after fine issued unless fine paid → deny registration"), "\(a.stdout)")
     }
 
+    @Test("periods of a constant `every` rule skipped at once give what firing each gives: with bounds, a set score, another rule between")
+    func skippedPeriodsAgree() throws {
+        let policies = [
+            "score starts at 0, min -50, max 900\nevery 1 hour → +1\nevery 5 days → -7\nevery 3 days without ping → flag quiet for 1 day",
+            "score starts at 10, min 0\nevery 2 hours → -1, deny x for 3 hours\n100 days after ping → set score to 500, clear quiet\nevery 1 day → flag quiet",
+            "every 6 hours → set score to 3, +2, set level to 4\nattribute level = 0\nevery 1 week → -1\nping → +100",
+        ]
+        let stream = """
+            {"citizen":"p","type":"ping","time":"2026-01-01"}
+            {"citizen":"q","type":"ping","time":"2026-01-01T05:00:00Z"}
+            {"citizen":"p","type":"ping","time":"2026-02-11T07:30:00Z"}
+            {"citizen":"r","type":"other","time":"2026-06-30"}
+            {"citizen":"q","type":"ping","time":"2026-12-31T23:00:00Z"}
+
+            """
+        for policy in policies {
+            let program = try compileOrFail(policy)
+            // The trail listens to every firing, so nothing is skipped.
+            let stepwise = Engine(program: program), skipping = Engine(program: program)
+            stepwise.enableTrace(write: { _ in })
+            _ = EventStream.run(stepwise, text: stream, asOf: nil)
+            _ = EventStream.run(skipping, text: stream, asOf: nil)
+            #expect(Self.report(skipping) == Self.report(stepwise), "\(policy)")
+            stepwise.finishTrace()
+            #expect(Self.report(skipping) == Self.report(stepwise), "\(policy)")
+        }
+        // Eight thousand years of hours, at once.
+        let (out, _) = try runPolicy("every 1 hour → +1", """
+            {"citizen":"p","type":"start","time":"2026-01-01"}
+            {"citizen":"z","type":"start","time":"9999-12-31T23:59:59Z"}
+            """)
+        let hours = (Timestamp.parse("9999-12-31T23:59:59Z")! - Timestamp.parse("2026-01-01")!) / (3600 * Timestamp.perSecond)
+        #expect(out.hasPrefix(#"{"citizen":"p","score":\#(hours),"#), "\(out)")
+    }
+
     @Test("at the edge of time: an hourly rule's next period past 9999 never fires; a 1000-year delay fires at its exact microsecond")
     func edgesOfTime() throws {
         let (out, _) = try runPolicy("every 1 hour → +1", """

@@ -428,8 +428,51 @@ package final class Engine {
                 if deadline != PersonStore.none && deadline <= time && deadline < at { (next, at) = (k, deadline) }
             }
             if next < 0 { return }
+            // Periods skipped: the last of them is due next.
+            if timers[next].repeatsAlike != nil && !observing && skipPeriods(next, person: person, from: at, upTo: time) { continue }
             fireTimer(next, person: person, at: at)
         }
+    }
+
+    /// An `every` rule whose firings all do the same (`TimerStep.
+    /// repeatsAlike`), due at `from` and every period after it up to
+    /// `time`: all its firings before another deadline of the person come
+    /// up are done at once but the last, which then fires as any does (a
+    /// person idle for years is a few steps, not one per period). The
+    /// score after `m` firings is computed as `m` one at a time would give
+    /// it: each adds the same change and clamps, so it moves one way and
+    /// stops at a bound; a rule that sets the score gives the same score
+    /// each time. Not while the trail listens: it records every firing.
+    private func skipPeriods(_ k: Int, person: Int, from at: Int64, upTo time: Int64) -> Bool {
+        let timer = program.timers[k]
+        guard let step = timer.repeatsAlike else { return false }
+        // The firings that come before every other deadline due by `time`.
+        var bound = time == Int64.max ? time : time + 1
+        for j in program.timers.indices where j != k {
+            let deadline = store.end(person, program.timers[j].slot)
+            if deadline != PersonStore.none && deadline < bound { bound = deadline }
+        }
+        guard bound > at else { return false }
+        let skipped = (bound - 1 - at) / timer.delay  // firings after the one at `at` that are still before `bound`
+        guard skipped >= 1 else { return false }
+        let score = store.score(person)
+        let lo = Swift.max(program.minScore ?? -Arithmetic.scoreLimit, -Arithmetic.scoreLimit)
+        let hi = Swift.min(program.maxScore ?? Arithmetic.scoreLimit, Arithmetic.scoreLimit)
+        let after: Int64
+        if let setTo = step.setTo {
+            after = clamp(Arithmetic.addScore(setTo, step.delta))
+        } else {
+            // Stepwise only from a score within the bounds (one always is,
+            // but a changed policy's first firing clamps it there).
+            guard score >= lo && score <= hi else { return false }
+            let (total, overflow) = step.delta.multipliedReportingOverflow(by: skipped)
+            if step.delta > 0 { after = overflow ? hi : Swift.min(hi, Arithmetic.addScore(score, total)) }
+            else if step.delta < 0 { after = overflow ? lo : Swift.max(lo, Arithmetic.addScore(score, total)) }
+            else { after = score }
+        }
+        store.setScore(person, after)
+        store.setEnd(person, timer.slot, at + skipped * timer.delay)
+        return true
     }
 
     /// Whether a deadline of the person is at or before `time`.

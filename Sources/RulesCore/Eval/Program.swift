@@ -197,7 +197,8 @@ package final class Program: @unchecked Sendable {
                 let condition = rule.condition.map { compiler.compile($0) }
                 if let condition { armingConditions.append(condition) }
                 timers.append(TimerStep(rule: index, slot: targetSlotCount + k, delay: timer.delay, repeats: timer.repeats,
-                                        condition: condition.map { .passUnretained($0) }))
+                                        condition: condition.map { .passUnretained($0) },
+                                        repeatsAlike: timer.repeats ? TimerStep.scoreStep(of: rule.effects) : nil))
                 for event in rule.events { armsOfEvent[event].append(k) }
                 for event in timer.unless { cancelsOfEvent[event].append(k) }
                 let compiled = CompiledEventRule(index: index, condition: nil, count: 0, window: 0, counter: -1, effects: effects)
@@ -293,6 +294,38 @@ struct TimerStep {
     let delay: Int64
     let repeats: Bool
     let condition: Unmanaged<Node>?
+    /// For an `every` rule whose effects are all constants (no expression
+    /// reads the state, every `for` is fixed): what one firing does to the
+    /// score — set it to `setTo` (if not nil), then add `delta`, then clamp.
+    /// Its other effects leave the same state however often it fires, so
+    /// many periods can be skipped at once (`Engine.skipPeriods`). nil:
+    /// each period fires on its own.
+    let repeatsAlike: (setTo: Int64?, delta: Int64)?
+
+    /// `repeatsAlike` of a rule's effects, nil when one is not a constant.
+    static func scoreStep(of effects: [CheckedEffect]) -> (setTo: Int64?, delta: Int64)? {
+        var setTo: Int64? = nil, delta: Int64 = 0
+        func constant(_ ir: IR) -> Int64? {
+            guard ir.isConstant, case .number(let x)? = Folder.evaluate(ir), x.isFinite else { return nil }
+            return Arithmetic.roundScore(x)
+        }
+        for effect in effects {
+            switch effect {
+            case .score(let ir):
+                guard let c = constant(ir) else { return nil }
+                delta = Arithmetic.addScore(delta, c)
+            case .setScore(let ir):
+                guard let c = constant(ir) else { return nil }
+                (setTo, delta) = (c, 0)
+            case .setAttribute(_, let ir):
+                guard ir.isConstant else { return nil }
+            case .set(_, _, let lasting, _):
+                if case .computed = lasting { return nil }
+            case .lift: break
+            }
+        }
+        return (setTo, delta)
+    }
 }
 
 /// A class so that the engine's loops hold one reference per rule, not a
