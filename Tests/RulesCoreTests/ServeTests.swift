@@ -301,6 +301,43 @@ struct ServeTests {
         }
     }
 
+    @Test("timed rules served: a deadline passed by someone else's event shows in lookups and the change feed, a person's own earlier line still comes first, and a restart answers the same")
+    func timedRules() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw TestFailure("curl is not installed") }
+        let data = Self.dataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("timed-\(UUID().uuidString).rules").path
+        defer { try? FileManager.default.removeItem(atPath: policy) }
+        try "30 days after fine issued unless fine paid → deny registration\nfine paid → +1\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        var server: Server? = try Server([policy, "--data", data])
+        func post(_ lines: [String]) throws {
+            let r = try server!.curl("/v1/events", ["-X", "POST", "--data-binary", lines.joined(separator: "\n") + "\n"])
+            #expect(r.status == 200, "\(r.body)")
+        }
+        try post([#"{"citizen":"p","type":"fine issued","time":"2026-01-01"}"#, #"{"citizen":"r","type":"fine issued","time":"2026-01-01"}"#])
+        #expect(try server!.curl("/v1/people/p").body == #"{"citizen":"p","score":0,"flags":[],"denied":[],"granted":[]}"#)
+        // q's event moves the clock past p's and r's deadlines (Jan 31).
+        try post([#"{"citizen":"q","type":"other","time":"2026-03-01"}"#])
+        let denied = #"{"citizen":"p","score":0,"flags":[],"denied":["registration"],"granted":[]}"#
+        #expect(try server!.curl("/v1/people/p").body == denied)
+        let changes = Self.feed(port: server!.port, lastEventId: 1, quiet: 0.5)
+        #expect(changes.contains { $0.data == denied }, "\(changes)")
+        // p's own next line, dated Jan 20: paid before the deadline.
+        try post([#"{"citizen":"p","type":"fine paid","time":"2026-01-20"}"#])
+        let paid = #"{"citizen":"p","score":1,"flags":[],"denied":[],"granted":[]}"#
+        #expect(try server!.curl("/v1/people/p").body == paid)
+        let report = try server!.curl("/v1/report").body
+        #expect(report + "\n" == (try Self.rulesRun([policy], over: [
+            #"{"citizen":"p","type":"fine issued","time":"2026-01-01"}"#, #"{"citizen":"r","type":"fine issued","time":"2026-01-01"}"#,
+            #"{"citizen":"q","type":"other","time":"2026-03-01"}"#, #"{"citizen":"p","type":"fine paid","time":"2026-01-20"}"#,
+        ].joined(separator: "\n") + "\n")))
+        server!.kill9()
+        server = nil
+        let again = try Server([policy, "--data", data])
+        #expect(try again.curl("/v1/report").body == report)
+        #expect(try again.curl("/v1/people/r").body == #"{"citizen":"r","score":0,"flags":[],"denied":["registration"],"granted":[]}"#)
+    }
+
     @Test("the change feed: after each body, exactly the lines of GET /v1/report that differ from the one before; Last-Event-ID resumes, also after kill -9")
     func changeFeed() throws {
         let data = Self.dataDirectory()
