@@ -137,6 +137,7 @@ struct TimedRuleTests {
         #expect(b.stdout.contains("not armed: no `fine issued` armed it for b, or `fine paid` disarmed it"), "\(b.stdout)")
         let a = try CLITests.rules(["explain", policy, "--events", events, "--person", "a"])
         #expect(a.stdout.contains("as time passed, at 2026-01-31T00:00:00Z:"), "\(a.stdout)")
+        #expect(a.stdout.contains("on its deadline, 2026-01-31T00:00:00Z (time alone)"), "\(a.stdout)")
         #expect(a.stdout.contains("30 days after fine issued unless fine paid → deny registration"), "\(a.stdout)")
     }
 
@@ -173,6 +174,26 @@ struct TimedRuleTests {
             """)
         let hours = (Timestamp.parse("9999-12-31T23:59:59Z")! - Timestamp.parse("2026-01-01")!) / (3600 * Timestamp.perSecond)
         #expect(out.hasPrefix(#"{"citizen":"p","score":\#(hours),"#), "\(out)")
+    }
+
+    @Test("an explanation in the middle of a stream fires nothing for good: the REPL's `:explain`, then the person's own earlier line")
+    func explainingCommitsNothing() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = dir.appendingPathComponent("p.rules").path
+        try Self.fines.write(toFile: policy, atomically: true, encoding: .utf8)
+        let r = try CLITests.rules(["repl", policy], stdin: """
+            2026-01-01 dave: fine issued
+            2026-03-01 erin: fine issued
+            :explain dave
+            2026-01-15 dave: fine paid
+            :state dave
+
+            """)
+        // As of Mar 1 dave is denied, set by the timed rule at its deadline…
+        #expect(r.stdout.contains("on its deadline, 2026-01-31T00:00:00Z (time alone)"), "\(r.stdout)")
+        // …but he paid on Jan 15, before it: `rules run` says so too.
+        #expect(r.stdout.hasSuffix("dave  score 1  flags []  denied []  granted []\n"), "\(r.stdout)")
     }
 
     @Test("at the edge of time: an hourly rule's next period past 9999 never fires; a 1000-year delay fires at its exact microsecond")

@@ -565,16 +565,24 @@ package final class Engine {
     /// what fires is committed only before their events, or at a run's
     /// end). Nobody is told, nothing is noted twice.
     func asOf<T>(_ person: Int, _ time: Int64, _ body: () -> T) -> T {
+        asOf(person, time, telling: nil, body)
+    }
+
+    /// The same; `telling`, if given, hears of the firings on the copy (an
+    /// explanation's records of them) instead of the engine's observer.
+    func asOf<T>(_ person: Int, _ time: Int64, telling listener: EngineObserver?, _ body: () -> T) -> T {
         guard program.hasTimers, hasTimersDue(person, at: time) else { return body() }
         let saved = (score: store.score(person), ends: (0..<store.slotCount).map { store.end(person, $0) },
                      attributes: (0..<store.attributeCount).map { store.attribute(person, $0) })
         let kept = (failures: context.failures, line: context.line, observing: observing, touched: touched?.count,
                     fired: firedCount, scoreBefore: scoreBefore,
                     first: firedCount > 0 ? (firedSteps[0], firedSets[0], firedSizes[0]) : nil)
-        observing = false
+        let engineObserver = observer
+        if let listener { observer = listener } else { observing = false }
         context.line = 0
         fireTimers(person, upTo: time)
         defer {
+            if listener != nil { observer = engineObserver }
             store.setScore(person, saved.score)
             for (slot, end) in saved.ends.enumerated() { store.setEnd(person, slot, end) }
             for (k, word) in saved.attributes.enumerated() { store.setAttribute(person, k, word) }

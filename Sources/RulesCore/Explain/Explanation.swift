@@ -99,7 +99,7 @@ public struct PersonExplanation: Sendable {
                 }
                 for s in item.setBy {
                     lines.append("      set by \(s.rule.shown)" + (s.reason.map { "  (because \($0))" } ?? ""))
-                    lines.append("        on \(s.origin)  \(s.event)")
+                    lines.append(s.event.isEmpty ? "        on \(s.origin)" : "        on \(s.origin)  \(s.event)")
                 }
                 if let since = item.since {
                     let until = item.until.map { "until \(Timestamp.format($0))" } ?? "until lifted"
@@ -113,7 +113,7 @@ public struct PersonExplanation: Sendable {
                 lines.append("    \(a.name) \(a.value)")
                 if let s = a.setBy {
                     lines.append("      set by \(s.rule.shown)")
-                    lines.append("        on \(s.origin)  \(s.event)")
+                    lines.append(s.event.isEmpty ? "        on \(s.origin)" : "        on \(s.origin)  \(s.event)")
                 } else {
                     lines.append("      its start value: no rule has set it")
                 }
@@ -190,10 +190,14 @@ package enum Explanation {
         let program = engine.program
         let rules = RuleSite.all(in: program)
         let holding = Set(engine.stateRulesHolding(person, at: time))
-        let entries = timeline.entries[person] ?? []
+        let pending = engine.timedFirings(of: person, at: time)
+        let entries = Self.withTimedFirings(timeline.entries[person] ?? [], pending: pending, program: program)
         let index = engine.personIndex(person)!
-        // The trail knows since when each `while` rule holds.
-        engine.finishTrace(asOf: time)
+        // The trail knows since when each `while` rule holds. (Timed rules
+        // are not fired for good here: a person's later line may still come
+        // before their deadlines — whoever is done with the stream fires
+        // them first, as `rules explain` does.)
+        engine.finishTrace(asOf: time, firingTimers: false)
         let since = (engine.observer as? Tracer)?.holdingSince[index] ?? [:]
         engine.context.focus(person: index, now: time)
         let values = ConditionValues(program: program, context: engine.context)
@@ -204,8 +208,8 @@ package enum Explanation {
                                   values: values, since: since))
             }
         }
-        var explained = PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: entries,
-                                          later: engine.pendingChanges(of: person).filter { $0.line == nil }, rules: rules)
+        var explained = PersonExplanation(person: person, asOf: time, score: state.score, items: items, events: timeline.entries[person] ?? [],
+                                          later: engine.pendingChanges(of: person).filter { $0.line == nil } + pending, rules: rules)
         for (k, attribute) in program.policy.attributes.enumerated() {
             // The last event whose rule set it (the trail's records).
             var setBy: PersonExplanation.Setter? = nil
@@ -320,7 +324,7 @@ package enum Explanation {
         let name = name.split(separator: " ", omittingEmptySubsequences: true).joined(separator: "_")
         let program = engine.program
         let rules = RuleSite.all(in: program)
-        let entries = timeline.entries[person] ?? []
+        let entries = Self.withTimedFirings(timeline.entries[person] ?? [], pending: engine.timedFirings(of: person, at: time), program: program)
         var answer = WhyNot(person: person, name: name, asOf: time, unknown: nil, answers: [])
         let candidates: [(TargetKind, Int)] =
             (program.policy.flags.firstIndex(of: name).map { [(TargetKind.flag, $0)] } ?? [])
@@ -372,6 +376,37 @@ package enum Explanation {
 }
 
 extension Explanation {
+    /// The person's entries with each timed rule's firing as an entry of
+    /// its own, in time order — before the event whose entry lists it, and
+    /// those still `pending` (fired only on a copy, as of the time asked
+    /// about) at the end — so that what a timed rule set is found set by
+    /// it, as an event rule's is by its event.
+    static func withTimedFirings(_ entries: [Timeline.Entry], pending: [TraceRecord], program: Program) -> [Timeline.Entry] {
+        guard program.hasTimers else { return entries }
+        let timed = Set(program.timers.map(\.rule))
+        func isFiring(_ r: TraceRecord) -> Bool { r.line == nil && r.rule.map(timed.contains) == true }
+        func firings(_ records: [TraceRecord], scoreFrom start: Int64) -> [Timeline.Entry] {
+            var out: [Timeline.Entry] = [], score = start
+            for r in records where isFiring(r) {
+                if let last = out.last, last.time == r.time, last.fired == [r.rule!] {
+                    out[out.count - 1].changes.append(r)
+                } else {
+                    out.append(Timeline.Entry(origin: "its deadline, \(Timestamp.format(r.time)) (time alone)", text: "", time: r.time,
+                                              scoreBefore: score, scoreAfter: score,
+                                              fired: [r.rule!], changes: [r]))
+                }
+                if case .score(_, _, let after) = r.change { score = after; out[out.count - 1].scoreAfter = after }
+            }
+            return out
+        }
+        var result: [Timeline.Entry] = []
+        for entry in entries {
+            result += firings(entry.changes, scoreFrom: result.last?.scoreAfter ?? entry.scoreBefore)
+            result.append(entry)
+        }
+        return result + firings(pending, scoreFrom: result.last?.scoreAfter ?? 0)
+    }
+
     /// Where a timed rule stands for the person as of `time`: when it last
     /// fired, or when it will (armed), or that nothing armed it.
     static func timedStatus(_ index: Int, person: String, entries: [Timeline.Entry], at time: Int64, engine: Engine) -> String {

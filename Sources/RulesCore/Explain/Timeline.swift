@@ -28,7 +28,8 @@ public struct Timeline: Sendable {
         /// nil when until lifted.
         package func recordedEnd(rule: Int, _ kind: TargetKind, _ name: String) -> Int64? {
             var end: Int64? = nil
-            for r in changes where r.rule == rule && r.line != nil {
+            // (A rule's own records: a timed rule's have no line.)
+            for r in changes where r.rule == rule {
                 if case .set(let k, let n, let until, _) = r.change, k == kind, n == name {
                     guard let until else { return nil }
                     end = max(end ?? .min, until)

@@ -260,6 +260,19 @@ extension Engine {
         observer = Tracer(program: program, only: person, keepingChanges: keep, emit: emit, onFinish: { json?.flush() })
     }
 
+    /// The trail's records of the timed rules that fire for `person` by
+    /// `time` though they have not fired for good (`asOf`'s copy): what an
+    /// explanation shows "as time passed". Told to a tracer of its own, so
+    /// the engine's trail hears nothing.
+    package func timedFirings(of person: String, at time: Int64) -> [TraceRecord] {
+        guard program.hasTimers, let p = personIndex(person) else { return [] }
+        var records: [TraceRecord] = []
+        let listener = Tracer(program: program, only: person, emit: { records.append($0) }, onFinish: {})
+        asOf(p, time, telling: listener) {}
+        let timed = Set(program.timers.map(\.rule))
+        return records.filter { $0.line == nil && $0.rule.map(timed.contains) == true }
+    }
+
     /// What time alone has changed for the person since their latest
     /// event (after `finishTrace(asOf:)`), not taken: their next event's
     /// entry will still list it.
@@ -291,11 +304,12 @@ extension Engine {
     /// Records what time alone changes up to the report's clock (timed
     /// rules fire, effects end), and writes out what is left of the trail.
     /// Call once, after the stream: the timed rules' firings are kept.
-    public func finishTrace(asOf: Int64? = nil) {
+    public func finishTrace(asOf: Int64? = nil, firingTimers: Bool = true) {
         guard let tracer = observer as? Tracer else { return }
         // Timed rules due by then fire now, for the trail to record them
-        // (committed: no later event of anyone's may follow).
-        if let time = asOf ?? clock { fireAllTimers(upTo: time) }
+        // (committed: no later event of anyone's may follow; an
+        // explanation in the middle of a stream passes false).
+        if firingTimers, let time = asOf ?? clock { fireAllTimers(upTo: time) }
         tracer.finish(at: asOf ?? clock, engine: self)
     }
 }
