@@ -184,10 +184,12 @@ struct CaseGenerator {
             files[files.count - 1] += s + "\n"
         }
         var lines = stream()
-        if statements.contains(where: { $0.hasPrefix("every ") && !$0.contains(" years") }) {
-            // A period of days over eight thousand years is millions of
-            // firings: the reference model would take hours.
-            lines = lines.filter { !$0.contains("\"9999-") }
+        if statements.contains(where: { $0.hasPrefix("every ") && !$0.hasPrefix("every 300 years") }) {
+            // A period of days over thousands of years (a line dated 0001
+            // or 9999 among 2026's) is millions of firings: the reference
+            // model, which reads every deadline again from the history,
+            // would take hours. (The engine's own edges are TimedRuleTests'.)
+            lines = lines.filter { !$0.contains("\"9999-") && !$0.contains("\"0001-") }
         }
         var c = GeneratedCase(seed: seed, files: files, lines: lines, asOf: rng.chance(15) ? time(base: 20_454 * 86_400 + rng.below(60) * 86_400) : nil)
         if rng.chance(40) {

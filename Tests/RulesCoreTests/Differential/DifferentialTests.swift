@@ -32,6 +32,13 @@ struct DifferentialTests {
         while Date().timeIntervalSince(start) < Self.budget || (stats.compared < 40 && seed - Self.firstSeed < 1000) {
             var generator = CaseGenerator(seed: seed)
             let c = generator.generate()
+            let caseStart = Date()
+            if ProcessInfo.processInfo.environment["DIFFTEST_TRACE"] != nil { print("differential: seed \(c.seed)…\n\(c.repro)") }
+            defer {
+                // A case that takes long makes the budget meaningless: say which.
+                let took = Date().timeIntervalSince(caseStart)
+                if took > 5 { print("differential: seed \(c.seed) took \(Int(took)) s") }
+            }
             if Differential.compare(c, stats: &stats) != nil {
                 let minimal = Differential.minimise(c)
                 var again = Differential.Stats()
