@@ -196,6 +196,17 @@ struct TimedRuleTests {
         #expect(r.stdout.hasSuffix("dave  score 1  flags []  denied []  granted []\n"), "\(r.stdout)")
     }
 
+    @Test("the limits at their edges: a period of 3599 s is refused and 3600 s taken; a delay of 1000 years taken, a second more refused, zero refused")
+    func limitsAtTheirEdges() {
+        func codes(_ text: String) -> [String] { PolicyCompiler.compile(text).errors.map(\.code.rawValue) }
+        #expect(codes("every 3599 seconds → +1") == ["E0410"])
+        #expect(codes("every 3600 seconds → +1").isEmpty)
+        #expect(codes("every 1 hour without ping → +1").isEmpty)
+        #expect(codes("1000 years after start → +1").isEmpty)
+        #expect(codes("31536000001 seconds after start → +1") == ["E0410"])
+        #expect(codes("0 days after start → +1") == ["E0410"])
+    }
+
     @Test("at the edge of time: an hourly rule's next period past 9999 never fires; a 1000-year delay fires at its exact microsecond")
     func edgesOfTime() throws {
         let (out, _) = try runPolicy("every 1 hour → +1", """
