@@ -93,9 +93,20 @@ package final class ReportChanges {
     }
 
     /// The people whose line changed since the last call, in byte order of
-    /// their ids, as of `now`: the engine's clock, or, when it holds one
-    /// share of the people (the service's shards), the latest of all theirs.
+    /// their ids, as of `now`: `look(now:)` and `settle(now:)` at once.
     package func changes(now: Int64) -> ChangeList {
+        look(now: now)
+        return settle(now: now)
+    }
+
+    /// The first half of `changes`, for one share of the people (the
+    /// service's shards) right after it applied its lines, while their data
+    /// is in cache and before the other shares are done: the people the
+    /// lines reached and those whom time reached, looked at as of `now`,
+    /// this share's own clock. The latest clock of all shares is known only
+    /// once all are done; `settle` then looks again at the few whose line
+    /// can change between the two (their wake comes by then).
+    package func look(now: Int64) {
         // Whom the body's lines reached (the engine kept them as it went)…
         var touched = engine.touched ?? []
         engine.touched = nil
@@ -107,12 +118,7 @@ package final class ReportChanges {
         touched.removeAll(keepingCapacity: true)
         engine.touched = touched
         // …and those whom time alone reached.
-        while let (time, p) = due.peek(), time <= now {
-            due.pop()
-            guard wakeTime(p) == time else { continue }
-            setWake(p, .max)
-            mark(p)
-        }
+        while let p = nextDue(by: now) { mark(p) }
         found.removeAll()
         // Each person's state is a cache miss (they were applied a body
         // ago, and their window entries maybe never): asked for ahead, as
@@ -129,7 +135,48 @@ package final class ReportChanges {
         look = order
         clearLookSet()
         look.removeAll(keepingCapacity: true)
-        return found.sortedChanges()
+        found.sort()
+        lookedAt = now
+    }
+
+    /// The changes `look` found, as of `now` (no earlier than its time):
+    /// a person whose line can change after the look's time and by `now`
+    /// has a wake by `now` (`reschedule`), so exactly those are looked at
+    /// again — anyone else's line is the same at both times.
+    package func settle(now: Int64) -> ChangeList {
+        if let lookedAt, now > lookedAt {
+            var late: [Int] = []
+            while let p = nextDue(by: now) { late.append(p) }
+            if !late.isEmpty {
+                // Their line as of the look is replaced by their line now.
+                found.drop(people: Set(late))
+                for p in late {
+                    compare(p, at: now)
+                    reschedule(p, after: now)
+                }
+                found.sort()
+                settledLate += late.count
+            }
+        }
+        lookedAt = nil
+        return found.list()
+    }
+
+    /// The time of the last `look` not yet settled.
+    private var lookedAt: Int64? = nil
+    /// People `settle` looked at again (tests: the path is taken).
+    package private(set) var settledLate = 0
+
+    /// The next person whose live wake is due by `time`, taken off the
+    /// queue (stale entries are skipped).
+    private func nextDue(by time: Int64) -> Int? {
+        while let (wake, p) = due.peek(), wake <= time {
+            due.pop()
+            guard wakeTime(p) == wake else { continue }
+            setWake(p, .max)
+            return p
+        }
+        return nil
     }
 
     /// Asks for person `p`'s wake time and published line state.
@@ -297,7 +344,8 @@ package final class ReportChanges {
             }
             reschedule(p, after: now)
         }
-        return found.sortedChanges()
+        found.sort()
+        return found.list()
     }
 
     /// Queues the person for the next time after `time` at which their line
@@ -411,8 +459,14 @@ private struct Found {
         }
     }
 
-    /// The changes in byte order of their ids.
-    mutating func sortedChanges() -> ChangeList {
+    /// Drops the changes of `people` (their ids and states stay in the
+    /// buffers, unreferenced, until `removeAll`).
+    mutating func drop(people: Set<Int>) {
+        items.removeAll { people.contains($0.person) }
+    }
+
+    /// The changes so far, put in byte order of their ids.
+    mutating func sort() {
         if items.count > 1 {
             bytes.withUnsafeBufferPointer { all in
                 let base = all.baseAddress!
@@ -438,6 +492,11 @@ private struct Found {
                 items = order.map { items[$0.k] }
             }
         }
+    }
+
+    /// The changes as a list (in the order they are in: `sort` first), and
+    /// this emptied for the next body.
+    mutating func list() -> ChangeList {
         let list = ChangeList(bytes: bytes, states: states, items: items, stateWords: stateWords, format: format)
         removeAll()
         return list

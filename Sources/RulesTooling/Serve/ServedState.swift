@@ -173,22 +173,26 @@ final class ServedState {
     @discardableResult
     func take(body: [UInt8], asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
         let base = lines, watch = self.watch, tracks = feed != nil
-        // Every shard reads the body where it is; then — every shard's lines
-        // applied, so that the clock is the latest of all — each finds its
-        // changed lines. (The call returns when all is done.)
+        // Every shard reads the body where it is, and looks for its changed
+        // lines at once, its people still in cache, as of its own clock;
+        // once all are done, the changes are settled as of the latest clock
+        // of all (the few people whose line can change between the two are
+        // looked at again: `ReportChanges.settle`).
         // Which shard a line goes to depends on its id alone, whatever the
         // policy: one dealer serves the state's life.
         if shards.count > 1 && dealer == nil {
             dealer = Dealer(ParallelStream.Router(program: shards[0].engine.program, personKey: shards[0].engine.personKey, count: shards.count))
         }
+        let before = clock
         body.withUnsafeBufferPointer { bytes in
             // In shards, each reads only its own lines, dealt in one pass.
             let dealt = dealer.map { LineShares(bytes, count: shards.count, personKey: shards[0].engine.personKey, router: &$0.router) }
-            helpers.run(phases: tracks ? 2 : 1) { [self, shards] phase, k in
+            helpers.run { [shards] k in
                 let shard = shards[k]
-                if phase == 1 {
-                    if let now = clock { shard.changes = shard.tracker!.changes(now: now) }
-                    return
+                defer {
+                    // Its changes looked for at once, as of its own clock
+                    // (settled below at the latest of all).
+                    if tracks, let own = [shard.engine.clock, before].compactMap({ $0 }).max() { shard.tracker!.look(now: own) }
                 }
                 shard.engine.lineBase = base
                 shard.rejections = []
@@ -207,7 +211,8 @@ final class ServedState {
             rejections += shard.rejections
         }
         if shards.count > 1 { rejections.sort { $0.line < $1.line } }
-        if tracks, clock != nil {
+        if tracks, let now = clock {
+            for shard in shards { shard.changes = shard.tracker!.settle(now: now) }
             // The lookups set, then the events kept (their text is written
             // by the clients that read them).
             if let published { published.update(shards.map(\.changes)) }

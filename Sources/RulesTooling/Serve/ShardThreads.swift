@@ -11,22 +11,22 @@ import Synchronization
 /// thread and one helper per further shard, kept for the state's life (a
 /// body is too short to start threads for).
 ///
-/// The work comes in phases (apply every shard's lines; then find every
-/// shard's changes), a task per shard in each. Whichever thread comes first
-/// takes the next task, so the work never waits for a helper that is slow
-/// to wake (on two shared cores a woken thread can wait a while for one):
-/// the caller alone can do all of it. A task of a phase starts once every
-/// task of the phase before is done.
+/// A call is a task per shard (apply its lines, then look for its changed
+/// lines). Whichever thread comes first takes the next task, so the work
+/// never waits for a helper that is slow to wake (on two shared cores a
+/// woken thread can wait a while for one): the caller alone can do all of
+/// it. A call has no steps that wait for each other: a barrier between
+/// two would leave a core idle whenever the shards' shares differ.
 final class ShardThreads: @unchecked Sendable {
     /// One call's tasks, taken in order by whoever comes.
     private final class Job: @unchecked Sendable {
-        let shards: Int, total: Int
-        let task: (_ phase: Int, _ shard: Int) -> Void
+        let total: Int
+        let task: (_ shard: Int) -> Void
         private let taken = Atomic<Int>(0)
         private let finished = Atomic<Int>(0)
 
-        init(shards: Int, phases: Int, task: @escaping (Int, Int) -> Void) {
-            (self.shards, total, self.task) = (shards, shards * phases, task)
+        init(shards: Int, task: @escaping (Int) -> Void) {
+            (total, self.task) = (shards, task)
         }
 
         /// Takes and does tasks until none is left to take.
@@ -34,9 +34,7 @@ final class ShardThreads: @unchecked Sendable {
             while true {
                 let next = taken.add(1, ordering: .acquiringAndReleasing).oldValue
                 if next >= total { return }
-                let phase = next / shards
-                Self.spin { finished.load(ordering: .acquiring) >= phase * shards }
-                task(phase, next % shards)
+                task(next)
                 finished.add(1, ordering: .releasing)
             }
         }
@@ -111,10 +109,9 @@ final class ShardThreads: @unchecked Sendable {
         }
     }
 
-    /// `task(phase, shard)` for every shard, phase after phase; returns
-    /// when all are done.
-    func run(phases: Int, _ task: @escaping (_ phase: Int, _ shard: Int) -> Void) {
-        let job = Job(shards: shards, phases: phases, task: task)
+    /// `task(shard)` for every shard; returns when all are done.
+    func run(_ task: @escaping (_ shard: Int) -> Void) {
+        let job = Job(shards: shards, task: task)
         if !helpers.isEmpty {
             current.set(job)
             for helper in helpers { helper.start.post() }
