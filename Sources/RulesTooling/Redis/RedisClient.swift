@@ -124,9 +124,13 @@ package final class RedisClient {
     }
 
     /// The same, each reply as the bytes it came in (`RESPReader.nextRaw`):
-    /// for replies too large to be worth making values of.
-    package func runRaw(_ batch: RedisBatch) throws(Failure) -> [[UInt8]] {
-        try run(batch, read: { c throws(RedisConnection.Failure) in try c.rawReply() }, error: { raw in
+    /// for replies too large to be worth making values of. `meanwhile`
+    /// runs once the commands are sent and before their replies are read,
+    /// so that the caller's work and Redis's overlap (a worker applies one
+    /// batch while Redis reads out the next); it does not run when sending
+    /// failed for good (the call throws).
+    package func runRaw(_ batch: RedisBatch, meanwhile: (() -> Void)? = nil) throws(Failure) -> [[UInt8]] {
+        try run(batch, meanwhile: meanwhile, read: { c throws(RedisConnection.Failure) in try c.rawReply() }, error: { raw in
             guard raw.first == UInt8(ascii: "-") else { return nil }
             var reader = RESPReader()
             reader.append(raw)
@@ -136,8 +140,9 @@ package final class RedisClient {
 
     /// `run`, replies read by `read`; `error` is a reply's value when it is
     /// one that may be a redirect (nil: it is not).
-    private func run<Reply>(_ batch: RedisBatch, read: (RedisConnection) throws(RedisConnection.Failure) -> Reply,
+    private func run<Reply>(_ batch: RedisBatch, meanwhile: (() -> Void)? = nil, read: (RedisConnection) throws(RedisConnection.Failure) -> Reply,
                             error: (Reply) -> RESPValue?) throws(Failure) -> [Reply] {
+        var meanwhile = meanwhile
         var answers = [Reply?](repeating: nil, count: batch.count)
         var pending = Array(0..<batch.count)
         var asking: [Int: Node] = [:]
@@ -159,9 +164,24 @@ package final class RedisClient {
                 }
             }
             var trouble: String? = nil, remap = false
+            // Every node's commands sent, then the caller's work (the first
+            // round only), then every node's replies read.
+            var sent: [RedisConnection?] = []
             for (node, indices) in zip(order, groups) {
+                do { sent.append(try send(node, batch, indices, asking: asking)) } catch {
+                    guard error.retryable else { throw Failure(description: error.description, retryable: false) }
+                    trouble = error.description
+                    sent.append(nil)
+                }
+            }
+            if let work = meanwhile {
+                meanwhile = nil
+                work()
+            }
+            for ((node, indices), connection) in zip(zip(order, groups), sent) {
+                guard let connection else { continue }
                 let replies: [Reply]
-                do { replies = try exchange(node, batch, indices, asking: asking, read: read) } catch {
+                do { replies = try receive(node, connection, indices, asking: asking, read: read) } catch {
                     guard error.retryable else { throw Failure(description: error.description, retryable: false) }
                     trouble = error.description
                     continue
@@ -195,9 +215,8 @@ package final class RedisClient {
     }
 
     /// Writes one node's commands together (each after `ASKING` when it
-    /// was redirected so), then reads their replies.
-    private func exchange<Reply>(_ node: Node, _ batch: RedisBatch, _ indices: [Int], asking: [Int: Node],
-                                 read: (RedisConnection) throws(RedisConnection.Failure) -> Reply) throws(RedisConnection.Failure) -> [Reply] {
+    /// was redirected so); the connection their replies come on.
+    private func send(_ node: Node, _ batch: RedisBatch, _ indices: [Int], asking: [Int: Node]) throws(RedisConnection.Failure) -> RedisConnection {
         let connection = try connection(node)
         do {
             if indices.count == batch.count && asking.isEmpty {
@@ -211,6 +230,17 @@ package final class RedisClient {
                 }
                 try connection.send(out)
             }
+            return connection
+        } catch {
+            connections[node] = nil
+            throw error
+        }
+    }
+
+    /// Reads the replies to what `send` wrote to `node`.
+    private func receive<Reply>(_ node: Node, _ connection: RedisConnection, _ indices: [Int], asking: [Int: Node],
+                                read: (RedisConnection) throws(RedisConnection.Failure) -> Reply) throws(RedisConnection.Failure) -> [Reply] {
+        do {
             var replies: [Reply] = []
             replies.reserveCapacity(indices.count)
             for i in indices {

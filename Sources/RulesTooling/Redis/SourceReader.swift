@@ -147,17 +147,29 @@ package final class SourceReader: @unchecked Sendable {
             warn("cannot read \(source): \(error); no events will be applied")
             return
         }
-        // (Fetching the next batch on a thread of its own while this one is
-        // applied was measured: 5 % faster, a quarter more CPU. Not kept.)
+        // Entries read and not yet applied: the next batch, read while the
+        // last was applied (nil: read from where the durable state stands).
+        var ahead: Fetched? = nil
         var idle = 0.002
         var lagAsked = 0.0
         while true {
             do {
-                try writeState(client)
-                let (raws, entries, outside) = try fetch(client, after: service.positions.mapValues(\.last))
-                if entries.isEmpty {
+                let fetched: Fetched, wasAhead = ahead != nil
+                if let next = ahead {
+                    fetched = next
+                    ahead = nil
+                } else {
+                    try writeState(client)
+                    var batch = RedisBatch()
+                    addRead(to: &batch, after: service.positions.mapValues(\.last))
+                    fetched = try parseRead(client.runRaw(batch)[...])
+                }
+                if fetched.entries.isEmpty {
+                    // Read ahead and nothing came: the last batch's lines
+                    // are written, and the reading tried again, at once.
+                    if wasAhead { continue }
                     let (_, served) = service.clocks
-                    if let outside, outside > (served ?? .min) {
+                    if let outside = fetched.outside, outside > (served ?? .min) {
                         _ = try service.take(SourcedBatch(positions: [:], outsideClock: outside, body: []))
                         continue
                     }
@@ -170,18 +182,57 @@ package final class SourceReader: @unchecked Sendable {
                     continue
                 }
                 idle = 0.002
-                try apply(entries, from: raws, outside: outside)
-                try writeState(client)
-                service.checkpointIfDueNow()
+                ahead = try applyReadingAhead(client, fetched)
+                if service.checkpointDue {
+                    // A checkpoint never covers a line not in Redis.
+                    try writeState(client)
+                    service.checkpointIfDueNow()
+                }
                 if Self.now() - lagAsked > 1 {
                     try askLag(client)
                     lagAsked = Self.now()
                 }
             } catch {
+                ahead = nil
                 warn("reading \(source): \(error); trying again in 1 s")
                 sleep(1)
             }
         }
+    }
+
+    /// Applies `fetched` while Redis, in the same round trip, sets the
+    /// lines the batches before changed and reads out the entries after
+    /// this one: Redis's work and the worker's overlap, with no thread of
+    /// their own. (A thread that fetched the next batch while this one was
+    /// applied was measured before: 5 % faster, a quarter more CPU.) The
+    /// next batch, read ahead; nil when it could not be (it is read again
+    /// from where the durable state stands).
+    private func applyReadingAhead(_ client: RedisClient, _ fetched: Fetched) throws -> Fetched? {
+        let state = stateBatch()
+        var batch = state.batch
+        let writes = batch.count
+        // The next entries start after this batch's last, applied or not
+        // yet: if applying fails, they are dropped and read again.
+        var cursor = service.positions.mapValues(\.last)
+        for e in fetched.entries { cursor[e.partition] = e.id }
+        addRead(to: &batch, after: cursor)
+        var applying: Error? = nil
+        let raws: [[UInt8]]
+        do {
+            raws = try client.runRaw(batch) { [self] in
+                do { try apply(fetched.entries, from: fetched.raws, outside: fetched.outside) } catch { applying = error }
+            }
+        } catch {
+            if writes > 0 { unwritten = state.batch }  // every command again: setting a line twice sets it once
+            throw applying ?? error
+        }
+        if let refused = raws.prefix(writes).first(where: { $0.first == UInt8(ascii: "-") }) {
+            unwritten = state.batch
+            throw RedisClient.Failure(description: "writing the report lines: \(String(decoding: refused.dropFirst().prefix { $0 != 0x0D }, as: UTF8.self))")
+        }
+        written(state)
+        if let applying { throw applying }
+        return try parseRead(raws[writes...])
     }
 
     /// One entry read: its partition, id, and where its line is in the
@@ -193,21 +244,31 @@ package final class SourceReader: @unchecked Sendable {
         let line: Range<Int>
     }
 
-    /// The next entries of every partition, after where each stands, and
-    /// the latest clock any worker wrote. The replies are kept as they
-    /// came and their entries found in place: no value is made per entry.
-    private func fetch(_ client: RedisClient, after cursor: [Int: EntryId]) throws -> (raws: [[UInt8]], entries: [Entry], outside: Int64?) {
-        var batch = RedisBatch()
-        let partitions = Array(source.partitions)
-        for k in partitions {
+    /// Entries read, in the replies they came in, and the latest clock any
+    /// worker wrote.
+    private struct Fetched {
+        var raws: [[UInt8]]
+        var entries: [Entry]
+        var outside: Int64?
+    }
+
+    /// The commands that read the next entries of every partition, after
+    /// `cursor`, and the latest clock any worker wrote.
+    private func addRead(to batch: inout RedisBatch, after cursor: [Int: EntryId]) {
+        for k in source.partitions {
             let stream = source.address.stream(k)
             batch.add(key: stream, ["XREAD", "COUNT", "\(perPartition)", "STREAMS", stream, "\(cursor[k] ?? .zero)"])
         }
         let clockKey = source.address.name + ":clock"
         batch.add(key: clockKey, ["HVALS", clockKey])
-        let raws = try client.runRaw(batch)
+    }
+
+    /// The replies of `addRead`'s commands. The replies are kept as they
+    /// came and their entries found in place: no value is made per entry.
+    private func parseRead(_ replies: ArraySlice<[UInt8]>) throws -> Fetched {
+        let raws = Array(replies)
         var entries: [Entry] = []
-        for (r, k) in partitions.enumerated() {
+        for (r, k) in source.partitions.enumerated() {
             try entriesOf(raws[r], index: r, partition: k, into: &entries)
         }
         var outside: Int64? = nil
@@ -216,7 +277,7 @@ package final class SourceReader: @unchecked Sendable {
         if case .array(let values)? = try reader.next() {
             outside = values.compactMap { $0.text.flatMap { Int64($0) } }.max()
         }
-        return (raws, entries, outside)
+        return Fetched(raws: raws, entries: entries, outside: outside)
     }
 
     private static let lineField = Array("line".utf8)
@@ -287,8 +348,16 @@ package final class SourceReader: @unchecked Sendable {
     /// Lines taken to be written whose writing failed: written first next time.
     private var unwritten: RedisBatch? = nil
 
-    /// Writes the changed lines waiting, and this worker's clock.
-    private func writeState(_ client: RedisClient) throws {
+    /// The commands that write the changed lines waiting and this worker's
+    /// clock (and trim what is applied, with `--trim`), and what they
+    /// settle once Redis has run them (`written`).
+    private struct StateBatch {
+        var batch: RedisBatch
+        var clock: Int64?
+        var trimming: [Int: EntryId]
+    }
+
+    private func stateBatch() -> StateBatch {
         var batch = unwritten ?? RedisBatch()
         unwritten = nil
         if let more = service.stateWrites?.take() { batch.append(more) }
@@ -308,17 +377,27 @@ package final class SourceReader: @unchecked Sendable {
                 trimming[k] = p.last
             }
         }
-        guard !batch.isEmpty else { return }
+        return StateBatch(batch: batch, clock: own, trimming: trimming)
+    }
+
+    private func written(_ state: StateBatch) {
+        clockWritten = state.clock
+        trimmed.merge(state.trimming) { $1 }
+    }
+
+    /// Writes the changed lines waiting, and this worker's clock.
+    private func writeState(_ client: RedisClient) throws {
+        let state = stateBatch()
+        guard !state.batch.isEmpty else { return }
         do {
-            for reply in try client.run(batch) {
+            for reply in try client.run(state.batch) {
                 if case .error(let e) = reply { throw RedisClient.Failure(description: "writing the report lines: \(e)") }
             }
         } catch {
-            unwritten = batch  // every command again: setting a line twice sets it once
+            unwritten = state.batch  // every command again: setting a line twice sets it once
             throw error
         }
-        clockWritten = own
-        trimmed.merge(trimming) { $1 }
+        written(state)
     }
 
     /// Each partition's lag: entries added to its stream, less those applied.

@@ -187,6 +187,10 @@ package final class RulesService: @unchecked Sendable {
     /// are in Redis, so that a checkpoint never covers a line not written.
     package func checkpointIfDueNow() { lock.locked { checkpointIfDue() } }
 
+    /// Whether `checkpointIfDueNow` would write one now (a worker first
+    /// writes its lines waiting to Redis).
+    package var checkpointDue: Bool { lock.locked { isCheckpointDue } }
+
     /// Writes the checkpoint now: the state after every record logged,
     /// once any checkpoint being written in the background is written.
     /// Called holding the lock.
@@ -204,8 +208,7 @@ package final class RulesService: @unchecked Sendable {
     /// (the next checkpoint waits for it, and one is not due while one is
     /// being written). A failure is only reported: the log holds everything.
     private func checkpointIfDue() {
-        guard checkpointEvery != 0, !backgroundCheckpoint.busy,
-              state.lines - checkpointedLines >= Self.checkpointInterval(every: checkpointEvery, people: state.people) else { return }
+        guard isCheckpointDue else { return }
         let checkpoint = state.checkpoint(logEnd: appliedEnd)
         checkpointedLines = state.lines  // on a failure, tried again after as many lines
         let path = checkpointPath, warn = self.warn
@@ -214,6 +217,11 @@ package final class RulesService: @unchecked Sendable {
                 warn("no checkpoint written (\(failure)); the log holds every body, a start replays more of it")
             }
         }
+    }
+
+    private var isCheckpointDue: Bool {
+        checkpointEvery != 0 && !backgroundCheckpoint.busy
+            && state.lines - checkpointedLines >= Self.checkpointInterval(every: checkpointEvery, people: state.people)
     }
 
     /// What a request gets: an answer, or the change feed (which the
