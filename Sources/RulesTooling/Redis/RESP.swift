@@ -182,26 +182,31 @@ package struct RESPReader {
 
     /// The next whole reply's bytes, as they came, without making values
     /// of them (a stream read's thousands of entries are then taken apart
-    /// in place, `RESPCursor`); nil when more bytes are needed. Checked as
-    /// `next()` checks, with the same limits. Not to be mixed with `next()`
-    /// within one reply.
+    /// in place, `RESPCursor`); nil when more bytes are needed, and then
+    /// taken up again where it stopped (a reply of a quarter of a megabyte
+    /// comes in pieces: each is looked at once). Checked as `next()`
+    /// checks, with the same limits. Not to be mixed with `next()` within
+    /// one reply.
     package mutating func nextRaw() throws(Malformed) -> [UInt8]? {
         if let failure { throw failure }
         precondition(open.isEmpty, "nextRaw() within a reply next() began")
+        let scan = rawScan ?? RawScan()
+        var i = at + scan.offset, remaining = scan.remaining, depth = scan.depth
+        var ends = scan.ends  // items left in each array open, innermost last
         do throws(Malformed) {
-            var i = at, remaining = 1, depth = 0
-            var ends: [Int] = []  // items left in each array open, innermost last
             while remaining > 0 || !ends.isEmpty {
                 if remaining == 0 {
                     remaining = ends.removeLast()
                     depth -= 1
                     continue
                 }
-                guard i < buffer.count else { return nil }
-                let kind = buffer[i]
-                guard let line = try line(from: i + 1) else { return nil }
-                remaining -= 1
-                switch kind {
+                // An element is counted once read whole: where a pause
+                // leaves off, the next call starts it again.
+                guard i < buffer.count, let line = try line(from: i + 1) else {
+                    rawScan = RawScan(offset: i - at, remaining: remaining, depth: depth, ends: ends)
+                    return nil
+                }
+                switch buffer[i] {
                 case UInt8(ascii: "+"), UInt8(ascii: "-"):
                     i = line.upperBound + 2
                 case UInt8(ascii: ":"):
@@ -209,27 +214,37 @@ package struct RESPReader {
                     i = line.upperBound + 2
                 case UInt8(ascii: "$"):
                     let n = try integer(line, at: i + 1)
-                    if n == -1 { i = line.upperBound + 2; continue }
-                    guard n >= 0, n <= Int64(limits.maxBulk) else { throw fail(i + 1, "a bulk string of \(n) bytes (at most \(limits.maxBulk))") }
-                    let to = line.upperBound + 2 + Int(n)
-                    guard to + 2 <= buffer.count else { return nil }
-                    guard buffer[to] == 0x0D, buffer[to + 1] == 0x0A else { throw fail(to, "a bulk string of \(n) bytes not followed by CRLF") }
-                    i = to + 2
+                    if n != -1 {
+                        guard n >= 0, n <= Int64(limits.maxBulk) else { throw fail(i + 1, "a bulk string of \(n) bytes (at most \(limits.maxBulk))") }
+                        let to = line.upperBound + 2 + Int(n)
+                        guard to + 2 <= buffer.count else {
+                            rawScan = RawScan(offset: i - at, remaining: remaining, depth: depth, ends: ends)
+                            return nil
+                        }
+                        guard buffer[to] == 0x0D, buffer[to + 1] == 0x0A else { throw fail(to, "a bulk string of \(n) bytes not followed by CRLF") }
+                        i = to + 2
+                    } else {
+                        i = line.upperBound + 2
+                    }
                 case UInt8(ascii: "*"):
                     let n = try integer(line, at: i + 1)
-                    if n == -1 { i = line.upperBound + 2; continue }
-                    guard n >= 0, n <= Int64(limits.maxItems) else { throw fail(i + 1, "an array of \(n) items (at most \(limits.maxItems))") }
-                    guard depth < limits.maxDepth else { throw fail(i, "arrays nested more than \(limits.maxDepth) deep") }
                     i = line.upperBound + 2
-                    if n > 0 {
-                        ends.append(remaining)
-                        remaining = Int(n)
-                        depth += 1
+                    if n != -1 {
+                        guard n >= 0, n <= Int64(limits.maxItems) else { throw fail(line.lowerBound, "an array of \(n) items (at most \(limits.maxItems))") }
+                        guard depth < limits.maxDepth else { throw fail(line.lowerBound - 1, "arrays nested more than \(limits.maxDepth) deep") }
+                        if n > 0 {
+                            ends.append(remaining - 1)
+                            remaining = Int(n)
+                            depth += 1
+                            continue
+                        }
                     }
                 default:
-                    throw fail(i, "a reply starts with \(Self.shown(kind)), not one of + - : $ *")
+                    throw fail(i, "a reply starts with \(Self.shown(buffer[i])), not one of + - : $ *")
                 }
+                remaining -= 1
             }
+            rawScan = nil
             defer { at = i }
             return Array(buffer[at..<i])
         } catch {
@@ -237,6 +252,15 @@ package struct RESPReader {
             throw error
         }
     }
+
+    /// Where `nextRaw` stopped in a reply not yet whole: how far into it
+    /// (from `at`, which stays its start, also when the buffer's front is
+    /// dropped), and the items left at each depth.
+    private struct RawScan {
+        var offset = 0, remaining = 1, depth = 0
+        var ends: [Int] = []
+    }
+    private var rawScan: RawScan? = nil
 
     /// What one element read gives: a value, or the start of an array.
     private enum Element {
