@@ -78,6 +78,11 @@ for _ in 1 2 3; do
     run=$(python3 -c "print(min($run, ($end - $start) / 1e9))")
 done
 rm -rf "$work/worker-data"
+# Redis's own CPU while the worker reads and writes back (the two share
+# these cores): clock ticks of its process, before and after.
+redis_pid=$(redis-cli -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p' | tr -d '\r')
+redis_ticks() { awk '{print $14 + $15}' "/proc/$redis_pid/stat"; }
+redis_before=$(redis_ticks)
 start=$(date +%s%N)
 "$rules" serve Benchmarks/citizen.rules --data "$work/worker-data" --listen 127.0.0.1:0 \
     --source "redis://127.0.0.1:$port/ev" --partitions 0-3/4 2> "$work/worker.err" &
@@ -108,11 +113,14 @@ PY
 end=$(date +%s%N)
 worker_seconds=$(python3 -c "print(($end - $start) / 1e9)")
 worker_rss=$(awk '/VmHWM/ {print $2}' /proc/$worker/status)
+worker_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$worker/stat)
+redis_cpu=$(python3 -c "print(($(redis_ticks) - $redis_before) / $(getconf CLK_TCK))")
 curl -s "http://127.0.0.1:$wport/v1/report" | cmp -s - "$work/rules.out" || { echo "the worker's report differs from rules run's" >&2; exit 1; }
 state_memory=$(redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
 kill $worker
 
 python3 - <<PY
+import os
 four, one, published = $four, $one, $published
 xread, run, worker = $xread, $events / $run, $events / $worker_seconds
 print(f"| redis-benchmark -P 200, XADD of a ${#line}-byte line, 4 streams | {four:,.0f} per second |")
@@ -123,5 +131,6 @@ print(f"| redis-benchmark, XREAD COUNT 1000, 2 connections | {xread:,.0f} entrie
 print(f"| rules run over the same lines | {run:,.0f} events per second |")
 limit, name = min((xread, "Redis's XREAD"), (run, "rules run"))
 print(f"| one worker, 4 partitions, every entry applied and durable | {worker:,.0f} lines per second = {worker / limit:.0%} of the lower, {name}; peak RSS {$worker_rss / 1024:.0f} MiB |")
+print(f"| CPU per million lines while the worker ran | the worker {$worker_cpu * 1e6 / $events:.2f} s, Redis {$redis_cpu * 1e6 / $events:.2f} s, in {$worker_seconds * 1e6 / $events:.2f} s of wall time on {os.cpu_count()} cores |")
 print(f"| Redis memory with the report lines in NAME:state:{{K}} | {($state_memory - $memory) / $people:.0f} bytes per person |")
 PY
