@@ -139,6 +139,24 @@ struct ReliabilityTests {
                 bytes.withUnsafeBytes { all in for cut in cuts { file.write(UnsafeRawBufferPointer(rebasing: all[cut])) } }
             } == nil)
             #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(bytes), "\(n) bytes written in \(cuts.count) pieces")
+            // Gathered into chunks (the service's checkpoint): the same
+            // bytes handed on, in order, and the same checksum; pieces of
+            // eight bytes go in as numbers now and then.
+            var handed: [UInt8] = []
+            var chunked = ChunkedChecksum(count: n) { handed.append(contentsOf: $0) }
+            bytes.withUnsafeBytes { all in
+                for cut in cuts {
+                    if cut.count == 8 && rng.below(2) == 0 {
+                        chunked.word(UInt64(littleEndian: UnsafeRawBufferPointer(rebasing: all[cut]).loadUnaligned(as: UInt64.self)))
+                    } else if cut.count == 4 && rng.below(2) == 0 {
+                        chunked.word(UInt32(littleEndian: UnsafeRawBufferPointer(rebasing: all[cut]).loadUnaligned(as: UInt32.self)))
+                    } else {
+                        chunked.bytes(UnsafeRawBufferPointer(rebasing: all[cut]))
+                    }
+                }
+            }
+            #expect(chunked.finish() == Hashing.checksum(bytes), "\(n) bytes in \(cuts.count) pieces, chunked")
+            #expect(handed == bytes, "\(n) bytes handed on in chunks")
         }
         // A byte that differs changes the checksum, wherever it is.
         let bytes = (0..<100).map { UInt8($0) }

@@ -26,6 +26,9 @@ struct PlainBuffer<Element: BitwiseCopyable> {
 
     func deallocate() { base.deallocate() }
 
+    /// Empties it, keeping its memory.
+    mutating func removeAll() { count = 0 }
+
     @inline(__always)
     subscript(k: Int) -> Element { base[k] }
 

@@ -575,6 +575,62 @@ package struct FileSink {
 
 private func systemWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int { write(fd, bytes, count) }
 
+/// Bytes given in pieces, many of them a few bytes long (a length, an id),
+/// gathered into chunks of a megabyte before each chunk is added to a
+/// checksum and handed on: per piece, the checksum's and the sink's calls
+/// cost more than the piece (the service's checkpoint writes its change
+/// feed so, hundreds of thousands of pieces: two thirds of its cost went
+/// there). The checksum is the same as of the pieces one by one.
+package struct ChunkedChecksum {
+    private var chunk = PlainBuffer<UInt8>()
+    private var sum: Hashing.Checksum
+    private let put: (UnsafeRawBufferPointer) -> Void
+    private static let size = 1 << 20
+
+    /// For `count` bytes in all, handed on to `put` a chunk at a time.
+    package init(count: Int, put: @escaping (UnsafeRawBufferPointer) -> Void) {
+        sum = Hashing.Checksum(count: count)
+        self.put = put
+    }
+
+    package mutating func bytes(_ b: UnsafeRawBufferPointer) {
+        if chunk.count + b.count > Self.size { flush() }
+        if b.count >= Self.size {
+            sum.add(b)
+            put(b)
+        } else {
+            chunk.append(contentsOf: b.bindMemory(to: UInt8.self))
+        }
+    }
+
+    /// A number's eight bytes, little-endian: one store.
+    package mutating func word(_ n: UInt64) {
+        if chunk.count + 8 > Self.size { flush() }
+        chunk.appendBytes(of: n.littleEndian)
+    }
+
+    /// A four-byte number, little-endian.
+    package mutating func word(_ n: UInt32) {
+        if chunk.count + 4 > Self.size { flush() }
+        chunk.appendBytes(of: n.littleEndian)
+    }
+
+    private mutating func flush() {
+        let bytes = UnsafeRawBufferPointer(start: chunk.base, count: chunk.count)
+        sum.add(bytes)
+        put(bytes)
+        chunk.removeAll()
+    }
+
+    /// Hands on what is left; the checksum of every byte given. Not used
+    /// after.
+    package mutating func finish() -> UInt64 {
+        flush()
+        chunk.deallocate()
+        return sum.value
+    }
+}
+
 /// A checkpoint's bytes as they are made: in plain memory, each number one
 /// store (a checkpoint is millions of them; appended to an array, eight
 /// bytes cost a hundred instructions). `finish` hands them out and frees it.

@@ -54,6 +54,11 @@ struct ServiceCheckpoint {
     /// them straight into the file): the engine's state and the feed's
     /// events are not copied into one buffer first.
     func write(_ put: (UnsafeRawBufferPointer) -> Void) {
+        withoutActuallyEscaping(put) { write(chunksTo: $0) }
+    }
+
+    /// `write`, the bytes handed on a chunk at a time (`ChunkedChecksum`).
+    private func write(chunksTo put: @escaping (UnsafeRawBufferPointer) -> Void) {
         var source = ""
         if !positions.isEmpty {
             source += #","positions":{"# + positions.keys.sorted().map { #""\#($0)":["\#(positions[$0]!.last)",\#(positions[$0]!.applied)]"# }.joined(separator: ",") + "}"
@@ -63,16 +68,19 @@ struct ServiceCheckpoint {
         let header = Array(#"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)\#(source)}"#.utf8)
         let feed = keptFeed.map { $0.kept.saved(program: $0.program) } ?? self.feed
         let feedBytes = Self.encodedCount(feed)
-        var sum = Hashing.Checksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engine.count)
+        var out = ChunkedChecksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engine.count, put: put)
         func bytes(_ b: ArraySlice<UInt8>) {
-            b.withUnsafeBytes { sum.add($0); put($0) }
+            b.withUnsafeBytes { out.bytes($0) }
         }
         func words(_ b: ArraySlice<UInt64>) {
-            for w in b { word(w) }
+            #if _endian(little)
+            b.withUnsafeBytes { out.bytes($0) }  // as `word` writes each, at once
+            #else
+            for w in b { out.word(w) }
+            #endif
         }
-        func word<T: FixedWidthInteger>(_ n: T) {
-            withUnsafeBytes(of: n.littleEndian) { sum.add($0); put($0) }
-        }
+        func word(_ n: UInt64) { out.word(n) }
+        func word(_ n: UInt32) { out.word(n) }
         bytes(Self.magic[...])
         word(Self.version)
         word(UInt64(header.count))
@@ -106,7 +114,8 @@ struct ServiceCheckpoint {
         }
         word(UInt64(engine.count))
         bytes(engine[...])
-        word(sum.value)
+        let sum = out.finish()
+        withUnsafeBytes(of: sum.littleEndian) { put($0) }
     }
 
     /// Bytes of the kept events' part.
