@@ -200,6 +200,30 @@ package struct RESPReader {
                     depth -= 1
                     continue
                 }
+                // The common elements of a stream read — a length or a
+                // count, then a bulk string whole in the buffer — read on
+                // a fast path; anything else (a null, an error, a pause, a
+                // limit passed, bytes that are not RESP) by the checks
+                // below, which say what is wrong and where.
+                if let (kind, n, next) = plainElement(at: i) {
+                    if kind == UInt8(ascii: "*") {
+                        if depth < limits.maxDepth && n <= limits.maxItems {
+                            i = next
+                            if n > 0 {
+                                ends.append(remaining - 1)
+                                remaining = n
+                                depth += 1
+                            } else {
+                                remaining -= 1
+                            }
+                            continue
+                        }
+                    } else if kind == UInt8(ascii: ":") || n <= limits.maxBulk {
+                        i = next
+                        remaining -= 1
+                        continue
+                    }
+                }
                 // An element is counted once read whole: where a pause
                 // leaves off, the next call starts it again.
                 guard i < buffer.count, let line = try line(from: i + 1) else {
@@ -250,6 +274,31 @@ package struct RESPReader {
         } catch {
             failure = error
             throw error
+        }
+    }
+
+    /// The element at `i` when it is a `$`, `*` or `:` with a length of
+    /// 1 to 18 plain digits and CRLF, and a bulk string's bytes and CRLF
+    /// are all in the buffer: its kind, number, and where the next element
+    /// starts. nil for anything else, which the full checks then read.
+    @inline(__always)
+    private func plainElement(at i: Int) -> (kind: UInt8, n: Int, next: Int)? {
+        buffer.withUnsafeBufferPointer { b -> (UInt8, Int, Int)? in
+            guard i + 3 < b.count else { return nil }
+            let kind = b[i]
+            guard kind == UInt8(ascii: "$") || kind == UInt8(ascii: "*") || kind == UInt8(ascii: ":") else { return nil }
+            var j = i + 1, n = 0
+            while j < b.count && j - i <= 18 {
+                let d = b[j] &- 0x30
+                if d >= 10 { break }
+                n = n &* 10 &+ Int(d)
+                j += 1
+            }
+            guard j > i + 1, j + 1 < b.count, b[j] == 0x0D, b[j + 1] == 0x0A else { return nil }
+            guard kind == UInt8(ascii: "$") else { return (kind, n, j + 2) }
+            let to = j + 2 + n
+            guard to + 2 <= b.count, b[to] == 0x0D, b[to + 1] == 0x0A else { return nil }
+            return (kind, n, to + 2)
         }
     }
 

@@ -314,24 +314,37 @@ package final class SourceReader: @unchecked Sendable {
     /// The entries as one batch: logged, applied; rejected lines named by
     /// their stream and entry.
     private func apply(_ entries: [Entry], from raws: [[UInt8]], outside: Int64?) throws {
-        var body: [UInt8] = []
-        body.reserveCapacity(entries.reduce(0) { $0 + $1.line.count + 1 })
         // Where each partition of the range stands after these entries.
         let first = source.partitions.lowerBound
         let before = service.positions
         var standing = source.partitions.map { before[$0] ?? StreamPosition(last: .zero, applied: 0) }
         var moved = [Bool](repeating: false, count: standing.count)
         for e in entries {
-            // Entry n is the body's line n + 1. A newline inside a line
-            // (never written by rules publish, which publishes lines) is
-            // JSON's whitespace: a space, so that the line stays one.
-            let at = body.count
-            body.append(contentsOf: raws[e.raw][e.line])
-            if body[at...].contains(0x0A) { for i in at..<body.count where body[i] == 0x0A { body[i] = 0x20 } }
-            body.append(0x0A)
             standing[e.partition - first].last = e.id
             standing[e.partition - first].applied += 1
             moved[e.partition - first] = true
+        }
+        // Entry n is the body's line n + 1, copied from the reply it came
+        // in (each reply's memory reached once, not per entry). A newline
+        // inside a line (never written by rules publish, which publishes
+        // lines) is JSON's whitespace: a space, so that the line stays one.
+        let body = [UInt8](unsafeUninitializedCapacity: entries.reduce(0) { $0 + $1.line.count + 1 }) { out, written in
+            var at = 0, k = 0
+            for (r, raw) in raws.enumerated() {
+                raw.withUnsafeBufferPointer { reply in
+                    while k < entries.count && entries[k].raw == r {
+                        let line = entries[k].line
+                        let to = out.baseAddress! + at
+                        if !line.isEmpty { to.update(from: reply.baseAddress! + line.lowerBound, count: line.count) }
+                        if memchr(to, 0x0A, line.count) != nil { for i in at..<(at + line.count) where out[i] == 0x0A { out[i] = 0x20 } }
+                        out[at + line.count] = 0x0A
+                        at += line.count + 1
+                        k += 1
+                    }
+                }
+            }
+            precondition(k == entries.count, "entries not in the order of their replies")
+            written = at
         }
         var advanced: [Int: StreamPosition] = [:]
         for (i, p) in standing.enumerated() where moved[i] { advanced[first + i] = p }
