@@ -32,15 +32,27 @@ package final class ChangeList {
     package let format: LineFormat?
 
     /// Takes copies of the buffers; `items` are in the list's order.
+    init(bytes: UnsafeBufferPointer<UInt8>, states: UnsafeBufferPointer<UInt64>, items: UnsafeBufferPointer<Item>, stateWords: Int, format: LineFormat?) {
+        self.format = format
+        self.bytes = Self.copy(bytes)
+        self.states = Self.copy(states)
+        self.items = Self.copy(items)
+        self.stateWords = stateWords
+    }
+
+    /// The same, from arrays.
     init(bytes: [UInt8], states: [UInt64], items: [Item], stateWords: Int, format: LineFormat?) {
         self.format = format
-        self.bytes = .allocate(capacity: bytes.count)
-        _ = self.bytes.initialize(from: bytes)
-        self.states = .allocate(capacity: states.count)
-        _ = self.states.initialize(from: states)
-        self.items = .allocate(capacity: items.count)
-        _ = self.items.initialize(from: items)
+        self.bytes = bytes.withUnsafeBufferPointer(Self.copy)
+        self.states = states.withUnsafeBufferPointer(Self.copy)
+        self.items = items.withUnsafeBufferPointer(Self.copy)
         self.stateWords = stateWords
+    }
+
+    private static func copy<T>(_ from: UnsafeBufferPointer<T>) -> UnsafeMutableBufferPointer<T> {
+        let to = UnsafeMutableBufferPointer<T>.allocate(capacity: from.count)
+        _ = to.initialize(from: from)
+        return to
     }
 
     /// A list of changes given as values (tests; a feed fed by hand), in

@@ -23,7 +23,7 @@ package final class ReportChanges {
     private let writer: ReportWriter
     /// (time, person): the person's line may change by then. Stale entries
     /// (a person woken earlier since) are skipped when they come up.
-    private var due = WakeQueue()
+    @exclusivity(unchecked) private var due = WakeQueue()
     /// By person, the time of their live entry in `due` (`Int64.max`:
     /// none). Raw memory the tracker owns (grown by doubling), as are
     /// `current` and the windows: the loop over a body's people does no
@@ -42,10 +42,10 @@ package final class ReportChanges {
     /// One person's line state as of now, while it is compared.
     private let current: UnsafeMutableBufferPointer<UInt64>
     /// People in `wakes`.
-    private var people = 0
+    @exclusivity(unchecked) private var people = 0
     /// Scratch, kept between bodies: whom this body looks at; the changed
     /// ids and lines, one after the other, and where each is.
-    private var look: [Int] = []
+    @exclusivity(unchecked) private var look: [Int] = []
     @exclusivity(unchecked) private var found: Found
     /// How this tracker's line states read as text.
     package let format: LineFormat
@@ -60,6 +60,7 @@ package final class ReportChanges {
         lookSet.deallocate()
         current.deallocate()
         flatWindows.deallocate()
+        found.deallocate()
     }
 
     /// Stale entries `due` may hold beyond twice the live ones before it
@@ -197,7 +198,7 @@ package final class ReportChanges {
     }
 
     /// People with a live entry in `due`.
-    private var liveWakes = 0
+    @exclusivity(unchecked) private var liveWakes = 0
 
     /// Adds person `p` to this body's look, once.
     @inline(__always)
@@ -407,12 +408,13 @@ package final class ReportChanges {
 
 /// The changed lines of one body as they are found: ids in one buffer,
 /// line states in another, then handed out sorted by id, as a
-/// `ChangeList`.
+/// `ChangeList`. The buffers are plain memory (a change is appended with
+/// two copies, no array's checks), freed by `deallocate`.
 private struct Found {
-    private var bytes: [UInt8] = []
+    private var bytes = PlainBuffer<UInt8>()
     private var items: [ChangeList.Item] = []
     /// The changed people's line states, `stateWords` each.
-    private var states: [UInt64] = []
+    private var states = PlainBuffer<UInt64>()
     let stateWords: Int
     let format: LineFormat
 
@@ -422,9 +424,14 @@ private struct Found {
     }
 
     mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
+        bytes.removeAll()
         items.removeAll(keepingCapacity: true)
-        states.removeAll(keepingCapacity: true)
+        states.removeAll()
+    }
+
+    func deallocate() {
+        bytes.deallocate()
+        states.deallocate()
     }
 
     /// A changed person: their id, number, and line state (nil: they left
@@ -468,8 +475,8 @@ private struct Found {
     /// The changes so far, put in byte order of their ids.
     mutating func sort() {
         if items.count > 1 {
-            bytes.withUnsafeBufferPointer { all in
-                let base = all.baseAddress!
+            do {
+                let base = UnsafePointer(bytes.base)
                 // By the ids' first eight bytes as one number (a radix sort,
                 // a byte at a time), then the rest where those are equal:
                 // most ids differ there.
@@ -497,7 +504,10 @@ private struct Found {
     /// The changes as a list (in the order they are in: `sort` first), and
     /// this emptied for the next body.
     mutating func list() -> ChangeList {
-        let list = ChangeList(bytes: bytes, states: states, items: items, stateWords: stateWords, format: format)
+        let list = items.withUnsafeBufferPointer {
+            ChangeList(bytes: UnsafeBufferPointer(start: bytes.base, count: bytes.count), states: UnsafeBufferPointer(start: states.base, count: states.count),
+                       items: $0, stateWords: stateWords, format: format)
+        }
         removeAll()
         return list
     }

@@ -18,8 +18,8 @@ package final class StateWrites: @unchecked Sendable {
     /// as Redis runs them in order.
     /// (By the partition's place in the worker's range: each is changed
     /// in place, never copied out and back.)
-    private var pending: [Commands]
-    private var anyPending = false
+    @exclusivity(unchecked) private var pending: [Commands]
+    @exclusivity(unchecked) private var anyPending = false
 
     private struct Commands {
         var done = RedisBatch()
@@ -35,7 +35,7 @@ package final class StateWrites: @unchecked Sendable {
     private func key(_ k: Int) -> [UInt8] { Array(source.address.stateHash(k).utf8) }
 
     /// Writes the changed lines out (made again when the policy changes).
-    private var renderer = LineRenderer(nil)
+    @exclusivity(unchecked) private var renderer = LineRenderer(nil)
 
     package func add(_ changes: MergedChanges) {
         guard !changes.isEmpty else { return }
