@@ -8,10 +8,10 @@ import Testing
 /// one before it, person by person.
 @Suite("Change feed")
 struct ChangeFeedTests {
-    /// The report as person → line, as of the engine's clock.
-    static func lines(_ engine: Engine) -> [String: String] {
+    /// The report as person → line, as of `time` (nil: the engine's clock).
+    static func lines(_ engine: Engine, asOf time: Int64? = nil) -> [String: String] {
         var bytes: [UInt8] = []
-        engine.writeReport { bytes += $0 }
+        engine.writeReport(asOf: time) { bytes += $0 }
         var byPerson: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let person = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
@@ -20,16 +20,27 @@ struct ChangeFeedTests {
         return byPerson
     }
 
-    @Test("after each body: exactly the people whose report line differs from the whole report before it, with their new line")
-    func feedIsTheReportsDifference() {
-        var timeAlone = 0, compared = 0
-        for seed in UInt64(1)...1000 {
+    /// `body` with each random case of `seeds` whose policy compiles, and a
+    /// fresh engine for it (corrections on when the case has them); the
+    /// number of such cases.
+    static func forEachCase(_ seeds: ClosedRange<UInt64>, _ body: (UInt64, GeneratedCase, Program, Engine) -> Void) -> Int {
+        var compared = 0
+        for seed in seeds {
             var generator = CaseGenerator(seed: seed)
             let c = generator.generate()
             guard let program = Differential.compile(c).program else { continue }
             compared += 1
             let engine = Engine(program: program)
             if let corrections = c.corrections { engine.enableCorrections(corrections) }
+            body(seed, c, program, engine)
+        }
+        return compared
+    }
+
+    @Test("after each body: exactly the people whose report line differs from the whole report before it, with their new line")
+    func feedIsTheReportsDifference() {
+        var timeAlone = 0
+        let compared = Self.forEachCase(1...1000) { seed, c, program, engine in
             // Half the cases make the queue of wakes again at every push
             // (what a long-lived service does when stale entries pile up).
             let feed = ReportChanges(engine: engine, queueSlack: seed % 2 == 0 ? -1 << 40 : 4096)
@@ -81,28 +92,12 @@ extension ChangeFeedTests {
     /// as of each settled time.
     @Test("changes looked for at a shard's own clock, then settled at a later one: exactly the report's difference")
     func lookThenSettleLater() {
-        var late = 0, compared = 0
-        for seed in UInt64(1)...1000 {
-            var generator = CaseGenerator(seed: seed)
-            let c = generator.generate()
-            guard let program = Differential.compile(c).program else { continue }
-            compared += 1
-            let engine = Engine(program: program)
-            if let corrections = c.corrections { engine.enableCorrections(corrections) }
+        var late = 0
+        let compared = Self.forEachCase(1...1000) { seed, c, _, engine in
             let tracker = ReportChanges(engine: engine)
             var rng = SeededRandom(seed: seed &* 13)
             var settled: Int64? = nil
-            func report(asOf time: Int64?) -> [String: String] {
-                var bytes: [UInt8] = []
-                engine.writeReport(asOf: time) { bytes += $0 }
-                var byPerson: [String: String] = [:]
-                for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-                    let person = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-                    byPerson[person["citizen"] as! String] = String(line)
-                }
-                return byPerson
-            }
-            var before = report(asOf: nil), k = 0
+            var before = Self.lines(engine), k = 0
             while k < c.lines.count {
                 let end = min(c.lines.count, k + 1 + rng.below(6))
                 let body = Array(c.lines[k..<end].map { $0 + "\n" }.joined().utf8)
@@ -117,7 +112,7 @@ extension ChangeFeedTests {
                 tracker.look(now: own)
                 let changes = tracker.settle(now: latest)
                 settled = latest
-                let after = report(asOf: latest)
+                let after = Self.lines(engine, asOf: latest)
                 let people = Set(before.keys).union(after.keys).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
                     .filter { before[$0].map { Array($0.utf8) } != after[$0].map { Array($0.utf8) } }
                 #expect(changes.changes == people.map { ReportChanges.Change(person: $0, line: after[$0]) }, "seed \(seed), lines ...\(end)\n\(c.repro)")

@@ -205,9 +205,9 @@ package final class SourceReader: @unchecked Sendable {
     /// this one: Redis's work and the worker's overlap, with no thread of
     /// their own. (A thread that fetched the next batch while this one was
     /// applied was measured before: 5 % faster, a quarter more CPU.) The
-    /// next batch, read ahead; nil when it could not be (it is read again
-    /// from where the durable state stands).
-    private func applyReadingAhead(_ client: RedisClient, _ fetched: Fetched) throws -> Fetched? {
+    /// next batch, read ahead; when this throws, the caller reads again
+    /// from where the durable state stands.
+    private func applyReadingAhead(_ client: RedisClient, _ fetched: Fetched) throws -> Fetched {
         let state = stateBatch()
         var batch = state.batch
         let writes = batch.count
