@@ -71,6 +71,20 @@ struct RESPTests {
         #expect(Self.read("*3\r\n", limits: limits).error?.reason == "an array of 3 items (at most 2)")
         #expect(Self.read("*1\r\n*1\r\n:1\r\n", limits: limits).values == [.array([.array([.integer(1)])])])
         #expect(Self.read("*1\r\n*1\r\n*1\r\n:1\r\n", limits: limits).error == RESPReader.Malformed(offset: 8, reason: "arrays nested more than 2 deep"))
+        // The same edges through `nextRaw`, whose plain elements take a
+        // fast path: at the edge the reply's bytes, one past it the same
+        // refusal at the same place.
+        func raw(_ text: String) -> Result<[UInt8]?, RESPReader.Malformed> {
+            var reader = RESPReader(limits: limits)
+            reader.append(Array(text.utf8))
+            return Result { () throws(RESPReader.Malformed) in try reader.nextRaw() }
+        }
+        for whole in ["$4\r\nabcd\r\n", "*2\r\n:1\r\n:2\r\n", "*1\r\n*1\r\n:1\r\n"] {
+            #expect(raw(whole) == .success(Array(whole.utf8)), "\(whole)")
+        }
+        #expect(raw("$5\r\nabcde\r\n") == .failure(RESPReader.Malformed(offset: 1, reason: "a bulk string of 5 bytes (at most 4)")))
+        #expect(raw("*3\r\n") == .failure(RESPReader.Malformed(offset: 1, reason: "an array of 3 items (at most 2)")))
+        #expect(raw("*1\r\n*1\r\n*1\r\n:1\r\n") == .failure(RESPReader.Malformed(offset: 8, reason: "arrays nested more than 2 deep")))
     }
 
     @Test("a long stream of replies: read bytes are dropped, offsets still count from the connection's start")
