@@ -29,6 +29,13 @@ struct PlainBuffer<Element: BitwiseCopyable> {
     /// Empties it, keeping its memory.
     mutating func removeAll() { count = 0 }
 
+    /// Makes it `n` long; the elements past its old count are undefined
+    /// until set (scratch that is written before it is read).
+    mutating func resize(to n: Int) {
+        if n > capacity { grow(to: n) }
+        count = n
+    }
+
     @inline(__always)
     subscript(k: Int) -> Element { base[k] }
 

@@ -178,6 +178,7 @@ final class ByteTable: @unchecked Sendable {
     /// The first eight of `count` bytes at `p` as a big-endian word.
     @inline(__always)
     static func sortWord(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
+        if count >= 8 { return UInt64(bigEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)) }  // one load
         var w: UInt64 = 0
         for k in 0..<min(8, count) { w |= UInt64(p[k]) << (56 - 8 * UInt64(k)) }
         return w

@@ -58,7 +58,9 @@ package final class Engine {
     /// applies events (the service's lookups, `findPerson`): a new person
     /// is then added holding it, and they look holding it. Only this
     /// engine's thread adds people, so its own lookups need no lock.
-    package var peopleLock: Lock? = nil
+    /// Set once, before those threads read it (`PublishedLines.install`),
+    /// and read for every event: no run-time exclusivity check.
+    @exclusivity(unchecked) package var peopleLock: Lock? = nil
 
     /// A person's number, from any thread (see `peopleLock`).
     package func findPerson(_ key: UnsafeBufferPointer<UInt8>) -> Int? {

@@ -432,6 +432,9 @@ private struct Found {
     func deallocate() {
         bytes.deallocate()
         states.deallocate()
+        keyed.deallocate()
+        spare.deallocate()
+        counts.deallocate()
     }
 
     /// A changed person: their id, number, and line state (nil: they left
@@ -443,28 +446,14 @@ private struct Found {
         if let state { states.append(contentsOf: state) }
     }
 
-    /// Sorts by key, least significant byte first, eight passes of
-    /// counting (a body's few hundred changes: no comparisons at all).
-    /// Bytes every key shares are skipped, found in one pass first (ids
-    /// share their first bytes, `c00…`): no counting for them.
-    private static func radixSort(_ order: inout [(key: UInt64, k: Int)]) {
-        guard let first = order.first?.key else { return }
-        let varying = order.reduce(UInt64(0)) { $0 | ($1.key ^ first) }
-        var other = order
-        var counts = [Int](repeating: 0, count: 256)
-        for shift in Swift.stride(from: UInt64(0), to: 64, by: 8) where (varying >> shift) & 0xFF != 0 {
-            for k in counts.indices { counts[k] = 0 }
-            for item in order { counts[Int((item.key >> shift) & 0xFF)] += 1 }
-            var at = 0
-            for k in counts.indices { (counts[k], at) = (at, at + counts[k]) }
-            for item in order {
-                let b = Int((item.key >> shift) & 0xFF)
-                other[counts[b]] = item
-                counts[b] += 1
-            }
-            swap(&order, &other)
-        }
-    }
+    /// An item's place and its id's first eight bytes as one number.
+    private struct Keyed { var key: UInt64, item: Int }
+    /// `sort`'s scratch, kept between bodies: the keyed items twice (a
+    /// pass reads one and writes the other), the counts of a pass, and
+    /// the items in their new order.
+    private var keyed = PlainBuffer<Keyed>(), spare = PlainBuffer<Keyed>()
+    private let counts = UnsafeMutablePointer<Int>.allocate(capacity: 256)
+    private var sorted: [ChangeList.Item] = []
 
     /// Drops the changes of `people` (their ids and states stay in the
     /// buffers, unreferenced, until `removeAll`).
@@ -472,33 +461,60 @@ private struct Found {
         items.removeAll { people.contains($0.person) }
     }
 
-    /// The changes so far, put in byte order of their ids.
+    /// The changes so far, put in byte order of their ids: by the ids'
+    /// first eight bytes as one number (a radix sort), then by the rest
+    /// where those are equal (most ids differ in them).
     mutating func sort() {
-        if items.count > 1 {
-            do {
-                let base = UnsafePointer(bytes.base)
-                // By the ids' first eight bytes as one number (a radix sort,
-                // a byte at a time), then the rest where those are equal:
-                // most ids differ there.
-                var order = items.indices.map { k in (key: ByteTable.sortWord(base + items[k].start, items[k].idEnd - items[k].start), k: k) }
-                Self.radixSort(&order)
-                var from = 0
-                while from < order.count {
-                    var to = from + 1
-                    while to < order.count && order[to].key == order[from].key { to += 1 }
-                    if to - from > 1 {
-                        order[from..<to].sort { a, b in
-                            let x = items[a.k], y = items[b.k]
-                            let n = min(x.idEnd - x.start, y.idEnd - y.start)
-                            let c = memcmp(base + x.start, base + y.start, n)
-                            return c != 0 ? c < 0 : x.idEnd - x.start < y.idEnd - y.start
-                        }
-                    }
-                    from = to
+        let n = items.count
+        guard n > 1 else { return }
+        let base = UnsafePointer(bytes.base)
+        keyed.resize(to: n)
+        spare.resize(to: n)
+        for k in 0..<n { keyed.base[k] = Keyed(key: ByteTable.sortWord(base + items[k].start, items[k].idEnd - items[k].start), item: k) }
+        let order = Self.radixSort(keyed.base, spare.base, n, counts)
+        var from = 0
+        while from < n {
+            var to = from + 1
+            while to < n && order[to].key == order[from].key { to += 1 }
+            if to - from > 1 {
+                var same = UnsafeMutableBufferPointer(start: order + from, count: to - from)
+                same.sort { a, b in
+                    let x = items[a.item], y = items[b.item]
+                    let c = memcmp(base + x.start, base + y.start, min(x.idEnd - x.start, y.idEnd - y.start))
+                    return c != 0 ? c < 0 : x.idEnd - x.start < y.idEnd - y.start
                 }
-                items = order.map { items[$0.k] }
             }
+            from = to
         }
+        sorted.removeAll(keepingCapacity: true)
+        for k in 0..<n { sorted.append(items[order[k].item]) }
+        swap(&items, &sorted)
+    }
+
+    /// Sorts `n` keyed items at `a` by key (`b`: as many, scratch), least
+    /// significant byte first, a pass of counting per byte (a body's few
+    /// hundred changes: no comparisons at all); where the result is.
+    /// Bytes every key shares are skipped, found in one pass first (ids
+    /// share their first bytes, `c00…`): no counting for them.
+    private static func radixSort(_ a: UnsafeMutablePointer<Keyed>, _ b: UnsafeMutablePointer<Keyed>, _ n: Int,
+                                  _ counts: UnsafeMutablePointer<Int>) -> UnsafeMutablePointer<Keyed> {
+        let first = a[0].key
+        var varying: UInt64 = 0
+        for k in 0..<n { varying |= a[k].key ^ first }
+        var from = a, to = b
+        for shift in Swift.stride(from: UInt64(0), to: 64, by: 8) where (varying >> shift) & 0xFF != 0 {
+            counts.update(repeating: 0, count: 256)
+            for k in 0..<n { counts[Int(truncatingIfNeeded: (from[k].key >> shift) & 0xFF)] += 1 }
+            var at = 0
+            for d in 0..<256 { (counts[d], at) = (at, at + counts[d]) }
+            for k in 0..<n {
+                let item = from[k], d = Int(truncatingIfNeeded: (item.key >> shift) & 0xFF)
+                to[counts[d]] = item
+                counts[d] += 1
+            }
+            swap(&from, &to)
+        }
+        return from
     }
 
     /// The changes as a list (in the order they are in: `sort` first), and
