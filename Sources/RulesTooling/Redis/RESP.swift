@@ -57,11 +57,7 @@ package struct RESPWriter {
     }
 
     /// The start of a command of `count` arguments (each then given).
-    package mutating func header(_ count: Int) {
-        bytes.append(UInt8(ascii: "*"))
-        decimal(count)
-        crlf()
-    }
+    package mutating func header(_ count: Int) { small(UInt8(ascii: "*"), count) }
 
     package mutating func argument(_ text: String) {
         var text = text
@@ -69,11 +65,9 @@ package struct RESPWriter {
     }
 
     package mutating func argument(_ raw: UnsafeRawBufferPointer) {
-        bytes.append(UInt8(ascii: "$"))
-        decimal(raw.count)
-        crlf()
+        small(UInt8(ascii: "$"), raw.count)
         bytes.append(bytes: raw)
-        crlf()
+        withUnsafeBytes(of: Self.lineEnd) { bytes.append(bytes: $0) }
     }
 
     /// Bytes already encoded (arguments written by another writer).
@@ -85,32 +79,47 @@ package struct RESPWriter {
         array.withUnsafeBytes { argument($0) }
     }
 
-    private mutating func crlf() {
-        bytes.append(0x0D)
-        bytes.append(0x0A)
-    }
+    /// CR LF as it lies in memory.
+    private static let lineEnd: UInt16 = UInt16(0x0D) | UInt16(0x0A) << 8
 
-    /// A non-negative decimal, without going through `String`.
-    private mutating func decimal(_ n: Int) { Self.appendDecimal(UInt64(n), to: &bytes) }
+    /// `mark`, `n` in decimal and CR LF, made on the stack and appended at
+    /// once: appended a byte at a time, each append is checked on its own
+    /// (a changed line's two arguments cost hundreds of instructions so).
+    private mutating func small(_ mark: UInt8, _ n: Int) {
+        var head: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &head) { h in
+            let p = h.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            p[0] = mark
+            let k = 1 + Self.writeDecimal(UInt64(n), to: p + 1)
+            p[k] = 0x0D
+            p[k + 1] = 0x0A
+            bytes.append(bytes: UnsafeRawBufferPointer(start: p, count: k + 2))
+        }
+    }
 
     /// `n` in decimal digits after `out`'s bytes (lengths here; a stream
     /// entry's id in `rules publish`).
     package static func appendDecimal(_ n: UInt64, to out: inout [UInt8]) {
-        if n < 10 { out.append(0x30 + UInt8(n)); return }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            let p = d.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            out.append(bytes: UnsafeRawBufferPointer(start: p, count: writeDecimal(n, to: p)))
+        }
+    }
+
+    /// `n` in decimal digits at `p` (room for 20); how many.
+    private static func writeDecimal(_ n: UInt64, to p: UnsafeMutablePointer<UInt8>) -> Int {
         var digits = 1, power: UInt64 = 10
         while digits < 20 && n >= power {
             digits += 1
             power = power &* 10
         }
-        let start = out.count
-        out.append(contentsOf: repeatElement(0x30, count: digits))
         var rest = n
-        out.withUnsafeMutableBufferPointer { b in
-            for k in stride(from: start + digits - 1, through: start, by: -1) {
-                b[k] = 0x30 + UInt8(rest % 10)
-                rest /= 10
-            }
+        for k in stride(from: digits - 1, through: 0, by: -1) {
+            p[k] = 0x30 + UInt8(rest % 10)
+            rest /= 10
         }
+        return digits
     }
 }
 
