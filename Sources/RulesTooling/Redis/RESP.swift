@@ -436,12 +436,14 @@ package struct RESPReader {
 
 /// Walks one reply's bytes (`RESPReader.nextRaw`) in place: arrays and bulk
 /// strings as counts and ranges, nothing copied. For replies whose shape is
-/// known (a stream read); anything else is `nil`.
+/// known (a stream read); anything else is `nil`. The bytes are the
+/// caller's, for as long as it walks them (a stream read's thousands of
+/// entries: plain memory, no checked array access per byte).
 package struct RESPCursor {
-    package let bytes: [UInt8]
+    package let bytes: UnsafeBufferPointer<UInt8>
     package private(set) var at = 0
 
-    package init(_ bytes: [UInt8]) { self.bytes = bytes }
+    package init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// The count of the array here (-1: a null array), or nil.
     package mutating func array() -> Int? { header(UInt8(ascii: "*")) }
@@ -469,7 +471,7 @@ package struct RESPCursor {
         var i = at + 1, n = 0, negative = false
         if i < bytes.count, bytes[i] == UInt8(ascii: "-") { negative = true; i += 1 }
         while i < bytes.count, bytes[i] != 0x0D {
-            n = n * 10 + Int(bytes[i] &- 0x30)
+            n = n &* 10 &+ Int(bytes[i] &- 0x30)
             i += 1
         }
         at = i + 2

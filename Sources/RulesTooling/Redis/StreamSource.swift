@@ -61,9 +61,8 @@ package struct EntryId: Comparable, Hashable, Sendable, CustomStringConvertible 
     /// entry a worker takes: no `String`, and a check for overflow only on
     /// a twenty-digit number).
     package init?(parsing bytes: UnsafeBufferPointer<UInt8>) {
-        guard let dash = bytes.firstIndex(of: UInt8(ascii: "-")),
-              let ms = Self.decimal(UnsafeBufferPointer(rebasing: bytes[..<dash])),
-              let sequence = Self.decimal(UnsafeBufferPointer(rebasing: bytes[(dash + 1)...])) else { return nil }
+        guard let (ms, dash) = Self.decimal(bytes, from: 0), dash < bytes.count, bytes[dash] == UInt8(ascii: "-"),
+              let (sequence, end) = Self.decimal(bytes, from: dash + 1), end == bytes.count else { return nil }
         self.init(ms: ms, sequence: sequence)
     }
 
@@ -72,24 +71,28 @@ package struct EntryId: Comparable, Hashable, Sendable, CustomStringConvertible 
         self = id
     }
 
-    /// The digits' value; nil when empty, not all digits, or past
-    /// `UInt64.max` (which has twenty digits: fewer never overflow).
-    private static func decimal(_ digits: UnsafeBufferPointer<UInt8>) -> UInt64? {
-        guard !digits.isEmpty, digits.count <= 20 else { return nil }
-        var value: UInt64 = 0
-        for b in digits {
-            let d = b &- 0x30
-            guard d < 10 else { return nil }
-            if digits.count < 20 {
-                value = value &* 10 &+ UInt64(d)
-            } else {
-                let (times, o1) = value.multipliedReportingOverflow(by: 10)
-                let (sum, o2) = times.addingReportingOverflow(UInt64(d))
-                guard !o1, !o2 else { return nil }
-                value = sum
-            }
+    /// The digits from `start` on, up to the first byte that is not one:
+    /// their value and where they end; nil when there are none, more than
+    /// twenty, or their value is past `UInt64.max` (which has twenty
+    /// digits: fewer never overflow). One pass, no slices.
+    private static func decimal(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (value: UInt64, end: Int)? {
+        var value: UInt64 = 0, i = start
+        let unchecked = min(bytes.count, start + 19)
+        while i < unchecked {
+            let d = bytes[i] &- 0x30
+            if d >= 10 { break }
+            value = value &* 10 &+ UInt64(d)
+            i += 1
         }
-        return value
+        if i == start + 19, i < bytes.count, bytes[i] &- 0x30 < 10 {
+            let (times, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(UInt64(bytes[i] &- 0x30))
+            guard !o1, !o2 else { return nil }
+            value = sum
+            i += 1
+            if i < bytes.count, bytes[i] &- 0x30 < 10 { return nil }  // a twenty-first digit
+        }
+        return i > start ? (value, i) : nil
     }
 
     package var description: String { "\(ms)-\(sequence)" }
