@@ -342,13 +342,13 @@ enum Connection {
         var parser = HTTPRequestParser(limits: limits)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var continued = false
-        var slice = Slice.standard
+        var slice = Slice.standard, niced = false
         while true {
             while let result = parser.next() {
                 switch result {
                 case .success(let request):
                     continued = false
-                    slice.suit(request)
+                    slice.suit(request, niced: &niced)
                     let start = seconds()
                     let route = ServiceMetrics.route(request)
                     switch service.handle(request) {
@@ -402,15 +402,21 @@ enum Connection {
     /// the waits between them) on short slices, so that a lookup is not
     /// queued behind the threads applying bodies while both cores are busy;
     /// writes, which apply bodies, on the default. Set per request, when it
-    /// changes (a connection's requests are usually of one kind).
+    /// changes (a connection's requests are usually of one kind). A thread
+    /// that takes a write also runs at nice 5 from then on, as the shards'
+    /// helpers do: when the cores are short, lookups go first and bodies
+    /// take what is left (alone, the ingest runs as fast: measured in
+    /// docs/PERFORMANCE.md). Lowering it again needs a privilege the
+    /// service does not have, so it stays for the connection's life.
     enum Slice {
         case standard, short
 
         /// 0.1 ms, the shortest the kernel takes.
         static let shortNanoseconds: UInt64 = 100_000
 
-        mutating func suit(_ request: HTTPRequest) {
+        mutating func suit(_ request: HTTPRequest, niced: inout Bool) {
             let wanted: Slice = request.method == "GET" || request.method == "HEAD" ? .short : .standard
+            if wanted == .standard && !niced { niced = rules_thread_nice(5) == 0 }
             guard wanted != self else { return }
             _ = rules_thread_slice(wanted == .short ? Self.shortNanoseconds : 0)
             self = wanted

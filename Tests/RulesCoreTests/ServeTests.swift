@@ -511,8 +511,19 @@ struct ServeTests {
         try? FileManager.default.removeItem(atPath: data)
     }
 
-    @Test("a connection's thread runs on 0.1 ms slices after a read and on the default after a write (Linux's EEVDF custom slice)")
+    @Test("a connection's thread runs on 0.1 ms slices after a read and on the default after a write (Linux's EEVDF custom slice), and at nice 5 from its first write on")
     func readsRunOnShortSlices() throws {
+        // Each thread's nice value (field 19 of its stat; the command name
+        // in parentheses may hold spaces, so counted from after it).
+        let niceValues = { (pid: pid_t) -> [Int] in
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.compactMap { tid in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return nil }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 16 ? Int(fields[16]) : nil  // fields 3… here: 19 is the 17th
+            }
+        }
         let slices = { (pid: pid_t) -> [Int] in
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
             return tasks.compactMap { tid in
@@ -534,9 +545,18 @@ struct ServeTests {
         }
         ask("GET /v1/health HTTP/1.1\r\nHost: h\r\n\r\n")
         #expect(slices(server.pid).filter { $0 == 100_000 }.count == 1, "\(slices(server.pid))")
+        // Before any write, only the shards' helper threads run at nice 5.
+        let nicedBefore = niceValues(server.pid).filter { $0 == 5 }.count
+        #expect(niceValues(server.pid).allSatisfy { $0 == 0 || $0 == 5 }, "\(niceValues(server.pid))")
         let body = #"{"citizen":"ann","type":"blood donation","time":"2026-01-02"}"#
         ask("POST /v1/events HTTP/1.1\r\nHost: h\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
         #expect(slices(server.pid).filter { $0 == 100_000 }.isEmpty, "\(slices(server.pid))")
+        #expect(niceValues(server.pid).filter { $0 == 5 }.count == nicedBefore + 1, "\(niceValues(server.pid))")
+        // A read on the same connection is on short slices again; its nice
+        // value stays (lowering it takes a privilege the service lacks).
+        ask("GET /v1/health HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(slices(server.pid).filter { $0 == 100_000 }.count == 1, "\(slices(server.pid))")
+        #expect(niceValues(server.pid).filter { $0 == 5 }.count == nicedBefore + 1, "\(niceValues(server.pid))")
         try? FileManager.default.removeItem(atPath: data)
     }
 

@@ -1,6 +1,6 @@
 // The few calls Swift cannot make itself. Cache hints for the engine's hot
-// path (below), a scheduling slice for the service's threads (further
-// down; `syscall` is variadic), and a cap on malloc's arenas. Swift has no prefetch, and the
+// path (below), a scheduling slice and a nice value for the service's
+// threads (further down; `syscall` is variadic), and a cap on malloc's arenas. Swift has no prefetch, and the
 // engine's per-person state is far larger than the cache: the stream reader
 // asks for a person's slot and state a few lines before it applies their
 // event, so the memory fetch overlaps other work (docs/PERFORMANCE.md).
@@ -30,8 +30,13 @@ static inline int rules_thread_slice(uint64_t nanoseconds) {
     attr.runtime = nanoseconds;
     return (int)syscall(SYS_sched_setattr, 0, &attr, 0);
 }
+/// Sets the calling thread's nice value (raising it needs no privilege).
+static inline int rules_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+}
 #else
 static inline int rules_thread_slice(unsigned long long nanoseconds) { (void)nanoseconds; return -1; }
+static inline int rules_thread_nice(int nice) { (void)nice; return -1; }
 #endif
 
 #if defined(__linux__) && defined(__GLIBC__)

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Dispatch
+import MemoryHints
 import RulesCore
 import Synchronization
 
@@ -92,6 +93,9 @@ final class ShardThreads: @unchecked Sendable {
         helpers = (1..<max(1, shards)).map { _ in Helper() }
         for helper in helpers {
             startThread { [current] in
+                // At nice 5, as the threads taking writes are: lookups first
+                // when the cores are short (`Connection.Slice`).
+                _ = rules_thread_nice(5)
                 var started = 0
                 while true {
                     started = helper.start.wait(after: started)
