@@ -34,6 +34,10 @@ package struct LineShares {
                  maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         shares = Array(repeating: [], count: count)
         guard let base = body.baseAddress else { return }
+        // Room for lines of 48 bytes and more (events are longer), made
+        // once: grown a doubling at a time, every body would copy its
+        // lines ten times over.
+        for k in shares.indices { shares[k].reserveCapacity(body.count / (48 * count) + 16) }
         var at = 0
         while at < body.count {
             let end = memchr(base + at, 0x0A, body.count - at).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? body.count
