@@ -123,6 +123,24 @@ final class CompareNode: Node {
     }
 }
 
+/// A comparison with a constant number on the right (`score < 900`,
+/// `count(…) >= 4`), the usual form of a `while` rule's condition, which
+/// the change tracker evaluates for every person a body reaches: the same
+/// answers as `CompareNode` with a `ConstNode`, one call fewer.
+final class CompareToNumberNode: Node {
+    let op: BinaryOp
+    let a: Node
+    let constant: Double
+    init(_ op: BinaryOp, _ a: Node, _ constant: Double) { (self.op, self.a, self.constant) = (op, a, constant) }
+    override func eval(_ c: EvalContext) -> Value {
+        switch a.eval(c) {
+        case .number(let x): return .bool(Arithmetic.compare(op, x, constant)!)
+        case .failed(let f): return .failed(f)
+        default: return .failed(.wrongType)
+        }
+    }
+}
+
 final class InListNode: Node {
     let a: Node
     let items: [Node]

@@ -407,7 +407,10 @@ struct NodeCompiler {
             switch op {
             case .and, .or: return LogicNode(isAnd: op == .and, compile(a), compile(b))
             case .add, .sub, .mul, .div, .mod: return ArithmeticNode(op, compile(a), compile(b))
-            default: return CompareNode(op, compile(a), compile(b))
+            default:
+                let (left, right) = (compile(a), compile(b))
+                if let constant = right as? ConstNode, case .number(let k) = constant.value { return CompareToNumberNode(op, left, k) }
+                return CompareNode(op, left, right)
             }
         case .inList(let a, let items): return InListNode(compile(a), items.map { compile($0) })
         case .call(let fn, let args): return CallNode(fn, args.map { compile($0) })
