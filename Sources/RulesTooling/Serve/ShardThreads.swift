@@ -25,6 +25,8 @@ final class ShardThreads: @unchecked Sendable {
         let task: (_ shard: Int) -> Void
         private let taken = Atomic<Int>(0)
         private let finished = Atomic<Int>(0)
+        /// Signalled by the thread that finishes the last task.
+        private let allDone = DispatchSemaphore(value: 0)
 
         init(shards: Int, task: @escaping (Int) -> Void) {
             (total, self.task) = (shards, task)
@@ -36,24 +38,18 @@ final class ShardThreads: @unchecked Sendable {
                 let next = taken.add(1, ordering: .acquiringAndReleasing).oldValue
                 if next >= total { return }
                 task(next)
-                finished.add(1, ordering: .releasing)
+                if finished.add(1, ordering: .acquiringAndReleasing).newValue == total { allDone.signal() }
             }
         }
 
-        /// Waits until every task is done (some may be another thread's).
-        func waitUntilDone() { Self.spin { finished.load(ordering: .acquiring) == total } }
-
-        /// Waits for `ready`, spinning (what is waited for is a task under
-        /// way, microseconds off), yielding the core after a while in case
-        /// the thread doing it needs it.
-        @inline(__always)
-        static func spin(until ready: () -> Bool) {
-            var spins = 0
-            while !ready() {
-                spins += 1
-                if spins > 2000 { sched_yield() }
-            }
+        /// Waits until every task is done (some may be another thread's):
+        /// spinning a little (a task is often microseconds from done), then
+        /// asleep until the last one is.
+        func waitUntilDone() {
+            for _ in 0..<2000 where finished.load(ordering: .acquiring) == total { return }
+            allDone.wait()
         }
+
     }
 
     private final class Helper: @unchecked Sendable {
