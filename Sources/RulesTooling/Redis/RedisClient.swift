@@ -49,6 +49,16 @@ package struct RedisBatch {
         writer.bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]]
     }
 
+    /// Its first `n` commands, as a batch of their own.
+    package func prefix(_ n: Int) -> RedisBatch {
+        var first = RedisBatch()
+        guard n > 0 else { return first }
+        writer.bytes.withUnsafeBytes { first.writer.raw(UnsafeRawBufferPointer(rebasing: $0[..<ends[n - 1]])) }
+        first.ends = Array(ends[..<n])
+        first.slots = Array(slots[..<n])
+        return first
+    }
+
     package mutating func removeAll() {
         writer.removeAll()
         ends.removeAll(keepingCapacity: true)

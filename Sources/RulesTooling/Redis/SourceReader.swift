@@ -25,6 +25,27 @@ package final class StateWrites: @unchecked Sendable {
         var done = RedisBatch()
         var setArguments = RESPWriter()
         var setCount = 0
+
+        /// The run of lines to set so far, as one `HSET` at the end of
+        /// `target` (the arguments copied once, where they are sent from).
+        mutating func closeSets(into target: inout RedisBatch, key: [UInt8]) {
+            guard setCount > 0 else { return }
+            target.writer.header(2 + 2 * setCount)
+            target.writer.argument("HSET")
+            target.writer.argument(key)
+            setArguments.bytes.withUnsafeBytes { target.writer.raw($0) }
+            target.endCommand(slot: KeySlot.of(key))
+            setArguments.removeAll()
+            setCount = 0
+        }
+
+        /// The same, into `done` (a line gone comes after it).
+        mutating func closeSets(key: [UInt8]) {
+            var target = done  // moved out and back, not copied
+            done = RedisBatch()
+            closeSets(into: &target, key: key)
+            done = target
+        }
     }
 
     package init(source: StreamSource) {
@@ -52,7 +73,7 @@ package final class StateWrites: @unchecked Sendable {
                     pending[i].setArguments.argument(UnsafeRawBufferPointer(line))
                     pending[i].setCount += 1
                 } else {
-                    closeSets(&pending[i], partition)
+                    pending[i].closeSets(key: key(partition))
                     pending[i].done.writer.header(3)
                     pending[i].done.writer.argument("HDEL")
                     pending[i].done.writer.argument(key(partition))
@@ -63,27 +84,17 @@ package final class StateWrites: @unchecked Sendable {
         }
     }
 
-    /// The run of lines to set so far, as one `HSET`.
-    private func closeSets(_ c: inout Commands, _ partition: Int) {
-        guard c.setCount > 0 else { return }
-        c.done.writer.header(2 + 2 * c.setCount)
-        c.done.writer.argument("HSET")
-        c.done.writer.argument(key(partition))
-        c.setArguments.bytes.withUnsafeBytes { c.done.writer.raw($0) }
-        c.done.endCommand(slot: KeySlot.of(key(partition)))
-        c.setArguments.removeAll()
-        c.setCount = 0
-    }
-
     /// The commands that write what is pending (then no longer pending).
     package func take() -> RedisBatch? {
         lock.locked {
             guard anyPending else { return nil }
             var batch = RedisBatch()
             for (i, partition) in source.partitions.enumerated() {
-                closeSets(&pending[i], partition)
-                batch.append(pending[i].done)
-                pending[i].done.removeAll()
+                if !pending[i].done.isEmpty {
+                    batch.append(pending[i].done)
+                    pending[i].done.removeAll()
+                }
+                pending[i].closeSets(into: &batch, key: key(partition))
             }
             anyPending = false
             return batch
@@ -208,8 +219,11 @@ package final class SourceReader: @unchecked Sendable {
     /// next batch, read ahead; when this throws, the caller reads again
     /// from where the durable state stands.
     private func applyReadingAhead(_ client: RedisClient, _ fetched: Fetched) throws -> Fetched {
-        let state = stateBatch()
+        var state = stateBatch()
+        // The writes are the batch's first commands from here on, held
+        // once: the reads added after them copy nothing.
         var batch = state.batch
+        state.batch = RedisBatch()
         let writes = batch.count
         // The next entries start after this batch's last, applied or not
         // yet: if applying fails, they are dropped and read again.
@@ -223,11 +237,11 @@ package final class SourceReader: @unchecked Sendable {
                 do { try apply(fetched.entries, from: fetched.raws, outside: fetched.outside) } catch { applying = error }
             }
         } catch {
-            if writes > 0 { unwritten = state.batch }  // every command again: setting a line twice sets it once
+            if writes > 0 { unwritten = batch.prefix(writes) }  // every command again: setting a line twice sets it once
             throw applying ?? error
         }
         if let refused = raws.prefix(writes).first(where: { $0.first == UInt8(ascii: "-") }) {
-            unwritten = state.batch
+            unwritten = batch.prefix(writes)
             throw RedisClient.Failure(description: "writing the report lines: \(String(decoding: refused.dropFirst().prefix { $0 != 0x0D }, as: UTF8.self))")
         }
         written(state)
@@ -382,7 +396,11 @@ package final class SourceReader: @unchecked Sendable {
     private func stateBatch() -> StateBatch {
         var batch = unwritten ?? RedisBatch()
         unwritten = nil
-        if let more = service.stateWrites?.take() { batch.append(more) }
+        // Moved, not copied, when nothing was left unwritten (a batch's
+        // lines are a megabyte and more).
+        if let more = service.stateWrites?.take() {
+            if batch.isEmpty { batch = more } else { batch.append(more) }
+        }
         let own = service.clocks.own
         if let own, own != clockWritten {
             let key = source.address.name + ":clock"
