@@ -126,6 +126,21 @@ struct RESPTests {
         #expect(EntryId(bytes: Array("1-000000000000000000001".utf8)) == nil, "twenty-one digits")
     }
 
+    @Test("a batch's first commands as a batch of their own (what a worker sends again when a write failed): the same bytes, ends and slots")
+    func batchPrefix() {
+        var batch = RedisBatch()
+        batch.add(key: "a", ["HSET", "a", "x", "1"])
+        batch.add(key: "b{7}", ["HDEL", "b{7}", "y"])
+        batch.add(key: "c", ["XREAD", "COUNT", "10", "STREAMS", "c", "0-0"])
+        for n in 0...3 {
+            let first = batch.prefix(n)
+            #expect(first.count == n)
+            #expect((0..<n).map { Array(first.bytes(of: $0)) } == (0..<n).map { Array(batch.bytes(of: $0)) })
+            #expect(first.slots == Array(batch.slots.prefix(n)))
+            #expect(first.writer.bytes.count == (n == 0 ? 0 : batch.bytes(of: n - 1).endIndex))
+        }
+    }
+
     @Test("key slots are the Redis Cluster specification's: CRC16/XMODEM modulo 16384, hash tags")
     func keySlots() {
         #expect(KeySlot.crc16(Array("123456789".utf8)) == 0x31C3)
