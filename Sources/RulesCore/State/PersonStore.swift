@@ -90,8 +90,9 @@ final class PersonStore {
     /// Starts loading a person's row and window entries.
     @inline(__always)
     func prefetch(_ person: Int) {
-        // A row of more than eight words (a policy with many names) spans
-        // two cache lines: its last word asked for too (one line: free).
+        // A row not aligned to a cache line spans two (rows are `stride`
+        // words, seldom eight): its last word asked for too (the same
+        // line: free).
         rules_prefetch(rows + person &* stride)
         rules_prefetch(rows + (person &* stride &+ stride &- 1))
         for b in bufferRefs { b._withUnsafeGuaranteedRef { $0.prefetch(person) } }

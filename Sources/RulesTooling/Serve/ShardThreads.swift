@@ -46,10 +46,11 @@ final class ShardThreads: @unchecked Sendable {
         /// spinning a little (a task is often microseconds from done), then
         /// asleep until the last one is.
         func waitUntilDone() {
-            for _ in 0..<2000 where finished.load(ordering: .acquiring) == total { return }
-            allDone.wait()
+            for _ in 0..<2000 {
+                if finished.load(ordering: .acquiring) == total { return }
+            }
+            allDone.wait()  // a signal left over from a job done while spinning dies with the job
         }
-
     }
 
     private final class Helper: @unchecked Sendable {
