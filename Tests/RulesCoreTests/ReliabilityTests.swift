@@ -198,6 +198,43 @@ struct ReliabilityTests {
         #expect(String(decoding: bytes, as: UTF8.self) == Self.finish(Engine(program: program), events).report)
     }
 
+    @Test("a checkpoint whose people are written by a thread per engine at once, its checksum taken after, is one thread's bytes")
+    func checkpointWrittenInParallel() throws {
+        let program = try compileOrFail(Self.policy)
+        // Thousands of people (the people are split between the threads
+        // from 4,096 on), ids of several lengths, in no order.
+        let events = TraceTests.generated(seed: 5, count: 20_000).split(separator: "\n").enumerated().map { i, line in
+            line.replacingOccurrences(of: #""citizen":"p"#, with: #""citizen":"\#((i * 7919) % 7001)-p"#)
+        }.joined(separator: "\n") + "\n"
+        let one = Engine(program: program)
+        _ = EventStream.run(one, text: events)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ckp-\(UUID().uuidString)").path
+        try events.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        guard case .success(let parallel) = ParallelStream.run(program: program, fd: fd, jobs: 2, onReject: { _, _ in }) else {
+            Issue.record("the parallel run failed"); return
+        }
+        #expect(one.people.count > 4096 * 2)
+        let saved = Checkpoint.encode([one], lines: 20_000)
+        let atOnce: Checkpoint.InParallel = { task in
+            nonisolated(unsafe) let task = task  // each call touches its own piece
+            DispatchQueue.concurrentPerform(iterations: 2) { task($0) }
+        }
+        let unsealed = Checkpoint.encodeUnsealed(parallel.engines, lines: 20_000, inParallel: atOnce)
+        #expect(unsealed.count == saved.count)
+        #expect(unsealed.bytes == saved)
+        // Written in pieces, as the service writes it: the same bytes again.
+        var pieces: [UInt8] = []
+        unsealed.write { pieces += $0 }
+        #expect(pieces == saved)
+        guard case .success(let info) = Checkpoint.restore(saved, into: [Engine(program: program)]) else {
+            Issue.record("the checkpoint did not load"); return
+        }
+        #expect(info.people == one.people.count)
+    }
+
     @Test("--max-rejects stops at the rejection over the limit, without a report, exit 3; one thread or two")
     func maxRejects() throws {
         let events = (1...40).map { i in

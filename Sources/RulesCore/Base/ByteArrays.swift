@@ -53,6 +53,11 @@ struct PlainBuffer<Element: BitwiseCopyable> {
         count += values.count
     }
 
+    /// Room for `n` elements in all, so that appends up to it do not grow it.
+    mutating func reserve(_ n: Int) {
+        if n > capacity { grow(to: n) }
+    }
+
     private mutating func grow(to needed: Int) {
         let bigger = max(needed, 2 * capacity)
         let more = UnsafeMutablePointer<Element>.allocate(capacity: bigger)

@@ -4,7 +4,16 @@
 package enum Hashing {
     /// FNV-1a, 64 bits.
     package static func fnv1a<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        fnv1a(bytes, continuing: fnv1aStart)
+    }
+
+    /// FNV-1a's value before any byte.
+    package static let fnv1aStart: UInt64 = 0xCBF2_9CE4_8422_2325
+
+    /// FNV-1a of bytes that follow bytes whose hash is `h` (of bytes in
+    /// pieces: each piece continues the last's).
+    package static func fnv1a<C: Collection>(_ bytes: C, continuing h: UInt64) -> UInt64 where C.Element == UInt8 {
+        var h = h
         for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
         return h
     }

@@ -69,6 +69,20 @@ public enum Checkpoint {
     /// person their base if any and their records in arrival order; the
     /// notes on failed expressions.
     package static func encode(_ engines: [Engine], lines: Int) -> [UInt8] {
+        encodeUnsealed(engines, lines: lines).bytes
+    }
+
+    /// Runs `task(k)` for every engine `k` at once, returning when all are
+    /// done (the service's shard threads).
+    package typealias InParallel = (_ task: @escaping (Int) -> Void) -> Void
+
+    /// `encode`, all but its checksum and the copy into one array: what
+    /// has to be done while the engines stand still (the service holds its
+    /// lock meanwhile, and no body is applied). The rest — a third of the
+    /// time, the checksum being one multiply per byte — is `Unsealed`'s, on
+    /// a thread that holds no lock. With `inParallel`, the engines' ids are
+    /// sorted and the people written by every engine's thread at once.
+    package static func encodeUnsealed(_ engines: [Engine], lines: Int, inParallel: InParallel? = nil) -> Unsealed {
         var w = ByteWriter()
         w.bytes(magic)
         w.u32(version)
@@ -116,59 +130,106 @@ public enum Checkpoint {
         // engine holds them, so the file does not depend on how many
         // threads wrote it (people all of whose events were retracted too:
         // their history still answers for them).
-        let order = sortedPeople(engines)
+        let order = sortedPeople(engines, inParallel: inParallel)
         w.int(order.count)
-        writePeople(order, order.indices, of: engines, into: &w)
-        if history != nil {
-            for (e, p) in order {
-                let h = engines[e].history!
-                if let base = h.bases[p] { w.int(1); w.base(base, types: types) } else { w.int(0) }
-                w.int(h.standingCount(p))
-                w.int(h.wasSeen(p) ? 1 : 0)
-                let records = h.arrived(of: p)
-                w.int(records.count)
-                for r in records {
-                    w.i64(r.time)
-                    w.int(r.line)
-                    w.int(r.sealed ? 2 : r.retractedAt == nil ? 0 : 1)
-                    w.int(r.retractedAt ?? 0)
-                    w.int(r.id == nil ? 0 : 1)
-                    if let id = r.id { w.int(id.count); w.bytes(id) }
-                    w.int(r.bytes.count)
-                    w.bytes(r.bytes)
-                }
-            }
-        }
+        var pieces = [w]
+        pieces += writePeople(order, of: engines, types: types, inParallel: inParallel)
+        var tail = ByteWriter()
+        if history != nil { writeHistory(order, of: engines, types: types, into: &tail) }
         // The notes on expressions that failed, so the summary at the end
         // counts the whole stream.
         var failures: [(EvalContext.FailureKey, (count: Int, firstLine: Int))] = []
         for engine in engines { failures += engine.context.failures.map { ($0.key, $0.value) } }
         failures.sort { ($0.0.rule, $0.1.firstLine) < ($1.0.rule, $1.1.firstLine) }
-        w.int(failures.count)
+        tail.int(failures.count)
         for (key, stat) in failures {
-            w.int(key.rule)
+            tail.int(key.rule)
             switch key.failure {
-            case .missingField(let f): w.int(0); w.int(f)
-            case .wrongType: w.int(1); w.int(0)
-            case .divisionByZero: w.int(2); w.int(0)
-            case .notFinite: w.int(3); w.int(0)
-            case .badDuration: w.int(4); w.int(0)
+            case .missingField(let f): tail.int(0); tail.int(f)
+            case .wrongType: tail.int(1); tail.int(0)
+            case .divisionByZero: tail.int(2); tail.int(0)
+            case .notFinite: tail.int(3); tail.int(0)
+            case .badDuration: tail.int(4); tail.int(0)
             }
-            w.int(stat.count)
-            w.int(stat.firstLine)
+            tail.int(stat.count)
+            tail.int(stat.firstLine)
         }
-        w.setU64(UInt64(w.count - lengthAt - 8), at: lengthAt)
-        w.u64(w.fnv1a)
-        return w.finish()
+        pieces.append(tail)
+        let body = pieces.reduce(0) { $0 + $1.count } - lengthAt - 8
+        pieces[0].setU64(UInt64(body), at: lengthAt)
+        return Unsealed(pieces)
+    }
+
+    /// A checkpoint as `encodeUnsealed` made it: its bytes in pieces, the
+    /// checksum after them not yet taken.
+    package final class Unsealed: @unchecked Sendable {
+        private var pieces: [ByteWriter]
+        private var checksum: UInt64? = nil
+
+        fileprivate init(_ pieces: [ByteWriter]) { self.pieces = pieces }
+
+        deinit { for piece in pieces { piece.deallocate() } }
+
+        /// The finished checkpoint's length.
+        package var count: Int { pieces.reduce(8) { $0 + $1.count } }
+
+        /// The finished checkpoint's bytes, in order, in pieces.
+        package func write(_ put: (UnsafeRawBufferPointer) -> Void) {
+            if checksum == nil {
+                checksum = pieces.reduce(Hashing.fnv1aStart) { sum, piece in piece.withBytes { Hashing.fnv1a($0, continuing: sum) } }
+            }
+            for piece in pieces { piece.withBytes { put(UnsafeRawBufferPointer($0)) } }
+            withUnsafeBytes(of: checksum!.littleEndian) { put($0) }
+        }
+
+        /// The finished checkpoint as one array.
+        package var bytes: [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(count)
+            write { out.append(contentsOf: $0) }
+            return out
+        }
+    }
+
+    /// With history kept: per person in `order`, their base if any and
+    /// their records in arrival order.
+    private static func writeHistory(_ order: [(engine: Int, person: Int)], of engines: [Engine], types: [ValueType], into w: inout ByteWriter) {
+        for (e, p) in order {
+            let h = engines[e].history!
+            if let base = h.bases[p] { w.int(1); w.base(base, types: types) } else { w.int(0) }
+            w.int(h.standingCount(p))
+            w.int(h.wasSeen(p) ? 1 : 0)
+            let records = h.arrived(of: p)
+            w.int(records.count)
+            for r in records {
+                w.i64(r.time)
+                w.int(r.line)
+                w.int(r.sealed ? 2 : r.retractedAt == nil ? 0 : 1)
+                w.int(r.retractedAt ?? 0)
+                w.int(r.id == nil ? 0 : 1)
+                if let id = r.id { w.int(id.count); w.bytes(id) }
+                w.int(r.bytes.count)
+                w.bytes(r.bytes)
+            }
+        }
     }
 
     /// Everyone the engines know, in byte order of their ids: each engine's
     /// sorted, then merged (each list is in order already: no sort of them
     /// all).
-    private static func sortedPeople(_ engines: [Engine]) -> [(engine: Int, person: Int)] {
-        var order = engines[0].people.sortedIds().map { (engine: 0, person: $0) }
+    private static func sortedPeople(_ engines: [Engine], inParallel: InParallel?) -> [(engine: Int, person: Int)] {
+        var sortedIds: [[Int]]
+        if let inParallel, engines.count > 1 {
+            let made = UnsafeMutableBufferPointer<[Int]>.allocate(capacity: engines.count)
+            defer { made.deallocate() }
+            inParallel { e in (made.baseAddress! + e).initialize(to: engines[e].people.sortedIds()) }
+            sortedIds = (0..<engines.count).map { (made.baseAddress! + $0).move() }
+        } else {
+            sortedIds = engines.map { $0.people.sortedIds() }
+        }
+        var order = sortedIds[0].map { (engine: 0, person: $0) }
         for e in engines.indices.dropFirst() {
-            let sorted = engines[e].people.sortedIds()
+            let sorted = sortedIds[e]
             var merged: [(engine: Int, person: Int)] = []
             merged.reserveCapacity(order.count + sorted.count)
             var i = 0
@@ -185,8 +246,41 @@ public enum Checkpoint {
         return order
     }
 
+    /// Everyone in `order`, each id then their state: in one piece, or
+    /// with `inParallel` (and people enough) in a piece per engine, each
+    /// written by its own thread (the engines are only read).
+    private static func writePeople(_ order: [(engine: Int, person: Int)], of engines: [Engine], types: [ValueType],
+                                    inParallel: InParallel?) -> [ByteWriter] {
+        guard let inParallel, engines.count > 1, order.count >= 4096 else {
+            var piece = ByteWriter()
+            writePeople(order, order.indices, of: engines, types: types, into: &piece)
+            return [piece]
+        }
+        let cuts = (0...engines.count).map { order.count * $0 / engines.count }
+        let made = UnsafeMutableBufferPointer<ByteWriter>.allocate(capacity: engines.count)
+        defer { made.deallocate() }
+        inParallel { k in
+            var piece = ByteWriter()
+            writePeople(order, cuts[k]..<cuts[k + 1], of: engines, types: types, into: &piece)
+            (made.baseAddress! + k).initialize(to: piece)
+        }
+        return (0..<engines.count).map { (made.baseAddress! + $0).move() }
+    }
+
     /// People `range` of `order`: each id, then their state.
-    private static func writePeople(_ order: [(engine: Int, person: Int)], _ range: Range<Int>, of engines: [Engine], into w: inout ByteWriter) {
+    private static func writePeople(_ order: [(engine: Int, person: Int)], _ range: Range<Int>, of engines: [Engine], types: [ValueType],
+                                    into w: inout ByteWriter) {
+        // A person takes about their row and their id (more with window
+        // entries): reserved once, not grown by doubling.
+        if let first = range.first {
+            let store = engines[order[first].engine].store
+            w.reserve(range.count * (8 * (store.stride + store.buffers.count) + 24))
+        }
+        // Each engine's tables reached unretained (`engines` keeps them):
+        // a retain and a release per person and table cost more than the
+        // writing.
+        let tables = engines.map { Unmanaged.passUnretained($0.people) }
+        let stores = engines.map { Unmanaged.passUnretained($0.store) }
         for k in range {
             // People in order of their ids are scattered in memory: asked
             // for ahead, as the report does.
@@ -199,9 +293,8 @@ public enum Checkpoint {
                 engines[ahead.engine].prefetchPerson(ahead.person, stage: 1)
             }
             let (e, p) = order[k]
-            let engine = engines[e]
-            engine.people.withKey(p) { w.int($0.count); w.bytes($0) }
-            w.state(of: p, in: engine.store, types: engine.program.policy.attributes.map(\.type))
+            tables[e]._withUnsafeGuaranteedRef { $0.withKey(p) { w.int($0.count); w.bytes($0) } }
+            stores[e]._withUnsafeGuaranteedRef { w.state(of: p, in: $0, types: types) }
         }
     }
 
@@ -644,13 +737,12 @@ struct ByteWriter {
     mutating func u64(_ v: UInt64) { out.appendBytes(of: v.littleEndian) }
     /// Overwrites the eight bytes at `offset`.
     mutating func setU64(_ v: UInt64, at offset: Int) { out.setBytes(of: v.littleEndian, at: offset) }
-    /// The FNV-1a hash of everything written.
-    var fnv1a: UInt64 { Hashing.fnv1a(UnsafeBufferPointer(start: out.base, count: out.count)) }
-    /// The bytes written; the writer is not used after.
-    func finish() -> [UInt8] {
-        defer { out.deallocate() }
-        return out.array
-    }
+    /// Room for `n` more bytes.
+    mutating func reserve(_ n: Int) { out.reserve(out.count + n) }
+    /// The bytes written so far.
+    func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R { body(UnsafeBufferPointer(start: out.base, count: out.count)) }
+    /// Frees its memory; the writer is not used after.
+    func deallocate() { out.deallocate() }
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func int(_ v: Int) { i64(Int64(v)) }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }
@@ -662,10 +754,12 @@ struct ByteWriter {
         i64(store.score(p))
         i64(store.lastTime(p))
         for slot in 0..<store.slotCount { i64(store.end(p, slot)) }
-        for buffer in store.buffers {
-            buffer.withEntries(person: p) { list in
-                int(list.count)
-                for entry in list { i64(entry.time); f64(entry.value) }
+        for b in 0..<store.buffers.count {
+            store.buffer(b) { buffer in
+                buffer.withEntries(person: p) { list in
+                    int(list.count)
+                    for entry in list { i64(entry.time); f64(entry.value) }
+                }
             }
         }
         for (k, type) in types.enumerated() { attribute(store.attribute(p, k), type) }

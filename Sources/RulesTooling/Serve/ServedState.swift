@@ -251,7 +251,7 @@ final class ServedState {
     /// The state as a checkpoint, after the log's records up to `logEnd`.
     func checkpoint(logEnd: Int) -> ServiceCheckpoint {
         var saved = ServiceCheckpoint(logEnd: logEnd, lines: lines, totals: totals, policy: policy, feed: feed?.kept(), program: shards.first?.engine.program,
-                                      engine: Checkpoint.encode(engines, lines: lines))
+                                      unsealedEngine: Checkpoint.encodeUnsealed(engines, lines: lines, inParallel: { [helpers] in helpers.run($0) }))
         saved.positions = positions
         saved.outsideClock = outsideClock
         return saved

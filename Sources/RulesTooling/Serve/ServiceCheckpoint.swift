@@ -35,7 +35,11 @@ struct ServiceCheckpoint {
     /// written (on the thread that writes it, not under the engine's
     /// lock), with the program of the checkpoint's policy.
     private var keptFeed: (kept: ChangeFeed.Kept, program: Program?)? = nil
+    /// The engine's `Checkpoint`, as read back from a file…
     var engine: [UInt8]
+    /// …or as made under the engine's lock, its checksum taken when it is
+    /// written.
+    private var unsealedEngine: Checkpoint.Unsealed? = nil
     /// A worker's reading of its partitions, and the other workers' clock.
     var positions: [Int: StreamPosition] = [:]
     var outsideClock: Int64? = nil
@@ -68,7 +72,8 @@ struct ServiceCheckpoint {
         let header = Array(#"{"log_end":\#(logEnd),"lines":\#(lines),"bodies":\#(totals.bodies),"read":\#(totals.read),"applied":\#(totals.applied),"rejected":\#(totals.rejected),"last_id":\#(lastId),"policy":\#(policy.json)\#(source)}"#.utf8)
         let feed = keptFeed.map { $0.kept.saved(program: $0.program) } ?? self.feed
         let feedBytes = Self.encodedCount(feed)
-        var out = ChunkedChecksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engine.count, put: put)
+        let engineBytes = unsealedEngine?.count ?? engine.count
+        var out = ChunkedChecksum(count: Self.magic.count + 4 + 8 + header.count + 8 + feedBytes + 8 + engineBytes, put: put)
         func bytes(_ b: ArraySlice<UInt8>) {
             b.withUnsafeBytes { out.bytes($0) }
         }
@@ -112,8 +117,8 @@ struct ServiceCheckpoint {
                 }
             }
         }
-        word(UInt64(engine.count))
-        bytes(engine[...])
+        word(UInt64(engineBytes))
+        if let unsealedEngine { unsealedEngine.write { out.bytes($0) } } else { bytes(engine[...]) }
         let sum = out.finish()
         withUnsafeBytes(of: sum.littleEndian) { put($0) }
     }
@@ -129,8 +134,9 @@ struct ServiceCheckpoint {
     }
 
     init(logEnd: Int, lines: Int, totals: (bodies: Int, read: Int, applied: Int, rejected: Int), policy: ServedPolicy,
-         feed: ChangeFeed.Kept?, program: Program?, engine: [UInt8]) {
+         feed: ChangeFeed.Kept?, program: Program?, engine: [UInt8] = [], unsealedEngine: Checkpoint.Unsealed? = nil) {
         (self.logEnd, self.lines, self.totals, self.policy, self.engine) = (logEnd, lines, totals, policy, engine)
+        self.unsealedEngine = unsealedEngine
         lastId = feed?.lastId ?? 0
         keptFeed = feed.map { ($0, program) }
     }
