@@ -278,6 +278,13 @@ struct ServedShardsTests {
         }
     }
 
+    /// A body dealt on another thread, handed back.
+    final class DealtElsewhere: @unchecked Sendable {
+        let served: Served
+        var dealt: LineShares? = nil
+        init(_ served: Served) { self.served = served }
+    }
+
     /// A body's events are kept as line states and written out when read:
     /// each with the policy that made them, not the one in force when a
     /// client reads them.
@@ -350,7 +357,17 @@ struct ServedShardsTests {
             while k < c.lines.count {
                 let end = min(c.lines.count, k + 1 + rng.below(8))
                 let bytes = Array(c.lines[k..<end].map { $0 + "\n" }.joined().utf8)
-                let a = one.state.take(body: bytes), b = many.state.take(body: bytes)
+                // Every other body dealt to the shards by another thread
+                // first, as a posted body is by the thread that received it.
+                var dealt: LineShares? = nil
+                if body % 2 == 1 {
+                    let box = DealtElsewhere(many), done = DispatchSemaphore(value: 0)
+                    Thread { box.dealt = box.served.state.deal(bytes); done.signal() }.start()
+                    done.wait()
+                    dealt = box.dealt
+                    #expect(dealt != nil, "\(seed)")
+                }
+                let a = one.state.take(body: bytes), b = many.state.take(body: bytes, dealt: dealt)
                 let context = "seed \(seed), lines \(k + 1)...\(end)\n\(c.repro)"
                 #expect(a.summary.lines == b.summary.lines && a.summary.applied == b.summary.applied && a.summary.rejected == b.summary.rejected, "\(context)")
                 // The same lines rejected for the same reasons — but a
