@@ -140,7 +140,12 @@ package final class SourceReader: @unchecked Sendable {
         source = service.source!
         self.options = options
         self.warn = warn
-        perPartition = max(100, 8192 / source.partitions.count)
+        // 32,768 entries a round trip in all: against 8,192, a worker took
+        // a million lines 7 % faster (7 of 8 alternating pairs), against
+        // 16,384 6 % (5 of 8) — a fourth of the syncs and round trips.
+        // A batch is this big only when entries wait: a worker that keeps
+        // up reads what has come.
+        perPartition = max(100, 32768 / source.partitions.count)
         for (k, p) in service.positions { shown[k] = (p.applied, p.last, nil) }
         service.sourceHealth = { [self] in healthJSON() }
     }
