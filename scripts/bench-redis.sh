@@ -9,9 +9,11 @@
 #    lines, and one worker (`rules serve --source … --partitions 0-3/4`)
 #    from its start until every entry is applied and durable; its report
 #    checked against `rules run`'s; the ratio to the lower of the two.
-# A private redis-server on a free local port (no persistence), each
-# publish on an emptied server after one warm-up, best of three. Client,
-# worker and server share this machine.
+# A private redis-server on a free local port (no persistence). Every rate
+# is the best of three: XADD, XREAD and each publish (on an emptied
+# server) after one warm-up, `rules run`, and the worker (each run from
+# an empty data directory and no state in Redis). Client, worker and
+# server share this machine.
 #
 #   bash scripts/bench-redis.sh [EVENTS] [PEOPLE]     (default 1000000 100000)
 set -euo pipefail
@@ -66,9 +68,15 @@ done
 memory=$(redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
 
 # Reading: Redis alone, then rules run, then one worker.
-xread=$(redis-benchmark -p "$port" -c 2 -P 1 -n 2000 -q XREAD COUNT 1000 STREAMS 'ev:{0}' 0 2>/dev/null | tr '\r' '\n' \
-        | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
-xread=$(python3 -c "print($xread * 1000)")
+# Each rate is the best of three (after a warm-up where the first round
+# is one), as for XADD above: the machine's speed drifts between rounds,
+# and a ratio of a lucky round to an unlucky one says nothing.
+xread=0
+for round in 0 1 2 3; do
+    rps=$(redis-benchmark -p "$port" -c 2 -P 1 -n 2000 -q XREAD COUNT 1000 STREAMS 'ev:{0}' 0 2>/dev/null | tr '\r' '\n' \
+          | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+    [ "$round" -gt 0 ] && xread=$(python3 -c "print(max($xread, $rps * 1000))")
+done
 "$rules" run Benchmarks/citizen.rules --events "$stream" > "$work/rules.out" 2>/dev/null
 run=999
 for _ in 1 2 3; do
@@ -77,27 +85,32 @@ for _ in 1 2 3; do
     end=$(date +%s%N)
     run=$(python3 -c "print(min($run, ($end - $start) / 1e9))")
 done
-rm -rf "$work/worker-data"
 # Redis's own CPU while the worker reads and writes back (the two share
 # these cores): clock ticks of its process, before and after.
 redis_pid=$(redis-cli -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p' | tr -d '\r')
 redis_ticks() { awk '{print $14 + $15}' "/proc/$redis_pid/stat"; }
-redis_before=$(redis_ticks)
-start=$(date +%s%N)
-"$rules" serve Benchmarks/citizen.rules --data "$work/worker-data" --listen 127.0.0.1:0 \
-    --source "redis://127.0.0.1:$port/ev" --partitions 0-3/4 2> "$work/worker.err" &
-worker=$!
-trap 'kill $worker 2>/dev/null; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-wport=""
-for _ in $(seq 200); do
-    wport=$(sed -n 's|^listening on http://127.0.0.1:||p' "$work/worker.err")
-    [ -n "$wport" ] && break
-    sleep 0.05
-done
-# Polled by one Python process, not a curl per poll: a curl started fifty
-# times a second took CPU from the worker on these two cores (about 7 % of
-# its rate, measured).
-python3 - "$wport" "$events" <<'PY'
+hz=$(getconf CLK_TCK)
+# One worker from an empty data directory and no state in Redis until every
+# entry is applied and durable; its report checked against rules run's.
+worker_round() {
+    rm -rf "$work/worker-data"
+    redis-cli -p "$port" del 'ev:state:{0}' 'ev:state:{1}' 'ev:state:{2}' 'ev:state:{3}' ev:clock >/dev/null
+    local redis_before start end
+    redis_before=$(redis_ticks)
+    start=$(date +%s%N)
+    "$rules" serve Benchmarks/citizen.rules --data "$work/worker-data" --listen 127.0.0.1:0 \
+        --source "redis://127.0.0.1:$port/ev" --partitions 0-3/4 2> "$work/worker.err" &
+    worker=$!
+    local wport=""
+    for _ in $(seq 200); do
+        wport=$(sed -n 's|^listening on http://127.0.0.1:||p' "$work/worker.err")
+        [ -n "$wport" ] && break
+        sleep 0.05
+    done
+    # Polled by one Python process, not a curl per poll: a curl started
+    # fifty times a second took CPU from the worker on these two cores
+    # (about 7 % of its rate, measured).
+    python3 - "$wport" "$events" <<'PY'
 import http.client, sys, time
 port, events = int(sys.argv[1]), sys.argv[2]
 while True:
@@ -110,14 +123,25 @@ while True:
         pass
     time.sleep(0.02)
 PY
-end=$(date +%s%N)
-worker_seconds=$(python3 -c "print(($end - $start) / 1e9)")
-worker_rss=$(awk '/VmHWM/ {print $2}' /proc/$worker/status)
-worker_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$worker/stat)
-redis_cpu=$(python3 -c "print(($(redis_ticks) - $redis_before) / $(getconf CLK_TCK))")
-curl -s "http://127.0.0.1:$wport/v1/report" | cmp -s - "$work/rules.out" || { echo "the worker's report differs from rules run's" >&2; exit 1; }
+    end=$(date +%s%N)
+    round_seconds=$(python3 -c "print(($end - $start) / 1e9)")
+    round_rss=$(awk '/VmHWM/ {print $2}' /proc/$worker/status)
+    round_cpu=$(awk -v hz="$hz" '{print ($14 + $15) / hz}' /proc/$worker/stat)
+    round_redis=$(python3 -c "print(($(redis_ticks) - $redis_before) / $hz)")
+    curl -s "http://127.0.0.1:$wport/v1/report" | cmp -s - "$work/rules.out" || { echo "the worker's report differs from rules run's" >&2; exit 1; }
+    kill $worker
+    wait $worker 2>/dev/null || true
+}
+trap 'kill $worker 2>/dev/null; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+worker=""
+worker_seconds=999
+for round in 1 2 3; do
+    worker_round
+    if python3 -c "import sys; sys.exit(0 if $round_seconds < $worker_seconds else 1)"; then
+        worker_seconds=$round_seconds; worker_rss=$round_rss; worker_cpu=$round_cpu; redis_cpu=$round_redis
+    fi
+done
 state_memory=$(redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
-kill $worker
 
 python3 - <<PY
 import os
