@@ -167,6 +167,17 @@ struct ReliabilityTests {
         }
     }
 
+    /// `rules run --jobs`'s run of `text` (from a file, as it reads one).
+    static func parallelRun(_ program: Program, _ text: String, jobs: Int,
+                            resume: [UInt8]? = nil) throws -> Result<ParallelStream.Result, Checkpoint.Failure> {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pr-\(UUID().uuidString)").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        return ParallelStream.run(program: program, fd: fd, jobs: jobs, resume: resume, onReject: { _, _ in })
+    }
+
     @Test("a parallel run saves the same checkpoint as one thread and resumes from it")
     func parallelCheckpoint() throws {
         let program = try compileOrFail(Self.policy)
@@ -175,22 +186,13 @@ struct ReliabilityTests {
         let first = lines[..<2500].joined(separator: "\n") + "\n", second = lines[2500...].joined(separator: "\n") + "\n"
         let one = Engine(program: program)
         _ = EventStream.run(one, text: first)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ck-\(UUID().uuidString)").path
-        try first.write(toFile: path, atomically: true, encoding: .utf8)
-        defer { unlink(path) }
-        let fd = open(path, O_RDONLY)
-        defer { close(fd) }
-        guard case .success(let parallel) = ParallelStream.run(program: program, fd: fd, jobs: 3, onReject: { _, _ in }) else {
+        guard case .success(let parallel) = try Self.parallelRun(program, first, jobs: 3) else {
             Issue.record("the parallel run failed"); return
         }
         let saved = Checkpoint.encode([one], lines: 2500)
         #expect(Checkpoint.encode(parallel.engines, lines: 2500) == saved)
 
-        try second.write(toFile: path, atomically: true, encoding: .utf8)
-        let fd2 = open(path, O_RDONLY)
-        defer { close(fd2) }
-        guard case .success(let resumed) = ParallelStream.run(program: program, fd: fd2, jobs: 2, resume: saved,
-                                                              onReject: { _, _ in }) else {
+        guard case .success(let resumed) = try Self.parallelRun(program, second, jobs: 2, resume: saved) else {
             Issue.record("the parallel resume failed"); return
         }
         var bytes: [UInt8] = []
@@ -208,12 +210,7 @@ struct ReliabilityTests {
         }.joined(separator: "\n") + "\n"
         let one = Engine(program: program)
         _ = EventStream.run(one, text: events)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ckp-\(UUID().uuidString)").path
-        try events.write(toFile: path, atomically: true, encoding: .utf8)
-        defer { unlink(path) }
-        let fd = open(path, O_RDONLY)
-        defer { close(fd) }
-        guard case .success(let parallel) = ParallelStream.run(program: program, fd: fd, jobs: 2, onReject: { _, _ in }) else {
+        guard case .success(let parallel) = try Self.parallelRun(program, events, jobs: 2) else {
             Issue.record("the parallel run failed"); return
         }
         #expect(one.people.count > 4096 * 2)

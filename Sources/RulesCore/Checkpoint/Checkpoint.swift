@@ -163,7 +163,7 @@ public enum Checkpoint {
     /// A checkpoint as `encodeUnsealed` made it: its bytes in pieces, the
     /// checksum after them not yet taken.
     package final class Unsealed: @unchecked Sendable {
-        private var pieces: [ByteWriter]
+        private let pieces: [ByteWriter]
         private var checksum: UInt64? = nil
 
         fileprivate init(_ pieces: [ByteWriter]) { self.pieces = pieces }
@@ -218,15 +218,8 @@ public enum Checkpoint {
     /// sorted, then merged (each list is in order already: no sort of them
     /// all).
     private static func sortedPeople(_ engines: [Engine], inParallel: InParallel?) -> [(engine: Int, person: Int)] {
-        var sortedIds: [[Int]]
-        if let inParallel, engines.count > 1 {
-            let made = UnsafeMutableBufferPointer<[Int]>.allocate(capacity: engines.count)
-            defer { made.deallocate() }
-            inParallel { e in (made.baseAddress! + e).initialize(to: engines[e].people.sortedIds()) }
-            sortedIds = (0..<engines.count).map { (made.baseAddress! + $0).move() }
-        } else {
-            sortedIds = engines.map { $0.people.sortedIds() }
-        }
+        let sortedIds = inParallel.map { eachAtOnce(engines.count, $0) { engines[$0].people.sortedIds() } }
+            ?? engines.map { $0.people.sortedIds() }
         var order = sortedIds[0].map { (engine: 0, person: $0) }
         for e in engines.indices.dropFirst() {
             let sorted = sortedIds[e]
@@ -257,14 +250,20 @@ public enum Checkpoint {
             return [piece]
         }
         let cuts = (0...engines.count).map { order.count * $0 / engines.count }
-        let made = UnsafeMutableBufferPointer<ByteWriter>.allocate(capacity: engines.count)
-        defer { made.deallocate() }
-        inParallel { k in
+        return eachAtOnce(engines.count, inParallel) { k in
             var piece = ByteWriter()
             writePeople(order, cuts[k]..<cuts[k + 1], of: engines, types: types, into: &piece)
-            (made.baseAddress! + k).initialize(to: piece)
+            return piece
         }
-        return (0..<engines.count).map { (made.baseAddress! + $0).move() }
+    }
+
+    /// `make(k)` for each k below `count` (the engines), all at once by
+    /// `inParallel`; the results in order. Each task fills its own slot.
+    private static func eachAtOnce<T>(_ count: Int, _ inParallel: InParallel, _ make: @escaping (Int) -> T) -> [T] {
+        let made = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+        defer { made.deallocate() }
+        inParallel { k in (made.baseAddress! + k).initialize(to: make(k)) }
+        return (0..<count).map { (made.baseAddress! + $0).move() }
     }
 
     /// People `range` of `order`: each id, then their state.
@@ -726,7 +725,7 @@ package struct ChunkedChecksum {
 
 /// A checkpoint's bytes as they are made: in plain memory, each number one
 /// store (a checkpoint is millions of them; appended to an array, eight
-/// bytes cost a hundred instructions). `finish` hands them out and frees it.
+/// bytes cost a hundred instructions). Whoever holds it last frees it (`deallocate`).
 struct ByteWriter {
     private var out = PlainBuffer<UInt8>()
     var count: Int { out.count }
