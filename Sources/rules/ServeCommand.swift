@@ -224,6 +224,11 @@ enum ServeCommand {
                 Terminal.writeErr("rules: accept failed: \(String(cString: strerror(errno)))\n")
                 return ExitCode.failure
             }
+            // Every answer is written whole at once; a change feed's events
+            // are small writes one after another, each of which Nagle's
+            // algorithm would hold until the last was acknowledged.
+            var on: Int32 = 1
+            setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
             Connection.start(client, service: service, limits: limits, maxConnections: maxConnections)
         }
     }
