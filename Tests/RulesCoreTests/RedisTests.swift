@@ -562,6 +562,25 @@ struct RedisWorkerTests {
         #expect(try Self.hashes(try RedisClient(host: "127.0.0.1", port: seed), "ev", partitions: 4) == expectedAll)
     }
 
+    @Test("a round trip reads at most 32,768 entries: a backlog of exactly that is one batch, one more is two; all applied either way")
+    func batchCap() throws {
+        let redis = try RedisProcess()
+        let lines = Self.stream(32_769, seed: 77)
+        for (name, count, batches) in [("cap", 32_768, 1), ("over", 32_769, 2)] {
+            let mine = Array(lines.prefix(count))
+            let published = try RedisTests.publish(["--to", "redis://127.0.0.1:\(redis.port)/\(name)", "--partitions", "1", try RedisTests.write(mine)])
+            #expect(published.status == 0, "\(published.stderr)")
+            // Started once the whole backlog waits, so that the first round
+            // trip finds more than it may take.
+            let worker = try Self.worker(redis.port, name, "0/1", data: ServeTests.dataDirectory())
+            try Self.settle([worker], clock: Self.finalClock(mine))
+            #expect(try worker.curl("/v1/report").body + "\n" == ServeTests.rulesRun([Self.policy], over: mine.joined(separator: "\n") + "\n"), "\(name)")
+            // Each batch is one record of the log.
+            let metrics = try worker.curl("/metrics").body
+            #expect(metrics.contains("rules_log_records_total \(batches)\n"), "\(name): \(metrics)")
+        }
+    }
+
     @Test("a data directory keeps the partitions it started with; usage errors name what is wrong")
     func claimsAndUsage() throws {
         let redis = try RedisProcess()
