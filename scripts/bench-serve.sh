@@ -87,8 +87,12 @@ Benchmarks/.build/release/serve-load "$port" "$long" 4 1000 > "$work/ingest-duri
 load_pid=$!
 applied() { curl -s "http://127.0.0.1:$port/v1/health" | sed -n 's/.*"lines":\([0-9]*\).*/\1/p'; }
 until [ "$(applied)" -gt 0 ] 2>/dev/null; do sleep 0.05; done
+lines_at_start=$(applied); wrk_start=$(date +%s%N)
 wrk -t1 -c8 -d5s --latency -s "$work/people.lua" "http://127.0.0.1:$port" > "$work/wrk-during.txt" 2>&1
-lines_at_end=$(applied)
+lines_at_end=$(applied); wrk_end=$(date +%s%N)
+# The ingest's rate while wrk ran (its rate over the whole stream includes
+# the seconds without wrk).
+ingest_meanwhile=$(( (lines_at_end - lines_at_start) * 1000000000 / (wrk_end - wrk_start) ))
 wait $load_pid
 during_ingest=$(cat "$work/ingest-during.txt")
 kill $pid; wait $pid 2>/dev/null || true
@@ -117,8 +121,8 @@ few=$((2 * people)); many=$((4 * people))
 memory_figures=""
 for _ in 1 2 3; do memory_figures="$memory_figures $(memory $few) $(memory $many)"; done
 
-python3 - "$run_times" "$events" "$people" "$rss_kb" "$ingest4" "$during_ingest" "$work/wrk-during.txt" "$alone" "$few" "$many" "$ingest16" "$ingest64" $memory_figures <<'PY'
-import re, sys, statistics
+INGEST_MEANWHILE=$ingest_meanwhile python3 - "$run_times" "$events" "$people" "$rss_kb" "$ingest4" "$during_ingest" "$work/wrk-during.txt" "$alone" "$few" "$many" "$ingest16" "$ingest64" $memory_figures <<'PY'
+import os, re, sys, statistics
 run_us = [int(x) for x in sys.argv[1].split()]
 events, people, rss_kb = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 ingest4, during, during_path, alone, ingest16, ingest64 = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8], sys.argv[11], sys.argv[12]
@@ -146,7 +150,7 @@ print(f"| the service's peak RSS after the stream | {rss_kb / 1024:.1f} MiB |")
 p50, p99, r = wrk(alone)
 print(f"| GET /v1/people/ID alone (wrk, 8 connections) | {r:,.0f} requests/s, p50 {p50}, p99 {p99} |")
 p50, p99, r = wrk(open(during_path).read())
-print(f"| GET /v1/people/ID during ingest (5 s, all of it while 4 clients post) | {r:,.0f} requests/s, p50 {p50}, p99 {p99}; ingest meanwhile {field(during, 'per_second'):,.0f} lines/s |")
+print(f"| GET /v1/people/ID during ingest (5 s, all of it while 4 clients post) | {r:,.0f} requests/s, p50 {p50}, p99 {p99}; ingest meanwhile {int(os.environ['INGEST_MEANWHILE']):,} lines/s ({field(during, 'per_second'):,.0f} over its whole stream) |")
 def per_person(offset):
     slopes = sorted((kb[k + offset + 2] - kb[k + offset]) * 1024 / (many - few) for k in range(0, len(kb), 4))
     return slopes[len(slopes) // 2], slopes[0], slopes[-1]
