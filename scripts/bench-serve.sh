@@ -86,7 +86,10 @@ serve
 Benchmarks/.build/release/serve-load "$port" "$long" 4 1000 > "$work/ingest-during.txt" &
 load_pid=$!
 applied() { curl -s "http://127.0.0.1:$port/v1/health" | sed -n 's/.*"lines":\([0-9]*\).*/\1/p'; }
-until [ "$(applied)" -gt 0 ] 2>/dev/null; do sleep 0.05; done
+until [ "$(applied)" -gt 0 ] 2>/dev/null; do
+    kill -0 $load_pid 2>/dev/null || { echo "serve-load ended before a body was applied: $(cat "$work/ingest-during.txt")" >&2; kill $pid; exit 1; }
+    sleep 0.05
+done
 lines_at_start=$(applied); wrk_start=$(date +%s%N)
 wrk -t1 -c8 -d5s --latency -s "$work/people.lua" "http://127.0.0.1:$port" > "$work/wrk-during.txt" 2>&1
 lines_at_end=$(applied); wrk_end=$(date +%s%N)
