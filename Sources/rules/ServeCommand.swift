@@ -12,7 +12,7 @@ enum ServeCommand {
     usage: rules serve POLICY.rules... [--data DIR] [--listen HOST:PORT] [--max-body BYTES]
                        [--checkpoint-every LINES] [--max-connections N] [--idle-timeout SECONDS] [--token-file F] [--read-token-file F]
                        [--jobs N] [--person-key NAME] [--retain DURATION] [--lateness DURATION]
-                       [--source redis://HOST:PORT/NAME --partitions A-B/N [--password-file F] [--trim]]
+                       [--source redis://HOST:PORT/NAME --partitions A-B/N [--password-file F] [--trim] [--write-every SECONDS]]
 
     Keeps the engine running and answers over HTTP/1.1 (docs/SERVICE.md):
       POST /v1/events        a body of NDJSON lines; answered once applied
@@ -77,6 +77,12 @@ enum ServeCommand {
       --trim            a worker trims the entries it has applied from its
                         streams (off: kept whole, they let a new worker
                         start from scratch)
+      --write-every SECONDS
+                        while a worker catches up on a backlog, it writes
+                        changed lines to NAME:state:{K} at most this often,
+                        each person once with their latest line (default
+                        0.25; 0: after every batch); caught up, it writes
+                        them after every batch
       -h, --help        show this help
 
     exit status: 0 stopped by SIGTERM or SIGINT (what is in flight is
@@ -88,7 +94,7 @@ enum ServeCommand {
         let (arguments, code) = Arguments.forCommand("serve", args, spec: .init(options: ["--data", "--listen", "--max-body", "--person-key",
                                                                                          "--retain", "--lateness", "--token-file", "--max-connections", "--checkpoint-every",
                                                                                          "--read-token-file", "--jobs", "--idle-timeout",
-                                                                                         "--source", "--partitions", "--password-file"],
+                                                                                         "--source", "--partitions", "--password-file", "--write-every"],
                                                                                    flags: ["--trim"]), help: help)
         guard let parsed = arguments else { return code }
         // Before any thread starts (the service starts its shards'): a
@@ -149,6 +155,14 @@ enum ServeCommand {
             }
         }
         if parsed.flags.contains("--trim") && source == nil { return Main.usageError("--trim goes with --source", command: "serve") }
+        var writeEvery = SourceReader.defaultWriteInterval
+        if let text = parsed.values["--write-every"] {
+            guard source != nil else { return Main.usageError("--write-every goes with --source", command: "serve") }
+            guard let seconds = Double(text), seconds >= 0, seconds <= 86400 else {
+                return Main.usageError("--write-every takes seconds from 0 to 86400 (0: after every batch), not \(text)", command: "serve")
+            }
+            writeEvery = seconds
+        }
         if let path = parsed.values["--password-file"] {
             guard source != nil else { return Main.usageError("--password-file goes with --source", command: "serve") }
             guard let password = readSecret(path) else {
@@ -212,6 +226,7 @@ enum ServeCommand {
             redisOptions.onRetry = { Terminal.writeErr("rules: warning: \($0)\n") }
             let reader = SourceReader(service: service, options: redisOptions, warn: { Terminal.writeErr("rules: warning: \($0)\n") })
             reader.trim = parsed.flags.contains("--trim")
+            reader.writeInterval = writeEvery
             reader.start()
         }
         Terminal.writeErr("listening on http://\(host):\(bound)\n")

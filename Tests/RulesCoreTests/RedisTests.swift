@@ -417,8 +417,8 @@ struct RedisWorkerTests {
         try ServeTests.Server([policy, "--data", data, "--source", "redis://127.0.0.1:\(redis)/\(name)", "--partitions", range] + extra)
     }
 
-    /// Waits until every worker has applied every entry of its partitions
-    /// and evaluates at `clock`.
+    /// Waits until every worker has applied every entry of its partitions,
+    /// evaluates at `clock`, and has every changed line in Redis.
     static func settle(_ workers: [ServeTests.Server], clock: String, within seconds: Double = 60) throws {
         let deadline = Date().addingTimeInterval(seconds)
         var last = ""
@@ -431,7 +431,7 @@ struct RedisWorkerTests {
                       let source = object["source"] as? [String: Any], let partitions = source["partitions"] as? [[String: Any]] else {
                     throw TestFailure("health without its partitions: \(health)")
                 }
-                if object["clock"] as? String != clock || partitions.contains(where: { $0["lag"] as? Int != 0 }) { done = false }
+                if object["clock"] as? String != clock || partitions.contains(where: { $0["lag"] as? Int != 0 }) || source["unwritten"] as? Int != 0 { done = false }
             }
             if done { return }
             usleep(100_000)
@@ -581,6 +581,77 @@ struct RedisWorkerTests {
         }
     }
 
+    @Test("while a backlog is read, each person's line is written once per --write-every, with their latest; 0: after every batch; the hashes equal the report either way")
+    func coalescedWrites() throws {
+        let redis = try RedisProcess()
+        // Four round trips of 32,768 entries (the last not full), 400
+        // people: each person's line changes in every batch.
+        let lines = Self.stream(3 * 32_768 + 5_000, seed: 78)
+        let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
+        let people = Set(lines.map(Self.id)).count
+        var written: [String: Int] = [:]
+        for (name, every) in [("slow", "3600"), ("eager", "0")] {
+            let published = try RedisTests.publish(["--to", "redis://127.0.0.1:\(redis.port)/\(name)", "--partitions", "1", try RedisTests.write(lines)])
+            #expect(published.status == 0, "\(published.stderr)")
+            let worker = try Self.worker(redis.port, name, "0/1", data: ServeTests.dataDirectory(), extra: ["--write-every", every])
+            try Self.settle([worker], clock: Self.finalClock(lines))
+            let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+            #expect(try Self.hashes(client, name, partitions: 1) == expected, "\(name)")
+            let metrics = try worker.curl("/metrics").body
+            #expect(metrics.contains("rules_log_records_total 4\n") && metrics.contains("rules_state_lines_unwritten 0\n"), "\(name): \(metrics)")
+            written[name] = metrics.split(separator: "\n").first { $0.hasPrefix("rules_state_lines_written_total ") }.flatMap { Int($0.split(separator: " ")[1]) }
+        }
+        // Slow: the first three batches' people once the fourth is read
+        // (it is not full: caught up), then the fourth's. Eager: each
+        // batch's people after it.
+        #expect(written["slow"].map { $0 >= people && $0 <= 2 * people } == true, "\(written) for \(people) people")
+        #expect(written["eager"].map { $0 > 3 * people } == true, "\(written) for \(people) people")
+    }
+
+    @Test("a policy put to a worker: every line it changes is written to the hashes; replayed after kill -9, the lines marked before it are written as the old policy left them, then its changes; the hashes equal the worker's report")
+    func policyChange() throws {
+        let redis = try RedisProcess()
+        let all = Self.stream(12_000, seed: 79)
+        // A hundred people have lines only in the first part: after the
+        // policy change, nothing but the replay of that part marks them.
+        let first = Array(all[..<6_000])
+        let rest = all[6_000...].filter { Int(Self.id($0).dropFirst()).map { $0 >= 100 } ?? true }
+        let lines = first + rest
+        let address = "redis://127.0.0.1:\(redis.port)/pc"
+        #expect(try RedisTests.publish(["--to", address, "--partitions", "2", try RedisTests.write(first)]).status == 0)
+        let data = ServeTests.dataDirectory()
+        var worker: ServeTests.Server? = try Self.worker(redis.port, "pc", "0-1/2", data: data)
+        try Self.settle([worker!], clock: Self.finalClock(first))
+        let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+        let before = try Self.hashes(client, "pc", partitions: 2)
+        #expect(before == (try worker!.curl("/v1/report").body + "\n"))
+        // Low trust from 950 instead of 900: the lines of everyone between
+        // change (flags, and the denials that follow from them).
+        let source = try String(contentsOfFile: Self.policy, encoding: .utf8)
+        let changed = source.replacingOccurrences(of: "while score < 900 → flag low trust", with: "while score < 950 → flag low trust")
+        #expect(changed != source, "the test policy flags low trust below 900")
+        let put = try worker!.curl("/v1/policy", ["-X", "PUT", "--data-binary", #"{"files":{"citizen.rules":\#(JSONText.quoted(changed))}}"#])
+        #expect(put.status == 200, "\(put.body)")
+        try Self.settle([worker!], clock: Self.finalClock(first))
+        let after = try Self.hashes(client, "pc", partitions: 2)
+        #expect(after == (try worker!.curl("/v1/report").body + "\n"))
+        #expect(after != before)
+        #expect(try RedisTests.publish(["--to", address, "--partitions", "2", try RedisTests.write(rest)]).status == 0)
+        try Self.settle([worker!], clock: Self.finalClock(lines))
+        let report = try worker!.curl("/v1/report").body + "\n"
+        #expect(try Self.hashes(client, "pc", partitions: 2) == report)
+        // Killed (no checkpoint) and the hashes emptied: the replay marks
+        // the first part's people under the old policy, then the new
+        // policy's changes, then the rest's; all are written once it starts.
+        worker!.kill9()
+        _ = try client.run(RedisBatch([("pc:state:{0}", ["DEL", "pc:state:{0}"]), ("pc:state:{1}", ["DEL", "pc:state:{1}"])]))
+        worker = try Self.worker(redis.port, "pc", "0-1/2", data: data)
+        try Self.settle([worker!], clock: Self.finalClock(lines))
+        #expect(worker!.stderr.contains("across 1 policy change"), "\(worker!.stderr)")
+        #expect(try worker!.curl("/v1/report").body + "\n" == report)
+        #expect(try Self.hashes(client, "pc", partitions: 2) == report)
+    }
+
     @Test("a data directory keeps the partitions it started with; usage errors name what is wrong")
     func claimsAndUsage() throws {
         let redis = try RedisProcess()
@@ -601,6 +672,9 @@ struct RedisWorkerTests {
             (["--source", "redis://127.0.0.1/ev", "--partitions", "0/0"], "N must be from 1 to 16384"),
             (["--password-file", "/dev/null"], "--password-file goes with --source"),
             (["--trim"], "--trim goes with --source"),
+            (["--write-every", "1"], "--write-every goes with --source"),
+            (["--source", "redis://127.0.0.1/ev", "--partitions", "0/4", "--write-every", "-1"], "--write-every takes seconds from 0 to 86400"),
+            (["--source", "redis://127.0.0.1/ev", "--partitions", "0/4", "--write-every", "86401"], "--write-every takes seconds from 0 to 86400"),
         ] {
             let r = try CLITests.rules(["serve", Self.policy, "--data", ServeTests.dataDirectory(), "--listen", "127.0.0.1:0"] + args)
             #expect(r.status == 2 && r.stderr.contains(message), "\(args): \(r.stderr)")

@@ -170,6 +170,21 @@ package final class LineRenderer {
         writer.dropLast()
         return writer.bytes.assumingMemoryBound(to: UInt8.self)
     }
+
+    /// Person `p` of `share` as last published: `body` is given their id
+    /// and line (no newline; nil when they are not in the report), valid
+    /// until it returns. The renderer must be of the share's policy.
+    package func published<R>(_ p: Int, of share: PublishedLines.Share,
+                              _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>?) -> R) -> R {
+        guard let writer else { preconditionFailure("a published line rendered without its format") }
+        return share.engine.people.withKey(p) { id in
+            guard let state = share.state(p), writer.isInReport(state) else { return body(id, nil) }
+            writer.removeAll()
+            writer.appendLine(id: id, state: state)
+            writer.dropLast()
+            return body(id, writer.bytes.assumingMemoryBound(to: UInt8.self))
+        }
+    }
 }
 
 /// A body's changes across the engines of a state in shards: each

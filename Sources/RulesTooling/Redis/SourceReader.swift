@@ -7,97 +7,148 @@ import RulesCore
 
 /// A worker's changed report lines on their way to Redis: each person's
 /// latest line, in their partition's hash `NAME:state:{K}` (a line gone
-/// from the report is deleted from it). Filled under the engine's lock as
-/// bodies are applied (replayed ones too), emptied by the reader.
+/// from the report is deleted from it). As bodies are applied (replayed
+/// ones too), the people whose lines changed are marked, under the
+/// engine's lock; their lines are written out when the reader takes them,
+/// as published then: a person changed by many batches between two takes
+/// is written once, with their latest line.
 package final class StateWrites: @unchecked Sendable {
     private let source: StreamSource
     private let lock = Lock()
-    /// By partition: its commands so far, a run of lines to set being
-    /// written as the arguments of one `HSET` (its header comes at `take`),
-    /// a line gone as an `HDEL` of its own. Later writes of a person win,
-    /// as Redis runs them in order.
-    /// (By the partition's place in the worker's range: each is changed
-    /// in place, never copied out and back.)
-    @exclusivity(unchecked) private var pending: [Commands]
-    @exclusivity(unchecked) private var anyPending = false
 
-    private struct Commands {
-        var done = RedisBatch()
-        var setArguments = RESPWriter()
-        var setCount = 0
+    /// People marked in the shares of one policy: by share, their numbers
+    /// in its engine, each once.
+    private struct Generation {
+        let shares: [PublishedLines.Share]
+        let renderer: LineRenderer
+        var marked: [Marked]
+        var count: Int { marked.reduce(0) { $0 + $1.people.count } }
+    }
 
-        /// The run of lines to set so far, as one `HSET` at the end of
-        /// `target` (the arguments copied once, where they are sent from).
-        mutating func closeSets(into target: inout RedisBatch, key: [UInt8]) {
-            guard setCount > 0 else { return }
-            target.writer.header(2 + 2 * setCount)
-            target.writer.argument("HSET")
-            target.writer.argument(key)
-            setArguments.bytes.withUnsafeBytes { target.writer.raw($0) }
-            target.endCommand(slot: KeySlot.of(key))
-            setArguments.removeAll()
-            setCount = 0
+    /// A set of people's numbers: a bit each, and the list of those set.
+    private struct Marked {
+        var bits: [UInt64] = []
+        var people: [Int32] = []
+
+        mutating func insert(_ p: Int) {
+            let word = p >> 6, bit = UInt64(1) << UInt64(p & 63)
+            if word >= bits.count { bits += [UInt64](repeating: 0, count: max(word + 1 - bits.count, bits.count)) }
+            guard bits[word] & bit == 0 else { return }
+            bits[word] |= bit
+            people.append(Int32(p))
         }
 
-        /// The same, into `done` (a line gone comes after it).
-        mutating func closeSets(key: [UInt8]) {
-            var target = done  // moved out and back, not copied
-            done = RedisBatch()
-            closeSets(into: &target, key: key)
-            done = target
+        mutating func removeAll() {
+            for p in people { bits[Int(p) >> 6] = 0 }
+            people.removeAll(keepingCapacity: true)
         }
     }
 
+    @exclusivity(unchecked) private var current: Generation? = nil
+    /// Lines of an earlier policy's people, written out when the policy
+    /// changed: they go before the current ones.
+    @exclusivity(unchecked) private var earlier = RedisBatch()
+    @exclusivity(unchecked) private var earlierPeople = 0
+    /// People taken whose writing Redis has not yet confirmed.
+    @exclusivity(unchecked) private var inFlight = 0
+    /// Lines set or deleted that Redis confirmed (`/metrics`).
+    @exclusivity(unchecked) private var confirmed = 0
+
     package init(source: StreamSource) {
         self.source = source
-        pending = Array(repeating: Commands(), count: source.partitions.count)
     }
 
     private func key(_ k: Int) -> [UInt8] { Array(source.address.stateHash(k).utf8) }
 
-    /// Writes the changed lines out (made again when the policy changes).
-    @exclusivity(unchecked) private var renderer = LineRenderer(nil)
-
-    package func add(_ changes: MergedChanges) {
-        guard !changes.isEmpty else { return }
+    /// Marks the people of `changes` (`changes.lists[k]`: those of
+    /// `shares[k]`). Shares other than the last ones marked are a new
+    /// policy's: the people marked before are written out first, as the
+    /// old policy left them.
+    package func add(_ changes: MergedChanges, shares: [PublishedLines.Share]) {
+        guard !changes.isEmpty, let format = changes.format else { return }
         lock.locked {
-            if renderer.format !== changes.format { renderer = LineRenderer(changes.format) }
-            for k in 0..<changes.count {
-                let change = changes.view(k)
-                let partition = Partitioning.partition(of: UnsafeRawBufferPointer(change.person), among: source.count)
-                guard source.partitions.contains(partition) else { continue }  // not this worker's: never applied here
-                let i = partition - source.partitions.lowerBound
-                anyPending = true
-                if let line = renderer.line(of: change) {
-                    pending[i].setArguments.argument(UnsafeRawBufferPointer(change.person))
-                    pending[i].setArguments.argument(UnsafeRawBufferPointer(line))
-                    pending[i].setCount += 1
-                } else {
-                    pending[i].closeSets(key: key(partition))
-                    pending[i].done.writer.header(3)
-                    pending[i].done.writer.argument("HDEL")
-                    pending[i].done.writer.argument(key(partition))
-                    pending[i].done.writer.argument(UnsafeRawBufferPointer(change.person))
-                    pending[i].done.endCommand(slot: KeySlot.of(key(partition)))
-                }
+            if let current, !current.shares.elementsEqual(shares, by: ===) {
+                earlierPeople += current.count
+                render(current, into: &earlier)
+                self.current = nil
+            }
+            if current == nil {
+                current = Generation(shares: shares, renderer: LineRenderer(format), marked: Array(repeating: Marked(), count: shares.count))
+            }
+            for (k, list) in changes.lists.enumerated() {
+                for c in 0..<list.count { current!.marked[k].insert(list.view(c).index) }
             }
         }
     }
 
-    /// The commands that write what is pending (then no longer pending).
+    /// People whose latest line is not yet confirmed in Redis (`GET
+    /// /v1/health`).
+    package var unwritten: Int { lock.locked { (current?.count ?? 0) + earlierPeople + inFlight } }
+
+    /// The commands that write every marked person's line as published now
+    /// (then no longer marked; in flight until `confirm`). Taken under the
+    /// engine's lock: the lines are read from the engines' published shares.
     package func take() -> RedisBatch? {
         lock.locked {
-            guard anyPending else { return nil }
-            var batch = RedisBatch()
-            for (i, partition) in source.partitions.enumerated() {
-                if !pending[i].done.isEmpty {
-                    batch.append(pending[i].done)
-                    pending[i].done.removeAll()
-                }
-                pending[i].closeSets(into: &batch, key: key(partition))
+            let people = (current?.count ?? 0) + earlierPeople
+            guard people > 0 else { return nil }
+            var batch = earlier
+            earlier = RedisBatch()
+            if let generation = current {
+                render(generation, into: &batch)
+                for k in generation.marked.indices { current!.marked[k].removeAll() }
             }
-            anyPending = false
+            inFlight += people
+            earlierPeople = 0
             return batch
+        }
+    }
+
+    /// Redis ran every command taken so far.
+    package func confirm() {
+        lock.locked {
+            confirmed += inFlight
+            inFlight = 0
+        }
+    }
+
+    /// Lines set or deleted in the hashes so far, as Redis confirmed.
+    package var written: Int { lock.locked { confirmed } }
+
+    /// Each marked person's line (or its deletion) into `batch`: per
+    /// partition one `HDEL` of those gone, one `HSET` of the others.
+    private func render(_ generation: Generation, into batch: inout RedisBatch) {
+        let first = source.partitions.lowerBound
+        var sets = [RESPWriter](repeating: RESPWriter(), count: source.partitions.count)
+        var setCounts = [Int](repeating: 0, count: sets.count)
+        var gone = [RESPWriter](repeating: RESPWriter(), count: sets.count)
+        var goneCounts = setCounts
+        for (k, share) in generation.shares.enumerated() {
+            for p in generation.marked[k].people {
+                generation.renderer.published(Int(p), of: share) { id, line in
+                    let partition = Partitioning.partition(of: UnsafeRawBufferPointer(id), among: source.count)
+                    guard source.partitions.contains(partition) else { return }  // not this worker's: never applied here
+                    let i = partition - first
+                    if let line {
+                        sets[i].argument(UnsafeRawBufferPointer(id))
+                        sets[i].argument(UnsafeRawBufferPointer(line))
+                        setCounts[i] += 1
+                    } else {
+                        gone[i].argument(UnsafeRawBufferPointer(id))
+                        goneCounts[i] += 1
+                    }
+                }
+            }
+        }
+        for (i, partition) in source.partitions.enumerated() {
+            let key = key(partition)
+            for (command, arguments, count) in [("HDEL", gone[i], goneCounts[i]), ("HSET", sets[i], setCounts[i] * 2)] where count > 0 {
+                batch.writer.header(2 + count)
+                batch.writer.argument(command)
+                batch.writer.argument(key)
+                arguments.bytes.withUnsafeBytes { batch.writer.raw($0) }
+                batch.endCommand(slot: KeySlot.of(key))
+            }
         }
     }
 }
@@ -127,6 +178,11 @@ package final class SourceReader: @unchecked Sendable {
     /// in the stream not yet applied; nil until asked).
     private var shown: [Int: (applied: Int, last: EntryId, lag: Int?)] = [:]
     private var clockWritten: Int64? = nil
+    /// While a backlog is read, changed lines are written at most every
+    /// this many seconds (`--write-every`); caught up, after every batch.
+    package var writeInterval = SourceReader.defaultWriteInterval
+    package static let defaultWriteInterval = 0.25
+    private var lastWritten = 0.0
     /// `--trim`: entries this worker has applied (and logged) are trimmed
     /// from its streams, as far as Redis trims cheaply (`XTRIM … MINID ~`).
     /// Off by default: kept whole, the streams let a new worker start
@@ -225,7 +281,15 @@ package final class SourceReader: @unchecked Sendable {
     /// next batch, read ahead; when this throws, the caller reads again
     /// from where the durable state stands.
     private func applyReadingAhead(_ client: RedisClient, _ fetched: Fetched) throws -> Fetched {
-        var state = stateBatch()
+        // Caught up (no partition gave all that was asked), every changed
+        // line goes out at once; while catching up on a backlog, at most
+        // every `writeInterval`, so that a person changed in many batches
+        // is written once (each write costs Redis about what reading a
+        // line does; docs/SCALING.md).
+        let now = Self.now()
+        let flush = !fetched.full || now - lastWritten >= writeInterval
+        if flush { lastWritten = now }
+        var state = stateBatch(flush: flush)
         // The writes are the batch's first commands from here on, held
         // once: the reads added after them copy nothing.
         var batch = state.batch
@@ -270,6 +334,8 @@ package final class SourceReader: @unchecked Sendable {
         var raws: [[UInt8]]
         var entries: [Entry]
         var outside: Int64?
+        /// Whether a partition gave all the entries asked for (more may wait).
+        var full = false
     }
 
     /// The commands that read the next entries of every partition, after
@@ -287,9 +353,11 @@ package final class SourceReader: @unchecked Sendable {
     /// came and their entries found in place: no value is made per entry.
     private func parseRead(_ replies: ArraySlice<[UInt8]>) throws -> Fetched {
         let raws = Array(replies)
-        var entries: [Entry] = []
+        var entries: [Entry] = [], full = false
         for (r, k) in source.partitions.enumerated() {
+            let before = entries.count
             try entriesOf(raws[r], index: r, partition: k, into: &entries)
+            if entries.count - before >= perPartition { full = true }
         }
         var outside: Int64? = nil
         var reader = RESPReader()
@@ -297,7 +365,7 @@ package final class SourceReader: @unchecked Sendable {
         if case .array(let values)? = try reader.next() {
             outside = values.compactMap { $0.text.flatMap { Int64($0) } }.max()
         }
-        return Fetched(raws: raws, entries: entries, outside: outside)
+        return Fetched(raws: raws, entries: entries, outside: outside, full: full)
     }
 
     /// The entries of one `XREAD` reply (`*1` of `[key, [[id, [field,
@@ -399,12 +467,12 @@ package final class SourceReader: @unchecked Sendable {
         var trimming: [Int: EntryId]
     }
 
-    private func stateBatch() -> StateBatch {
+    private func stateBatch(flush: Bool = true) -> StateBatch {
         var batch = unwritten ?? RedisBatch()
         unwritten = nil
         // Moved, not copied, when nothing was left unwritten (a batch's
         // lines are a megabyte and more).
-        if let more = service.stateWrites?.take() {
+        if flush, let more = service.takeStateWrites() {
             if batch.isEmpty { batch = more } else { batch.append(more) }
         }
         let own = service.clocks.own
@@ -427,6 +495,7 @@ package final class SourceReader: @unchecked Sendable {
     }
 
     private func written(_ state: StateBatch) {
+        service.stateWrites?.confirm()
         clockWritten = state.clock
         trimmed.merge(state.trimming) { $1 }
     }
@@ -478,7 +547,8 @@ package final class SourceReader: @unchecked Sendable {
                 let lag = s.lag.map(String.init) ?? "null"
                 return #"{"partition":\#(k),"stream":\#(JSONText.quoted(source.address.stream(k))),"applied":\#(s.applied),"last":"\#(s.last)","lag":\#(lag)}"#
             }
-            return #"{"redis":\#(JSONText.quoted(source.address.description)),"partitions":[\#(items.joined(separator: ","))]}"#
+            let unwritten = service.stateWrites?.unwritten ?? 0
+            return #"{"redis":\#(JSONText.quoted(source.address.description)),"unwritten":\#(unwritten),"partitions":[\#(items.joined(separator: ","))]}"#
         }
     }
 

@@ -80,7 +80,7 @@ package final class RulesService: @unchecked Sendable {
         // A worker's lines changed by the replay below are written to Redis
         // once it is reached, as every later body's are.
         let stateWrites = source.map { StateWrites(source: $0) }
-        if let stateWrites { state.onChanges = { stateWrites.add($0) } }
+        if let stateWrites { state.onChanges = { stateWrites.add($0, shares: $1) } }
         try Self.claim(directory, for: source)
         var bodies = 0, changes = 0, first = true
         // A checkpoint, when there is one that reads back: the log's tail
@@ -182,6 +182,10 @@ package final class RulesService: @unchecked Sendable {
 
     /// This service's own latest event time, and the one it evaluates at.
     package var clocks: (own: Int64?, served: Int64?) { lock.locked { (state.ownClock, state.clock) } }
+
+    /// A worker's changed lines waiting to be written to Redis, as the
+    /// engine has them now (nil: none).
+    package func takeStateWrites() -> RedisBatch? { lock.locked { stateWrites?.take() } }
 
     /// A checkpoint if one is due: a worker asks after its batch's lines
     /// are in Redis, so that a checkpoint never covers a line not written.
@@ -457,7 +461,10 @@ package final class RulesService: @unchecked Sendable {
             ("rules_log_records_total", "Records those syncs made durable.", "counter", commits.written.records),
             ("rules_clock_seconds", "The latest event time, in seconds since 1970 (0 before the first).", "gauge",
              Int((state.clock ?? 0) / Timestamp.perSecond)),
-        ])
+        ] + (stateWrites.map { writes in [
+            ("rules_state_lines_written_total", "A worker's report lines set in (or deleted from) NAME:state:{K}, as Redis confirmed.", "counter", writes.written),
+            ("rules_state_lines_unwritten", "People whose latest line Redis has not yet confirmed.", "gauge", writes.unwritten),
+        ] } ?? []))
     }
 
     /// `GET /v1/health`.

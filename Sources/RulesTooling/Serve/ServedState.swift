@@ -124,8 +124,9 @@ final class ServedState {
     private(set) var positions: [Int: StreamPosition] = [:]
     private(set) var outsideClock: Int64? = nil
 
-    /// Told of each body's changed lines (a worker writes them to Redis).
-    var onChanges: ((MergedChanges) -> Void)? = nil
+    /// Told of each body's and each policy change's changed lines, and
+    /// the shares that published them (a worker writes them to Redis).
+    var onChanges: ((MergedChanges, [PublishedLines.Share]) -> Void)? = nil
 
     /// People in the report: as the lookups count them when this state
     /// keeps them (the live service), else from the engines' report.
@@ -187,6 +188,7 @@ final class ServedState {
             // Line states mean what the new policy's names are: everyone's anew.
             published?.install(program: program, personKey: shards[0].engine.personKey, shares: shards.compactMap(\.tracker?.share))
             feed.publish(changed)
+            onChanges?(changed, shards.compactMap(\.tracker?.share))
         }
         watch = shardCount == 1 ? prepare(shards[0].engine) : nil
         return (notes, changed.changes)
@@ -248,7 +250,7 @@ final class ServedState {
             else { for shard in shards { shard.tracker!.publish(shard.changes) } }
             let merged = mergedChanges()
             feed?.publish(merged)
-            onChanges?(merged)
+            onChanges?(merged, shards.compactMap(\.tracker?.share))
             for shard in shards { shard.changes = ChangeList([]) }
         }
         lines += summary.lines
