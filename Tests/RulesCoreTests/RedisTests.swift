@@ -652,6 +652,38 @@ struct RedisWorkerTests {
         #expect(try Self.hashes(client, "pc", partitions: 2) == report)
     }
 
+    @Test("a worker stopped with SIGTERM while lines wait to be written: no checkpoint covers them; the next start replays the log and writes them")
+    func stopWithLinesWaiting() throws {
+        let redis = try RedisProcess()
+        // The first batch's people are in no later one: after a start
+        // from a checkpoint taken after it, nothing would mark them again.
+        let all = Self.stream(3 * 32_768, seed: 80)
+        let lines = Array(all[..<32_768]) + all[32_768...].map { $0.replacingOccurrences(of: #"{"citizen":"p"#, with: #"{"citizen":"q"#) }
+        #expect(try RedisTests.publish(["--to", "redis://127.0.0.1:\(redis.port)/st", "--partitions", "1", try RedisTests.write(lines)]).status == 0)
+        let data = ServeTests.dataDirectory()
+        // Full batches, lines written only when caught up: stopped after
+        // the first batch, its people's lines are still waiting.
+        var worker: ServeTests.Server? = try Self.worker(redis.port, "st", "0/1", data: data, extra: ["--write-every", "3600"])
+        var waiting = 0
+        for _ in 0..<2000 {
+            let metrics = try worker!.curl("/metrics").body
+            waiting = metrics.split(separator: "\n").first { $0.hasPrefix("rules_state_lines_unwritten ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+            if waiting > 0 { break }
+            usleep(1_000)
+        }
+        #expect(worker!.terminate() == 0)
+        let stderr = worker!.stderr
+        if waiting > 0 && stderr.contains("not yet in Redis") {
+            #expect(stderr.contains("no checkpoint written") && !FileManager.default.fileExists(atPath: data + "/checkpoint"), "\(stderr)")
+        }
+        worker = try Self.worker(redis.port, "st", "0/1", data: data)
+        try Self.settle([worker!], clock: Self.finalClock(lines))
+        let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
+        #expect(try worker!.curl("/v1/report").body + "\n" == expected)
+        #expect(try Self.hashes(try RedisClient(host: "127.0.0.1", port: redis.port), "st", partitions: 1) == expected)
+        #expect(waiting > 0, "stopped before any line waited")
+    }
+
     @Test("a data directory keeps the partitions it started with; usage errors name what is wrong")
     func claimsAndUsage() throws {
         let redis = try RedisProcess()

@@ -212,7 +212,7 @@ package final class RulesService: @unchecked Sendable {
     /// (the next checkpoint waits for it, and one is not due while one is
     /// being written). A failure is only reported: the log holds everything.
     private func checkpointIfDue() {
-        guard isCheckpointDue else { return }
+        guard isCheckpointDue, linesNotInRedis == nil else { return }
         let checkpoint = state.checkpoint(logEnd: appliedEnd)
         checkpointedLines = state.lines  // on a failure, tried again after as many lines
         let path = checkpointPath, warn = self.warn
@@ -425,7 +425,16 @@ package final class RulesService: @unchecked Sendable {
     /// is answered first; every acknowledged body is already on disk, and a
     /// checkpoint is written so that the next start replays nothing.
     package func stop(_ then: (_ checkpointFailure: String?) -> Never) -> Never {
-        lock.locked { then(writeCheckpoint()) }
+        lock.locked { then(linesNotInRedis ?? writeCheckpoint()) }
+    }
+
+    /// Why a worker may not checkpoint now (nil: it may): a checkpoint
+    /// never covers a changed line not yet in Redis, which no replay after
+    /// it would mark again. The log after the last checkpoint is replayed
+    /// instead, and those lines written then. Called holding the lock.
+    private var linesNotInRedis: String? {
+        guard let stateWrites, case let n = stateWrites.unwritten, n > 0 else { return nil }
+        return "\(n) \(n == 1 ? "person's line is" : "people's lines are") not yet in Redis"
     }
 
     /// `GET /v1/report[?as_of=TIME]`: what `rules run` prints, byte for byte.
