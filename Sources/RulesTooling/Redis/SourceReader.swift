@@ -88,7 +88,7 @@ package final class StateWrites: @unchecked Sendable {
     /// The commands that write every marked person's line as published now
     /// (then no longer marked; in flight until `confirm`). Taken under the
     /// engine's lock: the lines are read from the engines' published shares.
-    package func take() -> RedisBatch? {
+    package func take() -> Lines? {
         lock.locked {
             let people = (current?.count ?? 0) + earlierPeople
             guard people > 0 else { return nil }
@@ -100,15 +100,15 @@ package final class StateWrites: @unchecked Sendable {
             }
             inFlight += people
             earlierPeople = 0
-            return batch
+            return Lines(batch: batch, people: people)
         }
     }
 
-    /// Redis ran every command taken so far.
-    package func confirm() {
+    /// Redis ran the commands of lines taken for `people`.
+    package func confirm(_ people: Int) {
         lock.locked {
-            confirmed += inFlight
-            inFlight = 0
+            confirmed += people
+            inFlight -= people
         }
     }
 
@@ -153,6 +153,17 @@ package final class StateWrites: @unchecked Sendable {
     }
 }
 
+/// Commands that write changed lines, and how many people's lines they are.
+package struct Lines {
+    var batch: RedisBatch
+    var people: Int
+
+    mutating func add(_ more: Lines) {
+        if batch.isEmpty { batch = more.batch } else { batch.append(more.batch) }
+        people += more.people
+    }
+}
+
 /// A worker's loop (`rules serve … --source`): reads its partitions'
 /// streams in order, a batch at a time; each batch is logged, applied and
 /// acknowledged as a posted body is; then its changed lines go to the
@@ -182,7 +193,6 @@ package final class SourceReader: @unchecked Sendable {
     /// this many seconds (`--write-every`); caught up, after every batch.
     package var writeInterval = SourceReader.defaultWriteInterval
     package static let defaultWriteInterval = 0.25
-    private var lastWritten = 0.0
     /// `--trim`: entries this worker has applied (and logged) are trimmed
     /// from its streams, as far as Redis trims cheaply (`XTRIM … MINID ~`).
     /// Off by default: kept whole, the streams let a new worker start
@@ -207,12 +217,129 @@ package final class SourceReader: @unchecked Sendable {
         service.sourceHealth = { [self] in healthJSON() }
     }
 
-    /// Runs the loop on a thread of its own.
+    /// Runs the loop: one thread reads from Redis (and writes the changed
+    /// lines back), another applies what it read, a batch behind.
     package func start() {
-        startThread { [self] in run() }
+        startThread { [self] in read() }
+        startThread { [self] in applyAll() }
     }
 
-    private func run() {
+    /// Between the two threads: batches read and not yet applied, in order
+    /// (at most one waits: the next is read while this one is applied), and
+    /// the other way, changed lines to write.
+    private let handoff = Handoff()
+
+    private final class Handoff: @unchecked Sendable {
+        private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        private var ready: [Fetched] = []
+        private var writes: [Lines] = []
+        /// Bumped when a batch could not be applied: what was read after it
+        /// is dropped, and reading starts again from the durable state.
+        private var restarts = 0
+        /// Whether the applier waits for a batch (everything read is applied).
+        private var waiting = false
+
+        init() {
+            pthread_mutex_init(mutex, nil)
+            pthread_cond_init(changed, nil)
+        }
+
+        deinit {
+            pthread_cond_destroy(changed)
+            pthread_mutex_destroy(mutex)
+            changed.deallocate()
+            mutex.deallocate()
+        }
+
+        private func locked<R>(_ body: () -> R) -> R {
+            pthread_mutex_lock(mutex)
+            defer { pthread_mutex_unlock(mutex) }
+            return body()
+        }
+
+        /// The applier: the next batch read, once there is one.
+        func next() -> Fetched {
+            locked {
+                waiting = true
+                defer { waiting = false }
+                while ready.isEmpty { pthread_cond_wait(changed, mutex) }
+                let next = ready.removeFirst()
+                pthread_cond_broadcast(changed)
+                return next
+            }
+        }
+
+        /// The applier: lines to write with the reader's next round trip.
+        func write(_ lines: Lines) {
+            locked {
+                writes.append(lines)
+                pthread_cond_broadcast(changed)
+            }
+        }
+
+        /// The applier: a batch failed; what is read ahead is dropped.
+        func restart() {
+            locked {
+                ready.removeAll()
+                restarts += 1
+                pthread_cond_broadcast(changed)
+            }
+        }
+
+        var restartCount: Int { locked { restarts } }
+
+        /// Whether everything handed on is applied.
+        var allApplied: Bool { locked { waiting && ready.isEmpty } }
+
+        enum Put { case handed, dropped, write(Lines) }
+
+        /// The reader: hands `fetched` on once there is room — unless lines
+        /// to write come first (`.write`: `fetched` is still to hand on),
+        /// or reading restarted after `restarts` (`.dropped`).
+        func put(_ fetched: Fetched, readSince restarts: Int) -> Put {
+            locked {
+                while true {
+                    if self.restarts != restarts { return .dropped }
+                    if ready.isEmpty {
+                        ready.append(fetched)
+                        pthread_cond_broadcast(changed)
+                        return .handed
+                    }
+                    if let lines = takeWrites() { return .write(lines) }
+                    pthread_cond_wait(changed, mutex)
+                }
+            }
+        }
+
+        /// The reader: lines to write, waiting up to `seconds` for some.
+        func writes(waiting seconds: Double) -> Lines? {
+            locked {
+                if writes.isEmpty && seconds > 0 {
+                    var now = timespec()
+                    clock_gettime(CLOCK_REALTIME, &now)
+                    let total = Int(now.tv_nsec) + Int(seconds * 1e9)
+                    var until = timespec(tv_sec: now.tv_sec + total / 1_000_000_000, tv_nsec: total % 1_000_000_000)
+                    _ = pthread_cond_timedwait(changed, mutex, &until)
+                }
+                return takeWrites()
+            }
+        }
+
+        private func takeWrites() -> Lines? {
+            guard !writes.isEmpty else { return nil }
+            var all = writes.removeFirst()
+            for more in writes { all.add(more) }
+            writes.removeAll()
+            return all
+        }
+    }
+
+    /// The reading thread: reads each partition's next entries after where
+    /// the last read ended (at first, and after a restart, where the
+    /// durable state stands) and hands them to the applier; writes the
+    /// changed lines the applier hands back with the next read.
+    private func read() {
         var options = self.options
         options.retryFor = nil  // a worker waits for Redis as long as it takes
         let client: RedisClient
@@ -220,103 +347,145 @@ package final class SourceReader: @unchecked Sendable {
             warn("cannot read \(source): \(error); no events will be applied")
             return
         }
-        // Entries read and not yet applied: the next batch, read while the
-        // last was applied (nil: read from where the durable state stands).
-        var ahead: Fetched? = nil
-        var idle = 0.002
-        var lagAsked = 0.0
+        var cursor: [Int: EntryId]? = nil, readSince = 0
+        var idle = 0.002, lagAsked = 0.0
+        // The latest outside clock handed on in a batch of its own.
+        var clockHanded = Int64.min
+        // Read (the cursor is after it) but not yet handed on: a failure
+        // to write while it waited for the applier keeps it here.
+        var held: Fetched? = nil
         while true {
             do {
-                let fetched: Fetched, wasAhead = ahead != nil
-                if let next = ahead {
-                    fetched = next
-                    ahead = nil
-                } else {
-                    try writeState(client)
-                    var batch = RedisBatch()
-                    addRead(to: &batch, after: service.positions.mapValues(\.last))
-                    fetched = try parseRead(client.runRaw(batch)[...])
+                if cursor == nil || readSince != handoff.restartCount {
+                    readSince = handoff.restartCount
+                    cursor = service.positions.mapValues(\.last)
+                    held = nil
                 }
-                if fetched.entries.isEmpty {
-                    // Read ahead and nothing came: the last batch's lines
-                    // are written, and the reading tried again, at once.
-                    if wasAhead { continue }
-                    let (_, served) = service.clocks
-                    if let outside = fetched.outside, outside > (served ?? .min) {
-                        _ = try service.take(SourcedBatch(positions: [:], outsideClock: outside, body: []))
-                        continue
-                    }
-                    if Self.now() - lagAsked > 1 {
-                        try askLag(client)
-                        lagAsked = Self.now()
-                    }
-                    usleep(UInt32(idle * 1_000_000))
-                    idle = min(idle * 2, 0.1)
+                if let fetched = held {
+                    if try !hand(fetched, readSince: readSince, client) { cursor = nil }
+                    held = nil
                     continue
                 }
-                idle = 0.002
-                ahead = try applyReadingAhead(client, fetched)
-                if service.checkpointDue {
-                    // A checkpoint never covers a line not in Redis.
-                    try writeState(client)
-                    service.checkpointIfDueNow()
-                }
+                var state = stateBatch(handoff.writes(waiting: 0))
+                var batch = state.batch
+                state.batch = RedisBatch()  // held once: the reads added after copy nothing
+                let writes = batch.count
+                addRead(to: &batch, after: cursor!)
+                let raws = try roundTrip(client, batch, writes: writes, state)
+                let fetched = try parseRead(raws[writes...])
                 if Self.now() - lagAsked > 1 {
                     try askLag(client)
                     lagAsked = Self.now()
                 }
+                if !fetched.entries.isEmpty {
+                    idle = 0.002
+                    for e in fetched.entries { cursor![e.partition] = e.id }
+                    held = fetched
+                    if try !hand(fetched, readSince: readSince, client) { cursor = nil }
+                    held = nil
+                } else if let outside = fetched.outside, outside > max(service.clocks.served ?? .min, clockHanded) {
+                    // Only the clock moved: a batch with no lines.
+                    clockHanded = outside
+                    held = fetched
+                    if try !hand(fetched, readSince: readSince, client) { clockHanded = .min }
+                    held = nil
+                } else if let lines = handoff.writes(waiting: 0) ?? (handoff.allApplied ? service.takeStateWrites() : nil) {
+                    // Caught up, and all of it applied: every changed line
+                    // is written now (those of a policy put too), whatever
+                    // the interval.
+                    try writeOnly(client, lines)
+                } else if let lines = handoff.writes(waiting: idle) {
+                    // Else it reads again after a while, or once the
+                    // applier hands lines back.
+                    try writeOnly(client, lines)
+                } else {
+                    idle = min(idle * 2, 0.1)
+                }
             } catch {
-                ahead = nil
                 warn("reading \(source): \(error); trying again in 1 s")
                 sleep(1)
             }
         }
     }
 
-    /// Applies `fetched` while Redis, in the same round trip, sets the
-    /// lines the batches before changed and reads out the entries after
-    /// this one: Redis's work and the worker's overlap, with no thread of
-    /// their own. (A thread that fetched the next batch while this one was
-    /// applied was measured before: 5 % faster, a quarter more CPU.) The
-    /// next batch, read ahead; when this throws, the caller reads again
-    /// from where the durable state stands.
-    private func applyReadingAhead(_ client: RedisClient, _ fetched: Fetched) throws -> Fetched {
-        // Caught up (no partition gave all that was asked), every changed
-        // line goes out at once; while catching up on a backlog, at most
-        // every `writeInterval`, so that a person changed in many batches
-        // is written once (each write costs Redis about what reading a
-        // line does; docs/SCALING.md).
-        let now = Self.now()
-        let flush = !fetched.full || now - lastWritten >= writeInterval
-        if flush { lastWritten = now }
-        var state = stateBatch(flush: flush)
-        // The writes are the batch's first commands from here on, held
-        // once: the reads added after them copy nothing.
-        var batch = state.batch
-        state.batch = RedisBatch()
-        let writes = batch.count
-        // The next entries start after this batch's last, applied or not
-        // yet: if applying fails, they are dropped and read again.
-        var cursor = service.positions.mapValues(\.last)
-        for e in fetched.entries { cursor[e.partition] = e.id }
-        addRead(to: &batch, after: cursor)
-        var applying: Error? = nil
-        let raws: [[UInt8]]
-        do {
-            raws = try client.runRaw(batch) { [self] in
-                do { try apply(fetched.entries, from: fetched.raws, outside: fetched.outside) } catch { applying = error }
+    /// Hands `fetched` on once the applier is ready for it, writing the
+    /// lines it hands back meanwhile; false when reading restarted since
+    /// `readSince` (dropped).
+    private func hand(_ fetched: Fetched, readSince: Int, _ client: RedisClient) throws -> Bool {
+        while true {
+            switch handoff.put(fetched, readSince: readSince) {
+            case .handed: return true
+            case .dropped: return false
+            case .write(let lines): try writeOnly(client, lines)
             }
-        } catch {
-            if writes > 0 { unwritten = batch.prefix(writes) }  // every command again: setting a line twice sets it once
-            throw applying ?? error
+        }
+    }
+
+    private func writeOnly(_ client: RedisClient, _ lines: Lines) throws {
+        var state = stateBatch(lines)
+        let batch = state.batch
+        state.batch = RedisBatch()
+        _ = try roundTrip(client, batch, writes: batch.count, state)
+    }
+
+    /// Sends `batch`, its first `writes` commands those of `state`, and
+    /// reads the replies; `state` is settled once Redis has run them, else
+    /// its lines are kept to be written first next time.
+    private func roundTrip(_ client: RedisClient, _ batch: RedisBatch, writes: Int, _ state: StateBatch) throws -> [[UInt8]] {
+        guard !batch.isEmpty else { return [] }
+        let raws: [[UInt8]]
+        do { raws = try client.runRaw(batch) } catch {
+            if writes > 0 { unwritten = Lines(batch: batch.prefix(writes), people: state.people) }  // every command again: setting a line twice sets it once
+            throw error
         }
         if let refused = raws.prefix(writes).first(where: { $0.first == UInt8(ascii: "-") }) {
-            unwritten = batch.prefix(writes)
+            unwritten = Lines(batch: batch.prefix(writes), people: state.people)
             throw RedisClient.Failure(description: "writing the report lines: \(String(decoding: refused.dropFirst().prefix { $0 != 0x0D }, as: UTF8.self))")
         }
         written(state)
-        if let applying { throw applying }
-        return try parseRead(raws[writes...])
+        return raws
+    }
+
+    /// The applying thread: applies each batch read, in order; hands the
+    /// changed lines back to be written when caught up (no partition gave
+    /// all that was asked), and while a backlog is read at most every
+    /// `writeInterval`, so that a person changed in many batches is
+    /// written once (each write costs Redis about what reading a line
+    /// does; docs/SCALING.md); then a checkpoint when one is due.
+    private func applyAll() {
+        var lastWritten = 0.0
+        while true {
+            let fetched = handoff.next()
+            do {
+                if fetched.entries.isEmpty {
+                    _ = try service.take(SourcedBatch(positions: [:], outsideClock: fetched.outside, body: []))
+                } else {
+                    try apply(fetched.entries, from: fetched.raws, outside: fetched.outside)
+                }
+            } catch {
+                warn("applying what was read from \(source): \(error); reading again in 1 s")
+                handoff.restart()
+                sleep(1)
+                continue
+            }
+            let now = Self.now()
+            if !fetched.full || now - lastWritten >= writeInterval {
+                lastWritten = now
+                handWrites()
+            }
+            if service.checkpointDue {
+                // A checkpoint never covers a line not in Redis: all are
+                // written first (the reader writes them even while it waits
+                // to hand on the next batch).
+                handWrites()
+                while service.stateWrites?.unwritten ?? 0 > 0 { usleep(1000) }
+                service.checkpointIfDueNow()
+            }
+        }
+    }
+
+    private func handWrites() {
+        if let lines = service.takeStateWrites() { handoff.write(lines) }
     }
 
     /// One entry read: its partition, id, and where its line is in the
@@ -456,25 +625,25 @@ package final class SourceReader: @unchecked Sendable {
     }
 
     /// Lines taken to be written whose writing failed: written first next time.
-    private var unwritten: RedisBatch? = nil
+    private var unwritten: Lines? = nil
 
-    /// The commands that write the changed lines waiting and this worker's
-    /// clock (and trim what is applied, with `--trim`), and what they
-    /// settle once Redis has run them (`written`).
+    /// The commands that write the changed lines handed back (and those
+    /// whose writing failed), this worker's clock, and, with `--trim`, the
+    /// trimming of what is applied; what they settle once Redis has run
+    /// them (`written`).
     private struct StateBatch {
         var batch: RedisBatch
+        var people: Int
         var clock: Int64?
         var trimming: [Int: EntryId]
     }
 
-    private func stateBatch(flush: Bool = true) -> StateBatch {
-        var batch = unwritten ?? RedisBatch()
+    private func stateBatch(_ lines: Lines?) -> StateBatch {
+        var all = unwritten ?? Lines(batch: RedisBatch(), people: 0)
         unwritten = nil
-        // Moved, not copied, when nothing was left unwritten (a batch's
-        // lines are a megabyte and more).
-        if flush, let more = service.takeStateWrites() {
-            if batch.isEmpty { batch = more } else { batch.append(more) }
-        }
+        if let lines { all.add(lines) }
+        var batch = all.batch
+        all.batch = RedisBatch()  // moved, not copied (a batch's lines are megabytes)
         let own = service.clocks.own
         if let own, own != clockWritten {
             let key = source.address.name + ":clock"
@@ -491,28 +660,13 @@ package final class SourceReader: @unchecked Sendable {
                 trimming[k] = p.last
             }
         }
-        return StateBatch(batch: batch, clock: own, trimming: trimming)
+        return StateBatch(batch: batch, people: all.people, clock: own, trimming: trimming)
     }
 
     private func written(_ state: StateBatch) {
-        service.stateWrites?.confirm()
+        service.stateWrites?.confirm(state.people)
         clockWritten = state.clock
         trimmed.merge(state.trimming) { $1 }
-    }
-
-    /// Writes the changed lines waiting, and this worker's clock.
-    private func writeState(_ client: RedisClient) throws {
-        let state = stateBatch()
-        guard !state.batch.isEmpty else { return }
-        do {
-            for reply in try client.run(state.batch) {
-                if case .error(let e) = reply { throw RedisClient.Failure(description: "writing the report lines: \(e)") }
-            }
-        } catch {
-            unwritten = state.batch  // every command again: setting a line twice sets it once
-            throw error
-        }
-        written(state)
     }
 
     /// Each partition's lag: entries added to its stream, less those applied.
