@@ -460,7 +460,7 @@ package final class SourceReader: @unchecked Sendable {
                 if fetched.entries.isEmpty {
                     _ = try service.take(SourcedBatch(positions: [:], outsideClock: fetched.outside, body: []))
                 } else {
-                    try apply(fetched.entries, from: fetched.raws, outside: fetched.outside)
+                    try apply(fetched.entries, body: fetched.body, outside: fetched.outside)
                 }
             } catch {
                 warn("applying what was read from \(source): \(error); reading again in 1 s")
@@ -497,10 +497,11 @@ package final class SourceReader: @unchecked Sendable {
         let line: Range<Int>
     }
 
-    /// Entries read, in the replies they came in, and the latest clock any
+    /// Entries read (the lines as one body), and the latest clock any
     /// worker wrote.
     private struct Fetched {
-        var raws: [[UInt8]]
+        /// The entries' lines, one per line (`body(of:in:)`).
+        var body: [UInt8]
         var entries: [Entry]
         var outside: Int64?
         /// Whether a partition gave all the entries asked for (more may wait).
@@ -534,7 +535,7 @@ package final class SourceReader: @unchecked Sendable {
         if case .array(let values)? = try reader.next() {
             outside = values.compactMap { $0.text.flatMap { Int64($0) } }.max()
         }
-        return Fetched(raws: raws, entries: entries, outside: outside, full: full)
+        return Fetched(body: Self.body(of: entries, in: raws), entries: entries, outside: outside, full: full)
     }
 
     /// The entries of one `XREAD` reply (`*1` of `[key, [[id, [field,
@@ -577,24 +578,14 @@ package final class SourceReader: @unchecked Sendable {
         name.count == 4 && UInt32(littleEndian: UnsafeRawPointer(name.baseAddress!).loadUnaligned(as: UInt32.self)) == 0x656E_696C  // "enil"
     }
 
-    /// The entries as one batch: logged, applied; rejected lines named by
-    /// their stream and entry.
-    private func apply(_ entries: [Entry], from raws: [[UInt8]], outside: Int64?) throws {
-        // Where each partition of the range stands after these entries.
-        let first = source.partitions.lowerBound
-        let before = service.positions
-        var standing = source.partitions.map { before[$0] ?? StreamPosition(last: .zero, applied: 0) }
-        var moved = [Bool](repeating: false, count: standing.count)
-        for e in entries {
-            standing[e.partition - first].last = e.id
-            standing[e.partition - first].applied += 1
-            moved[e.partition - first] = true
-        }
-        // Entry n is the body's line n + 1, copied from the reply it came
-        // in (each reply's memory reached once, not per entry). A newline
-        // inside a line (never written by rules publish, which publishes
-        // lines) is JSON's whitespace: a space, so that the line stays one.
-        let body = [UInt8](unsafeUninitializedCapacity: entries.reduce(0) { $0 + $1.line.count + 1 }) { out, written in
+    /// The entries' lines as one body: entry n is line n + 1, copied from
+    /// the reply it came in (each reply's memory reached once, not per
+    /// entry). Made by the reading thread: the applier's is the longer
+    /// part. A newline inside a line (never written by rules publish,
+    /// which publishes lines) is JSON's whitespace: a space, so that the
+    /// line stays one.
+    private static func body(of entries: [Entry], in raws: [[UInt8]]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: entries.reduce(0) { $0 + $1.line.count + 1 }) { out, written in
             var at = 0, k = 0
             for (r, raw) in raws.enumerated() {
                 raw.withUnsafeBufferPointer { reply in
@@ -611,6 +602,21 @@ package final class SourceReader: @unchecked Sendable {
             }
             precondition(k == entries.count, "entries not in the order of their replies")
             written = at
+        }
+    }
+
+    /// The entries as one batch: logged, applied; rejected lines named by
+    /// their stream and entry.
+    private func apply(_ entries: [Entry], body: [UInt8], outside: Int64?) throws {
+        // Where each partition of the range stands after these entries.
+        let first = source.partitions.lowerBound
+        let before = service.positions
+        var standing = source.partitions.map { before[$0] ?? StreamPosition(last: .zero, applied: 0) }
+        var moved = [Bool](repeating: false, count: standing.count)
+        for e in entries {
+            standing[e.partition - first].last = e.id
+            standing[e.partition - first].applied += 1
+            moved[e.partition - first] = true
         }
         var advanced: [Int: StreamPosition] = [:]
         for (i, p) in standing.enumerated() where moved[i] { advanced[first + i] = p }
