@@ -88,7 +88,7 @@ package final class StateWrites: @unchecked Sendable {
     /// The commands that write every marked person's line as published now
     /// (then no longer marked; in flight until `confirm`). Taken under the
     /// engine's lock: the lines are read from the engines' published shares.
-    package func take() -> Lines? {
+    package func take() -> LineWrites? {
         lock.locked {
             let people = (current?.count ?? 0) + earlierPeople
             guard people > 0 else { return nil }
@@ -100,7 +100,7 @@ package final class StateWrites: @unchecked Sendable {
             }
             inFlight += people
             earlierPeople = 0
-            return Lines(batch: batch, people: people)
+            return LineWrites(batch: batch, people: people)
         }
     }
 
@@ -154,11 +154,11 @@ package final class StateWrites: @unchecked Sendable {
 }
 
 /// Commands that write changed lines, and how many people's lines they are.
-package struct Lines {
+package struct LineWrites {
     var batch: RedisBatch
     var people: Int
 
-    mutating func add(_ more: Lines) {
+    mutating func add(_ more: LineWrites) {
         if batch.isEmpty { batch = more.batch } else { batch.append(more.batch) }
         people += more.people
     }
@@ -233,7 +233,7 @@ package final class SourceReader: @unchecked Sendable {
         private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
         private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
         private var ready: [Fetched] = []
-        private var writes: [Lines] = []
+        private var writes: [LineWrites] = []
         /// Bumped when a batch could not be applied: what was read after it
         /// is dropped, and reading starts again from the durable state.
         private var restarts = 0
@@ -271,7 +271,7 @@ package final class SourceReader: @unchecked Sendable {
         }
 
         /// The applier: lines to write with the reader's next round trip.
-        func write(_ lines: Lines) {
+        func write(_ lines: LineWrites) {
             locked {
                 writes.append(lines)
                 pthread_cond_broadcast(changed)
@@ -292,7 +292,7 @@ package final class SourceReader: @unchecked Sendable {
         /// Whether everything handed on is applied.
         var allApplied: Bool { locked { waiting && ready.isEmpty } }
 
-        enum Put { case handed, dropped, write(Lines) }
+        enum Put { case handed, dropped, write(LineWrites) }
 
         /// The reader: hands `fetched` on once there is room — unless lines
         /// to write come first (`.write`: `fetched` is still to hand on),
@@ -313,7 +313,7 @@ package final class SourceReader: @unchecked Sendable {
         }
 
         /// The reader: lines to write, waiting up to `seconds` for some.
-        func writes(waiting seconds: Double) -> Lines? {
+        func writes(waiting seconds: Double) -> LineWrites? {
             locked {
                 if writes.isEmpty && seconds > 0 {
                     var now = timespec()
@@ -326,7 +326,7 @@ package final class SourceReader: @unchecked Sendable {
             }
         }
 
-        private func takeWrites() -> Lines? {
+        private func takeWrites() -> LineWrites? {
             guard !writes.isEmpty else { return nil }
             var all = writes.removeFirst()
             for more in writes { all.add(more) }
@@ -421,7 +421,7 @@ package final class SourceReader: @unchecked Sendable {
         }
     }
 
-    private func writeOnly(_ client: RedisClient, _ lines: Lines) throws {
+    private func writeOnly(_ client: RedisClient, _ lines: LineWrites) throws {
         var state = stateBatch(lines)
         let batch = state.batch
         state.batch = RedisBatch()
@@ -435,11 +435,11 @@ package final class SourceReader: @unchecked Sendable {
         guard !batch.isEmpty else { return [] }
         let raws: [[UInt8]]
         do { raws = try client.runRaw(batch) } catch {
-            if writes > 0 { unwritten = Lines(batch: batch.prefix(writes), people: state.people) }  // every command again: setting a line twice sets it once
+            if writes > 0 { unwritten = LineWrites(batch: batch.prefix(writes), people: state.people) }  // every command again: setting a line twice sets it once
             throw error
         }
         if let refused = raws.prefix(writes).first(where: { $0.first == UInt8(ascii: "-") }) {
-            unwritten = Lines(batch: batch.prefix(writes), people: state.people)
+            unwritten = LineWrites(batch: batch.prefix(writes), people: state.people)
             throw RedisClient.Failure(description: "writing the report lines: \(String(decoding: refused.dropFirst().prefix { $0 != 0x0D }, as: UTF8.self))")
         }
         written(state)
@@ -631,7 +631,7 @@ package final class SourceReader: @unchecked Sendable {
     }
 
     /// Lines taken to be written whose writing failed: written first next time.
-    private var unwritten: Lines? = nil
+    private var unwritten: LineWrites? = nil
 
     /// The commands that write the changed lines handed back (and those
     /// whose writing failed), this worker's clock, and, with `--trim`, the
@@ -644,8 +644,8 @@ package final class SourceReader: @unchecked Sendable {
         var trimming: [Int: EntryId]
     }
 
-    private func stateBatch(_ lines: Lines?) -> StateBatch {
-        var all = unwritten ?? Lines(batch: RedisBatch(), people: 0)
+    private func stateBatch(_ lines: LineWrites?) -> StateBatch {
+        var all = unwritten ?? LineWrites(batch: RedisBatch(), people: 0)
         unwritten = nil
         if let lines { all.add(lines) }
         var batch = all.batch

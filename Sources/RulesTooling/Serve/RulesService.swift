@@ -185,7 +185,7 @@ package final class RulesService: @unchecked Sendable {
 
     /// A worker's changed lines waiting to be written to Redis, as the
     /// engine has them now (nil: none).
-    package func takeStateWrites() -> Lines? { lock.locked { stateWrites?.take() } }
+    package func takeStateWrites() -> LineWrites? { lock.locked { stateWrites?.take() } }
 
     /// A checkpoint if one is due: a worker asks after its batch's lines
     /// are in Redis, so that a checkpoint never covers a line not written.
