@@ -684,6 +684,41 @@ struct RedisWorkerTests {
         #expect(waiting > 0, "stopped before any line waited")
     }
 
+    @Test("a worker whose log cannot grow (a full disk): each batch that does not fit is refused with a warning and read again; given room, it goes on by itself; restarted, from where its log stands; the report and hashes equal one rules run")
+    func fullDisk() throws {
+        let redis = try RedisProcess()
+        let lines = Self.stream(20_000, seed: 81)
+        let address = "redis://127.0.0.1:\(redis.port)/fd"
+        #expect(try RedisTests.publish(["--to", address, "--partitions", "1", try RedisTests.write(Array(lines[..<500]))]).status == 0)
+        let data = ServeTests.dataDirectory()
+        // `ulimit -S -f 200`: the log fits the first 500 lines, not the rest
+        // (a soft limit: lifted below while it runs).
+        var worker: ServeTests.Server? = try ServeTests.Server([Self.policy, "--data", data, "--source", address, "--partitions", "0/1"], fileSizeLimit: 200)
+        try Self.settle([worker!], clock: Self.finalClock(Array(lines[..<500])))
+        #expect(try RedisTests.publish(["--to", address, "--partitions", "1", try RedisTests.write(Array(lines[500...]))]).status == 0)
+        var stderr = ""
+        for _ in 0..<100 where !stderr.contains("applying what was read from") {
+            usleep(50_000)
+            stderr = worker!.stderr
+        }
+        #expect(stderr.contains("rules: warning: applying what was read from \(address) 0-0/1: the batch was not stored, so not applied: cannot write \(data)/events.log: File too large; reading again in 1 s\n"), "\(stderr)")
+        #expect(try worker!.curl("/v1/health").body.contains(#""lines":500,"#))
+        // Room again (the limit lifted while it runs): the batches read
+        // again from where its log stands are applied, none lost.
+        let lifted = try runProcess(URL(fileURLWithPath: "/usr/bin/prlimit"), ["--pid", "\(worker!.pid)", "--fsize=unlimited"])
+        #expect(lifted.status == 0, "\(lifted.stderr)")
+        try Self.settle([worker!], clock: Self.finalClock(lines))
+        let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
+        #expect(try worker!.curl("/v1/report").body + "\n" == expected)
+        let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+        #expect(try Self.hashes(client, "fd", partitions: 1) == expected)
+        worker!.kill9()
+        worker = try Self.worker(redis.port, "fd", "0/1", data: data)
+        try Self.settle([worker!], clock: Self.finalClock(lines))
+        #expect(try worker!.curl("/v1/report").body + "\n" == expected)
+        #expect(try Self.hashes(client, "fd", partitions: 1) == expected)
+    }
+
     @Test("a data directory keeps the partitions it started with; usage errors name what is wrong")
     func claimsAndUsage() throws {
         let redis = try RedisProcess()

@@ -14,7 +14,7 @@ struct ServeTests {
         let port: Int
         let errPath: String
 
-        /// `fileSizeLimit`: the shell's `ulimit -f` for it (a disk that
+        /// `fileSizeLimit`: the shell's `ulimit -S -f` for it (a disk that
         /// fills up, without filling one).
         init(_ args: [String], fileSizeLimit: Int? = nil) throws {
             guard let binary = Repo.binary else { throw TestFailure("the rules binary was not built") }
@@ -26,7 +26,7 @@ struct ServeTests {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             var command = [binary.path, "serve"] + args + ["--listen", "127.0.0.1:0"]
-            if let fileSizeLimit { command = ["/bin/sh", "-c", "ulimit -f \(fileSizeLimit) && exec \"$0\" \"$@\""] + command }
+            if let fileSizeLimit { command = ["/bin/sh", "-c", "ulimit -S -f \(fileSizeLimit) && exec \"$0\" \"$@\""] + command }
             let argv = command.map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
             // Started as a shell or systemd starts it: no signal blocked,

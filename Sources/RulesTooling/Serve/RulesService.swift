@@ -173,7 +173,12 @@ package final class RulesService: @unchecked Sendable {
             result = state.take(batch)
             return .json(200, "{}")
         }
-        guard answer.status == 200 else { throw ServedState.Refused(description: String(decoding: answer.body, as: UTF8.self)) }
+        guard answer.status == 200 else {
+            // The answer a post would get, `{"error":"…"}`: its message.
+            let object = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any]
+            let message = object?["error"] as? String ?? String(decoding: answer.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw ServedState.Refused(description: message)
+        }
         return result
     }
 
