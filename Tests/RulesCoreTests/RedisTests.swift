@@ -63,9 +63,13 @@ final class RedisProcess {
     }
 
     /// A port free now, whose cluster bus port (10000 above) is free too.
+    /// Both below the kernel's ephemeral ports (32768 and up, as Linux
+    /// defaults): a port among those could be given to some client's
+    /// connection between this check and redis-server's bind (it was, once,
+    /// in CI: "Address already in use"), and again before a restart.
     static func freePort() throws -> Int {
         for _ in 0..<100 {
-            let port = Int.random(in: 20_000..<40_000)
+            let port = Int.random(in: 10_000..<22_000)
             if canBind(port) && canBind(port + 10_000) { return port }
         }
         throw TestFailure("no free port for redis-server")
