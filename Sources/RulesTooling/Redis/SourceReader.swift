@@ -71,8 +71,7 @@ package final class SourceReader: @unchecked Sendable {
     private let handoff = Handoff()
 
     private final class Handoff: @unchecked Sendable {
-        private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        private let monitor = Monitor()
         private var ready: [Fetched] = []
         private var writes: [LineWrites] = []
         /// Bumped when a batch could not be applied: what was read after it
@@ -81,32 +80,16 @@ package final class SourceReader: @unchecked Sendable {
         /// Whether the applier waits for a batch (everything read is applied).
         private var waiting = false
 
-        init() {
-            pthread_mutex_init(mutex, nil)
-            pthread_cond_init(changed, nil)
-        }
-
-        deinit {
-            pthread_cond_destroy(changed)
-            pthread_mutex_destroy(mutex)
-            changed.deallocate()
-            mutex.deallocate()
-        }
-
-        private func locked<R>(_ body: () -> R) -> R {
-            pthread_mutex_lock(mutex)
-            defer { pthread_mutex_unlock(mutex) }
-            return body()
-        }
+        private func locked<R>(_ body: () -> R) -> R { monitor.locked(body) }
 
         /// The applier: the next batch read, once there is one.
         func next() -> Fetched {
             locked {
                 waiting = true
                 defer { waiting = false }
-                while ready.isEmpty { pthread_cond_wait(changed, mutex) }
+                while ready.isEmpty { monitor.wait() }
                 let next = ready.removeFirst()
-                pthread_cond_broadcast(changed)
+                monitor.broadcast()
                 return next
             }
         }
@@ -115,7 +98,7 @@ package final class SourceReader: @unchecked Sendable {
         func write(_ lines: LineWrites) {
             locked {
                 writes.append(lines)
-                pthread_cond_broadcast(changed)
+                monitor.broadcast()
             }
         }
 
@@ -124,7 +107,7 @@ package final class SourceReader: @unchecked Sendable {
             locked {
                 ready.removeAll()
                 restarts += 1
-                pthread_cond_broadcast(changed)
+                monitor.broadcast()
             }
         }
 
@@ -144,11 +127,11 @@ package final class SourceReader: @unchecked Sendable {
                     if self.restarts != restarts { return .dropped }
                     if ready.isEmpty {
                         ready.append(fetched)
-                        pthread_cond_broadcast(changed)
+                        monitor.broadcast()
                         return .handed
                     }
                     if let lines = takeWrites() { return .write(lines) }
-                    pthread_cond_wait(changed, mutex)
+                    monitor.wait()
                 }
             }
         }
@@ -156,13 +139,7 @@ package final class SourceReader: @unchecked Sendable {
         /// The reader: lines to write, waiting up to `seconds` for some.
         func writes(waiting seconds: Double) -> LineWrites? {
             locked {
-                if writes.isEmpty && seconds > 0 {
-                    var now = timespec()
-                    clock_gettime(CLOCK_REALTIME, &now)
-                    let total = Int(now.tv_nsec) + Int(seconds * 1e9)
-                    var until = timespec(tv_sec: now.tv_sec + total / 1_000_000_000, tv_nsec: total % 1_000_000_000)
-                    _ = pthread_cond_timedwait(changed, mutex, &until)
-                }
+                if writes.isEmpty && seconds > 0 { _ = monitor.wait(until: Monitor.deadline(in: seconds)) }
                 return takeWrites()
             }
         }

@@ -21,8 +21,8 @@ import RulesCore
 package final class ChangeFeed: @unchecked Sendable {
     package static let keptBytes = 32 << 20
 
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let arrived = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Its lock; streams waiting for events are woken when some arrive.
+    private let monitor = Monitor()
     /// The kept events, a body's in one piece (kept as it was found:
     /// publishing copies nothing, and old events go a body at a time).
     /// Oldest first; `head` is the first still kept.
@@ -100,22 +100,9 @@ package final class ChangeFeed: @unchecked Sendable {
     package init(personKey: String, keptBytes: Int = ChangeFeed.keptBytes) {
         self.personKey = personKey
         limit = keptBytes
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(arrived, nil)
     }
 
-    deinit {
-        pthread_cond_destroy(arrived)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        arrived.deallocate()
-    }
-
-    private func locked<R>(_ body: () -> R) -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body()
-    }
+    private func locked<R>(_ body: () -> R) -> R { monitor.locked(body) }
 
     /// Numbers and keeps one body's changes, and wakes the streams. Called
     /// once the lookups answer with the new lines, so that no client sees
@@ -124,7 +111,7 @@ package final class ChangeFeed: @unchecked Sendable {
         guard !changes.isEmpty else { return }
         locked {
             keep(Piece(changes, firstId: lastId + 1))
-            pthread_cond_broadcast(arrived)
+            monitor.broadcast()
         }
     }
 
@@ -302,12 +289,8 @@ package final class ChangeFeed: @unchecked Sendable {
     private func wait(after seen: Int, seconds: Int) -> (gap: String, pieces: ArraySlice<Piece>, from: Int, next: Int) {
         locked {
             if lastId == seen {
-                var deadline = timespec()
-                clock_gettime(CLOCK_REALTIME, &deadline)
-                deadline.tv_sec += seconds
-                while lastId == seen {
-                    if pthread_cond_timedwait(arrived, mutex, &deadline) == ETIMEDOUT { break }
-                }
+                let deadline = Monitor.deadline(in: Double(seconds))
+                while lastId == seen && monitor.wait(until: deadline) {}
             }
             guard lastId > seen else { return ("", [], seen + 1, seen) }
             // A client so slow that what it had not read was dropped.
