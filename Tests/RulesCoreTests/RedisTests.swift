@@ -594,7 +594,7 @@ struct RedisWorkerTests {
         let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
         let people = Set(lines.map(Self.id)).count
         var written: [String: Int] = [:]
-        for (name, every) in [("slow", "3600"), ("eager", "0")] {
+        for (name, every) in [("slow", "86400"), ("eager", "0")] {
             let published = try RedisTests.publish(["--to", "redis://127.0.0.1:\(redis.port)/\(name)", "--partitions", "1", try RedisTests.write(lines)])
             #expect(published.status == 0, "\(published.stderr)")
             let worker = try Self.worker(redis.port, name, "0/1", data: ServeTests.dataDirectory(), extra: ["--write-every", every])
@@ -667,7 +667,7 @@ struct RedisWorkerTests {
         let data = ServeTests.dataDirectory()
         // Full batches, lines written only when caught up: stopped after
         // the first batch, its people's lines are still waiting.
-        var worker: ServeTests.Server? = try Self.worker(redis.port, "st", "0/1", data: data, extra: ["--write-every", "3600"])
+        var worker: ServeTests.Server? = try Self.worker(redis.port, "st", "0/1", data: data, extra: ["--write-every", "86400"])
         var waiting = 0
         for _ in 0..<2000 {
             let metrics = try worker!.curl("/metrics").body
