@@ -94,4 +94,82 @@ struct GroupCommitTests {
         })
         done.wait()
     }
+
+    /// A worker's reader makes each batch durable (`write`) and an applier
+    /// thread applies it later (`finish`), while other threads commit
+    /// records (policy puts) in between: every record applied once, in the
+    /// order written, never before it is written; `write` returns before
+    /// its record is applied.
+    @Test("write then finish on another thread, with commits in between: applied once each, in log order, none before it is written", .timeLimit(.minutes(1)))
+    func writeAheadOfApplying() throws {
+        let directory = NSTemporaryDirectory() + "rules-group-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (log, _, _) = try EventLog.open(in: directory, first: .policy("{}")) { _ in }
+        let path = directory + "/events.log"
+        final class Seen: @unchecked Sendable {
+            let lock = NSLock()
+            var applied: [[UInt8]] = [], early = 0, byReader = 0
+        }
+        let seen = Seen()
+        let commits = GroupCommit(log: log) { apply, end in
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            if size < end { seen.lock.lock(); seen.early += 1; seen.lock.unlock() }
+            return apply()
+        }
+        @Sendable func record(_ text: String) -> [UInt8] { Array("{\"r\":\"\(text)\"}\n".utf8) }
+        final class Tickets: @unchecked Sendable {
+            let condition = NSCondition()
+            var waiting: [(GroupCommit.Ticket, [UInt8])] = []
+            var over = false
+        }
+        let tickets = Tickets()
+        let done = DispatchGroup()
+        done.enter()
+        Thread {  // the applier
+            defer { done.leave() }
+            while true {
+                tickets.condition.lock()
+                while tickets.waiting.isEmpty && !tickets.over { tickets.condition.wait() }
+                if tickets.waiting.isEmpty { tickets.condition.unlock(); return }
+                let (ticket, _) = tickets.waiting.removeFirst()
+                tickets.condition.unlock()
+                #expect(commits.finish(ticket).status == 200)
+            }
+        }.start()
+        for t in 0..<3 {  // policy puts, meanwhile
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                for k in 0..<50 {
+                    let body = record("put-\(t)-\(k)")
+                    let answer = commits.commit(.body(body), refusal: "not stored") {
+                        seen.lock.lock(); seen.applied.append(body); seen.lock.unlock()
+                        return .json(200, "{}")
+                    }
+                    #expect(answer.status == 200)
+                }
+            }.start()
+        }
+        let reader = pthread_self()
+        for k in 0..<300 {  // the reader
+            let body = record("batch-\(k)")
+            guard case .success(let ticket) = commits.write(.body(body), refusal: "not stored", apply: {
+                seen.lock.lock(); seen.applied.append(body); seen.lock.unlock()
+                if pthread_equal(pthread_self(), reader) != 0 { seen.lock.lock(); seen.byReader += 1; seen.lock.unlock() }
+                return .json(200, "{}")
+            }) else { Issue.record("batch \(k) refused"); break }
+            tickets.condition.lock(); tickets.waiting.append((ticket, body)); tickets.condition.signal(); tickets.condition.unlock()
+        }
+        tickets.condition.lock(); tickets.over = true; tickets.condition.signal(); tickets.condition.unlock()
+        done.wait()
+        var logged: [[UInt8]] = []
+        try log.records(upTo: log.end) { if case .body(let b) = $0 { logged.append(b) } }
+        #expect(seen.applied.count == 300 + 3 * 50)
+        #expect(logged == seen.applied, "applied in the order written, each once")
+        #expect(seen.early == 0)
+        #expect(seen.applied.filter { String(decoding: $0, as: UTF8.self).contains("batch-") } == (0..<300).map { record("batch-\($0)") })
+        // Puts may apply a batch written before them; the reader's own
+        // thread never does (it would not be reading meanwhile).
+        #expect(seen.byReader == 0)
+    }
 }

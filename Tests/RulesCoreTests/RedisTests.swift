@@ -436,11 +436,37 @@ struct RedisWorkerTests {
                     throw TestFailure("health without its partitions: \(health)")
                 }
                 if object["clock"] as? String != clock || partitions.contains(where: { $0["lag"] as? Int != 0 }) || source["unwritten"] as? Int != 0 { done = false }
+                // The lag shown is as of the worker's last look at its
+                // streams (once a second): entries added since are counted
+                // here, from Redis itself.
+                if done, let address = source["redis"] as? String, !(try Self.appliedAll(partitions, redis: address)) { done = false }
             }
             if done { return }
             usleep(100_000)
         }
         throw TestFailure("the workers did not settle at \(clock): \(last)")
+    }
+
+    /// Whether each partition's `applied` (in a worker's health) is every
+    /// entry ever added to its stream.
+    static func appliedAll(_ partitions: [[String: Any]], redis address: String) throws -> Bool {
+        let hostPort = address.dropFirst("redis://".count).prefix { $0 != "/" }.split(separator: ":")
+        let client = try RedisClient(host: String(hostPort[0]), port: Int(hostPort[1])!)
+        for p in partitions {
+            guard let stream = p["stream"] as? String, let applied = p["applied"] as? Int else { return false }
+            let reply = try client.run(RedisBatch([(stream, ["XINFO", "STREAM", stream])]))[0]
+            if case .error(let e) = reply, e.contains("no such key") {
+                if applied != 0 { return false }
+                continue
+            }
+            guard case .array(let fields) = reply else { return false }
+            var added: Int? = nil
+            for i in stride(from: 0, to: fields.count - 1, by: 2) where fields[i].text == "entries-added" {
+                if case .integer(let n) = fields[i + 1] { added = Int(n) }
+            }
+            if added != applied { return false }
+        }
+        return true
     }
 
     /// The workers' reports merged, in the report's order (bytes of the ids).

@@ -54,6 +54,7 @@ package final class SourceReader: @unchecked Sendable {
         // A batch is this big only when entries wait: a worker that keeps
         // up reads what has come.
         perPartition = max(100, 32768 / source.partitions.count)
+        handoff.room = readings.count
         for (k, p) in service.positions { shown[k] = (p.applied, p.last, nil) }
         service.sourceHealth = { [self] in healthJSON() }
     }
@@ -61,29 +62,58 @@ package final class SourceReader: @unchecked Sendable {
     /// Runs the loop: one thread reads from Redis (and writes the changed
     /// lines back), another applies what it read, a batch behind.
     package func start() {
-        startThread { [self] in read() }
+        for reading in readings { startThread { [self] in read(reading) }  }
         startThread { [self] in applyAll() }
     }
 
-    /// Between the two threads: batches read and not yet applied, in order
-    /// (at most one waits: the next is read while this one is applied), and
-    /// the other way, changed lines to write.
+    /// What one reading thread reads: its share of the partitions, and
+    /// whether it leads — reads the clock, asks for the lag and writes
+    /// the changed lines (one thread writes them, so that a person's
+    /// lines reach Redis in the order they were taken).
+    private struct Reading {
+        let partitions: [Int]
+        let leads: Bool
+    }
+
+    /// Two reading threads, each with its connection and half of the
+    /// partitions: while Redis answers one, the other parses, logs and
+    /// hands on what it read (with one, Redis and the reader waited for
+    /// each other: each was idle half the time).
+    private var readings: [Reading] {
+        let count = min(2, source.partitions.count)
+        return (0..<count).map { r in
+            Reading(partitions: source.partitions.filter { ($0 - source.partitions.lowerBound) % count == r }, leads: r == 0)
+        }
+    }
+
+    /// Between the two threads: batches logged and not yet applied, in
+    /// order (at most one waits: the next is read and logged while this
+    /// one is applied), and the other way, changed lines to write.
     private let handoff = Handoff()
+
+    /// A batch read and logged, for the applier: the entries name its
+    /// rejected lines; `advanced`, where its partitions stand after it.
+    private struct Logged {
+        let logged: RulesService.LoggedBatch
+        let entries: [Entry]
+        let advanced: [Int: StreamPosition]
+        /// Whether a partition gave all the entries asked for (more may wait).
+        let full: Bool
+    }
 
     private final class Handoff: @unchecked Sendable {
         private let monitor = Monitor()
-        private var ready: [Fetched] = []
+        private var ready: [Logged] = []
+        /// Batches that may wait at once: one per reading thread.
+        var room = 1
         private var writes: [LineWrites] = []
-        /// Bumped when a batch could not be applied: what was read after it
-        /// is dropped, and reading starts again from the durable state.
-        private var restarts = 0
-        /// Whether the applier waits for a batch (everything read is applied).
+        /// Whether the applier waits for a batch (everything logged is applied).
         private var waiting = false
 
         private func locked<R>(_ body: () -> R) -> R { monitor.locked(body) }
 
-        /// The applier: the next batch read, once there is one.
-        func next() -> Fetched {
+        /// The applier: the next batch logged, once there is one.
+        func next() -> Logged {
             locked {
                 waiting = true
                 defer { waiting = false }
@@ -102,35 +132,23 @@ package final class SourceReader: @unchecked Sendable {
             }
         }
 
-        /// The applier: a batch failed; what is read ahead is dropped.
-        func restart() {
-            locked {
-                ready.removeAll()
-                restarts += 1
-                monitor.broadcast()
-            }
-        }
-
-        var restartCount: Int { locked { restarts } }
-
         /// Whether everything handed on is applied.
         var allApplied: Bool { locked { waiting && ready.isEmpty } }
 
-        enum Put { case handed, dropped, write(LineWrites) }
+        enum Put { case handed, write(LineWrites) }
 
-        /// The reader: hands `fetched` on once there is room — unless lines
-        /// to write come first (`.write`: `fetched` is still to hand on),
-        /// or reading restarted after `restarts` (`.dropped`).
-        func put(_ fetched: Fetched, readSince restarts: Int) -> Put {
+        /// A reader: hands `logged` on once there is room — unless lines
+        /// to write come first for a reader that `writes` them (`.write`:
+        /// `logged` is still to hand on).
+        func put(_ logged: Logged, writes: Bool) -> Put {
             locked {
                 while true {
-                    if self.restarts != restarts { return .dropped }
-                    if ready.isEmpty {
-                        ready.append(fetched)
+                    if ready.count < room {
+                        ready.append(logged)
                         monitor.broadcast()
                         return .handed
                     }
-                    if let lines = takeWrites() { return .write(lines) }
+                    if writes, let lines = takeWrites() { return .write(lines) }
                     monitor.wait()
                 }
             }
@@ -154,10 +172,11 @@ package final class SourceReader: @unchecked Sendable {
     }
 
     /// The reading thread: reads each partition's next entries after where
-    /// the last read ended (at first, and after a restart, where the
-    /// durable state stands) and hands them to the applier; writes the
-    /// changed lines the applier hands back with the next read.
-    private func read() {
+    /// the last batch logged ended (at first, where the durable state
+    /// stands), logs them — the log's write and sync on this thread, while
+    /// the applier applies the batch before — and hands them on; writes
+    /// the changed lines the applier hands back with the next read.
+    private func read(_ reading: Reading) {
         var options = self.options
         options.retryFor = nil  // a worker waits for Redis as long as it takes
         let client: RedisClient
@@ -165,48 +184,54 @@ package final class SourceReader: @unchecked Sendable {
             warn("cannot read \(source): \(error); no events will be applied")
             return
         }
-        var cursor: [Int: EntryId]? = nil, readSince = 0
+        // Where each partition stands after the last batch logged: the
+        // next read starts there.
+        var standing = service.positions
         var idle = 0.002, lagAsked = 0.0
-        // The latest outside clock handed on in a batch of its own.
-        var clockHanded = Int64.min
-        // Read (the cursor is after it) but not yet handed on: a failure
-        // to write while it waited for the applier keeps it here.
-        var held: Fetched? = nil
+        // The latest outside clock logged in a batch of its own.
+        var clockLogged = Int64.min
+        // Logged but not yet handed on: a failure to write while it waited
+        // for the applier keeps it here.
+        var held: Logged? = nil
         while true {
             do {
-                if cursor == nil || readSince != handoff.restartCount {
-                    readSince = handoff.restartCount
-                    cursor = service.positions.mapValues(\.last)
-                    held = nil
-                }
-                if let fetched = held {
-                    if try !hand(fetched, readSince: readSince, client) { cursor = nil }
+                if let logged = held {
+                    try hand(logged, reading, client)
                     held = nil
                     continue
                 }
-                var state = stateBatch(handoff.writes(waiting: 0))
-                var batch = state.batch
-                state.batch = RedisBatch()  // held once: the reads added after copy nothing
+                // The leader's round trip writes too (the state of the
+                // others' is nil: they change none of it).
+                var state = reading.leads ? stateBatch(handoff.writes(waiting: 0)) : nil
+                var batch = state?.batch ?? RedisBatch()
+                state?.batch = RedisBatch()  // held once: the reads added after copy nothing
                 let writes = batch.count
-                addRead(to: &batch, after: cursor!)
+                addRead(to: &batch, reading, after: standing.mapValues(\.last))
                 let raws = try roundTrip(client, batch, writes: writes, state)
-                let fetched = try parseRead(raws[writes...])
-                if Self.now() - lagAsked > 1 {
+                let fetched = try parseRead(raws[writes...], reading)
+                if reading.leads && Self.now() - lagAsked > 1 {
                     try askLag(client)
                     lagAsked = Self.now()
                 }
                 if !fetched.entries.isEmpty {
                     idle = 0.002
-                    for e in fetched.entries { cursor![e.partition] = e.id }
-                    held = fetched
-                    if try !hand(fetched, readSince: readSince, client) { cursor = nil }
+                    let advanced = advance(standing, by: fetched.entries)
+                    guard let logged = log(SourcedBatch(positions: advanced, outsideClock: fetched.outside, body: fetched.body)) else { continue }
+                    standing.merge(advanced) { $1 }
+                    held = Logged(logged: logged, entries: fetched.entries, advanced: advanced, full: fetched.full)
+                    try hand(held!, reading, client)
                     held = nil
-                } else if let outside = fetched.outside, outside > max(service.clocks.served ?? .min, clockHanded) {
+                } else if let outside = fetched.outside, outside > max(service.clocks.served ?? .min, clockLogged) {
                     // Only the clock moved: a batch with no lines.
-                    clockHanded = outside
-                    held = fetched
-                    if try !hand(fetched, readSince: readSince, client) { clockHanded = .min }
+                    guard let logged = log(SourcedBatch(positions: [:], outsideClock: outside, body: [])) else { continue }
+                    clockLogged = outside
+                    held = Logged(logged: logged, entries: [], advanced: [:], full: false)
+                    try hand(held!, reading, client)
                     held = nil
+                } else if !reading.leads {
+                    // Caught up: reads again after a while.
+                    usleep(UInt32(idle * 1e6))
+                    idle = min(idle * 2, 0.1)
                 } else if let lines = handoff.writes(waiting: 0) ?? (handoff.allApplied ? service.takeStateWrites() : nil) {
                     // Caught up, and all of it applied: every changed line
                     // is written now (those of a policy put too), whatever
@@ -226,14 +251,34 @@ package final class SourceReader: @unchecked Sendable {
         }
     }
 
-    /// Hands `fetched` on once the applier is ready for it, writing the
-    /// lines it hands back meanwhile; false when reading restarted since
-    /// `readSince` (dropped).
-    private func hand(_ fetched: Fetched, readSince: Int, _ client: RedisClient) throws -> Bool {
+    /// Where each partition read stands after `entries`, from `standing`.
+    private func advance(_ standing: [Int: StreamPosition], by entries: [Entry]) -> [Int: StreamPosition] {
+        var advanced: [Int: StreamPosition] = [:]
+        for e in entries {
+            var p = advanced[e.partition] ?? standing[e.partition] ?? StreamPosition(last: .zero, applied: 0)
+            p.last = e.id
+            p.applied += 1
+            advanced[e.partition] = p
+        }
+        return advanced
+    }
+
+    /// `batch` made durable; nil when the log cannot take it (said, and
+    /// after a second the same entries are read again).
+    private func log(_ batch: SourcedBatch) -> RulesService.LoggedBatch? {
+        do { return try service.log(batch) } catch {
+            warn("applying what was read from \(source): \(error); reading again in 1 s")
+            sleep(1)
+            return nil
+        }
+    }
+
+    /// Hands `logged` on once the applier is ready for it, writing the
+    /// lines it hands back meanwhile.
+    private func hand(_ logged: Logged, _ reading: Reading, _ client: RedisClient) throws {
         while true {
-            switch handoff.put(fetched, readSince: readSince) {
-            case .handed: return true
-            case .dropped: return false
+            switch handoff.put(logged, writes: reading.leads) {
+            case .handed: return
             case .write(let lines): try writeOnly(client, lines)
             }
         }
@@ -249,22 +294,22 @@ package final class SourceReader: @unchecked Sendable {
     /// Sends `batch`, its first `writes` commands those of `state`, and
     /// reads the replies; `state` is settled once Redis has run them, else
     /// its lines are kept to be written first next time.
-    private func roundTrip(_ client: RedisClient, _ batch: RedisBatch, writes: Int, _ state: StateBatch) throws -> [[UInt8]] {
+    private func roundTrip(_ client: RedisClient, _ batch: RedisBatch, writes: Int, _ state: StateBatch?) throws -> [[UInt8]] {
         guard !batch.isEmpty else { return [] }
         let raws: [[UInt8]]
         do { raws = try client.runRaw(batch) } catch {
-            if writes > 0 { unwritten = LineWrites(batch: batch.prefix(writes), people: state.people) }  // every command again: setting a line twice sets it once
+            if let state, writes > 0 { unwritten = LineWrites(batch: batch.prefix(writes), people: state.people) }  // every command again: setting a line twice sets it once
             throw error
         }
-        if let refused = raws.prefix(writes).first(where: { $0.first == UInt8(ascii: "-") }) {
+        if let state, let refused = raws.prefix(writes).first(where: { $0.first == UInt8(ascii: "-") }) {
             unwritten = LineWrites(batch: batch.prefix(writes), people: state.people)
             throw RedisClient.Failure(description: "writing the report lines: \(String(decoding: refused.dropFirst().prefix { $0 != 0x0D }, as: UTF8.self))")
         }
-        written(state)
+        if let state { written(state) }
         return raws
     }
 
-    /// The applying thread: applies each batch read, in order; hands the
+    /// The applying thread: applies each batch logged, in order; hands the
     /// changed lines back to be written when caught up (no partition gave
     /// all that was asked), and while a backlog is read at most every
     /// `writeInterval`, so that a person changed in many batches is
@@ -273,21 +318,19 @@ package final class SourceReader: @unchecked Sendable {
     private func applyAll() {
         var lastWritten = 0.0
         while true {
-            let fetched = handoff.next()
-            do {
-                if fetched.entries.isEmpty {
-                    _ = try service.take(SourcedBatch(positions: [:], outsideClock: fetched.outside, body: []))
-                } else {
-                    try apply(fetched.entries, body: fetched.body, outside: fetched.outside)
+            let next = handoff.next()
+            let (_, rejections) = service.apply(next.logged)
+            for r in rejections where r.line >= 1 && r.line <= next.entries.count {
+                let e = next.entries[r.line - 1]
+                warn("\(source.address.stream(e.partition)) \(e.id): \(r.reason)")
+            }
+            health.locked {
+                for (k, p) in next.advanced {
+                    shown[k] = (p.applied, p.last, shown[k]?.lag.map { max(0, $0 - (p.applied - (shown[k]?.applied ?? 0))) })
                 }
-            } catch {
-                warn("applying what was read from \(source): \(error); reading again in 1 s")
-                handoff.restart()
-                sleep(1)
-                continue
             }
             let now = Self.now()
-            if !fetched.full || now - lastWritten >= writeInterval {
+            if !next.full || now - lastWritten >= writeInterval {
                 lastWritten = now
                 handWrites()
             }
@@ -328,30 +371,33 @@ package final class SourceReader: @unchecked Sendable {
 
     /// The commands that read the next entries of every partition, after
     /// `cursor`, and the latest clock any worker wrote.
-    private func addRead(to batch: inout RedisBatch, after cursor: [Int: EntryId]) {
-        for k in source.partitions {
+    private func addRead(to batch: inout RedisBatch, _ reading: Reading, after cursor: [Int: EntryId]) {
+        for k in reading.partitions {
             let stream = source.address.stream(k)
             batch.add(key: stream, ["XREAD", "COUNT", "\(perPartition)", "STREAMS", stream, "\(cursor[k] ?? .zero)"])
         }
+        guard reading.leads else { return }
         let clockKey = source.address.name + ":clock"
         batch.add(key: clockKey, ["HVALS", clockKey])
     }
 
     /// The replies of `addRead`'s commands. The replies are kept as they
     /// came and their entries found in place: no value is made per entry.
-    private func parseRead(_ replies: ArraySlice<[UInt8]>) throws -> Fetched {
+    private func parseRead(_ replies: ArraySlice<[UInt8]>, _ reading: Reading) throws -> Fetched {
         let raws = Array(replies)
         var entries: [Entry] = [], full = false
-        for (r, k) in source.partitions.enumerated() {
+        for (r, k) in reading.partitions.enumerated() {
             let before = entries.count
             try entriesOf(raws[r], index: r, partition: k, into: &entries)
             if entries.count - before >= perPartition { full = true }
         }
         var outside: Int64? = nil
-        var reader = RESPReader()
-        reader.append(raws[raws.count - 1])
-        if case .array(let values)? = try reader.next() {
-            outside = values.compactMap { $0.text.flatMap { Int64($0) } }.max()
+        if reading.leads {
+            var reader = RESPReader()
+            reader.append(raws[raws.count - 1])
+            if case .array(let values)? = try reader.next() {
+                outside = values.compactMap { $0.text.flatMap { Int64($0) } }.max()
+            }
         }
         return Fetched(body: Self.body(of: entries, in: raws), entries: entries, outside: outside, full: full)
     }
@@ -420,31 +466,6 @@ package final class SourceReader: @unchecked Sendable {
             }
             precondition(k == entries.count, "entries not in the order of their replies")
             written = at
-        }
-    }
-
-    /// The entries as one batch: logged, applied; rejected lines named by
-    /// their stream and entry.
-    private func apply(_ entries: [Entry], body: [UInt8], outside: Int64?) throws {
-        // Where each partition of the range stands after these entries.
-        let first = source.partitions.lowerBound
-        let before = service.positions
-        var standing = source.partitions.map { before[$0] ?? StreamPosition(last: .zero, applied: 0) }
-        var moved = [Bool](repeating: false, count: standing.count)
-        for e in entries {
-            standing[e.partition - first].last = e.id
-            standing[e.partition - first].applied += 1
-            moved[e.partition - first] = true
-        }
-        var advanced: [Int: StreamPosition] = [:]
-        for (i, p) in standing.enumerated() where moved[i] { advanced[first + i] = p }
-        let (_, rejections) = try service.take(SourcedBatch(positions: advanced, outsideClock: outside, body: body))
-        for r in rejections where r.line >= 1 && r.line <= entries.count {
-            let e = entries[r.line - 1]
-            warn("\(source.address.stream(e.partition)) \(e.id): \(r.reason)")
-        }
-        health.locked {
-            for (k, p) in advanced { shown[k] = (p.applied, p.last, shown[k]?.lag.map { max(0, $0 - (p.applied - (shown[k]?.applied ?? 0))) }) }
         }
     }
 

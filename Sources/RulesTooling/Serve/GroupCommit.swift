@@ -27,6 +27,9 @@ final class GroupCommit: @unchecked Sendable {
         var answer: HTTPResponse? = nil
         /// Where the record ends in the log, once it is durable.
         var end = 0
+        var isDurable = false
+        /// Its thread waits only until it is durable (`write`): woken then.
+        var writeOnly = false
         /// Where its thread waits (with the group commit's mutex): woken
         /// when its answer is set, or when a role it can take is free.
         let woken = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -80,8 +83,43 @@ final class GroupCommit: @unchecked Sendable {
         let ticket = Ticket(record, refusal: refusal, apply)
         pthread_mutex_lock(mutex)
         queued.append(ticket)
+        pthread_mutex_unlock(mutex)
+        return finish(ticket)
+    }
+
+    /// The first half of `commit`, for a thread that reads ahead (a
+    /// worker's reader): makes `record` durable, taking the writer's role
+    /// when it is free, and returns without applying it — `finish` applies
+    /// it, on another thread, while this one reads and writes the next.
+    /// Another thread's `finish` may apply it first (a policy put behind
+    /// it): log order stays applying order. When the log cannot take it,
+    /// the refusal (503) instead.
+    func write(_ record: EventLog.Record, refusal: String, apply: @escaping () -> HTTPResponse) -> Result<Ticket, Refused> {
+        let ticket = Ticket(record, refusal: refusal, apply)
+        ticket.writeOnly = true
+        pthread_mutex_lock(mutex)
+        queued.append(ticket)
+        while ticket.answer == nil && !ticket.isDurable {
+            if !writing { write(for: ticket) } else { pthread_cond_wait(ticket.woken, mutex) }
+        }
+        ticket.writeOnly = false
+        pthread_mutex_unlock(mutex)
+        // Durable, it may be applied already (by a thread behind it).
+        if !ticket.isDurable, let answer = ticket.answer { return .failure(Refused(answer: answer)) }
+        return .success(ticket)
+    }
+
+    struct Refused: Error { let answer: HTTPResponse }
+
+    /// Waits for `ticket`'s answer (taking whichever role is free), once
+    /// it is applied — or refused, when it was not yet durable.
+    func finish(_ ticket: Ticket) -> HTTPResponse {
+        pthread_mutex_lock(mutex)
         while ticket.answer == nil {
-            switch nextRole() {
+            // A durable record waits only to be applied: this thread does
+            // not write records queued after it meanwhile (their own
+            // threads do).
+            switch ticket.isDurable && nextRole() == .writer ? (applying || durable.isEmpty ? nil : .applier) : nextRole() {
             case .writer?: write(for: ticket)
             case .applier?: applyDurable(for: ticket)
             case nil: pthread_cond_wait(ticket.woken, mutex)
@@ -105,7 +143,8 @@ final class GroupCommit: @unchecked Sendable {
     /// once its answer is set). Only those threads wake, and the ones whose
     /// answers were set: not every waiting thread at every step.
     private func handOff(from ticket: Ticket) {
-        let next = ticket.answer == nil ? nextRole() : nil
+        // A thread that only writes takes no role once its record is durable.
+        let next = ticket.answer == nil && !(ticket.writeOnly && ticket.isDurable) ? nextRole() : nil
         if !writing && next != .writer, let owner = queued.first(where: { $0 !== ticket }) { owner.wake() }
         if !applying && next != .applier, let owner = durable.first(where: { $0 !== ticket }) { owner.wake() }
     }
@@ -121,7 +160,10 @@ final class GroupCommit: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         switch outcome {
         case .success(let ends):
-            for (ticket, end) in zip(batch, ends) { ticket.end = end }
+            for (written, end) in zip(batch, ends) {
+                (written.end, written.isDurable) = (end, true)
+                if written.writeOnly && written !== ticket { written.wake() }
+            }
             durable += batch
             counts = (counts.syncs + 1, counts.records + batch.count)
         case .failure(let error):

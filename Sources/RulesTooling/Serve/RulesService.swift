@@ -134,9 +134,11 @@ package final class RulesService: @unchecked Sendable {
         commits = GroupCommit(log: log) { [unowned self] apply, end in
             lock.locked {
                 appliedEnd = end
+                defer { noteApplied() }
                 return apply()
             }
         }
+        noteApplied()
     }
 
     /// A data directory serves one kind of service for its life: a
@@ -165,28 +167,60 @@ package final class RulesService: @unchecked Sendable {
         }
     }
 
-    /// Takes a worker's batch as a body is taken (durable, then applied);
-    /// its summary and rejections (line numbers within its body).
-    package func take(_ batch: SourcedBatch) throws -> (summary: RunSummary, rejections: [Rejection]) {
-        var result = (summary: RunSummary(), rejections: [Rejection]())
-        let answer = commits.commit(.sourced(batch), refusal: "the batch was not stored, so not applied") { [self] in
-            result = state.take(batch)
-            return .json(200, "{}")
-        }
-        guard answer.status == 200 else {
-            // The answer a post would get, `{"error":"…"}`: its message.
-            let object = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any]
-            let message = object?["error"] as? String ?? String(decoding: answer.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw ServedState.Refused(description: message)
-        }
-        return result
+    /// A worker's batch in the log, to be applied (`apply(_:)`): its reader
+    /// logs the next batch while the applier applies this one.
+    package final class LoggedBatch: @unchecked Sendable {
+        fileprivate var ticket: GroupCommit.Ticket? = nil
+        /// Set when it is applied (by whichever thread applies it).
+        fileprivate var result = (summary: RunSummary(), rejections: [Rejection]())
     }
 
-    /// A worker's reading of its partitions, as of the last batch.
-    package var positions: [Int: StreamPosition] { lock.locked { state.positions } }
+    /// Makes a worker's batch durable, as a posted body is before it is
+    /// applied; throws the reason when the log cannot take it.
+    package func log(_ batch: SourcedBatch) throws -> LoggedBatch {
+        let logged = LoggedBatch()
+        let written = commits.write(.sourced(batch), refusal: "the batch was not stored, so not applied") { [self] in
+            logged.result = state.take(batch)
+            return .json(200, "{}")
+        }
+        switch written {
+        case .success(let ticket): logged.ticket = ticket
+        case .failure(let refused):
+            // The answer a post would get, `{"error":"…"}`: its message.
+            let body = refused.answer.body
+            let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+            let message = object?["error"] as? String ?? String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw ServedState.Refused(description: message)
+        }
+        return logged
+    }
 
-    /// This service's own latest event time, and the one it evaluates at.
-    package var clocks: (own: Int64?, served: Int64?) { lock.locked { (state.ownClock, state.clock) } }
+    /// Applies a logged batch (and any record logged before it); its
+    /// summary and rejections (line numbers within its body).
+    package func apply(_ logged: LoggedBatch) -> (summary: RunSummary, rejections: [Rejection]) {
+        _ = commits.finish(logged.ticket!)
+        return logged.result
+    }
+
+    /// A worker's reading of its partitions, as of the last batch applied.
+    package var positions: [Int: StreamPosition] { lastApplied.locked { lastAppliedState.positions } }
+
+    /// This service's own latest event time, and the one it evaluates at,
+    /// as of the last record applied.
+    package var clocks: (own: Int64?, served: Int64?) { lastApplied.locked { lastAppliedState.clocks } }
+
+    /// What a worker's readers ask between batches, kept apart from the
+    /// engine's lock and set after each record applied: asked under that
+    /// lock, a reader could not send its next read until the batch being
+    /// applied was done — Redis and the applier then took turns.
+    private let lastApplied = Lock()
+    private var lastAppliedState: (positions: [Int: StreamPosition], clocks: (own: Int64?, served: Int64?)) = ([:], (nil, nil))
+
+    /// Called holding the engine's lock, after a record is applied.
+    private func noteApplied() {
+        let now = (state.positions, (state.ownClock, state.clock))
+        lastApplied.locked { lastAppliedState = now }
+    }
 
     /// A worker's changed lines waiting to be written to Redis, as the
     /// engine has them now (nil: none).
