@@ -139,7 +139,7 @@ PY
     kill $worker
     wait $worker 2>/dev/null || true
 }
-trap 'kill $worker 2>/dev/null; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+trap 'kill $worker 2>/dev/null || true; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 worker=""
 worker_seconds=999
 for round in 1 2 3; do

@@ -81,7 +81,7 @@ enum ServeCommand {
                         while a worker catches up on a backlog, it writes
                         changed lines to NAME:state:{K} at most this often,
                         each person once with their latest line (default
-                        0.25; 0: after every batch); caught up, it writes
+                        1; 0: after every batch); caught up, it writes
                         them after every batch
       -h, --help        show this help
 

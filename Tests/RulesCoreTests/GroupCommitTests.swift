@@ -172,4 +172,30 @@ struct GroupCommitTests {
         // thread never does (it would not be reading meanwhile).
         #expect(seen.byReader == 0)
     }
+
+    /// A worker's batch, logged then applied, is freed once applied: a
+    /// cycle between a logged batch and its ticket's closure once kept
+    /// every body of a worker alive (its memory grew with every line).
+    @Test("a worker's logged batch is freed once applied, and applied once")
+    func loggedBatchFreed() throws {
+        let directory = NSTemporaryDirectory() + "rules-group-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let policy = ServedPolicy(paths: ["p.rules"], files: ["p.rules": "score starts at 1000\nspeeding → -5\n"])
+        guard case .success(let compiled) = policy.compile(), let program = compiled.program else {
+            Issue.record("the test's policy does not compile")
+            return
+        }
+        let source = StreamSource(address: try RedisAddress(parsing: "redis://127.0.0.1:1/t"), partitions: 0...0, count: 1)
+        let service = try RulesService(policy: policy, program: program, data: directory, source: source)
+        weak var freed: RulesService.LoggedBatch?
+        for k in 1...3 {
+            let body = Array(#"{"citizen":"ann","type":"speeding","time":"2026-01-0\#(k)T00:00:00Z"}"#.utf8) + [0x0A]
+            let logged = try service.log(SourcedBatch(positions: [0: StreamPosition(last: EntryId(ms: 1, sequence: UInt64(k)), applied: k)],
+                                                      outsideClock: nil, body: body))
+            freed = logged
+            #expect(service.apply(logged).summary.applied == 1)
+        }
+        #expect(freed == nil, "a logged batch outlived its applying")
+        #expect(service.positions[0]?.applied == 3)
+    }
 }

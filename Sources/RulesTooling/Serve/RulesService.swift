@@ -170,21 +170,31 @@ package final class RulesService: @unchecked Sendable {
     /// A worker's batch in the log, to be applied (`apply(_:)`): its reader
     /// logs the next batch while the applier applies this one.
     package final class LoggedBatch: @unchecked Sendable {
-        fileprivate var ticket: GroupCommit.Ticket? = nil
-        /// Set when it is applied (by whichever thread applies it).
-        fileprivate var result = (summary: RunSummary(), rejections: [Rejection]())
+        fileprivate let ticket: GroupCommit.Ticket
+        fileprivate let result: Applied
+        fileprivate init(_ ticket: GroupCommit.Ticket, _ result: Applied) { (self.ticket, self.result) = (ticket, result) }
+    }
+
+    /// What applying a logged batch gave, set by whichever thread applied
+    /// it. (The ticket's closure holds this, not the `LoggedBatch` that
+    /// holds the ticket: that cycle kept every batch's body alive.)
+    fileprivate final class Applied: @unchecked Sendable {
+        var value = (summary: RunSummary(), rejections: [Rejection]())
     }
 
     /// Makes a worker's batch durable, as a posted body is before it is
     /// applied; throws the reason when the log cannot take it.
     package func log(_ batch: SourcedBatch) throws -> LoggedBatch {
-        let logged = LoggedBatch()
+        let applied = Applied()
+        // Its lines dealt to the shards here, on the reader's thread: the
+        // applier's is the longer part.
+        let dealt = state.deal(batch.body)
         let written = commits.write(.sourced(batch), refusal: "the batch was not stored, so not applied") { [self] in
-            logged.result = state.take(batch)
+            applied.value = state.take(batch, dealt: dealt)
             return .json(200, "{}")
         }
         switch written {
-        case .success(let ticket): logged.ticket = ticket
+        case .success(let ticket): return LoggedBatch(ticket, applied)
         case .failure(let refused):
             // The answer a post would get, `{"error":"…"}`: its message.
             let body = refused.answer.body
@@ -192,14 +202,13 @@ package final class RulesService: @unchecked Sendable {
             let message = object?["error"] as? String ?? String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw ServedState.Refused(description: message)
         }
-        return logged
     }
 
     /// Applies a logged batch (and any record logged before it); its
     /// summary and rejections (line numbers within its body).
     package func apply(_ logged: LoggedBatch) -> (summary: RunSummary, rejections: [Rejection]) {
-        _ = commits.finish(logged.ticket!)
-        return logged.result
+        _ = commits.finish(logged.ticket)
+        return logged.result.value
     }
 
     /// A worker's reading of its partitions, as of the last batch applied.

@@ -273,10 +273,10 @@ final class ServedState {
     /// Takes a worker's batch: its lines, as of the outside clock when that
     /// is later than this state's own; then where each partition stands.
     @discardableResult
-    func take(_ batch: SourcedBatch, asOf: Int64? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
+    func take(_ batch: SourcedBatch, asOf: Int64? = nil, dealt: LineShares? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
         if let outside = batch.outsideClock, outside > (outsideClock ?? .min) { outsideClock = outside }
         defer { positions.merge(batch.positions) { $1 } }
-        return take(body: batch.body, asOf: asOf)
+        return take(body: batch.body, asOf: asOf, dealt: dealt)
     }
 
     /// The state as a checkpoint, after the log's records up to `logEnd`.
