@@ -254,13 +254,20 @@ package final class SourceReader: @unchecked Sendable {
     }
 
     /// Where each partition read stands after `entries`, from `standing`.
+    /// (A partition's entries come one after another: the dictionaries are
+    /// reached once per partition, not per entry.)
     private func advance(_ standing: [Int: StreamPosition], by entries: [Entry]) -> [Int: StreamPosition] {
         var advanced: [Int: StreamPosition] = [:]
-        for e in entries {
-            var p = advanced[e.partition] ?? standing[e.partition] ?? StreamPosition(last: .zero, applied: 0)
-            p.last = e.id
-            p.applied += 1
-            advanced[e.partition] = p
+        var start = 0
+        while start < entries.count {
+            let k = entries[start].partition
+            var end = start + 1
+            while end < entries.count && entries[end].partition == k { end += 1 }
+            var p = advanced[k] ?? standing[k] ?? StreamPosition(last: .zero, applied: 0)
+            p.last = entries[end - 1].id
+            p.applied += end - start
+            advanced[k] = p
+            start = end
         }
         return advanced
     }
