@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import MemoryHints
 import RulesCore
 
 /// A worker's loop (`rules serve … --source`): reads its partitions'
@@ -64,8 +65,13 @@ package final class SourceReader: @unchecked Sendable {
     /// Runs the loop: one thread reads from Redis (and writes the changed
     /// lines back), another applies what it read, a batch behind.
     package func start() {
-        for reading in readings { startThread { [self] in read(reading) }  }
-        startThread { [self] in applyAll() }
+        // At nice 5, as the shards' helper threads are (and a connection's
+        // thread taking writes): lookups come first when the cores are
+        // short, and the helper is not starved by the threads it works
+        // with — at nice 0 beside it, these took the cores and the applier
+        // waited for the helper's shard.
+        for reading in readings { startThread { [self] in _ = rules_thread_nice(5); read(reading) } }
+        startThread { [self] in _ = rules_thread_nice(5); applyAll() }
     }
 
     /// What one reading thread reads: its share of the partitions, and
