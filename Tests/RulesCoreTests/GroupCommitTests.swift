@@ -7,24 +7,32 @@ import Testing
 /// syncs shared.
 @Suite("Group commit")
 struct GroupCommitTests {
-    @Test("16 threads commit 200 records each: all answered, applied in log order, none before it is written, syncs shared", .timeLimit(.minutes(1)))
-    func manyThreads() throws {
-        let directory = NSTemporaryDirectory() + "rules-group-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    /// What the records' `apply`s saw, across threads.
+    final class Seen: @unchecked Sendable {
+        let lock = NSLock()
+        var applied: [[UInt8]] = [], early = 0, byReader = 0
+    }
+
+    /// A new log in `directory` and a group commit over it that counts, in
+    /// `early`, every record applied before the file holds it (written;
+    /// synced too, but that cannot be seen from here).
+    static func watchedCommits(in directory: String) throws -> (EventLog, GroupCommit, Seen) {
         let (log, _, _) = try EventLog.open(in: directory, first: .policy("{}")) { _ in }
         let path = directory + "/events.log"
-        final class Seen: @unchecked Sendable {
-            let lock = NSLock()
-            var applied: [[UInt8]] = [], early = 0
-        }
         let seen = Seen()
         let commits = GroupCommit(log: log) { apply, end in
-            // Written (synced too, but that cannot be seen from here) before
-            // it is applied.
             let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
             if size < end { seen.lock.lock(); seen.early += 1; seen.lock.unlock() }
             return apply()
         }
+        return (log, commits, seen)
+    }
+
+    @Test("16 threads commit 200 records each: all answered, applied in log order, none before it is written, syncs shared", .timeLimit(.minutes(1)))
+    func manyThreads() throws {
+        let directory = NSTemporaryDirectory() + "rules-group-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (log, commits, seen) = try Self.watchedCommits(in: directory)
         let threads = 16, each = 200
         // Threads of their own (a dispatch queue would run two at a time here).
         let done = DispatchGroup()
@@ -104,18 +112,7 @@ struct GroupCommitTests {
     func writeAheadOfApplying() throws {
         let directory = NSTemporaryDirectory() + "rules-group-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (log, _, _) = try EventLog.open(in: directory, first: .policy("{}")) { _ in }
-        let path = directory + "/events.log"
-        final class Seen: @unchecked Sendable {
-            let lock = NSLock()
-            var applied: [[UInt8]] = [], early = 0, byReader = 0
-        }
-        let seen = Seen()
-        let commits = GroupCommit(log: log) { apply, end in
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-            if size < end { seen.lock.lock(); seen.early += 1; seen.lock.unlock() }
-            return apply()
-        }
+        let (log, commits, seen) = try Self.watchedCommits(in: directory)
         @Sendable func record(_ text: String) -> [UInt8] { Array("{\"r\":\"\(text)\"}\n".utf8) }
         final class Tickets: @unchecked Sendable {
             let condition = NSCondition()
