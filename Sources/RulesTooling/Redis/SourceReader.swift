@@ -57,13 +57,15 @@ package final class SourceReader: @unchecked Sendable {
         // A batch is this big only when entries wait: a worker that keeps
         // up reads what has come.
         perPartition = max(100, 32768 / source.partitions.count)
+        readings = Self.readings(of: source.partitions)
         handoff.room = readings.count
         for (k, p) in service.positions { shown[k] = (p.applied, p.last, nil) }
         service.sourceHealth = { [self] in healthJSON() }
     }
 
-    /// Runs the loop: one thread reads from Redis (and writes the changed
-    /// lines back), another applies what it read, a batch behind.
+    /// Runs the loop: the reading threads (`readings`) read from Redis and
+    /// log what they read (the first also writes the changed lines back);
+    /// another thread applies it, in the log's order.
     package func start() {
         // At nice 5, as the shards' helper threads are (and a connection's
         // thread taking writes): lookups come first when the cores are
@@ -87,16 +89,19 @@ package final class SourceReader: @unchecked Sendable {
     /// partitions: while Redis answers one, the other parses, logs and
     /// hands on what it read (with one, Redis and the reader waited for
     /// each other: each was idle half the time).
-    private var readings: [Reading] {
-        let count = min(2, source.partitions.count)
+    private let readings: [Reading]
+
+    private static func readings(of partitions: ClosedRange<Int>) -> [Reading] {
+        let count = min(2, partitions.count)
         return (0..<count).map { r in
-            Reading(partitions: source.partitions.filter { ($0 - source.partitions.lowerBound) % count == r }, leads: r == 0)
+            Reading(partitions: partitions.filter { ($0 - partitions.lowerBound) % count == r }, leads: r == 0)
         }
     }
 
-    /// Between the two threads: batches logged and not yet applied, in
-    /// order (at most one waits: the next is read and logged while this
-    /// one is applied), and the other way, changed lines to write.
+    /// Between the readers and the applier: batches logged and not yet
+    /// applied, in order (at most one per reader waits: the next is read
+    /// and logged while these are applied), and the other way, changed
+    /// lines to write.
     private let handoff = Handoff()
 
     /// A batch read and logged, for the applier: the entries name its

@@ -116,10 +116,7 @@ final class GroupCommit: @unchecked Sendable {
     func finish(_ ticket: Ticket) -> HTTPResponse {
         pthread_mutex_lock(mutex)
         while ticket.answer == nil {
-            // A durable record waits only to be applied: this thread does
-            // not write records queued after it meanwhile (their own
-            // threads do).
-            switch ticket.isDurable && nextRole() == .writer ? (applying || durable.isEmpty ? nil : .applier) : nextRole() {
+            switch role(for: ticket) {
             case .writer?: write(for: ticket)
             case .applier?: applyDurable(for: ticket)
             case nil: pthread_cond_wait(ticket.woken, mutex)
@@ -130,6 +127,14 @@ final class GroupCommit: @unchecked Sendable {
     }
 
     private enum Role { case writer, applier }
+
+    /// The role the thread waiting on `ticket` takes now. A durable record
+    /// waits only to be applied: its thread does not write records queued
+    /// after it meanwhile (their own threads do).
+    private func role(for ticket: Ticket) -> Role? {
+        guard ticket.isDurable else { return nextRole() }
+        return !applying && !durable.isEmpty ? .applier : nil
+    }
 
     /// The role that is free and has work, the writer's first.
     private func nextRole() -> Role? {
