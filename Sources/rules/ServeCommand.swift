@@ -78,11 +78,12 @@ enum ServeCommand {
                         streams (off: kept whole, they let a new worker
                         start from scratch)
       --write-every SECONDS
-                        while a worker catches up on a backlog, it writes
-                        changed lines to NAME:state:{K} at most this often,
-                        each person once with their latest line (default
-                        1; 0: after every batch); caught up, it writes
-                        them after every batch
+                        while a worker catches up on a backlog, it looks
+                        for changed lines (for lookups, the change feed
+                        and NAME:state:{K}) at most this often, each
+                        person once with their latest line (default 1;
+                        0: after every batch); caught up, after every
+                        batch
       -h, --help        show this help
 
     exit status: 0 stopped by SIGTERM or SIGINT (what is in flight is

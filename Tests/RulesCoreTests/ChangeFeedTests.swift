@@ -400,6 +400,79 @@ struct ServedShardsTests {
         }
         #expect(compared > 200)
     }
+
+    /// A worker reading a backlog holds batches (`SourcedBatch.publishes`):
+    /// their changes are looked for with the next that publishes. That must
+    /// be exactly one body made of them all — the feed's events and
+    /// numbers, the lookups, and the changed lines a worker writes to Redis.
+    @Test("held batches, then one that publishes: the same feed events, lookups and lines to write as one body made of them all")
+    func heldBatchesAreOneBody() throws {
+        var compared = 0, held = 0
+        for seed in UInt64(1)...300 {
+            var generator = CaseGenerator(seed: seed)
+            let c = generator.generate()
+            guard let program = Differential.compile(c).program else { continue }
+            compared += 1
+            let names = c.files.indices.map { "policy\($0 + 1).rules" }
+            let policy = ServedPolicy(paths: names, files: Dictionary(uniqueKeysWithValues: zip(names, c.files)))
+            let people = Array(Set(c.lines.compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["citizen"] as? String
+            })).sorted()
+            var rng = SeededRandom(seed: seed &* 13)
+            let whole = Served(shards: 1, corrections: c.corrections), holding = Served(shards: 1 + rng.below(3), corrections: c.corrections)
+            var told: [String: [[String]]] = [:]
+            for (name, served) in [("whole", whole), ("holding", holding)] {
+                served.state.onChanges = { changes, _ in
+                    told[name, default: []].append(changes.changes.map { "\($0.person) \($0.line.map { String(decoding: $0, as: UTF8.self) } ?? "gone")" })
+                }
+                try served.state.take(policy: policy, program: program)
+            }
+            var k = 0, pending: [UInt8] = [], pendingLines = 0
+            while k < c.lines.count {
+                let end = min(c.lines.count, k + 1 + rng.below(6))
+                let bytes = Array(c.lines[k..<end].map { $0 + "\n" }.joined().utf8)
+                // Two of three held; the last always publishes.
+                let publishes = end == c.lines.count || rng.below(3) == 0
+                let batch = SourcedBatch(positions: [0: StreamPosition(last: EntryId(ms: UInt64(end), sequence: 0), applied: end)],
+                                         outsideClock: nil, body: bytes, publishes: publishes)
+                let h = holding.state.take(batch)
+                pending += bytes
+                pendingLines += h.summary.lines
+                let context = "seed \(seed), lines \(k + 1)...\(end)\n\(c.repro)"
+                if publishes {
+                    whole.state.take(body: pending)
+                    pending = []
+                    pendingLines = 0
+                    #expect(holding.events == whole.events, "\(context)")
+                    #expect(told["holding"] == told["whole"], "\(context)")
+                    #expect(holding.lookups(people) == whole.lookups(people), "\(context)")
+                } else {
+                    held += 1
+                }
+                #expect(holding.state.heldLines == pendingLines, "\(context)")
+                k = end
+            }
+            #expect(holding.report == whole.report)
+        }
+        #expect(compared > 200 && held > 500, "\(compared) cases, \(held) batches held")
+    }
+
+    @Test("a policy put while batches are held: its changes include theirs, and nothing stays held")
+    func policyWhileHeld() throws {
+        let text = "score starts at 0\nevent e {}\ne → +1\n"
+        let served = Served(shards: 2, corrections: nil)
+        let policy = ServedPolicy(paths: ["p.rules"], files: ["p.rules": text])
+        try served.state.take(policy: policy, program: try compileOrFail(text))
+        let body = Array(#"{"citizen":"a","time":"2026-01-01","type":"e"}"#.utf8) + [10] + Array(#"{"citizen":"b","time":"2026-01-02","type":"e"}"#.utf8) + [10]
+        served.state.take(SourcedBatch(positions: [:], outsideClock: nil, body: body, publishes: false))
+        #expect(served.state.heldLines == 2 && served.events.isEmpty && served.lookups(["a", "b"]) == [nil, nil])
+        let changes = try served.state.take(policy: policy, program: try compileOrFail(text)).changes
+        #expect(changes.map { String(decoding: $0.person, as: UTF8.self) } == ["a", "b"])
+        #expect(served.state.heldLines == 0)
+        #expect(served.lookups(["a", "b"]) == [#"{"citizen":"a","score":1,"flags":[],"denied":[],"granted":[]}"#,
+                                                #"{"citizen":"b","score":1,"flags":[],"denied":[],"granted":[]}"#])
+        #expect(served.events.count == 2)
+    }
 }
 
 /// A body dealt to shards in one pass (`LineShares`): every line once, in

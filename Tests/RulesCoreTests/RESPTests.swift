@@ -126,6 +126,29 @@ struct RESPTests {
         #expect(EntryId(bytes: Array("1-000000000000000000001".utf8)) == nil, "twenty-one digits")
     }
 
+    @Test("a worker's batch as the log keeps it reads back, held or not; a record from before batches could be held publishes; a damaged one is refused")
+    func sourcedBatchRecord() {
+        let positions = [3: StreamPosition(last: EntryId(ms: UInt64.max, sequence: 7), applied: 12), 0: StreamPosition(last: .zero, applied: 0)]
+        for publishes in [true, false] {
+            for body in [[UInt8](), Array("{\"citizen\":\"a\"}\n".utf8)] {
+                let batch = SourcedBatch(positions: positions, outsideClock: publishes ? nil : -5, body: body, publishes: publishes)
+                var bytes: [UInt8] = []
+                batch.encode(into: &bytes)
+                #expect(bytes.count == batch.encodedCount)
+                #expect(SourcedBatch(decoding: bytes[...]) == batch)
+            }
+        }
+        // Written before batches could be held: the count of positions
+        // alone in the first four bytes (one position, partition 1).
+        let old: [UInt8] = [1, 0, 0, 0] + [1, 0, 0, 0] + [5] + Array(repeating: 0, count: 7) + Array(repeating: 0, count: 8)
+            + [2] + Array(repeating: 0, count: 7) + Array(repeating: 0, count: 7) + [0x80] + Array("x\n".utf8)
+        let read = SourcedBatch(decoding: old[...])
+        #expect(read == SourcedBatch(positions: [1: StreamPosition(last: EntryId(ms: 5, sequence: 0), applied: 2)], outsideClock: nil,
+                                     body: Array("x\n".utf8), publishes: true))
+        // More positions than the bytes can hold, held or not: refused.
+        for first: [UInt8] in [[2, 0, 0, 0], [2, 0, 0, 0x80]] { #expect(SourcedBatch(decoding: (first + old.dropFirst(4))[...]) == nil) }
+    }
+
     @Test("a batch's first commands as a batch of their own (what a worker sends again when a write failed): the same bytes, ends and slots")
     func batchPrefix() {
         var batch = RedisBatch()

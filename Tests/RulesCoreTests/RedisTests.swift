@@ -592,11 +592,14 @@ struct RedisWorkerTests {
         #expect(try Self.hashes(try RedisClient(host: "127.0.0.1", port: seed), "ev", partitions: 4) == expectedAll)
     }
 
-    @Test("a round trip reads at most 32,768 entries: a backlog of exactly that is one batch, one more is two; all applied either way")
+    @Test("a round trip reads at most 32,768 entries: a backlog of exactly that is one batch, held (more may wait), then a record that only publishes; one more is two batches; all applied either way")
     func batchCap() throws {
         let redis = try RedisProcess()
         let lines = Self.stream(32_769, seed: 77)
-        for (name, count, batches) in [("cap", 32_768, 1), ("over", 32_769, 2)] {
+        // A full read is held; the next finds nothing (caught up) and logs
+        // a record with no lines that publishes — or one line, the last
+        // batch, not full, which publishes itself.
+        for (name, count, batches) in [("cap", 32_768, 2), ("over", 32_769, 2)] {
             let mine = Array(lines.prefix(count))
             let published = try RedisTests.publish(["--to", "redis://127.0.0.1:\(redis.port)/\(name)", "--partitions", "1", try RedisTests.write(mine)])
             #expect(published.status == 0, "\(published.stderr)")
@@ -607,7 +610,9 @@ struct RedisWorkerTests {
             #expect(try worker.curl("/v1/report").body + "\n" == ServeTests.rulesRun([Self.policy], over: mine.joined(separator: "\n") + "\n"), "\(name)")
             // Each batch is one record of the log.
             let metrics = try worker.curl("/metrics").body
-            #expect(metrics.contains("rules_log_records_total \(batches)\n"), "\(name): \(metrics)")
+            #expect(metrics.contains("rules_log_records_total \(batches)\n") && metrics.contains("rules_lines_held 0\n"), "\(name): \(metrics)")
+            #expect(try Self.hashes(try RedisClient(host: "127.0.0.1", port: redis.port), name, partitions: 1)
+                    == ServeTests.rulesRun([Self.policy], over: mine.joined(separator: "\n") + "\n"), "\(name)")
         }
     }
 
@@ -636,6 +641,43 @@ struct RedisWorkerTests {
         // batch's people after it.
         #expect(written["slow"].map { $0 >= people && $0 <= 2 * people } == true, "\(written) for \(people) people")
         #expect(written["eager"].map { $0 > 3 * people } == true, "\(written) for \(people) people")
+    }
+
+    /// A start whose log ends with held batches (killed before the record
+    /// that publishes them), and nothing more to read: it publishes them
+    /// itself — they are looked for, written to Redis, and in lookups.
+    @Test("a log that ends with held batches and streams with nothing more: the next start publishes them; the hashes and lookups equal one rules run")
+    func startWithHeldBatches() throws {
+        let redis = try RedisProcess()
+        let lines = Self.stream(3_000, seed: 83)
+        #expect(try RedisTests.publish(["--to", "redis://127.0.0.1:\(redis.port)/hl", "--partitions", "1", try RedisTests.write(lines)]).status == 0)
+        let client = try RedisClient(host: "127.0.0.1", port: redis.port)
+        let ids = try RedisTests.entries(client, "hl:{0}").map(\.id)
+        #expect(ids.count == lines.count)
+        // The log a worker killed after two held batches leaves.
+        let data = ServeTests.dataDirectory()
+        let text = try String(contentsOfFile: Self.policy, encoding: .utf8)
+        let named = ServedPolicy(paths: [Self.policy], files: [Self.policy: text])
+        guard case .success(let compiled) = named.compile(), let program = compiled.program else { throw TestFailure("the test policy does not compile") }
+        do {
+            let source = StreamSource(address: try RedisAddress(parsing: "redis://127.0.0.1:\(redis.port)/hl"), partitions: 0...0, count: 1)
+            let service = try RulesService(policy: ServedPolicy(compiled, paths: [Self.policy]), program: program, data: data, source: source)
+            for (from, to) in [(0, 1_000), (1_000, 3_000)] {
+                let body = Array(lines[from..<to].map { $0 + "\n" }.joined().utf8)
+                let position = StreamPosition(last: try #require(EntryId(bytes: Array(ids[to - 1].utf8))), applied: to)
+                _ = service.apply(try service.log(SourcedBatch(positions: [0: position], outsideClock: nil, body: body, publishes: false)))
+            }
+            #expect(service.heldLines == 3_000 && service.unwritten >= 3_000)
+        }
+        let worker = try Self.worker(redis.port, "hl", "0/1", data: data, extra: ["--write-every", "86400"])
+        try Self.settle([worker], clock: Self.finalClock(lines))
+        let expected = try ServeTests.rulesRun([Self.policy], over: lines.joined(separator: "\n") + "\n")
+        #expect(try worker.curl("/v1/report").body + "\n" == expected)
+        #expect(try Self.hashes(client, "hl", partitions: 1) == expected)
+        let first = expected.split(separator: "\n")[0]
+        #expect(try worker.curl("/v1/people/\(Self.id(String(first)))").body == first)
+        let health = try worker.curl("/v1/health").body
+        #expect(health.contains(#""unwritten":0,"held":0,"#), "\(health)")
     }
 
     @Test("a policy put to a worker: every line it changes is written to the hashes; replayed after kill -9, the lines marked before it are written as the old policy left them, then its changes; the hashes equal the worker's report")
@@ -696,8 +738,12 @@ struct RedisWorkerTests {
         var worker: ServeTests.Server? = try Self.worker(redis.port, "st", "0/1", data: data, extra: ["--write-every", "86400"])
         var waiting = 0
         for _ in 0..<2000 {
+            // Held (not yet looked for) or found and not yet written.
             let metrics = try worker!.curl("/metrics").body
-            waiting = metrics.split(separator: "\n").first { $0.hasPrefix("rules_state_lines_unwritten ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+            func gauge(_ name: String) -> Int {
+                metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+            }
+            waiting = gauge("rules_lines_held") + gauge("rules_state_lines_unwritten")
             if waiting > 0 { break }
             usleep(1_000)
         }

@@ -110,8 +110,9 @@ package final class SourceReader: @unchecked Sendable {
         let logged: RulesService.LoggedBatch
         let entries: [Entry]
         let advanced: [Int: StreamPosition]
-        /// Whether a partition gave all the entries asked for (more may wait).
-        let full: Bool
+        /// Whether its changed lines are looked for after it, and handed
+        /// back to be written (`SourcedBatch.publishes`).
+        let publishes: Bool
     }
 
     private final class Handoff: @unchecked Sendable {
@@ -203,6 +204,10 @@ package final class SourceReader: @unchecked Sendable {
         var idle = 0.002, lagAsked = 0.0
         // The latest outside clock logged in a batch of its own.
         var clockLogged = Int64.min
+        // Whether a batch this thread logged is held and none has published
+        // since (a start may find the log's last batches held): once caught
+        // up, it logs a batch that only publishes.
+        var holding = service.heldLines > 0
         // Logged but not yet handed on: a failure to write while it waited
         // for the applier keeps it here.
         var held: Logged? = nil
@@ -229,16 +234,30 @@ package final class SourceReader: @unchecked Sendable {
                 if !fetched.entries.isEmpty {
                     idle = 0.002
                     let advanced = advance(standing, by: fetched.entries)
-                    guard let logged = log(SourcedBatch(positions: advanced, outsideClock: fetched.outside, body: fetched.body)) else { continue }
+                    let publishes = publishing(caughtUp: !fetched.full)
+                    guard let logged = log(SourcedBatch(positions: advanced, outsideClock: fetched.outside, body: fetched.body, publishes: publishes))
+                    else { continue }
                     standing.merge(advanced) { $1 }
-                    held = Logged(logged: logged, entries: fetched.entries, advanced: advanced, full: fetched.full)
+                    holding = !publishes
+                    held = Logged(logged: logged, entries: fetched.entries, advanced: advanced, publishes: publishes)
                     try hand(held!, reading, client)
                     held = nil
                 } else if let outside = fetched.outside, outside > max(service.clocks.served ?? .min, clockLogged) {
                     // Only the clock moved: a batch with no lines.
                     guard let logged = log(SourcedBatch(positions: [:], outsideClock: outside, body: [])) else { continue }
                     clockLogged = outside
-                    held = Logged(logged: logged, entries: [], advanced: [:], full: false)
+                    holding = false
+                    _ = publishing(caughtUp: true)
+                    held = Logged(logged: logged, entries: [], advanced: [:], publishes: true)
+                    try hand(held!, reading, client)
+                    held = nil
+                } else if holding {
+                    // Caught up after held batches: a batch with no lines
+                    // that publishes their changes.
+                    guard let logged = log(SourcedBatch(positions: [:], outsideClock: nil, body: [])) else { continue }
+                    holding = false
+                    _ = publishing(caughtUp: true)
+                    held = Logged(logged: logged, entries: [], advanced: [:], publishes: true)
                     try hand(held!, reading, client)
                     held = nil
                 } else if !reading.leads {
@@ -261,6 +280,23 @@ package final class SourceReader: @unchecked Sendable {
                 warn("reading \(source): \(error); trying again in 1 s")
                 sleep(1)
             }
+        }
+    }
+
+    /// When the readers last logged a batch that publishes.
+    private let published = Lock()
+    private var lastPublished = SourceReader.now()
+
+    /// Whether the batch about to be logged publishes: when its reader is
+    /// caught up (no partition gave all it was asked for), and while a
+    /// backlog is read, once every `writeInterval` (of all readers'
+    /// batches; 0: every batch) — its changed lines are written then.
+    private func publishing(caughtUp: Bool) -> Bool {
+        published.locked {
+            let now = Self.now()
+            guard caughtUp || writeInterval == 0 || now - lastPublished >= writeInterval else { return false }
+            lastPublished = now
+            return true
         }
     }
 
@@ -330,13 +366,13 @@ package final class SourceReader: @unchecked Sendable {
     }
 
     /// The applying thread: applies each batch logged, in order; hands the
-    /// changed lines back to be written when caught up (no partition gave
-    /// all that was asked), and while a backlog is read at most every
-    /// `writeInterval`, so that a person changed in many batches is
-    /// written once (each write costs Redis about what reading a line
-    /// does; docs/SCALING.md); then a checkpoint when one is due.
+    /// changed lines back to be written after each batch that publishes —
+    /// when caught up (no partition gave all that was asked), and while a
+    /// backlog is read at most every `writeInterval`, so that a person
+    /// changed in many batches is looked at and written once (each write
+    /// costs Redis about what reading a line does; docs/SCALING.md); then
+    /// a checkpoint when one is due.
     private func applyAll() {
-        var lastWritten = 0.0
         while true {
             let next = handoff.next()
             let (_, rejections) = service.apply(next.logged)
@@ -349,11 +385,7 @@ package final class SourceReader: @unchecked Sendable {
                     shown[k] = (p.applied, p.last, shown[k]?.lag.map { max(0, $0 - (p.applied - (shown[k]?.applied ?? 0))) })
                 }
             }
-            let now = Self.now()
-            if !next.full || now - lastWritten >= writeInterval {
-                lastWritten = now
-                handWrites()
-            }
+            if next.publishes { handWrites() }
             if service.checkpointDue {
                 // A checkpoint never covers a line not in Redis: all are
                 // written first (the reader writes them even while it waits
@@ -557,8 +589,10 @@ package final class SourceReader: @unchecked Sendable {
         }
     }
 
-    /// `"source":{…}` of `GET /v1/health`: each partition's stream, entries
-    /// applied, the last one's id, and the lag.
+    /// `"source":{…}` of `GET /v1/health`: the lines that may not yet be in
+    /// Redis (`RulesService.unwritten`; those of held batches among them),
+    /// each partition's stream, entries applied, the last one's id, and the
+    /// lag.
     private func healthJSON() -> String {
         health.locked {
             let items = source.partitions.map { k -> String in
@@ -566,8 +600,7 @@ package final class SourceReader: @unchecked Sendable {
                 let lag = s.lag.map(String.init) ?? "null"
                 return #"{"partition":\#(k),"stream":\#(JSONText.quoted(source.address.stream(k))),"applied":\#(s.applied),"last":"\#(s.last)","lag":\#(lag)}"#
             }
-            let unwritten = service.stateWrites?.unwritten ?? 0
-            return #"{"redis":\#(JSONText.quoted(source.address.description)),"unwritten":\#(unwritten),"partitions":[\#(items.joined(separator: ","))]}"#
+            return #"{"redis":\#(JSONText.quoted(source.address.description)),"unwritten":\#(service.unwritten),"held":\#(service.heldLines),"partitions":[\#(items.joined(separator: ","))]}"#
         }
     }
 

@@ -117,26 +117,41 @@ package struct StreamPosition: Equatable, Sendable {
 /// partition it read from stands after them, and the latest event time
 /// the other workers had reached (`NAME:clock`), which the report is
 /// evaluated at when it is later than this worker's own. A batch may have
-/// no lines: the clock alone moved.
+/// no lines: the clock alone moved, or it only publishes.
+///
+/// `publishes`: whether the changed report lines are looked for after it
+/// (and published: lookups, the change feed, `NAME:state:{K}`). While a
+/// backlog is read, the batches between two that publish are held: their
+/// changes are found at the next that does, as if the held ones and it
+/// were one body — a person changed in ten batches is looked at once, not
+/// ten times. It is decided when the batch is read and kept in the log, so
+/// that a replay looks where the live service looked (the change feed's
+/// events and numbers are the same).
 package struct SourcedBatch: Equatable, Sendable {
     package var positions: [Int: StreamPosition]
     package var outsideClock: Int64?
     package var body: [UInt8]
+    package var publishes: Bool
 
-    package init(positions: [Int: StreamPosition], outsideClock: Int64?, body: [UInt8]) {
+    package init(positions: [Int: StreamPosition], outsideClock: Int64?, body: [UInt8], publishes: Bool = true) {
         self.positions = positions
         self.outsideClock = outsideClock
         self.body = body
+        self.publishes = publishes
     }
 
-    /// Bytes: the number of positions (4), each as partition (4), entry
-    /// id (8 + 8) and entries applied (8); the outside clock (8,
-    /// `Int64.min` for none); then the body. Little-endian.
+    /// Bytes: the number of positions (4; its top bit set when the batch
+    /// is held — a log written before batches could be held has none, and
+    /// each of its batches publishes), each as partition (4), entry id
+    /// (8 + 8) and entries applied (8); the outside clock (8, `Int64.min`
+    /// for none); then the body. Little-endian.
     package var encodedCount: Int { 4 + positions.count * 28 + 8 + body.count }
+
+    private static let held: UInt32 = 1 << 31
 
     package func encode(into out: inout [UInt8]) {
         func put<T: FixedWidthInteger>(_ n: T) { withUnsafeBytes(of: n.littleEndian) { out.append(bytes: $0) } }
-        put(UInt32(positions.count))
+        put(UInt32(positions.count) | (publishes ? 0 : Self.held))
         for k in positions.keys.sorted() {
             let p = positions[k]!
             put(UInt32(k))
@@ -155,7 +170,7 @@ package struct SourcedBatch: Equatable, Sendable {
             defer { at += MemoryLayout<T>.size }
             return bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: at - bytes.startIndex, as: T.self)) }
         }
-        guard let n = take(UInt32.self), Int(n) <= bytes.count / 28 else { return nil }
+        guard let word = take(UInt32.self), case let n = word & ~Self.held, Int(n) <= bytes.count / 28 else { return nil }
         var positions: [Int: StreamPosition] = [:]
         for _ in 0..<n {
             guard let k = take(UInt32.self), let ms = take(UInt64.self), let seq = take(UInt64.self), let applied = take(UInt64.self),
@@ -163,6 +178,6 @@ package struct SourcedBatch: Equatable, Sendable {
             positions[Int(k)] = StreamPosition(last: EntryId(ms: ms, sequence: seq), applied: Int(applied))
         }
         guard let clock = take(Int64.self) else { return nil }
-        self.init(positions: positions, outsideClock: clock == Int64.min ? nil : clock, body: Array(bytes[at...]))
+        self.init(positions: positions, outsideClock: clock == Int64.min ? nil : clock, body: Array(bytes[at...]), publishes: word & Self.held == 0)
     }
 }

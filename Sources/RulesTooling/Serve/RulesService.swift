@@ -223,13 +223,22 @@ package final class RulesService: @unchecked Sendable {
     /// lock, a reader could not send its next read until the batch being
     /// applied was done — Redis and the applier then took turns.
     private let lastApplied = Lock()
-    private var lastAppliedState: (positions: [Int: StreamPosition], clocks: (own: Int64?, served: Int64?)) = ([:], (nil, nil))
+    private var lastAppliedState: (positions: [Int: StreamPosition], clocks: (own: Int64?, served: Int64?), held: Int) = ([:], (nil, nil), 0)
 
     /// Called holding the engine's lock, after a record is applied.
     private func noteApplied() {
-        let now = (state.positions, (state.ownClock, state.clock))
+        let now = (state.positions, (state.ownClock, state.clock), state.heldLines)
         lastApplied.locked { lastAppliedState = now }
     }
+
+    /// Lines applied in held batches, whose changed lines are not yet
+    /// looked for (`SourcedBatch.publishes`), as of the last record applied.
+    package var heldLines: Int { lastApplied.locked { lastAppliedState.held } }
+
+    /// A worker's report lines that may not yet be in Redis: people whose
+    /// changed line Redis has not confirmed, and each line applied in a held
+    /// batch (it may have changed one). 0: every line is there.
+    package var unwritten: Int { (stateWrites?.unwritten ?? 0) + heldLines }
 
     /// A worker's changed lines waiting to be written to Redis, as the
     /// engine has them now (nil: none).
@@ -272,7 +281,7 @@ package final class RulesService: @unchecked Sendable {
     }
 
     private var isCheckpointDue: Bool {
-        checkpointEvery != 0 && !backgroundCheckpoint.busy
+        checkpointEvery != 0 && !backgroundCheckpoint.busy && state.heldLines == 0
             && state.lines - checkpointedLines >= Self.checkpointInterval(every: checkpointEvery, people: state.people)
     }
 
@@ -481,7 +490,9 @@ package final class RulesService: @unchecked Sendable {
     /// it would mark again. The log after the last checkpoint is replayed
     /// instead, and those lines written then. Called holding the lock.
     private var linesNotInRedis: String? {
-        guard let stateWrites, case let n = stateWrites.unwritten, n > 0 else { return nil }
+        guard let stateWrites else { return nil }
+        if state.heldLines > 0 { return "the changes of \(state.heldLines) lines applied are not yet looked for, so not yet in Redis" }
+        guard case let n = stateWrites.unwritten, n > 0 else { return nil }
         return "\(n) \(n == 1 ? "person's line is" : "people's lines are") not yet in Redis"
     }
 
@@ -521,6 +532,7 @@ package final class RulesService: @unchecked Sendable {
         ] + (stateWrites.map { writes in [
             ("rules_state_lines_written_total", "A worker's report lines set in (or deleted from) NAME:state:{K}, as Redis confirmed.", "counter", writes.written),
             ("rules_state_lines_unwritten", "People whose latest line Redis has not yet confirmed.", "gauge", writes.unwritten),
+            ("rules_lines_held", "Lines applied in batches read from a backlog whose changed lines are not yet looked for (at most --write-every).", "gauge", state.heldLines),
         ] } ?? []))
     }
 

@@ -185,6 +185,9 @@ final class ServedState {
                 shard.tracker = tracker
             }
             changed = mergedChanges()
+            // Everyone was compared with what was last published: the
+            // changes of held bodies are among these.
+            heldLines = 0
             // Line states mean what the new policy's names are: everyone's anew.
             published?.install(program: program, personKey: shards[0].engine.personKey, shares: shards.compactMap(\.tracker?.share))
             feed.publish(changed)
@@ -203,11 +206,20 @@ final class ServedState {
         }
     }
 
+    /// Lines applied since the changed lines were last looked for: those of
+    /// held batches (`SourcedBatch.publishes`), whose changes are found
+    /// with the next batch that publishes. A checkpoint is never taken
+    /// while there are any (nothing in it says whom they reached).
+    private(set) var heldLines = 0
+
     /// Takes a body: applies its lines (those after `asOf` not), numbered
     /// after every earlier body's; every shard its own people's, at once.
+    /// Then the changed lines are looked for and published — unless the
+    /// body is held (`publishes` false): they are found with the next
+    /// body that publishes, as if the two were one.
     @discardableResult
-    func take(body: [UInt8], asOf: Int64? = nil, dealt: LineShares? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
-        let base = lines, watch = self.watch, tracks = feed != nil
+    func take(body: [UInt8], asOf: Int64? = nil, dealt: LineShares? = nil, publishes: Bool = true) -> (summary: RunSummary, rejections: [Rejection]) {
+        let base = lines, watch = self.watch, tracks = feed != nil && publishes
         // Every shard reads the body where it is, and looks for its changed
         // lines at once, its people still in cache, as of its own clock;
         // once all are done, the changes are settled as of the latest clock
@@ -253,6 +265,7 @@ final class ServedState {
             onChanges?(merged, shards.compactMap(\.tracker?.share))
             for shard in shards { shard.changes = ChangeList([]) }
         }
+        if feed != nil { heldLines = publishes ? 0 : heldLines + summary.lines }
         lines += summary.lines
         totals = (totals.bodies + 1, totals.read + summary.read, totals.applied + summary.applied, totals.rejected + summary.rejected)
         return (summary, rejections)
@@ -276,7 +289,7 @@ final class ServedState {
     func take(_ batch: SourcedBatch, asOf: Int64? = nil, dealt: LineShares? = nil) -> (summary: RunSummary, rejections: [Rejection]) {
         if let outside = batch.outsideClock, outside > (outsideClock ?? .min) { outsideClock = outside }
         defer { positions.merge(batch.positions) { $1 } }
-        return take(body: batch.body, asOf: asOf, dealt: dealt)
+        return take(body: batch.body, asOf: asOf, dealt: dealt, publishes: batch.publishes)
     }
 
     /// The state as a checkpoint, after the log's records up to `logEnd`.
