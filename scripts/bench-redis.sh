@@ -127,6 +127,11 @@ while True:
         # Every entry applied and durable, and every changed line in Redis.
         if f'"lines":{events},' in health and '"unwritten":0,' in health:
             break
+        # Every 5 ms near the end, every 50 ms before: polled every 5 ms
+        # throughout, Python took 7 % of the CPU the worker and Redis had.
+        lines = int(health.split('"lines":')[1].split(",")[0])
+        time.sleep(0.005 if lines >= 0.9 * int(events) else 0.05)
+        continue
     except OSError:
         connection = None
     time.sleep(0.005)
