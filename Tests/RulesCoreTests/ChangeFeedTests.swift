@@ -457,6 +457,55 @@ struct ServedShardsTests {
         #expect(compared > 200 && held > 500, "\(compared) cases, \(held) batches held")
     }
 
+    /// The lines a worker writes are rendered in the order of the people's
+    /// numbers (where their data lies), from a bit per person when many are
+    /// marked and from their sorted numbers when few: either way each
+    /// marked person's latest line once, in their partition's `HSET`.
+    @Test("the lines to write: every marked person's latest line once, in their partition's hash, whether few or most people are marked")
+    func linesToWrite() throws {
+        let text = "score starts at 0\nevent e {}\ne → +1\n"
+        let served = Served(shards: 2, corrections: nil)
+        let source = StreamSource(address: try RedisAddress(parsing: "redis://127.0.0.1:1/w"), partitions: 1...2, count: 3)
+        let writes = StateWrites(source: source)
+        served.state.onChanges = { writes.add($0, shares: $1) }
+        try served.state.take(policy: ServedPolicy(paths: ["p.rules"], files: ["p.rules": text]), program: try compileOrFail(text))
+        func line(_ person: String, _ day: Int) -> String { #"{"citizen":"\#(person)","time":"2026-01-\#(day < 10 ? "0" : "")\#(day)","type":"e"}"# }
+        /// What the lines taken set, by hash, as `person line` in order.
+        func taken() throws -> [String: [String]] {
+            guard let lines = writes.take() else { return [:] }
+            var reader = RESPReader()
+            reader.append(lines.batch.writer.bytes)
+            var hashes: [String: [String]] = [:]
+            while let command = try reader.next() {
+                guard case .array(let parts) = command, parts.count >= 4, parts[0].text == "HSET" else { throw TestFailure("not an HSET: \(command)") }
+                for i in stride(from: 2, to: parts.count, by: 2) { hashes[parts[1].text!, default: []].append(parts[i].text! + " " + parts[i + 1].text!) }
+            }
+            writes.confirm(lines.people)
+            return hashes.mapValues { $0.sorted() }
+        }
+        func expected(_ people: [String], score: Int) -> [String: [String]] {
+            var hashes: [String: [String]] = [:]
+            for p in people {
+                let k = Partitioning.partition(of: p, among: 3)
+                guard k >= 1 else { continue }
+                hashes["w:state:{\(k)}", default: []].append(p + " " + #"{"citizen":"\#(p)","score":\#(score),"flags":[],"denied":[],"granted":[]}"#)
+            }
+            return hashes.mapValues { $0.sorted() }
+        }
+        // 2,000 people, each twice in two bodies: most are marked.
+        let people = (0..<2_000).map { "p\($0)" }
+        for day in [1, 2] { served.state.take(body: Array(people.map { line($0, day) + "\n" }.joined().utf8)) }
+        #expect(try taken() == expected(people, score: 2))
+        #expect(writes.unwritten == 0)
+        // Then three of them, one twice: few are marked.
+        let few = ["p1999", "p7", "p1000"]
+        served.state.take(body: Array((few + ["p7"]).map { line($0, 3) + "\n" }.joined().utf8))
+        var scores = expected(["p1999", "p1000"], score: 3)
+        for (hash, lines) in expected(["p7"], score: 4) { scores[hash, default: []] += lines; scores[hash]!.sort() }
+        #expect(try taken() == scores)
+        #expect(try taken() == [:])
+    }
+
     @Test("a policy put while batches are held: its changes include theirs, and nothing stays held")
     func policyWhileHeld() throws {
         let text = "score starts at 0\nevent e {}\ne → +1\n"

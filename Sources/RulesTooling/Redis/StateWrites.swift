@@ -37,6 +37,25 @@ package final class StateWrites: @unchecked Sendable {
             for p in people { bits[Int(p) >> 6] = 0 }
             people.removeAll(keepingCapacity: true)
         }
+
+        /// `body` for each person in the set, in the order of their numbers
+        /// — the order their data lies in memory: read in the order they
+        /// were marked (the stream's), each person's published line and id
+        /// was a cache miss, and rendering 100,000 lines took 54 ms.
+        func forEachInOrder(_ body: (Int) -> Void) {
+            if people.count < bits.count {
+                // Few set: their numbers sorted cost less than every word.
+                for p in people.sorted() { body(Int(p)) }
+                return
+            }
+            for (w, word) in bits.enumerated() where word != 0 {
+                var rest = word
+                while rest != 0 {
+                    body(w << 6 | rest.trailingZeroBitCount)
+                    rest &= rest - 1
+                }
+            }
+        }
     }
 
     @exclusivity(unchecked) private var current: Generation? = nil
@@ -119,8 +138,8 @@ package final class StateWrites: @unchecked Sendable {
         var gone = [RESPWriter](repeating: RESPWriter(), count: sets.count)
         var goneCounts = setCounts
         for (k, share) in generation.shares.enumerated() {
-            for p in generation.marked[k].people {
-                generation.renderer.published(Int(p), of: share) { id, line in
+            generation.marked[k].forEachInOrder { p in
+                generation.renderer.published(p, of: share) { id, line in
                     let partition = Partitioning.partition(of: UnsafeRawBufferPointer(id), among: source.count)
                     guard source.partitions.contains(partition) else { return }  // not this worker's: never applied here
                     let i = partition - first
