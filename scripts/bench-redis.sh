@@ -69,24 +69,29 @@ for round in 0 1 2 3; do
 done
 memory=$(redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
 
-# Reading: Redis alone, then rules run, then one worker.
-# Each rate is the best of three (after a warm-up where the first round
-# is one), as for XADD above: the machine's speed drifts between rounds,
-# and a ratio of a lucky round to an unlucky one says nothing.
-xread=0
-for round in 0 1 2 3; do
+# Reading: Redis alone, rules run and one worker, each the best of three
+# rounds (after a warm-up), as for XADD above — and the three taken in
+# turn within each round: this machine's speed drifts by a third within
+# minutes, and measured one after another, a slow minute fell on one of
+# the three and made the ratio.
+xread_round() {
+    local rps
     rps=$(redis-benchmark -p "$port" -c 2 -P 1 -n 2000 -q XREAD COUNT 1000 STREAMS 'ev:{0}' 0 2>/dev/null | tr '\r' '\n' \
           | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
-    [ "$round" -gt 0 ] && xread=$(python3 -c "print(max($xread, $rps * 1000))")
-done
-"$rules" run Benchmarks/citizen.rules --events "$stream" > "$work/rules.out" 2>/dev/null
-run=999
-for _ in 1 2 3; do
+    xread=$(python3 -c "print(max($xread, $rps * 1000))")
+}
+run_round() {
+    local start end
     start=$(date +%s%N)
     "$rules" run Benchmarks/citizen.rules --events "$stream" >/dev/null 2>&1
     end=$(date +%s%N)
     run=$(python3 -c "print(min($run, ($end - $start) / 1e9))")
-done
+}
+xread=0
+xread_round
+xread=0
+"$rules" run Benchmarks/citizen.rules --events "$stream" > "$work/rules.out" 2>/dev/null
+run=999
 # Redis's own CPU while the worker reads and writes back (the two share
 # these cores): clock ticks of its process, before and after.
 redis_pid=$(redis-cli -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p' | tr -d '\r')
@@ -152,6 +157,8 @@ trap 'kill $worker 2>/dev/null || true; redis-cli -p "$port" shutdown nosave >/d
 worker=""
 worker_seconds=999
 for round in 1 2 3; do
+    xread_round
+    run_round
     worker_round
     if python3 -c "import sys; sys.exit(0 if $round_seconds < $worker_seconds else 1)"; then
         worker_seconds=$round_seconds; worker_rss=$round_rss; worker_cpu=$round_cpu; redis_cpu=$round_redis
