@@ -12,10 +12,11 @@
 #    its report and the hashes checked against `rules run`'s; the ratio
 #    to the lower of the two.
 # A private redis-server on a free local port (no persistence). Every rate
-# is the best of three: XADD, XREAD and each publish (on an emptied
-# server) after one warm-up, `rules run`, and the worker (each run from
-# an empty data directory and no state in Redis). Client, worker and
-# server share this machine.
+# is the best of three: XADD and each publish (on an emptied server) after
+# one warm-up; then three rounds of XREAD, `rules run` and the worker in
+# turn (the worker from an empty data directory and no state in Redis,
+# started by the Python process that times it). Client, worker and server
+# share this machine.
 #
 #   bash scripts/bench-redis.sh [EVENTS] [PEOPLE]     (default 1000000 100000)
 set -euo pipefail
