@@ -237,8 +237,14 @@ package final class RulesService: @unchecked Sendable {
 
     /// A worker's report lines that may not yet be in Redis: people whose
     /// changed line Redis has not confirmed, and each line applied in a held
-    /// batch (it may have changed one). 0: every line is there.
-    package var unwritten: Int { (stateWrites?.unwritten ?? 0) + heldLines }
+    /// batch (it may have changed one). 0: every line is there. The held
+    /// lines are read first: a batch that publishes marks its changed lines
+    /// before its held count is 0, so the two read in this order never both
+    /// miss them.
+    package var unwritten: Int {
+        let held = heldLines
+        return held + (stateWrites?.unwritten ?? 0)
+    }
 
     /// A worker's changed lines waiting to be written to Redis, as the
     /// engine has them now (nil: none).
