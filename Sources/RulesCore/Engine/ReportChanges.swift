@@ -68,8 +68,13 @@ package final class ReportChanges {
     /// every push).
     private let queueSlack: Int
 
-    package init(engine: Engine, queueSlack: Int = 4096) {
+    /// People kept for the next look after held bodies (`hold`) before they
+    /// are folded into its set (tests give 1: at every held body).
+    private let foldAt: Int
+
+    package init(engine: Engine, queueSlack: Int = 4096, foldHeldAt: Int = 1 << 20) {
         self.queueSlack = queueSlack
+        foldAt = max(1, foldHeldAt)
         self.engine = engine
         writer = ReportWriter(program: engine.program, personKey: engine.personKey, capacity: 4096)
         let windows = engine.program.policy.bufferReadWindows
@@ -98,6 +103,20 @@ package final class ReportChanges {
     package func changes(now: Int64) -> ChangeList {
         look(now: now)
         return settle(now: now)
+    }
+
+    /// After a body whose changes are not looked for now (a worker's held
+    /// batch, `SourcedBatch.publishes`): the people its lines reached stay
+    /// for the next `look`. The engine keeps one entry per event; past
+    /// `foldAt` of them (8 bytes each) they are folded into the look's set,
+    /// each person once — however many batches are held, the memory is
+    /// bounded by the people, not the events.
+    package func hold() {
+        guard var touched = engine.touched, touched.count >= foldAt else { return }
+        engine.touched = nil  // the list's only owner: emptied in place
+        for p in touched { mark(p) }
+        touched.removeAll(keepingCapacity: true)
+        engine.touched = touched
     }
 
     /// The first half of `changes`, for one share of the people (the

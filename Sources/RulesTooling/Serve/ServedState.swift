@@ -87,8 +87,13 @@ final class ServedState {
         shardCount > 1 ? body.withUnsafeBufferPointer { dealers.deal($0) } : nil
     }
 
+    /// People the trackers keep after held bodies before folding them into
+    /// a set (`ReportChanges.hold`; tests give 1).
+    private let foldHeldAt: Int
+
     init(personKey: String, corrections: Corrections?, feed: ChangeFeed?, published: PublishedLines? = nil, shards: Int = 1,
-         prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) {
+         foldHeldAt: Int = 1 << 20, prepare: @escaping (Engine) -> PersonWatch? = { _ in nil }) {
+        self.foldHeldAt = foldHeldAt
         self.personKey = personKey
         self.corrections = corrections
         self.feed = feed
@@ -180,7 +185,7 @@ final class ServedState {
         if let feed {
             let now = clock
             for (k, shard) in shards.enumerated() {
-                let tracker = ReportChanges(engine: shard.engine)
+                let tracker = ReportChanges(engine: shard.engine, foldHeldAt: foldHeldAt)
                 shard.changes = tracker.adopt(old.isEmpty ? nil : old[k].tracker, now: now)
                 shard.tracker = tracker
             }
@@ -219,7 +224,7 @@ final class ServedState {
     /// body that publishes, as if the two were one.
     @discardableResult
     func take(body: [UInt8], asOf: Int64? = nil, dealt: LineShares? = nil, publishes: Bool = true) -> (summary: RunSummary, rejections: [Rejection]) {
-        let base = lines, watch = self.watch, tracks = feed != nil && publishes
+        let base = lines, watch = self.watch, tracks = feed != nil && publishes, holds = feed != nil && !publishes
         // Every shard reads the body where it is, and looks for its changed
         // lines at once, its people still in cache, as of its own clock;
         // once all are done, the changes are settled as of the latest clock
@@ -236,6 +241,7 @@ final class ServedState {
                     // Its changes looked for at once, as of its own clock
                     // (settled below at the latest of all).
                     if tracks, let own = [shard.engine.clock, before].compactMap({ $0 }).max() { shard.tracker!.look(now: own) }
+                    else if holds { shard.tracker!.hold() }
                 }
                 shard.engine.lineBase = base
                 shard.rejections = []
@@ -321,7 +327,7 @@ final class ServedState {
         if let feed {
             let now = clock
             for shard in shards {
-                let tracker = ReportChanges(engine: shard.engine)
+                let tracker = ReportChanges(engine: shard.engine, foldHeldAt: foldHeldAt)
                 tracker.resume(now: now)
                 shard.tracker = tracker
             }
