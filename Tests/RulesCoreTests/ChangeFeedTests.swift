@@ -335,23 +335,34 @@ struct ServedShardsTests {
         return out + le(out.withUnsafeBytes { Hashing.checksum($0) })
     }
 
-    @Test("bodies, a policy taken again and a checkpoint restored into another number of shards: the same answers, feed events and lookups as one engine")
-    func shardsAnswerAsOneEngine() throws {
+    /// `body` with each random case of `seeds` whose policy compiles: its
+    /// program, the policy as a service takes it, and the people its lines
+    /// name; the number of such cases.
+    static func forEachServedCase(_ seeds: ClosedRange<UInt64>,
+                                  _ body: (UInt64, GeneratedCase, Program, ServedPolicy, [String]) throws -> Void) rethrows -> Int {
         var compared = 0
-        for seed in UInt64(1)...300 {
+        for seed in seeds {
             var generator = CaseGenerator(seed: seed)
             let c = generator.generate()
             guard let program = Differential.compile(c).program else { continue }
             compared += 1
             let names = c.files.indices.map { "policy\($0 + 1).rules" }
             let policy = ServedPolicy(paths: names, files: Dictionary(uniqueKeysWithValues: zip(names, c.files)))
+            let people = Array(Set(c.lines.compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["citizen"] as? String
+            })).sorted()
+            try body(seed, c, program, policy, people)
+        }
+        return compared
+    }
+
+    @Test("bodies, a policy taken again and a checkpoint restored into another number of shards: the same answers, feed events and lookups as one engine")
+    func shardsAnswerAsOneEngine() throws {
+        let compared = try Self.forEachServedCase(1...300) { seed, c, program, policy, people in
             let one = Served(shards: 1, corrections: c.corrections)
             var many = Served(shards: 3, corrections: c.corrections)
             try one.state.take(policy: policy, program: program)
             try many.state.take(policy: policy, program: program)
-            let people = Array(Set(c.lines.compactMap { line in
-                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["citizen"] as? String
-            })).sorted()
             var rng = SeededRandom(seed: seed &* 11)
             var k = 0, body = 0
             while k < c.lines.count {
@@ -409,17 +420,8 @@ struct ServedShardsTests {
     /// set after every one (`ReportChanges.hold`), as a long backlog does.
     @Test("held batches, then one that publishes: the same feed events, lookups and lines to write as one body made of them all, the people they reached folded into a set or not")
     func heldBatchesAreOneBody() throws {
-        var compared = 0, held = 0
-        for seed in UInt64(1)...300 {
-            var generator = CaseGenerator(seed: seed)
-            let c = generator.generate()
-            guard let program = Differential.compile(c).program else { continue }
-            compared += 1
-            let names = c.files.indices.map { "policy\($0 + 1).rules" }
-            let policy = ServedPolicy(paths: names, files: Dictionary(uniqueKeysWithValues: zip(names, c.files)))
-            let people = Array(Set(c.lines.compactMap { line in
-                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["citizen"] as? String
-            })).sorted()
+        var held = 0
+        let compared = try Self.forEachServedCase(1...300) { seed, c, program, policy, people in
             var rng = SeededRandom(seed: seed &* 13)
             let whole = Served(shards: 1, corrections: c.corrections)
             let holding = Served(shards: 1 + rng.below(3), corrections: c.corrections, foldHeldAt: seed % 2 == 0 ? 1 : 1 << 20)
