@@ -242,19 +242,13 @@ package final class SourceReader: @unchecked Sendable {
                     held = Logged(logged: logged, entries: fetched.entries, advanced: advanced, publishes: publishes)
                     try hand(held!, reading, client)
                     held = nil
-                } else if let outside = fetched.outside, outside > max(service.clocks.served ?? .min, clockLogged) {
-                    // Only the clock moved: a batch with no lines.
-                    guard let logged = log(SourcedBatch(positions: [:], outsideClock: outside, body: [])) else { continue }
-                    clockLogged = outside
-                    holding = false
-                    _ = publishing(caughtUp: true)
-                    held = Logged(logged: logged, entries: [], advanced: [:], publishes: true)
-                    try hand(held!, reading, client)
-                    held = nil
-                } else if holding {
-                    // Caught up after held batches: a batch with no lines
-                    // that publishes their changes.
-                    guard let logged = log(SourcedBatch(positions: [:], outsideClock: nil, body: [])) else { continue }
+                } else if case let moved = fetched.outside.flatMap({ $0 > max(service.clocks.served ?? .min, clockLogged) ? $0 : nil }),
+                          moved != nil || holding {
+                    // Caught up, and only the clock moved, or held batches
+                    // wait for their changes to be looked for: a batch with
+                    // no lines, which publishes.
+                    guard let logged = log(SourcedBatch(positions: [:], outsideClock: moved, body: [])) else { continue }
+                    if let moved { clockLogged = moved }
                     holding = false
                     _ = publishing(caughtUp: true)
                     held = Logged(logged: logged, entries: [], advanced: [:], publishes: true)
