@@ -132,6 +132,31 @@ extension ChangeFeedTests {
     /// a counted rule or an event rule's `where` reads a window only at the
     /// event, so theirs wake nobody (they were a third of all wakes on the
     /// reference workload).
+    /// After held bodies the engine keeps an entry per event for the next
+    /// look, until `foldHeldAt` of them: at that count they are folded into
+    /// a set of people, and the look still finds each change once.
+    @Test("held bodies: the entries kept are folded into a set at exactly foldHeldAt, and the look finds every change once")
+    func holdFoldsAtItsEdge() throws {
+        let engine = Engine(program: try compileOrFail("score starts at 0\nevent e {}\ne → +1\n"))
+        let tracker = ReportChanges(engine: engine, foldHeldAt: 3)
+        func apply(_ people: [String], day: Int) {
+            let body = people.map { #"{"citizen":"\#($0)","time":"2026-01-0\#(day)","type":"e"}"# + "\n" }.joined()
+            _ = EventStream.run(engine, reader: LineReader(bytes: Array(body.utf8)), asOf: nil) { _, _ in }
+        }
+        apply(["a", "b"], day: 1)
+        tracker.hold()
+        #expect(engine.touched?.count == 2, "below the edge: kept as they came")
+        apply(["a"], day: 2)
+        tracker.hold()
+        #expect(engine.touched?.count == 0, "at the edge: folded")
+        apply(["c", "a"], day: 3)
+        tracker.hold()
+        #expect(engine.touched?.count == 2)
+        let changes = tracker.changes(now: engine.clock!).changes
+        #expect(changes.map { String(decoding: $0.person, as: UTF8.self) } == ["a", "b", "c"])
+        #expect(changes.map { String(decoding: $0.line ?? [], as: UTF8.self).contains(#""score":3"#) } == [true, false, false])
+    }
+
     @Test("only the windows `while` rules read are times a line can change by itself")
     func onlyWhileWindowsWake() throws {
         let program = try compileOrFail("""
